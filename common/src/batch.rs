@@ -1,0 +1,348 @@
+//! The batch envelope: what one NATS message carries from the producer to a consumer.
+//!
+//! A batch is one page of a collection: its documents as raw BSON bytes, untouched, so
+//! the producer does no per-field work and all mapping happens in the consumers, where
+//! it scales out. The envelope is msgpack (rmp-serde) with named fields, so a consumer
+//! can read `version` first and refuse formats it does not know instead of misreading
+//! them.
+//!
+//! A document too large to fit in one NATS message (`max_payload`, 1 MiB by default,
+//! while MongoDB allows 16 MiB) travels through the JetStream object store; the batch
+//! then carries a [`Doc::Blob`] reference to it.
+//!
+//! The batch id is a hash of the run, the collection and the document bytes, so the same
+//! page published twice (a retried publish, a rerun producer) has the same id, and the
+//! stream's duplicate window and the consumers' ledger can drop the copy.
+
+use std::borrow::Cow;
+
+use serde::{Deserialize, Serialize};
+
+/// The envelope format this build writes and reads. Bump it on any incompatible change.
+pub const FORMAT_VERSION: u16 = 1;
+
+/// Bytes reserved in every message for the envelope's own fields (version, ids, names).
+/// Run and collection names are added on top, see [`BatchLimits::new`].
+const ENVELOPE_HEADROOM: usize = 512;
+
+/// The msgpack framing one document costs inside the envelope: the enum tag and the
+/// binary header. Overestimated on purpose; being a few bytes short would overflow.
+const PER_DOC_OVERHEAD: usize = 24;
+
+/// One page of a collection, ready to publish or just received.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Envelope<'a> {
+    /// [`FORMAT_VERSION`] of the writer.
+    pub version: u16,
+    /// Deterministic id: see [`BatchId::compute`].
+    #[serde(borrow)]
+    pub batch_id: Cow<'a, str>,
+    #[serde(borrow)]
+    pub run: Cow<'a, str>,
+    #[serde(borrow)]
+    pub collection: Cow<'a, str>,
+    /// Position of this page in the collection's `_id` order, from 0.
+    pub seq: u64,
+    #[serde(borrow)]
+    pub docs: Vec<Doc<'a>>,
+}
+
+/// One document of a batch.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub enum Doc<'a> {
+    /// The document's raw BSON bytes.
+    Inline(#[serde(borrow, with = "serde_bytes")] Cow<'a, [u8]>),
+    /// A document stored in the object store under `name` (its content hash), because
+    /// it is larger than a NATS message may be.
+    Blob { name: String, len: u64 },
+}
+
+/// Why an envelope could not be read. Every variant is a poison message: the same bytes
+/// fail the same way on every delivery.
+#[derive(Debug, thiserror::Error)]
+pub enum DecodeError {
+    #[error("not a batch envelope: {0}")]
+    Malformed(#[from] rmp_serde::decode::Error),
+    #[error("envelope format version {found} is not supported (this build reads version {FORMAT_VERSION}); upgrade the consumers")]
+    UnknownVersion { found: u16 },
+}
+
+#[derive(Deserialize)]
+struct VersionProbe {
+    version: u16,
+}
+
+impl<'a> Envelope<'a> {
+    /// Builds an envelope for `docs`, computing its batch id.
+    pub fn new(run: &'a str, collection: &'a str, seq: u64, docs: Vec<Doc<'a>>) -> Self {
+        let batch_id = BatchId::compute(run, collection, &docs);
+        Envelope {
+            version: FORMAT_VERSION,
+            batch_id: Cow::Owned(batch_id.0),
+            run: Cow::Borrowed(run),
+            collection: Cow::Borrowed(collection),
+            seq,
+            docs,
+        }
+    }
+
+    /// Serializes to msgpack with field names (see the module doc for why).
+    pub fn encode(&self) -> Vec<u8> {
+        // Serializing plain structs of strings, integers and bytes into a Vec cannot fail.
+        rmp_serde::to_vec_named(self).unwrap_or_default()
+    }
+
+    /// Reads an envelope, borrowing strings and document bytes from `bytes`.
+    ///
+    /// # Errors
+    /// [`DecodeError`] when the bytes are not an envelope or are of another version.
+    pub fn decode(bytes: &'a [u8]) -> Result<Self, DecodeError> {
+        let probe: VersionProbe = rmp_serde::from_slice(bytes)?;
+        if probe.version != FORMAT_VERSION {
+            return Err(DecodeError::UnknownVersion {
+                found: probe.version,
+            });
+        }
+        Ok(rmp_serde::from_slice(bytes)?)
+    }
+}
+
+/// The deterministic id of a batch: the same run, collection and documents give the
+/// same id, whoever publishes them and however often.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct BatchId(pub String);
+
+impl BatchId {
+    pub fn compute(run: &str, collection: &str, docs: &[Doc<'_>]) -> Self {
+        let mut hasher = blake3::Hasher::new();
+        for part in [run.as_bytes(), collection.as_bytes()] {
+            hasher.update(&(part.len() as u64).to_le_bytes());
+            hasher.update(part);
+        }
+        for doc in docs {
+            match doc {
+                Doc::Inline(bytes) => {
+                    hasher.update(b"i");
+                    hasher.update(&(bytes.len() as u64).to_le_bytes());
+                    hasher.update(bytes);
+                }
+                Doc::Blob { name, len } => {
+                    hasher.update(b"b");
+                    hasher.update(&len.to_le_bytes());
+                    hasher.update(name.as_bytes());
+                }
+            }
+        }
+        // 128 bits: collisions are out of reach for any number of batches.
+        let hash = hasher.finalize();
+        BatchId(hash.to_hex()[..32].to_string())
+    }
+}
+
+/// The content hash that names a document in the object store.
+pub fn blob_name(bytes: &[u8]) -> String {
+    blake3::hash(bytes).to_hex().to_string()
+}
+
+/// How large a batch may grow.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct BatchLimits {
+    /// Most documents in one batch (`--batch-size`).
+    pub max_docs: usize,
+    /// Most bytes of documents in one batch, so the encoded envelope stays within the
+    /// NATS server's `max_payload`.
+    pub max_doc_bytes: usize,
+}
+
+impl BatchLimits {
+    /// Limits for a server with `max_payload`, leaving room for the envelope's fields.
+    pub fn new(max_docs: usize, max_payload: usize, run: &str, collection: &str) -> Self {
+        let headroom = ENVELOPE_HEADROOM + run.len() + collection.len();
+        BatchLimits {
+            max_docs: max_docs.max(1),
+            max_doc_bytes: max_payload
+                .saturating_sub(headroom)
+                .max(PER_DOC_OVERHEAD + 1),
+        }
+    }
+
+    /// Whether a document of `len` bytes can travel inline, or needs the object store.
+    pub fn fits_inline(&self, len: usize) -> bool {
+        len + PER_DOC_OVERHEAD <= self.max_doc_bytes
+    }
+}
+
+/// Collects documents into batches bounded by count and bytes.
+#[derive(Debug)]
+pub struct BatchBuilder {
+    limits: BatchLimits,
+    docs: Vec<Doc<'static>>,
+    bytes: usize,
+}
+
+impl BatchBuilder {
+    pub fn new(limits: BatchLimits) -> Self {
+        BatchBuilder {
+            limits,
+            docs: Vec::new(),
+            bytes: 0,
+        }
+    }
+
+    /// Whether adding `doc` would take the batch past its byte limit: the caller then
+    /// closes the batch first. An empty batch takes any document that fits inline.
+    pub fn would_overflow(&self, doc: &Doc<'_>) -> bool {
+        !self.docs.is_empty() && self.bytes + doc_size(doc) > self.limits.max_doc_bytes
+    }
+
+    /// Adds a document. The caller sends a document that does not
+    /// [`BatchLimits::fits_inline`] through the object store and pushes its
+    /// [`Doc::Blob`] reference instead.
+    pub fn push(&mut self, doc: Doc<'static>) {
+        self.bytes += doc_size(&doc);
+        self.docs.push(doc);
+    }
+
+    /// Whether the batch holds `max_docs` documents.
+    pub fn is_full(&self) -> bool {
+        self.docs.len() >= self.limits.max_docs
+    }
+
+    /// Takes what has been collected, possibly nothing.
+    pub fn take(&mut self) -> Vec<Doc<'static>> {
+        self.bytes = 0;
+        std::mem::take(&mut self.docs)
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.docs.is_empty()
+    }
+}
+
+fn doc_size(doc: &Doc<'_>) -> usize {
+    PER_DOC_OVERHEAD
+        + match doc {
+            Doc::Inline(bytes) => bytes.len(),
+            Doc::Blob { name, .. } => name.len() + 16,
+        }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn inline(len: usize, fill: u8) -> Doc<'static> {
+        Doc::Inline(Cow::Owned(vec![fill; len]))
+    }
+
+    #[test]
+    fn envelope_round_trips_and_borrows() {
+        let docs = vec![
+            inline(10, 1),
+            Doc::Blob {
+                name: blob_name(b"big"),
+                len: 3,
+            },
+            inline(0, 0),
+        ];
+        let envelope = Envelope::new("run-1", "users", 7, docs);
+        let bytes = envelope.encode();
+        let decoded = Envelope::decode(&bytes).expect("decodes");
+        assert_eq!(decoded, envelope);
+        assert!(matches!(decoded.docs[0], Doc::Inline(Cow::Borrowed(_))));
+        assert!(matches!(decoded.collection, Cow::Borrowed(_)));
+    }
+
+    #[test]
+    fn batch_id_depends_on_content_only() {
+        let a = Envelope::new("r", "c", 0, vec![inline(5, 1)]);
+        let b = Envelope::new("r", "c", 9, vec![inline(5, 1)]);
+        let c = Envelope::new("r", "c", 0, vec![inline(5, 2)]);
+        let d = Envelope::new("r", "other", 0, vec![inline(5, 1)]);
+        assert_eq!(a.batch_id, b.batch_id);
+        assert_ne!(a.batch_id, c.batch_id);
+        assert_ne!(a.batch_id, d.batch_id);
+        assert_eq!(a.batch_id.len(), 32);
+    }
+
+    #[test]
+    fn garbage_and_other_versions_are_refused() {
+        assert!(matches!(
+            Envelope::decode(b"\xff\x00garbage"),
+            Err(DecodeError::Malformed(_))
+        ));
+        let mut envelope = Envelope::new("r", "c", 0, vec![inline(1, 1)]);
+        envelope.version = FORMAT_VERSION + 1;
+        let bytes = envelope.encode();
+        assert!(matches!(
+            Envelope::decode(&bytes),
+            Err(DecodeError::UnknownVersion { found }) if found == FORMAT_VERSION + 1
+        ));
+    }
+
+    /// Drives a builder the way the producer does.
+    fn split(limits: BatchLimits, docs: Vec<Doc<'static>>) -> Vec<Vec<Doc<'static>>> {
+        let mut builder = BatchBuilder::new(limits);
+        let mut batches = Vec::new();
+        for doc in docs {
+            if builder.would_overflow(&doc) {
+                batches.push(builder.take());
+            }
+            builder.push(doc);
+            if builder.is_full() {
+                batches.push(builder.take());
+            }
+        }
+        if !builder.is_empty() {
+            batches.push(builder.take());
+        }
+        batches
+    }
+
+    #[test]
+    fn builder_splits_by_count() {
+        let limits = BatchLimits::new(3, 1 << 20, "r", "c");
+        let batches = split(limits, (0..7).map(|i| inline(10, i)).collect());
+        let sizes: Vec<usize> = batches.iter().map(Vec::len).collect();
+        assert_eq!(sizes, vec![3, 3, 1]);
+    }
+
+    #[test]
+    fn builder_splits_by_bytes_and_every_batch_fits_the_payload() {
+        let max_payload = 4096;
+        let limits = BatchLimits::new(1000, max_payload, "run", "collection");
+        let lens = [1000, 1500, 900, 3000, 10, 10, 2500, 700];
+        assert!(lens.iter().all(|len| limits.fits_inline(*len)));
+        let docs = lens
+            .iter()
+            .enumerate()
+            .map(|(i, len)| inline(*len, i as u8))
+            .collect();
+        let batches = split(limits, docs);
+        let all: Vec<u8> = batches
+            .iter()
+            .flatten()
+            .map(|d| match d {
+                Doc::Inline(b) => b[0],
+                Doc::Blob { .. } => unreachable!(),
+            })
+            .collect();
+        assert_eq!(all, (0..lens.len() as u8).collect::<Vec<_>>(), "order kept");
+        assert!(batches.len() > 2);
+        for (seq, docs) in batches.into_iter().enumerate() {
+            let encoded = Envelope::new("run", "collection", seq as u64, docs).encode();
+            assert!(
+                encoded.len() <= max_payload,
+                "{} > {max_payload}",
+                encoded.len()
+            );
+        }
+    }
+
+    #[test]
+    fn documents_over_the_payload_do_not_fit_inline() {
+        let limits = BatchLimits::new(10, 1 << 20, "r", "c");
+        assert!(limits.fits_inline(1 << 19));
+        assert!(!limits.fits_inline(1 << 20));
+    }
+}

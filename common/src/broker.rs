@@ -1,0 +1,138 @@
+//! The JetStream side both binaries share: connecting, and creating the stream, the
+//! dead-letter stream, the state bucket and the blob bucket when they are absent.
+//!
+//! Both sides create what is missing, with the same settings, so a consumer may start
+//! before the producer (as compose does) and either may be first on an empty server.
+
+use std::time::Duration;
+
+use async_nats::jetstream::{self, kv, object_store, stream};
+
+use crate::config::{redact_url, NatsArgs};
+use crate::naming::Names;
+
+/// How long the stream remembers a `Nats-Msg-Id`: a batch published again within this
+/// window (a retried publish, a producer rerun soon after a crash) is dropped by the
+/// server. Past it, the consumers' ledger catches the copy.
+pub const DUPLICATE_WINDOW: Duration = Duration::from_secs(30 * 60);
+
+#[derive(Debug, thiserror::Error)]
+pub enum BrokerError {
+    #[error("cannot reach NATS at {url}: {detail}; is nats-server running with JetStream (-js)? Set --nats-url or NATS_URL")]
+    Connect { url: String, detail: String },
+    #[error("JetStream {what} {name:?}: {detail}")]
+    Setup {
+        what: &'static str,
+        name: String,
+        detail: String,
+    },
+}
+
+/// A connected client with the pipeline's JetStream resources in place.
+#[derive(Clone)]
+pub struct Broker {
+    pub client: async_nats::Client,
+    pub jetstream: jetstream::Context,
+    pub names: Names,
+    pub state: kv::Store,
+    pub blobs: object_store::ObjectStore,
+}
+
+impl Broker {
+    /// Connects and makes sure the stream, dead-letter stream and buckets exist.
+    ///
+    /// # Errors
+    /// [`BrokerError::Connect`] when the server cannot be reached; [`BrokerError::Setup`]
+    /// when JetStream refuses a resource (JetStream disabled, a conflicting config).
+    pub async fn connect(args: &NatsArgs, names: Names) -> Result<Self, BrokerError> {
+        let client = async_nats::ConnectOptions::new()
+            .connection_timeout(Duration::from_secs(5))
+            .name("mongo2pg")
+            .connect(args.nats_url.as_str())
+            .await
+            .map_err(|err| BrokerError::Connect {
+                url: redact_url(&args.nats_url),
+                detail: err.to_string(),
+            })?;
+        let jetstream = jetstream::new(client.clone());
+        let setup = |what: &'static str, name: &str| {
+            let name = name.to_string();
+            move |err: &dyn std::fmt::Display| BrokerError::Setup {
+                what,
+                name,
+                detail: err.to_string(),
+            }
+        };
+
+        jetstream
+            .get_or_create_stream(stream::Config {
+                name: names.stream().to_string(),
+                subjects: vec![names.batch_subjects()],
+                retention: stream::RetentionPolicy::WorkQueue,
+                storage: stream::StorageType::File,
+                duplicate_window: DUPLICATE_WINDOW,
+                ..Default::default()
+            })
+            .await
+            .map_err(|e| setup("stream", names.stream())(&e))?;
+        let dlq = names.dead_letter_stream();
+        jetstream
+            .get_or_create_stream(stream::Config {
+                name: dlq.clone(),
+                subjects: vec![format!("{}.dlq.>", names.stream())],
+                retention: stream::RetentionPolicy::Limits,
+                storage: stream::StorageType::File,
+                ..Default::default()
+            })
+            .await
+            .map_err(|e| setup("stream", &dlq)(&e))?;
+
+        // The key-value bucket's stream is created here with the settings async-nats
+        // gives one: `create_key_value` first asks for the account info, whose reply
+        // from nats-server 2.9 it cannot parse.
+        let bucket = names.state_bucket();
+        jetstream
+            .get_or_create_stream(stream::Config {
+                name: format!("KV_{bucket}"),
+                subjects: vec![format!("$KV.{bucket}.>")],
+                max_messages_per_subject: 1,
+                storage: stream::StorageType::File,
+                allow_rollup: true,
+                deny_delete: true,
+                allow_direct: true,
+                discard: stream::DiscardPolicy::New,
+                num_replicas: 1,
+                ..Default::default()
+            })
+            .await
+            .map_err(|e| setup("key-value bucket", &bucket)(&e))?;
+        let state = jetstream
+            .get_key_value(bucket.as_str())
+            .await
+            .map_err(|e| setup("key-value bucket", &bucket)(&e))?;
+        let bucket = names.blob_bucket();
+        let blobs = match jetstream.get_object_store(bucket.as_str()).await {
+            Ok(store) => store,
+            Err(_) => jetstream
+                .create_object_store(object_store::Config {
+                    bucket: bucket.clone(),
+                    storage: stream::StorageType::File,
+                    ..Default::default()
+                })
+                .await
+                .map_err(|e| setup("object store", &bucket)(&e))?,
+        };
+        Ok(Broker {
+            client,
+            jetstream,
+            names,
+            state,
+            blobs,
+        })
+    }
+
+    /// The largest message the server accepts, which bounds every batch.
+    pub fn max_payload(&self) -> usize {
+        self.client.server_info().max_payload
+    }
+}

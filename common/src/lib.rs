@@ -1,0 +1,23 @@
+//! What the producer and the consumers share.
+//!
+//! # Layout
+//! - [`batch`]: the msgpack envelope of one page of documents, its deterministic id,
+//!   and splitting pages into batches that fit a NATS message.
+//! - [`naming`]: stream, subject, consumer, bucket and table names, all in one place.
+//! - [`run_state`]: the run manifest and producer checkpoints kept in the KV bucket.
+//! - [`broker`]: connecting to NATS and creating the JetStream resources.
+//! - [`config`]: command-line/environment arguments both binaries take.
+//! - [`cli`]: one-line errors at the binaries' edge.
+//! - [`telemetry`]: logs and OTLP traces.
+//! - [`shutdown`]: SIGINT/SIGTERM as a cancellation token.
+//! - [`trace_context`]: W3C trace context carried in NATS headers.
+
+pub mod batch;
+pub mod broker;
+pub mod cli;
+pub mod config;
+pub mod naming;
+pub mod run_state;
+pub mod shutdown;
+pub mod telemetry;
+pub mod trace_context;

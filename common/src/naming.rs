@@ -1,0 +1,176 @@
+//! Every name the pipeline puts on a server, in one place: stream, subjects, durable
+//! consumer, key-value and object-store buckets, and the bookkeeping tables.
+//!
+//! Everything hangs off one stream name (`--stream`), so separate deployments (and
+//! parallel test runs) on one NATS server never see each other's messages.
+
+use std::fmt;
+use std::str::FromStr;
+
+/// The bookkeeping tables the consumers keep in the target database.
+pub const LEDGER_TABLE: &str = "_migrate_ledger";
+pub const REJECTS_TABLE: &str = "_migrate_rejects";
+pub const DEAD_LETTERS_TABLE: &str = "_migrate_dead_letters";
+
+/// A run's name: one migration, resumable under this name. It becomes a subject token
+/// and a key-value key, hence the narrow alphabet.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct RunName(String);
+
+impl FromStr for RunName {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        let ok = !s.is_empty()
+            && s.len() <= 64
+            && s.bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_');
+        if ok {
+            Ok(RunName(s.to_string()))
+        } else {
+            Err(format!(
+                "run name {s:?} must be 1 to 64 letters, digits, '-' or '_'"
+            ))
+        }
+    }
+}
+
+impl RunName {
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Display for RunName {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+/// The names derived from one stream name.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Names {
+    stream: String,
+}
+
+impl Names {
+    /// # Errors
+    /// When `stream` is not a valid JetStream stream name.
+    pub fn new(stream: &str) -> Result<Self, String> {
+        let ok = !stream.is_empty()
+            && stream.len() <= 32
+            && stream
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_');
+        if ok {
+            Ok(Names {
+                stream: stream.to_string(),
+            })
+        } else {
+            Err(format!(
+                "stream name {stream:?} must be 1 to 32 letters, digits, '-' or '_'"
+            ))
+        }
+    }
+
+    /// The work-queue stream that carries the batches.
+    pub fn stream(&self) -> &str {
+        &self.stream
+    }
+
+    /// Every batch subject of the stream.
+    pub fn batch_subjects(&self) -> String {
+        format!("{}.batch.>", self.stream)
+    }
+
+    /// The subject of one run's batches of one collection.
+    pub fn batch_subject(&self, run: &RunName, collection: &str) -> String {
+        format!("{}.batch.{run}.{}", self.stream, token(collection))
+    }
+
+    /// The subjects of one run: what its durable consumer filters on.
+    pub fn run_subjects(&self, run: &RunName) -> String {
+        format!("{}.batch.{run}.>", self.stream)
+    }
+
+    /// The durable pull consumer every consumer process of a run binds.
+    pub fn durable_consumer(&self, run: &RunName) -> String {
+        format!("writers-{run}")
+    }
+
+    /// The stream where poison messages are kept, byte for byte, for inspection.
+    pub fn dead_letter_stream(&self) -> String {
+        format!("{}_DLQ", self.stream)
+    }
+
+    pub fn dead_letter_subject(&self, run: &RunName) -> String {
+        format!("{}.dlq.{run}", self.stream)
+    }
+
+    /// Key-value bucket of run manifests and producer checkpoints.
+    pub fn state_bucket(&self) -> String {
+        format!("{}_state", self.stream)
+    }
+
+    /// Object-store bucket of documents too large for one message.
+    pub fn blob_bucket(&self) -> String {
+        format!("{}_blobs", self.stream)
+    }
+
+    /// Key of a run's manifest (collections and their published totals).
+    pub fn manifest_key(&self, run: &RunName) -> String {
+        format!("{run}.manifest")
+    }
+
+    /// Key of the producer's checkpoint for one collection of a run.
+    pub fn checkpoint_key(&self, run: &RunName, collection: &str) -> String {
+        format!("{run}.checkpoint.{}", token(collection))
+    }
+}
+
+/// Escapes a collection name into one subject token that is also a valid key-value key:
+/// letters, digits, '-' and '_' stay, every other byte becomes `=XX`. Distinct names
+/// stay distinct.
+pub fn token(name: &str) -> String {
+    let mut out = String::with_capacity(name.len());
+    for b in name.bytes() {
+        if b.is_ascii_alphanumeric() || b == b'-' || b == b'_' {
+            out.push(b as char);
+        } else {
+            out.push_str(&format!("={b:02X}"));
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn tokens_are_safe_and_distinct() {
+        assert_eq!(token("users"), "users");
+        assert_eq!(token("a.b c"), "a=2Eb=20c");
+        assert_ne!(token("a.b"), token("a=2Eb"));
+        assert_eq!(token("é"), "=C3=A9");
+    }
+
+    #[test]
+    fn run_and_stream_names_are_validated() {
+        assert!("nightly-2026_11".parse::<RunName>().is_ok());
+        assert!("".parse::<RunName>().is_err());
+        assert!("a.b".parse::<RunName>().is_err());
+        assert!("a>".parse::<RunName>().is_err());
+        assert!(Names::new("MIGRATE").is_ok());
+        assert!(Names::new("MI GRATE").is_err());
+    }
+
+    #[test]
+    fn subjects_nest_under_the_stream() {
+        let names = Names::new("M").expect("valid");
+        let run: RunName = "r1".parse().expect("valid");
+        assert_eq!(names.batch_subject(&run, "a.b"), "M.batch.r1.a=2Eb");
+        assert_eq!(names.run_subjects(&run), "M.batch.r1.>");
+        assert_eq!(names.checkpoint_key(&run, "a.b"), "r1.checkpoint.a=2Eb");
+    }
+}

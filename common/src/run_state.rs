@@ -1,0 +1,200 @@
+//! What the producer records about a run in the key-value bucket, for the consumers
+//! (`--exit-when-done`), `status`, and its own resumption.
+
+use std::collections::BTreeMap;
+
+use serde::{Deserialize, Serialize};
+
+/// The collections of a run and what was published of each.
+///
+/// `complete` is set only once every collection's last batch is acknowledged by the
+/// stream: until then the totals are a floor, and consumers waiting for the end keep
+/// waiting, across a producer crash and its rerun.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RunManifest {
+    pub collections: BTreeMap<String, CollectionTotals>,
+    pub complete: bool,
+}
+
+/// What the producer published of one collection.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CollectionTotals {
+    pub documents: u64,
+    pub batches: u64,
+    pub bytes: u64,
+    /// Documents MongoDB estimated at the start, for progress and `status`.
+    pub estimated: u64,
+    pub complete: bool,
+}
+
+/// Where the producer stands in one collection, saved after each acknowledged batch.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct Checkpoint {
+    /// The last `_id` published, as canonical Extended JSON (keeps its BSON type).
+    pub last_id: Option<serde_json::Value>,
+    /// Batches published so far: the next batch's sequence number.
+    pub batches: u64,
+    pub documents: u64,
+    pub bytes: u64,
+    pub complete: bool,
+}
+
+impl RunManifest {
+    pub fn to_bytes(&self) -> bytes::Bytes {
+        serde_json::to_vec(self).unwrap_or_default().into()
+    }
+
+    /// # Errors
+    /// When the stored value is not a manifest (written by another version, say).
+    pub fn from_bytes(bytes: &[u8]) -> Result<Self, serde_json::Error> {
+        serde_json::from_slice(bytes)
+    }
+}
+
+impl Checkpoint {
+    pub fn to_bytes(&self) -> bytes::Bytes {
+        serde_json::to_vec(self).unwrap_or_default().into()
+    }
+
+    /// # Errors
+    /// When the stored value is not a checkpoint.
+    pub fn from_bytes(bytes: &[u8]) -> Result<Self, serde_json::Error> {
+        serde_json::from_slice(bytes)
+    }
+}
+
+/// Why the state bucket could not be read or written.
+#[derive(Debug, thiserror::Error)]
+pub enum StateError {
+    #[error("state bucket: {0}")]
+    Nats(String),
+    #[error("state bucket key {key:?} holds something unreadable: {source}")]
+    Corrupt {
+        key: String,
+        source: serde_json::Error,
+    },
+}
+
+/// Typed access to the run manifests and checkpoints in the key-value bucket.
+#[derive(Clone)]
+pub struct RunState {
+    kv: async_nats::jetstream::kv::Store,
+    names: crate::naming::Names,
+    run: crate::naming::RunName,
+}
+
+impl RunState {
+    pub fn new(
+        kv: async_nats::jetstream::kv::Store,
+        names: crate::naming::Names,
+        run: crate::naming::RunName,
+    ) -> Self {
+        RunState { kv, names, run }
+    }
+
+    /// The run's manifest, if a producer has started it.
+    pub async fn manifest(&self) -> Result<Option<RunManifest>, StateError> {
+        let key = self.names.manifest_key(&self.run);
+        match self.kv.get(key.as_str()).await {
+            Ok(Some(bytes)) => RunManifest::from_bytes(&bytes)
+                .map(Some)
+                .map_err(|source| StateError::Corrupt { key, source }),
+            Ok(None) => Ok(None),
+            Err(err) => Err(StateError::Nats(err.to_string())),
+        }
+    }
+
+    /// Changes the manifest with compare-and-set, so producers racing on one run (started
+    /// twice by mistake) never overwrite each other's totals.
+    pub async fn update_manifest(
+        &self,
+        mut change: impl FnMut(&mut RunManifest),
+    ) -> Result<RunManifest, StateError> {
+        let key = self.names.manifest_key(&self.run);
+        loop {
+            let entry = self
+                .kv
+                .entry(key.as_str())
+                .await
+                .map_err(|e| StateError::Nats(e.to_string()))?;
+            let (mut manifest, revision) = match entry {
+                Some(entry) if entry.operation == async_nats::jetstream::kv::Operation::Put => {
+                    let manifest = RunManifest::from_bytes(&entry.value).map_err(|source| {
+                        StateError::Corrupt {
+                            key: key.clone(),
+                            source,
+                        }
+                    })?;
+                    (manifest, Some(entry.revision))
+                }
+                Some(entry) => (RunManifest::default(), Some(entry.revision)),
+                None => (RunManifest::default(), None),
+            };
+            change(&mut manifest);
+            use async_nats::jetstream::kv::{CreateErrorKind, UpdateErrorKind};
+            let written = match revision {
+                Some(revision) => match self
+                    .kv
+                    .update(key.as_str(), manifest.to_bytes(), revision)
+                    .await
+                {
+                    Ok(_) => Ok(true),
+                    Err(e) if e.kind() == UpdateErrorKind::WrongLastRevision => Ok(false),
+                    Err(e) => Err(e.to_string()),
+                },
+                None => match self.kv.create(key.as_str(), manifest.to_bytes()).await {
+                    Ok(_) => Ok(true),
+                    Err(e) if e.kind() == CreateErrorKind::AlreadyExists => Ok(false),
+                    Err(e) => Err(e.to_string()),
+                },
+            };
+            match written {
+                Ok(true) => return Ok(manifest),
+                // Someone else wrote in between: read again and apply the change again.
+                Ok(false) => continue,
+                Err(err) => return Err(StateError::Nats(err)),
+            }
+        }
+    }
+
+    pub async fn checkpoint(&self, collection: &str) -> Result<Option<Checkpoint>, StateError> {
+        let key = self.names.checkpoint_key(&self.run, collection);
+        match self.kv.get(key.as_str()).await {
+            Ok(Some(bytes)) => Checkpoint::from_bytes(&bytes)
+                .map(Some)
+                .map_err(|source| StateError::Corrupt { key, source }),
+            Ok(None) => Ok(None),
+            Err(err) => Err(StateError::Nats(err.to_string())),
+        }
+    }
+
+    pub async fn save_checkpoint(
+        &self,
+        collection: &str,
+        checkpoint: &Checkpoint,
+    ) -> Result<(), StateError> {
+        let key = self.names.checkpoint_key(&self.run, collection);
+        self.kv
+            .put(key.as_str(), checkpoint.to_bytes())
+            .await
+            .map(|_| ())
+            .map_err(|e| StateError::Nats(e.to_string()))
+    }
+
+    /// Forgets the run's manifest and the checkpoints of `collections` (`--restart`).
+    pub async fn forget(&self, collections: &[String]) -> Result<(), StateError> {
+        let mut keys = vec![self.names.manifest_key(&self.run)];
+        keys.extend(
+            collections
+                .iter()
+                .map(|c| self.names.checkpoint_key(&self.run, c)),
+        );
+        for key in keys {
+            self.kv
+                .purge(key.as_str())
+                .await
+                .map_err(|e| StateError::Nats(e.to_string()))?;
+        }
+        Ok(())
+    }
+}

@@ -1,0 +1,210 @@
+//! Publishing one collection: documents from the pager become batches, batches become
+//! messages, and each acknowledged message moves the collection's checkpoint.
+
+use std::borrow::Cow;
+use std::time::{Duration, Instant};
+
+use bson::{Bson, RawDocumentBuf};
+use common::batch::{blob_name, BatchBuilder, BatchLimits, Doc, Envelope};
+use common::broker::Broker;
+use common::run_state::{Checkpoint, RunState};
+use mongodb::Database;
+use tokio_util::sync::CancellationToken;
+
+use crate::config::RunConfig;
+use crate::error::{mongo_detail, ProducerError};
+use crate::pager::Pager;
+use crate::publisher::Publisher;
+
+/// How often a progress line is logged while a collection is published.
+const PROGRESS_EVERY: Duration = Duration::from_secs(5);
+
+/// What was published of one collection, over the whole run (a resumed run included).
+#[derive(Debug, Clone)]
+pub struct CollectionSummary {
+    pub name: String,
+    pub documents: u64,
+    pub batches: u64,
+    pub bytes: u64,
+    /// Batches the stream already held (a rerun within the duplicate window).
+    pub duplicates: u64,
+    /// Whether this run picked up a checkpoint left by an earlier one.
+    pub resumed: bool,
+}
+
+/// Publishes the documents of `name` after its checkpoint.
+pub async fn publish_collection(
+    database: &Database,
+    broker: &Broker,
+    state: &RunState,
+    config: &RunConfig,
+    name: &str,
+    estimated: u64,
+    shutdown: &CancellationToken,
+) -> Result<CollectionSummary, ProducerError> {
+    let run = config.run.run.as_str();
+    let checkpoint = state.checkpoint(name).await?.unwrap_or_default();
+    let resumed = checkpoint.batches > 0;
+    if checkpoint.complete {
+        tracing::info!(collection = %name, documents = checkpoint.documents, batches = checkpoint.batches,
+            "already published by an earlier producer of this run; skipping (use --restart to publish again)");
+        return Ok(summary(name, &checkpoint, 0, true));
+    }
+    let last_id = match &checkpoint.last_id {
+        Some(json) => {
+            Some(
+                Bson::try_from(json.clone()).map_err(|e| ProducerError::BadCheckpoint {
+                    collection: name.to_string(),
+                    detail: e.to_string(),
+                })?,
+            )
+        }
+        None => None,
+    };
+    if resumed {
+        tracing::info!(collection = %name, batches = checkpoint.batches, documents = checkpoint.documents,
+            "resuming from the checkpoint of an earlier producer of this run");
+    }
+
+    let limits = BatchLimits::new(config.batch_size.get(), broker.max_payload(), run, name);
+    let mut batches = Batches {
+        broker,
+        name,
+        run,
+        limits,
+        builder: BatchBuilder::new(limits),
+        publisher: Publisher::new(
+            broker.jetstream.clone(),
+            state.clone(),
+            broker.names.batch_subject(&config.run.run, name),
+            name.to_string(),
+            config.max_in_flight.get(),
+        ),
+        progress: Checkpoint {
+            complete: false,
+            ..checkpoint
+        },
+        last_pushed: None,
+    };
+    let mut pager = Pager::new(
+        database.collection::<RawDocumentBuf>(name),
+        last_id.as_ref(),
+    );
+    let started = Instant::now();
+    let mut last_report = Instant::now();
+    let start_documents = batches.progress.documents;
+
+    loop {
+        if shutdown.is_cancelled() {
+            // Keep what was sent: wait for its acknowledgements so the checkpoint is exact.
+            batches.publisher.finish().await?;
+            return Err(ProducerError::Interrupted);
+        }
+        let next = pager.next().await.map_err(|e| ProducerError::Read {
+            collection: name.to_string(),
+            detail: mongo_detail(&e),
+        })?;
+        let Some(document) = next else { break };
+        batches.add(document).await?;
+        if last_report.elapsed() >= PROGRESS_EVERY {
+            last_report = Instant::now();
+            let done = batches.progress.documents;
+            let rate = (done - start_documents) as f64 / started.elapsed().as_secs_f64().max(1e-9);
+            tracing::info!(collection = %name, documents = done, estimated, docs_per_sec = rate as u64, "publishing");
+        }
+    }
+    batches.flush().await?;
+    let published = batches.publisher.finish().await?;
+    let mut progress = batches.progress;
+    progress.complete = true;
+    state.save_checkpoint(name, &progress).await?;
+    Ok(summary(name, &progress, published.duplicates, resumed))
+}
+
+fn summary(name: &str, progress: &Checkpoint, duplicates: u64, resumed: bool) -> CollectionSummary {
+    CollectionSummary {
+        name: name.to_string(),
+        documents: progress.documents,
+        batches: progress.batches,
+        bytes: progress.bytes,
+        duplicates,
+        resumed,
+    }
+}
+
+/// The batch being filled and where the collection will stand once it is acknowledged.
+struct Batches<'a> {
+    broker: &'a Broker,
+    name: &'a str,
+    run: &'a str,
+    limits: BatchLimits,
+    builder: BatchBuilder,
+    publisher: Publisher,
+    progress: Checkpoint,
+    /// `_id` of the last document added: the checkpoint of the batch it closes.
+    last_pushed: Option<Bson>,
+}
+
+impl Batches<'_> {
+    async fn add(&mut self, document: RawDocumentBuf) -> Result<(), ProducerError> {
+        let id = document
+            .get("_id")
+            .ok()
+            .flatten()
+            .and_then(|id| Bson::try_from(id).ok());
+        let bytes = document.into_bytes();
+        let doc = if self.limits.fits_inline(bytes.len()) {
+            Doc::Inline(Cow::Owned(bytes))
+        } else {
+            self.store_blob(bytes).await?
+        };
+        if self.builder.would_overflow(&doc) {
+            self.flush().await?;
+        }
+        self.builder.push(doc);
+        self.last_pushed = id;
+        if self.builder.is_full() {
+            self.flush().await?;
+        }
+        Ok(())
+    }
+
+    /// A document larger than a message goes to the object store, named by its hash.
+    async fn store_blob(&self, bytes: Vec<u8>) -> Result<Doc<'static>, ProducerError> {
+        let name = blob_name(&bytes);
+        let len = bytes.len();
+        self.broker
+            .blobs
+            .put(name.as_str(), &mut bytes.as_slice())
+            .await
+            .map_err(|e| ProducerError::Blob {
+                collection: self.name.to_string(),
+                len,
+                detail: e.to_string(),
+            })?;
+        tracing::debug!(collection = %self.name, len, blob = %name, "large document stored in the object store");
+        Ok(Doc::Blob {
+            name,
+            len: len as u64,
+        })
+    }
+
+    async fn flush(&mut self) -> Result<(), ProducerError> {
+        let docs = self.builder.take();
+        if docs.is_empty() {
+            return Ok(());
+        }
+        let count = docs.len() as u64;
+        let seq = self.progress.batches;
+        let envelope = Envelope::new(self.run, self.name, seq, docs);
+        let payload = envelope.encode();
+        self.progress.batches += 1;
+        self.progress.documents += count;
+        self.progress.bytes += payload.len() as u64;
+        self.progress.last_id = self.last_pushed.clone().map(Bson::into_canonical_extjson);
+        let batch_id = envelope.batch_id.into_owned();
+        self.publisher
+            .publish(seq, batch_id, payload.into(), self.progress.clone())
+            .await
+    }
+}

@@ -1,0 +1,104 @@
+//! The producer's command-line and environment configuration.
+
+use std::num::NonZeroUsize;
+
+use clap::{Args, Parser, Subcommand, ValueEnum};
+use common::config::{LogArgs, NatsArgs, RunArgs};
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "producer",
+    version,
+    about = "Pages MongoDB collections by _id into NATS JetStream batches for the consumers to land in PostgreSQL."
+)]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Command,
+    #[command(flatten)]
+    pub log: LogArgs,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Publish every document of the collections as batches, resuming the run if it was
+    /// interrupted; exits once the stream has acknowledged every batch.
+    Run(RunConfig),
+    /// Insert generated user documents, for demos and benchmarks.
+    Seed(SeedConfig),
+}
+
+/// Where MongoDB is.
+#[derive(Debug, Clone, Args)]
+pub struct MongoArgs {
+    /// MongoDB connection string (credentials are never logged).
+    #[arg(long, env = "MONGODB_URI", default_value = "mongodb://127.0.0.1:27017")]
+    pub mongodb_uri: String,
+
+    /// Database to read.
+    #[arg(long, env = "MONGODB_DATABASE", default_value = "app")]
+    pub mongodb_database: String,
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct RunConfig {
+    #[command(flatten)]
+    pub mongo: MongoArgs,
+    #[command(flatten)]
+    pub nats: NatsArgs,
+    #[command(flatten)]
+    pub run: RunArgs,
+
+    /// Collection to migrate; repeat for several. None: every collection of the database.
+    #[arg(
+        long = "collection",
+        env = "MIGRATION_COLLECTIONS",
+        value_delimiter = ','
+    )]
+    pub collections: Vec<String>,
+
+    /// Most documents in one batch. Batches are also capped in bytes by the NATS
+    /// server's max_payload. 1,000 keeps a batch of typical documents well under 1 MiB
+    /// while making the per-batch costs (ack, ledger row, transaction) negligible.
+    #[arg(long, env = "BATCH_SIZE", default_value = "1000")]
+    pub batch_size: NonZeroUsize,
+
+    /// Batches published and not yet acknowledged by the stream, at most. Bounds the
+    /// producer's memory (each may be up to max_payload) while keeping the link busy.
+    #[arg(long, env = "MAX_IN_FLIGHT", default_value = "32")]
+    pub max_in_flight: NonZeroUsize,
+
+    /// Start the run over: forget its checkpoints and totals and publish everything
+    /// again. Batches the consumers already committed are still skipped by their ledger.
+    #[arg(long)]
+    pub restart: bool,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum Shape {
+    /// Users with a date, an address subdocument, a tags array and a Decimal128 balance.
+    Users,
+    /// Users of three fields (username, email, age), to compare with simple scripts.
+    Flat,
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct SeedConfig {
+    #[command(flatten)]
+    pub mongo: MongoArgs,
+
+    /// How many documents to insert.
+    #[arg(long, default_value = "100000")]
+    pub count: u64,
+
+    /// Collection to fill.
+    #[arg(long, default_value = "users")]
+    pub collection: String,
+
+    /// What the documents look like.
+    #[arg(long, value_enum, default_value = "users")]
+    pub shape: Shape,
+
+    /// Drop the collection first.
+    #[arg(long)]
+    pub drop: bool,
+}

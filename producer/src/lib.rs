@@ -1,0 +1,169 @@
+//! The producer: pages MongoDB collections by `_id` and publishes them as batches.
+//!
+//! # Layout
+//! - [`config`]: command line and environment.
+//! - [`source`]: connecting to MongoDB and choosing the collections.
+//! - [`pager`]: reading a collection in `_id` order across BSON type brackets.
+//! - [`collection`]: one collection, page to batch to publish, with its checkpoint.
+//! - [`publisher`]: the bounded window of publish acknowledgements.
+//! - [`seed`]: generated users for demos and benchmarks.
+//! - [`error`]: what stops the producer.
+//!
+//! Data path: `pager` → raw BSON bytes → `BatchBuilder` (count and byte limits; large
+//! documents to the object store) → msgpack `Envelope` → `publisher` → PubAck →
+//! checkpoint in the key-value bucket → manifest totals when the collection ends.
+
+pub mod collection;
+pub mod config;
+pub mod error;
+pub mod pager;
+pub mod publisher;
+pub mod seed;
+pub mod source;
+
+use std::time::{Duration, Instant};
+
+use common::broker::Broker;
+use common::run_state::{CollectionTotals, RunState};
+use tokio_util::sync::CancellationToken;
+
+use crate::collection::CollectionSummary;
+use crate::config::RunConfig;
+use crate::error::ProducerError;
+
+/// What one `producer run` published.
+#[derive(Debug, Clone)]
+pub struct Summary {
+    pub collections: Vec<CollectionSummary>,
+    pub elapsed: Duration,
+}
+
+impl Summary {
+    pub fn documents(&self) -> u64 {
+        self.collections.iter().map(|c| c.documents).sum()
+    }
+
+    pub fn batches(&self) -> u64 {
+        self.collections.iter().map(|c| c.batches).sum()
+    }
+
+    pub fn bytes(&self) -> u64 {
+        self.collections.iter().map(|c| c.bytes).sum()
+    }
+}
+
+impl std::fmt::Display for Summary {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let seconds = self.elapsed.as_secs_f64();
+        let rate = self.documents() as f64 / seconds.max(1e-9);
+        writeln!(
+            f,
+            "published {} collections: {} documents in {} batches, {:.1} MB, {:.2} s, {:.0} docs/s",
+            self.collections.len(),
+            self.documents(),
+            self.batches(),
+            self.bytes() as f64 / 1e6,
+            seconds,
+            rate
+        )?;
+        for c in &self.collections {
+            writeln!(
+                f,
+                "  {}: {} documents, {} batches{}",
+                c.name,
+                c.documents,
+                c.batches,
+                if c.resumed { " (resumed)" } else { "" }
+            )?;
+        }
+        Ok(())
+    }
+}
+
+/// Publishes every collection of the run and records the totals; returns once the
+/// stream has acknowledged every batch.
+///
+/// # Errors
+/// [`ProducerError`] when a server is unreachable, a collection is missing, or a
+/// publish keeps failing. Whatever was acknowledged before is checkpointed: running
+/// again resumes.
+pub async fn run(config: RunConfig, shutdown: CancellationToken) -> Result<Summary, ProducerError> {
+    let started = Instant::now();
+    let database = source::connect(&config.mongo).await?;
+    let collections = source::collections(&database, &config.collections).await?;
+    let broker = Broker::connect(&config.nats, config.nats.stream.clone()).await?;
+    let run = config.run.run.clone();
+    let state = RunState::new(broker.state.clone(), broker.names.clone(), run.clone());
+
+    if config.restart {
+        forget(&state, &collections).await?;
+    }
+
+    // Announce the run's collections before publishing, so consumers waiting for the end
+    // know what to wait for. Totals published so far are kept: they are a resumed run's.
+    let mut estimates = Vec::new();
+    for name in &collections {
+        let estimated = database
+            .collection::<bson::Document>(name)
+            .estimated_document_count()
+            .await
+            .unwrap_or(0);
+        estimates.push((name.clone(), estimated));
+    }
+    state
+        .update_manifest(|manifest| {
+            manifest.complete = false;
+            for (name, estimated) in &estimates {
+                let totals = manifest.collections.entry(name.clone()).or_default();
+                totals.estimated = *estimated;
+            }
+        })
+        .await?;
+
+    let mut summaries = Vec::new();
+    for (name, estimated) in &estimates {
+        let summary = collection::publish_collection(
+            &database, &broker, &state, &config, name, *estimated, &shutdown,
+        )
+        .await?;
+        state
+            .update_manifest(|manifest| {
+                manifest.collections.insert(
+                    name.clone(),
+                    CollectionTotals {
+                        documents: summary.documents,
+                        batches: summary.batches,
+                        bytes: summary.bytes,
+                        estimated: *estimated,
+                        complete: true,
+                    },
+                );
+            })
+            .await?;
+        summaries.push(summary);
+    }
+    state
+        .update_manifest(|manifest| {
+            manifest.complete = manifest.collections.values().all(|c| c.complete);
+        })
+        .await?;
+    Ok(Summary {
+        collections: summaries,
+        elapsed: started.elapsed(),
+    })
+}
+
+async fn forget(state: &RunState, collections: &[String]) -> Result<(), ProducerError> {
+    for name in collections {
+        if let Some(checkpoint) = state.checkpoint(name).await? {
+            tracing::warn!(
+                collection = %name,
+                batches = checkpoint.batches,
+                documents = checkpoint.documents,
+                "--restart: discarding the checkpoint; the collection is published again from its first document"
+            );
+        }
+    }
+    state.forget(collections).await?;
+    Ok(())
+}

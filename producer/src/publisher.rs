@@ -1,0 +1,170 @@
+//! Publishing a collection's batches with a bounded window of unacknowledged publishes.
+//!
+//! A publish is awaited twice: once to send, once for the stream's acknowledgement
+//! (PubAck). Up to `max_in_flight` batches may wait for their PubAck at once, so the link
+//! stays busy while memory stays bounded. Acknowledgements are settled in publish order,
+//! and only an acknowledged batch moves the checkpoint, so a crash never skips a batch.
+//! A batch whose PubAck fails (NATS restarting, a timeout) is sent again with the same
+//! `Nats-Msg-Id`: if the first copy did land, the stream drops the second.
+
+use std::collections::VecDeque;
+use std::time::Duration;
+
+use async_nats::jetstream::context::PublishAckFuture;
+use async_nats::HeaderMap;
+use bytes::Bytes;
+use common::run_state::{Checkpoint, RunState};
+
+use crate::error::ProducerError;
+
+/// How many times one batch is sent before the producer gives up, and the pause
+/// between tries: long enough together (about two minutes) to ride out a NATS restart.
+const PUBLISH_ATTEMPTS: u32 = 30;
+const RETRY_PAUSE: Duration = Duration::from_secs(4);
+
+/// What the publisher counted for one collection.
+#[derive(Debug, Default, Clone, Copy)]
+pub struct Published {
+    pub batches: u64,
+    /// Batches the stream already had (same `Nats-Msg-Id` within its duplicate window).
+    pub duplicates: u64,
+}
+
+struct InFlight {
+    seq: u64,
+    batch_id: String,
+    payload: Bytes,
+    ack: Option<PublishAckFuture>,
+    /// Where the collection stands once this batch is acknowledged.
+    checkpoint: Checkpoint,
+}
+
+pub struct Publisher {
+    jetstream: async_nats::jetstream::Context,
+    state: RunState,
+    subject: String,
+    collection: String,
+    max_in_flight: usize,
+    window: VecDeque<InFlight>,
+    published: Published,
+}
+
+impl Publisher {
+    pub fn new(
+        jetstream: async_nats::jetstream::Context,
+        state: RunState,
+        subject: String,
+        collection: String,
+        max_in_flight: usize,
+    ) -> Self {
+        Publisher {
+            jetstream,
+            state,
+            subject,
+            collection,
+            max_in_flight: max_in_flight.max(1),
+            window: VecDeque::new(),
+            published: Published::default(),
+        }
+    }
+
+    /// Sends one batch; waits for the oldest PubAck first when the window is full.
+    pub async fn publish(
+        &mut self,
+        seq: u64,
+        batch_id: String,
+        payload: Bytes,
+        checkpoint: Checkpoint,
+    ) -> Result<(), ProducerError> {
+        while self.window.len() >= self.max_in_flight {
+            self.settle_oldest().await?;
+        }
+        // A failed send is retried when the batch is settled, like a failed PubAck.
+        let ack = self.send(&batch_id, payload.clone()).await.ok();
+        self.window.push_back(InFlight {
+            seq,
+            batch_id,
+            payload,
+            ack,
+            checkpoint,
+        });
+        Ok(())
+    }
+
+    /// Waits for every batch in flight to be acknowledged.
+    pub async fn finish(mut self) -> Result<Published, ProducerError> {
+        while !self.window.is_empty() {
+            self.settle_oldest().await?;
+        }
+        Ok(self.published)
+    }
+
+    async fn send(&self, batch_id: &str, payload: Bytes) -> Result<PublishAckFuture, String> {
+        let mut headers = HeaderMap::new();
+        headers.insert(async_nats::header::NATS_MESSAGE_ID, batch_id);
+        common::trace_context::inject(&mut headers);
+        self.jetstream
+            .publish_with_headers(self.subject.clone(), headers, payload)
+            .await
+            .map_err(|e| e.to_string())
+    }
+
+    async fn settle_oldest(&mut self) -> Result<(), ProducerError> {
+        let Some(mut batch) = self.window.pop_front() else {
+            return Ok(());
+        };
+        let mut attempt = 1;
+        let duplicate = loop {
+            let outcome = match batch.ack.take() {
+                Some(ack) => ack.await.map_err(|e| e.to_string()),
+                None => Err("not sent".to_string()),
+            };
+            match outcome {
+                Ok(ack) => break ack.duplicate,
+                Err(detail) if attempt >= PUBLISH_ATTEMPTS => {
+                    return Err(ProducerError::Publish {
+                        collection: self.collection.clone(),
+                        seq: batch.seq,
+                        detail,
+                    })
+                }
+                Err(detail) => {
+                    tracing::warn!(
+                        collection = %self.collection,
+                        seq = batch.seq,
+                        attempt,
+                        error = %detail,
+                        "publish not acknowledged; sending the batch again"
+                    );
+                    tokio::time::sleep(RETRY_PAUSE).await;
+                    attempt += 1;
+                    batch.ack = self.send(&batch.batch_id, batch.payload.clone()).await.ok();
+                }
+            }
+        };
+        self.published.batches += 1;
+        if duplicate {
+            self.published.duplicates += 1;
+        }
+        self.save_checkpoint(&batch.checkpoint).await
+    }
+
+    async fn save_checkpoint(&self, checkpoint: &Checkpoint) -> Result<(), ProducerError> {
+        let mut attempt = 1;
+        loop {
+            match self
+                .state
+                .save_checkpoint(&self.collection, checkpoint)
+                .await
+            {
+                Ok(()) => return Ok(()),
+                Err(err) if attempt >= PUBLISH_ATTEMPTS => return Err(err.into()),
+                Err(err) => {
+                    tracing::warn!(collection = %self.collection, attempt, error = %err, "saving the checkpoint failed; retrying");
+                    tokio::time::sleep(RETRY_PAUSE).await;
+                    attempt += 1;
+                }
+            }
+        }
+    }
+}
