@@ -24,9 +24,11 @@ pub struct Telemetry {
 /// Installs the global subscriber. `service` names the process in traces unless
 /// `OTEL_SERVICE_NAME` says otherwise.
 pub fn init(service: &'static str, format: LogFormat) -> Telemetry {
-    // async-nats reports every (re)connection at info; that is noise in a migration log.
+    // async-nats reports every (re)connection and tokio-postgres every server NOTICE at
+    // info; both are noise in a migration log.
     let filter = || {
-        EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info,async_nats=warn"))
+        EnvFilter::try_from_default_env()
+            .unwrap_or_else(|_| EnvFilter::new("info,async_nats=warn,tokio_postgres=warn"))
     };
     let fmt = match format {
         LogFormat::Text => tracing_subscriber::fmt::layer()

@@ -1,1 +1,36 @@
+//! The consumer: lands a run's batches in PostgreSQL, exactly once.
+//!
+//! # Layout
+//! - [`config`]: command line and environment.
+//! - [`pool`]: a process: binds the durable consumer, owns the writers and watchers.
+//! - [`writer`]: one writer: pull, decode, map, land, acknowledge.
+//! - [`mapping`]: the mapping file and how a document becomes a row.
+//! - [`cell`]: BSON value to PostgreSQL binary value, exactly or refused.
+//! - [`numeric`]: PostgreSQL's binary `numeric` format.
+//! - [`ledger`]: the transaction that lands a batch with its ledger row and rejects.
+//! - [`schema`]: bookkeeping and target tables.
+//! - [`outcome`]: what became of a message and the acknowledgement it gets.
+//! - [`dead_letter`]: keeping messages that can never land.
+//! - [`done`]: knowing when a run is finished.
+//! - [`stats`]: counters for logs and reports.
+//! - [`error`]: what stops a consumer, and which PostgreSQL errors are retried.
+//!
+//! Data path: pull (NATS) → `Envelope::decode` (borrowed) → `TablePlan::row` per
+//! document (or a reject) → `ledger::land`: BEGIN, ledger row, binary COPY, rejects,
+//! COMMIT → ack.
 
+pub mod cell;
+pub mod config;
+pub mod dead_letter;
+pub mod done;
+pub mod error;
+pub mod ledger;
+pub mod mapping;
+pub mod numeric;
+pub mod outcome;
+pub mod pool;
+pub mod schema;
+pub mod stats;
+pub mod writer;
+
+pub use pool::run;

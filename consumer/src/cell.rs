@@ -1,0 +1,419 @@
+//! One value on its way into a PostgreSQL column: BSON in, binary COPY bytes out.
+//!
+//! Conversions are exact or refused: a value that would lose precision, overflow, or
+//! that the column's type cannot hold at all becomes a [`CellError`], which sends the
+//! document to the rejects table with the field named, never a silently altered value.
+
+use std::error::Error;
+
+use bson::spec::BinarySubtype;
+use bson::{Bson, RawBsonRef};
+use bytes::{BufMut, BytesMut};
+use serde::Deserialize;
+use tokio_postgres::types::{to_sql_checked, IsNull, ToSql, Type};
+
+use crate::numeric::Numeric;
+
+/// The column types a mapping may name.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ColumnType {
+    Text,
+    Int4,
+    Int8,
+    Float8,
+    Numeric,
+    Bool,
+    Timestamptz,
+    Uuid,
+    Bytea,
+    Jsonb,
+}
+
+impl ColumnType {
+    pub fn sql(self) -> &'static str {
+        match self {
+            ColumnType::Text => "text",
+            ColumnType::Int4 => "int4",
+            ColumnType::Int8 => "int8",
+            ColumnType::Float8 => "float8",
+            ColumnType::Numeric => "numeric",
+            ColumnType::Bool => "bool",
+            ColumnType::Timestamptz => "timestamptz",
+            ColumnType::Uuid => "uuid",
+            ColumnType::Bytea => "bytea",
+            ColumnType::Jsonb => "jsonb",
+        }
+    }
+
+    pub fn pg_type(self) -> Type {
+        match self {
+            ColumnType::Text => Type::TEXT,
+            ColumnType::Int4 => Type::INT4,
+            ColumnType::Int8 => Type::INT8,
+            ColumnType::Float8 => Type::FLOAT8,
+            ColumnType::Numeric => Type::NUMERIC,
+            ColumnType::Bool => Type::BOOL,
+            ColumnType::Timestamptz => Type::TIMESTAMPTZ,
+            ColumnType::Uuid => Type::UUID,
+            ColumnType::Bytea => Type::BYTEA,
+            ColumnType::Jsonb => Type::JSONB,
+        }
+    }
+}
+
+/// A value ready for binary COPY.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Cell {
+    Null,
+    Text(String),
+    Int4(i32),
+    Int8(i64),
+    Float8(f64),
+    Numeric(Numeric),
+    Bool(bool),
+    /// Microseconds since 2000-01-01 UTC, PostgreSQL's epoch.
+    Timestamptz(i64),
+    Uuid([u8; 16]),
+    Bytea(Vec<u8>),
+    /// Extended JSON text.
+    Jsonb(String),
+}
+
+/// Why a value cannot land in its column.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CellError {
+    pub expected: ColumnType,
+    /// The BSON type found, in MongoDB's `$type` spelling.
+    pub found: &'static str,
+    pub reason: String,
+}
+
+/// Milliseconds from the Unix epoch to PostgreSQL's.
+const PG_EPOCH_MS: i64 = 946_684_800_000;
+/// PostgreSQL's timestamp range in microseconds from its epoch: 4713-01-01 BC to
+/// 294276-12-31 AD (`MIN_TIMESTAMP` and `END_TIMESTAMP` in its source).
+const PG_MIN_MICROS: i64 = -211_813_488_000_000_000;
+const PG_END_MICROS: i64 = 9_223_371_331_200_000_000;
+/// Integers a double represents exactly.
+const F64_EXACT: i64 = 1 << 53;
+
+/// MongoDB's name for a value's type, as `$type` spells it.
+pub fn type_name(value: RawBsonRef<'_>) -> &'static str {
+    match value {
+        RawBsonRef::Double(_) => "double",
+        RawBsonRef::String(_) => "string",
+        RawBsonRef::Document(_) => "object",
+        RawBsonRef::Array(_) => "array",
+        RawBsonRef::Binary(_) => "binData",
+        RawBsonRef::Undefined => "undefined",
+        RawBsonRef::ObjectId(_) => "objectId",
+        RawBsonRef::Boolean(_) => "bool",
+        RawBsonRef::DateTime(_) => "date",
+        RawBsonRef::Null => "null",
+        RawBsonRef::RegularExpression(_) => "regex",
+        RawBsonRef::DbPointer(_) => "dbPointer",
+        RawBsonRef::JavaScriptCode(_) => "javascript",
+        RawBsonRef::Symbol(_) => "symbol",
+        RawBsonRef::JavaScriptCodeWithScope(_) => "javascriptWithScope",
+        RawBsonRef::Int32(_) => "int",
+        RawBsonRef::Timestamp(_) => "timestamp",
+        RawBsonRef::Int64(_) => "long",
+        RawBsonRef::Decimal128(_) => "decimal",
+        RawBsonRef::MaxKey => "maxKey",
+        RawBsonRef::MinKey => "minKey",
+    }
+}
+
+impl Cell {
+    /// Converts a field's value (`None` when the field is absent) for a column.
+    pub fn convert(value: Option<RawBsonRef<'_>>, ty: ColumnType) -> Result<Cell, CellError> {
+        let Some(value) = value else {
+            return Ok(Cell::Null);
+        };
+        let found = type_name(value);
+        let refuse = |reason: String| CellError {
+            expected: ty,
+            found,
+            reason,
+        };
+        let wrong_type = || refuse(format!("a {found} value cannot be stored as {}", ty.sql()));
+        if matches!(value, RawBsonRef::Null | RawBsonRef::Undefined) {
+            return Ok(Cell::Null);
+        }
+        match ty {
+            ColumnType::Jsonb => return json_cell(value).map_err(refuse),
+            ColumnType::Text => match value {
+                RawBsonRef::String(s) | RawBsonRef::Symbol(s) => text_cell(s).map_err(refuse),
+                RawBsonRef::ObjectId(oid) => Ok(Cell::Text(oid.to_hex())),
+                _ => Err(wrong_type()),
+            },
+            ColumnType::Int4 => match value {
+                RawBsonRef::Int32(v) => Ok(Cell::Int4(v)),
+                RawBsonRef::Int64(v) => i32::try_from(v)
+                    .map(Cell::Int4)
+                    .map_err(|_| refuse(format!("{v} is out of range for int4"))),
+                _ => Err(wrong_type()),
+            },
+            ColumnType::Int8 => match value {
+                RawBsonRef::Int32(v) => Ok(Cell::Int8(v.into())),
+                RawBsonRef::Int64(v) => Ok(Cell::Int8(v)),
+                _ => Err(wrong_type()),
+            },
+            ColumnType::Float8 => match value {
+                RawBsonRef::Double(v) => Ok(Cell::Float8(v)),
+                RawBsonRef::Int32(v) => Ok(Cell::Float8(v.into())),
+                RawBsonRef::Int64(v) if v.abs() <= F64_EXACT => Ok(Cell::Float8(v as f64)),
+                RawBsonRef::Int64(v) => Err(refuse(format!(
+                    "{v} cannot be stored exactly as float8; map the field as int8 or numeric"
+                ))),
+                _ => Err(wrong_type()),
+            },
+            ColumnType::Numeric => {
+                let text = match value {
+                    RawBsonRef::Decimal128(d) => d.to_string(),
+                    RawBsonRef::Int32(v) => v.to_string(),
+                    RawBsonRef::Int64(v) => v.to_string(),
+                    // Rust prints the shortest text that reads back as the same double.
+                    RawBsonRef::Double(v) if v.is_nan() => "NaN".to_string(),
+                    RawBsonRef::Double(v) if v.is_infinite() => {
+                        if v > 0.0 { "Infinity" } else { "-Infinity" }.to_string()
+                    }
+                    RawBsonRef::Double(v) => format!("{v:?}"),
+                    _ => return Err(wrong_type()),
+                };
+                Numeric::parse(&text).map(Cell::Numeric).map_err(refuse)
+            }
+            ColumnType::Bool => match value {
+                RawBsonRef::Boolean(v) => Ok(Cell::Bool(v)),
+                _ => Err(wrong_type()),
+            },
+            ColumnType::Timestamptz => match value {
+                RawBsonRef::DateTime(dt) => timestamp_cell(dt.timestamp_millis()).map_err(refuse),
+                _ => Err(wrong_type()),
+            },
+            ColumnType::Uuid => match value {
+                RawBsonRef::Binary(bin) if bin.subtype == BinarySubtype::Uuid => {
+                    <[u8; 16]>::try_from(bin.bytes)
+                        .map(Cell::Uuid)
+                        .map_err(|_| {
+                            refuse(format!("a UUID of {} bytes instead of 16", bin.bytes.len()))
+                        })
+                }
+                RawBsonRef::Binary(bin) => Err(refuse(format!(
+                    "binary subtype {:?} is not a UUID (subtype 4)",
+                    bin.subtype
+                ))),
+                _ => Err(wrong_type()),
+            },
+            ColumnType::Bytea => match value {
+                RawBsonRef::Binary(bin) => Ok(Cell::Bytea(bin.bytes.to_vec())),
+                _ => Err(wrong_type()),
+            },
+        }
+    }
+
+    /// The `_id` as text, whatever its type, so every document lands in the default
+    /// table: strings as they are, ObjectIds as 24 hex digits, anything else as
+    /// canonical Extended JSON (`{"$numberInt":"5"}`), which keeps `5` and `"5"` apart.
+    pub fn id_text(value: Option<RawBsonRef<'_>>) -> Result<Cell, CellError> {
+        match value {
+            Some(RawBsonRef::String(s)) => text_cell(s).map_err(|reason| CellError {
+                expected: ColumnType::Text,
+                found: "string",
+                reason,
+            }),
+            Some(RawBsonRef::ObjectId(oid)) => Ok(Cell::Text(oid.to_hex())),
+            Some(other) => match json_cell(other) {
+                Ok(Cell::Jsonb(json)) => Ok(Cell::Text(json)),
+                Ok(_) => Ok(Cell::Null),
+                Err(reason) => Err(CellError {
+                    expected: ColumnType::Text,
+                    found: type_name(other),
+                    reason,
+                }),
+            },
+            None => Err(CellError {
+                expected: ColumnType::Text,
+                found: "missing",
+                reason: "the document has no _id".to_string(),
+            }),
+        }
+    }
+}
+
+fn text_cell(s: &str) -> Result<Cell, String> {
+    if s.contains('\0') {
+        return Err("the string holds a NUL byte, which PostgreSQL text cannot store".to_string());
+    }
+    Ok(Cell::Text(s.to_string()))
+}
+
+fn timestamp_cell(millis: i64) -> Result<Cell, String> {
+    let micros = millis
+        .checked_sub(PG_EPOCH_MS)
+        .and_then(|ms| ms.checked_mul(1000))
+        .filter(|us| (PG_MIN_MICROS..PG_END_MICROS).contains(us));
+    micros
+        .map(Cell::Timestamptz)
+        .ok_or_else(|| format!("date {millis} ms from 1970 is outside PostgreSQL's timestamptz range (4713 BC to 294276 AD)"))
+}
+
+/// A value as canonical Extended JSON, refused when a string or key holds a NUL byte
+/// (jsonb cannot store `\u0000`).
+pub fn json_cell(value: RawBsonRef<'_>) -> Result<Cell, String> {
+    let bson = Bson::try_from(value).map_err(|e| format!("unreadable BSON: {e}"))?;
+    if let Some(path) = nul_path(&bson) {
+        return Err(format!(
+            "{} holds a NUL byte, which jsonb cannot store",
+            if path.is_empty() {
+                "the string".to_string()
+            } else {
+                format!("the key or string at {path:?}")
+            }
+        ));
+    }
+    serde_json::to_string(&bson.into_canonical_extjson())
+        .map(Cell::Jsonb)
+        .map_err(|e| format!("cannot render as JSON: {e}"))
+}
+
+/// The path of the first string or key holding a NUL byte, if any.
+fn nul_path(value: &Bson) -> Option<String> {
+    match value {
+        Bson::String(s) | Bson::Symbol(s) | Bson::JavaScriptCode(s) => {
+            s.contains('\0').then(String::new)
+        }
+        Bson::Document(doc) => doc.iter().find_map(|(key, value)| {
+            if key.contains('\0') {
+                return Some(key.clone());
+            }
+            nul_path(value).map(|rest| join(key, &rest))
+        }),
+        Bson::Array(items) => items
+            .iter()
+            .enumerate()
+            .find_map(|(i, v)| nul_path(v).map(|rest| join(&i.to_string(), &rest))),
+        _ => None,
+    }
+}
+
+fn join(head: &str, rest: &str) -> String {
+    if rest.is_empty() {
+        head.to_string()
+    } else {
+        format!("{head}.{rest}")
+    }
+}
+
+impl ToSql for Cell {
+    fn to_sql(
+        &self,
+        _ty: &Type,
+        out: &mut BytesMut,
+    ) -> Result<IsNull, Box<dyn Error + Sync + Send>> {
+        match self {
+            Cell::Null => return Ok(IsNull::Yes),
+            Cell::Text(s) => out.put_slice(s.as_bytes()),
+            Cell::Int4(v) => out.put_i32(*v),
+            Cell::Int8(v) => out.put_i64(*v),
+            Cell::Float8(v) => out.put_f64(*v),
+            Cell::Numeric(n) => n.write(out),
+            Cell::Bool(v) => out.put_u8(u8::from(*v)),
+            Cell::Timestamptz(us) => out.put_i64(*us),
+            Cell::Uuid(bytes) => out.put_slice(bytes),
+            Cell::Bytea(bytes) => out.put_slice(bytes),
+            Cell::Jsonb(json) => {
+                // jsonb's binary format: a version byte, then the JSON text.
+                out.put_u8(1);
+                out.put_slice(json.as_bytes());
+            }
+        }
+        Ok(IsNull::No)
+    }
+
+    fn accepts(_ty: &Type) -> bool {
+        // Each cell is built for its column's type; the mapping guarantees the match.
+        true
+    }
+
+    to_sql_checked!();
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use bson::{rawdoc, Binary, DateTime, Decimal128};
+
+    fn convert(doc: &bson::RawDocumentBuf, ty: ColumnType) -> Result<Cell, CellError> {
+        Cell::convert(doc.get("v").expect("readable"), ty)
+    }
+
+    #[test]
+    fn exact_conversions() {
+        assert_eq!(
+            convert(&rawdoc! { "v": 7 }, ColumnType::Int8),
+            Ok(Cell::Int8(7))
+        );
+        assert_eq!(
+            convert(&rawdoc! { "v": 7_i64 }, ColumnType::Int4),
+            Ok(Cell::Int4(7))
+        );
+        assert_eq!(
+            convert(&rawdoc! { "v": 2.5 }, ColumnType::Float8),
+            Ok(Cell::Float8(2.5))
+        );
+        assert_eq!(convert(&rawdoc! {}, ColumnType::Int8), Ok(Cell::Null));
+        assert_eq!(
+            convert(&rawdoc! { "v": bson::Bson::Null }, ColumnType::Bool),
+            Ok(Cell::Null)
+        );
+        let d: Decimal128 = "1.50".parse().expect("decimal");
+        assert_eq!(
+            convert(&rawdoc! { "v": d }, ColumnType::Numeric),
+            Ok(Cell::Numeric(Numeric::parse("1.50").expect("numeric")))
+        );
+        assert_eq!(
+            convert(
+                &rawdoc! { "v": DateTime::from_millis(PG_EPOCH_MS + 1) },
+                ColumnType::Timestamptz
+            ),
+            Ok(Cell::Timestamptz(1000))
+        );
+        let uuid = Binary {
+            subtype: BinarySubtype::Uuid,
+            bytes: vec![7; 16],
+        };
+        assert_eq!(
+            convert(&rawdoc! { "v": uuid }, ColumnType::Uuid),
+            Ok(Cell::Uuid([7; 16]))
+        );
+    }
+
+    #[test]
+    fn lossy_or_wrong_values_are_refused_with_a_reason() {
+        let err = convert(&rawdoc! { "v": "x" }, ColumnType::Int4).expect_err("refused");
+        assert_eq!((err.expected, err.found), (ColumnType::Int4, "string"));
+        let err = convert(&rawdoc! { "v": 1_i64 << 40 }, ColumnType::Int4).expect_err("refused");
+        assert!(err.reason.contains("out of range"), "{}", err.reason);
+        assert!(convert(&rawdoc! { "v": (1_i64 << 53) + 1 }, ColumnType::Float8).is_err());
+        let err = convert(&rawdoc! { "v": "a\0b" }, ColumnType::Text).expect_err("refused");
+        assert!(err.reason.contains("NUL"), "{}", err.reason);
+        let err =
+            convert(&rawdoc! { "v": { "k": "a\0b" } }, ColumnType::Jsonb).expect_err("refused");
+        assert!(err.reason.contains("\"k\""), "{}", err.reason);
+        assert!(convert(&rawdoc! { "v": DateTime::MAX }, ColumnType::Timestamptz).is_err());
+    }
+
+    #[test]
+    fn ids_of_any_type_become_distinct_text() {
+        let id = |doc: bson::RawDocumentBuf| Cell::id_text(doc.get("_id").expect("readable"));
+        assert_eq!(id(rawdoc! { "_id": "5" }), Ok(Cell::Text("5".into())));
+        assert_eq!(
+            id(rawdoc! { "_id": 5 }),
+            Ok(Cell::Text(r#"{"$numberInt":"5"}"#.into()))
+        );
+        let oid = bson::oid::ObjectId::new();
+        assert_eq!(id(rawdoc! { "_id": oid }), Ok(Cell::Text(oid.to_hex())));
+    }
+}

@@ -1,0 +1,82 @@
+//! The consumer's command-line and environment configuration.
+
+use std::num::NonZeroUsize;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use clap::{Args, Parser, Subcommand};
+use common::config::{parse_duration, LogArgs, NatsArgs, RunArgs};
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "consumer",
+    version,
+    about = "Lands the batches of a migration run in PostgreSQL with binary COPY, exactly once. Start as many as you like: they share the work."
+)]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Command,
+    #[command(flatten)]
+    pub log: LogArgs,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Pull batches and write them until stopped (SIGINT/SIGTERM) or, with
+    /// --exit-when-done, until the run is complete.
+    Run(ConsumerConfig),
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct ConsumerConfig {
+    #[command(flatten)]
+    pub nats: NatsArgs,
+    #[command(flatten)]
+    pub run: RunArgs,
+
+    /// PostgreSQL connection string (the password is never logged).
+    #[arg(
+        long,
+        env = "DATABASE_URL",
+        default_value = "postgres://postgres@127.0.0.1:5432/postgres"
+    )]
+    pub database_url: String,
+
+    /// COPY writers in this process, each with its own PostgreSQL connection.
+    /// Default: one per available core.
+    #[arg(long, env = "WRITERS")]
+    pub writers: Option<NonZeroUsize>,
+
+    /// Mapping file (TOML): target table and typed columns per collection. Collections
+    /// without a mapping land as `_id text primary key, doc jsonb`.
+    #[arg(long = "mapping", env = "MAPPING_FILE")]
+    pub mapping: Option<PathBuf>,
+
+    /// Exit 0 once every batch the producer recorded for the run is committed or
+    /// dead-lettered (waits for the producer to finish, across its restarts).
+    #[arg(long, env = "EXIT_WHEN_DONE")]
+    pub exit_when_done: bool,
+
+    /// How long the stream waits for an acknowledgement before redelivering a batch to
+    /// another consumer. A writer busy with a batch keeps it alive with progress acks.
+    #[arg(long, env = "ACK_WAIT", default_value = "30s", value_parser = parse_duration)]
+    pub ack_wait: Duration,
+
+    /// Deliveries after which a batch that keeps failing the same way goes to the
+    /// dead-letter table and stream.
+    #[arg(long, env = "MAX_DELIVER", default_value = "5")]
+    pub max_deliver: NonZeroUsize,
+
+    /// Batches each writer holds ahead of the one it writes. Bounds memory (a batch is
+    /// at most the server's max_payload) while hiding the fetch round trip.
+    #[arg(long, env = "PREFETCH", default_value = "2")]
+    pub prefetch: NonZeroUsize,
+}
+
+impl ConsumerConfig {
+    pub fn writers(&self) -> usize {
+        self.writers
+            .map(NonZeroUsize::get)
+            .unwrap_or_else(|| std::thread::available_parallelism().map_or(2, NonZeroUsize::get))
+    }
+}

@@ -1,0 +1,73 @@
+//! Keeping what cannot land: a row in the dead-letter table (the reason, and the
+//! message bytes as they arrived) and a copy on the dead-letter stream, before the
+//! message is terminated. Recording twice (a crash between the record and the term) is
+//! harmless: the row is keyed by the message's stream sequence.
+
+use async_nats::jetstream::Message;
+use async_nats::HeaderMap;
+use common::batch::Envelope;
+use common::naming::DEAD_LETTERS_TABLE;
+use tokio_postgres::Client;
+
+use crate::error::pg_detail;
+use crate::pool::Shared;
+use crate::schema::quote;
+
+pub async fn record(
+    client: &mut Client,
+    shared: &Shared,
+    message: &Message,
+    delivered: i64,
+    reason: &str,
+) -> Result<(), String> {
+    let info = message.info().map_err(|e| e.to_string())?;
+    let (stream, stream_seq) = (info.stream.to_string(), info.stream_sequence as i64);
+    let envelope = Envelope::decode(&message.payload).ok();
+    let collection = envelope.as_ref().map(|e| e.collection.to_string());
+    let batch_id = envelope.as_ref().map(|e| e.batch_id.to_string());
+    client
+        .execute(
+            &format!(
+                "INSERT INTO {} (stream, stream_seq, subject, run, collection, batch_id, deliveries, reason, payload)
+                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9) ON CONFLICT (stream, stream_seq) DO NOTHING",
+                quote(DEAD_LETTERS_TABLE)
+            ),
+            &[
+                &stream,
+                &stream_seq,
+                &message.subject.as_str(),
+                &shared.run.as_str(),
+                &collection,
+                &batch_id,
+                &delivered,
+                &reason,
+                &message.payload.as_ref(),
+            ],
+        )
+        .await
+        .map_err(|e| format!("recording the dead letter: {}", pg_detail(&e)))?;
+
+    let mut headers = HeaderMap::new();
+    headers.insert(
+        "Mongo2pg-Reason",
+        reason.replace(['\r', '\n'], " ").as_str(),
+    );
+    headers.insert("Mongo2pg-Subject", message.subject.as_str());
+    headers.insert(
+        async_nats::header::NATS_MESSAGE_ID,
+        format!("{stream}-{stream_seq}").as_str(),
+    );
+    let ack = shared
+        .broker
+        .jetstream
+        .publish_with_headers(
+            shared.broker.names.dead_letter_subject(&shared.run),
+            headers,
+            message.payload.clone(),
+        )
+        .await
+        .map_err(|e| format!("publishing the dead letter: {e}"))?;
+    ack.await
+        .map_err(|e| format!("publishing the dead letter: {e}"))?;
+    Ok(())
+}

@@ -1,0 +1,89 @@
+//! Knowing when a run is finished (`--exit-when-done`).
+//!
+//! A run is done when its producer has marked the manifest complete and, for every
+//! collection, the ledger holds (or the dead-letter table accounts for) as many batches
+//! as the producer published. Until the manifest is complete the totals are only a
+//! floor, so a consumer keeps waiting across a producer crash and its rerun.
+
+use std::collections::HashMap;
+
+use common::naming::{DEAD_LETTERS_TABLE, LEDGER_TABLE};
+use common::run_state::{RunManifest, RunState};
+use tokio_postgres::Client;
+
+use crate::schema::quote;
+
+/// Batches landed or dead-lettered per collection of a run.
+pub async fn accounted_batches(
+    client: &Client,
+    run: &str,
+) -> Result<HashMap<String, u64>, tokio_postgres::Error> {
+    let rows = client
+        .query(
+            &format!(
+                "SELECT collection, count(*) FROM {} WHERE run = $1 GROUP BY collection
+                 UNION ALL
+                 SELECT collection, count(DISTINCT batch_id) FROM {} WHERE run = $1 AND batch_id IS NOT NULL
+                   AND batch_id NOT IN (SELECT batch_id FROM {} WHERE run = $1) GROUP BY collection",
+                quote(LEDGER_TABLE),
+                quote(DEAD_LETTERS_TABLE),
+                quote(LEDGER_TABLE)
+            ),
+            &[&run],
+        )
+        .await?;
+    let mut counts = HashMap::new();
+    for row in rows {
+        let collection: String = row.try_get(0)?;
+        let count: i64 = row.try_get(1)?;
+        *counts.entry(collection).or_insert(0) += count as u64;
+    }
+    Ok(counts)
+}
+
+/// Whether every batch of a complete manifest is accounted for.
+pub fn is_done(manifest: &RunManifest, accounted: &HashMap<String, u64>) -> bool {
+    manifest.complete
+        && manifest
+            .collections
+            .iter()
+            .all(|(name, totals)| accounted.get(name).copied().unwrap_or(0) >= totals.batches)
+}
+
+/// One check: reads the manifest and the ledger.
+pub async fn check(state: &RunState, client: &Client, run: &str) -> Result<bool, String> {
+    let Some(manifest) = state.manifest().await.map_err(|e| e.to_string())? else {
+        return Ok(false);
+    };
+    if !manifest.complete {
+        return Ok(false);
+    }
+    let accounted = accounted_batches(client, run)
+        .await
+        .map_err(|e| crate::error::pg_detail(&e))?;
+    Ok(is_done(&manifest, &accounted))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use common::run_state::CollectionTotals;
+
+    #[test]
+    fn done_needs_a_complete_manifest_and_every_batch() {
+        let mut manifest = RunManifest::default();
+        manifest.collections.insert(
+            "users".into(),
+            CollectionTotals {
+                batches: 3,
+                ..Default::default()
+            },
+        );
+        let mut accounted = HashMap::from([("users".to_string(), 3)]);
+        assert!(!is_done(&manifest, &accounted), "producer not finished");
+        manifest.complete = true;
+        assert!(is_done(&manifest, &accounted));
+        accounted.insert("users".into(), 2);
+        assert!(!is_done(&manifest, &accounted));
+    }
+}

@@ -1,0 +1,181 @@
+//! PostgreSQL's binary `numeric` format, from a decimal string.
+//!
+//! Decimal128 holds 34 significant digits and exponents to ±6144: more than
+//! `rust_decimal` (28 digits) can carry, and every one of them fits `numeric`. So values
+//! go from the exact decimal text (`Decimal128`'s own rendering, or an integer) straight
+//! to `numeric`'s base-10000 digits, keeping the scale (`1.50` stays `1.50`).
+
+use bytes::{BufMut, BytesMut};
+
+const NUMERIC_POS: u16 = 0x0000;
+const NUMERIC_NEG: u16 = 0x4000;
+const NUMERIC_NAN: u16 = 0xC000;
+const NUMERIC_PINF: u16 = 0xD000;
+const NUMERIC_NINF: u16 = 0xF000;
+/// The largest display scale `numeric` stores.
+const MAX_DSCALE: i64 = 0x3FFF;
+
+/// A number in `numeric`'s binary layout.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Numeric {
+    sign: u16,
+    weight: i16,
+    dscale: u16,
+    digits: Vec<i16>,
+}
+
+impl Numeric {
+    /// Parses `[-]digits[.digits][E[+-]exp]`, `NaN`, `Infinity` and `-Infinity`.
+    ///
+    /// # Errors
+    /// When the text is not such a number, or the value is beyond what `numeric` holds.
+    pub fn parse(text: &str) -> Result<Self, String> {
+        let special = |sign| Numeric {
+            sign,
+            weight: 0,
+            dscale: 0,
+            digits: Vec::new(),
+        };
+        match text {
+            "NaN" | "-NaN" => return Ok(special(NUMERIC_NAN)),
+            "Infinity" | "+Infinity" | "Inf" => return Ok(special(NUMERIC_PINF)),
+            "-Infinity" | "-Inf" => return Ok(special(NUMERIC_NINF)),
+            _ => {}
+        }
+        let bad = || format!("{text:?} is not a decimal number");
+        let (negative, rest) = match text.as_bytes().first() {
+            Some(b'-') => (true, &text[1..]),
+            Some(b'+') => (false, &text[1..]),
+            _ => (false, text),
+        };
+        let (mantissa, exponent) = match rest.find(['e', 'E']) {
+            Some(at) => (
+                &rest[..at],
+                rest[at + 1..].parse::<i64>().map_err(|_| bad())?,
+            ),
+            None => (rest, 0),
+        };
+        let (int_part, frac_part) = mantissa.split_once('.').unwrap_or((mantissa, ""));
+        if int_part.is_empty() && frac_part.is_empty()
+            || !int_part
+                .bytes()
+                .chain(frac_part.bytes())
+                .all(|b| b.is_ascii_digit())
+        {
+            return Err(bad());
+        }
+        // value = digits × 10^exp
+        let mut digits: Vec<u8> = int_part
+            .bytes()
+            .chain(frac_part.bytes())
+            .map(|b| b - b'0')
+            .collect();
+        let exp = exponent - frac_part.len() as i64;
+        let dscale = (-exp).max(0);
+        if dscale > MAX_DSCALE {
+            return Err(format!(
+                "{text} has more than {MAX_DSCALE} digits after the decimal point, beyond numeric"
+            ));
+        }
+        let first_nonzero = digits.iter().position(|d| *d != 0);
+        let Some(first_nonzero) = first_nonzero else {
+            return Ok(Numeric {
+                sign: NUMERIC_POS,
+                weight: 0,
+                dscale: dscale as u16,
+                digits: Vec::new(),
+            });
+        };
+        digits.drain(..first_nonzero);
+        if exp > 0 {
+            digits.extend(std::iter::repeat_n(0, exp as usize));
+        }
+        let mut frac = (-exp).max(0);
+        let mut int_len = digits.len() as i64 - frac;
+        if int_len < 0 {
+            let pad = (-int_len) as usize;
+            digits.splice(0..0, std::iter::repeat_n(0, pad));
+            int_len = 0;
+        }
+        // Align the decimal point on a 4-digit group boundary, both sides.
+        let left = ((4 - int_len.rem_euclid(4)) % 4) as usize;
+        digits.splice(0..0, std::iter::repeat_n(0, left));
+        int_len += left as i64;
+        let right = ((4 - frac.rem_euclid(4)) % 4) as usize;
+        digits.extend(std::iter::repeat_n(0, right));
+        frac += right as i64;
+        debug_assert_eq!(digits.len() as i64, int_len + frac);
+
+        let mut groups: Vec<i16> = digits
+            .chunks(4)
+            .map(|c| c.iter().fold(0i16, |acc, d| acc * 10 + *d as i16))
+            .collect();
+        let mut weight = int_len / 4 - 1;
+        let leading = groups.iter().take_while(|g| **g == 0).count();
+        groups.drain(..leading);
+        weight -= leading as i64;
+        while groups.last() == Some(&0) {
+            groups.pop();
+        }
+        if weight > i16::MAX as i64 || weight < i16::MIN as i64 || groups.len() > i16::MAX as usize
+        {
+            return Err(format!("{text} is beyond the range of numeric"));
+        }
+        Ok(Numeric {
+            sign: if negative { NUMERIC_NEG } else { NUMERIC_POS },
+            weight: weight as i16,
+            dscale: dscale as u16,
+            digits: groups,
+        })
+    }
+
+    /// Appends the binary representation.
+    pub fn write(&self, out: &mut BytesMut) {
+        out.put_i16(self.digits.len() as i16);
+        out.put_i16(self.weight);
+        out.put_u16(self.sign);
+        out.put_u16(self.dscale);
+        for digit in &self.digits {
+            out.put_i16(*digit);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn n(text: &str) -> (u16, i16, u16, Vec<i16>) {
+        let v = Numeric::parse(text).expect("parses");
+        (v.sign, v.weight, v.dscale, v.digits)
+    }
+
+    #[test]
+    fn integers_and_fractions() {
+        assert_eq!(n("0"), (0, 0, 0, vec![]));
+        assert_eq!(n("1"), (0, 0, 0, vec![1]));
+        assert_eq!(n("12345"), (0, 1, 0, vec![1, 2345]));
+        assert_eq!(n("-1.50"), (NUMERIC_NEG, 0, 2, vec![1, 5000]));
+        assert_eq!(n("0.0001"), (0, -1, 4, vec![1]));
+        assert_eq!(n("0.00001"), (0, -2, 5, vec![1000]));
+        assert_eq!(n("10000"), (0, 1, 0, vec![1]));
+    }
+
+    #[test]
+    fn exponents_and_specials() {
+        assert_eq!(n("1.5E+3"), (0, 0, 0, vec![1500]));
+        assert_eq!(n("1E-6"), (0, -2, 6, vec![100]));
+        assert_eq!(n("0E-10"), (0, 0, 10, vec![]));
+        assert_eq!(n("NaN").0, NUMERIC_NAN);
+        assert_eq!(n("-Infinity").0, NUMERIC_NINF);
+        assert!(Numeric::parse("1.2.3").is_err());
+        assert!(Numeric::parse("").is_err());
+        assert!(Numeric::parse("1E-20000").is_err());
+    }
+
+    #[test]
+    fn decimal128_extremes_fit() {
+        assert!(Numeric::parse("9.999999999999999999999999999999999E+6144").is_ok());
+        assert!(Numeric::parse("1E-6176").is_ok());
+    }
+}

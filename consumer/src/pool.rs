@@ -1,0 +1,214 @@
+//! A consumer process: binds the run's durable consumer, runs the writers, logs
+//! throughput, and stops them on a signal or once the run is done.
+//!
+//! Tasks and their owners: `run` owns every task it spawns through one `JoinSet` and a
+//! child of the shutdown token; the writers, the throughput log and the done watcher all
+//! stop when that token is cancelled, and `run` returns only after all of them ended.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use async_nats::jetstream::consumer::{pull, AckPolicy, PullConsumer};
+use common::broker::Broker;
+use common::config::redact_url;
+use common::naming::RunName;
+use common::run_state::RunState;
+use tokio::task::JoinSet;
+use tokio_util::sync::CancellationToken;
+
+use crate::config::ConsumerConfig;
+use crate::error::{pg_detail, ConsumerError};
+use crate::mapping::MappingFile;
+use crate::stats::{Stats, Totals};
+use crate::writer::{connect, Writer};
+use crate::{done, schema};
+
+/// How often the throughput line is logged.
+const REPORT_EVERY: Duration = Duration::from_secs(5);
+/// How often `--exit-when-done` checks whether the run is complete.
+const DONE_CHECK_EVERY: Duration = Duration::from_millis(500);
+/// Batches delivered and not yet acknowledged across all processes of a run: enough to
+/// keep every writer of many processes busy, small enough to bound redelivery storms.
+const MAX_ACK_PENDING: i64 = 1024;
+
+/// What the writers of a process share.
+pub struct Shared {
+    pub run: RunName,
+    pub database_url: String,
+    pub mapping: MappingFile,
+    pub broker: Broker,
+    pub stats: Stats,
+    pub ack_wait: Duration,
+    pub max_deliver: usize,
+    pub prefetch: usize,
+}
+
+/// What this process did.
+#[derive(Debug, Clone, Copy)]
+pub struct Report {
+    pub totals: Totals,
+    pub elapsed: Duration,
+}
+
+/// Runs the writers until `shutdown` is cancelled or, with `--exit-when-done`, until
+/// every batch of the run is accounted for.
+///
+/// # Errors
+/// When PostgreSQL or NATS cannot be reached at start, the mapping file is invalid, or
+/// the durable consumer cannot be bound. Once running, failures are retried, not fatal.
+pub async fn run(
+    config: ConsumerConfig,
+    shutdown: CancellationToken,
+) -> Result<Report, ConsumerError> {
+    let started = Instant::now();
+    let mapping = match &config.mapping {
+        Some(path) => MappingFile::load(path)?,
+        None => MappingFile::default(),
+    };
+    let mut client = connect(&config.database_url)
+        .await
+        .map_err(|e| ConsumerError::PgConnect {
+            url: redact_url(&config.database_url),
+            detail: pg_detail(&e),
+        })?;
+    schema::ensure_bookkeeping(&mut client)
+        .await
+        .map_err(|e| ConsumerError::Schema(pg_detail(&e)))?;
+    for collection in mapping.collections.keys() {
+        schema::ensure_table(&mut client, &mapping.plan(collection))
+            .await
+            .map_err(|e| ConsumerError::Schema(pg_detail(&e)))?;
+    }
+
+    let broker = Broker::connect(&config.nats, config.nats.stream.clone()).await?;
+    let run = config.run.run.clone();
+    let consumer = bind(&broker, &run, config.ack_wait).await?;
+    let writers = config.writers();
+    tracing::info!(run = %run, writers, stream = broker.names.stream(), "consumer started");
+
+    let shared = Arc::new(Shared {
+        run: run.clone(),
+        database_url: config.database_url.clone(),
+        mapping,
+        broker: broker.clone(),
+        stats: Stats::default(),
+        ack_wait: config.ack_wait,
+        max_deliver: config.max_deliver.get(),
+        prefetch: config.prefetch.get(),
+    });
+    let stop = shutdown.child_token();
+    let mut tasks = JoinSet::new();
+    for id in 0..writers {
+        let writer = Writer::new(id, shared.clone());
+        tasks.spawn(writer.run(consumer.clone(), stop.clone()));
+    }
+    tasks.spawn(report_throughput(shared.clone(), stop.clone()));
+    if config.exit_when_done {
+        let state = RunState::new(broker.state.clone(), broker.names.clone(), run.clone());
+        tasks.spawn(watch_done(state, client, run, stop.clone()));
+    }
+
+    let mut failure = None;
+    while let Some(joined) = tasks.join_next().await {
+        if let Err(err) = joined {
+            // A task panicked or was aborted: stop the others and report it.
+            failure.get_or_insert_with(|| err.to_string());
+            stop.cancel();
+        }
+    }
+    if let Some(detail) = failure {
+        return Err(ConsumerError::Writer(detail));
+    }
+    Ok(Report {
+        totals: shared.stats.totals(),
+        elapsed: started.elapsed(),
+    })
+}
+
+/// Binds the run's durable pull consumer, creating it when absent. Every process of a
+/// run binds the same one, which is how they share the batches.
+async fn bind(
+    broker: &Broker,
+    run: &RunName,
+    ack_wait: Duration,
+) -> Result<PullConsumer, ConsumerError> {
+    let name = broker.names.durable_consumer(run);
+    let failed = |detail: String| ConsumerError::Consumer {
+        name: name.clone(),
+        detail,
+    };
+    let stream = broker
+        .jetstream
+        .get_stream(broker.names.stream())
+        .await
+        .map_err(|e| failed(e.to_string()))?;
+    stream
+        .get_or_create_consumer(
+            &name,
+            pull::Config {
+                durable_name: Some(name.clone()),
+                filter_subject: broker.names.run_subjects(run),
+                ack_policy: AckPolicy::Explicit,
+                ack_wait,
+                // Redelivery is bounded by the writers (dead letters), not the server,
+                // so that no batch is ever dropped silently.
+                max_deliver: -1,
+                max_ack_pending: MAX_ACK_PENDING,
+                ..Default::default()
+            },
+        )
+        .await
+        .map_err(|e| failed(e.to_string()))
+}
+
+async fn report_throughput(shared: Arc<Shared>, stop: CancellationToken) {
+    let mut last = shared.stats.totals();
+    let mut last_at = Instant::now();
+    loop {
+        tokio::select! {
+            _ = stop.cancelled() => return,
+            _ = tokio::time::sleep(REPORT_EVERY) => {}
+        }
+        let now = shared.stats.totals();
+        if now == last {
+            continue;
+        }
+        let seconds = last_at.elapsed().as_secs_f64().max(1e-9);
+        tracing::info!(
+            rows = now.rows,
+            batches = now.batches,
+            rejects = now.rejects,
+            duplicates = now.duplicates,
+            dead_letters = now.dead_letters,
+            rows_per_sec = ((now.rows - last.rows) as f64 / seconds) as u64,
+            "throughput"
+        );
+        last = now;
+        last_at = Instant::now();
+    }
+}
+
+async fn watch_done(
+    state: RunState,
+    client: tokio_postgres::Client,
+    run: RunName,
+    stop: CancellationToken,
+) {
+    loop {
+        match done::check(&state, &client, run.as_str()).await {
+            Ok(true) => {
+                tracing::info!(run = %run, "every batch of the run is accounted for; stopping");
+                stop.cancel();
+                return;
+            }
+            Ok(false) => {}
+            Err(detail) => {
+                tracing::warn!(%detail, "cannot check whether the run is done; will retry")
+            }
+        }
+        tokio::select! {
+            _ = stop.cancelled() => return,
+            _ = tokio::time::sleep(DONE_CHECK_EVERY) => {}
+        }
+    }
+}

@@ -1,0 +1,110 @@
+//! Tables: the bookkeeping the consumers keep, and the target tables they fill.
+//!
+//! Creation is serialized by an advisory lock: several writers (in several processes)
+//! meeting a new collection at once would otherwise race inside `CREATE TABLE IF NOT
+//! EXISTS` and one of them fail on a duplicate catalog entry.
+
+use common::naming::{DEAD_LETTERS_TABLE, LEDGER_TABLE, REJECTS_TABLE};
+use tokio_postgres::Client;
+
+use crate::mapping::TablePlan;
+
+/// Quotes an identifier for SQL: always, so any collection or field name is safe.
+pub fn quote(ident: &str) -> String {
+    format!("\"{}\"", ident.replace('"', "\"\""))
+}
+
+/// Advisory lock key of schema changes (an arbitrary constant, "m2p" + 1).
+const SCHEMA_LOCK: i64 = 0x6d32_7001;
+
+async fn locked(client: &mut Client, ddl: &str) -> Result<(), tokio_postgres::Error> {
+    let tx = client.transaction().await?;
+    tx.execute("SELECT pg_advisory_xact_lock($1)", &[&SCHEMA_LOCK])
+        .await?;
+    tx.batch_execute(ddl).await?;
+    tx.commit().await
+}
+
+/// Creates the ledger, rejects and dead-letter tables when absent.
+pub async fn ensure_bookkeeping(client: &mut Client) -> Result<(), tokio_postgres::Error> {
+    let ddl = format!(
+        "CREATE TABLE IF NOT EXISTS {ledger} (
+            batch_id text PRIMARY KEY,
+            run text NOT NULL,
+            collection text NOT NULL,
+            seq bigint NOT NULL,
+            target_table text NOT NULL,
+            rows_written integer NOT NULL,
+            rows_rejected integer NOT NULL,
+            committed_at timestamptz NOT NULL DEFAULT now()
+        );
+        CREATE INDEX IF NOT EXISTS {ledger_run} ON {ledger} (run, collection);
+        CREATE TABLE IF NOT EXISTS {rejects} (
+            id bigserial PRIMARY KEY,
+            run text NOT NULL,
+            collection text NOT NULL,
+            batch_id text NOT NULL,
+            doc_id text,
+            field text,
+            expected_type text,
+            found_type text,
+            error text NOT NULL,
+            document jsonb,
+            raw_bson bytea NOT NULL,
+            rejected_at timestamptz NOT NULL DEFAULT now()
+        );
+        CREATE INDEX IF NOT EXISTS {rejects_run} ON {rejects} (run, collection);
+        CREATE TABLE IF NOT EXISTS {dead} (
+            id bigserial PRIMARY KEY,
+            stream text NOT NULL,
+            stream_seq bigint NOT NULL,
+            subject text NOT NULL,
+            run text,
+            collection text,
+            batch_id text,
+            deliveries bigint NOT NULL,
+            reason text NOT NULL,
+            payload bytea NOT NULL,
+            dead_at timestamptz NOT NULL DEFAULT now(),
+            UNIQUE (stream, stream_seq)
+        );",
+        ledger = quote(LEDGER_TABLE),
+        ledger_run = quote(&format!("{LEDGER_TABLE}_run")),
+        rejects = quote(REJECTS_TABLE),
+        rejects_run = quote(&format!("{REJECTS_TABLE}_run")),
+        dead = quote(DEAD_LETTERS_TABLE),
+    );
+    locked(client, &ddl).await
+}
+
+/// Creates a plan's target table when absent.
+pub async fn ensure_table(
+    client: &mut Client,
+    plan: &TablePlan,
+) -> Result<(), tokio_postgres::Error> {
+    let mut columns: Vec<String> = plan
+        .columns
+        .iter()
+        .map(|c| format!("{} {}", quote(&c.name), c.ty.sql()))
+        .collect();
+    if let Some(pk) = plan.primary_key {
+        columns.push(format!("PRIMARY KEY ({})", quote(&plan.columns[pk].name)));
+    }
+    let ddl = format!(
+        "CREATE TABLE IF NOT EXISTS {} ({})",
+        quote(&plan.table),
+        columns.join(", ")
+    );
+    locked(client, &ddl).await
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn identifiers_are_always_quoted() {
+        assert_eq!(quote("users"), "\"users\"");
+        assert_eq!(quote("we\"ird"), "\"we\"\"ird\"");
+    }
+}
