@@ -142,7 +142,7 @@ impl Cell {
             return Ok(Cell::Null);
         }
         match ty {
-            ColumnType::Jsonb => return json_cell(value).map_err(refuse),
+            ColumnType::Jsonb => json_cell(value).map_err(refuse),
             ColumnType::Text => match value {
                 RawBsonRef::String(s) | RawBsonRef::Symbol(s) => text_cell(s).map_err(refuse),
                 RawBsonRef::ObjectId(oid) => Ok(Cell::Text(oid.to_hex())),
@@ -365,7 +365,7 @@ mod tests {
         );
         assert_eq!(convert(&rawdoc! {}, ColumnType::Int8), Ok(Cell::Null));
         assert_eq!(
-            convert(&rawdoc! { "v": bson::Bson::Null }, ColumnType::Bool),
+            convert(&rawdoc! { "v": bson::RawBson::Null }, ColumnType::Bool),
             Ok(Cell::Null)
         );
         let d: Decimal128 = "1.50".parse().expect("decimal");

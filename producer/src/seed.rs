@@ -6,7 +6,8 @@
 
 use std::time::{Duration, Instant};
 
-use bson::{doc, oid::ObjectId, DateTime, Decimal128, Document};
+use bson::spec::BinarySubtype;
+use bson::{doc, oid::ObjectId, Binary, DateTime, Decimal128, Document};
 use futures::stream::{self, StreamExt, TryStreamExt};
 use rand::rngs::SmallRng;
 use rand::{Rng, SeedableRng};
@@ -87,7 +88,8 @@ pub async fn seed(config: &SeedConfig) -> Result<Seeded, ProducerError> {
     })
 }
 
-/// The `i`-th generated user.
+/// The `i`-th generated user. `Users` carries one field of every type a mapping column
+/// can take, so one mapping can exercise them all.
 pub fn user(shape: Shape, i: u64, rng: &mut impl Rng) -> Document {
     let username = format!("user{i:07}");
     let email = format!(
@@ -123,6 +125,10 @@ pub fn user(shape: Shape, i: u64, rng: &mut impl Rng) -> Document {
                 "tags": tags,
                 "balance": balance,
                 "active": rng.random_bool(0.8),
+                "login_count": rng.random_range(0..5_000_000_000_i64),
+                "rating": rng.random_range(0.0..5.0_f64),
+                "external_id": Binary { subtype: BinarySubtype::Uuid, bytes: rng.random::<[u8; 16]>().to_vec() },
+                "password_hash": Binary { subtype: BinarySubtype::Generic, bytes: rng.random::<[u8; 32]>().to_vec() },
             }
         }
     }
