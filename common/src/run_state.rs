@@ -108,7 +108,7 @@ impl RunState {
     /// twice by mistake) never overwrite each other's totals.
     pub async fn update_manifest(
         &self,
-        mut change: impl FnMut(&mut RunManifest),
+        change: impl Fn(&mut RunManifest),
     ) -> Result<RunManifest, StateError> {
         let key = self.names.manifest_key(&self.run);
         loop {

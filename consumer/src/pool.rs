@@ -105,7 +105,13 @@ pub async fn run(
     tasks.spawn(report_throughput(shared.clone(), stop.clone()));
     if config.exit_when_done {
         let state = RunState::new(broker.state.clone(), broker.names.clone(), run.clone());
-        tasks.spawn(watch_done(state, client, run, stop.clone()));
+        tasks.spawn(watch_done(
+            state,
+            client,
+            config.database_url.clone(),
+            run,
+            stop.clone(),
+        ));
     }
 
     let mut failure = None;
@@ -191,11 +197,24 @@ async fn report_throughput(shared: Arc<Shared>, stop: CancellationToken) {
 async fn watch_done(
     state: RunState,
     client: tokio_postgres::Client,
+    database_url: String,
     run: RunName,
     stop: CancellationToken,
 ) {
+    let mut client = Some(client);
     loop {
-        match done::check(&state, &client, run.as_str()).await {
+        if client
+            .as_ref()
+            .is_none_or(tokio_postgres::Client::is_closed)
+        {
+            // PostgreSQL restarted: the old connection is gone for good.
+            client = connect(&database_url).await.ok();
+        }
+        let checked = match &client {
+            Some(client) => done::check(&state, client, run.as_str()).await,
+            None => Err("no PostgreSQL connection".to_string()),
+        };
+        match checked {
             Ok(true) => {
                 tracing::info!(run = %run, "every batch of the run is accounted for; stopping");
                 stop.cancel();
@@ -203,7 +222,7 @@ async fn watch_done(
             }
             Ok(false) => {}
             Err(detail) => {
-                tracing::warn!(%detail, "cannot check whether the run is done; will retry")
+                tracing::debug!(%detail, "cannot check whether the run is done yet; will retry")
             }
         }
         tokio::select! {

@@ -245,9 +245,37 @@ async fn a_wrong_typed_field_is_rejected_and_the_rest_of_its_batch_lands() {
             .expect("run"),
         "producer",
     );
+
+    // Published, not landed yet: `status` says so, and exits 3.
+    let status = env.producer("r", &["status"]).await.expect("status");
+    assert_eq!(status.status.code(), Some(3), "{}", e2e::stdout(&status));
+    let text = e2e::stdout(&status);
+    assert!(
+        text.contains("producer finished") && text.contains("status: incomplete"),
+        "{text}"
+    );
+
     env.run_consumers("r", 1, &["--mapping", &mapping], CONSUMERS_LIMIT)
         .await
         .expect("consumers");
+
+    let status = env.producer("r", &["status"]).await.expect("status");
+    let text = e2e::stdout(&status);
+    assert_eq!(status.status.code(), Some(0), "{text}");
+    let line = text
+        .lines()
+        .find(|l| l.starts_with("accounts"))
+        .unwrap_or_default();
+    let numbers: Vec<&str> = line.split_whitespace().skip(1).collect();
+    assert_eq!(
+        numbers,
+        ["10", "10", "9", "1", "0"],
+        "source, published, committed, rejected, dead: {text}"
+    );
+    assert!(
+        text.contains("0 batches waiting, 0 being written"),
+        "{text}"
+    );
 
     let pg = env.pg().await.expect("pg");
     let rows = pg

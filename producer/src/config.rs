@@ -25,6 +25,28 @@ pub enum Command {
     Run(RunConfig),
     /// Insert generated user documents, for demos and benchmarks.
     Seed(SeedConfig),
+    /// Show where a run stands: per collection, documents in the source, published,
+    /// committed, rejected and dead-lettered, and what is pending in the stream.
+    /// Exit status: 0 complete, 3 incomplete, 4 inconsistent.
+    Status(StatusConfig),
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct StatusConfig {
+    #[command(flatten)]
+    pub mongo: MongoArgs,
+    #[command(flatten)]
+    pub nats: NatsArgs,
+    #[command(flatten)]
+    pub run: RunArgs,
+
+    /// PostgreSQL connection string of the target (where the ledger is).
+    #[arg(
+        long,
+        env = "DATABASE_URL",
+        default_value = "postgres://postgres@127.0.0.1:5432/postgres"
+    )]
+    pub database_url: String,
 }
 
 /// Where MongoDB is.

@@ -39,6 +39,10 @@ pub enum ProducerError {
     BadCheckpoint { collection: String, detail: String },
     #[error("stopped by a signal; run the same command again to resume")]
     Interrupted,
+    #[error("cannot reach PostgreSQL at {url}: {detail}; is it running? Set --database-url or DATABASE_URL")]
+    PgConnect { url: String, detail: String },
+    #[error("{0}")]
+    Status(String),
     #[error("seeding {collection:?}: {detail}")]
     Seed { collection: String, detail: String },
 }

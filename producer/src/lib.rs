@@ -6,7 +6,9 @@
 //! - [`pager`]: reading a collection in `_id` order across BSON type brackets.
 //! - [`collection`]: one collection, page to batch to publish, with its checkpoint.
 //! - [`publisher`]: the bounded window of publish acknowledgements.
+//! - [`retry`]: riding out a NATS restart.
 //! - [`seed`]: generated users for demos and benchmarks.
+//! - [`status`]: where a run stands, and its verdict as an exit code.
 //! - [`error`]: what stops the producer.
 //!
 //! Data path: `pager` → raw BSON bytes → `BatchBuilder` (count and byte limits; large
@@ -18,13 +20,15 @@ pub mod config;
 pub mod error;
 pub mod pager;
 pub mod publisher;
+pub mod retry;
 pub mod seed;
 pub mod source;
+pub mod status;
 
 use std::time::{Duration, Instant};
 
 use common::broker::Broker;
-use common::run_state::{CollectionTotals, RunState};
+use common::run_state::{CollectionTotals, RunManifest, RunState};
 use tokio_util::sync::CancellationToken;
 
 use crate::collection::CollectionSummary;
@@ -110,15 +114,14 @@ pub async fn run(config: RunConfig, shutdown: CancellationToken) -> Result<Summa
             .unwrap_or(0);
         estimates.push((name.clone(), estimated));
     }
-    state
-        .update_manifest(|manifest| {
-            manifest.complete = false;
-            for (name, estimated) in &estimates {
-                let totals = manifest.collections.entry(name.clone()).or_default();
-                totals.estimated = *estimated;
-            }
-        })
-        .await?;
+    update_manifest(&state, |manifest| {
+        manifest.complete = false;
+        for (name, estimated) in &estimates {
+            let totals = manifest.collections.entry(name.clone()).or_default();
+            totals.estimated = *estimated;
+        }
+    })
+    .await?;
 
     let mut summaries = Vec::new();
     for (name, estimated) in &estimates {
@@ -126,31 +129,40 @@ pub async fn run(config: RunConfig, shutdown: CancellationToken) -> Result<Summa
             &database, &broker, &state, &config, name, *estimated, &shutdown,
         )
         .await?;
-        state
-            .update_manifest(|manifest| {
-                manifest.collections.insert(
-                    name.clone(),
-                    CollectionTotals {
-                        documents: summary.documents,
-                        batches: summary.batches,
-                        bytes: summary.bytes,
-                        estimated: *estimated,
-                        complete: true,
-                    },
-                );
-            })
-            .await?;
-        summaries.push(summary);
-    }
-    state
-        .update_manifest(|manifest| {
-            manifest.complete = manifest.collections.values().all(|c| c.complete);
+        update_manifest(&state, |manifest| {
+            manifest.collections.insert(
+                name.clone(),
+                CollectionTotals {
+                    documents: summary.documents,
+                    batches: summary.batches,
+                    bytes: summary.bytes,
+                    estimated: *estimated,
+                    complete: true,
+                },
+            );
         })
         .await?;
+        summaries.push(summary);
+    }
+    update_manifest(&state, |manifest| {
+        manifest.complete = manifest.collections.values().all(|c| c.complete);
+    })
+    .await?;
     Ok(Summary {
         collections: summaries,
         elapsed: started.elapsed(),
     })
+}
+
+/// Changes the run manifest, riding out a NATS restart.
+async fn update_manifest(
+    state: &RunState,
+    change: impl Fn(&mut RunManifest),
+) -> Result<RunManifest, ProducerError> {
+    Ok(retry::with_retries("updating the run manifest", || {
+        state.update_manifest(&change)
+    })
+    .await?)
 }
 
 async fn forget(state: &RunState, collections: &[String]) -> Result<(), ProducerError> {

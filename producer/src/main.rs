@@ -20,12 +20,12 @@ fn main() -> ExitCode {
             })
         });
     match result {
-        Ok(()) => ExitCode::SUCCESS,
+        Ok(code) => code,
         Err(err) => common::cli::report(&err),
     }
 }
 
-async fn execute(command: Command) -> anyhow::Result<()> {
+async fn execute(command: Command) -> anyhow::Result<ExitCode> {
     match command {
         Command::Run(config) => {
             let shutdown = common::shutdown::on_signal();
@@ -42,6 +42,11 @@ async fn execute(command: Command) -> anyhow::Result<()> {
                 seeded.elapsed.as_secs_f64()
             );
         }
+        Command::Status(config) => {
+            let status = producer::status::status(&config).await?;
+            print!("{status}");
+            return Ok(ExitCode::from(status.verdict().exit_code()));
+        }
     }
-    Ok(())
+    Ok(ExitCode::SUCCESS)
 }

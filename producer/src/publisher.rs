@@ -8,7 +8,6 @@
 //! `Nats-Msg-Id`: if the first copy did land, the stream drops the second.
 
 use std::collections::VecDeque;
-use std::time::Duration;
 
 use async_nats::jetstream::context::PublishAckFuture;
 use async_nats::HeaderMap;
@@ -16,11 +15,7 @@ use bytes::Bytes;
 use common::run_state::{Checkpoint, RunState};
 
 use crate::error::ProducerError;
-
-/// How many times one batch is sent before the producer gives up, and the pause
-/// between tries: long enough together (about two minutes) to ride out a NATS restart.
-const PUBLISH_ATTEMPTS: u32 = 30;
-const RETRY_PAUSE: Duration = Duration::from_secs(4);
+use crate::retry::{self, ATTEMPTS, PAUSE};
 
 /// What the publisher counted for one collection.
 #[derive(Debug, Default, Clone, Copy)]
@@ -121,7 +116,7 @@ impl Publisher {
             };
             match outcome {
                 Ok(ack) => break ack.duplicate,
-                Err(detail) if attempt >= PUBLISH_ATTEMPTS => {
+                Err(detail) if attempt >= ATTEMPTS => {
                     return Err(ProducerError::Publish {
                         collection: self.collection.clone(),
                         seq: batch.seq,
@@ -136,7 +131,7 @@ impl Publisher {
                         error = %detail,
                         "publish not acknowledged; sending the batch again"
                     );
-                    tokio::time::sleep(RETRY_PAUSE).await;
+                    tokio::time::sleep(PAUSE).await;
                     attempt += 1;
                     batch.ack = self.send(&batch.batch_id, batch.payload.clone()).await.ok();
                 }
@@ -150,21 +145,10 @@ impl Publisher {
     }
 
     async fn save_checkpoint(&self, checkpoint: &Checkpoint) -> Result<(), ProducerError> {
-        let mut attempt = 1;
-        loop {
-            match self
-                .state
-                .save_checkpoint(&self.collection, checkpoint)
-                .await
-            {
-                Ok(()) => return Ok(()),
-                Err(err) if attempt >= PUBLISH_ATTEMPTS => return Err(err.into()),
-                Err(err) => {
-                    tracing::warn!(collection = %self.collection, attempt, error = %err, "saving the checkpoint failed; retrying");
-                    tokio::time::sleep(RETRY_PAUSE).await;
-                    attempt += 1;
-                }
-            }
-        }
+        retry::with_retries("saving the checkpoint", || {
+            self.state.save_checkpoint(&self.collection, checkpoint)
+        })
+        .await?;
+        Ok(())
     }
 }

@@ -1,0 +1,167 @@
+//! Comparing what landed with the source, by content.
+//!
+//! The checksum of a set of documents is the wrapping sum of a hash of each document's
+//! canonical Extended JSON with its keys sorted: independent of row order and of key
+//! order, sensitive to any value, any missing or any repeated document.
+
+use std::collections::hash_map::DefaultHasher;
+use std::hash::{Hash, Hasher};
+
+use anyhow::{ensure, Context, Result};
+use bson::{doc, Bson, Document};
+use futures::TryStreamExt;
+
+use crate::TestEnv;
+
+/// A value's JSON text with object keys sorted at every level.
+pub fn canonical_text(value: &serde_json::Value) -> String {
+    match value {
+        serde_json::Value::Object(map) => {
+            let mut keys: Vec<&String> = map.keys().collect();
+            keys.sort();
+            let fields: Vec<String> = keys
+                .into_iter()
+                .map(|k| {
+                    format!(
+                        "{}:{}",
+                        serde_json::Value::String(k.clone()),
+                        canonical_text(&map[k])
+                    )
+                })
+                .collect();
+            format!("{{{}}}", fields.join(","))
+        }
+        serde_json::Value::Array(items) => {
+            format!(
+                "[{}]",
+                items
+                    .iter()
+                    .map(canonical_text)
+                    .collect::<Vec<_>>()
+                    .join(",")
+            )
+        }
+        other => other.to_string(),
+    }
+}
+
+fn hash(text: &str) -> u64 {
+    let mut hasher = DefaultHasher::new();
+    text.hash(&mut hasher);
+    hasher.finish()
+}
+
+/// Count and checksum of a set of documents.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct Digest {
+    pub count: u64,
+    pub checksum: u64,
+}
+
+impl Digest {
+    pub fn add(&mut self, json: &serde_json::Value) {
+        self.count += 1;
+        self.checksum = self.checksum.wrapping_add(hash(&canonical_text(json)));
+    }
+}
+
+/// The source collection's digest.
+pub async fn source_digest(env: &TestEnv, collection: &str) -> Result<Digest> {
+    let mut cursor = env
+        .db()
+        .collection::<Document>(collection)
+        .find(doc! {})
+        .await?;
+    let mut digest = Digest::default();
+    while let Some(doc) = cursor.try_next().await? {
+        digest.add(&Bson::Document(doc).into_canonical_extjson());
+    }
+    Ok(digest)
+}
+
+/// The digest of a default (`_id`, `doc`) target table plus the rejected documents of
+/// the collection, and the number of `_id`s that appear more than once.
+pub async fn target_digest(env: &TestEnv, table: &str, collection: &str) -> Result<(Digest, i64)> {
+    let pg = env.pg().await?;
+    let mut digest = Digest::default();
+    for row in pg
+        .query(&format!("SELECT doc::text FROM \"{table}\""), &[])
+        .await?
+    {
+        let json: serde_json::Value = serde_json::from_str(row.try_get(0)?)?;
+        digest.add(&json);
+    }
+    let rejects = pg
+        .query(
+            "SELECT document::text FROM _migrate_rejects WHERE collection = $1",
+            &[&collection],
+        )
+        .await
+        .context("reading rejects")?;
+    for row in rejects {
+        let text: Option<String> = row.try_get(0)?;
+        let json: serde_json::Value =
+            serde_json::from_str(&text.context("a reject without its document")?)?;
+        digest.add(&json);
+    }
+    let repeated: i64 = pg
+        .query_one(
+            &format!("SELECT count(*) FROM (SELECT _id FROM \"{table}\" GROUP BY _id HAVING count(*) > 1) AS d"),
+            &[],
+        )
+        .await?
+        .try_get(0)?;
+    Ok((digest, repeated))
+}
+
+/// Asserts the target is exactly the source: rows + rejects == source documents, no
+/// `_id` twice, and equal content checksums.
+pub async fn assert_exact_copy(env: &TestEnv, collection: &str) -> Result<Digest> {
+    let source = source_digest(env, collection).await?;
+    let (target, repeated) = target_digest(env, collection, collection).await?;
+    ensure!(
+        repeated == 0,
+        "{repeated} _id values appear more than once in {collection}"
+    );
+    ensure!(
+        target.count == source.count,
+        "{} rows + rejects in PostgreSQL for {} source documents",
+        target.count,
+        source.count
+    );
+    ensure!(
+        target.checksum == source.checksum,
+        "content checksums differ: {target:?} vs {source:?}"
+    );
+    Ok(source)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn canonical_text_ignores_key_order_only() {
+        let a: serde_json::Value =
+            serde_json::from_str(r#"{"b":1,"a":{"y":[1,2],"x":"s"}}"#).expect("json");
+        let b: serde_json::Value =
+            serde_json::from_str(r#"{"a":{"x":"s","y":[1,2]},"b":1}"#).expect("json");
+        let c: serde_json::Value =
+            serde_json::from_str(r#"{"a":{"x":"s","y":[2,1]},"b":1}"#).expect("json");
+        assert_eq!(canonical_text(&a), canonical_text(&b));
+        assert_ne!(canonical_text(&a), canonical_text(&c));
+    }
+
+    #[test]
+    fn digests_see_a_missing_or_repeated_document() {
+        let docs: Vec<serde_json::Value> = (0..3).map(|i| serde_json::json!({ "i": i })).collect();
+        let mut all = Digest::default();
+        docs.iter().for_each(|d| all.add(d));
+        let mut repeated = Digest::default();
+        [&docs[0], &docs[0], &docs[2]]
+            .into_iter()
+            .for_each(|d| repeated.add(d));
+        assert_eq!(all.count, repeated.count);
+        assert_ne!(all.checksum, repeated.checksum);
+    }
+}

@@ -1,0 +1,208 @@
+//! Private server instances for tests that stop or restart a server: each on its own
+//! port with its own data folder, stopped and removed on drop. The machine's shared
+//! services are never touched.
+
+use std::net::TcpListener;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use anyhow::{bail, Context, Result};
+
+/// A free port on loopback (free when asked; the server binds it right after).
+pub fn free_port() -> Result<u16> {
+    Ok(TcpListener::bind("127.0.0.1:0")?.local_addr()?.port())
+}
+
+fn wait_for_port(port: u16, limit: Duration) -> Result<()> {
+    let start = Instant::now();
+    while start.elapsed() < limit {
+        if std::net::TcpStream::connect(("127.0.0.1", port)).is_ok() {
+            return Ok(());
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    bail!("nothing listens on port {port} after {limit:?}")
+}
+
+fn scratch_dir(name: &str) -> Result<PathBuf> {
+    let dir = std::env::temp_dir().join(format!("mongo2pg-{name}-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir)?;
+    Ok(dir)
+}
+
+/// A nats-server with JetStream on its own port and store.
+pub struct PrivateNats {
+    pub port: u16,
+    dir: PathBuf,
+    child: Option<std::process::Child>,
+}
+
+impl PrivateNats {
+    pub fn start(name: &str) -> Result<Self> {
+        let mut nats = PrivateNats {
+            port: free_port()?,
+            dir: scratch_dir(&format!("nats-{name}"))?,
+            child: None,
+        };
+        nats.spawn()?;
+        Ok(nats)
+    }
+
+    pub fn url(&self) -> String {
+        format!("nats://127.0.0.1:{}", self.port)
+    }
+
+    fn spawn(&mut self) -> Result<()> {
+        let child = Command::new("nats-server")
+            .args([
+                "-a",
+                "127.0.0.1",
+                "-p",
+                &self.port.to_string(),
+                "-js",
+                "-sd",
+            ])
+            .arg(&self.dir)
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .context("starting nats-server (is it installed? scripts/services.sh installs it)")?;
+        self.child = Some(child);
+        wait_for_port(self.port, Duration::from_secs(15))
+    }
+
+    /// Kills the server (SIGKILL) and starts it again on the same port and store.
+    pub fn restart(&mut self, down_for: Duration) -> Result<()> {
+        self.kill();
+        std::thread::sleep(down_for);
+        self.spawn()
+    }
+
+    fn kill(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+}
+
+impl Drop for PrivateNats {
+    fn drop(&mut self) {
+        self.kill();
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+/// A PostgreSQL cluster with trust auth on its own port and data folder, run by the
+/// `postgres` user when the tests run as root (PostgreSQL refuses to run as root).
+pub struct PrivatePostgres {
+    pub port: u16,
+    dir: PathBuf,
+    bin: PathBuf,
+}
+
+fn is_root() -> bool {
+    Command::new("id")
+        .arg("-u")
+        .output()
+        .map(|o| String::from_utf8_lossy(&o.stdout).trim() == "0")
+        .unwrap_or(false)
+}
+
+fn postgres_bin() -> Result<PathBuf> {
+    let mut dirs: Vec<PathBuf> = std::fs::read_dir("/usr/lib/postgresql")
+        .context("PostgreSQL server binaries not found under /usr/lib/postgresql")?
+        .filter_map(|e| e.ok().map(|e| e.path().join("bin")))
+        .filter(|p| p.join("pg_ctl").exists())
+        .collect();
+    dirs.sort_by_key(|p| {
+        p.parent()
+            .and_then(Path::file_name)
+            .and_then(|v| v.to_str())
+            .and_then(|v| v.parse::<u32>().ok())
+            .unwrap_or(0)
+    });
+    dirs.pop()
+        .context("no pg_ctl under /usr/lib/postgresql/*/bin")
+}
+
+impl PrivatePostgres {
+    pub fn start(name: &str) -> Result<Self> {
+        let pg = PrivatePostgres {
+            port: free_port()?,
+            dir: scratch_dir(&format!("pg-{name}"))?,
+            bin: postgres_bin()?,
+        };
+        if is_root() {
+            let status = Command::new("chown")
+                .arg("-R")
+                .arg("postgres")
+                .arg(&pg.dir)
+                .status()?;
+            if !status.success() {
+                bail!("cannot hand {} to the postgres user", pg.dir.display());
+            }
+        }
+        let data = pg.dir.join("data");
+        pg.as_owner(&format!(
+            "'{}' -A trust -U postgres -D '{}' >/dev/null",
+            pg.bin.join("initdb").display(),
+            data.display()
+        ))?;
+        pg.start_server()?;
+        Ok(pg)
+    }
+
+    pub fn admin_url(&self) -> String {
+        format!("postgres://postgres@127.0.0.1:{}/postgres", self.port)
+    }
+
+    fn as_owner(&self, script: &str) -> Result<()> {
+        let status = if is_root() {
+            Command::new("su")
+                .args(["postgres", "-s", "/bin/sh", "-c", script])
+                .status()?
+        } else {
+            Command::new("sh").args(["-c", script]).status()?
+        };
+        if !status.success() {
+            bail!("failed: {script}");
+        }
+        Ok(())
+    }
+
+    fn pg_ctl(&self, action: &str) -> Result<()> {
+        let data = self.dir.join("data");
+        self.as_owner(&format!(
+            "'{}' -D '{}' -l '{}' -w {action} >/dev/null",
+            self.bin.join("pg_ctl").display(),
+            data.display(),
+            self.dir.join("server.log").display()
+        ))
+    }
+
+    fn start_server(&self) -> Result<()> {
+        self.pg_ctl(&format!(
+            "-o '-p {} -k {} -c listen_addresses=127.0.0.1 -c fsync=off' start",
+            self.port,
+            self.dir.display()
+        ))?;
+        wait_for_port(self.port, Duration::from_secs(30))
+    }
+
+    /// Stops the server as a crash would (`-m immediate`) and starts it again.
+    pub fn restart(&self, down_for: Duration) -> Result<()> {
+        self.pg_ctl("-m immediate stop")?;
+        std::thread::sleep(down_for);
+        self.start_server()
+    }
+}
+
+impl Drop for PrivatePostgres {
+    fn drop(&mut self) {
+        let _ = self.pg_ctl("-m immediate stop");
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}

@@ -1,0 +1,318 @@
+//! `producer status`: where a run stands, for people and for scripts.
+//!
+//! Per collection: documents in the source, published (the producer's totals),
+//! committed and rejected (the consumers' ledger), dead-lettered batches; and for the
+//! run, batches still pending in the stream. The verdict is the exit code:
+//! 0 complete, 3 incomplete (still running, or stopped before the end), 4 inconsistent
+//! (counts that cannot all be right: investigate before trusting the target).
+
+use std::collections::BTreeMap;
+
+use bson::doc;
+use common::broker::Broker;
+use common::config::redact_url;
+use common::naming::{DEAD_LETTERS_TABLE, LEDGER_TABLE};
+use common::run_state::RunState;
+
+use crate::config::StatusConfig;
+use crate::error::ProducerError;
+
+/// One collection's numbers.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct CollectionStatus {
+    pub source: u64,
+    pub published: u64,
+    pub published_complete: bool,
+    pub committed: u64,
+    pub rejected: u64,
+    pub dead_letter_batches: u64,
+}
+
+/// Where a run stands.
+#[derive(Debug, Clone, Default)]
+pub struct RunStatus {
+    pub run: String,
+    pub producer_finished: bool,
+    pub collections: BTreeMap<String, CollectionStatus>,
+    /// Batches in the stream not yet delivered, and delivered but not acknowledged;
+    /// `None` when no consumer has bound the run yet.
+    pub pending: Option<(u64, u64)>,
+    /// Dead letters whose envelope could not even be read (no collection known).
+    pub unattributed_dead_letters: u64,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Verdict {
+    Complete,
+    Incomplete,
+    Inconsistent,
+}
+
+impl Verdict {
+    pub fn exit_code(self) -> u8 {
+        match self {
+            Verdict::Complete => 0,
+            Verdict::Incomplete => 3,
+            Verdict::Inconsistent => 4,
+        }
+    }
+}
+
+impl RunStatus {
+    pub fn verdict(&self) -> Verdict {
+        let mut verdict = Verdict::Complete;
+        if self.collections.is_empty() {
+            return Verdict::Incomplete;
+        }
+        for c in self.collections.values() {
+            let landed = c.committed + c.rejected;
+            if landed > c.published || (c.published_complete && c.published != c.source) {
+                return Verdict::Inconsistent;
+            }
+            if !c.published_complete || landed < c.published || c.dead_letter_batches > 0 {
+                verdict = Verdict::Incomplete;
+            }
+        }
+        if !self.producer_finished
+            || self
+                .pending
+                .is_some_and(|(waiting, unacked)| waiting + unacked > 0)
+        {
+            verdict = Verdict::Incomplete;
+        }
+        verdict
+    }
+}
+
+impl std::fmt::Display for RunStatus {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        writeln!(
+            f,
+            "run {}: producer {}",
+            self.run,
+            if self.producer_finished {
+                "finished"
+            } else {
+                "not finished"
+            }
+        )?;
+        writeln!(
+            f,
+            "{:<24} {:>12} {:>12} {:>12} {:>10} {:>14}",
+            "collection", "source", "published", "committed", "rejected", "dead batches"
+        )?;
+        for (name, c) in &self.collections {
+            writeln!(
+                f,
+                "{:<24} {:>12} {:>11}{} {:>12} {:>10} {:>14}",
+                name,
+                c.source,
+                c.published,
+                if c.published_complete { " " } else { "+" },
+                c.committed,
+                c.rejected,
+                c.dead_letter_batches
+            )?;
+        }
+        match self.pending {
+            Some((waiting, unacked)) => writeln!(
+                f,
+                "pending in the stream: {waiting} batches waiting, {unacked} being written"
+            )?,
+            None => writeln!(
+                f,
+                "pending in the stream: no consumer has started on this run yet"
+            )?,
+        }
+        if self.unattributed_dead_letters > 0 {
+            writeln!(
+                f,
+                "unreadable messages dead-lettered: {}",
+                self.unattributed_dead_letters
+            )?;
+        }
+        let verdict = match self.verdict() {
+            Verdict::Complete => "complete: every source document is committed or rejected",
+            Verdict::Incomplete => "incomplete",
+            Verdict::Inconsistent => "INCONSISTENT: the counts disagree",
+        };
+        writeln!(f, "status: {verdict}")
+    }
+}
+
+/// Reads the run's state from MongoDB, NATS and PostgreSQL.
+pub async fn status(config: &StatusConfig) -> Result<RunStatus, ProducerError> {
+    let database = crate::source::connect(&config.mongo).await?;
+    let broker = Broker::connect(&config.nats, config.nats.stream.clone()).await?;
+    let run = &config.run.run;
+    let state = RunState::new(broker.state.clone(), broker.names.clone(), run.clone());
+    let manifest = state.manifest().await?.unwrap_or_default();
+
+    let mut status = RunStatus {
+        run: run.to_string(),
+        producer_finished: manifest.complete,
+        ..Default::default()
+    };
+    for (name, totals) in &manifest.collections {
+        let source = database
+            .collection::<bson::Document>(name)
+            .count_documents(doc! {})
+            .await
+            .map_err(|e| ProducerError::Read {
+                collection: name.clone(),
+                detail: crate::error::mongo_detail(&e),
+            })?;
+        // Until a collection is finished, its checkpoint has the latest count.
+        let published = if totals.complete {
+            totals.documents
+        } else {
+            state.checkpoint(name).await?.map_or(0, |c| c.documents)
+        };
+        status.collections.insert(
+            name.clone(),
+            CollectionStatus {
+                source,
+                published,
+                published_complete: totals.complete,
+                ..Default::default()
+            },
+        );
+    }
+
+    let pg = pg_connect(&config.database_url).await?;
+    let pg_failed =
+        |e: tokio_postgres::Error| ProducerError::Status(format!("reading the ledger: {e}"));
+    let ledger = pg
+        .query(
+            &format!(
+                "SELECT collection, coalesce(sum(rows_written), 0)::int8, coalesce(sum(rows_rejected), 0)::int8
+                 FROM \"{LEDGER_TABLE}\" WHERE run = $1 GROUP BY collection"
+            ),
+            &[&run.as_str()],
+        )
+        .await;
+    match ledger {
+        Ok(rows) => {
+            for row in rows {
+                let entry = status
+                    .collections
+                    .entry(row.try_get(0).map_err(pg_failed)?)
+                    .or_default();
+                entry.committed = row.try_get::<_, i64>(1).map_err(pg_failed)? as u64;
+                entry.rejected = row.try_get::<_, i64>(2).map_err(pg_failed)? as u64;
+            }
+            let dead = pg
+                .query(
+                    &format!("SELECT collection, count(*) FROM \"{DEAD_LETTERS_TABLE}\" WHERE run = $1 GROUP BY collection"),
+                    &[&run.as_str()],
+                )
+                .await
+                .map_err(pg_failed)?;
+            for row in dead {
+                let count = row.try_get::<_, i64>(1).map_err(pg_failed)? as u64;
+                match row.try_get::<_, Option<String>>(0).map_err(pg_failed)? {
+                    Some(collection) => {
+                        status
+                            .collections
+                            .entry(collection)
+                            .or_default()
+                            .dead_letter_batches = count
+                    }
+                    None => status.unattributed_dead_letters = count,
+                }
+            }
+        }
+        // No consumer has created the bookkeeping tables yet: nothing landed.
+        Err(err) if err.code() == Some(&tokio_postgres::error::SqlState::UNDEFINED_TABLE) => {}
+        Err(err) => return Err(pg_failed(err)),
+    }
+
+    if let Ok(stream) = broker.jetstream.get_stream(broker.names.stream()).await {
+        if let Ok(info) = stream
+            .consumer_info(broker.names.durable_consumer(run))
+            .await
+        {
+            status.pending = Some((info.num_pending, info.num_ack_pending as u64));
+        }
+    }
+    Ok(status)
+}
+
+async fn pg_connect(url: &str) -> Result<tokio_postgres::Client, ProducerError> {
+    let (client, connection) = tokio_postgres::connect(url, tokio_postgres::NoTls)
+        .await
+        .map_err(|e| ProducerError::PgConnect {
+            url: redact_url(url),
+            detail: e.to_string(),
+        })?;
+    tokio::spawn(async move {
+        let _ = connection.await;
+    });
+    Ok(client)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn run(c: CollectionStatus, finished: bool, pending: Option<(u64, u64)>) -> RunStatus {
+        RunStatus {
+            run: "r".into(),
+            producer_finished: finished,
+            collections: BTreeMap::from([("c".to_string(), c)]),
+            pending,
+            unattributed_dead_letters: 0,
+        }
+    }
+
+    #[test]
+    fn verdicts() {
+        let done = CollectionStatus {
+            source: 10,
+            published: 10,
+            published_complete: true,
+            committed: 8,
+            rejected: 2,
+            dead_letter_batches: 0,
+        };
+        assert_eq!(
+            run(done.clone(), true, Some((0, 0))).verdict(),
+            Verdict::Complete
+        );
+        assert_eq!(
+            run(done.clone(), true, Some((1, 0))).verdict(),
+            Verdict::Incomplete
+        );
+        assert_eq!(
+            run(done.clone(), false, Some((0, 0))).verdict(),
+            Verdict::Incomplete
+        );
+        let short = CollectionStatus {
+            committed: 7,
+            ..done.clone()
+        };
+        assert_eq!(
+            run(short, true, Some((0, 0))).verdict(),
+            Verdict::Incomplete
+        );
+        let dead = CollectionStatus {
+            committed: 7,
+            dead_letter_batches: 1,
+            ..done.clone()
+        };
+        assert_eq!(run(dead, true, Some((0, 0))).verdict(), Verdict::Incomplete);
+        let too_many = CollectionStatus {
+            committed: 9,
+            ..done.clone()
+        };
+        assert_eq!(
+            run(too_many, true, Some((0, 0))).verdict(),
+            Verdict::Inconsistent
+        );
+        let source_moved = CollectionStatus { source: 11, ..done };
+        assert_eq!(
+            run(source_moved, true, Some((0, 0))).verdict(),
+            Verdict::Inconsistent
+        );
+    }
+}
