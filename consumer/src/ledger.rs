@@ -5,15 +5,24 @@
 //! the same batch (a redelivery racing the original) blocks on that key until the first
 //! transaction ends, then finds the key taken and skips the batch. A batch whose id is
 //! already in the ledger is a duplicate: acknowledged, counted, not written again.
+//!
+//! When PostgreSQL refuses a row during the COPY (a constraint, a value out of range:
+//! SQLSTATE classes 22 and 23), the batch is landed again in isolation: halves are
+//! copied under savepoints, recursively, until each refused row stands alone and goes
+//! to the rejects table with PostgreSQL's error; the rest lands, as pgloader does. The
+//! common case pays nothing for this: one COPY, no savepoint.
 
-use common::naming::{LEDGER_TABLE, REJECTS_TABLE};
+use std::borrow::Cow;
+
+use common::naming::LEDGER_TABLE;
 use futures::pin_mut;
 use tokio_postgres::binary_copy::BinaryCopyInWriter;
 use tokio_postgres::types::ToSql;
-use tokio_postgres::Client;
+use tokio_postgres::{Client, Transaction};
 
 use crate::cell::Cell;
-use crate::mapping::{RowError, TablePlan};
+use crate::mapping::TablePlan;
+use crate::reject::{self, Origin, Reject};
 use crate::schema::quote;
 
 /// A batch mapped to rows, ready to land.
@@ -23,17 +32,9 @@ pub struct MappedBatch<'a> {
     pub collection: &'a str,
     pub seq: u64,
     pub rows: Vec<Vec<Cell>>,
+    /// Each row's source document, for a reject if PostgreSQL refuses the row.
+    pub sources: Vec<Cow<'a, [u8]>>,
     pub rejects: Vec<Reject>,
-}
-
-/// A document that did not become a row.
-pub struct Reject {
-    pub doc_id: Option<String>,
-    pub error: RowError,
-    /// The document as canonical Extended JSON, when it can be rendered as jsonb.
-    pub document: Option<String>,
-    /// The exact source bytes: nothing is lost, and the reject can be replayed.
-    pub raw: Vec<u8>,
 }
 
 /// What landing a batch did.
@@ -47,6 +48,15 @@ pub enum Landed {
     Duplicate,
 }
 
+/// Whether PostgreSQL refused a row's data (rather than the batch, the connection or
+/// the table): such rows are isolated into rejects.
+fn is_row_error(err: &tokio_postgres::Error) -> bool {
+    err.code().is_some_and(|code| {
+        let code = code.code();
+        code.starts_with("22") || code.starts_with("23")
+    })
+}
+
 /// Writes the batch in one transaction: ledger row, COPY of the rows, rejects.
 pub async fn land(
     client: &mut Client,
@@ -54,7 +64,101 @@ pub async fn land(
     batch: &MappedBatch<'_>,
 ) -> Result<Landed, tokio_postgres::Error> {
     let tx = client.transaction().await?;
-    let claimed = tx
+    if !claim(&tx, plan, batch).await? {
+        tx.rollback().await?;
+        return Ok(Landed::Duplicate);
+    }
+    match copy_rows(&tx, plan, &batch.rows).await {
+        Ok(rows) => {
+            let rejects: Vec<&Reject> = batch.rejects.iter().collect();
+            reject::insert(&tx, &origin(batch), &rejects).await?;
+            tx.commit().await?;
+            Ok(Landed::Committed {
+                rows,
+                rejects: rejects.len() as u64,
+            })
+        }
+        Err(err) if is_row_error(&err) => {
+            tx.rollback().await?;
+            tracing::info!(batch = batch.batch_id, error = %crate::error::pg_detail(&err),
+                "PostgreSQL refused a row; isolating the refused rows");
+            land_isolating(client, plan, batch).await
+        }
+        Err(err) => Err(err),
+    }
+}
+
+/// Lands the batch copying halves under savepoints, so that only refused rows are
+/// rejected.
+async fn land_isolating(
+    client: &mut Client,
+    plan: &TablePlan,
+    batch: &MappedBatch<'_>,
+) -> Result<Landed, tokio_postgres::Error> {
+    let tx = client.transaction().await?;
+    if !claim(&tx, plan, batch).await? {
+        tx.rollback().await?;
+        return Ok(Landed::Duplicate);
+    }
+    let mut written = 0;
+    let mut refused = Vec::new();
+    let mut ranges = vec![(0, batch.rows.len())];
+    while let Some((lo, hi)) = ranges.pop() {
+        if lo == hi {
+            continue;
+        }
+        tx.batch_execute("SAVEPOINT m2p_rows").await?;
+        match copy_rows(&tx, plan, &batch.rows[lo..hi]).await {
+            Ok(rows) => {
+                written += rows;
+                tx.batch_execute("RELEASE SAVEPOINT m2p_rows").await?;
+            }
+            Err(err) if is_row_error(&err) => {
+                tx.batch_execute("ROLLBACK TO SAVEPOINT m2p_rows").await?;
+                if hi - lo == 1 {
+                    refused.push(Reject::refused(&batch.sources[lo], &err));
+                } else {
+                    let mid = lo + (hi - lo) / 2;
+                    // Popped in order: the lower half first.
+                    ranges.push((mid, hi));
+                    ranges.push((lo, mid));
+                }
+            }
+            Err(err) => return Err(err),
+        }
+    }
+    let rejects: Vec<&Reject> = batch.rejects.iter().chain(refused.iter()).collect();
+    reject::insert(&tx, &origin(batch), &rejects).await?;
+    tx.execute(
+        &format!(
+            "UPDATE {} SET rows_written = $2, rows_rejected = $3 WHERE batch_id = $1",
+            quote(LEDGER_TABLE)
+        ),
+        &[&batch.batch_id, &(written as i32), &(rejects.len() as i32)],
+    )
+    .await?;
+    tx.commit().await?;
+    Ok(Landed::Committed {
+        rows: written,
+        rejects: rejects.len() as u64,
+    })
+}
+
+fn origin<'a>(batch: &'a MappedBatch<'_>) -> Origin<'a> {
+    Origin {
+        run: batch.run,
+        collection: batch.collection,
+        batch_id: batch.batch_id,
+    }
+}
+
+/// Inserts the ledger row; false when the batch id is already there.
+async fn claim(
+    tx: &Transaction<'_>,
+    plan: &TablePlan,
+    batch: &MappedBatch<'_>,
+) -> Result<bool, tokio_postgres::Error> {
+    let inserted = tx
         .execute(
             &format!(
                 "INSERT INTO {} (batch_id, run, collection, seq, target_table, rows_written, rows_rejected)
@@ -72,85 +176,34 @@ pub async fn land(
             ],
         )
         .await?;
-    if claimed == 0 {
-        tx.rollback().await?;
-        return Ok(Landed::Duplicate);
-    }
-
-    let mut rows = 0;
-    if !batch.rows.is_empty() {
-        let columns: Vec<String> = plan.columns.iter().map(|c| quote(&c.name)).collect();
-        let types: Vec<_> = plan.columns.iter().map(|c| c.ty.pg_type()).collect();
-        let sink = tx
-            .copy_in(&format!(
-                "COPY {} ({}) FROM STDIN (FORMAT binary)",
-                quote(&plan.table),
-                columns.join(", ")
-            ))
-            .await?;
-        let writer = BinaryCopyInWriter::new(sink, &types);
-        pin_mut!(writer);
-        let mut values: Vec<&(dyn ToSql + Sync)> = Vec::with_capacity(plan.columns.len());
-        for row in &batch.rows {
-            values.clear();
-            values.extend(row.iter().map(|cell| cell as &(dyn ToSql + Sync)));
-            writer.as_mut().write(&values).await?;
-        }
-        rows = writer.finish().await?;
-    }
-
-    if !batch.rejects.is_empty() {
-        insert_rejects(&tx, batch).await?;
-    }
-    tx.commit().await?;
-    Ok(Landed::Committed {
-        rows,
-        rejects: batch.rejects.len() as u64,
-    })
+    Ok(inserted == 1)
 }
 
-/// All of a batch's rejects in one statement.
-async fn insert_rejects(
-    tx: &tokio_postgres::Transaction<'_>,
-    batch: &MappedBatch<'_>,
-) -> Result<(), tokio_postgres::Error> {
-    let n = batch.rejects.len();
-    let mut doc_ids = Vec::with_capacity(n);
-    let mut fields = Vec::with_capacity(n);
-    let mut expected = Vec::with_capacity(n);
-    let mut found = Vec::with_capacity(n);
-    let mut errors = Vec::with_capacity(n);
-    let mut documents = Vec::with_capacity(n);
-    let mut raws = Vec::with_capacity(n);
-    for reject in &batch.rejects {
-        doc_ids.push(reject.doc_id.clone());
-        fields.push(reject.error.field.clone());
-        expected.push(reject.error.expected.map(|t| t.sql().to_string()));
-        found.push(reject.error.found.clone());
-        errors.push(reject.error.to_string());
-        documents.push(reject.document.clone());
-        raws.push(reject.raw.clone());
+/// One binary COPY of `rows`; returns the number of rows written.
+async fn copy_rows(
+    tx: &Transaction<'_>,
+    plan: &TablePlan,
+    rows: &[Vec<Cell>],
+) -> Result<u64, tokio_postgres::Error> {
+    if rows.is_empty() {
+        return Ok(0);
     }
-    tx.execute(
-        &format!(
-            "INSERT INTO {} (run, collection, batch_id, doc_id, field, expected_type, found_type, error, document, raw_bson)
-             SELECT $1, $2, $3, d, f, e, t, r, j::jsonb, b
-             FROM unnest($4::text[], $5::text[], $6::text[], $7::text[], $8::text[], $9::text[], $10::bytea[]) AS u(d, f, e, t, r, j, b)",
-            quote(REJECTS_TABLE)
-        ),
-        &[
-            &batch.run,
-            &batch.collection,
-            &batch.batch_id,
-            &doc_ids,
-            &fields,
-            &expected,
-            &found,
-            &errors,
-            &documents,
-            &raws,
-        ],
-    )
-    .await?;
-    Ok(())
+    let columns: Vec<String> = plan.columns.iter().map(|c| quote(&c.name)).collect();
+    let types: Vec<_> = plan.columns.iter().map(|c| c.ty.pg_type()).collect();
+    let sink = tx
+        .copy_in(&format!(
+            "COPY {} ({}) FROM STDIN (FORMAT binary)",
+            quote(&plan.table),
+            columns.join(", ")
+        ))
+        .await?;
+    let writer = BinaryCopyInWriter::new(sink, &types);
+    pin_mut!(writer);
+    let mut values: Vec<&(dyn ToSql + Sync)> = Vec::with_capacity(plan.columns.len());
+    for row in rows {
+        values.clear();
+        values.extend(row.iter().map(|cell| cell as &(dyn ToSql + Sync)));
+        writer.as_mut().write(&values).await?;
+    }
+    writer.finish().await
 }

@@ -8,6 +8,7 @@
 //! - [`cell`]: BSON value to PostgreSQL binary value, exactly or refused.
 //! - [`numeric`]: PostgreSQL's binary `numeric` format.
 //! - [`ledger`]: the transaction that lands a batch with its ledger row and rejects.
+//! - [`reject`]: documents that could not become rows, kept with their reason.
 //! - [`schema`]: bookkeeping and target tables.
 //! - [`outcome`]: what became of a message and the acknowledgement it gets.
 //! - [`dead_letter`]: keeping messages that can never land.
@@ -16,8 +17,8 @@
 //! - [`error`]: what stops a consumer, and which PostgreSQL errors are retried.
 //!
 //! Data path: pull (NATS) → `Envelope::decode` (borrowed) → `TablePlan::row` per
-//! document (or a reject) → `ledger::land`: BEGIN, ledger row, binary COPY, rejects,
-//! COMMIT → ack.
+//! document (or a reject) → `ledger::land`: BEGIN, ledger row, binary COPY (refused
+//! rows isolated into rejects), rejects, COMMIT → ack.
 
 pub mod cell;
 pub mod config;
@@ -29,6 +30,7 @@ pub mod mapping;
 pub mod numeric;
 pub mod outcome;
 pub mod pool;
+pub mod reject;
 pub mod schema;
 pub mod stats;
 pub mod writer;

@@ -8,6 +8,7 @@
 //! only between batches: a batch is finished and acknowledged, or left unacknowledged
 //! for redelivery, never half-written.
 
+use std::borrow::Cow;
 use std::collections::HashSet;
 use std::sync::Arc;
 use std::time::Duration;
@@ -21,12 +22,13 @@ use tokio::io::AsyncReadExt;
 use tokio_postgres::{Client, NoTls};
 use tokio_util::sync::CancellationToken;
 
-use crate::cell::Cell;
 use crate::dead_letter;
 use crate::error::{is_retriable, pg_detail};
-use crate::ledger::{self, Landed, MappedBatch, Reject};
+use crate::ledger::{self, Landed, MappedBatch};
+use crate::mapping::RowError;
 use crate::outcome::{retry_delay, Outcome};
 use crate::pool::Shared;
+use crate::reject::Reject;
 use crate::schema;
 
 /// Pause before reconnecting to PostgreSQL or re-opening the pull stream after a failure.
@@ -115,37 +117,34 @@ impl Writer {
         let plan = self.shared.mapping.plan(&envelope.collection);
 
         let mut rows = Vec::with_capacity(envelope.docs.len());
+        let mut sources: Vec<Cow<'_, [u8]>> = Vec::with_capacity(envelope.docs.len());
         let mut rejects = Vec::new();
         for doc in &envelope.docs {
-            let fetched;
-            let bytes: &[u8] = match doc {
-                Doc::Inline(bytes) => bytes,
+            let bytes: Cow<'_, [u8]> = match doc {
+                Doc::Inline(bytes) => Cow::Borrowed(bytes.as_ref()),
                 Doc::Blob { name, .. } => match self.fetch_blob(name).await {
-                    Ok(bytes) => {
-                        fetched = bytes;
-                        &fetched
-                    }
+                    Ok(bytes) => Cow::Owned(bytes),
                     Err(err) => {
                         return self
                             .failed(delivered, format!("fetching large document {name}: {err}"))
                     }
                 },
             };
-            match RawDocument::from_bytes(bytes) {
-                Ok(raw) => match plan.row(raw) {
-                    Ok(row) => rows.push(row),
-                    Err(error) => rejects.push(reject(Some(raw), bytes, error)),
-                },
-                Err(err) => rejects.push(reject(
-                    None,
-                    bytes,
-                    crate::mapping::RowError {
-                        field: String::new(),
-                        expected: None,
-                        found: "unreadable".to_string(),
-                        reason: format!("not a valid BSON document: {err}"),
-                    },
-                )),
+            let mapped = match RawDocument::from_bytes(&bytes) {
+                Ok(raw) => plan.row(raw),
+                Err(err) => Err(RowError {
+                    field: String::new(),
+                    expected: None,
+                    found: "unreadable".to_string(),
+                    reason: format!("not a valid BSON document: {err}"),
+                }),
+            };
+            match mapped {
+                Ok(row) => {
+                    rows.push(row);
+                    sources.push(bytes);
+                }
+                Err(error) => rejects.push(Reject::new(&bytes, error)),
             }
         }
         let batch = MappedBatch {
@@ -154,6 +153,7 @@ impl Writer {
             collection: &envelope.collection,
             seq: envelope.seq,
             rows,
+            sources,
             rejects,
         };
 
@@ -266,26 +266,6 @@ async fn ack(message: &Message, kind: AckKind) {
     if let Err(err) = message.double_ack_with(kind).await {
         // The batch will be redelivered; the ledger makes that harmless.
         tracing::warn!(error = %err, "acknowledgement not confirmed; the batch may be redelivered");
-    }
-}
-
-fn reject(raw: Option<&RawDocument>, bytes: &[u8], error: crate::mapping::RowError) -> Reject {
-    let doc_id = raw.and_then(|raw| match Cell::id_text(raw.get("_id").ok().flatten()) {
-        Ok(Cell::Text(id)) => Some(id),
-        _ => None,
-    });
-    let document =
-        raw.and_then(
-            |raw| match crate::cell::json_cell(bson::RawBsonRef::Document(raw)) {
-                Ok(Cell::Jsonb(json)) => Some(json),
-                _ => None,
-            },
-        );
-    Reject {
-        doc_id,
-        error,
-        document,
-        raw: bytes.to_vec(),
     }
 }
 

@@ -517,3 +517,144 @@ async fn bad_input_and_unreachable_servers_give_one_clear_line() {
         "password leaked"
     );
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn rows_postgres_refuses_are_isolated_into_rejects_and_the_rest_lands() {
+    let env = TestEnv::new("refused").await.expect("env");
+    let docs: Vec<Document> = (0..100).map(|i| doc! { "_id": i, "age": i }).collect();
+    env.db()
+        .collection::<Document>("people")
+        .insert_many(&docs)
+        .await
+        .expect("insert");
+    // The target exists already, with a rule the data breaks for ages 90 and over.
+    let pg = env.pg().await.expect("pg");
+    pg.batch_execute("CREATE TABLE people (id int4 PRIMARY KEY, age int4 CHECK (age < 90))")
+        .await
+        .expect("create");
+    let mapping = write_mapping(
+        &env,
+        r#"
+        [collections.people]
+        columns = [
+          { name = "id", path = "_id", type = "int4" },
+          { name = "age", path = "age", type = "int4" },
+        ]
+        "#,
+    );
+    assert_success(&env.producer("r", &["run"]).await.expect("run"), "producer");
+    env.run_consumers("r", 2, &["--mapping", &mapping], CONSUMERS_LIMIT)
+        .await
+        .expect("consumers");
+
+    let landed: Vec<i32> = pg
+        .query("SELECT id FROM people ORDER BY id", &[])
+        .await
+        .expect("rows")
+        .iter()
+        .map(|r| r.get(0))
+        .collect();
+    assert_eq!(landed, (0..90).collect::<Vec<i32>>());
+    let rejects = pg
+        .query(
+            "SELECT doc_id, error, document::text FROM _migrate_rejects ORDER BY doc_id",
+            &[],
+        )
+        .await
+        .expect("rejects");
+    assert_eq!(rejects.len(), 10);
+    for (row, i) in rejects.iter().zip(90..100) {
+        assert_eq!(
+            row.get::<_, String>(0),
+            format!(r#"{{"$numberInt":"{i}"}}"#)
+        );
+        let error: String = row.get(1);
+        assert!(
+            error.contains("check constraint") && error.contains("23514"),
+            "{error}"
+        );
+        let stored: serde_json::Value =
+            serde_json::from_str(&row.get::<_, String>(2)).expect("json");
+        assert_eq!(stored, json(&Bson::Document(docs[i as usize].clone())));
+    }
+    let counts = pg
+        .query_one(
+            "SELECT sum(rows_written)::int8, sum(rows_rejected)::int8 FROM _migrate_ledger",
+            &[],
+        )
+        .await
+        .expect("ledger");
+    assert_eq!((counts.get::<_, i64>(0), counts.get::<_, i64>(1)), (90, 10));
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_batch_refused_on_every_delivery_is_dead_lettered_and_the_run_goes_on() {
+    let env = TestEnv::new("deadbatch").await.expect("env");
+    let docs: Vec<Document> = (0..30)
+        .map(|i| doc! { "_id": i, "kind": if i < 10 { "bad" } else { "good" } })
+        .collect();
+    env.db()
+        .collection::<Document>("events")
+        .insert_many(&docs)
+        .await
+        .expect("insert");
+    // A trigger refuses the whole first batch, the same way on every delivery: not a
+    // row's data (SQLSTATE P0001), so the batch is retried, then dead-lettered.
+    let pg = env.pg().await.expect("pg");
+    pg.batch_execute(
+        r#"CREATE TABLE events (_id text PRIMARY KEY, doc jsonb);
+           CREATE FUNCTION refuse_bad() RETURNS trigger AS $$
+           BEGIN
+             IF NEW.doc->>'kind' = 'bad' THEN RAISE EXCEPTION 'refused by trigger'; END IF;
+             RETURN NEW;
+           END $$ LANGUAGE plpgsql;
+           CREATE TRIGGER refuse BEFORE INSERT ON events FOR EACH ROW EXECUTE FUNCTION refuse_bad();"#,
+    )
+    .await
+    .expect("trigger");
+    assert_success(
+        &env.producer("r", &["run", "--batch-size", "10"])
+            .await
+            .expect("run"),
+        "producer",
+    );
+    env.run_consumers("r", 1, &["--max-deliver", "2"], CONSUMERS_LIMIT)
+        .await
+        .expect("consumers exit: the dead-lettered batch is accounted for");
+
+    let good: i64 = pg
+        .query_one("SELECT count(*) FROM events", &[])
+        .await
+        .expect("count")
+        .get(0);
+    assert_eq!(good, 20, "the other batches landed");
+    let dead = pg
+        .query_one(
+            "SELECT reason, deliveries, collection, payload FROM _migrate_dead_letters",
+            &[],
+        )
+        .await
+        .expect("one dead letter");
+    let reason: String = dead.get(0);
+    assert!(
+        reason.contains("failed on 2 deliveries") && reason.contains("refused by trigger"),
+        "{reason}"
+    );
+    assert_eq!(dead.get::<_, i64>(1), 2);
+    assert_eq!(dead.get::<_, String>(2), "events");
+    let envelope_bytes: Vec<u8> = dead.get(3);
+    let envelope =
+        common::batch::Envelope::decode(&envelope_bytes).expect("the batch is kept whole");
+    assert_eq!(envelope.docs.len(), 10);
+
+    // status: incomplete, with the dead batch shown.
+    let status = env.producer("r", &["status"]).await.expect("status");
+    assert_eq!(status.status.code(), Some(3), "{}", e2e::stdout(&status));
+    let text = e2e::stdout(&status);
+    let line = text
+        .lines()
+        .find(|l| l.starts_with("events"))
+        .unwrap_or_default();
+    let numbers: Vec<&str> = line.split_whitespace().skip(1).collect();
+    assert_eq!(numbers, ["30", "30", "20", "0", "1"], "{text}");
+}

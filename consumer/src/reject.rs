@@ -1,0 +1,115 @@
+//! Documents that could not become rows, kept with their reason.
+//!
+//! Each reject keeps the document's `_id`, the field at fault, the expected and found
+//! types, the error in words, the document as jsonb (when it can be rendered) and its
+//! exact BSON bytes, so nothing is lost and a fixed mapping can replay it.
+
+use bson::{RawBsonRef, RawDocument};
+use common::naming::REJECTS_TABLE;
+
+use crate::cell::{json_cell, Cell};
+use crate::mapping::RowError;
+use crate::schema::quote;
+
+/// A document that did not become a row.
+#[derive(Debug, Clone)]
+pub struct Reject {
+    pub doc_id: Option<String>,
+    pub error: RowError,
+    /// The document as canonical Extended JSON, when jsonb can hold it.
+    pub document: Option<String>,
+    /// The exact source bytes.
+    pub raw: Vec<u8>,
+}
+
+impl Reject {
+    pub fn new(raw: &[u8], error: RowError) -> Self {
+        let doc = RawDocument::from_bytes(raw).ok();
+        let doc_id = doc.and_then(|doc| match Cell::id_text(doc.get("_id").ok().flatten()) {
+            Ok(Cell::Text(id)) => Some(id),
+            _ => None,
+        });
+        let document = doc.and_then(|doc| match json_cell(RawBsonRef::Document(doc)) {
+            Ok(Cell::Jsonb(json)) => Some(json),
+            _ => None,
+        });
+        Reject {
+            doc_id,
+            error,
+            document,
+            raw: raw.to_vec(),
+        }
+    }
+
+    /// A row PostgreSQL refused during COPY (a constraint, a value out of range).
+    pub fn refused(raw: &[u8], err: &tokio_postgres::Error) -> Self {
+        let db = err.as_db_error();
+        let error = RowError {
+            field: db.and_then(|d| d.column()).unwrap_or_default().to_string(),
+            expected: None,
+            found: String::new(),
+            reason: format!(
+                "PostgreSQL refused the row: {}",
+                crate::error::pg_detail(err)
+            ),
+        };
+        Reject::new(raw, error)
+    }
+}
+
+/// Where rejects come from, for the rejects table's run/collection/batch columns.
+pub struct Origin<'a> {
+    pub run: &'a str,
+    pub collection: &'a str,
+    pub batch_id: &'a str,
+}
+
+/// Inserts rejects in one statement.
+pub async fn insert(
+    tx: &tokio_postgres::Transaction<'_>,
+    origin: &Origin<'_>,
+    rejects: &[&Reject],
+) -> Result<(), tokio_postgres::Error> {
+    if rejects.is_empty() {
+        return Ok(());
+    }
+    let n = rejects.len();
+    let mut doc_ids = Vec::with_capacity(n);
+    let mut fields = Vec::with_capacity(n);
+    let mut expected = Vec::with_capacity(n);
+    let mut found = Vec::with_capacity(n);
+    let mut errors = Vec::with_capacity(n);
+    let mut documents = Vec::with_capacity(n);
+    let mut raws = Vec::with_capacity(n);
+    for reject in rejects {
+        doc_ids.push(reject.doc_id.as_deref());
+        fields.push(reject.error.field.as_str());
+        expected.push(reject.error.expected.map(|t| t.sql()));
+        found.push((!reject.error.found.is_empty()).then_some(reject.error.found.as_str()));
+        errors.push(reject.error.to_string());
+        documents.push(reject.document.as_deref());
+        raws.push(reject.raw.as_slice());
+    }
+    tx.execute(
+        &format!(
+            "INSERT INTO {} (run, collection, batch_id, doc_id, field, expected_type, found_type, error, document, raw_bson)
+             SELECT $1, $2, $3, d, f, e, t, r, j::jsonb, b
+             FROM unnest($4::text[], $5::text[], $6::text[], $7::text[], $8::text[], $9::text[], $10::bytea[]) AS u(d, f, e, t, r, j, b)",
+            quote(REJECTS_TABLE)
+        ),
+        &[
+            &origin.run,
+            &origin.collection,
+            &origin.batch_id,
+            &doc_ids,
+            &fields,
+            &expected,
+            &found,
+            &errors,
+            &documents,
+            &raws,
+        ],
+    )
+    .await?;
+    Ok(())
+}
