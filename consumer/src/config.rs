@@ -47,8 +47,9 @@ pub struct ConsumerConfig {
     #[arg(long, env = "WRITERS")]
     pub writers: Option<NonZeroUsize>,
 
-    /// Mapping file (TOML): target table and typed columns per collection. Collections
-    /// without a mapping land as `_id text primary key, doc jsonb`.
+    /// Mapping file (TOML, or YAML if it ends in .yaml or .yml): target table and typed
+    /// columns per collection. Collections without a mapping land as
+    /// `_id text primary key, doc jsonb`.
     #[arg(long = "mapping", env = "MAPPING_FILE")]
     pub mapping: Option<PathBuf>,
 

@@ -1,6 +1,7 @@
 //! Which table a collection lands in and how each document becomes a row.
 //!
-//! A mapping file (`--mapping FILE`, TOML) names, per collection, a table and its
+//! A mapping file (`--mapping FILE`, TOML, or YAML when it ends in `.yaml`/`.yml`)
+//! names, per collection, a table and its
 //! columns, each with a source field path (`address.city`) and a type:
 //!
 //! ```toml
@@ -67,9 +68,17 @@ impl MappingFile {
             path: shown.clone(),
             detail: e.to_string(),
         })?;
-        let file: MappingFile = toml::from_str(&text).map_err(|e| MappingError::Invalid {
+        let yaml = path
+            .extension()
+            .is_some_and(|ext| ext.eq_ignore_ascii_case("yaml") || ext.eq_ignore_ascii_case("yml"));
+        let parsed = if yaml {
+            serde_yaml_ng::from_str::<MappingFile>(&text).map_err(|e| e.to_string())
+        } else {
+            toml::from_str::<MappingFile>(&text).map_err(|e| e.to_string())
+        };
+        let file = parsed.map_err(|detail| MappingError::Invalid {
             path: shown.clone(),
-            detail: e.to_string().replace('\n', " "),
+            detail: detail.replace('\n', " "),
         })?;
         for (collection, mapping) in &file.collections {
             let invalid = |detail: String| MappingError::Invalid {
@@ -316,6 +325,27 @@ mod tests {
             err.to_string(),
             r#"field "age": expected int4, found string: a string value cannot be stored as int4"#
         );
+    }
+
+    #[test]
+    fn yaml_files_read_like_toml_ones() {
+        let dir = std::env::temp_dir().join(format!("mapping-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).expect("dir");
+        let path = dir.join("m.yaml");
+        std::fs::write(
+            &path,
+            "collections:\n  users:\n    table: people\n    columns:\n      - { name: id, path: _id, type: text }\n      - { name: age, path: age, type: int4 }\n",
+        )
+        .expect("write");
+        let plan = MappingFile::load(&path).expect("loads").plan("users");
+        assert_eq!(plan.table, "people");
+        assert_eq!(plan.columns[1].ty, ColumnType::Int4);
+        std::fs::write(&path, "collections:\n  users:\n    colums: []\n").expect("write");
+        assert!(
+            MappingFile::load(&path).is_err(),
+            "unknown keys refused in YAML too"
+        );
+        let _ = std::fs::remove_dir_all(&dir);
     }
 
     #[test]
