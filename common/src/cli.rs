@@ -35,3 +35,38 @@ pub fn report(err: &anyhow::Error) -> ExitCode {
     eprintln!("error: {line}");
     ExitCode::FAILURE
 }
+
+/// Runs a binary's main work: starts the runtime, then telemetry inside it (the OTLP
+/// exporter needs a reactor), runs `work`, flushes traces while the runtime still
+/// runs, and turns an error into one line and a failure status.
+pub fn run_main<F, Fut>(
+    service: &'static str,
+    format: crate::config::LogFormat,
+    work: F,
+) -> ExitCode
+where
+    F: FnOnce() -> Fut,
+    Fut: std::future::Future<Output = anyhow::Result<ExitCode>>,
+{
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(runtime) => runtime,
+        Err(err) => {
+            eprintln!("error: starting the async runtime: {err}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let result = runtime.block_on(async {
+        let telemetry = crate::telemetry::init(service, format);
+        let result = work().await;
+        // Flush on a blocking thread: the exporter's shutdown waits for the export.
+        let _ = tokio::task::spawn_blocking(move || telemetry.shutdown()).await;
+        result
+    });
+    match result {
+        Ok(code) => code,
+        Err(err) => report(&err),
+    }
+}

@@ -68,6 +68,10 @@ pub struct ConsumerConfig {
     #[arg(long, env = "MAX_DELIVER", default_value = "5")]
     pub max_deliver: NonZeroUsize,
 
+    /// Serve Prometheus metrics on this address (for example 0.0.0.0:9464), at /metrics.
+    #[arg(long, env = "METRICS_ADDR")]
+    pub metrics_addr: Option<std::net::SocketAddr>,
+
     /// Batches each writer holds ahead of the one it writes. Bounds memory (a batch is
     /// at most the server's max_payload) while hiding the fetch round trip.
     #[arg(long, env = "PREFETCH", default_value = "2")]

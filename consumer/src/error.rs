@@ -16,6 +16,8 @@ pub enum ConsumerError {
     Broker(#[from] BrokerError),
     #[error("binding the durable consumer {name:?}: {detail}")]
     Consumer { name: String, detail: String },
+    #[error("metrics endpoint: {0}; choose another --metrics-addr")]
+    Metrics(String),
     #[error("a writer task failed: {0}")]
     Writer(String),
 }

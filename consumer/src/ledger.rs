@@ -19,6 +19,7 @@ use futures::pin_mut;
 use tokio_postgres::binary_copy::BinaryCopyInWriter;
 use tokio_postgres::types::ToSql;
 use tokio_postgres::{Client, Transaction};
+use tracing::Instrument;
 
 use crate::cell::Cell;
 use crate::mapping::TablePlan;
@@ -68,11 +69,16 @@ pub async fn land(
         tx.rollback().await?;
         return Ok(Landed::Duplicate);
     }
-    match copy_rows(&tx, plan, &batch.rows).await {
+    let copied = copy_rows(&tx, plan, &batch.rows)
+        .instrument(tracing::info_span!("copy", table = %plan.table, rows = batch.rows.len()))
+        .await;
+    match copied {
         Ok(rows) => {
             let rejects: Vec<&Reject> = batch.rejects.iter().collect();
             reject::insert(&tx, &origin(batch), &rejects).await?;
-            tx.commit().await?;
+            tx.commit()
+                .instrument(tracing::info_span!("commit"))
+                .await?;
             Ok(Landed::Committed {
                 rows,
                 rejects: rejects.len() as u64,

@@ -13,7 +13,8 @@
 //! - [`outcome`]: what became of a message and the acknowledgement it gets.
 //! - [`dead_letter`]: keeping messages that can never land.
 //! - [`done`]: knowing when a run is finished.
-//! - [`stats`]: counters for logs and reports.
+//! - [`stats`]: counters for logs, reports and metrics.
+//! - [`metrics`]: the Prometheus `/metrics` endpoint.
 //! - [`error`]: what stops a consumer, and which PostgreSQL errors are retried.
 //!
 //! Data path: pull (NATS) → `Envelope::decode` (borrowed) → `TablePlan::row` per
@@ -27,6 +28,7 @@ pub mod done;
 pub mod error;
 pub mod ledger;
 pub mod mapping;
+pub mod metrics;
 pub mod numeric;
 pub mod outcome;
 pub mod pool;

@@ -1,29 +1,13 @@
 use std::process::ExitCode;
 
-use anyhow::Context;
 use consumer::config::{Cli, Command};
 
 fn main() -> ExitCode {
     let cli: Cli = common::cli::parse();
-    let telemetry = common::telemetry::init("consumer", cli.log.log_format);
-    let result = tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-        .context("starting the async runtime")
-        .and_then(|runtime| {
-            runtime.block_on(async {
-                let result = execute(cli.command).await;
-                let _ = tokio::task::spawn_blocking(move || telemetry.shutdown()).await;
-                result
-            })
-        });
-    match result {
-        Ok(()) => ExitCode::SUCCESS,
-        Err(err) => common::cli::report(&err),
-    }
+    common::cli::run_main("consumer", cli.log.log_format, || execute(cli.command))
 }
 
-async fn execute(command: Command) -> anyhow::Result<()> {
+async fn execute(command: Command) -> anyhow::Result<ExitCode> {
     match command {
         Command::Run(config) => {
             let shutdown = common::shutdown::on_signal();
@@ -40,5 +24,5 @@ async fn execute(command: Command) -> anyhow::Result<()> {
             );
         }
     }
-    Ok(())
+    Ok(ExitCode::SUCCESS)
 }

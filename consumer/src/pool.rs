@@ -2,7 +2,8 @@
 //! throughput, and stops them on a signal or once the run is done.
 //!
 //! Tasks and their owners: `run` owns every task it spawns through one `JoinSet` and a
-//! child of the shutdown token; the writers, the throughput log and the done watcher all
+//! child of the shutdown token; the writers, the throughput log, the metrics endpoint
+//! and the done watcher all
 //! stop when that token is cancelled, and `run` returns only after all of them ended.
 
 use std::sync::Arc;
@@ -21,7 +22,7 @@ use crate::error::{pg_detail, ConsumerError};
 use crate::mapping::MappingFile;
 use crate::stats::{Stats, Totals};
 use crate::writer::{connect, Writer};
-use crate::{done, schema};
+use crate::{done, metrics, schema};
 
 /// How often the throughput line is logged.
 const REPORT_EVERY: Duration = Duration::from_secs(5);
@@ -80,6 +81,14 @@ pub async fn run(
             .map_err(|e| ConsumerError::Schema(pg_detail(&e)))?;
     }
 
+    let metrics_listener = match config.metrics_addr {
+        Some(addr) => Some(
+            tokio::net::TcpListener::bind(addr)
+                .await
+                .map_err(|e| ConsumerError::Metrics(format!("cannot listen on {addr}: {e}")))?,
+        ),
+        None => None,
+    };
     let broker = Broker::connect(&config.nats, config.nats.stream.clone()).await?;
     let run = config.run.run.clone();
     let consumer = bind(&broker, &run, config.ack_wait).await?;
@@ -102,7 +111,14 @@ pub async fn run(
         let writer = Writer::new(id, shared.clone());
         tasks.spawn(writer.run(consumer.clone(), stop.clone()));
     }
-    tasks.spawn(report_throughput(shared.clone(), stop.clone()));
+    tasks.spawn(report_throughput(
+        shared.clone(),
+        consumer.clone(),
+        stop.clone(),
+    ));
+    if let Some(listener) = metrics_listener {
+        tasks.spawn(metrics::serve(listener, shared.clone(), stop.clone()));
+    }
     if config.exit_when_done {
         let state = RunState::new(broker.state.clone(), broker.names.clone(), run.clone());
         tasks.spawn(watch_done(
@@ -167,13 +183,17 @@ async fn bind(
         .map_err(|e| failed(e.to_string()))
 }
 
-async fn report_throughput(shared: Arc<Shared>, stop: CancellationToken) {
+/// Logs a throughput line every few seconds and refreshes the pending-batches gauge.
+async fn report_throughput(shared: Arc<Shared>, consumer: PullConsumer, stop: CancellationToken) {
     let mut last = shared.stats.totals();
     let mut last_at = Instant::now();
     loop {
         tokio::select! {
             _ = stop.cancelled() => return,
             _ = tokio::time::sleep(REPORT_EVERY) => {}
+        }
+        if let Ok(info) = consumer.get_info().await {
+            shared.stats.set_pending(info.num_pending);
         }
         let now = shared.stats.totals();
         if now == last {

@@ -10,6 +10,23 @@ pub struct Stats {
     rejects: AtomicU64,
     duplicates: AtomicU64,
     dead_letters: AtomicU64,
+    /// Batch write latency (ledger row, COPY, rejects, commit): a histogram.
+    write_buckets: [AtomicU64; LATENCY_BUCKETS.len()],
+    write_count: AtomicU64,
+    write_micros: AtomicU64,
+    /// Batches in the stream not yet delivered, as last read from the server.
+    pending: AtomicU64,
+}
+
+/// Upper bounds, in seconds, of the write latency histogram's buckets.
+pub const LATENCY_BUCKETS: [f64; 10] = [0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 10.0];
+
+/// The write latency histogram, cumulative as Prometheus counts buckets.
+#[derive(Debug, Default, Clone, PartialEq)]
+pub struct Latency {
+    pub buckets: Vec<(f64, u64)>,
+    pub count: u64,
+    pub sum_seconds: f64,
 }
 
 /// A reading of the counters.
@@ -35,6 +52,38 @@ impl Stats {
 
     pub fn dead_letter(&self) {
         self.dead_letters.fetch_add(1, Ordering::Relaxed);
+    }
+
+    pub fn write_latency(&self, elapsed: std::time::Duration) {
+        let seconds = elapsed.as_secs_f64();
+        for (bound, bucket) in LATENCY_BUCKETS.iter().zip(&self.write_buckets) {
+            if seconds <= *bound {
+                bucket.fetch_add(1, Ordering::Relaxed);
+            }
+        }
+        self.write_count.fetch_add(1, Ordering::Relaxed);
+        self.write_micros
+            .fetch_add(elapsed.as_micros() as u64, Ordering::Relaxed);
+    }
+
+    pub fn set_pending(&self, pending: u64) {
+        self.pending.store(pending, Ordering::Relaxed);
+    }
+
+    pub fn pending(&self) -> u64 {
+        self.pending.load(Ordering::Relaxed)
+    }
+
+    pub fn latency(&self) -> Latency {
+        Latency {
+            buckets: LATENCY_BUCKETS
+                .iter()
+                .zip(&self.write_buckets)
+                .map(|(bound, count)| (*bound, count.load(Ordering::Relaxed)))
+                .collect(),
+            count: self.write_count.load(Ordering::Relaxed),
+            sum_seconds: self.write_micros.load(Ordering::Relaxed) as f64 / 1e6,
+        }
     }
 
     pub fn totals(&self) -> Totals {

@@ -21,6 +21,7 @@ use futures::StreamExt;
 use tokio::io::AsyncReadExt;
 use tokio_postgres::{Client, NoTls};
 use tokio_util::sync::CancellationToken;
+use tracing::Instrument;
 
 use crate::dead_letter;
 use crate::error::{is_retriable, pg_detail};
@@ -92,8 +93,25 @@ impl Writer {
 
     async fn handle(&mut self, message: Message) {
         let delivered = message.info().map(|info| info.delivered).unwrap_or(1);
+        // The batch's trace continues here, whichever consumer took it.
+        let span = tracing::info_span!(
+            parent: None,
+            "consume",
+            run = %self.shared.run,
+            writer = self.id,
+            delivered,
+            bytes = message.payload.len(),
+            collection = tracing::field::Empty,
+            batch_id = tracing::field::Empty,
+            seq = tracing::field::Empty,
+            documents = tracing::field::Empty,
+            rows = tracing::field::Empty,
+            rejects = tracing::field::Empty,
+            outcome = tracing::field::Empty,
+        );
+        common::trace_context::adopt(&span, message.headers.as_ref());
         let keep_alive = self.shared.ack_wait / 3;
-        let outcome = {
+        let outcome = async {
             let work = self.process(&message, delivered);
             tokio::pin!(work);
             loop {
@@ -105,16 +123,44 @@ impl Writer {
                     }
                 }
             }
-        };
-        self.settle(&message, delivered, outcome).await;
+        }
+        .instrument(span.clone())
+        .await;
+        match &outcome {
+            Outcome::Committed { rows, rejects } => {
+                span.record("rows", rows);
+                span.record("rejects", rejects);
+                span.record("outcome", "committed");
+            }
+            Outcome::Duplicate => {
+                span.record("outcome", "duplicate");
+            }
+            Outcome::Retry(_) => {
+                span.record("outcome", "retry");
+            }
+            Outcome::Poison(_) => {
+                span.record("outcome", "dead_letter");
+            }
+        }
+        let ack_span = tracing::info_span!(parent: &span, "ack");
+        self.settle(&message, delivered, outcome)
+            .instrument(ack_span)
+            .await;
     }
 
     async fn process(&mut self, message: &Message, delivered: i64) -> Outcome {
-        let envelope = match Envelope::decode(&message.payload) {
+        let decoded = tracing::info_span!("decode").in_scope(|| Envelope::decode(&message.payload));
+        let envelope = match decoded {
             Ok(envelope) => envelope,
             Err(err) => return Outcome::Poison(err.to_string()),
         };
+        let span = tracing::Span::current();
+        span.record("collection", envelope.collection.as_ref());
+        span.record("batch_id", envelope.batch_id.as_ref());
+        span.record("seq", envelope.seq);
+        span.record("documents", envelope.docs.len());
         let plan = self.shared.mapping.plan(&envelope.collection);
+        let map_span = tracing::info_span!("map", table = %plan.table);
 
         let mut rows = Vec::with_capacity(envelope.docs.len());
         let mut sources: Vec<Cow<'_, [u8]>> = Vec::with_capacity(envelope.docs.len());
@@ -147,6 +193,7 @@ impl Writer {
                 Err(error) => rejects.push(Reject::new(&bytes, error)),
             }
         }
+        drop(map_span);
         let batch = MappedBatch {
             batch_id: &envelope.batch_id,
             run: &envelope.run,
@@ -171,7 +218,10 @@ impl Writer {
             Some(client) => client,
             None => return Outcome::Retry("no PostgreSQL connection".to_string()),
         };
-        match ledger::land(client, &plan, &batch).await {
+        let started = std::time::Instant::now();
+        let landed = ledger::land(client, &plan, &batch).await;
+        self.shared.stats.write_latency(started.elapsed());
+        match landed {
             Ok(Landed::Committed { rows, rejects }) => Outcome::Committed { rows, rejects },
             Ok(Landed::Duplicate) => Outcome::Duplicate,
             Err(err) => self.pg_failed(delivered, "writing the batch", &err),

@@ -85,6 +85,8 @@ pub async fn publish_collection(
             ..checkpoint
         },
         last_pushed: None,
+        batch_span: None,
+        progress_bar: crate::progress::bar(name, estimated),
     };
     let mut pager = Pager::new(
         database.collection::<RawDocumentBuf>(name),
@@ -106,7 +108,7 @@ pub async fn publish_collection(
         })?;
         let Some(document) = next else { break };
         batches.add(document).await?;
-        if last_report.elapsed() >= PROGRESS_EVERY {
+        if batches.progress_bar.is_none() && last_report.elapsed() >= PROGRESS_EVERY {
             last_report = Instant::now();
             let done = batches.progress.documents;
             let rate = (done - start_documents) as f64 / started.elapsed().as_secs_f64().max(1e-9);
@@ -115,7 +117,17 @@ pub async fn publish_collection(
     }
     batches.flush().await?;
     let published = batches.publisher.finish().await?;
+    if let Some(bar) = &batches.progress_bar {
+        bar.finish_and_clear();
+    }
     let mut progress = batches.progress;
+    let seconds = started.elapsed().as_secs_f64().max(1e-9);
+    let span = tracing::Span::current();
+    span.record("documents", progress.documents);
+    span.record(
+        "docs_per_sec",
+        ((progress.documents - start_documents) as f64 / seconds) as u64,
+    );
     progress.complete = true;
     state.save_checkpoint(name, &progress).await?;
     Ok(summary(name, &progress, published.duplicates, resumed))
@@ -143,6 +155,9 @@ struct Batches<'a> {
     progress: Checkpoint,
     /// `_id` of the last document added: the checkpoint of the batch it closes.
     last_pushed: Option<Bson>,
+    /// The trace of the batch being filled, and its `page` child (reading from MongoDB).
+    batch_span: Option<(tracing::Span, tracing::Span)>,
+    progress_bar: Option<indicatif::ProgressBar>,
 }
 
 impl Batches<'_> {
@@ -160,6 +175,9 @@ impl Batches<'_> {
         };
         if self.builder.would_overflow(&doc) {
             self.flush().await?;
+        }
+        if self.batch_span.is_none() {
+            self.batch_span = Some(self.start_batch_span());
         }
         self.builder.push(doc);
         self.last_pushed = id;
@@ -189,11 +207,34 @@ impl Batches<'_> {
         })
     }
 
+    /// Each batch is the root of its own trace, so that trace sampling picks whole
+    /// batches, from MongoDB page to PostgreSQL commit.
+    fn start_batch_span(&self) -> (tracing::Span, tracing::Span) {
+        let batch = tracing::info_span!(
+            parent: None,
+            "batch",
+            run = self.run,
+            collection = self.name,
+            seq = self.progress.batches,
+            batch_id = tracing::field::Empty,
+            documents = tracing::field::Empty,
+            bytes = tracing::field::Empty,
+        );
+        let page = tracing::info_span!(parent: &batch, "page", source = "mongodb");
+        (batch, page)
+    }
+
     async fn flush(&mut self) -> Result<(), ProducerError> {
         let docs = self.builder.take();
         if docs.is_empty() {
             return Ok(());
         }
+        let (batch_span, page_span) = self
+            .batch_span
+            .take()
+            .unwrap_or_else(|| self.start_batch_span());
+        page_span.record("documents", docs.len());
+        drop(page_span);
         let count = docs.len() as u64;
         let seq = self.progress.batches;
         let envelope = Envelope::new(self.run, self.name, seq, docs);
@@ -203,8 +244,20 @@ impl Batches<'_> {
         self.progress.bytes += payload.len() as u64;
         self.progress.last_id = self.last_pushed.clone().map(Bson::into_canonical_extjson);
         let batch_id = envelope.batch_id.into_owned();
+        batch_span.record("batch_id", batch_id.as_str());
+        batch_span.record("documents", count);
+        batch_span.record("bytes", payload.len());
+        if let Some(bar) = &self.progress_bar {
+            bar.set_position(self.progress.documents);
+        }
         self.publisher
-            .publish(seq, batch_id, payload.into(), self.progress.clone())
+            .publish(
+                seq,
+                batch_id,
+                payload.into(),
+                self.progress.clone(),
+                batch_span,
+            )
             .await
     }
 }

@@ -5,6 +5,7 @@
 //! - [`source`]: connecting to MongoDB and choosing the collections.
 //! - [`pager`]: reading a collection in `_id` order across BSON type brackets.
 //! - [`collection`]: one collection, page to batch to publish, with its checkpoint.
+//! - [`progress`]: the progress bar on a terminal.
 //! - [`publisher`]: the bounded window of publish acknowledgements.
 //! - [`retry`]: riding out a NATS restart.
 //! - [`seed`]: generated users for demos and benchmarks.
@@ -19,6 +20,7 @@ pub mod collection;
 pub mod config;
 pub mod error;
 pub mod pager;
+pub mod progress;
 pub mod publisher;
 pub mod retry;
 pub mod seed;
@@ -30,6 +32,7 @@ use std::time::{Duration, Instant};
 use common::broker::Broker;
 use common::run_state::{CollectionTotals, RunManifest, RunState};
 use tokio_util::sync::CancellationToken;
+use tracing::Instrument;
 
 use crate::collection::CollectionSummary;
 use crate::config::RunConfig;
@@ -92,6 +95,27 @@ impl std::fmt::Display for Summary {
 /// publish keeps failing. Whatever was acknowledged before is checkpointed: running
 /// again resumes.
 pub async fn run(config: RunConfig, shutdown: CancellationToken) -> Result<Summary, ProducerError> {
+    let span = tracing::info_span!(
+        "run",
+        run = %config.run.run,
+        documents = tracing::field::Empty,
+        docs_per_sec = tracing::field::Empty,
+    );
+    let summary = run_collections(config, shutdown)
+        .instrument(span.clone())
+        .await?;
+    span.record("documents", summary.documents());
+    span.record(
+        "docs_per_sec",
+        (summary.documents() as f64 / summary.elapsed.as_secs_f64().max(1e-9)) as u64,
+    );
+    Ok(summary)
+}
+
+async fn run_collections(
+    config: RunConfig,
+    shutdown: CancellationToken,
+) -> Result<Summary, ProducerError> {
     let started = Instant::now();
     let database = source::connect(&config.mongo).await?;
     let collections = source::collections(&database, &config.collections).await?;
@@ -125,9 +149,17 @@ pub async fn run(config: RunConfig, shutdown: CancellationToken) -> Result<Summa
 
     let mut summaries = Vec::new();
     for (name, estimated) in &estimates {
+        let span = tracing::info_span!(
+            "collection",
+            run = %run,
+            collection = %name,
+            documents = tracing::field::Empty,
+            docs_per_sec = tracing::field::Empty,
+        );
         let summary = collection::publish_collection(
             &database, &broker, &state, &config, name, *estimated, &shutdown,
         )
+        .instrument(span)
         .await?;
         update_manifest(&state, |manifest| {
             manifest.collections.insert(

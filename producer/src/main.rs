@@ -1,28 +1,10 @@
 use std::process::ExitCode;
 
-use anyhow::Context;
 use producer::config::{Cli, Command};
 
 fn main() -> ExitCode {
     let cli: Cli = common::cli::parse();
-    let telemetry = common::telemetry::init("producer", cli.log.log_format);
-    let result = tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-        .context("starting the async runtime")
-        .and_then(|runtime| {
-            runtime.block_on(async {
-                let result = execute(cli.command).await;
-                // Flush traces while the runtime still runs the exporter: a one-shot job
-                // would otherwise lose its last spans.
-                let _ = tokio::task::spawn_blocking(move || telemetry.shutdown()).await;
-                result
-            })
-        });
-    match result {
-        Ok(code) => code,
-        Err(err) => common::cli::report(&err),
-    }
+    common::cli::run_main("producer", cli.log.log_format, || execute(cli.command))
 }
 
 async fn execute(command: Command) -> anyhow::Result<ExitCode> {

@@ -13,6 +13,7 @@ use async_nats::jetstream::context::PublishAckFuture;
 use async_nats::HeaderMap;
 use bytes::Bytes;
 use common::run_state::{Checkpoint, RunState};
+use tracing::Instrument;
 
 use crate::error::ProducerError;
 use crate::retry::{self, ATTEMPTS, PAUSE};
@@ -32,6 +33,9 @@ struct InFlight {
     ack: Option<PublishAckFuture>,
     /// Where the collection stands once this batch is acknowledged.
     checkpoint: Checkpoint,
+    /// The batch's trace, closed when its PubAck is settled; `ack` spans the wait.
+    _span: tracing::Span,
+    _ack_span: tracing::Span,
 }
 
 pub struct Publisher {
@@ -70,18 +74,28 @@ impl Publisher {
         batch_id: String,
         payload: Bytes,
         checkpoint: Checkpoint,
+        span: tracing::Span,
     ) -> Result<(), ProducerError> {
         while self.window.len() >= self.max_in_flight {
             self.settle_oldest().await?;
         }
-        // A failed send is retried when the batch is settled, like a failed PubAck.
-        let ack = self.send(&batch_id, payload.clone()).await.ok();
+        // A failed send is retried when the batch is settled, like a failed PubAck. The
+        // trace context sent in the headers is the `publish` span's.
+        let publish = tracing::info_span!(parent: &span, "publish", subject = %self.subject);
+        let ack = self
+            .send(&batch_id, payload.clone())
+            .instrument(publish)
+            .await
+            .ok();
+        let ack_span = tracing::info_span!(parent: &span, "ack", duplicate = tracing::field::Empty);
         self.window.push_back(InFlight {
             seq,
             batch_id,
             payload,
             ack,
             checkpoint,
+            _span: span,
+            _ack_span: ack_span,
         });
         Ok(())
     }
@@ -141,6 +155,7 @@ impl Publisher {
         if duplicate {
             self.published.duplicates += 1;
         }
+        batch._ack_span.record("duplicate", duplicate);
         self.save_checkpoint(&batch.checkpoint).await
     }
 

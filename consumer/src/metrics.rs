@@ -1,0 +1,125 @@
+//! A Prometheus `/metrics` endpoint (`--metrics-addr`), one per consumer process.
+//!
+//! Counters of this process (batches and documents committed, rejects, duplicates
+//! skipped, dead letters), the batch write latency histogram, and the run's batches
+//! still waiting in the stream. Prometheus sums the processes. The exposition format is
+//! a few lines of text, written here rather than pulling in an HTTP framework for one
+//! GET.
+
+use std::fmt::Write as _;
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::{TcpListener, TcpStream};
+use tokio_util::sync::CancellationToken;
+
+use crate::pool::Shared;
+
+/// A scrape that has not sent its request within this long is dropped.
+const REQUEST_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// Serves scrapes one at a time until `stop` is cancelled.
+pub async fn serve(listener: TcpListener, shared: Arc<Shared>, stop: CancellationToken) {
+    loop {
+        let accepted = tokio::select! {
+            _ = stop.cancelled() => return,
+            accepted = listener.accept() => accepted,
+        };
+        match accepted {
+            Ok((stream, _)) => {
+                let _ = tokio::time::timeout(REQUEST_TIMEOUT, answer(stream, &shared)).await;
+            }
+            Err(err) => tracing::debug!(error = %err, "metrics connection failed"),
+        }
+    }
+}
+
+async fn answer(mut stream: TcpStream, shared: &Shared) -> std::io::Result<()> {
+    let mut request = Vec::with_capacity(1024);
+    let mut chunk = [0u8; 1024];
+    while !request.windows(4).any(|w| w == b"\r\n\r\n") && request.len() < 8192 {
+        let n = stream.read(&mut chunk).await?;
+        if n == 0 {
+            break;
+        }
+        request.extend_from_slice(&chunk[..n]);
+    }
+    let (status, body) = if request.starts_with(b"GET /metrics ") {
+        ("200 OK", render(shared))
+    } else {
+        (
+            "404 Not Found",
+            "only /metrics is served here\n".to_string(),
+        )
+    };
+    let response = format!(
+        "HTTP/1.1 {status}\r\nContent-Type: text/plain; version=0.0.4\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+        body.len()
+    );
+    stream.write_all(response.as_bytes()).await?;
+    stream.shutdown().await
+}
+
+/// The exposition text.
+pub fn render(shared: &Shared) -> String {
+    let totals = shared.stats.totals();
+    let latency = shared.stats.latency();
+    let run = shared.run.as_str();
+    let mut out = String::new();
+    let mut metric = |name: &str, kind: &str, help: &str, value: u64| {
+        let _ = writeln!(
+            out,
+            "# HELP {name} {help}\n# TYPE {name} {kind}\n{name}{{run=\"{run}\"}} {value}"
+        );
+    };
+    metric(
+        "mongo2pg_batches_committed_total",
+        "counter",
+        "Batches committed by this process.",
+        totals.batches,
+    );
+    metric(
+        "mongo2pg_documents_committed_total",
+        "counter",
+        "Rows written by this process.",
+        totals.rows,
+    );
+    metric(
+        "mongo2pg_rejects_total",
+        "counter",
+        "Documents sent to the rejects table by this process.",
+        totals.rejects,
+    );
+    metric(
+        "mongo2pg_duplicates_skipped_total",
+        "counter",
+        "Redelivered batches found in the ledger and skipped.",
+        totals.duplicates,
+    );
+    metric(
+        "mongo2pg_dead_letters_total",
+        "counter",
+        "Messages dead-lettered by this process.",
+        totals.dead_letters,
+    );
+    metric(
+        "mongo2pg_stream_pending_batches",
+        "gauge",
+        "Batches of the run waiting in the stream, not yet delivered.",
+        shared.stats.pending(),
+    );
+    let name = "mongo2pg_batch_write_seconds";
+    let _ = writeln!(out, "# HELP {name} Time to land one batch: ledger row, COPY, rejects, commit.\n# TYPE {name} histogram");
+    for (bound, count) in &latency.buckets {
+        let _ = writeln!(out, "{name}_bucket{{run=\"{run}\",le=\"{bound}\"}} {count}");
+    }
+    let _ = writeln!(
+        out,
+        "{name}_bucket{{run=\"{run}\",le=\"+Inf\"}} {}",
+        latency.count
+    );
+    let _ = writeln!(out, "{name}_sum{{run=\"{run}\"}} {}", latency.sum_seconds);
+    let _ = writeln!(out, "{name}_count{{run=\"{run}\"}} {}", latency.count);
+    out
+}
