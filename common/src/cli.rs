@@ -8,6 +8,10 @@ use clap::Parser;
 /// Parses the command line. Help and version print as usual; a bad flag prints clap's
 /// one-line message and a pointer to `--help`, and exits with status 2.
 pub fn parse<T: Parser>() -> T {
+    if let Err(line) = secrets_from_files(SECRET_VARIABLES) {
+        eprintln!("error: {line}");
+        std::process::exit(2);
+    }
     match T::try_parse() {
         Ok(cli) => cli,
         Err(err) => {
@@ -26,6 +30,36 @@ pub fn parse<T: Parser>() -> T {
             std::process::exit(2);
         }
     }
+}
+
+/// Variables that may hold credentials, and so may come from a file instead
+/// (`DATABASE_URL_FILE=/run/secrets/database_url`), as container secrets are mounted.
+pub const SECRET_VARIABLES: &[&str] = &["MONGODB_URI", "NATS_URL", "DATABASE_URL"];
+
+/// For each variable that is unset while `<NAME>_FILE` is set, reads the file into it
+/// (without its trailing newline). Runs before any thread starts.
+///
+/// # Errors
+/// The line to print when a named file cannot be read.
+pub fn secrets_from_files(names: &[&str]) -> Result<(), String> {
+    for name in names {
+        let file_var = format!("{name}_FILE");
+        if std::env::var_os(name).is_some() {
+            continue;
+        }
+        let Some(path) = std::env::var_os(&file_var) else {
+            continue;
+        };
+        let value = std::fs::read_to_string(&path).map_err(|e| {
+            format!(
+                "{file_var}={}: cannot read it: {e}",
+                std::path::Path::new(&path).display()
+            )
+        })?;
+        // Single-threaded here: nothing else reads the environment concurrently.
+        std::env::set_var(name, value.trim_end_matches(['\n', '\r']));
+    }
+    Ok(())
 }
 
 /// Prints an error of the binaries' edge on one line (its causes joined by ": ") and
