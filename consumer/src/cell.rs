@@ -7,7 +7,7 @@
 use std::error::Error;
 
 use bson::spec::BinarySubtype;
-use bson::{Bson, RawBsonRef};
+use bson::RawBsonRef;
 use bytes::{BufMut, BytesMut};
 use serde::Deserialize;
 use tokio_postgres::types::{to_sql_checked, IsNull, ToSql, Type};
@@ -259,51 +259,18 @@ fn timestamp_cell(millis: i64) -> Result<Cell, String> {
         .ok_or_else(|| format!("date {millis} ms from 1970 is outside PostgreSQL's timestamptz range (4713 BC to 294276 AD)"))
 }
 
-/// A value as canonical Extended JSON, refused when a string or key holds a NUL byte
-/// (jsonb cannot store `\u0000`).
+/// A value as canonical Extended JSON, refused when a string holds a NUL byte (jsonb
+/// cannot store `\u0000`), with the path of that string.
 pub fn json_cell(value: RawBsonRef<'_>) -> Result<Cell, String> {
-    let bson = Bson::try_from(value).map_err(|e| format!("unreadable BSON: {e}"))?;
-    if let Some(path) = nul_path(&bson) {
-        return Err(format!(
-            "{} holds a NUL byte, which jsonb cannot store",
-            if path.is_empty() {
-                "the string".to_string()
-            } else {
-                format!("the key or string at {path:?}")
-            }
-        ));
-    }
-    serde_json::to_string(&bson.into_canonical_extjson())
-        .map(Cell::Jsonb)
-        .map_err(|e| format!("cannot render as JSON: {e}"))
-}
-
-/// The path of the first string or key holding a NUL byte, if any.
-fn nul_path(value: &Bson) -> Option<String> {
-    match value {
-        Bson::String(s) | Bson::Symbol(s) | Bson::JavaScriptCode(s) => {
-            s.contains('\0').then(String::new)
+    let mut text = String::new();
+    crate::extjson::write_value(value, &mut text).map_err(|e| {
+        if e.path.is_empty() {
+            format!("the value {}", e.reason)
+        } else {
+            format!("the string at {:?} {}", e.path.join("."), e.reason)
         }
-        Bson::Document(doc) => doc.iter().find_map(|(key, value)| {
-            if key.contains('\0') {
-                return Some(key.clone());
-            }
-            nul_path(value).map(|rest| join(key, &rest))
-        }),
-        Bson::Array(items) => items
-            .iter()
-            .enumerate()
-            .find_map(|(i, v)| nul_path(v).map(|rest| join(&i.to_string(), &rest))),
-        _ => None,
-    }
-}
-
-fn join(head: &str, rest: &str) -> String {
-    if rest.is_empty() {
-        head.to_string()
-    } else {
-        format!("{head}.{rest}")
-    }
+    })?;
+    Ok(Cell::Jsonb(text))
 }
 
 impl ToSql for Cell {

@@ -7,6 +7,7 @@
 //! - [`mapping`]: the mapping file and how a document becomes a row.
 //! - [`cell`]: BSON value to PostgreSQL binary value, exactly or refused.
 //! - [`numeric`]: PostgreSQL's binary `numeric` format.
+//! - [`extjson`]: raw BSON to canonical Extended JSON text, in one pass.
 //! - [`ledger`]: the transaction that lands a batch with its ledger row and rejects.
 //! - [`reject`]: documents that could not become rows, kept with their reason.
 //! - [`schema`]: bookkeeping and target tables.
@@ -26,6 +27,7 @@ pub mod config;
 pub mod dead_letter;
 pub mod done;
 pub mod error;
+pub mod extjson;
 pub mod ledger;
 pub mod mapping;
 pub mod metrics;

@@ -14,9 +14,11 @@
 //! - [`env`]: a test's own databases and stream, and the binaries run against them.
 //! - [`private`]: private NATS and PostgreSQL servers for tests that stop them.
 //! - [`compare`]: what landed against the source, by content.
+//! - [`otlp`]: an OTLP trace receiver.
 
 pub mod compare;
 pub mod env;
+pub mod otlp;
 pub mod private;
 
 pub use env::*;

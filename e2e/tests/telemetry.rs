@@ -1,84 +1,14 @@
 //! What people watch: the real OTLP export of a migration, received by an in-test
 //! collector, and each consumer's Prometheus metrics.
 
-use std::collections::HashMap;
-use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use bson::{doc, Document};
+use e2e::otlp::{Collector, Received};
 use e2e::private::free_port;
 use e2e::{assert_success, TestEnv};
-use opentelemetry_proto::tonic::collector::trace::v1::trace_service_server::{
-    TraceService, TraceServiceServer,
-};
-use opentelemetry_proto::tonic::collector::trace::v1::{
-    ExportTraceServiceRequest, ExportTraceServiceResponse,
-};
-use opentelemetry_proto::tonic::common::v1::any_value::Value;
+use opentelemetry_proto::tonic::collector::trace::v1::trace_service_server::TraceServiceServer;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
-
-/// A span as received, with the service that sent it.
-#[derive(Debug, Clone)]
-struct Received {
-    service: String,
-    name: String,
-    trace_id: Vec<u8>,
-    attributes: HashMap<String, String>,
-}
-
-#[derive(Clone, Default)]
-struct Collector {
-    spans: Arc<Mutex<Vec<Received>>>,
-}
-
-fn text(value: Option<&opentelemetry_proto::tonic::common::v1::AnyValue>) -> String {
-    match value.and_then(|v| v.value.as_ref()) {
-        Some(Value::StringValue(s)) => s.clone(),
-        Some(Value::IntValue(i)) => i.to_string(),
-        Some(Value::BoolValue(b)) => b.to_string(),
-        Some(Value::DoubleValue(d)) => d.to_string(),
-        _ => String::new(),
-    }
-}
-
-#[tonic::async_trait]
-impl TraceService for Collector {
-    async fn export(
-        &self,
-        request: tonic::Request<ExportTraceServiceRequest>,
-    ) -> Result<tonic::Response<ExportTraceServiceResponse>, tonic::Status> {
-        let mut received = Vec::new();
-        for resource_spans in request.into_inner().resource_spans {
-            let service = resource_spans
-                .resource
-                .iter()
-                .flat_map(|r| &r.attributes)
-                .find(|kv| kv.key == "service.name")
-                .map(|kv| text(kv.value.as_ref()))
-                .unwrap_or_default();
-            for scope in resource_spans.scope_spans {
-                for span in scope.spans {
-                    received.push(Received {
-                        service: service.clone(),
-                        name: span.name.clone(),
-                        trace_id: span.trace_id.clone(),
-                        attributes: span
-                            .attributes
-                            .iter()
-                            .map(|kv| (kv.key.clone(), text(kv.value.as_ref())))
-                            .collect(),
-                    });
-                }
-            }
-        }
-        if let Ok(mut spans) = self.spans.lock() {
-            spans.extend(received);
-        }
-        Ok(tonic::Response::new(ExportTraceServiceResponse {
-            partial_success: None,
-        }))
-    }
-}
 
 #[tokio::test(flavor = "multi_thread")]
 async fn a_batch_is_one_trace_from_mongodb_page_to_postgresql_commit() {

@@ -1,0 +1,82 @@
+//! The benchmark at 10,000 documents, so that it keeps working: the real pipeline
+//! against `psql \copy`, both shapes, and the tracing-overhead run. It checks the
+//! results file's content, never a speed.
+
+use std::path::Path;
+
+use e2e::TestEnv;
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_benchmark_runs_and_reports_every_figure() {
+    let env = TestEnv::new("bench").await.expect("env");
+    let repo = Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
+    let bin_dir = e2e::binary("producer")
+        .parent()
+        .expect("bin dir")
+        .to_path_buf();
+    let out = std::env::temp_dir().join(format!("{}.json", env.name));
+    let pg_database = env.name.clone();
+    let run = tokio::process::Command::new("python3")
+        .arg(repo.join("scripts/bench.py"))
+        .args(["--docs", "10000", "--consumers", "2", "--trace"])
+        .arg("--bin-dir")
+        .arg(&bin_dir)
+        .arg("--out")
+        .arg(&out)
+        .args([
+            "--mongodb-database",
+            &env.mongo_database,
+            "--pg-database",
+            &pg_database,
+            "--stream",
+            &env.stream,
+        ])
+        .env("MONGODB_URI", &env.mongodb_uri)
+        .env("NATS_URL", &env.nats_url)
+        .env("DATABASE_URL", &env.database_url)
+        .output()
+        .await
+        .expect("bench");
+    let stdout = String::from_utf8_lossy(&run.stdout);
+    assert!(
+        run.status.success(),
+        "bench failed:\n{stdout}\n{}",
+        String::from_utf8_lossy(&run.stderr)
+    );
+    assert!(
+        stdout.contains("machine: ") && stdout.contains("ratio"),
+        "{stdout}"
+    );
+
+    let results: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&out).expect("results file")).expect("json");
+    let _ = std::fs::remove_file(&out);
+    assert!(results["machine"]["cores"].as_u64().is_some_and(|n| n > 0));
+    let runs = results["runs"].as_array().expect("runs");
+    let shapes: Vec<&str> = runs.iter().filter_map(|r| r["shape"].as_str()).collect();
+    assert_eq!(shapes, ["users", "flat"]);
+    for r in runs {
+        assert_eq!(r["documents"], 10000);
+        for key in [
+            "seconds",
+            "docs_per_s",
+            "mb_per_s",
+            "psql_copy_seconds",
+            "ratio_to_psql_copy",
+            "our_cpu_us_per_doc",
+        ] {
+            assert!(r[key].as_f64().is_some_and(|v| v > 0.0), "{key} in {r}");
+        }
+        assert!(r["producer"]["peak_rss_mib"]
+            .as_f64()
+            .is_some_and(|v| v > 0.0));
+        assert_eq!(r["consumers_detail"].as_array().map(Vec::len), Some(2));
+        assert!(r["infra_cpu_s"]["postgres"].as_f64().is_some());
+    }
+    let tracing = &results["tracing"];
+    assert!(
+        tracing["spans"].as_u64().is_some_and(|n| n > 0),
+        "the traced run exported spans: {tracing}"
+    );
+    assert!(tracing["overhead_percent"].as_f64().is_some());
+}

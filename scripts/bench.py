@@ -1,0 +1,325 @@
+#!/usr/bin/env python3
+"""End-to-end benchmark of the real pipeline against PostgreSQL's own COPY.
+
+In one run, for each shape (realistic users, and flat 3-field users):
+  1. seeds the collection once (reused when it already holds the right count);
+  2. times the migration from producer start to the last commit in the ledger, with K
+     consumer processes, and records the CPU seconds and peak RSS of every process of
+     ours (exact, from wait4), and the CPU seconds mongod, nats-server and PostgreSQL
+     spent meanwhile (from /proc);
+  3. exports the same mapped rows to a file and times `psql \\copy` of them into an
+     identical fresh table: PostgreSQL's own limit, which our rate is reported against;
+  4. writes everything to a JSON file and prints a short table, with the machine.
+
+Ratios measured in one run are the point: this machine is shared and noisy, so no
+absolute number here is asserted anywhere.
+
+  scripts/bench.sh --docs 1000000 --consumers 4
+"""
+
+import argparse
+import json
+import os
+import platform
+import re
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+TICKS = os.sysconf("SC_CLK_TCK")
+
+MAPPINGS = {
+    "users": [
+        ("id", "_id", "text"), ("username", "username", "text"), ("email", "email", "text"),
+        ("age", "age", "int4"), ("login_count", "login_count", "int8"), ("rating", "rating", "float8"),
+        ("balance", "balance", "numeric"), ("active", "active", "bool"),
+        ("created_at", "created_at", "timestamptz"), ("external_id", "external_id", "uuid"),
+        ("password_hash", "password_hash", "bytea"), ("city", "address.city", "text"),
+        ("address", "address", "jsonb"), ("tags", "tags", "jsonb"),
+    ],
+    "flat": [
+        ("id", "_id", "text"), ("username", "username", "text"), ("email", "email", "text"),
+        ("age", "age", "int4"),
+    ],
+}
+
+
+def die(message):
+    print(f"bench: {message}", file=sys.stderr)
+    sys.exit(1)
+
+
+def psql(url, *commands):
+    args = ["psql", url, "-v", "ON_ERROR_STOP=1", "-Atq"]
+    for command in commands:
+        args += ["-c", command]
+    done = subprocess.run(args, capture_output=True, text=True)
+    if done.returncode != 0:
+        die(f"psql failed: {done.stderr.strip()}")
+    return done.stdout.strip()
+
+
+def with_database(url, name):
+    return re.sub(r"/[^/?]*(\?|$)", f"/{name}\\1", url, count=1) if "://" in url else url
+
+
+def mongo_count(uri, database, collection):
+    sys.path.insert(0, os.path.join(os.environ.get("MONGO2PG_HOME", os.path.expanduser("~/.cache/mongo2pg")), "mongodb"))
+    from pymongo import MongoClient  # installed by scripts/services.sh
+
+    client = MongoClient(uri)
+    try:
+        if collection not in client[database].list_collection_names():
+            return 0
+        return client[database][collection].estimated_document_count()
+    finally:
+        client.close()
+
+
+def cpu_seconds(pid):
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            fields = f.read().rsplit(")", 1)[1].split()
+        return (int(fields[11]) + int(fields[12])) / TICKS
+    except (OSError, IndexError, ValueError):
+        return 0.0
+
+
+def rss_kib(pid):
+    try:
+        with open(f"/proc/{pid}/status") as f:
+            for line in f:
+                if line.startswith("VmRSS:"):
+                    return int(line.split()[1])
+    except OSError:
+        pass
+    return 0
+
+
+def pids_named(name):
+    pids = []
+    for entry in os.listdir("/proc"):
+        if entry.isdigit():
+            try:
+                with open(f"/proc/{entry}/comm") as f:
+                    if f.read().strip() == name:
+                        pids.append(int(entry))
+            except OSError:
+                pass
+    return pids
+
+
+INFRA = ("mongod", "nats-server", "postgres")
+
+
+class InfraSampler(threading.Thread):
+    """CPU seconds of mongod, nats-server and PostgreSQL during a run, sampled every 100 ms
+    so that processes which exit meanwhile (the backends serving our consumers) count."""
+
+    def __init__(self):
+        super().__init__(daemon=True)
+        self.start_cpu = {pid: cpu_seconds(pid) for name in INFRA for pid in pids_named(name)}
+        self.last = {}
+        self.stop = threading.Event()
+
+    def sample(self):
+        for name in INFRA:
+            for pid in pids_named(name):
+                self.last[pid] = (name, cpu_seconds(pid))
+
+    def run(self):
+        while not self.stop.wait(0.1):
+            self.sample()
+
+    def finish(self):
+        self.stop.set()
+        self.join()
+        self.sample()
+        used = {name: 0.0 for name in INFRA}
+        for pid, (name, cpu) in self.last.items():
+            used[name] += cpu - self.start_cpu.get(pid, 0.0)
+        return {name: round(cpu, 2) for name, cpu in used.items()}
+
+
+def infra_rss():
+    return {name: sum(rss_kib(p) for p in pids_named(name)) // 1024 for name in INFRA}
+
+
+def machine():
+    model = ""
+    with open("/proc/cpuinfo") as f:
+        for line in f:
+            if line.startswith("model name"):
+                model = line.split(":", 1)[1].strip()
+                break
+    with open("/proc/meminfo") as f:
+        mem_kib = int(f.readline().split()[1])
+    return {"cores": os.cpu_count(), "memory_gib": round(mem_kib / 1024 / 1024, 1), "cpu": model,
+            "kernel": platform.release()}
+
+
+class Proc:
+    """A process of ours, waited for with wait4 so that its CPU time and peak RSS are exact."""
+
+    def __init__(self, name, args, env):
+        self.name = name
+        self.out = tempfile.TemporaryFile()
+        self.popen = subprocess.Popen(args, env=env, stdout=self.out, stderr=subprocess.STDOUT)
+        self.status = None
+
+    def wait(self):
+        _, status, usage = os.wait4(self.popen.pid, 0)
+        self.popen.returncode = os.waitstatus_to_exitcode(status)
+        self.out.seek(0)
+        output = self.out.read().decode(errors="replace")
+        if self.popen.returncode != 0:
+            die(f"{self.name} failed ({self.popen.returncode}):\n{output}")
+        return {"cpu_s": round(usage.ru_utime + usage.ru_stime, 3), "peak_rss_mib": round(usage.ru_maxrss / 1024, 1),
+                "output": output}
+
+
+def run_shape(shape, args, env, bin_dir, extra_env=None):
+    collection = f"bench_{shape}_{args.docs}"
+    db_url = env["DATABASE_URL"]
+    if mongo_count(env["MONGODB_URI"], env["MONGODB_DATABASE"], collection) != args.docs:
+        print(f"bench: seeding {args.docs} {shape} documents into {collection}", file=sys.stderr)
+        subprocess.run([f"{bin_dir}/producer", "seed", "--count", str(args.docs), "--collection", collection,
+                        "--shape", shape, "--drop"], env=env, check=True, stdout=subprocess.DEVNULL)
+    psql(db_url, f'DROP TABLE IF EXISTS "{collection}", "{collection}_copy", _migrate_ledger, '
+                 "_migrate_rejects, _migrate_dead_letters")
+
+    mapping = tempfile.NamedTemporaryFile("w", suffix=".toml", delete=False)
+    columns = ",\n".join(f'  {{ name = "{n}", path = "{p}", type = "{t}" }}' for n, p, t in MAPPINGS[shape])
+    mapping.write(f'[collections.{collection}]\ncolumns = [\n{columns}\n]\n')
+    mapping.close()
+
+    run = f"bench-{shape}-{int(time.time() * 1000)}"
+    run_env = dict(env, MIGRATION_RUN=run, RUST_LOG="warn", **(extra_env or {}))
+    sampler = InfraSampler()
+    sampler.start()
+    start = time.time()
+    consumers = [Proc(f"consumer {i}", [f"{bin_dir}/consumer", "run", "--exit-when-done", "--mapping", mapping.name],
+                      run_env) for i in range(args.consumers)]
+    producer = Proc("producer", [f"{bin_dir}/producer", "run", "--collection", collection], run_env)
+    produced = producer.wait()
+    consumed = [c.wait() for c in consumers]
+    infra = sampler.finish()
+    os.unlink(mapping.name)
+
+    last_commit = float(psql(db_url, f"SELECT extract(epoch FROM max(committed_at)) FROM _migrate_ledger WHERE run = '{run}'"))
+    seconds = last_commit - start
+    rows = int(psql(db_url, f'SELECT count(*) FROM "{collection}"'))
+    if rows != args.docs:
+        die(f"{rows} rows landed for {args.docs} documents")
+    match = re.search(r"([\d.]+) MB", produced["output"])
+    megabytes = float(match.group(1)) if match else 0.0
+
+    # PostgreSQL's own COPY of the same rows, from a file, into an identical fresh table.
+    with tempfile.TemporaryDirectory() as tmp:
+        rows_file = os.path.join(tmp, "rows.copy")
+        os.chmod(tmp, 0o755)
+        psql(db_url, f"\\copy \"{collection}\" TO '{rows_file}'")
+        psql(db_url, f'CREATE TABLE "{collection}_copy" (LIKE "{collection}" INCLUDING ALL)')
+        copy_start = time.time()
+        psql(db_url, f"\\copy \"{collection}_copy\" FROM '{rows_file}'")
+        copy_seconds = time.time() - copy_start
+        file_mb = os.path.getsize(rows_file) / 1e6
+    psql(db_url, f'DROP TABLE "{collection}_copy"')
+
+    ours_cpu = produced["cpu_s"] + sum(c["cpu_s"] for c in consumed)
+    return {
+        "shape": shape,
+        "documents": args.docs,
+        "consumers": args.consumers,
+        "seconds": round(seconds, 3),
+        "docs_per_s": round(args.docs / seconds),
+        "mb_per_s": round(megabytes / seconds, 1),
+        "psql_copy_seconds": round(copy_seconds, 3),
+        "psql_copy_rows_per_s": round(args.docs / copy_seconds),
+        "psql_copy_file_mb": round(file_mb, 1),
+        "ratio_to_psql_copy": round(copy_seconds / seconds, 3),
+        "our_cpu_us_per_doc": round(ours_cpu / args.docs * 1e6, 2),
+        "producer": {k: v for k, v in produced.items() if k != "output"},
+        "consumers_detail": [{k: v for k, v in c.items() if k != "output"} for c in consumed],
+        "infra_cpu_s": infra,
+        "infra_rss_mib_after": infra_rss(),
+    }
+
+
+def measure_tracing(args, env, untraced):
+    """The first shape with full tracing (every span exported to a local OTLP sink), then
+    untraced again: overhead against the mean of the two untraced runs."""
+    import socket
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    sink = subprocess.Popen([os.path.join(args.bin_dir, "otlp_sink"), f"127.0.0.1:{port}"],
+                            stdout=subprocess.PIPE, text=True)
+    time.sleep(0.5)
+    traced = run_shape(untraced["shape"], args, env, args.bin_dir,
+                       {"OTEL_EXPORTER_OTLP_ENDPOINT": f"http://127.0.0.1:{port}", "OTEL_TRACES_SAMPLER": "always_on"})
+    sink.terminate()
+    out, _ = sink.communicate(timeout=30)
+    match = re.search(r"spans received: (\d+)", out or "")
+    again = run_shape(untraced["shape"], args, env, args.bin_dir)
+    baseline = (untraced["seconds"] + again["seconds"]) / 2
+    return {"shape": untraced["shape"], "traced_seconds": traced["seconds"], "untraced_seconds": round(baseline, 3),
+            "spans": int(match.group(1)) if match else 0,
+            "overhead_percent": round((traced["seconds"] / baseline - 1) * 100, 1)}
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--docs", type=int, default=1_000_000)
+    parser.add_argument("--consumers", type=int, default=4)
+    parser.add_argument("--shapes", default="users,flat", help="comma-separated: users, flat")
+    parser.add_argument("--bin-dir", default=os.path.join(ROOT, "target", "release"))
+    parser.add_argument("--out", default=os.path.join(ROOT, "target", "bench-results.json"))
+    parser.add_argument("--mongodb-database", default="mongo2pg_bench")
+    parser.add_argument("--pg-database", default="mongo2pg_bench")
+    parser.add_argument("--stream", default="BENCH")
+    parser.add_argument("--trace", action="store_true",
+                        help="also measure the cost of full tracing: the first shape again with every span "
+                             "exported over OTLP to a local sink, then once more without")
+    args = parser.parse_args()
+
+    env = dict(os.environ)
+    admin_url = env.get("DATABASE_URL", "postgres://postgres@127.0.0.1:5432/postgres")
+    if psql(admin_url, f"SELECT count(*) FROM pg_database WHERE datname = '{args.pg_database}'") == "0":
+        psql(admin_url, f'CREATE DATABASE "{args.pg_database}"')
+    env.update(DATABASE_URL=with_database(admin_url, args.pg_database), MONGODB_DATABASE=args.mongodb_database,
+               NATS_STREAM=args.stream)
+    env.pop("OTEL_EXPORTER_OTLP_ENDPOINT", None)
+
+    results = {"machine": machine(), "started": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()), "runs": []}
+    for shape in args.shapes.split(","):
+        results["runs"].append(run_shape(shape.strip(), args, env, args.bin_dir))
+    if args.trace:
+        results["tracing"] = measure_tracing(args, env, results["runs"][0])
+    os.makedirs(os.path.dirname(os.path.abspath(args.out)), exist_ok=True)
+    with open(args.out, "w") as f:
+        json.dump(results, f, indent=2)
+
+    m = results["machine"]
+    print(f"machine: {m['cores']} cores, {m['memory_gib']} GiB, {m['cpu']}, Linux {m['kernel']}")
+    print(f"{'shape':<6} {'docs':>9} {'cons':>4} {'seconds':>8} {'docs/s':>8} {'MB/s':>6} "
+          f"{'psql s':>7} {'ratio':>6} {'us/doc':>7} {'prod MiB':>8} {'cons MiB':>8}  infra CPU s")
+    for r in results["runs"]:
+        infra = " ".join(f"{k}={v}" for k, v in r["infra_cpu_s"].items())
+        print(f"{r['shape']:<6} {r['documents']:>9} {r['consumers']:>4} {r['seconds']:>8.2f} {r['docs_per_s']:>8} "
+              f"{r['mb_per_s']:>6} {r['psql_copy_seconds']:>7.2f} {r['ratio_to_psql_copy']:>6.3f} "
+              f"{r['our_cpu_us_per_doc']:>7.1f} {r['producer']['peak_rss_mib']:>8} "
+              f"{max(c['peak_rss_mib'] for c in r['consumers_detail']):>8}  {infra}")
+    if "tracing" in results:
+        t = results["tracing"]
+        print(f"tracing: {t['traced_seconds']:.2f} s with every span exported ({t['spans']}), "
+              f"{t['untraced_seconds']:.2f} s without (mean of 2): {t['overhead_percent']:+.1f}%")
+    print(f"ratio: our end-to-end rate / psql \\copy rate of the same rows, in this run. results: {args.out}")
+
+
+if __name__ == "__main__":
+    main()
