@@ -88,9 +88,13 @@ pub async fn publish_collection(
         batch_span: None,
         progress_bar: crate::progress::bar(name, estimated),
     };
+    // Four batches per round trip to MongoDB: few round trips, and memory that does not
+    // depend on the collection.
+    let cursor_batch = u32::try_from(config.batch_size.get().saturating_mul(4)).unwrap_or(u32::MAX);
     let mut pager = Pager::new(
         database.collection::<RawDocumentBuf>(name),
         last_id.as_ref(),
+        cursor_batch,
     );
     let started = Instant::now();
     let mut last_report = Instant::now();

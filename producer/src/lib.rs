@@ -7,6 +7,7 @@
 //! - [`collection`]: one collection, page to batch to publish, with its checkpoint.
 //! - [`progress`]: the progress bar on a terminal.
 //! - [`publisher`]: the bounded window of publish acknowledgements.
+//! - [`checkpointer`]: saving the newest acknowledged position, off the publish path.
 //! - [`retry`]: riding out a NATS restart.
 //! - [`seed`]: generated users for demos and benchmarks.
 //! - [`status`]: where a run stands, and its verdict as an exit code.
@@ -16,6 +17,7 @@
 //! documents to the object store) → msgpack `Envelope` → `publisher` → PubAck →
 //! checkpoint in the key-value bucket → manifest totals when the collection ends.
 
+pub mod checkpointer;
 pub mod collection;
 pub mod config;
 pub mod error;

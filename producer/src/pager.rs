@@ -84,20 +84,28 @@ pub fn queries_after(last: Option<&Bson>) -> Vec<Document> {
     queries
 }
 
-/// Streams a collection's documents after `last` in `_id` order. The server fills each
-/// cursor batch up to its 16 MiB limit, which is as few round trips as it allows.
+/// Streams a collection's documents after `last` in `_id` order, `cursor_batch`
+/// documents per round trip. Left to itself the server fills each reply up to 16 MiB,
+/// which the driver holds whole: the producer's memory would then depend on the
+/// documents' size and on the collection's (a small collection never fills a reply).
 pub struct Pager {
     collection: Collection<RawDocumentBuf>,
     queries: std::vec::IntoIter<Document>,
     cursor: Option<mongodb::Cursor<RawDocumentBuf>>,
+    cursor_batch: u32,
 }
 
 impl Pager {
-    pub fn new(collection: Collection<RawDocumentBuf>, last: Option<&Bson>) -> Self {
+    pub fn new(
+        collection: Collection<RawDocumentBuf>,
+        last: Option<&Bson>,
+        cursor_batch: u32,
+    ) -> Self {
         Pager {
             collection,
             queries: queries_after(last).into_iter(),
             cursor: None,
+            cursor_batch,
         }
     }
 
@@ -113,7 +121,12 @@ impl Pager {
             let Some(filter) = self.queries.next() else {
                 return Ok(None);
             };
-            let cursor = self.collection.find(filter).sort(doc! { "_id": 1 }).await?;
+            let cursor = self
+                .collection
+                .find(filter)
+                .sort(doc! { "_id": 1 })
+                .batch_size(self.cursor_batch)
+                .await?;
             self.cursor = Some(cursor);
         }
     }

@@ -3,7 +3,8 @@
 //! A publish is awaited twice: once to send, once for the stream's acknowledgement
 //! (PubAck). Up to `max_in_flight` batches may wait for their PubAck at once, so the link
 //! stays busy while memory stays bounded. Acknowledgements are settled in publish order,
-//! and only an acknowledged batch moves the checkpoint, so a crash never skips a batch.
+//! and only an acknowledged batch moves the checkpoint (saved by the [`Checkpointer`]
+//! without holding up the next publish), so a crash never skips a batch.
 //! A batch whose PubAck fails (NATS restarting, a timeout) is sent again with the same
 //! `Nats-Msg-Id`: if the first copy did land, the stream drops the second.
 
@@ -15,8 +16,9 @@ use bytes::Bytes;
 use common::run_state::{Checkpoint, RunState};
 use tracing::Instrument;
 
+use crate::checkpointer::Checkpointer;
 use crate::error::ProducerError;
-use crate::retry::{self, ATTEMPTS, PAUSE};
+use crate::retry::{ATTEMPTS, PAUSE};
 
 /// What the publisher counted for one collection.
 #[derive(Debug, Default, Clone, Copy)]
@@ -40,7 +42,7 @@ struct InFlight {
 
 pub struct Publisher {
     jetstream: async_nats::jetstream::Context,
-    state: RunState,
+    checkpointer: Checkpointer,
     subject: String,
     collection: String,
     max_in_flight: usize,
@@ -58,7 +60,7 @@ impl Publisher {
     ) -> Self {
         Publisher {
             jetstream,
-            state,
+            checkpointer: Checkpointer::start(state, collection.clone()),
             subject,
             collection,
             max_in_flight: max_in_flight.max(1),
@@ -105,6 +107,7 @@ impl Publisher {
         while !self.window.is_empty() {
             self.settle_oldest().await?;
         }
+        self.checkpointer.finish().await?;
         Ok(self.published)
     }
 
@@ -156,14 +159,7 @@ impl Publisher {
             self.published.duplicates += 1;
         }
         batch._ack_span.record("duplicate", duplicate);
-        self.save_checkpoint(&batch.checkpoint).await
-    }
-
-    async fn save_checkpoint(&self, checkpoint: &Checkpoint) -> Result<(), ProducerError> {
-        retry::with_retries("saving the checkpoint", || {
-            self.state.save_checkpoint(&self.collection, checkpoint)
-        })
-        .await?;
+        self.checkpointer.save(batch.checkpoint);
         Ok(())
     }
 }
