@@ -272,6 +272,25 @@ def measure_tracing(args, env, untraced):
             "overhead_percent": round((traced["seconds"] / baseline - 1) * 100, 1)}
 
 
+def measure_baseline(args, env, runs):
+    """The script people use today, on the same flat collection, in this run."""
+    flat = next((r for r in runs if r["shape"] == "flat"), None)
+    if flat is None:
+        die("--baseline needs the flat shape")
+    pythonpath = os.pathsep.join(p for p in [env.get("BENCH_PYTHONPATH", ""), env.get("PYTHONPATH", "")] if p)
+    done = subprocess.run(
+        [sys.executable, os.path.join(ROOT, "scripts", "baseline_asyncpg.py"), env["MONGODB_URI"],
+         env["MONGODB_DATABASE"], f"bench_flat_{args.docs}", env["DATABASE_URL"], "baseline_users"],
+        capture_output=True, text=True, env=dict(env, PYTHONPATH=pythonpath))
+    match = re.search(r"baseline: (\d+) rows in ([\d.]+) s", done.stdout)
+    if done.returncode != 0 or not match:
+        die(f"the baseline failed: {done.stderr.strip() or done.stdout.strip()}")
+    if int(match.group(1)) != args.docs:
+        die(f"the baseline landed {match.group(1)} rows for {args.docs} documents")
+    seconds = float(match.group(2))
+    return {"seconds": seconds, "pipeline_seconds": flat["seconds"], "speedup": round(seconds / flat["seconds"], 2)}
+
+
 def main():
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--docs", type=int, default=1_000_000)
@@ -282,6 +301,9 @@ def main():
     parser.add_argument("--mongodb-database", default="mongo2pg_bench")
     parser.add_argument("--pg-database", default="mongo2pg_bench")
     parser.add_argument("--stream", default="BENCH")
+    parser.add_argument("--baseline", action="store_true",
+                        help="also run the Python asyncio + asyncpg skip/limit migration on the flat users, "
+                             "in this run, and report how much faster the pipeline is")
     parser.add_argument("--trace", action="store_true",
                         help="also measure the cost of full tracing: the first shape again with every span "
                              "exported over OTLP to a local sink, then once more without")
@@ -300,6 +322,8 @@ def main():
         results["runs"].append(run_shape(shape.strip(), args, env, args.bin_dir))
     if args.trace:
         results["tracing"] = measure_tracing(args, env, results["runs"][0])
+    if args.baseline:
+        results["baseline"] = measure_baseline(args, env, results["runs"])
     os.makedirs(os.path.dirname(os.path.abspath(args.out)), exist_ok=True)
     with open(args.out, "w") as f:
         json.dump(results, f, indent=2)
@@ -314,6 +338,10 @@ def main():
               f"{r['mb_per_s']:>6} {r['psql_copy_seconds']:>7.2f} {r['ratio_to_psql_copy']:>6.3f} "
               f"{r['our_cpu_us_per_doc']:>7.1f} {r['producer']['peak_rss_mib']:>8} "
               f"{max(c['peak_rss_mib'] for c in r['consumers_detail']):>8}  {infra}")
+    if "baseline" in results:
+        b = results["baseline"]
+        print(f"python asyncio + asyncpg (skip/limit), flat users: {b['seconds']:.2f} s; "
+              f"the pipeline: {b['pipeline_seconds']:.2f} s, {b['speedup']:.1f}x faster")
     if "tracing" in results:
         t = results["tracing"]
         print(f"tracing: {t['traced_seconds']:.2f} s with every span exported ({t['spans']}), "

@@ -1,10 +1,12 @@
 #!/usr/bin/env bash
-# The benchmark: brings the services up, builds release binaries, and runs
-# scripts/bench.py (see its --help), e.g.
-#   scripts/bench.sh --docs 1000000 --consumers 4
+# The benchmark: brings the services up, builds release binaries, installs the Python
+# baseline's asyncpg, and runs scripts/bench.py (see its --help), e.g.
+#   scripts/bench.sh --docs 1000000 --consumers 4 --baseline --trace
 set -euo pipefail
 cd "$(dirname "$0")/.."
 scripts/services.sh up
 eval "$(scripts/services.sh env)"
+scripts/bench-deps.sh
+export BENCH_PYTHONPATH="${MONGO2PG_HOME:-$HOME/.cache/mongo2pg}/pybench:${MONGO2PG_HOME:-$HOME/.cache/mongo2pg}/mongodb"
 cargo build --release --bins --quiet
 exec python3 scripts/bench.py "$@"

@@ -7,6 +7,7 @@ cd "$(dirname "$0")/.."
 
 scripts/services.sh up
 eval "$(scripts/services.sh env)"
+scripts/bench-deps.sh   # the benchmark's smoke run includes the Python baseline
 
 cargo fmt --all -- --check
 cargo clippy --workspace --all-targets --locked -- -D warnings

@@ -1,10 +1,21 @@
 //! The benchmark at 10,000 documents, so that it keeps working: the real pipeline
-//! against `psql \copy`, both shapes, and the tracing-overhead run. It checks the
-//! results file's content, never a speed.
+//! against `psql \copy`, both shapes, the Python baseline and the tracing-overhead
+//! run. It checks the results file's content, never a speed.
 
 use std::path::Path;
 
 use e2e::TestEnv;
+
+/// Where scripts/services.sh and scripts/bench-deps.sh installed pymongo and asyncpg.
+fn bench_pythonpath() -> String {
+    let home = std::env::var("MONGO2PG_HOME").unwrap_or_else(|_| {
+        format!(
+            "{}/.cache/mongo2pg",
+            std::env::var("HOME").unwrap_or_default()
+        )
+    });
+    format!("{home}/pybench:{home}/mongodb")
+}
 
 #[tokio::test(flavor = "multi_thread")]
 async fn the_benchmark_runs_and_reports_every_figure() {
@@ -18,7 +29,14 @@ async fn the_benchmark_runs_and_reports_every_figure() {
     let pg_database = env.name.clone();
     let run = tokio::process::Command::new("python3")
         .arg(repo.join("scripts/bench.py"))
-        .args(["--docs", "10000", "--consumers", "2", "--trace"])
+        .args([
+            "--docs",
+            "10000",
+            "--consumers",
+            "2",
+            "--trace",
+            "--baseline",
+        ])
         .arg("--bin-dir")
         .arg(&bin_dir)
         .arg("--out")
@@ -34,6 +52,7 @@ async fn the_benchmark_runs_and_reports_every_figure() {
         .env("MONGODB_URI", &env.mongodb_uri)
         .env("NATS_URL", &env.nats_url)
         .env("DATABASE_URL", &env.database_url)
+        .env("BENCH_PYTHONPATH", bench_pythonpath())
         .output()
         .await
         .expect("bench");
@@ -73,6 +92,12 @@ async fn the_benchmark_runs_and_reports_every_figure() {
         assert_eq!(r["consumers_detail"].as_array().map(Vec::len), Some(2));
         assert!(r["infra_cpu_s"]["postgres"].as_f64().is_some());
     }
+    let baseline = &results["baseline"];
+    assert!(
+        baseline["seconds"].as_f64().is_some_and(|v| v > 0.0),
+        "the Python baseline ran: {baseline}"
+    );
+    assert!(baseline["speedup"].as_f64().is_some_and(|v| v > 0.0));
     let tracing = &results["tracing"];
     assert!(
         tracing["spans"].as_u64().is_some_and(|n| n > 0),

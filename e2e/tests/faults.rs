@@ -113,7 +113,7 @@ async fn consumers_killed_at_random_moments_lose_and_duplicate_nothing() {
     let mut children = consumers(&env);
     // 100 batches of 1,000: every writer is busy with one while the run lasts, so a
     // kill lands in the middle of a batch.
-    let producer = spawn_producer(&env, &[]);
+    let producer = spawn_producer(&env, &["--batch-size", "1000"]);
     wait_until("batches to start landing", || async {
         committed_batches(&env).await >= 4
     })
@@ -321,8 +321,8 @@ async fn two_producers_started_for_the_same_run_duplicate_nothing() {
     let env = TestEnv::new("twoproducers").await.expect("env");
     seed(&env).await;
     let children = consumers(&env);
-    let first = spawn_producer(&env, &[]);
-    let second = spawn_producer(&env, &[]);
+    let first = spawn_producer(&env, &["--batch-size", "1000"]);
+    let second = spawn_producer(&env, &["--batch-size", "1000"]);
     assert_success(
         &first.wait_with_output().await.expect("first"),
         "first producer",
