@@ -64,11 +64,9 @@ pub async fn land(
     plan: &TablePlan,
     batch: &MappedBatch<'_>,
 ) -> Result<Landed, tokio_postgres::Error> {
-    let tx = client.transaction().await?;
-    if !claim(&tx, plan, batch).await? {
-        tx.rollback().await?;
+    let Some(tx) = begin_claimed(client, plan, batch).await? else {
         return Ok(Landed::Duplicate);
-    }
+    };
     let copied = copy_rows(&tx, plan, &batch.rows)
         .instrument(tracing::info_span!("copy", table = %plan.table, rows = batch.rows.len()))
         .await;
@@ -101,11 +99,9 @@ async fn land_isolating(
     plan: &TablePlan,
     batch: &MappedBatch<'_>,
 ) -> Result<Landed, tokio_postgres::Error> {
-    let tx = client.transaction().await?;
-    if !claim(&tx, plan, batch).await? {
-        tx.rollback().await?;
+    let Some(tx) = begin_claimed(client, plan, batch).await? else {
         return Ok(Landed::Duplicate);
-    }
+    };
     let mut written = 0;
     let mut refused = Vec::new();
     let mut ranges = vec![(0, batch.rows.len())];
@@ -158,12 +154,14 @@ fn origin<'a>(batch: &'a MappedBatch<'_>) -> Origin<'a> {
     }
 }
 
-/// Inserts the ledger row; false when the batch id is already there.
-async fn claim(
-    tx: &Transaction<'_>,
+/// Begins the batch's transaction with its ledger row inserted; `None` (and nothing
+/// left open) when the batch id is already in the ledger.
+async fn begin_claimed<'c>(
+    client: &'c mut Client,
     plan: &TablePlan,
     batch: &MappedBatch<'_>,
-) -> Result<bool, tokio_postgres::Error> {
+) -> Result<Option<Transaction<'c>>, tokio_postgres::Error> {
+    let tx = client.transaction().await?;
     let inserted = tx
         .execute(
             &format!(
@@ -182,7 +180,12 @@ async fn claim(
             ],
         )
         .await?;
-    Ok(inserted == 1)
+    if inserted == 1 {
+        Ok(Some(tx))
+    } else {
+        tx.rollback().await?;
+        Ok(None)
+    }
 }
 
 /// One binary COPY of `rows`; returns the number of rows written.

@@ -55,6 +55,17 @@ async fn finish(children: Vec<Child>) -> Result<()> {
     Ok(())
 }
 
+/// The end of every fault test: the producer succeeded, the consumers exited by
+/// themselves, and the target is exactly the source.
+async fn finish_run(env: &TestEnv, producer: Child, consumers: Vec<Child>) {
+    assert_success(
+        &producer.wait_with_output().await.expect("producer"),
+        "producer",
+    );
+    finish(consumers).await.expect("consumers finish");
+    assert_exact_copy(env, "users").await.expect("exact copy");
+}
+
 /// Batches committed so far in the env's ledger (0 before the table exists).
 async fn committed_batches(env: &TestEnv) -> i64 {
     let Ok(pg) = env.pg().await else { return 0 };
@@ -148,12 +159,7 @@ async fn consumers_killed_at_random_moments_lose_and_duplicate_nothing() {
         "the run ended before the kills: the test proves nothing"
     );
 
-    assert_success(
-        &producer.wait_with_output().await.expect("producer"),
-        "producer",
-    );
-    finish(children).await.expect("consumers finish");
-    assert_exact_copy(&env, "users").await.expect("exact copy");
+    finish_run(&env, producer, children).await;
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -211,12 +217,7 @@ async fn nats_restarting_mid_run_loses_nothing() {
     assert!(landed < 500, "the run ended before the restart");
     nats.restart(Duration::from_secs(1)).expect("restart nats");
 
-    assert_success(
-        &producer.wait_with_output().await.expect("producer"),
-        "producer",
-    );
-    finish(children).await.expect("consumers finish");
-    assert_exact_copy(&env, "users").await.expect("exact copy");
+    finish_run(&env, producer, children).await;
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -241,12 +242,7 @@ async fn postgres_restarting_mid_run_loses_nothing() {
     pg.restart(Duration::from_secs(1))
         .expect("restart postgres");
 
-    assert_success(
-        &producer.wait_with_output().await.expect("producer"),
-        "producer",
-    );
-    finish(children).await.expect("consumers finish");
-    assert_exact_copy(&env, "users").await.expect("exact copy");
+    finish_run(&env, producer, children).await;
 }
 
 #[tokio::test(flavor = "multi_thread")]
