@@ -9,13 +9,15 @@ use std::error::Error;
 use bson::spec::BinarySubtype;
 use bson::RawBsonRef;
 use bytes::{BufMut, BytesMut};
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 use tokio_postgres::types::{to_sql_checked, IsNull, ToSql, Type};
 
+use crate::extjson::JsonMode;
 use crate::numeric::Numeric;
 
-/// The column types a mapping may name.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+/// The column types a mapping may name. The `[]` types hold a BSON array whose
+/// elements all convert to the element type (a PostgreSQL one-dimensional array).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Deserialize, Serialize)]
 #[serde(rename_all = "lowercase")]
 pub enum ColumnType {
     Text,
@@ -28,6 +30,26 @@ pub enum ColumnType {
     Uuid,
     Bytea,
     Jsonb,
+    #[serde(rename = "text[]")]
+    TextArray,
+    #[serde(rename = "int4[]")]
+    Int4Array,
+    #[serde(rename = "int8[]")]
+    Int8Array,
+    #[serde(rename = "float8[]")]
+    Float8Array,
+    #[serde(rename = "numeric[]")]
+    NumericArray,
+    #[serde(rename = "bool[]")]
+    BoolArray,
+    #[serde(rename = "timestamptz[]")]
+    TimestamptzArray,
+    #[serde(rename = "uuid[]")]
+    UuidArray,
+    #[serde(rename = "bytea[]")]
+    ByteaArray,
+    #[serde(rename = "jsonb[]")]
+    JsonbArray,
 }
 
 impl ColumnType {
@@ -43,6 +65,16 @@ impl ColumnType {
             ColumnType::Uuid => "uuid",
             ColumnType::Bytea => "bytea",
             ColumnType::Jsonb => "jsonb",
+            ColumnType::TextArray => "text[]",
+            ColumnType::Int4Array => "int4[]",
+            ColumnType::Int8Array => "int8[]",
+            ColumnType::Float8Array => "float8[]",
+            ColumnType::NumericArray => "numeric[]",
+            ColumnType::BoolArray => "bool[]",
+            ColumnType::TimestamptzArray => "timestamptz[]",
+            ColumnType::UuidArray => "uuid[]",
+            ColumnType::ByteaArray => "bytea[]",
+            ColumnType::JsonbArray => "jsonb[]",
         }
     }
 
@@ -58,8 +90,91 @@ impl ColumnType {
             ColumnType::Uuid => Type::UUID,
             ColumnType::Bytea => Type::BYTEA,
             ColumnType::Jsonb => Type::JSONB,
+            ColumnType::TextArray => Type::TEXT_ARRAY,
+            ColumnType::Int4Array => Type::INT4_ARRAY,
+            ColumnType::Int8Array => Type::INT8_ARRAY,
+            ColumnType::Float8Array => Type::FLOAT8_ARRAY,
+            ColumnType::NumericArray => Type::NUMERIC_ARRAY,
+            ColumnType::BoolArray => Type::BOOL_ARRAY,
+            ColumnType::TimestamptzArray => Type::TIMESTAMPTZ_ARRAY,
+            ColumnType::UuidArray => Type::UUID_ARRAY,
+            ColumnType::ByteaArray => Type::BYTEA_ARRAY,
+            ColumnType::JsonbArray => Type::JSONB_ARRAY,
         }
     }
+
+    /// The element type of an array type.
+    pub fn element(self) -> Option<ColumnType> {
+        Some(match self {
+            ColumnType::TextArray => ColumnType::Text,
+            ColumnType::Int4Array => ColumnType::Int4,
+            ColumnType::Int8Array => ColumnType::Int8,
+            ColumnType::Float8Array => ColumnType::Float8,
+            ColumnType::NumericArray => ColumnType::Numeric,
+            ColumnType::BoolArray => ColumnType::Bool,
+            ColumnType::TimestamptzArray => ColumnType::Timestamptz,
+            ColumnType::UuidArray => ColumnType::Uuid,
+            ColumnType::ByteaArray => ColumnType::Bytea,
+            ColumnType::JsonbArray => ColumnType::Jsonb,
+            _ => return None,
+        })
+    }
+
+    /// The array type of a scalar type.
+    pub fn array_of(self) -> Option<ColumnType> {
+        Some(match self {
+            ColumnType::Text => ColumnType::TextArray,
+            ColumnType::Int4 => ColumnType::Int4Array,
+            ColumnType::Int8 => ColumnType::Int8Array,
+            ColumnType::Float8 => ColumnType::Float8Array,
+            ColumnType::Numeric => ColumnType::NumericArray,
+            ColumnType::Bool => ColumnType::BoolArray,
+            ColumnType::Timestamptz => ColumnType::TimestamptzArray,
+            ColumnType::Uuid => ColumnType::UuidArray,
+            ColumnType::Bytea => ColumnType::ByteaArray,
+            ColumnType::Jsonb => ColumnType::JsonbArray,
+            _ => return None,
+        })
+    }
+}
+
+/// Legacy UUIDs (binary subtype 3) were written in a driver-specific byte order; the
+/// mapping says which, and only then do they land in uuid columns.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum LegacyUuid {
+    /// The Python driver's: bytes in standard order.
+    Python,
+    /// The Java driver's: each 8-byte half reversed.
+    Java,
+    /// The C# driver's: the first three fields little-endian.
+    Csharp,
+}
+
+impl LegacyUuid {
+    fn standard(self, mut bytes: [u8; 16]) -> [u8; 16] {
+        match self {
+            LegacyUuid::Python => {}
+            LegacyUuid::Java => {
+                bytes[..8].reverse();
+                bytes[8..].reverse();
+            }
+            LegacyUuid::Csharp => {
+                bytes[..4].reverse();
+                bytes[4..6].reverse();
+                bytes[6..8].reverse();
+            }
+        }
+        bytes
+    }
+}
+
+/// How values convert, set per collection in the mapping.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct ValueOptions {
+    pub json: JsonMode,
+    /// `None`: subtype 3 is refused by uuid columns.
+    pub legacy_uuid: Option<LegacyUuid>,
 }
 
 /// A value ready for binary COPY.
@@ -78,6 +193,8 @@ pub enum Cell {
     Bytea(Vec<u8>),
     /// Extended JSON text.
     Jsonb(String),
+    /// A one-dimensional array of cells of one element type.
+    Array(ColumnType, Vec<Cell>),
 }
 
 /// Why a value cannot land in its column.
@@ -127,7 +244,11 @@ pub fn type_name(value: RawBsonRef<'_>) -> &'static str {
 
 impl Cell {
     /// Converts a field's value (`None` when the field is absent) for a column.
-    pub fn convert(value: Option<RawBsonRef<'_>>, ty: ColumnType) -> Result<Cell, CellError> {
+    pub fn convert(
+        value: Option<RawBsonRef<'_>>,
+        ty: ColumnType,
+        options: &ValueOptions,
+    ) -> Result<Cell, CellError> {
         let Some(value) = value else {
             return Ok(Cell::Null);
         };
@@ -141,8 +262,24 @@ impl Cell {
         if matches!(value, RawBsonRef::Null | RawBsonRef::Undefined) {
             return Ok(Cell::Null);
         }
+        if let Some(element) = ty.element() {
+            let RawBsonRef::Array(array) = value else {
+                return Err(wrong_type());
+            };
+            let mut cells = Vec::new();
+            for (i, item) in array.into_iter().enumerate() {
+                let item = item.map_err(|e| refuse(format!("unreadable BSON: {e}")))?;
+                let cell = Cell::convert(Some(item), element, options).map_err(|e| CellError {
+                    expected: ty,
+                    found: e.found,
+                    reason: format!("element {i}: {}", e.reason),
+                })?;
+                cells.push(cell);
+            }
+            return Ok(Cell::Array(element, cells));
+        }
         match ty {
-            ColumnType::Jsonb => json_cell(value).map_err(refuse),
+            ColumnType::Jsonb => json_cell(value, options.json).map_err(refuse),
             ColumnType::Text => match value {
                 RawBsonRef::String(s) | RawBsonRef::Symbol(s) => text_cell(s).map_err(refuse),
                 RawBsonRef::ObjectId(oid) => Ok(Cell::Text(oid.to_hex())),
@@ -158,6 +295,12 @@ impl Cell {
             ColumnType::Int8 => match value {
                 RawBsonRef::Int32(v) => Ok(Cell::Int8(v.into())),
                 RawBsonRef::Int64(v) => Ok(Cell::Int8(v)),
+                // t·2³² + i: one number, ordered as the timestamps are.
+                RawBsonRef::Timestamp(ts) => {
+                    i64::try_from((u64::from(ts.time) << 32) | u64::from(ts.increment))
+                        .map(Cell::Int8)
+                        .map_err(|_| refuse(format!("timestamp t={} does not fit int8", ts.time)))
+                }
                 _ => Err(wrong_type()),
             },
             ColumnType::Float8 => match value {
@@ -200,6 +343,18 @@ impl Cell {
                             refuse(format!("a UUID of {} bytes instead of 16", bin.bytes.len()))
                         })
                 }
+                RawBsonRef::Binary(bin) if bin.subtype == BinarySubtype::UuidOld => {
+                    let Some(legacy) = options.legacy_uuid else {
+                        return Err(refuse(
+                            "a legacy UUID (subtype 3) has a driver-specific byte order; set legacy_uuid in the mapping".to_string(),
+                        ));
+                    };
+                    <[u8; 16]>::try_from(bin.bytes)
+                        .map(|bytes| Cell::Uuid(legacy.standard(bytes)))
+                        .map_err(|_| {
+                            refuse(format!("a UUID of {} bytes instead of 16", bin.bytes.len()))
+                        })
+                }
                 RawBsonRef::Binary(bin) => Err(refuse(format!(
                     "binary subtype {:?} is not a UUID (subtype 4)",
                     bin.subtype
@@ -208,8 +363,11 @@ impl Cell {
             },
             ColumnType::Bytea => match value {
                 RawBsonRef::Binary(bin) => Ok(Cell::Bytea(bin.bytes.to_vec())),
+                RawBsonRef::ObjectId(oid) => Ok(Cell::Bytea(oid.bytes().to_vec())),
                 _ => Err(wrong_type()),
             },
+            // Array types were handled above, element by element.
+            _ => Err(wrong_type()),
         }
     }
 
@@ -224,7 +382,7 @@ impl Cell {
                 reason,
             }),
             Some(RawBsonRef::ObjectId(oid)) => Ok(Cell::Text(oid.to_hex())),
-            Some(other) => match json_cell(other) {
+            Some(other) => match json_cell(other, JsonMode::Canonical) {
                 Ok(Cell::Jsonb(json)) => Ok(Cell::Text(json)),
                 Ok(_) => Ok(Cell::Null),
                 Err(reason) => Err(CellError {
@@ -259,11 +417,28 @@ fn timestamp_cell(millis: i64) -> Result<Cell, String> {
         .ok_or_else(|| format!("date {millis} ms from 1970 is outside PostgreSQL's timestamptz range (4713 BC to 294276 AD)"))
 }
 
-/// A value as canonical Extended JSON, refused when a string holds a NUL byte (jsonb
-/// cannot store `\u0000`), with the path of that string.
-pub fn json_cell(value: RawBsonRef<'_>) -> Result<Cell, String> {
+/// A short rendering of a value for the rejects table: Extended JSON, or the value's
+/// debug form when JSON cannot hold it (a NUL byte), cut at 200 characters.
+pub fn excerpt(value: RawBsonRef<'_>) -> String {
     let mut text = String::new();
-    crate::extjson::write_value(value, &mut text).map_err(|e| {
+    if crate::extjson::write_value(value, JsonMode::Canonical, &mut text).is_err() {
+        text = match value {
+            RawBsonRef::String(s) => format!("{s:?}"),
+            other => format!("{:?}", bson::Bson::try_from(other)),
+        };
+    }
+    const LIMIT: usize = 200;
+    match text.char_indices().nth(LIMIT) {
+        Some((cut, _)) => format!("{}…", &text[..cut]),
+        None => text,
+    }
+}
+
+/// A value as Extended JSON, refused when a string holds a NUL byte (jsonb cannot
+/// store `\u0000`), with the path of that string.
+pub fn json_cell(value: RawBsonRef<'_>, mode: JsonMode) -> Result<Cell, String> {
+    let mut text = String::new();
+    crate::extjson::write_value(value, mode, &mut text).map_err(|e| {
         if e.path.is_empty() {
             format!("the value {}", e.reason)
         } else {
@@ -295,6 +470,7 @@ impl ToSql for Cell {
                 out.put_u8(1);
                 out.put_slice(json.as_bytes());
             }
+            Cell::Array(element, cells) => write_array(*element, cells, out)?,
         }
         Ok(IsNull::No)
     }
@@ -307,13 +483,46 @@ impl ToSql for Cell {
     to_sql_checked!();
 }
 
+/// PostgreSQL's binary array format, one dimension: header, then each element as a
+/// length (-1 for NULL) and its bytes.
+fn write_array(
+    element: ColumnType,
+    cells: &[Cell],
+    out: &mut BytesMut,
+) -> Result<(), Box<dyn Error + Sync + Send>> {
+    let element_type = element.pg_type();
+    out.put_i32(i32::from(!cells.is_empty()));
+    out.put_i32(i32::from(cells.contains(&Cell::Null)));
+    out.put_u32(element_type.oid());
+    if !cells.is_empty() {
+        out.put_i32(i32::try_from(cells.len())?);
+        out.put_i32(1);
+    }
+    for cell in cells {
+        let at = out.len();
+        out.put_i32(0);
+        match cell.to_sql(&element_type, out)? {
+            IsNull::Yes => out[at..at + 4].copy_from_slice(&(-1_i32).to_be_bytes()),
+            IsNull::No => {
+                let len = i32::try_from(out.len() - at - 4)?;
+                out[at..at + 4].copy_from_slice(&len.to_be_bytes());
+            }
+        }
+    }
+    Ok(())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
     use bson::{rawdoc, Binary, DateTime, Decimal128};
 
     fn convert(doc: &bson::RawDocumentBuf, ty: ColumnType) -> Result<Cell, CellError> {
-        Cell::convert(doc.get("v").expect("readable"), ty)
+        Cell::convert(
+            doc.get("v").expect("readable"),
+            ty,
+            &ValueOptions::default(),
+        )
     }
 
     #[test]
@@ -370,6 +579,79 @@ mod tests {
             convert(&rawdoc! { "v": { "k": "a\0b" } }, ColumnType::Jsonb).expect_err("refused");
         assert!(err.reason.contains("\"k\""), "{}", err.reason);
         assert!(convert(&rawdoc! { "v": DateTime::MAX }, ColumnType::Timestamptz).is_err());
+    }
+
+    #[test]
+    fn arrays_legacy_uuids_object_ids_and_timestamps() {
+        assert_eq!(
+            convert(
+                &rawdoc! { "v": [1, 2_i64, bson::RawBson::Null] },
+                ColumnType::Int8Array
+            ),
+            Ok(Cell::Array(
+                ColumnType::Int8,
+                vec![Cell::Int8(1), Cell::Int8(2), Cell::Null]
+            ))
+        );
+        let err = convert(&rawdoc! { "v": [1, "two"] }, ColumnType::Int8Array).expect_err("mixed");
+        assert!(err.reason.starts_with("element 1:"), "{}", err.reason);
+        assert!(convert(&rawdoc! { "v": 1 }, ColumnType::TextArray).is_err());
+
+        let bytes: Vec<u8> = (0..16).collect();
+        let legacy =
+            rawdoc! { "v": Binary { subtype: BinarySubtype::UuidOld, bytes: bytes.clone() } };
+        assert!(
+            convert(&legacy, ColumnType::Uuid).is_err(),
+            "refused unless asked"
+        );
+        let java = ValueOptions {
+            legacy_uuid: Some(LegacyUuid::Java),
+            ..ValueOptions::default()
+        };
+        assert_eq!(
+            Cell::convert(legacy.get("v").expect("readable"), ColumnType::Uuid, &java),
+            Ok(Cell::Uuid([
+                7, 6, 5, 4, 3, 2, 1, 0, 15, 14, 13, 12, 11, 10, 9, 8
+            ]))
+        );
+        let csharp = ValueOptions {
+            legacy_uuid: Some(LegacyUuid::Csharp),
+            ..ValueOptions::default()
+        };
+        assert_eq!(
+            Cell::convert(
+                legacy.get("v").expect("readable"),
+                ColumnType::Uuid,
+                &csharp
+            ),
+            Ok(Cell::Uuid([
+                3, 2, 1, 0, 5, 4, 7, 6, 8, 9, 10, 11, 12, 13, 14, 15
+            ]))
+        );
+
+        let oid = bson::oid::ObjectId::new();
+        assert_eq!(
+            convert(&rawdoc! { "v": oid }, ColumnType::Bytea),
+            Ok(Cell::Bytea(oid.bytes().to_vec()))
+        );
+        let ts = bson::Timestamp {
+            time: 3,
+            increment: 4,
+        };
+        assert_eq!(
+            convert(&rawdoc! { "v": ts }, ColumnType::Int8),
+            Ok(Cell::Int8((3 << 32) | 4))
+        );
+        assert!(convert(&rawdoc! { "v": ts }, ColumnType::Timestamptz).is_err());
+    }
+
+    #[test]
+    fn excerpts_are_short_and_show_nul_bytes() {
+        let long = "x".repeat(500);
+        let text = excerpt(rawdoc! { "v": long }.get("v").expect("r").expect("v"));
+        assert_eq!(text.chars().count(), 201);
+        let text = excerpt(rawdoc! { "v": "a\0b" }.get("v").expect("r").expect("v"));
+        assert_eq!(text, r#""a\0b""#);
     }
 
     #[test]

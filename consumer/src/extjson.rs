@@ -15,6 +15,17 @@ use std::fmt::Write as _;
 use base64::Engine as _;
 use bson::{Bson, RawArray, RawBsonRef, RawDocument};
 
+/// Which Extended JSON: canonical keeps every type (`{"$numberInt":"5"}`), relaxed
+/// writes numbers as JSON numbers and recent dates as ISO strings, easier to query but
+/// no longer telling an int from a long.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Deserialize, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum JsonMode {
+    #[default]
+    Canonical,
+    Relaxed,
+}
+
 /// Why a value cannot become jsonb text.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct JsonError {
@@ -37,11 +48,20 @@ impl JsonError {
     }
 }
 
-/// Appends the canonical Extended JSON text of `value` to `out`.
-pub fn write_value(value: RawBsonRef<'_>, out: &mut String) -> Result<(), JsonError> {
+/// Appends the Extended JSON text of `value` to `out`.
+pub fn write_value(
+    value: RawBsonRef<'_>,
+    mode: JsonMode,
+    out: &mut String,
+) -> Result<(), JsonError> {
+    if mode == JsonMode::Relaxed {
+        if let Some(()) = write_relaxed(value, out) {
+            return Ok(());
+        }
+    }
     match value {
-        RawBsonRef::Document(doc) => write_document(doc, out),
-        RawBsonRef::Array(array) => write_array(array, out),
+        RawBsonRef::Document(doc) => write_document(doc, mode, out),
+        RawBsonRef::Array(array) => write_array(array, mode, out),
         RawBsonRef::String(s) => write_string(s, out),
         RawBsonRef::Int32(v) => {
             let _ = write!(out, r#"{{"$numberInt":"{v}"}}"#);
@@ -88,11 +108,36 @@ pub fn write_value(value: RawBsonRef<'_>, out: &mut String) -> Result<(), JsonEr
             );
             Ok(())
         }
-        other => write_through_bson(other, out),
+        other => write_through_bson(other, mode, out),
     }
 }
 
-fn write_document(doc: &RawDocument, out: &mut String) -> Result<(), JsonError> {
+/// The values relaxed Extended JSON writes differently; `None` for the others.
+fn write_relaxed(value: RawBsonRef<'_>, out: &mut String) -> Option<()> {
+    match value {
+        RawBsonRef::Int32(v) => {
+            let _ = write!(out, "{v}");
+        }
+        RawBsonRef::Int64(v) => {
+            let _ = write!(out, "{v}");
+        }
+        RawBsonRef::Double(v) if v.is_finite() => {
+            out.push_str(&serde_json::to_string(&v).ok()?);
+        }
+        // ISO-8601 for dates from 1970 to 9999, as the specification says.
+        RawBsonRef::DateTime(dt) if (0..253_402_300_800_000).contains(&dt.timestamp_millis()) => {
+            let _ = write!(out, r#"{{"$date":"{}"}}"#, dt.try_to_rfc3339_string().ok()?);
+        }
+        _ => return None,
+    }
+    Some(())
+}
+
+pub fn write_document(
+    doc: &RawDocument,
+    mode: JsonMode,
+    out: &mut String,
+) -> Result<(), JsonError> {
     out.push('{');
     for (i, element) in doc.iter().enumerate() {
         let (key, value) = element.map_err(|e| JsonError::at(format!("unreadable BSON: {e}")))?;
@@ -102,27 +147,27 @@ fn write_document(doc: &RawDocument, out: &mut String) -> Result<(), JsonError> 
         }
         write_string(key, out).map_err(|e| e.within(key))?;
         out.push(':');
-        write_value(value, out).map_err(|e| e.within(key))?;
+        write_value(value, mode, out).map_err(|e| e.within(key))?;
     }
     out.push('}');
     Ok(())
 }
 
-fn write_array(array: &RawArray, out: &mut String) -> Result<(), JsonError> {
+fn write_array(array: &RawArray, mode: JsonMode, out: &mut String) -> Result<(), JsonError> {
     out.push('[');
     for (i, value) in array.into_iter().enumerate() {
         let value = value.map_err(|e| JsonError::at(format!("unreadable BSON: {e}")))?;
         if i > 0 {
             out.push(',');
         }
-        write_value(value, out).map_err(|e| e.within(&i.to_string()))?;
+        write_value(value, mode, out).map_err(|e| e.within(&i.to_string()))?;
     }
     out.push(']');
     Ok(())
 }
 
 /// A JSON string literal, escaped as serde_json escapes it.
-fn write_string(s: &str, out: &mut String) -> Result<(), JsonError> {
+pub fn write_string(s: &str, out: &mut String) -> Result<(), JsonError> {
     if s.contains('\0') {
         return Err(JsonError::at("holds a NUL byte, which jsonb cannot store"));
     }
@@ -183,7 +228,11 @@ fn write_double(v: f64, out: &mut String) {
 }
 
 /// The rare types, through `bson`'s own conversion.
-fn write_through_bson(value: RawBsonRef<'_>, out: &mut String) -> Result<(), JsonError> {
+fn write_through_bson(
+    value: RawBsonRef<'_>,
+    mode: JsonMode,
+    out: &mut String,
+) -> Result<(), JsonError> {
     let bson = Bson::try_from(value).map_err(|e| JsonError::at(format!("unreadable BSON: {e}")))?;
     if let Bson::JavaScriptCode(code) | Bson::Symbol(code) = &bson {
         if code.contains('\0') {
@@ -197,9 +246,13 @@ fn write_through_bson(value: RawBsonRef<'_>, out: &mut String) -> Result<(), Jso
         let scope = bson::RawDocumentBuf::try_from(&code.scope)
             .map_err(|e| JsonError::at(format!("unreadable BSON: {e}")))?;
         // Check the scope's strings the same way as any document's.
-        write_document(&scope, &mut String::new()).map_err(|e| e.within("$scope"))?;
+        write_document(&scope, mode, &mut String::new()).map_err(|e| e.within("$scope"))?;
     }
-    serde_json::to_string(&bson.into_canonical_extjson())
+    let json = match mode {
+        JsonMode::Canonical => bson.into_canonical_extjson(),
+        JsonMode::Relaxed => bson.into_relaxed_extjson(),
+    };
+    serde_json::to_string(&json)
         .map(|text| out.push_str(&text))
         .map_err(|e| JsonError::at(format!("cannot render as JSON: {e}")))
 }
@@ -211,9 +264,13 @@ mod tests {
     use bson::{doc, Binary, DateTime, Decimal128, JavaScriptCodeWithScope, Regex, Timestamp};
 
     fn ours(doc: &bson::Document) -> serde_json::Value {
+        written(doc, JsonMode::Canonical)
+    }
+
+    fn written(doc: &bson::Document, mode: JsonMode) -> serde_json::Value {
         let raw = bson::RawDocumentBuf::try_from(doc).expect("raw");
         let mut text = String::new();
-        write_document(&raw, &mut text).expect("writes");
+        write_document(&raw, mode, &mut text).expect("writes");
         serde_json::from_str(&text).unwrap_or_else(|e| panic!("{e}: {text}"))
     }
 
@@ -244,13 +301,18 @@ mod tests {
             "nested": { "a": [ { "b": [[]] }, {} ], "": "empty key", "dotted.key": 1, "$dollar": 2 },
         };
         assert_eq!(ours(&doc), theirs(&doc));
+        assert_eq!(
+            written(&doc, JsonMode::Relaxed),
+            Bson::Document(doc.clone()).into_relaxed_extjson()
+        );
     }
 
     #[test]
     fn nul_bytes_are_refused_with_their_path() {
         let raw =
             bson::RawDocumentBuf::try_from(&doc! { "a": { "b": ["ok", "x\0y"] } }).expect("raw");
-        let err = write_document(&raw, &mut String::new()).expect_err("refused");
+        let err =
+            write_document(&raw, JsonMode::Canonical, &mut String::new()).expect_err("refused");
         assert_eq!(err.path, ["a", "b", "1"]);
         assert!(err.reason.contains("NUL"));
     }

@@ -22,7 +22,7 @@ use tokio_postgres::{Client, Transaction};
 use tracing::Instrument;
 
 use crate::cell::Cell;
-use crate::mapping::TablePlan;
+use crate::mapping::{ChildPlan, Row, TablePlan};
 use crate::reject::{self, Origin, Reject};
 use crate::schema::quote;
 
@@ -32,7 +32,7 @@ pub struct MappedBatch<'a> {
     pub run: &'a str,
     pub collection: &'a str,
     pub seq: u64,
-    pub rows: Vec<Vec<Cell>>,
+    pub rows: Vec<Row>,
     /// Each row's source document, for a reject if PostgreSQL refuses the row.
     pub sources: Vec<Cow<'a, [u8]>>,
     pub rejects: Vec<Reject>,
@@ -188,27 +188,58 @@ async fn begin_claimed<'c>(
     }
 }
 
-/// One binary COPY of `rows`; returns the number of rows written.
-async fn copy_rows(
+/// Binary COPY of `rows` into the table, then of their elements into each child
+/// table; returns the number of (parent) rows written.
+pub async fn copy_rows(
     tx: &Transaction<'_>,
     plan: &TablePlan,
-    rows: &[Vec<Cell>],
+    rows: &[Row],
 ) -> Result<u64, tokio_postgres::Error> {
     if rows.is_empty() {
         return Ok(0);
     }
-    let columns: Vec<String> = plan.columns.iter().map(|c| quote(&c.name)).collect();
+    let names: Vec<&str> = plan.columns.iter().map(|c| c.name.as_str()).collect();
     let types: Vec<_> = plan.columns.iter().map(|c| c.ty.pg_type()).collect();
+    let parents: Vec<&Vec<Cell>> = rows.iter().map(|r| &r.cells).collect();
+    let written = copy_into(tx, &plan.table, &names, &types, &parents).await?;
+    let parent_type = plan
+        .primary_key_type()
+        .unwrap_or(crate::cell::ColumnType::Text)
+        .pg_type();
+    for (i, child) in plan.children.iter().enumerate() {
+        let types = [
+            parent_type.clone(),
+            tokio_postgres::types::Type::INT4,
+            child.ty.pg_type(),
+        ];
+        let elements: Vec<&Vec<Cell>> = rows.iter().flat_map(|r| r.children[i].iter()).collect();
+        copy_into(tx, &child.table, &ChildPlan::COLUMNS, &types, &elements).await?;
+    }
+    Ok(written)
+}
+
+/// One binary COPY; returns the number of rows written.
+async fn copy_into(
+    tx: &Transaction<'_>,
+    table: &str,
+    columns: &[&str],
+    types: &[tokio_postgres::types::Type],
+    rows: &[&Vec<Cell>],
+) -> Result<u64, tokio_postgres::Error> {
+    if rows.is_empty() {
+        return Ok(0);
+    }
+    let columns: Vec<String> = columns.iter().map(|c| quote(c)).collect();
     let sink = tx
         .copy_in(&format!(
             "COPY {} ({}) FROM STDIN (FORMAT binary)",
-            quote(&plan.table),
+            quote(table),
             columns.join(", ")
         ))
         .await?;
-    let writer = BinaryCopyInWriter::new(sink, &types);
+    let writer = BinaryCopyInWriter::new(sink, types);
     pin_mut!(writer);
-    let mut values: Vec<&(dyn ToSql + Sync)> = Vec::with_capacity(plan.columns.len());
+    let mut values: Vec<&(dyn ToSql + Sync)> = Vec::with_capacity(columns.len());
     for row in rows {
         values.clear();
         values.extend(row.iter().map(|cell| cell as &(dyn ToSql + Sync)));

@@ -6,6 +6,7 @@
 //! - [`writer`]: one writer: pull, decode, map, land, acknowledge.
 //! - [`mapping`]: the mapping file and how a document becomes a row.
 //! - [`cell`]: BSON value to PostgreSQL binary value, exactly or refused.
+//! - [`identifier`]: deterministic PostgreSQL names for long or colliding field names.
 //! - [`numeric`]: PostgreSQL's binary `numeric` format.
 //! - [`extjson`]: raw BSON to canonical Extended JSON text, in one pass.
 //! - [`ledger`]: the transaction that lands a batch with its ledger row and rejects.
@@ -28,6 +29,7 @@ pub mod dead_letter;
 pub mod done;
 pub mod error;
 pub mod extjson;
+pub mod identifier;
 pub mod ledger;
 pub mod mapping;
 pub mod metrics;

@@ -1,55 +1,109 @@
 //! Which table a collection lands in and how each document becomes a row.
 //!
 //! A mapping file (`--mapping FILE`, TOML, or YAML when it ends in `.yaml`/`.yml`)
-//! names, per collection, a table and its
-//! columns, each with a source field path (`address.city`) and a type:
+//! names, per collection, a table and its columns, each with a source field path
+//! (`address.city`) and a type; `producer infer` writes one from a sample:
 //!
 //! ```toml
 //! [collections.users]
 //! table = "app_users"
 //! columns = [
 //!   { name = "id", path = "_id", type = "text" },
-//!   { name = "city", path = "address.city", type = "text" },
+//!   { path = "address.city", type = "text" },          # column "address_city"
 //!   { name = "balance", path = "balance", type = "numeric" },
+//!   { name = "scores", path = "scores", type = "int8[]" },
 //! ]
+//! children = [ { path = "tags", type = "text" } ]      # table "app_users_tags"
+//! json = "canonical"       # or "relaxed", for jsonb columns
+//! legacy_uuid = "java"     # binary subtype 3 into uuid columns: python, java, csharp
+//! missing = "null"         # or "distinct": a `_missing text[]` column lists absent fields
 //! ```
 //!
+//! Nothing in a document is dropped: every field no column or child table reads lands
+//! in the table's `_extra jsonb` column, keyed by its path (`{"address":{"zip":"..."}}`),
+//! NULL when there is none. A column whose path is `_id` is the table's primary key.
+//!
 //! A collection with no mapping lands in a table of its own name with `_id text primary
-//! key` and `doc jsonb`, the whole document as canonical Extended JSON. A column whose
-//! path is `_id` is the table's primary key.
+//! key` and `doc jsonb`, the whole document as canonical Extended JSON.
 
 use std::collections::BTreeMap;
 use std::path::Path;
 
 use bson::{RawBsonRef, RawDocument};
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 
-use crate::cell::{json_cell, Cell, CellError, ColumnType};
+use crate::cell::{
+    excerpt, json_cell, type_name, Cell, CellError, ColumnType, LegacyUuid, ValueOptions,
+};
+use crate::extjson::{self, JsonMode};
+use crate::identifier::{self, Taken, MAX_IDENTIFIER_BYTES};
+
+/// The column that keeps the fields no other column reads.
+pub const EXTRA_COLUMN: &str = "_extra";
+/// The column listing mapped fields absent from the document (`missing = "distinct"`).
+pub const MISSING_COLUMN: &str = "_missing";
 
 /// The mapping file.
-#[derive(Debug, Clone, Default, Deserialize)]
+#[derive(Debug, Clone, Default, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct MappingFile {
     #[serde(default)]
     pub collections: BTreeMap<String, CollectionMapping>,
 }
 
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct CollectionMapping {
     /// Target table; the collection's name when absent.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub table: Option<String>,
     pub columns: Vec<ColumnMapping>,
+    /// Arrays landed as child tables, one row per element.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub children: Vec<ChildMapping>,
+    #[serde(default)]
+    pub json: JsonMode,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub legacy_uuid: Option<LegacyUuid>,
+    #[serde(default)]
+    pub missing: Missing,
 }
 
-#[derive(Debug, Clone, Deserialize)]
+/// Whether a missing field and a null one can be told apart in the table.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Missing {
+    /// Both are NULL.
+    #[default]
+    Null,
+    /// Both are NULL, and `_missing` lists the paths that were absent.
+    Distinct,
+}
+
+#[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct ColumnMapping {
-    pub name: String,
+    /// The column's name; generated from the path when absent (`address.city` →
+    /// `address_city`, see [`identifier`]).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub name: Option<String>,
     /// Dotted path of the source field.
     pub path: String,
     #[serde(rename = "type")]
     pub ty: ColumnType,
+}
+
+/// An array field landed as a child table `<table>_<field>` with columns `_parent`
+/// (the parent's primary key), `_position` (the element's index, from 0) and `value`.
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct ChildMapping {
+    pub path: String,
+    /// The elements' type.
+    #[serde(rename = "type")]
+    pub ty: ColumnType,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub table: Option<String>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -80,25 +134,21 @@ impl MappingFile {
             path: shown.clone(),
             detail: detail.replace('\n', " "),
         })?;
-        for (collection, mapping) in &file.collections {
-            let invalid = |detail: String| MappingError::Invalid {
-                path: shown.clone(),
-                detail: format!("collection {collection:?}: {detail}"),
-            };
-            if mapping.columns.is_empty() {
-                return Err(invalid("no columns".to_string()));
-            }
-            let mut seen = std::collections::HashSet::new();
-            for column in &mapping.columns {
-                if column.name.is_empty() || column.path.is_empty() {
-                    return Err(invalid("a column with an empty name or path".to_string()));
-                }
-                if !seen.insert(column.name.as_str()) {
-                    return Err(invalid(format!("column {:?} appears twice", column.name)));
-                }
-            }
-        }
+        file.check().map_err(|detail| MappingError::Invalid {
+            path: shown,
+            detail,
+        })?;
         Ok(file)
+    }
+
+    /// What a file must satisfy beyond its syntax.
+    pub fn check(&self) -> Result<(), String> {
+        for (collection, mapping) in &self.collections {
+            mapping
+                .check()
+                .map_err(|detail| format!("collection {collection:?}: {detail}"))?;
+        }
+        Ok(())
     }
 
     /// The plan for a collection: its mapping, or the default `_id` + `doc` table.
@@ -107,6 +157,65 @@ impl MappingFile {
             Some(mapping) => TablePlan::mapped(collection, mapping),
             None => TablePlan::default_for(collection),
         }
+    }
+}
+
+impl CollectionMapping {
+    fn check(&self) -> Result<(), String> {
+        if self.columns.is_empty() {
+            return Err("no columns".to_string());
+        }
+        let too_long = |what: &str, name: &str| {
+            format!(
+                "{what} {name:?} is {} bytes; PostgreSQL keeps only {MAX_IDENTIFIER_BYTES}: choose a shorter one, or leave the name out to have one generated",
+                name.len()
+            )
+        };
+        if let Some(table) = &self.table {
+            if table.len() > MAX_IDENTIFIER_BYTES {
+                return Err(too_long("table", table));
+            }
+        }
+        let mut names = std::collections::HashSet::new();
+        let mut paths = std::collections::HashSet::new();
+        for column in &self.columns {
+            if column.path.is_empty() || column.name.as_deref() == Some("") {
+                return Err("a column with an empty name or path".to_string());
+            }
+            if let Some(name) = &column.name {
+                if name.len() > MAX_IDENTIFIER_BYTES {
+                    return Err(too_long("column", name));
+                }
+                if !names.insert(name.as_str()) {
+                    return Err(format!("column {name:?} appears twice"));
+                }
+            }
+            paths.insert(column.path.as_str());
+        }
+        for child in &self.children {
+            if !self.columns.iter().any(|c| c.path == "_id") {
+                return Err(format!(
+                    "child table for {:?} needs a column with path \"_id\" to refer to its parent",
+                    child.path
+                ));
+            }
+            if child.ty.element().is_some() {
+                return Err(format!(
+                    "child table for {:?}: elements must have a scalar type, not {}",
+                    child.path,
+                    child.ty.sql()
+                ));
+            }
+            if !paths.insert(child.path.as_str()) {
+                return Err(format!("path {:?} is mapped twice", child.path));
+            }
+            if let Some(table) = &child.table {
+                if table.len() > MAX_IDENTIFIER_BYTES {
+                    return Err(too_long("table", table));
+                }
+            }
+        }
+        Ok(())
     }
 }
 
@@ -119,6 +228,10 @@ pub enum Source {
     IdText,
     /// The whole document as jsonb.
     Document,
+    /// The fields no other column reads, as a jsonb object.
+    Extra,
+    /// The mapped paths the document lacks, as text[].
+    Missing,
 }
 
 #[derive(Debug, Clone)]
@@ -128,6 +241,20 @@ pub struct ColumnPlan {
     pub ty: ColumnType,
 }
 
+/// A child table: one row per element of an array field.
+#[derive(Debug, Clone)]
+pub struct ChildPlan {
+    pub table: String,
+    pub path: Vec<String>,
+    /// The elements' type.
+    pub ty: ColumnType,
+}
+
+impl ChildPlan {
+    /// The child table's columns, in COPY order.
+    pub const COLUMNS: [&'static str; 3] = ["_parent", "_position", "value"];
+}
+
 /// A collection's target table and how to fill it.
 #[derive(Debug, Clone)]
 pub struct TablePlan {
@@ -135,6 +262,18 @@ pub struct TablePlan {
     pub columns: Vec<ColumnPlan>,
     /// Index of the primary-key column, if any.
     pub primary_key: Option<usize>,
+    pub children: Vec<ChildPlan>,
+    pub options: ValueOptions,
+    /// The paths columns and children read; `None` when the whole document is kept.
+    read: Option<PathTree>,
+}
+
+/// One document's rows: its row in the table, and its rows in each child table (in
+/// the order of [`TablePlan::children`]).
+#[derive(Debug, Clone, PartialEq)]
+pub struct Row {
+    pub cells: Vec<Cell>,
+    pub children: Vec<Vec<Vec<Cell>>>,
 }
 
 /// A document that cannot become a row, and why.
@@ -145,6 +284,8 @@ pub struct RowError {
     pub expected: Option<ColumnType>,
     pub found: String,
     pub reason: String,
+    /// A short rendering of the value at fault.
+    pub excerpt: Option<String>,
 }
 
 impl std::fmt::Display for RowError {
@@ -163,10 +304,31 @@ impl std::fmt::Display for RowError {
     }
 }
 
+/// The set of dotted paths a plan reads, as a tree of keys.
+#[derive(Debug, Clone, Default)]
+struct PathTree {
+    /// The whole value at this path is read.
+    whole: bool,
+    children: BTreeMap<String, PathTree>,
+}
+
+impl PathTree {
+    fn insert(&mut self, path: &[String]) {
+        match path.split_first() {
+            None => self.whole = true,
+            Some((first, rest)) => self.children.entry(first.clone()).or_default().insert(rest),
+        }
+    }
+}
+
+fn split_path(path: &str) -> Vec<String> {
+    path.split('.').map(str::to_string).collect()
+}
+
 impl TablePlan {
     pub fn default_for(collection: &str) -> Self {
         TablePlan {
-            table: collection.to_string(),
+            table: identifier::fitted(collection),
             columns: vec![
                 ColumnPlan {
                     name: "_id".to_string(),
@@ -180,38 +342,93 @@ impl TablePlan {
                 },
             ],
             primary_key: Some(0),
+            children: Vec::new(),
+            options: ValueOptions::default(),
+            read: None,
         }
     }
 
     fn mapped(collection: &str, mapping: &CollectionMapping) -> Self {
-        let columns: Vec<ColumnPlan> = mapping
+        let table = mapping
+            .table
+            .clone()
+            .unwrap_or_else(|| identifier::fitted(collection));
+        let mut taken = Taken::default();
+        for name in mapping.columns.iter().filter_map(|c| c.name.as_deref()) {
+            taken.claim(name);
+        }
+        let mut read = PathTree::default();
+        let mut columns: Vec<ColumnPlan> = mapping
             .columns
             .iter()
-            .map(|c| ColumnPlan {
-                name: c.name.clone(),
-                source: Source::Field(c.path.split('.').map(str::to_string).collect()),
-                ty: c.ty,
+            .map(|c| {
+                let path = split_path(&c.path);
+                read.insert(&path);
+                ColumnPlan {
+                    name: c
+                        .name
+                        .clone()
+                        .unwrap_or_else(|| taken.generate(&c.path.replace('.', "_"))),
+                    source: Source::Field(path),
+                    ty: c.ty,
+                }
             })
             .collect();
         let primary_key = mapping.columns.iter().position(|c| c.path == "_id");
+        let children = mapping
+            .children
+            .iter()
+            .map(|child| {
+                let path = split_path(&child.path);
+                read.insert(&path);
+                ChildPlan {
+                    table: child.table.clone().unwrap_or_else(|| {
+                        identifier::fitted(&format!("{table}_{}", child.path.replace('.', "_")))
+                    }),
+                    path,
+                    ty: child.ty,
+                }
+            })
+            .collect();
+        columns.push(ColumnPlan {
+            name: taken.generate(EXTRA_COLUMN),
+            source: Source::Extra,
+            ty: ColumnType::Jsonb,
+        });
+        if mapping.missing == Missing::Distinct {
+            columns.push(ColumnPlan {
+                name: taken.generate(MISSING_COLUMN),
+                source: Source::Missing,
+                ty: ColumnType::TextArray,
+            });
+        }
         TablePlan {
-            table: mapping
-                .table
-                .clone()
-                .unwrap_or_else(|| collection.to_string()),
+            table,
             columns,
             primary_key,
+            children,
+            options: ValueOptions {
+                json: mapping.json,
+                legacy_uuid: mapping.legacy_uuid,
+            },
+            read: Some(read),
         }
     }
 
-    /// The row for one document.
-    /// The row for one document.
+    /// The type of the primary key, which child tables refer to.
+    pub fn primary_key_type(&self) -> Option<ColumnType> {
+        self.primary_key.map(|pk| self.columns[pk].ty)
+    }
+
+    /// The rows for one document.
     ///
     /// One pass over the document's top-level fields hands each to the columns that
     /// read it; looking each column's field up from the start of the document instead
     /// parsed every element once per column and was the consumer's largest cost.
-    pub fn row(&self, doc: &RawDocument) -> Result<Vec<Cell>, RowError> {
+    pub fn row(&self, doc: &RawDocument) -> Result<Row, RowError> {
         let mut top: Vec<Option<RawBsonRef<'_>>> = vec![None; self.columns.len()];
+        let mut child_top: Vec<Option<RawBsonRef<'_>>> = vec![None; self.children.len()];
+        let mut extra = self.read.as_ref().map(|_| JsonObject::default());
         for element in doc.iter() {
             let (key, value) = element.map_err(|e| unreadable(e.to_string()))?;
             let key = key.as_str();
@@ -221,34 +438,113 @@ impl TablePlan {
                     *slot = Some(value);
                 }
             }
+            for (slot, child) in child_top.iter_mut().zip(&self.children) {
+                if slot.is_none() && child.path[0] == key {
+                    *slot = Some(value);
+                }
+            }
+            if let (Some(read), Some(extra)) = (&self.read, extra.as_mut()) {
+                keep_unread(key, value, read, "", self.options.json, extra)?;
+            }
         }
-        let mut row = Vec::with_capacity(self.columns.len());
+        let mut cells = Vec::with_capacity(self.columns.len());
+        let mut missing = Vec::new();
         for (column, value) in self.columns.iter().zip(top) {
             let cell = match &column.source {
                 Source::Field(path) => {
+                    let field = || path.join(".");
                     let value = descend(value, &path[1..]).map_err(|reason| RowError {
-                        field: path.join("."),
+                        field: field(),
                         expected: Some(column.ty),
                         found: "unreadable".to_string(),
                         reason,
+                        excerpt: None,
                     })?;
-                    Cell::convert(value, column.ty).map_err(|e| row_error(path.join("."), e))?
+                    if value.is_none() {
+                        missing.push(Cell::Text(field()));
+                    }
+                    Cell::convert(value, column.ty, &self.options)
+                        .map_err(|e| row_error(field(), e, value))?
                 }
                 Source::IdText => {
-                    Cell::id_text(value).map_err(|e| row_error("_id".to_string(), e))?
+                    Cell::id_text(value).map_err(|e| row_error("_id".to_string(), e, value))?
                 }
-                Source::Document => {
-                    json_cell(RawBsonRef::Document(doc)).map_err(|reason| RowError {
+                Source::Document => json_cell(RawBsonRef::Document(doc), JsonMode::Canonical)
+                    .map_err(|reason| RowError {
                         field: String::new(),
                         expected: Some(ColumnType::Jsonb),
                         found: "object".to_string(),
                         reason,
-                    })?
-                }
+                        excerpt: None,
+                    })?,
+                Source::Extra => match extra.take() {
+                    Some(object) if !object.is_empty() => Cell::Jsonb(object.finish()),
+                    _ => Cell::Null,
+                },
+                // Filled below, once every field column has been read.
+                Source::Missing => Cell::Null,
             };
-            row.push(cell);
+            cells.push(cell);
         }
-        Ok(row)
+        for (cell, column) in cells.iter_mut().zip(&self.columns) {
+            if column.source == Source::Missing {
+                *cell = Cell::Array(ColumnType::Text, std::mem::take(&mut missing));
+            }
+        }
+        let mut children = Vec::with_capacity(self.children.len());
+        for (child, value) in self.children.iter().zip(child_top) {
+            children.push(self.child_rows(child, value, &cells)?);
+        }
+        Ok(Row { cells, children })
+    }
+
+    fn child_rows(
+        &self,
+        child: &ChildPlan,
+        top: Option<RawBsonRef<'_>>,
+        parent: &[Cell],
+    ) -> Result<Vec<Vec<Cell>>, RowError> {
+        let field = child.path.join(".");
+        let value = descend(top, &child.path[1..]).map_err(|reason| RowError {
+            field: field.clone(),
+            expected: Some(child.ty),
+            found: "unreadable".to_string(),
+            reason,
+            excerpt: None,
+        })?;
+        let array = match value {
+            None | Some(RawBsonRef::Null) => return Ok(Vec::new()),
+            Some(RawBsonRef::Array(array)) => array,
+            Some(other) => {
+                return Err(RowError {
+                    field,
+                    expected: Some(child.ty),
+                    found: type_name(other).to_string(),
+                    reason: "the field lands in a child table and must be an array".to_string(),
+                    excerpt: Some(excerpt(other)),
+                })
+            }
+        };
+        let parent_id = self
+            .primary_key
+            .and_then(|pk| parent.get(pk))
+            .cloned()
+            .unwrap_or(Cell::Null);
+        let mut rows = Vec::new();
+        for (position, element) in array.into_iter().enumerate() {
+            let element = element.map_err(|e| unreadable(e.to_string()))?;
+            let cell = Cell::convert(Some(element), child.ty, &self.options)
+                .map_err(|e| row_error(format!("{field}.{position}"), e, Some(element)))?;
+            let position = i32::try_from(position).map_err(|_| RowError {
+                field: field.clone(),
+                expected: Some(child.ty),
+                found: "array".to_string(),
+                reason: "more elements than int4 positions".to_string(),
+                excerpt: None,
+            })?;
+            rows.push(vec![parent_id.clone(), Cell::Int4(position), cell]);
+        }
+        Ok(rows)
     }
 }
 
@@ -258,17 +554,93 @@ impl Source {
         match self {
             Source::Field(path) => path.first().map(String::as_str),
             Source::IdText => Some("_id"),
-            Source::Document => None,
+            Source::Document | Source::Extra | Source::Missing => None,
         }
     }
 }
 
-fn row_error(field: String, e: CellError) -> RowError {
+/// A JSON object written as its members arrive.
+#[derive(Debug, Default)]
+struct JsonObject {
+    text: String,
+}
+
+impl JsonObject {
+    fn is_empty(&self) -> bool {
+        self.text.is_empty()
+    }
+
+    fn member(&mut self, key: &str) -> Result<&mut String, extjson::JsonError> {
+        self.text.push(if self.text.is_empty() { '{' } else { ',' });
+        extjson::write_string(key, &mut self.text)?;
+        self.text.push(':');
+        Ok(&mut self.text)
+    }
+
+    fn finish(mut self) -> String {
+        self.text.push('}');
+        self.text
+    }
+}
+
+/// Adds to `extra` what of the field `key` no column reads: all of it when no path
+/// starts there, the unread part of a subdocument whose fields are read in part, and
+/// all of it when a path goes through a value that is not a subdocument.
+fn keep_unread(
+    key: &str,
+    value: RawBsonRef<'_>,
+    read: &PathTree,
+    prefix: &str,
+    mode: JsonMode,
+    extra: &mut JsonObject,
+) -> Result<(), RowError> {
+    let path = if prefix.is_empty() {
+        key.to_string()
+    } else {
+        format!("{prefix}.{key}")
+    };
+    let refused = |e: extjson::JsonError| {
+        let mut field = path.clone();
+        for step in &e.path {
+            field.push('.');
+            field.push_str(step);
+        }
+        RowError {
+            field,
+            expected: Some(ColumnType::Jsonb),
+            found: type_name(value).to_string(),
+            reason: format!("kept in {EXTRA_COLUMN}, but {}", e.reason),
+            excerpt: Some(excerpt(value)),
+        }
+    };
+    match (read.children.get(key), value) {
+        (Some(node), _) if node.whole => Ok(()),
+        (Some(node), RawBsonRef::Document(inner)) => {
+            let mut unread = JsonObject::default();
+            for element in inner.iter() {
+                let (k, v) = element.map_err(|e| unreadable(e.to_string()))?;
+                keep_unread(k.as_str(), v, node, &path, mode, &mut unread)?;
+            }
+            if !unread.is_empty() {
+                let out = extra.member(key).map_err(refused)?;
+                out.push_str(&unread.finish());
+            }
+            Ok(())
+        }
+        _ => {
+            let out = extra.member(key).map_err(refused)?;
+            extjson::write_value(value, mode, out).map_err(refused)
+        }
+    }
+}
+
+fn row_error(field: String, e: CellError, value: Option<RawBsonRef<'_>>) -> RowError {
     RowError {
         field,
         expected: Some(e.expected),
         found: e.found.to_string(),
         reason: e.reason,
+        excerpt: value.map(excerpt),
     }
 }
 
@@ -278,6 +650,7 @@ fn unreadable(reason: String) -> RowError {
         expected: None,
         found: "unreadable".to_string(),
         reason: format!("not a readable BSON document: {reason}"),
+        excerpt: None,
     }
 }
 
@@ -306,7 +679,7 @@ mod tests {
     fn default_plan_keeps_the_whole_document() {
         let plan = TablePlan::default_for("users");
         let doc = rawdoc! { "_id": 1, "a": { "b": [1, "x"] } };
-        let row = plan.row(&doc).expect("maps");
+        let row = plan.row(&doc).expect("maps").cells;
         assert_eq!(row[0], Cell::Text(r#"{"$numberInt":"1"}"#.into()));
         let Cell::Jsonb(json) = &row[1] else {
             panic!("jsonb")
@@ -336,17 +709,19 @@ mod tests {
             .row(&rawdoc! { "_id": "u1", "address": { "city": "Porto" } })
             .expect("maps");
         assert_eq!(
-            row,
+            row.cells,
             vec![
                 Cell::Text("u1".into()),
                 Cell::Text("Porto".into()),
-                Cell::Null
+                Cell::Null,
+                Cell::Null,
             ]
         );
         let err = plan
             .row(&rawdoc! { "_id": "u2", "age": "old" })
             .expect_err("rejected");
         assert_eq!(err.field, "age");
+        assert_eq!(err.excerpt.as_deref(), Some(r#""old""#));
         assert_eq!(
             err.to_string(),
             r#"field "age": expected int4, found string: a string value cannot be stored as int4"#
@@ -372,6 +747,168 @@ mod tests {
             "unknown keys refused in YAML too"
         );
         let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    fn plan_of(toml_text: &str) -> TablePlan {
+        let file: MappingFile = toml::from_str(toml_text).expect("parses");
+        file.check().expect("valid");
+        file.plan("c")
+    }
+
+    fn json(cell: &Cell) -> serde_json::Value {
+        match cell {
+            Cell::Jsonb(text) => serde_json::from_str(text).expect("json"),
+            other => panic!("not jsonb: {other:?}"),
+        }
+    }
+
+    #[test]
+    fn unread_fields_land_in_extra_by_path() {
+        let plan = plan_of(
+            r#"
+            [collections.c]
+            columns = [
+              { path = "_id", type = "int4" },
+              { path = "address.city", type = "text" },
+            ]
+            "#,
+        );
+        let names: Vec<&str> = plan.columns.iter().map(|c| c.name.as_str()).collect();
+        assert_eq!(names, ["_id", "address_city", "_extra"]);
+        let row = plan
+            .row(&rawdoc! { "_id": 1, "address": { "city": "Porto", "zip": "4000" }, "new": [1] })
+            .expect("maps");
+        assert_eq!(row.cells[1], Cell::Text("Porto".into()));
+        assert_eq!(
+            json(&row.cells[2]),
+            serde_json::json!({ "address": { "zip": "4000" }, "new": [{ "$numberInt": "1" }] })
+        );
+        // A path through a scalar: the scalar is kept whole.
+        let row = plan
+            .row(&rawdoc! { "_id": 2, "address": "unknown" })
+            .expect("maps");
+        assert_eq!(row.cells[1], Cell::Null);
+        assert_eq!(
+            json(&row.cells[2]),
+            serde_json::json!({ "address": "unknown" })
+        );
+        // Everything read: no extra.
+        let row = plan
+            .row(&rawdoc! { "_id": 3, "address": { "city": "x" } })
+            .expect("maps");
+        assert_eq!(row.cells[2], Cell::Null);
+        // A NUL byte in an unread field is refused with its path, not dropped.
+        let err = plan
+            .row(&rawdoc! { "_id": 4, "notes": { "a": "x\0" } })
+            .expect_err("refused");
+        assert_eq!(err.field, "notes.a");
+    }
+
+    #[test]
+    fn missing_and_null_can_be_told_apart() {
+        let plan = plan_of(
+            r#"
+            [collections.c]
+            missing = "distinct"
+            json = "relaxed"
+            columns = [
+              { path = "_id", type = "int4" },
+              { path = "a", type = "int4" },
+              { path = "b", type = "jsonb" },
+            ]
+            "#,
+        );
+        let row = plan
+            .row(&rawdoc! { "_id": 1, "a": bson::RawBson::Null, "b": { "n": 5 } })
+            .expect("maps");
+        assert_eq!(row.cells[1], Cell::Null);
+        assert_eq!(
+            row.cells[2],
+            Cell::Jsonb(r#"{"n":5}"#.into()),
+            "relaxed JSON"
+        );
+        assert_eq!(row.cells[4], Cell::Array(ColumnType::Text, vec![]));
+        let row = plan.row(&rawdoc! { "_id": 2 }).expect("maps");
+        assert_eq!(
+            row.cells[4],
+            Cell::Array(
+                ColumnType::Text,
+                vec![Cell::Text("a".into()), Cell::Text("b".into())]
+            )
+        );
+    }
+
+    #[test]
+    fn arrays_land_in_child_tables_with_their_positions() {
+        let plan = plan_of(
+            r#"
+            [collections.c]
+            table = "people"
+            columns = [ { name = "id", path = "_id", type = "int8" } ]
+            children = [ { path = "tags", type = "text" } ]
+            "#,
+        );
+        assert_eq!(plan.children[0].table, "people_tags");
+        let row = plan
+            .row(&rawdoc! { "_id": 7, "tags": ["a", "b"] })
+            .expect("maps");
+        assert_eq!(
+            row.children[0],
+            vec![
+                vec![Cell::Int8(7), Cell::Int4(0), Cell::Text("a".into())],
+                vec![Cell::Int8(7), Cell::Int4(1), Cell::Text("b".into())],
+            ]
+        );
+        assert_eq!(row.cells[1], Cell::Null, "tags are read, not extra");
+        let err = plan
+            .row(&rawdoc! { "_id": 8, "tags": ["a", 1] })
+            .expect_err("refused");
+        assert_eq!(err.field, "tags.1");
+        let err = plan
+            .row(&rawdoc! { "_id": 9, "tags": "a" })
+            .expect_err("refused");
+        assert_eq!(err.found, "string");
+    }
+
+    #[test]
+    fn bad_mappings_say_what_to_change() {
+        let check = |text: &str| {
+            toml::from_str::<MappingFile>(text)
+                .expect("parses")
+                .check()
+                .expect_err("refused")
+        };
+        let long = "x".repeat(64);
+        let err = check(&format!(
+            "[collections.c]\ncolumns = [ {{ name = \"{long}\", path = \"a\", type = \"text\" }} ]"
+        ));
+        assert!(err.contains("63"), "{err}");
+        let err = check(
+            "[collections.c]\ncolumns = [ { path = \"a\", type = \"text\" } ]\nchildren = [ { path = \"t\", type = \"text\" } ]",
+        );
+        assert!(err.contains("_id"), "{err}");
+    }
+
+    #[test]
+    fn generated_names_never_collide() {
+        let long_a = format!("{}.a", "k".repeat(70));
+        let long_b = format!("{}.b", "k".repeat(70));
+        let plan = plan_of(&format!(
+            r#"
+            [collections.c]
+            columns = [
+              {{ path = "_id", type = "text" }},
+              {{ path = "Name", type = "text" }},
+              {{ path = "name", type = "text" }},
+              {{ path = "{long_a}", type = "text" }},
+              {{ path = "{long_b}", type = "text" }},
+            ]
+            "#
+        ));
+        let names: std::collections::HashSet<String> =
+            plan.columns.iter().map(|c| c.name.to_lowercase()).collect();
+        assert_eq!(names.len(), plan.columns.len());
+        assert!(plan.columns.iter().all(|c| c.name.len() <= 63));
     }
 
     #[test]

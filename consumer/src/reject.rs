@@ -1,13 +1,15 @@
 //! Documents that could not become rows, kept with their reason.
 //!
 //! Each reject keeps the document's `_id`, the field at fault, the expected and found
-//! types, the error in words, the document as jsonb (when it can be rendered) and its
-//! exact BSON bytes, so nothing is lost and a fixed mapping can replay it.
+//! types, an excerpt of the value, the error in words, the document as jsonb (when it
+//! can be rendered) and its exact BSON bytes, so nothing is lost and, once the mapping
+//! is fixed, `producer replay` can land it.
 
 use bson::{RawBsonRef, RawDocument};
 use common::naming::REJECTS_TABLE;
 
 use crate::cell::{json_cell, Cell};
+use crate::extjson::JsonMode;
 use crate::mapping::RowError;
 use crate::schema::quote;
 
@@ -29,10 +31,13 @@ impl Reject {
             Ok(Cell::Text(id)) => Some(id),
             _ => None,
         });
-        let document = doc.and_then(|doc| match json_cell(RawBsonRef::Document(doc)) {
-            Ok(Cell::Jsonb(json)) => Some(json),
-            _ => None,
-        });
+        let document =
+            doc.and_then(
+                |doc| match json_cell(RawBsonRef::Document(doc), JsonMode::Canonical) {
+                    Ok(Cell::Jsonb(json)) => Some(json),
+                    _ => None,
+                },
+            );
         Reject {
             doc_id,
             error,
@@ -52,6 +57,7 @@ impl Reject {
                 "PostgreSQL refused the row: {}",
                 crate::error::pg_detail(err)
             ),
+            excerpt: None,
         };
         Reject::new(raw, error)
     }
@@ -79,6 +85,7 @@ pub async fn insert(
     let mut expected = Vec::with_capacity(n);
     let mut found = Vec::with_capacity(n);
     let mut errors = Vec::with_capacity(n);
+    let mut excerpts = Vec::with_capacity(n);
     let mut documents = Vec::with_capacity(n);
     let mut raws = Vec::with_capacity(n);
     for reject in rejects {
@@ -87,14 +94,15 @@ pub async fn insert(
         expected.push(reject.error.expected.map(|t| t.sql()));
         found.push((!reject.error.found.is_empty()).then_some(reject.error.found.as_str()));
         errors.push(reject.error.to_string());
+        excerpts.push(reject.error.excerpt.as_deref());
         documents.push(reject.document.as_deref());
         raws.push(reject.raw.as_slice());
     }
     tx.execute(
         &format!(
-            "INSERT INTO {} (run, collection, batch_id, doc_id, field, expected_type, found_type, error, document, raw_bson)
-             SELECT $1, $2, $3, d, f, e, t, r, j::jsonb, b
-             FROM unnest($4::text[], $5::text[], $6::text[], $7::text[], $8::text[], $9::text[], $10::bytea[]) AS u(d, f, e, t, r, j, b)",
+            "INSERT INTO {} (run, collection, batch_id, doc_id, field, expected_type, found_type, error, document, raw_bson, excerpt)
+             SELECT $1, $2, $3, d, f, e, t, r, j::jsonb, b, x
+             FROM unnest($4::text[], $5::text[], $6::text[], $7::text[], $8::text[], $9::text[], $10::bytea[], $11::text[]) AS u(d, f, e, t, r, j, b, x)",
             quote(REJECTS_TABLE)
         ),
         &[
@@ -108,6 +116,7 @@ pub async fn insert(
             &errors,
             &documents,
             &raws,
+            &excerpts,
         ],
     )
     .await?;

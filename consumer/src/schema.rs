@@ -7,7 +7,8 @@
 use common::naming::{DEAD_LETTERS_TABLE, LEDGER_TABLE, REJECTS_TABLE};
 use tokio_postgres::Client;
 
-use crate::mapping::TablePlan;
+use crate::cell::ColumnType;
+use crate::mapping::{ChildPlan, TablePlan};
 
 /// Quotes an identifier for SQL: always, so any collection or field name is safe.
 pub fn quote(ident: &str) -> String {
@@ -53,6 +54,7 @@ pub async fn ensure_bookkeeping(client: &mut Client) -> Result<(), tokio_postgre
             raw_bson bytea NOT NULL,
             rejected_at timestamptz NOT NULL DEFAULT now()
         );
+        ALTER TABLE {rejects} ADD COLUMN IF NOT EXISTS excerpt text;
         CREATE INDEX IF NOT EXISTS {rejects_run} ON {rejects} (run, collection);
         CREATE TABLE IF NOT EXISTS {dead} (
             id bigserial PRIMARY KEY,
@@ -90,11 +92,26 @@ pub async fn ensure_table(
     if let Some(pk) = plan.primary_key {
         columns.push(format!("PRIMARY KEY ({})", quote(&plan.columns[pk].name)));
     }
-    let ddl = format!(
-        "CREATE TABLE IF NOT EXISTS {} ({})",
+    let mut ddl = format!(
+        "CREATE TABLE IF NOT EXISTS {} ({});",
         quote(&plan.table),
         columns.join(", ")
     );
+    let parent_type = plan.primary_key_type().unwrap_or(ColumnType::Text);
+    for child in &plan.children {
+        let [parent, position, value] = ChildPlan::COLUMNS;
+        ddl.push_str(&format!(
+            "CREATE TABLE IF NOT EXISTS {} ({} {} NOT NULL, {} int4 NOT NULL, {} {}, PRIMARY KEY ({}, {}));",
+            quote(&child.table),
+            quote(parent),
+            parent_type.sql(),
+            quote(position),
+            quote(value),
+            child.ty.sql(),
+            quote(parent),
+            quote(position),
+        ));
+    }
     locked(client, &ddl).await
 }
 

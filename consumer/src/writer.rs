@@ -183,6 +183,7 @@ impl Writer {
                     expected: None,
                     found: "unreadable".to_string(),
                     reason: format!("not a valid BSON document: {err}"),
+                    excerpt: None,
                 }),
             };
             match mapped {
