@@ -25,6 +25,10 @@ pub enum Command {
     /// Pull batches and write them until stopped (SIGINT/SIGTERM) or, with
     /// --exit-when-done, until the run is complete.
     Run(ConsumerConfig),
+    /// Land a run's rejects again with the (fixed) mapping; what lands leaves the
+    /// rejects table, what still cannot land stays with its new reason.
+    /// Exit status: 0 all landed, 3 some still rejected.
+    Replay(crate::replay::ReplayConfig),
 }
 
 #[derive(Debug, Clone, Args)]

@@ -102,33 +102,7 @@ async fn land_isolating(
     let Some(tx) = begin_claimed(client, plan, batch).await? else {
         return Ok(Landed::Duplicate);
     };
-    let mut written = 0;
-    let mut refused = Vec::new();
-    let mut ranges = vec![(0, batch.rows.len())];
-    while let Some((lo, hi)) = ranges.pop() {
-        if lo == hi {
-            continue;
-        }
-        tx.batch_execute("SAVEPOINT m2p_rows").await?;
-        match copy_rows(&tx, plan, &batch.rows[lo..hi]).await {
-            Ok(rows) => {
-                written += rows;
-                tx.batch_execute("RELEASE SAVEPOINT m2p_rows").await?;
-            }
-            Err(err) if is_row_error(&err) => {
-                tx.batch_execute("ROLLBACK TO SAVEPOINT m2p_rows").await?;
-                if hi - lo == 1 {
-                    refused.push(Reject::refused(&batch.sources[lo], &err));
-                } else {
-                    let mid = lo + (hi - lo) / 2;
-                    // Popped in order: the lower half first.
-                    ranges.push((mid, hi));
-                    ranges.push((lo, mid));
-                }
-            }
-            Err(err) => return Err(err),
-        }
-    }
+    let (written, refused) = copy_isolating(&tx, plan, &batch.rows, &batch.sources).await?;
     let rejects: Vec<&Reject> = batch.rejects.iter().chain(refused.iter()).collect();
     reject::insert(&tx, &origin(batch), &rejects).await?;
     tx.execute(
@@ -144,6 +118,45 @@ async fn land_isolating(
         rows: written,
         rejects: rejects.len() as u64,
     })
+}
+
+/// Copies `rows` under savepoints, halving what PostgreSQL refuses until each refused
+/// row stands alone; returns the rows written and a reject for each refused row (built
+/// from its source document in `sources`).
+pub async fn copy_isolating(
+    tx: &Transaction<'_>,
+    plan: &TablePlan,
+    rows: &[Row],
+    sources: &[impl AsRef<[u8]>],
+) -> Result<(u64, Vec<Reject>), tokio_postgres::Error> {
+    let mut written = 0;
+    let mut refused = Vec::new();
+    let mut ranges = vec![(0, rows.len())];
+    while let Some((lo, hi)) = ranges.pop() {
+        if lo == hi {
+            continue;
+        }
+        tx.batch_execute("SAVEPOINT m2p_rows").await?;
+        match copy_rows(tx, plan, &rows[lo..hi]).await {
+            Ok(n) => {
+                written += n;
+                tx.batch_execute("RELEASE SAVEPOINT m2p_rows").await?;
+            }
+            Err(err) if is_row_error(&err) => {
+                tx.batch_execute("ROLLBACK TO SAVEPOINT m2p_rows").await?;
+                if hi - lo == 1 {
+                    refused.push(Reject::refused(sources[lo].as_ref(), &err));
+                } else {
+                    let mid = lo + (hi - lo) / 2;
+                    // Popped in order: the lower half first.
+                    ranges.push((mid, hi));
+                    ranges.push((lo, mid));
+                }
+            }
+            Err(err) => return Err(err),
+        }
+    }
+    Ok((written, refused))
 }
 
 fn origin<'a>(batch: &'a MappedBatch<'_>) -> Origin<'a> {

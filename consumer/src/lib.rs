@@ -6,11 +6,13 @@
 //! - [`writer`]: one writer: pull, decode, map, land, acknowledge.
 //! - [`mapping`]: the mapping file and how a document becomes a row.
 //! - [`cell`]: BSON value to PostgreSQL binary value, exactly or refused.
+//! - [`fingerprint`]: canonical values and row hashes, to compare source and target.
 //! - [`identifier`]: deterministic PostgreSQL names for long or colliding field names.
 //! - [`numeric`]: PostgreSQL's binary `numeric` format.
 //! - [`extjson`]: raw BSON to canonical Extended JSON text, in one pass.
 //! - [`ledger`]: the transaction that lands a batch with its ledger row and rejects.
 //! - [`reject`]: documents that could not become rows, kept with their reason.
+//! - [`replay`]: `consumer replay`, landing a run's rejects after the mapping is fixed.
 //! - [`schema`]: bookkeeping and target tables.
 //! - [`outcome`]: what became of a message and the acknowledgement it gets.
 //! - [`dead_letter`]: keeping messages that can never land.
@@ -29,6 +31,7 @@ pub mod dead_letter;
 pub mod done;
 pub mod error;
 pub mod extjson;
+pub mod fingerprint;
 pub mod identifier;
 pub mod ledger;
 pub mod mapping;
@@ -37,6 +40,7 @@ pub mod numeric;
 pub mod outcome;
 pub mod pool;
 pub mod reject;
+pub mod replay;
 pub mod schema;
 pub mod stats;
 pub mod writer;

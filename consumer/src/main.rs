@@ -23,6 +23,13 @@ async fn execute(command: Command) -> anyhow::Result<ExitCode> {
                 report.elapsed.as_secs_f64()
             );
         }
+        Command::Replay(config) => {
+            let replayed = consumer::replay::replay(&config).await?;
+            println!("{replayed}");
+            if replayed.still_rejected > 0 {
+                return Ok(ExitCode::from(3));
+            }
+        }
     }
     Ok(ExitCode::SUCCESS)
 }

@@ -1,4 +1,4 @@
-//! PostgreSQL's binary `numeric` format, from a decimal string.
+//! PostgreSQL's binary `numeric` format, from a decimal string and back to one.
 //!
 //! Decimal128 holds 34 significant digits and exponents to ±6144: more than
 //! `rust_decimal` (28 digits) can carry, and every one of them fits `numeric`. So values
@@ -139,6 +139,67 @@ impl Numeric {
             out.put_i16(*digit);
         }
     }
+
+    /// The decimal text of a binary `numeric` (as `numeric_out` prints it), whoever
+    /// encoded it: the same value always gives the same text, so `verify` can compare
+    /// what it would write with what PostgreSQL holds.
+    ///
+    /// # Errors
+    /// When the bytes are not a binary `numeric`.
+    pub fn text_of(bytes: &[u8]) -> Result<String, String> {
+        let word = |i: usize| -> Result<[u8; 2], String> {
+            bytes
+                .get(i * 2..i * 2 + 2)
+                .and_then(|b| b.try_into().ok())
+                .ok_or_else(|| format!("a numeric of {} bytes is truncated", bytes.len()))
+        };
+        let ndigits = i16::from_be_bytes(word(0)?);
+        let weight = i16::from_be_bytes(word(1)?);
+        let sign = u16::from_be_bytes(word(2)?);
+        let dscale = u16::from_be_bytes(word(3)?);
+        match sign {
+            NUMERIC_NAN => return Ok("NaN".to_string()),
+            NUMERIC_PINF => return Ok("Infinity".to_string()),
+            NUMERIC_NINF => return Ok("-Infinity".to_string()),
+            _ => {}
+        }
+        let digits = (0..usize::try_from(ndigits).map_err(|_| "negative digit count")?)
+            .map(|i| word(4 + i).map(i16::from_be_bytes))
+            .collect::<Result<Vec<i16>, String>>()?;
+        let digit_at = |w: i32| -> i16 {
+            usize::try_from(i32::from(weight) - w)
+                .ok()
+                .and_then(|i| digits.get(i).copied())
+                .unwrap_or(0)
+        };
+        let mut text = String::new();
+        if sign == NUMERIC_NEG && digits.iter().any(|d| *d != 0) {
+            text.push('-');
+        }
+        if weight < 0 {
+            text.push('0');
+        } else {
+            for w in (0..=i32::from(weight)).rev() {
+                if w == i32::from(weight) {
+                    text.push_str(&digit_at(w).to_string());
+                } else {
+                    text.push_str(&format!("{:04}", digit_at(w)));
+                }
+            }
+        }
+        if dscale > 0 {
+            let mut fraction = String::new();
+            let mut w = -1;
+            while fraction.len() < usize::from(dscale) {
+                fraction.push_str(&format!("{:04}", digit_at(w)));
+                w -= 1;
+            }
+            fraction.truncate(usize::from(dscale));
+            text.push('.');
+            text.push_str(&fraction);
+        }
+        Ok(text)
+    }
 }
 
 #[cfg(test)]
@@ -171,6 +232,24 @@ mod tests {
         assert!(Numeric::parse("1.2.3").is_err());
         assert!(Numeric::parse("").is_err());
         assert!(Numeric::parse("1E-20000").is_err());
+    }
+
+    #[test]
+    fn binary_numerics_read_back_as_postgres_prints_them() {
+        let text = |s: &str| {
+            let mut out = BytesMut::new();
+            Numeric::parse(s).expect("parses").write(&mut out);
+            Numeric::text_of(&out).expect("reads")
+        };
+        assert_eq!(text("0"), "0");
+        assert_eq!(text("-1.50"), "-1.50");
+        assert_eq!(text("12345.6789"), "12345.6789");
+        assert_eq!(text("0.00001"), "0.00001");
+        assert_eq!(text("1.5E+3"), "1500");
+        assert_eq!(text("10000"), "10000");
+        assert_eq!(text("0E-10"), "0.0000000000");
+        assert_eq!(text("-Infinity"), "-Infinity");
+        assert!(Numeric::text_of(&[0, 1]).is_err());
     }
 
     #[test]
