@@ -29,6 +29,11 @@ pub enum Command {
     /// committed, rejected and dead-lettered, and what is pending in the stream.
     /// Exit status: 0 complete, 3 incomplete, 4 inconsistent.
     Status(StatusConfig),
+    /// Compare the target with the source, per `_id` range (count and content
+    /// fingerprint) and for random documents column by column; print the first
+    /// differences. Exit status: 0 equal, 4 differences. --repair lands the differing
+    /// documents again.
+    Verify(crate::verify::VerifyConfig),
 }
 
 #[derive(Debug, Clone, Args)]

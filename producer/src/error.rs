@@ -43,6 +43,10 @@ pub enum ProducerError {
     PgConnect { url: String, detail: String },
     #[error("{0}")]
     Status(String),
+    #[error("verify: {0}")]
+    Verify(String),
+    #[error("infer: {0}")]
+    Infer(String),
     #[error("seeding {collection:?}: {detail}")]
     Seed { collection: String, detail: String },
 }

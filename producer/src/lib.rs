@@ -11,6 +11,7 @@
 //! - [`retry`]: riding out a NATS restart.
 //! - [`seed`]: generated users for demos and benchmarks.
 //! - [`status`]: where a run stands, and its verdict as an exit code.
+//! - [`verify`]: does the target hold what the mapping makes of every document?
 //! - [`error`]: what stops the producer.
 //!
 //! Data path: `pager` → raw BSON bytes → `BatchBuilder` (count and byte limits; large
@@ -28,6 +29,7 @@ pub mod retry;
 pub mod seed;
 pub mod source;
 pub mod status;
+pub mod verify;
 
 use std::time::{Duration, Instant};
 

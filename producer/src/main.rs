@@ -29,6 +29,13 @@ async fn execute(command: Command) -> anyhow::Result<ExitCode> {
             print!("{status}");
             return Ok(ExitCode::from(status.verdict().exit_code()));
         }
+        Command::Verify(config) => {
+            let report = producer::verify::verify(&config).await?;
+            print!("{report}");
+            if report.differences > 0 {
+                return Ok(ExitCode::from(4));
+            }
+        }
     }
     Ok(ExitCode::SUCCESS)
 }

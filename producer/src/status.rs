@@ -238,7 +238,7 @@ pub async fn status(config: &StatusConfig) -> Result<RunStatus, ProducerError> {
     Ok(status)
 }
 
-async fn pg_connect(url: &str) -> Result<tokio_postgres::Client, ProducerError> {
+pub(crate) async fn pg_connect(url: &str) -> Result<tokio_postgres::Client, ProducerError> {
     let (client, connection) = tokio_postgres::connect(url, tokio_postgres::NoTls)
         .await
         .map_err(|e| ProducerError::PgConnect {

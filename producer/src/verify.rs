@@ -1,0 +1,803 @@
+//! `producer verify`: does PostgreSQL hold what the mapping makes of every document?
+//!
+//! The source is read in `_id` order (one cursor, memory bounded by one range) and cut
+//! into ranges of `--range-size` documents. Each document is mapped exactly as a writer
+//! maps it and fingerprinted ([`Fingerprint::of_document`]: its row and child rows, in
+//! one canonical form); the target's rows for the range's keys are read back in binary
+//! and fingerprinted the same way. A range agrees when its count and the sum of its
+//! fingerprints (order-independent) agree; within a range that does not, each document
+//! is classified: missing, different, or not mapping and not in the rejects table. A
+//! document in the rejects table is accounted for. Then `--sample` random documents are
+//! compared column by column. The first `--show` differences are printed with the
+//! columns that differ, as PostgreSQL renders both values.
+//!
+//! `--repair` lands again only the documents of differing ranges that differ: in one
+//! transaction per range, their rows, child rows and rejects are deleted and they are
+//! mapped and copied anew (refused rows go to the rejects table under run
+//! `verify-repair`); the range is then checked again.
+
+use std::collections::{HashMap, HashSet};
+use std::fmt::Write as _;
+use std::num::NonZeroUsize;
+use std::path::PathBuf;
+
+use bson::{doc, Bson, RawDocumentBuf};
+use clap::Args;
+use common::naming::REJECTS_TABLE;
+use consumer::cell::{Cell, ColumnType};
+use consumer::fingerprint::{cell_bytes, child_types, Fingerprint, RawValue};
+use consumer::mapping::{ChildPlan, MappingFile, Row, RowError, TablePlan};
+use consumer::reject::{Origin, Reject};
+use consumer::schema::quote;
+use futures::TryStreamExt;
+use mongodb::Database;
+use tokio_postgres::types::ToSql;
+use tokio_postgres::Client;
+
+use crate::config::MongoArgs;
+use crate::error::{mongo_detail, ProducerError};
+use crate::pager::Pager;
+
+#[derive(Debug, Clone, Args)]
+pub struct VerifyConfig {
+    #[command(flatten)]
+    pub mongo: MongoArgs,
+
+    /// PostgreSQL connection string of the target.
+    #[arg(
+        long,
+        env = "DATABASE_URL",
+        default_value = "postgres://postgres@127.0.0.1:5432/postgres"
+    )]
+    pub database_url: String,
+
+    /// The mapping the consumers used (none: the default `_id` + `doc` tables).
+    #[arg(long = "mapping", env = "MAPPING_FILE")]
+    pub mapping: Option<PathBuf>,
+
+    /// Collection to verify; repeat for several. None: every collection.
+    #[arg(long = "collection", value_delimiter = ',')]
+    pub collections: Vec<String>,
+
+    /// Documents per `_id` range.
+    #[arg(long, default_value = "10000")]
+    pub range_size: NonZeroUsize,
+
+    /// Random documents compared column by column, per collection.
+    #[arg(long, default_value = "100")]
+    pub sample: u32,
+
+    /// Differences printed, per collection.
+    #[arg(long, default_value = "10")]
+    pub show: usize,
+
+    /// Land again the documents of the ranges that differ, then check those ranges.
+    #[arg(long)]
+    pub repair: bool,
+}
+
+/// What verification found, for people (Display) and scripts (`differences`).
+#[derive(Debug, Default)]
+pub struct Report {
+    pub text: String,
+    /// Differences left (after repair, if asked).
+    pub differences: u64,
+}
+
+impl std::fmt::Display for Report {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.text)
+    }
+}
+
+/// The run name repaired rows' rejects are filed under.
+pub const REPAIR_RUN: &str = "verify-repair";
+
+pub async fn verify(config: &VerifyConfig) -> Result<Report, ProducerError> {
+    let mapping = match &config.mapping {
+        Some(path) => MappingFile::load(path).map_err(|e| ProducerError::Verify(e.to_string()))?,
+        None => MappingFile::default(),
+    };
+    let database = crate::source::connect(&config.mongo).await?;
+    let collections = crate::source::collections(&database, &config.collections).await?;
+    let mut client = crate::status::pg_connect(&config.database_url).await?;
+    let mut report = Report::default();
+    for collection in collections {
+        let plan = mapping.plan(&collection);
+        let mut check = Check {
+            config,
+            database: &database,
+            collection: &collection,
+            plan: &plan,
+            client: &mut client,
+            report: &mut report,
+            shown: 0,
+        };
+        check.collection().await?;
+    }
+    let _ = writeln!(
+        report.text,
+        "verify: {}",
+        if report.differences == 0 {
+            "the target holds exactly what the mapping makes of the source".to_string()
+        } else {
+            format!("{} differences", report.differences)
+        }
+    );
+    Ok(report)
+}
+
+/// One source document, as much as a range needs to remember of it.
+struct Seen {
+    id: Bson,
+    id_text: String,
+    /// The primary key's binary value, to find its row.
+    key: Option<Vec<u8>>,
+    key_cell: Option<Cell>,
+    mapped: Result<Fingerprint, RowError>,
+}
+
+/// How one document compares.
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum Verdict {
+    Equal,
+    Rejected,
+    Missing,
+    Differs,
+    Unmapped(String),
+}
+
+struct Check<'a> {
+    config: &'a VerifyConfig,
+    database: &'a Database,
+    collection: &'a str,
+    plan: &'a TablePlan,
+    client: &'a mut Client,
+    report: &'a mut Report,
+    shown: usize,
+}
+
+/// Totals of one collection.
+#[derive(Default)]
+struct Totals {
+    documents: u64,
+    equal: u64,
+    rejected: u64,
+    ranges: u64,
+    differing_ranges: u64,
+    repaired: u64,
+    target_rows_seen: u64,
+}
+
+impl Check<'_> {
+    fn failed(&self, doing: &str, detail: impl std::fmt::Display) -> ProducerError {
+        ProducerError::Verify(format!("{} ({doing}): {detail}", self.collection))
+    }
+
+    async fn collection(&mut self) -> Result<(), ProducerError> {
+        let plan = self.plan;
+        let Some(pk) = plan.primary_key else {
+            return Err(self.failed(
+                "finding rows",
+                format!("table {:?} has no column mapped from _id, so rows cannot be matched to documents; map _id to a column", plan.table),
+            ));
+        };
+        let exists: bool = self
+            .client
+            .query_one("SELECT to_regclass($1) IS NOT NULL", &[&quote(&plan.table)])
+            .await
+            .map_err(|e| self.failed("finding the table", e))?
+            .get(0);
+        // Range lines go after the collection's summary line.
+        let before = std::mem::take(&mut self.report.text);
+        let source = self.database.collection::<RawDocumentBuf>(self.collection);
+        let mut pager = Pager::new(source, None, 1000);
+        let mut totals = Totals::default();
+        let mut range: Vec<Seen> = Vec::new();
+        loop {
+            let next = pager
+                .next()
+                .await
+                .map_err(|e| self.failed("reading the source", mongo_detail(&e)))?;
+            if let Some(raw) = &next {
+                range.push(self.seen(raw, pk));
+            }
+            let full = range.len() >= self.config.range_size.get();
+            if (full || next.is_none()) && !range.is_empty() {
+                totals.ranges += 1;
+                self.range(&range, exists, &mut totals).await?;
+                range.clear();
+            }
+            if next.is_none() {
+                break;
+            }
+        }
+        let target_rows: i64 = if exists {
+            self.client
+                .query_one(&format!("SELECT count(*) FROM {}", quote(&plan.table)), &[])
+                .await
+                .map_err(|e| self.failed("counting rows", e))?
+                .get(0)
+        } else {
+            0
+        };
+        let mut text = format!(
+            "{} -> {}: {} documents in {} ranges: {} rows equal, {} in {REJECTS_TABLE}; {} ranges differ",
+            self.collection,
+            plan.table,
+            totals.documents,
+            totals.ranges,
+            totals.equal,
+            totals.rejected,
+            totals.differing_ranges
+        );
+        if totals.repaired > 0 {
+            let _ = write!(text, "; {} documents landed again", totals.repaired);
+        }
+        let extra = u64::try_from(target_rows)
+            .unwrap_or(0)
+            .saturating_sub(totals.target_rows_seen);
+        if extra > 0 {
+            self.report.differences += extra;
+            let _ = write!(
+                text,
+                "\n  the table holds {extra} rows whose key is in no source document (deleted from MongoDB since, or written by something else)"
+            );
+        }
+        let ranges = std::mem::replace(&mut self.report.text, before);
+        let _ = writeln!(self.report.text, "{text}");
+        self.report.text.push_str(&ranges);
+        if exists {
+            self.sample(pk).await?;
+        }
+        Ok(())
+    }
+
+    fn seen(&self, raw: &RawDocumentBuf, pk: usize) -> Seen {
+        let id = raw
+            .get("_id")
+            .ok()
+            .flatten()
+            .and_then(|v| Bson::try_from(v).ok())
+            .unwrap_or(Bson::Null);
+        let id_text = match Cell::id_text(raw.get("_id").ok().flatten()) {
+            Ok(Cell::Text(text)) => text,
+            _ => format!("{id}"),
+        };
+        let mapped = self.plan.row(raw);
+        let key_cell = mapped.as_ref().ok().map(|row| row.cells[pk].clone());
+        let key = key_cell
+            .as_ref()
+            .and_then(|cell| cell_bytes(cell, self.plan.columns[pk].ty).ok().flatten());
+        let mapped = mapped.and_then(|row| {
+            Fingerprint::of_document(self.plan, &row).map_err(|reason| RowError {
+                field: String::new(),
+                expected: None,
+                found: String::new(),
+                reason,
+                excerpt: None,
+            })
+        });
+        Seen {
+            id,
+            id_text,
+            key,
+            key_cell,
+            mapped,
+        }
+    }
+
+    /// Checks one range; repairs it when asked and it differs.
+    async fn range(
+        &mut self,
+        range: &[Seen],
+        exists: bool,
+        totals: &mut Totals,
+    ) -> Result<(), ProducerError> {
+        totals.documents += range.len() as u64;
+        let (verdicts, summary) = self.compare(range, exists).await?;
+        let agrees = verdicts
+            .iter()
+            .all(|v| matches!(v, Verdict::Equal | Verdict::Rejected));
+        totals.target_rows_seen += summary.target_rows;
+        if agrees {
+            totals.equal += count(&verdicts, &Verdict::Equal);
+            totals.rejected += count(&verdicts, &Verdict::Rejected);
+            return Ok(());
+        }
+        totals.differing_ranges += 1;
+        let first = &range[0].id_text;
+        let last = &range[range.len() - 1].id_text;
+        let _ = writeln!(
+            self.report.text,
+            "  range _id {first} .. {last}: source {} rows expected (fingerprint {}), target {} rows (fingerprint {})",
+            summary.source_rows, summary.source_sum, summary.target_rows, summary.target_sum
+        );
+        if !self.config.repair {
+            for (seen, verdict) in range.iter().zip(&verdicts) {
+                self.describe(seen, verdict).await?;
+            }
+            totals.equal += count(&verdicts, &Verdict::Equal);
+            totals.rejected += count(&verdicts, &Verdict::Rejected);
+            self.report.differences += verdicts
+                .iter()
+                .filter(|v| !matches!(v, Verdict::Equal | Verdict::Rejected))
+                .count() as u64;
+            return Ok(());
+        }
+        let differing: Vec<&Seen> = range
+            .iter()
+            .zip(&verdicts)
+            .filter(|(_, v)| !matches!(v, Verdict::Equal | Verdict::Rejected))
+            .map(|(seen, _)| seen)
+            .collect();
+        totals.repaired += self.repair(&differing).await?;
+        totals.target_rows_seen -= summary.target_rows;
+        let (verdicts, summary) = self.compare(range, true).await?;
+        totals.target_rows_seen += summary.target_rows;
+        totals.equal += count(&verdicts, &Verdict::Equal);
+        totals.rejected += count(&verdicts, &Verdict::Rejected);
+        for (seen, verdict) in range.iter().zip(&verdicts) {
+            if !matches!(verdict, Verdict::Equal | Verdict::Rejected) {
+                self.report.differences += 1;
+                self.describe(seen, verdict).await?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Classifies each document of a range against the target.
+    async fn compare(
+        &mut self,
+        range: &[Seen],
+        exists: bool,
+    ) -> Result<(Vec<Verdict>, RangeSummary), ProducerError> {
+        let id_texts: Vec<&str> = range.iter().map(|s| s.id_text.as_str()).collect();
+        let rejected: HashSet<String> = self
+            .client
+            .query(
+                &format!(
+                    "SELECT DISTINCT doc_id FROM {} WHERE collection = $1 AND doc_id = ANY($2)",
+                    quote(REJECTS_TABLE)
+                ),
+                &[&self.collection, &id_texts],
+            )
+            .await
+            .map_err(|e| self.failed("reading the rejects", e))?
+            .iter()
+            .map(|row| row.get(0))
+            .collect();
+        let target = if exists {
+            self.target_fingerprints(range).await?
+        } else {
+            HashMap::new()
+        };
+        let mut summary = RangeSummary::default();
+        let mut verdicts = Vec::with_capacity(range.len());
+        for seen in range {
+            let found = seen.key.as_ref().and_then(|k| target.get(k));
+            if let Some(fp) = found {
+                summary.target_rows += 1;
+                summary.target_sum.add(*fp);
+            }
+            let verdict = match (&seen.mapped, found) {
+                (Ok(fp), Some(stored)) => {
+                    summary.source_rows += 1;
+                    summary.source_sum.add(*fp);
+                    if fp == stored {
+                        Verdict::Equal
+                    } else {
+                        Verdict::Differs
+                    }
+                }
+                (Ok(fp), None) => {
+                    if rejected.contains(&seen.id_text) {
+                        Verdict::Rejected
+                    } else {
+                        summary.source_rows += 1;
+                        summary.source_sum.add(*fp);
+                        Verdict::Missing
+                    }
+                }
+                (Err(_), _) if rejected.contains(&seen.id_text) => Verdict::Rejected,
+                (Err(error), _) => Verdict::Unmapped(error.to_string()),
+            };
+            verdicts.push(verdict);
+        }
+        Ok((verdicts, summary))
+    }
+
+    /// Fingerprints of the target's rows (with their child rows) for a range's keys,
+    /// by the key's binary value.
+    async fn target_fingerprints(
+        &mut self,
+        range: &[Seen],
+    ) -> Result<HashMap<Vec<u8>, Fingerprint>, ProducerError> {
+        let plan = self.plan;
+        let Some(pk) = plan.primary_key else {
+            return Ok(HashMap::new());
+        };
+        let pk_type = plan.columns[pk].ty;
+        let keys: Vec<&Cell> = range.iter().filter_map(|s| s.key_cell.as_ref()).collect();
+        let columns: Vec<String> = plan.columns.iter().map(|c| quote(&c.name)).collect();
+        let types: Vec<ColumnType> = plan.columns.iter().map(|c| c.ty).collect();
+        let rows = self
+            .client
+            .query(
+                &format!(
+                    "SELECT {} FROM {} WHERE {} = ANY($1::{}[])",
+                    columns.join(", "),
+                    quote(&plan.table),
+                    quote(&plan.columns[pk].name),
+                    pk_type.sql()
+                ),
+                &[&keys as &(dyn ToSql + Sync)],
+            )
+            .await
+            .map_err(|e| self.failed("reading the target", e))?;
+        let mut found = HashMap::with_capacity(rows.len());
+        for row in &rows {
+            let values =
+                read_values(row, &types).map_err(|e| self.failed("reading the target", e))?;
+            let key = values[pk].map(<[u8]>::to_vec).unwrap_or_default();
+            let fp = Fingerprint::of_row(None, types.iter().copied().zip(values))
+                .map_err(|e| self.failed("reading the target", e))?;
+            found.insert(key, fp);
+        }
+        for (i, child) in plan.children.iter().enumerate() {
+            let types: Vec<ColumnType> = child_types(child, pk_type).collect();
+            let [parent, position, value] = ChildPlan::COLUMNS.map(quote);
+            let rows = self
+                .client
+                .query(
+                    &format!(
+                        "SELECT {parent}, {position}, {value} FROM {} WHERE {parent} = ANY($1::{}[])",
+                        quote(&child.table),
+                        pk_type.sql()
+                    ),
+                    &[&keys as &(dyn ToSql + Sync)],
+                )
+                .await
+                .map_err(|e| self.failed("reading a child table", e))?;
+            for row in &rows {
+                let values = read_values(row, &types)
+                    .map_err(|e| self.failed("reading a child table", e))?;
+                let key = values[0].map(<[u8]>::to_vec).unwrap_or_default();
+                let fp = Fingerprint::of_row(Some(i), types.iter().copied().zip(values))
+                    .map_err(|e| self.failed("reading a child table", e))?;
+                // A child row whose parent is gone still makes its document differ.
+                found.entry(key).or_default().add(fp);
+            }
+        }
+        Ok(found)
+    }
+
+    /// Prints one difference, column by column for the first `--show`.
+    async fn describe(&mut self, seen: &Seen, verdict: &Verdict) -> Result<(), ProducerError> {
+        if self.shown >= self.config.show || matches!(verdict, Verdict::Equal | Verdict::Rejected) {
+            return Ok(());
+        }
+        self.shown += 1;
+        let id = &seen.id_text;
+        match verdict {
+            Verdict::Equal | Verdict::Rejected => {}
+            Verdict::Missing => {
+                let _ = writeln!(
+                    self.report.text,
+                    "    missing  _id {id}: not in the table, not in {REJECTS_TABLE}"
+                );
+            }
+            Verdict::Unmapped(reason) => {
+                let _ = writeln!(
+                    self.report.text,
+                    "    unmapped _id {id}: the mapping refuses it ({reason}) but it is not in {REJECTS_TABLE}"
+                );
+            }
+            Verdict::Differs => {
+                let columns = self.column_differences(&seen.id).await?;
+                let _ = writeln!(self.report.text, "    differs  _id {id}: {columns}");
+            }
+        }
+        Ok(())
+    }
+
+    /// Which columns of a document's row differ, as PostgreSQL renders both values.
+    async fn column_differences(&mut self, id: &Bson) -> Result<String, ProducerError> {
+        let plan = self.plan;
+        let Some(pk) = plan.primary_key else {
+            return Ok(String::new());
+        };
+        let source = self.database.collection::<RawDocumentBuf>(self.collection);
+        let Some(raw) = source
+            .find_one(doc! { "_id": id.clone() })
+            .await
+            .map_err(|e| self.failed("reading the source", mongo_detail(&e)))?
+        else {
+            return Ok("gone from the source since".to_string());
+        };
+        let Ok(row) = plan.row(&raw) else {
+            return Ok("no longer maps".to_string());
+        };
+        let mut parts = Vec::new();
+        for (i, column) in plan.columns.iter().enumerate() {
+            let ty = column.ty.sql();
+            let name = quote(&column.name);
+            let rendered = self
+                .client
+                .query_opt(
+                    &format!(
+                        "SELECT ($1::{ty})::text, t.{name}::text, ($1::{ty}) IS NOT DISTINCT FROM t.{name}
+                         FROM {} t WHERE t.{} = $2::{}",
+                        quote(&plan.table),
+                        quote(&plan.columns[pk].name),
+                        plan.columns[pk].ty.sql()
+                    ),
+                    &[&row.cells[i], &row.cells[pk]],
+                )
+                .await
+                .map_err(|e| self.failed("comparing columns", e))?;
+            let Some(rendered) = rendered else {
+                return Ok("no row with its key".to_string());
+            };
+            let same: Option<bool> = rendered.get(2);
+            let source: Option<String> = rendered.get(0);
+            let target: Option<String> = rendered.get(1);
+            let json = |text: &Option<String>| {
+                text.as_deref()
+                    .and_then(|t| serde_json::from_str::<serde_json::Value>(t).ok())
+            };
+            if column.ty == ColumnType::Jsonb {
+                if let Some((path, a, b)) = json_difference(&json(&source), &json(&target)) {
+                    parts.push(format!(
+                        "column {:?} at {path:?}: source {}, target {}",
+                        column.name,
+                        shown(a),
+                        shown(b)
+                    ));
+                }
+            } else if same != Some(true) {
+                parts.push(format!(
+                    "column {:?}: source {}, target {}",
+                    column.name,
+                    shown(source),
+                    shown(target)
+                ));
+            }
+        }
+        if parts.is_empty() {
+            parts.push("its child rows differ".to_string());
+        }
+        Ok(parts.join("; "))
+    }
+
+    /// Compares `--sample` random documents column by column.
+    async fn sample(&mut self, pk: usize) -> Result<(), ProducerError> {
+        if self.config.sample == 0 {
+            return Ok(());
+        }
+        let source = self.database.collection::<RawDocumentBuf>(self.collection);
+        let mut cursor = source
+            .aggregate(vec![doc! { "$sample": { "size": self.config.sample } }])
+            .with_type::<RawDocumentBuf>()
+            .await
+            .map_err(|e| self.failed("sampling the source", mongo_detail(&e)))?;
+        let mut sampled = Vec::new();
+        while let Some(raw) = cursor
+            .try_next()
+            .await
+            .map_err(|e| self.failed("sampling the source", mongo_detail(&e)))?
+        {
+            sampled.push(self.seen(&raw, pk));
+        }
+        let (verdicts, _) = self.compare(&sampled, true).await?;
+        let differ = verdicts
+            .iter()
+            .filter(|v| !matches!(v, Verdict::Equal | Verdict::Rejected))
+            .count();
+        let _ = writeln!(
+            self.report.text,
+            "  sample: {} random documents compared column by column: {}",
+            sampled.len(),
+            if differ == 0 {
+                "all equal".to_string()
+            } else {
+                format!("{differ} differ")
+            }
+        );
+        // Already counted by their ranges unless repaired since; shown, not counted.
+        for (seen, verdict) in sampled.iter().zip(&verdicts) {
+            if !matches!(verdict, Verdict::Equal | Verdict::Rejected) {
+                self.describe(seen, verdict).await?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Lands the given documents again; returns how many became rows.
+    async fn repair(&mut self, differing: &[&Seen]) -> Result<u64, ProducerError> {
+        let plan = self.plan;
+        let ids: Vec<Bson> = differing.iter().map(|s| s.id.clone()).collect();
+        let source = self.database.collection::<RawDocumentBuf>(self.collection);
+        let docs: Vec<RawDocumentBuf> = source
+            .find(doc! { "_id": { "$in": ids } })
+            .await
+            .map_err(|e| self.failed("reading the source", mongo_detail(&e)))?
+            .try_collect()
+            .await
+            .map_err(|e| self.failed("reading the source", mongo_detail(&e)))?;
+        let keys: Vec<&Cell> = differing
+            .iter()
+            .filter_map(|s| s.key_cell.as_ref())
+            .collect();
+        let id_texts: Vec<&str> = differing.iter().map(|s| s.id_text.as_str()).collect();
+        let mut rows: Vec<Row> = Vec::new();
+        let mut sources: Vec<Vec<u8>> = Vec::new();
+        let mut rejects = Vec::new();
+        for raw in &docs {
+            match plan.row(raw) {
+                Ok(row) => {
+                    rows.push(row);
+                    sources.push(raw.as_bytes().to_vec());
+                }
+                Err(error) => rejects.push(Reject::new(raw.as_bytes(), error)),
+            }
+        }
+        consumer::schema::ensure_table(self.client, plan)
+            .await
+            .map_err(|e| self.failed("creating the table", e))?;
+        let collection = self.collection;
+        let failed = |e: tokio_postgres::Error| {
+            ProducerError::Verify(format!("{collection} (repairing): {e}"))
+        };
+        let tx = self.client.transaction().await.map_err(failed)?;
+        if let Some(pk) = plan.primary_key {
+            let pk_type = plan.columns[pk].ty.sql();
+            tx.execute(
+                &format!(
+                    "DELETE FROM {} WHERE {} = ANY($1::{pk_type}[])",
+                    quote(&plan.table),
+                    quote(&plan.columns[pk].name)
+                ),
+                &[&keys as &(dyn ToSql + Sync)],
+            )
+            .await
+            .map_err(failed)?;
+            for child in &plan.children {
+                tx.execute(
+                    &format!(
+                        "DELETE FROM {} WHERE {} = ANY($1::{pk_type}[])",
+                        quote(&child.table),
+                        quote(ChildPlan::COLUMNS[0])
+                    ),
+                    &[&keys as &(dyn ToSql + Sync)],
+                )
+                .await
+                .map_err(failed)?;
+            }
+        }
+        tx.execute(
+            &format!(
+                "DELETE FROM {} WHERE collection = $1 AND doc_id = ANY($2)",
+                quote(REJECTS_TABLE)
+            ),
+            &[&collection, &id_texts],
+        )
+        .await
+        .map_err(failed)?;
+        let (written, refused) = consumer::ledger::copy_isolating(&tx, plan, &rows, &sources)
+            .await
+            .map_err(failed)?;
+        let all: Vec<&Reject> = rejects.iter().chain(refused.iter()).collect();
+        let origin = Origin {
+            run: REPAIR_RUN,
+            collection,
+            batch_id: "repair",
+        };
+        consumer::reject::insert(&tx, &origin, &all)
+            .await
+            .map_err(failed)?;
+        tx.commit().await.map_err(failed)?;
+        Ok(written)
+    }
+}
+
+#[derive(Debug, Default)]
+struct RangeSummary {
+    source_rows: u64,
+    source_sum: Fingerprint,
+    target_rows: u64,
+    target_sum: Fingerprint,
+}
+
+fn count(verdicts: &[Verdict], which: &Verdict) -> u64 {
+    verdicts.iter().filter(|v| *v == which).count() as u64
+}
+
+/// A row's values as PostgreSQL sent them.
+fn read_values<'r>(
+    row: &'r tokio_postgres::Row,
+    types: &[ColumnType],
+) -> Result<Vec<Option<&'r [u8]>>, tokio_postgres::Error> {
+    (0..types.len())
+        .map(|i| {
+            row.try_get::<_, Option<RawValue<'r>>>(i)
+                .map(|v| v.map(|raw| raw.0))
+        })
+        .collect()
+}
+
+/// The first place two JSON values differ: its dotted path and both sides there
+/// (`None` for absent); `None` when they are equal.
+fn json_difference(
+    a: &Option<serde_json::Value>,
+    b: &Option<serde_json::Value>,
+) -> Option<(String, Option<String>, Option<String>)> {
+    use serde_json::Value;
+    match (a, b) {
+        (Some(Value::Object(x)), Some(Value::Object(y))) => {
+            let mut keys: Vec<&String> = x.keys().chain(y.keys()).collect();
+            keys.sort();
+            keys.dedup();
+            keys.into_iter().find_map(|key| {
+                json_difference(&x.get(key).cloned(), &y.get(key).cloned())
+                    .map(|(path, l, r)| (join_path(key, &path), l, r))
+            })
+        }
+        (Some(Value::Array(x)), Some(Value::Array(y))) => (0..x.len().max(y.len())).find_map(|i| {
+            json_difference(&x.get(i).cloned(), &y.get(i).cloned())
+                .map(|(path, l, r)| (join_path(&i.to_string(), &path), l, r))
+        }),
+        _ if a == b => None,
+        _ => Some((
+            String::new(),
+            a.as_ref().map(Value::to_string),
+            b.as_ref().map(Value::to_string),
+        )),
+    }
+}
+
+fn join_path(key: &str, rest: &str) -> String {
+    if rest.is_empty() {
+        key.to_string()
+    } else {
+        format!("{key}.{rest}")
+    }
+}
+
+/// A value for a difference line, cut short.
+fn shown(value: Option<String>) -> String {
+    match value {
+        None => "NULL".to_string(),
+        Some(text) => {
+            let cut: String = text.chars().take(80).collect();
+            if cut.len() < text.len() {
+                format!("{cut}…")
+            } else {
+                cut
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn json_differences_name_their_path() {
+        let a = Some(json!({ "a": 1, "b": { "c": [1, 2] } }));
+        let b = Some(json!({ "b": { "c": [1, 3] }, "a": 1 }));
+        assert_eq!(
+            json_difference(&a, &b),
+            Some((
+                "b.c.1".to_string(),
+                Some("2".to_string()),
+                Some("3".to_string())
+            ))
+        );
+        assert_eq!(json_difference(&a, &a.clone()), None);
+        let c = Some(json!({ "a": 1 }));
+        assert_eq!(json_difference(&c, &a).map(|d| d.0), Some("b".to_string()));
+    }
+}
