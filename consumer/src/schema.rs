@@ -79,11 +79,16 @@ pub async fn ensure_bookkeeping(client: &mut Client) -> Result<(), tokio_postgre
     locked(client, &ddl).await
 }
 
-/// Creates a plan's target table when absent.
+/// Creates a plan's target table (and child tables) when absent.
 pub async fn ensure_table(
     client: &mut Client,
     plan: &TablePlan,
 ) -> Result<(), tokio_postgres::Error> {
+    locked(client, &create_table_sql(plan)).await
+}
+
+/// The `CREATE TABLE IF NOT EXISTS` statements of a plan's table and child tables.
+pub fn create_table_sql(plan: &TablePlan) -> String {
     let mut columns: Vec<String> = plan
         .columns
         .iter()
@@ -93,15 +98,15 @@ pub async fn ensure_table(
         columns.push(format!("PRIMARY KEY ({})", quote(&plan.columns[pk].name)));
     }
     let mut ddl = format!(
-        "CREATE TABLE IF NOT EXISTS {} ({});",
+        "CREATE TABLE IF NOT EXISTS {} (\n  {}\n);\n",
         quote(&plan.table),
-        columns.join(", ")
+        columns.join(",\n  ")
     );
     let parent_type = plan.primary_key_type().unwrap_or(ColumnType::Text);
     for child in &plan.children {
         let [parent, position, value] = ChildPlan::COLUMNS;
         ddl.push_str(&format!(
-            "CREATE TABLE IF NOT EXISTS {} ({} {} NOT NULL, {} int4 NOT NULL, {} {}, PRIMARY KEY ({}, {}));",
+            "CREATE TABLE IF NOT EXISTS {} (\n  {} {} NOT NULL,\n  {} int4 NOT NULL,\n  {} {},\n  PRIMARY KEY ({}, {})\n);\n",
             quote(&child.table),
             quote(parent),
             parent_type.sql(),
@@ -112,7 +117,7 @@ pub async fn ensure_table(
             quote(position),
         ));
     }
-    locked(client, &ddl).await
+    ddl
 }
 
 #[cfg(test)]

@@ -34,6 +34,9 @@ pub enum Command {
     /// differences. Exit status: 0 equal, 4 differences. --repair lands the differing
     /// documents again.
     Verify(crate::verify::VerifyConfig),
+    /// Sample collections and write a mapping file and CREATE TABLE statements for
+    /// review, printing each field path with the types seen and how often.
+    Infer(crate::infer::InferConfig),
 }
 
 #[derive(Debug, Clone, Args)]

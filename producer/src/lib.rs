@@ -11,6 +11,7 @@
 //! - [`retry`]: riding out a NATS restart.
 //! - [`seed`]: generated users for demos and benchmarks.
 //! - [`status`]: where a run stands, and its verdict as an exit code.
+//! - [`infer`]: a mapping file and CREATE TABLE statements from a sample.
 //! - [`verify`]: does the target hold what the mapping makes of every document?
 //! - [`error`]: what stops the producer.
 //!
@@ -22,6 +23,7 @@ pub mod checkpointer;
 pub mod collection;
 pub mod config;
 pub mod error;
+pub mod infer;
 pub mod pager;
 pub mod progress;
 pub mod publisher;

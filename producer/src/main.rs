@@ -29,6 +29,10 @@ async fn execute(command: Command) -> anyhow::Result<ExitCode> {
             print!("{status}");
             return Ok(ExitCode::from(status.verdict().exit_code()));
         }
+        Command::Infer(config) => {
+            let inferred = producer::infer::infer(&config).await?;
+            print!("{}", inferred.text);
+        }
         Command::Verify(config) => {
             let report = producer::verify::verify(&config).await?;
             print!("{report}");
