@@ -14,10 +14,12 @@
 //! - [`env`]: a test's own databases and stream, and the binaries run against them.
 //! - [`private`]: private NATS and PostgreSQL servers for tests that stop them.
 //! - [`compare`]: what landed against the source, by content.
+//! - [`fixture`]: hard documents: unicode, odd keys, deep nesting, 16 MiB, extremes.
 //! - [`otlp`]: an OTLP trace receiver.
 
 pub mod compare;
 pub mod env;
+pub mod fixture;
 pub mod otlp;
 pub mod private;
 

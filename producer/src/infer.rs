@@ -237,7 +237,11 @@ pub async fn infer(config: &InferConfig) -> Result<Inferred, ProducerError> {
         taken.claim("_id");
         let mut columns = Vec::new();
         // `_id` first: it is the primary key.
-        let top = paths.iter().filter(|(path, _)| !path.contains('.'));
+        // A key with a dot cannot be named by a dotted path, nor can an empty key:
+        // those fields stay whole in `_extra`.
+        let top = paths
+            .iter()
+            .filter(|(path, _)| !path.contains('.') && !path.is_empty());
         let (ids, others): (Vec<_>, Vec<_>) = top.partition(|(path, _)| *path == "_id");
         for (path, types) in ids.into_iter().chain(others) {
             let name = if path == "_id" {

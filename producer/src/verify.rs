@@ -375,7 +375,12 @@ impl Check<'_> {
         let mut summary = RangeSummary::default();
         let mut verdicts = Vec::with_capacity(range.len());
         for seen in range {
-            let found = seen.key.as_ref().and_then(|k| target.get(k));
+            let found = seen
+                .key
+                .as_ref()
+                .and_then(|k| target.get(k))
+                .filter(|stored| stored.has_row)
+                .map(|stored| &stored.fingerprint);
             if let Some(fp) = found {
                 summary.target_rows += 1;
                 summary.target_sum.add(*fp);
@@ -412,7 +417,7 @@ impl Check<'_> {
     async fn target_fingerprints(
         &mut self,
         range: &[Seen],
-    ) -> Result<HashMap<Vec<u8>, Fingerprint>, ProducerError> {
+    ) -> Result<HashMap<Vec<u8>, Stored>, ProducerError> {
         let plan = self.plan;
         let Some(pk) = plan.primary_key else {
             return Ok(HashMap::new());
@@ -442,7 +447,13 @@ impl Check<'_> {
             let key = values[pk].map(<[u8]>::to_vec).unwrap_or_default();
             let fp = Fingerprint::of_row(None, types.iter().copied().zip(values))
                 .map_err(|e| self.failed("reading the target", e))?;
-            found.insert(key, fp);
+            found.insert(
+                key,
+                Stored {
+                    has_row: true,
+                    fingerprint: fp,
+                },
+            );
         }
         for (i, child) in plan.children.iter().enumerate() {
             let types: Vec<ColumnType> = child_types(child, pk_type).collect();
@@ -465,8 +476,8 @@ impl Check<'_> {
                 let key = values[0].map(<[u8]>::to_vec).unwrap_or_default();
                 let fp = Fingerprint::of_row(Some(i), types.iter().copied().zip(values))
                     .map_err(|e| self.failed("reading a child table", e))?;
-                // A child row whose parent is gone still makes its document differ.
-                found.entry(key).or_default().add(fp);
+                // A child row whose parent is gone is remembered, not taken for a row.
+                found.entry(key).or_default().fingerprint.add(fp);
             }
         }
         Ok(found)
@@ -699,6 +710,14 @@ impl Check<'_> {
         tx.commit().await.map_err(failed)?;
         Ok(written)
     }
+}
+
+/// What the target holds for one key.
+#[derive(Debug, Default)]
+struct Stored {
+    /// The table has a row with the key (child rows alone do not make one).
+    has_row: bool,
+    fingerprint: Fingerprint,
 }
 
 #[derive(Debug, Default)]

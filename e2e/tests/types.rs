@@ -1,0 +1,486 @@
+//! Faithful types end to end: hard documents, typed mappings with rejects and their
+//! replay, arrays and child tables, `_extra`, `infer`, and `verify` agreeing with all
+//! of it, against real MongoDB, NATS JetStream and PostgreSQL.
+
+use std::collections::{BTreeMap, HashMap};
+use std::time::Duration;
+
+use bson::{doc, Bson, Document};
+use e2e::fixture::{hard_documents, REJECTED_BY_DEFAULT};
+use e2e::{assert_success, stdout, TestEnv};
+
+const LIMIT: Duration = Duration::from_secs(240);
+
+fn write_file(env: &TestEnv, suffix: &str, text: &str) -> String {
+    let path = std::env::temp_dir().join(format!("{}-{suffix}", env.name));
+    std::fs::write(&path, text).expect("write file");
+    path.display().to_string()
+}
+
+/// Publishes the collections and lands them with one consumer.
+async fn migrate(env: &TestEnv, run: &str, mapping: Option<&str>) {
+    let extra: Vec<&str> = mapping.map(|m| vec!["--mapping", m]).unwrap_or_default();
+    let consumer = env.spawn_consumer(run, &extra).expect("consumer");
+    let produced = env.producer(run, &["run"]).await.expect("producer");
+    assert_success(&produced, "producer run");
+    let output = tokio::time::timeout(LIMIT, consumer.wait_with_output())
+        .await
+        .expect("consumer finishes")
+        .expect("consumer output");
+    assert_success(&output, "consumer");
+}
+
+async fn verify(env: &TestEnv, args: &[&str]) -> (Option<i32>, String) {
+    let mut all = vec!["verify", "--range-size", "7"];
+    all.extend_from_slice(args);
+    let output = env.producer("r1", &all).await.expect("verify");
+    let text = format!(
+        "{}{}",
+        stdout(&output),
+        String::from_utf8_lossy(&output.stderr)
+    );
+    (output.status.code(), text)
+}
+
+/// Rejects by document id: (field, expected type, found type, error, excerpt).
+async fn rejects(
+    env: &TestEnv,
+) -> BTreeMap<
+    String,
+    (
+        String,
+        Option<String>,
+        Option<String>,
+        String,
+        Option<String>,
+    ),
+> {
+    let pg = env.pg().await.expect("pg");
+    pg.query(
+        "SELECT doc_id, field, expected_type, found_type, error, excerpt FROM _migrate_rejects",
+        &[],
+    )
+    .await
+    .expect("rejects")
+    .iter()
+    .map(|r| (r.get(0), (r.get(1), r.get(2), r.get(3), r.get(4), r.get(5))))
+    .collect()
+}
+
+async fn insert(env: &TestEnv, collection: &str, docs: &[Document]) {
+    // One at a time: the 16 MiB document fills an insert on its own.
+    for doc in docs {
+        env.db()
+            .collection::<Document>(collection)
+            .insert_one(doc)
+            .await
+            .expect("insert");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn hard_documents_land_whole_or_are_rejected_with_their_reason() {
+    let env = TestEnv::new("hard").await.expect("env");
+    let docs = hard_documents();
+    insert(&env, "hard", &docs).await;
+    migrate(&env, "r1", None).await;
+
+    let rejected = rejects(&env).await;
+    let ids: Vec<&str> = rejected.keys().map(String::as_str).collect();
+    assert_eq!(ids, REJECTED_BY_DEFAULT);
+    let (field, _, _, error, excerpt) = &rejected["nul"];
+    assert_eq!(field, "");
+    assert!(
+        error.contains("\"text\"") && error.contains("NUL"),
+        "{error}"
+    );
+    assert!(excerpt.is_none() || !excerpt.as_deref().unwrap_or("").is_empty());
+
+    // Every other document is in the table, equal to its canonical Extended JSON.
+    let pg = env.pg().await.expect("pg");
+    let rows = pg
+        .query("SELECT _id, doc::text FROM hard", &[])
+        .await
+        .expect("rows");
+    let landed: HashMap<String, serde_json::Value> = rows
+        .iter()
+        .map(|r| {
+            let text: String = r.get(1);
+            (r.get(0), serde_json::from_str(&text).expect("json"))
+        })
+        .collect();
+    assert_eq!(landed.len(), docs.len() - REJECTED_BY_DEFAULT.len());
+    for doc in &docs {
+        let id = doc.get_str("_id").expect("id");
+        if REJECTED_BY_DEFAULT.contains(&id) {
+            continue;
+        }
+        let expected = Bson::Document(doc.clone()).into_canonical_extjson();
+        assert!(
+            landed.get(id) == Some(&expected),
+            "document {id} differs from its source"
+        );
+    }
+    let (code, text) = verify(&env, &[]).await;
+    assert_eq!(code, Some(0), "{text}");
+    assert!(
+        text.contains(&format!(
+            "{} rows equal, 1 in _migrate_rejects",
+            docs.len() - 1
+        )),
+        "{text}"
+    );
+}
+
+const TYPED: &str = r#"
+[collections.hard]
+table = "hard_typed"
+columns = [
+  { name = "id", path = "_id", type = "text" },
+  { path = "v", type = "int8" },
+  { path = "d", type = "timestamptz" },
+  { path = "dec", type = "numeric" },
+  { path = "uuid", type = "uuid" },
+  { path = "ts", type = "int8" },
+  { path = "nan", type = "float8" },
+]
+"#;
+
+#[tokio::test(flavor = "multi_thread")]
+async fn typed_rejects_name_the_field_and_replay_lands_them_after_the_fix() {
+    let env = TestEnv::new("typed").await.expect("env");
+    let docs: Vec<Document> = hard_documents()
+        .into_iter()
+        .filter(|d| d.get_str("_id").ok() != Some("big"))
+        .collect();
+    insert(&env, "hard", &docs).await;
+    let mapping = write_file(&env, "typed.toml", TYPED);
+    migrate(&env, "r1", Some(&mapping)).await;
+
+    let rejected = rejects(&env).await;
+    let expected_ids = [
+        "date-too-early",
+        "date-too-late",
+        "five-array",
+        "five-date",
+        "five-object",
+        "five-string",
+        "nul",
+    ];
+    assert_eq!(
+        rejected.keys().map(String::as_str).collect::<Vec<_>>(),
+        expected_ids
+    );
+    let (field, expected, found, _, excerpt) = &rejected["five-string"];
+    assert_eq!(
+        (field.as_str(), expected.as_deref(), found.as_deref()),
+        ("v", Some("int8"), Some("string"))
+    );
+    assert_eq!(excerpt.as_deref(), Some("\"five\""));
+    let (field, expected, _, error, _) = &rejected["date-too-early"];
+    assert_eq!(
+        (field.as_str(), expected.as_deref()),
+        ("d", Some("timestamptz"))
+    );
+    assert!(error.contains("range"), "{error}");
+    let (field, _, _, error, _) = &rejected["nul"];
+    assert_eq!(field, "text", "the unmapped field is named");
+    assert!(error.contains("_extra") && error.contains("NUL"), "{error}");
+
+    // Values that landed, exactly; fields no column reads are in _extra by path.
+    let pg = env.pg().await.expect("pg");
+    let row = |id: &'static str| {
+        let pg = &pg;
+        async move {
+            pg.query_one(
+                "SELECT v, d::text, dec::text, uuid::text, ts, nan::text, _extra::text FROM hard_typed WHERE id = $1",
+                &[&id],
+            )
+            .await
+            .unwrap_or_else(|e| panic!("{id}: {e}"))
+        }
+    };
+    assert_eq!(row("five-long").await.get::<_, Option<i64>>(0), Some(5));
+    assert_eq!(
+        row("dec-scale")
+            .await
+            .get::<_, Option<String>>(2)
+            .as_deref(),
+        Some("1.500")
+    );
+    assert_eq!(
+        row("dec-nan").await.get::<_, Option<String>>(2).as_deref(),
+        Some("NaN")
+    );
+    assert_eq!(
+        row("dec-inf").await.get::<_, Option<String>>(2).as_deref(),
+        Some("-Infinity")
+    );
+    let max: String = row("dec-max").await.get(2);
+    assert_eq!(max, format!("{}{}", "9".repeat(34), "0".repeat(6144 - 33)));
+    let tiny: String = row("dec-tiny").await.get(2);
+    assert_eq!(tiny, format!("0.{}1", "0".repeat(6175)));
+    assert_eq!(
+        row("date-min").await.get::<_, Option<String>>(1).as_deref(),
+        Some("4714-11-24 00:00:00+00 BC")
+    );
+    let types = row("types").await;
+    assert_eq!(
+        types.get::<_, Option<String>>(3).as_deref(),
+        Some("00010203-0405-0607-0809-0a0b0c0d0e0f")
+    );
+    assert_eq!(types.get::<_, Option<i64>>(4), Some((1 << 32) | 2));
+    let extra: serde_json::Value = serde_json::from_str(&types.get::<_, String>(6)).expect("json");
+    assert_eq!(extra["bin"]["$binary"]["base64"], "AP8B");
+    assert_eq!(extra["inf"]["$numberDouble"], "-Infinity");
+    assert!(
+        extra.get("uuid").is_none() && extra.get("ts").is_none(),
+        "{extra}"
+    );
+    let keys: serde_json::Value =
+        serde_json::from_str(&row("keys").await.get::<_, String>(6)).expect("json");
+    assert_eq!(keys["a.b"]["$numberInt"], "1");
+    assert_eq!(keys["x"]["$in"]["$numberInt"], "8");
+
+    let (code, text) = verify(&env, &["--mapping", &mapping]).await;
+    assert_eq!(code, Some(0), "{text}");
+    assert!(text.contains("7 in _migrate_rejects"), "{text}");
+
+    // Fix the mapping (v as jsonb), change the column to match, and replay.
+    let fixed = write_file(
+        &env,
+        "fixed.toml",
+        &TYPED.replace(
+            r#"path = "v", type = "int8""#,
+            r#"path = "v", type = "jsonb""#,
+        ),
+    );
+    pg.batch_execute(
+        r#"ALTER TABLE hard_typed ALTER COLUMN v TYPE jsonb USING CASE WHEN v IS NULL THEN NULL ELSE jsonb_build_object('$numberLong', v::text) END"#,
+    )
+    .await
+    .expect("alter");
+    let replayed = env
+        .command("consumer", "r1")
+        .args(["replay", "--mapping", &fixed])
+        .output()
+        .await
+        .expect("replay");
+    assert_eq!(
+        replayed.status.code(),
+        Some(3),
+        "some still rejected: {}",
+        stdout(&replayed)
+    );
+    assert!(
+        stdout(&replayed).contains("4 rejects landed, 3 still rejected"),
+        "{}",
+        stdout(&replayed)
+    );
+    let left: Vec<String> = rejects(&env).await.into_keys().collect();
+    assert_eq!(left, ["date-too-early", "date-too-late", "nul"]);
+    let array: String = pg
+        .query_one(
+            "SELECT v::text FROM hard_typed WHERE id = 'five-array'",
+            &[],
+        )
+        .await
+        .expect("landed")
+        .get(0);
+    assert_eq!(array, r#"[{"$numberInt": "5"}, "five"]"#);
+    // The ledger moved the landed documents from rejected to written.
+    let (written, rejected): (i64, i64) = {
+        let r = pg
+            .query_one(
+                "SELECT sum(rows_written)::int8, sum(rows_rejected)::int8 FROM _migrate_ledger",
+                &[],
+            )
+            .await
+            .expect("ledger");
+        (r.get(0), r.get(1))
+    };
+    assert_eq!((written, rejected), (docs.len() as i64 - 3, 3));
+    let (code, text) = verify(&env, &["--mapping", &fixed]).await;
+    assert_eq!(code, Some(0), "{text}");
+    // Replaying again finds nothing new to land.
+    let again = env
+        .command("consumer", "r1")
+        .args(["replay", "--mapping", &fixed])
+        .output()
+        .await
+        .expect("replay");
+    assert!(
+        stdout(&again).contains("0 rejects landed, 3 still rejected"),
+        "{}",
+        stdout(&again)
+    );
+}
+
+const ORDERS: &str = r#"
+[collections.orders]
+missing = "distinct"
+columns = [
+  { name = "id", path = "_id", type = "int8" },
+  { path = "tags", type = "text[]" },
+  { path = "scores", type = "float8[]" },
+  { path = "customer.name", type = "text" },
+]
+children = [ { path = "items", type = "jsonb" } ]
+"#;
+
+#[tokio::test(flavor = "multi_thread")]
+async fn arrays_child_tables_and_new_fields_land_and_verify_repairs_what_changed() {
+    let env = TestEnv::new("orders").await.expect("env");
+    let docs: Vec<Document> = (0..50_i64)
+        .map(|i| {
+            let mut d = doc! {
+                "_id": i,
+                "tags": (0..i % 4).map(|t| format!("t{t}")).collect::<Vec<_>>(),
+                "scores": [i as f64 / 2.0, f64::INFINITY],
+                "customer": { "name": format!("c{i}"), "since": 2020 },
+                "items": (0..i % 3).map(|n| doc! { "sku": format!("s{n}"), "qty": n }).collect::<Vec<_>>(),
+            };
+            if i % 10 == 0 {
+                d.insert("added_later", doc! { "note": "a field the mapping does not know" });
+            }
+            if i == 7 {
+                d.remove("tags");
+            }
+            d
+        })
+        .collect();
+    insert(&env, "orders", &docs).await;
+    let mapping = write_file(&env, "orders.toml", ORDERS);
+    migrate(&env, "r1", Some(&mapping)).await;
+    assert!(rejects(&env).await.is_empty());
+
+    let pg = env.pg().await.expect("pg");
+    let r = pg
+        .query_one(
+            "SELECT tags, scores::text, customer_name, _extra::text, _missing FROM orders WHERE id = 10",
+            &[],
+        )
+        .await
+        .expect("row");
+    assert_eq!(r.get::<_, Vec<String>>(0), ["t0", "t1"]);
+    assert_eq!(r.get::<_, String>(1), "{5,Infinity}");
+    assert_eq!(r.get::<_, String>(2), "c10");
+    let extra: serde_json::Value = serde_json::from_str(&r.get::<_, String>(3)).expect("json");
+    assert_eq!(
+        extra,
+        serde_json::json!({ "customer": { "since": { "$numberInt": "2020" } },
+                            "added_later": { "note": "a field the mapping does not know" } })
+    );
+    assert!(r.get::<_, Vec<String>>(4).is_empty());
+    let missing: Vec<String> = pg
+        .query_one("SELECT _missing FROM orders WHERE id = 7", &[])
+        .await
+        .expect("row")
+        .get(0);
+    assert_eq!(missing, ["tags"]);
+    let items = pg
+        .query("SELECT _parent, _position, value->>'sku' FROM orders_items WHERE _parent = 5 ORDER BY _position", &[])
+        .await
+        .expect("items");
+    let items: Vec<(i64, i32, String)> = items
+        .iter()
+        .map(|r| (r.get(0), r.get(1), r.get(2)))
+        .collect();
+    assert_eq!(items, [(5, 0, "s0".to_string()), (5, 1, "s1".to_string())]);
+    let total: i64 = pg
+        .query_one("SELECT count(*) FROM orders_items", &[])
+        .await
+        .expect("count")
+        .get(0);
+    assert_eq!(total, (0..50).map(|i| i % 3).sum::<i64>());
+
+    let (code, text) = verify(&env, &["--mapping", &mapping]).await;
+    assert_eq!(code, Some(0), "{text}");
+
+    // Damage the target three ways; verify names each, --repair restores them.
+    pg.batch_execute(
+        "UPDATE orders SET tags = '{changed}' WHERE id = 3;
+         DELETE FROM orders_items WHERE _parent = 8 AND _position = 1;
+         DELETE FROM orders WHERE id = 49;",
+    )
+    .await
+    .expect("damage");
+    let (code, text) = verify(&env, &["--mapping", &mapping]).await;
+    assert_eq!(code, Some(4), "{text}");
+    assert!(text.contains("differs  _id {\"$numberLong\":\"3\"}: column \"tags\": source {t0,t1,t2}, target {changed}"), "{text}");
+    assert!(text.contains("child rows differ"), "{text}");
+    assert!(
+        text.contains("missing  _id {\"$numberLong\":\"49\"}"),
+        "{text}"
+    );
+    assert!(text.contains("3 differences"), "{text}");
+    let (code, text) = verify(&env, &["--mapping", &mapping, "--repair"]).await;
+    assert_eq!(code, Some(0), "{text}");
+    assert!(text.contains("3 documents landed again"), "{text}");
+    let (code, text) = verify(&env, &["--mapping", &mapping]).await;
+    assert_eq!(code, Some(0), "{text}");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn inferred_mappings_migrate_and_verify() {
+    let env = TestEnv::new("infer").await.expect("env");
+    let docs: Vec<Document> = hard_documents()
+        .into_iter()
+        .filter(|d| !["big", "nul"].contains(&d.get_str("_id").unwrap_or("")))
+        .collect();
+    insert(&env, "hard", &docs).await;
+    let out = std::env::temp_dir().join(format!("{}-inferred.toml", env.name));
+    let sql = std::env::temp_dir().join(format!("{}-inferred.sql", env.name));
+    let inferred = env
+        .producer(
+            "r1",
+            &[
+                "infer",
+                "--multi-type",
+                "jsonb",
+                "--out",
+                &out.display().to_string(),
+                "--sql",
+                &sql.display().to_string(),
+            ],
+        )
+        .await
+        .expect("infer");
+    assert_success(&inferred, "infer");
+    let printed = stdout(&inferred);
+    assert!(
+        printed.contains("v ") && printed.contains("[several types]"),
+        "{printed}"
+    );
+    let mapping = std::fs::read_to_string(&out).expect("mapping written");
+    assert!(
+        mapping.contains("path = \"v\"\ntype = \"jsonb\""),
+        "{mapping}"
+    );
+    assert!(
+        mapping.contains("path = \"dec\"\ntype = \"numeric\""),
+        "{mapping}"
+    );
+    let ddl = std::fs::read_to_string(&sql).expect("sql written");
+    assert!(ddl.contains("CREATE TABLE IF NOT EXISTS \"hard\""), "{ddl}");
+    // The 200-character key got a name PostgreSQL keeps whole.
+    let long_column = format!("{}_", "k".repeat(54));
+    assert!(ddl.contains(&long_column), "{ddl}");
+    env.pg()
+        .await
+        .expect("pg")
+        .batch_execute(&ddl)
+        .await
+        .expect("the DDL runs");
+
+    let mapping_path = out.display().to_string();
+    migrate(&env, "r1", Some(&mapping_path)).await;
+    let left: Vec<String> = rejects(&env).await.into_keys().collect();
+    assert_eq!(
+        left,
+        ["date-too-early", "date-too-late"],
+        "only what timestamptz cannot hold"
+    );
+    let (code, text) = verify(&env, &["--mapping", &mapping_path]).await;
+    assert_eq!(code, Some(0), "{text}");
+}
