@@ -11,12 +11,14 @@
 //! first with `cargo build --bins`, as `scripts/test.sh` does.
 //!
 //! # Layout
+//! - [`arbitrary`]: generated documents of every BSON type, for property tests.
 //! - [`env`]: a test's own databases and stream, and the binaries run against them.
 //! - [`private`]: private NATS and PostgreSQL servers for tests that stop them.
 //! - [`compare`]: what landed against the source, by content.
 //! - [`fixture`]: hard documents: unicode, odd keys, deep nesting, 16 MiB, extremes.
 //! - [`otlp`]: an OTLP trace receiver.
 
+pub mod arbitrary;
 pub mod compare;
 pub mod env;
 pub mod fixture;
