@@ -79,12 +79,35 @@ pub async fn ensure_bookkeeping(client: &mut Client) -> Result<(), tokio_postgre
     locked(client, &ddl).await
 }
 
-/// Creates a plan's target table (and child tables) when absent.
+/// Creates a plan's target table (and child tables) when absent. A table that exists
+/// already (created by hand, or by an earlier mapping) gets the plan's columns it
+/// lacks, `_extra` among them, so that no field is dropped for want of a column.
 pub async fn ensure_table(
     client: &mut Client,
     plan: &TablePlan,
 ) -> Result<(), tokio_postgres::Error> {
-    locked(client, &create_table_sql(plan)).await
+    let existing: Vec<String> = client
+        .query(
+            "SELECT column_name::text FROM information_schema.columns
+             WHERE table_schema = current_schema() AND table_name = $1",
+            &[&plan.table],
+        )
+        .await?
+        .iter()
+        .map(|row| row.get(0))
+        .collect();
+    let mut ddl = create_table_sql(plan);
+    if !existing.is_empty() {
+        for column in plan.columns.iter().filter(|c| !existing.contains(&c.name)) {
+            ddl.push_str(&format!(
+                "ALTER TABLE {} ADD COLUMN IF NOT EXISTS {} {};\n",
+                quote(&plan.table),
+                quote(&column.name),
+                column.ty.sql()
+            ));
+        }
+    }
+    locked(client, &ddl).await
 }
 
 /// The `CREATE TABLE IF NOT EXISTS` statements of a plan's table and child tables.

@@ -1,0 +1,106 @@
+//! Reading the target's rows for a range's keys, fingerprinted like the source's.
+
+use std::collections::HashMap;
+
+use consumer::cell::{Cell, ColumnType};
+use consumer::fingerprint::{child_types, Fingerprint, RawValue};
+use consumer::mapping::ChildPlan;
+use consumer::schema::quote;
+use tokio_postgres::types::ToSql;
+
+use super::{Check, Seen};
+use crate::error::ProducerError;
+
+impl Check<'_> {
+    /// Fingerprints of the target's rows (with their child rows) for a range's keys,
+    /// by the key's binary value.
+    pub(super) async fn target_fingerprints(
+        &mut self,
+        range: &[Seen],
+    ) -> Result<HashMap<Vec<u8>, Stored>, ProducerError> {
+        let plan = self.plan;
+        let Some(pk) = plan.primary_key else {
+            return Ok(HashMap::new());
+        };
+        let pk_type = plan.columns[pk].ty;
+        let keys: Vec<&Cell> = range.iter().filter_map(|s| s.key_cell.as_ref()).collect();
+        let columns: Vec<String> = plan.columns.iter().map(|c| quote(&c.name)).collect();
+        let types: Vec<ColumnType> = plan.columns.iter().map(|c| c.ty).collect();
+        let rows = self
+            .client
+            .query(
+                &format!(
+                    "SELECT {} FROM {} WHERE {} = ANY($1::{}[])",
+                    columns.join(", "),
+                    quote(&plan.table),
+                    quote(&plan.columns[pk].name),
+                    pk_type.sql()
+                ),
+                &[&keys as &(dyn ToSql + Sync)],
+            )
+            .await
+            .map_err(|e| self.failed("reading the target", e))?;
+        let mut found = HashMap::with_capacity(rows.len());
+        for row in &rows {
+            let values =
+                read_values(row, &types).map_err(|e| self.failed("reading the target", e))?;
+            let key = values[pk].map(<[u8]>::to_vec).unwrap_or_default();
+            let fp = Fingerprint::of_row(None, types.iter().copied().zip(values))
+                .map_err(|e| self.failed("reading the target", e))?;
+            found.insert(
+                key,
+                Stored {
+                    has_row: true,
+                    fingerprint: fp,
+                },
+            );
+        }
+        for (i, child) in plan.children.iter().enumerate() {
+            let types: Vec<ColumnType> = child_types(child, pk_type).collect();
+            let [parent, position, value] = ChildPlan::COLUMNS.map(quote);
+            let rows = self
+                .client
+                .query(
+                    &format!(
+                        "SELECT {parent}, {position}, {value} FROM {} WHERE {parent} = ANY($1::{}[])",
+                        quote(&child.table),
+                        pk_type.sql()
+                    ),
+                    &[&keys as &(dyn ToSql + Sync)],
+                )
+                .await
+                .map_err(|e| self.failed("reading a child table", e))?;
+            for row in &rows {
+                let values = read_values(row, &types)
+                    .map_err(|e| self.failed("reading a child table", e))?;
+                let key = values[0].map(<[u8]>::to_vec).unwrap_or_default();
+                let fp = Fingerprint::of_row(Some(i), types.iter().copied().zip(values))
+                    .map_err(|e| self.failed("reading a child table", e))?;
+                // A child row whose parent is gone is remembered, not taken for a row.
+                found.entry(key).or_default().fingerprint.add(fp);
+            }
+        }
+        Ok(found)
+    }
+}
+
+/// What the target holds for one key.
+#[derive(Debug, Default)]
+pub(super) struct Stored {
+    /// The table has a row with the key (child rows alone do not make one).
+    pub(super) has_row: bool,
+    pub(super) fingerprint: Fingerprint,
+}
+
+/// A row's values as PostgreSQL sent them.
+fn read_values<'r>(
+    row: &'r tokio_postgres::Row,
+    types: &[ColumnType],
+) -> Result<Vec<Option<&'r [u8]>>, tokio_postgres::Error> {
+    (0..types.len())
+        .map(|i| {
+            row.try_get::<_, Option<RawValue<'r>>>(i)
+                .map(|v| v.map(|raw| raw.0))
+        })
+        .collect()
+}
