@@ -16,6 +16,18 @@ pub struct NatsArgs {
     pub stream: Names,
 }
 
+/// Where the target PostgreSQL is (and its ledger, rejects and dead letters).
+#[derive(Debug, Clone, Args)]
+pub struct PostgresArgs {
+    /// PostgreSQL connection string of the target (the password is never logged).
+    #[arg(
+        long,
+        env = "DATABASE_URL",
+        default_value = "postgres://postgres@127.0.0.1:5432/postgres"
+    )]
+    pub database_url: String,
+}
+
 /// Which run this process works on.
 #[derive(Debug, Clone, Args)]
 pub struct RunArgs {

@@ -5,7 +5,7 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use clap::{Args, Parser, Subcommand};
-use common::config::{parse_duration, LogArgs, NatsArgs, RunArgs};
+use common::config::{parse_duration, LogArgs, NatsArgs, PostgresArgs, RunArgs};
 
 #[derive(Debug, Parser)]
 #[command(
@@ -38,13 +38,8 @@ pub struct ConsumerConfig {
     #[command(flatten)]
     pub run: RunArgs,
 
-    /// PostgreSQL connection string (the password is never logged).
-    #[arg(
-        long,
-        env = "DATABASE_URL",
-        default_value = "postgres://postgres@127.0.0.1:5432/postgres"
-    )]
-    pub database_url: String,
+    #[command(flatten)]
+    pub postgres: PostgresArgs,
 
     /// COPY writers in this process, each with its own PostgreSQL connection.
     /// Default: one per available core.

@@ -151,6 +151,12 @@ impl MappingFile {
         Ok(())
     }
 
+    /// The file at `path`, or no mappings at all (every collection gets the default
+    /// table) when there is none.
+    pub fn load_or_default(path: Option<&Path>) -> Result<Self, MappingError> {
+        path.map_or_else(|| Ok(MappingFile::default()), MappingFile::load)
+    }
+
     /// The plan for a collection: its mapping, or the default `_id` + `doc` table.
     pub fn plan(&self, collection: &str) -> TablePlan {
         match self.collections.get(collection) {
@@ -415,6 +421,12 @@ impl TablePlan {
         }
     }
 
+    /// The rows for a document as it came off the wire, which may not be BSON at all.
+    pub fn row_from_bytes(&self, bytes: &[u8]) -> Result<Row, RowError> {
+        let doc = RawDocument::from_bytes(bytes).map_err(|e| unreadable(e.to_string()))?;
+        self.row(doc)
+    }
+
     /// The type of the primary key, which child tables refer to.
     pub fn primary_key_type(&self) -> Option<ColumnType> {
         self.primary_key.map(|pk| self.columns[pk].ty)
@@ -594,13 +606,20 @@ fn keep_unread(
     mode: JsonMode,
     extra: &mut JsonObject,
 ) -> Result<(), RowError> {
-    let path = if prefix.is_empty() {
-        key.to_string()
-    } else {
-        format!("{prefix}.{key}")
+    let node = read.children.get(key);
+    // Fields a column reads whole, the common case, cost no allocation.
+    if node.is_some_and(|n| n.whole) {
+        return Ok(());
+    }
+    let path = || {
+        if prefix.is_empty() {
+            key.to_string()
+        } else {
+            format!("{prefix}.{key}")
+        }
     };
     let refused = |e: extjson::JsonError| {
-        let mut field = path.clone();
+        let mut field = path();
         for step in &e.path {
             field.push('.');
             field.push_str(step);
@@ -613,13 +632,13 @@ fn keep_unread(
             excerpt: Some(excerpt(value)),
         }
     };
-    match (read.children.get(key), value) {
-        (Some(node), _) if node.whole => Ok(()),
+    match (node, value) {
         (Some(node), RawBsonRef::Document(inner)) => {
+            let here = path();
             let mut unread = JsonObject::default();
             for element in inner.iter() {
                 let (k, v) = element.map_err(|e| unreadable(e.to_string()))?;
-                keep_unread(k.as_str(), v, node, &path, mode, &mut unread)?;
+                keep_unread(k.as_str(), v, node, &here, mode, &mut unread)?;
             }
             if !unread.is_empty() {
                 let out = extra.member(key).map_err(refused)?;

@@ -62,16 +62,14 @@ pub async fn run(
     shutdown: CancellationToken,
 ) -> Result<Report, ConsumerError> {
     let started = Instant::now();
-    let mapping = match &config.mapping {
-        Some(path) => MappingFile::load(path)?,
-        None => MappingFile::default(),
-    };
-    let mut client = connect(&config.database_url)
-        .await
-        .map_err(|e| ConsumerError::PgConnect {
-            url: redact_url(&config.database_url),
-            detail: pg_detail(&e),
-        })?;
+    let mapping = MappingFile::load_or_default(config.mapping.as_deref())?;
+    let mut client =
+        connect(&config.postgres.database_url)
+            .await
+            .map_err(|e| ConsumerError::PgConnect {
+                url: redact_url(&config.postgres.database_url),
+                detail: pg_detail(&e),
+            })?;
     schema::ensure_bookkeeping(&mut client)
         .await
         .map_err(|e| ConsumerError::Schema(pg_detail(&e)))?;
@@ -97,7 +95,7 @@ pub async fn run(
 
     let shared = Arc::new(Shared {
         run: run.clone(),
-        database_url: config.database_url.clone(),
+        database_url: config.postgres.database_url.clone(),
         mapping,
         broker: broker.clone(),
         stats: Stats::default(),
@@ -124,7 +122,7 @@ pub async fn run(
         tasks.spawn(watch_done(
             state,
             client,
-            config.database_url.clone(),
+            config.postgres.database_url.clone(),
             run,
             stop.clone(),
         ));

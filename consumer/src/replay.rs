@@ -12,15 +12,14 @@
 use std::collections::{BTreeMap, HashSet};
 use std::path::PathBuf;
 
-use bson::RawDocument;
 use clap::Args;
-use common::config::{redact_url, RunArgs};
+use common::config::{redact_url, PostgresArgs, RunArgs};
 use common::naming::{LEDGER_TABLE, REJECTS_TABLE};
 use tokio_postgres::Client;
 
 use crate::error::{pg_detail, ConsumerError};
 use crate::ledger::copy_isolating;
-use crate::mapping::{MappingFile, RowError};
+use crate::mapping::MappingFile;
 use crate::reject::{self, Origin, Reject};
 use crate::schema::{self, quote};
 
@@ -29,13 +28,8 @@ pub struct ReplayConfig {
     #[command(flatten)]
     pub run: RunArgs,
 
-    /// PostgreSQL connection string of the target (where the rejects are).
-    #[arg(
-        long,
-        env = "DATABASE_URL",
-        default_value = "postgres://postgres@127.0.0.1:5432/postgres"
-    )]
-    pub database_url: String,
+    #[command(flatten)]
+    pub postgres: PostgresArgs,
 
     /// The fixed mapping file.
     #[arg(long = "mapping", env = "MAPPING_FILE")]
@@ -73,14 +67,11 @@ struct Stored {
 }
 
 pub async fn replay(config: &ReplayConfig) -> Result<Replayed, ConsumerError> {
-    let mapping = match &config.mapping {
-        Some(path) => MappingFile::load(path)?,
-        None => MappingFile::default(),
-    };
-    let mut client = crate::writer::connect(&config.database_url)
+    let mapping = MappingFile::load_or_default(config.mapping.as_deref())?;
+    let mut client = crate::writer::connect(&config.postgres.database_url)
         .await
         .map_err(|e| ConsumerError::PgConnect {
-            url: redact_url(&config.database_url),
+            url: redact_url(&config.postgres.database_url),
             detail: pg_detail(&e),
         })?;
     let failed = |doing: &str, e: tokio_postgres::Error| {
@@ -175,16 +166,7 @@ async fn replay_group(
     let mut sources = Vec::new();
     let mut rejects = Vec::new();
     for s in stored.into_iter().filter(|s| taken.contains(&s.id)) {
-        let mapped = RawDocument::from_bytes(&s.raw)
-            .map_err(|e| RowError {
-                field: String::new(),
-                expected: None,
-                found: "unreadable".to_string(),
-                reason: format!("not a valid BSON document: {e}"),
-                excerpt: None,
-            })
-            .and_then(|doc| plan.row(doc));
-        match mapped {
+        match plan.row_from_bytes(&s.raw) {
             Ok(row) => {
                 rows.push(row);
                 sources.push(s.raw);

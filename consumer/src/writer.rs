@@ -15,7 +15,6 @@ use std::time::Duration;
 
 use async_nats::jetstream::consumer::PullConsumer;
 use async_nats::jetstream::{AckKind, Message};
-use bson::RawDocument;
 use common::batch::{Doc, Envelope};
 use futures::StreamExt;
 use tokio::io::AsyncReadExt;
@@ -26,7 +25,6 @@ use tracing::Instrument;
 use crate::dead_letter;
 use crate::error::{is_retriable, pg_detail};
 use crate::ledger::{self, Landed, MappedBatch};
-use crate::mapping::RowError;
 use crate::outcome::{retry_delay, Outcome};
 use crate::pool::Shared;
 use crate::reject::Reject;
@@ -176,17 +174,7 @@ impl Writer {
                     }
                 },
             };
-            let mapped = match RawDocument::from_bytes(&bytes) {
-                Ok(raw) => plan.row(raw),
-                Err(err) => Err(RowError {
-                    field: String::new(),
-                    expected: None,
-                    found: "unreadable".to_string(),
-                    reason: format!("not a valid BSON document: {err}"),
-                    excerpt: None,
-                }),
-            };
-            match mapped {
+            match plan.row_from_bytes(&bytes) {
                 Ok(row) => {
                     rows.push(row);
                     sources.push(bytes);

@@ -3,7 +3,7 @@
 use std::num::NonZeroUsize;
 
 use clap::{Args, Parser, Subcommand, ValueEnum};
-use common::config::{LogArgs, NatsArgs, RunArgs};
+use common::config::{LogArgs, NatsArgs, PostgresArgs, RunArgs};
 
 #[derive(Debug, Parser)]
 #[command(
@@ -48,13 +48,8 @@ pub struct StatusConfig {
     #[command(flatten)]
     pub run: RunArgs,
 
-    /// PostgreSQL connection string of the target (where the ledger is).
-    #[arg(
-        long,
-        env = "DATABASE_URL",
-        default_value = "postgres://postgres@127.0.0.1:5432/postgres"
-    )]
-    pub database_url: String,
+    #[command(flatten)]
+    pub postgres: PostgresArgs,
 }
 
 /// Where MongoDB is.

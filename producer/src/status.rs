@@ -179,7 +179,7 @@ pub async fn status(config: &StatusConfig) -> Result<RunStatus, ProducerError> {
         );
     }
 
-    let pg = pg_connect(&config.database_url).await?;
+    let pg = pg_connect(&config.postgres.database_url).await?;
     let pg_failed =
         |e: tokio_postgres::Error| ProducerError::Status(format!("reading the ledger: {e}"));
     let ledger = pg

@@ -23,6 +23,7 @@ use std::path::PathBuf;
 
 use bson::{doc, Bson, RawDocumentBuf};
 use clap::Args;
+use common::config::PostgresArgs;
 use common::naming::REJECTS_TABLE;
 use consumer::cell::Cell;
 use consumer::fingerprint::{cell_bytes, Fingerprint};
@@ -45,13 +46,8 @@ pub struct VerifyConfig {
     #[command(flatten)]
     pub mongo: MongoArgs,
 
-    /// PostgreSQL connection string of the target.
-    #[arg(
-        long,
-        env = "DATABASE_URL",
-        default_value = "postgres://postgres@127.0.0.1:5432/postgres"
-    )]
-    pub database_url: String,
+    #[command(flatten)]
+    pub postgres: PostgresArgs,
 
     /// The mapping the consumers used (none: the default `_id` + `doc` tables).
     #[arg(long = "mapping", env = "MAPPING_FILE")]
@@ -96,13 +92,11 @@ impl std::fmt::Display for Report {
 pub const REPAIR_RUN: &str = "verify-repair";
 
 pub async fn verify(config: &VerifyConfig) -> Result<Report, ProducerError> {
-    let mapping = match &config.mapping {
-        Some(path) => MappingFile::load(path).map_err(|e| ProducerError::Verify(e.to_string()))?,
-        None => MappingFile::default(),
-    };
+    let mapping = MappingFile::load_or_default(config.mapping.as_deref())
+        .map_err(|e| ProducerError::Verify(e.to_string()))?;
     let database = crate::source::connect(&config.mongo).await?;
     let collections = crate::source::collections(&database, &config.collections).await?;
-    let mut client = crate::status::pg_connect(&config.database_url).await?;
+    let mut client = crate::status::pg_connect(&config.postgres.database_url).await?;
     let mut report = Report::default();
     for collection in collections {
         let plan = mapping.plan(&collection);
