@@ -11,6 +11,8 @@ use std::str::FromStr;
 pub const LEDGER_TABLE: &str = "_migrate_ledger";
 pub const REJECTS_TABLE: &str = "_migrate_rejects";
 pub const DEAD_LETTERS_TABLE: &str = "_migrate_dead_letters";
+/// The registry of columns added for fields that appeared after the mapping was written.
+pub const ADDED_COLUMNS_TABLE: &str = "_migrate_added_columns";
 
 /// A run's name: one migration, resumable under this name. It becomes a subject token
 /// and a key-value key, hence the narrow alphabet.

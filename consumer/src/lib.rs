@@ -5,6 +5,8 @@
 //! - [`pool`]: a process: binds the durable consumer, owns the writers and watchers.
 //! - [`writer`]: one writer: pull, decode, map, land, acknowledge.
 //! - [`mapping`]: the mapping file and how a document becomes a row.
+//! - [`drift`]: columns added for fields that appear after the mapping was written.
+//! - [`plans`]: the plans a connection lands with, kept current with added columns.
 //! - [`cell`]: BSON value to PostgreSQL binary value, exactly or refused.
 //! - [`fingerprint`]: canonical values and row hashes, to compare source and target.
 //! - [`identifier`]: deterministic PostgreSQL names for long or colliding field names.
@@ -29,6 +31,7 @@ pub mod cell;
 pub mod config;
 pub mod dead_letter;
 pub mod done;
+pub mod drift;
 pub mod error;
 pub mod extjson;
 pub mod fingerprint;
@@ -38,6 +41,7 @@ pub mod mapping;
 pub mod metrics;
 pub mod numeric;
 pub mod outcome;
+pub mod plans;
 pub mod pool;
 pub mod reject;
 pub mod replay;

@@ -17,11 +17,14 @@
 //! json = "canonical"       # or "relaxed", for jsonb columns
 //! legacy_uuid = "java"     # binary subtype 3 into uuid columns: python, java, csharp
 //! missing = "null"         # or "distinct": a `_missing text[]` column lists absent fields
+//! new_fields = "extra"     # or "columns": new top-level fields become columns
 //! ```
 //!
 //! Nothing in a document is dropped: every field no column or child table reads lands
 //! in the table's `_extra jsonb` column, keyed by its path (`{"address":{"zip":"..."}}`),
-//! NULL when there is none. A column whose path is `_id` is the table's primary key.
+//! NULL when there is none; with `new_fields = "columns"`, new top-level fields get
+//! columns of their own instead (see [`crate::drift`]). A column whose path is `_id`
+//! is the table's primary key.
 //!
 //! A collection with no mapping lands in a table of its own name with `_id text primary
 //! key` and `doc jsonb`, the whole document as canonical Extended JSON.
@@ -35,6 +38,7 @@ use serde::{Deserialize, Serialize};
 use crate::cell::{
     excerpt, json_cell, type_name, Cell, CellError, ColumnType, LegacyUuid, ValueOptions,
 };
+use crate::drift::{AddedColumn, FieldKind, NewField, NewFields};
 use crate::extjson::{self, JsonMode};
 use crate::identifier::{self, Taken, MAX_IDENTIFIER_BYTES};
 
@@ -67,6 +71,8 @@ pub struct CollectionMapping {
     pub legacy_uuid: Option<LegacyUuid>,
     #[serde(default)]
     pub missing: Missing,
+    #[serde(default)]
+    pub new_fields: NewFields,
 }
 
 /// Whether a missing field and a null one can be told apart in the table.
@@ -238,6 +244,9 @@ pub enum Source {
     Extra,
     /// The mapped paths the document lacks, as text[].
     Missing,
+    /// A top-level field that appeared after the mapping was written, when its value
+    /// is of `kind`; other values of the field stay in `_extra`.
+    Added { field: String, kind: FieldKind },
 }
 
 #[derive(Debug, Clone)]
@@ -270,6 +279,7 @@ pub struct TablePlan {
     pub primary_key: Option<usize>,
     pub children: Vec<ChildPlan>,
     pub options: ValueOptions,
+    pub new_fields: NewFields,
     /// The paths columns and children read; `None` when the whole document is kept.
     read: Option<PathTree>,
 }
@@ -350,6 +360,7 @@ impl TablePlan {
             primary_key: Some(0),
             children: Vec::new(),
             options: ValueOptions::default(),
+            new_fields: NewFields::Extra,
             read: None,
         }
     }
@@ -417,8 +428,71 @@ impl TablePlan {
                 json: mapping.json,
                 legacy_uuid: mapping.legacy_uuid,
             },
+            new_fields: mapping.new_fields,
             read: Some(read),
         }
+    }
+
+    /// The plan with the columns added for new fields (see [`crate::drift`]) after its
+    /// own. A field the mapping has come to read since is left to the mapping.
+    pub fn with_added(mut self, added: &[AddedColumn]) -> Self {
+        let Some(read) = &self.read else {
+            return self;
+        };
+        let fresh: Vec<&AddedColumn> = added
+            .iter()
+            .filter(|a| !read.children.contains_key(&a.field))
+            .collect();
+        for column in fresh {
+            self.columns.push(ColumnPlan {
+                name: column.name.clone(),
+                source: Source::Added {
+                    field: column.field.clone(),
+                    kind: column.kind,
+                },
+                ty: column.kind.column_type(),
+            });
+        }
+        self
+    }
+
+    /// The top-level fields of `docs` that would get columns of their own and have
+    /// none yet, each with the kind of its first non-null value; none unless the
+    /// mapping asks for columns. Empty keys, which cannot name a column, stay in
+    /// `_extra`; unreadable documents are left for [`TablePlan::row`] to reject.
+    pub fn new_fields_in<'a>(&self, docs: impl IntoIterator<Item = &'a [u8]>) -> Vec<NewField> {
+        let Some(read) = self.read.as_ref() else {
+            return Vec::new();
+        };
+        if self.new_fields != NewFields::Columns {
+            return Vec::new();
+        }
+        let mut found: Vec<NewField> = Vec::new();
+        for bytes in docs {
+            let Ok(doc) = RawDocument::from_bytes(bytes) else {
+                continue;
+            };
+            for (key, value) in doc.iter().flatten() {
+                let key = key.as_str();
+                let known = key.is_empty()
+                    || read.children.contains_key(key)
+                    || self
+                        .columns
+                        .iter()
+                        .any(|c| matches!(&c.source, Source::Added { field, .. } if field == key))
+                    || found.iter().any(|f| f.field == key);
+                if known {
+                    continue;
+                }
+                if let Some(kind) = FieldKind::of(value) {
+                    found.push(NewField {
+                        field: key.to_string(),
+                        kind,
+                    });
+                }
+            }
+        }
+        found
     }
 
     /// The rows for a document as it came off the wire, which may not be BSON at all.
@@ -441,13 +515,24 @@ impl TablePlan {
         let mut top: Vec<Option<RawBsonRef<'_>>> = vec![None; self.columns.len()];
         let mut child_top: Vec<Option<RawBsonRef<'_>>> = vec![None; self.children.len()];
         let mut extra = self.read.as_ref().map(|_| JsonObject::default());
+        // Cells of added columns, made while reading: a value that does not fit its
+        // column goes to `_extra` instead.
+        let mut added: Vec<Option<Cell>> = Vec::new();
         for element in doc.iter() {
             let (key, value) = element.map_err(|e| unreadable(e.to_string()))?;
             let key = key.as_str();
-            for (slot, column) in top.iter_mut().zip(&self.columns) {
+            let mut in_added_column = false;
+            for (i, (slot, column)) in top.iter_mut().zip(&self.columns).enumerate() {
                 // The first of duplicate keys wins, as with `RawDocument::get`.
                 if slot.is_none() && column.source.top_key() == Some(key) {
                     *slot = Some(value);
+                    if let Source::Added { kind, .. } = column.source {
+                        if let Some(cell) = self.added_cell(value, kind, column.ty) {
+                            added.resize(self.columns.len(), None);
+                            added[i] = Some(cell);
+                            in_added_column = true;
+                        }
+                    }
                 }
             }
             for (slot, child) in child_top.iter_mut().zip(&self.children) {
@@ -455,7 +540,8 @@ impl TablePlan {
                     *slot = Some(value);
                 }
             }
-            if let (Some(read), Some(extra)) = (&self.read, extra.as_mut()) {
+            if let (Some(read), Some(extra), false) = (&self.read, extra.as_mut(), in_added_column)
+            {
                 keep_unread(key, value, read, "", self.options.json, extra)?;
             }
         }
@@ -495,6 +581,10 @@ impl TablePlan {
                 },
                 // Filled below, once every field column has been read.
                 Source::Missing => Cell::Null,
+                Source::Added { .. } => added
+                    .get_mut(cells.len())
+                    .and_then(Option::take)
+                    .unwrap_or(Cell::Null),
             };
             cells.push(cell);
         }
@@ -508,6 +598,14 @@ impl TablePlan {
             children.push(self.child_rows(child, value, &cells)?);
         }
         Ok(Row { cells, children })
+    }
+
+    /// A value's cell in an added column, if it is of the column's kind and fits.
+    fn added_cell(&self, value: RawBsonRef<'_>, kind: FieldKind, ty: ColumnType) -> Option<Cell> {
+        if FieldKind::of(value) != Some(kind) {
+            return None;
+        }
+        Cell::convert(Some(value), ty, &self.options).ok()
     }
 
     fn child_rows(
@@ -566,6 +664,7 @@ impl Source {
         match self {
             Source::Field(path) => path.first().map(String::as_str),
             Source::IdText => Some("_id"),
+            Source::Added { field, .. } => Some(field),
             Source::Document | Source::Extra | Source::Missing => None,
         }
     }
@@ -928,6 +1027,87 @@ mod tests {
             plan.columns.iter().map(|c| c.name.to_lowercase()).collect();
         assert_eq!(names.len(), plan.columns.len());
         assert!(plan.columns.iter().all(|c| c.name.len() <= 63));
+    }
+
+    #[test]
+    fn new_fields_become_columns_when_their_values_fit() {
+        let plan = plan_of(
+            r#"
+            [collections.c]
+            new_fields = "columns"
+            columns = [ { path = "_id", type = "int4" }, { path = "a.b", type = "text" } ]
+            "#,
+        );
+        let docs = [
+            rawdoc! { "_id": 1, "a": { "b": "x", "c": 1 }, "score": bson::RawBson::Null, "": 1 },
+            rawdoc! { "_id": 2, "score": 7, "tags": ["t"], "_extra": "mine" },
+        ];
+        let new = plan.new_fields_in(docs.iter().map(|d| d.as_bytes()));
+        let seen: Vec<(&str, ColumnType)> = new
+            .iter()
+            .map(|n| (n.field.as_str(), n.kind.column_type()))
+            .collect();
+        // Nested fields, empty keys and nulls say nothing a column could be made of.
+        assert_eq!(
+            seen,
+            [
+                ("score", ColumnType::Int8),
+                ("tags", ColumnType::Jsonb),
+                ("_extra", ColumnType::Text)
+            ]
+        );
+        let added: Vec<AddedColumn> = new
+            .into_iter()
+            .map(|n| AddedColumn {
+                name: if n.field == "_extra" {
+                    "_extra_1".to_string()
+                } else {
+                    n.field.clone()
+                },
+                field: n.field,
+                kind: n.kind,
+            })
+            .collect();
+        let plan = plan.with_added(&added);
+        assert!(plan
+            .new_fields_in(docs.iter().map(|d| d.as_bytes()))
+            .is_empty());
+        let names: Vec<&str> = plan.columns.iter().map(|c| c.name.as_str()).collect();
+        assert_eq!(names, ["_id", "a_b", "_extra", "score", "tags", "_extra_1"]);
+
+        let row = plan.row(&docs[1]).expect("maps");
+        assert_eq!(row.cells[3], Cell::Int8(7));
+        assert_eq!(json(&row.cells[4]), serde_json::json!(["t"]));
+        assert_eq!(row.cells[5], Cell::Text("mine".into()));
+        assert_eq!(row.cells[2], Cell::Null, "nothing left for _extra");
+        // Null, and values of another kind, stay in _extra: a document lands the same
+        // whether the column existed when it was mapped or not.
+        let row = plan.row(&docs[0]).expect("maps");
+        assert_eq!(row.cells[3], Cell::Null);
+        assert_eq!(
+            json(&row.cells[2]),
+            serde_json::json!({ "a": { "c": { "$numberInt": "1" } }, "score": null, "": { "$numberInt": "1" } })
+        );
+        let row = plan
+            .row(&rawdoc! { "_id": 3, "score": "high", "tags": { "k": true } })
+            .expect("maps");
+        assert_eq!(row.cells[3], Cell::Null);
+        assert_eq!(json(&row.cells[4]), serde_json::json!({ "k": true }));
+        assert_eq!(json(&row.cells[2]), serde_json::json!({ "score": "high" }));
+        // A field the mapping reads now is left to the mapping.
+        let mapped = plan_of(
+            r#"
+            [collections.c]
+            columns = [ { path = "_id", type = "int4" }, { path = "score", type = "int4" } ]
+            "#,
+        )
+        .with_added(&added);
+        let names: Vec<&str> = mapped.columns.iter().map(|c| c.name.as_str()).collect();
+        assert_eq!(names, ["_id", "score", "_extra", "tags", "_extra_1"]);
+        assert!(
+            mapped.new_fields_in([docs[1].as_bytes()]).is_empty(),
+            "the option is off"
+        );
     }
 
     #[test]

@@ -20,6 +20,7 @@ use tokio_postgres::Client;
 use crate::error::{pg_detail, ConsumerError};
 use crate::ledger::copy_isolating;
 use crate::mapping::MappingFile;
+use crate::plans::Plans;
 use crate::reject::{self, Origin, Reject};
 use crate::schema::{self, quote};
 
@@ -96,7 +97,7 @@ pub async fn replay(config: &ReplayConfig) -> Result<Replayed, ConsumerError> {
         .get(0);
     let mut after = 0_i64;
     let mut total = Replayed::default();
-    let mut ensured = HashSet::new();
+    let mut plans = Plans::default();
     loop {
         let rows = client
             .query(
@@ -121,18 +122,23 @@ pub async fn replay(config: &ReplayConfig) -> Result<Replayed, ConsumerError> {
                 });
         }
         for ((collection, batch_id), stored) in groups {
-            let plan = mapping.plan(&collection);
-            if ensured.insert(plan.table.clone()) {
-                schema::ensure_table(&mut client, &plan)
-                    .await
-                    .map_err(|e| failed("creating the target table", e))?;
-            }
+            let plan = plans
+                .for_documents(
+                    &mut client,
+                    &mapping,
+                    &collection,
+                    stored.iter().map(|s| s.raw.as_slice()),
+                )
+                .await
+                .map_err(|e| {
+                    ConsumerError::Schema(format!("preparing the target table: {}", e.detail()))
+                })?;
             let origin = Origin {
                 run,
                 collection: &collection,
                 batch_id: &batch_id,
             };
-            let done = replay_group(&mut client, &plan, &origin, stored)
+            let done = replay_group(&mut client, plan, &origin, stored)
                 .await
                 .map_err(|e| failed(&format!("replaying rejects of batch {batch_id}"), e))?;
             total.landed += done.landed;

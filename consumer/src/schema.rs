@@ -5,7 +5,7 @@
 //! EXISTS` and one of them fail on a duplicate catalog entry.
 
 use common::naming::{DEAD_LETTERS_TABLE, LEDGER_TABLE, REJECTS_TABLE};
-use tokio_postgres::Client;
+use tokio_postgres::{Client, Transaction};
 
 use crate::cell::ColumnType;
 use crate::mapping::{ChildPlan, TablePlan};
@@ -18,10 +18,17 @@ pub fn quote(ident: &str) -> String {
 /// Advisory lock key of schema changes (an arbitrary constant, "m2p" + 1).
 const SCHEMA_LOCK: i64 = 0x6d32_7001;
 
-async fn locked(client: &mut Client, ddl: &str) -> Result<(), tokio_postgres::Error> {
-    let tx = client.transaction().await?;
+/// Takes the schema lock until the end of `tx`: schema changes happen one at a time,
+/// across every process writing to the database.
+pub async fn lock(tx: &Transaction<'_>) -> Result<(), tokio_postgres::Error> {
     tx.execute("SELECT pg_advisory_xact_lock($1)", &[&SCHEMA_LOCK])
         .await?;
+    Ok(())
+}
+
+async fn locked(client: &mut Client, ddl: &str) -> Result<(), tokio_postgres::Error> {
+    let tx = client.transaction().await?;
+    lock(&tx).await?;
     tx.batch_execute(ddl).await?;
     tx.commit().await
 }

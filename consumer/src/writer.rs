@@ -9,7 +9,6 @@
 //! for redelivery, never half-written.
 
 use std::borrow::Cow;
-use std::collections::HashSet;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -23,12 +22,13 @@ use tokio_util::sync::CancellationToken;
 use tracing::Instrument;
 
 use crate::dead_letter;
+use crate::drift::DriftError;
 use crate::error::{is_retriable, pg_detail};
 use crate::ledger::{self, Landed, MappedBatch};
 use crate::outcome::{retry_delay, Outcome};
+use crate::plans::Plans;
 use crate::pool::Shared;
 use crate::reject::Reject;
-use crate::schema;
 
 /// Pause before reconnecting to PostgreSQL or re-opening the pull stream after a failure.
 const RECONNECT_PAUSE: Duration = Duration::from_secs(1);
@@ -37,8 +37,8 @@ pub struct Writer {
     id: usize,
     shared: Arc<Shared>,
     client: Option<Client>,
-    /// Target tables this writer has already made sure of.
-    ensured: HashSet<String>,
+    /// The plans of the collections this writer has met, their tables made sure of.
+    plans: Plans,
 }
 
 impl Writer {
@@ -47,7 +47,7 @@ impl Writer {
             id,
             shared,
             client: None,
-            ensured: HashSet::new(),
+            plans: Plans::default(),
         }
     }
 
@@ -157,14 +157,10 @@ impl Writer {
         span.record("batch_id", envelope.batch_id.as_ref());
         span.record("seq", envelope.seq);
         span.record("documents", envelope.docs.len());
-        let plan = self.shared.mapping.plan(&envelope.collection);
-        let map_span = tracing::info_span!("map", table = %plan.table);
 
-        let mut rows = Vec::with_capacity(envelope.docs.len());
-        let mut sources: Vec<Cow<'_, [u8]>> = Vec::with_capacity(envelope.docs.len());
-        let mut rejects = Vec::new();
+        let mut docs: Vec<Cow<'_, [u8]>> = Vec::with_capacity(envelope.docs.len());
         for doc in &envelope.docs {
-            let bytes: Cow<'_, [u8]> = match doc {
+            docs.push(match doc {
                 Doc::Inline(bytes) => Cow::Borrowed(bytes.as_ref()),
                 Doc::Blob { name, .. } => match self.fetch_blob(name).await {
                     Ok(bytes) => Cow::Owned(bytes),
@@ -173,7 +169,34 @@ impl Writer {
                             .failed(delivered, format!("fetching large document {name}: {err}"))
                     }
                 },
-            };
+            });
+        }
+        let client = match ensure_client(&mut self.client, &self.shared.database_url).await {
+            Ok(client) => client,
+            Err(detail) => return Outcome::Retry(detail),
+        };
+        let planned = self
+            .plans
+            .for_documents(
+                client,
+                &self.shared.mapping,
+                &envelope.collection,
+                docs.iter().map(AsRef::as_ref),
+            )
+            .await;
+        let plan = match planned {
+            Ok(plan) => plan,
+            Err(DriftError::Postgres(err)) => {
+                return self.pg_failed(delivered, "preparing the target table", &err)
+            }
+            Err(other) => return self.failed(delivered, other.to_string()),
+        };
+
+        let map_span = tracing::info_span!("map", table = %plan.table);
+        let mut rows = Vec::with_capacity(docs.len());
+        let mut sources: Vec<Cow<'_, [u8]>> = Vec::with_capacity(docs.len());
+        let mut rejects = Vec::new();
+        for bytes in docs {
             match plan.row_from_bytes(&bytes) {
                 Ok(row) => {
                     rows.push(row);
@@ -193,16 +216,6 @@ impl Writer {
             rejects,
         };
 
-        let client = match ensure_client(&mut self.client, &self.shared.database_url).await {
-            Ok(client) => client,
-            Err(detail) => return Outcome::Retry(detail),
-        };
-        if !self.ensured.contains(&plan.table) {
-            if let Err(err) = schema::ensure_table(client, &plan).await {
-                return self.pg_failed(delivered, "creating the target table", &err);
-            }
-            self.ensured.insert(plan.table.clone());
-        }
         let client = match self.client.as_mut() {
             Some(client) => client,
             None => return Outcome::Retry("no PostgreSQL connection".to_string()),

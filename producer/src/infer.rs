@@ -268,6 +268,7 @@ pub async fn infer(config: &InferConfig) -> Result<Inferred, ProducerError> {
                 json: Default::default(),
                 legacy_uuid: None,
                 missing: Missing::Null,
+                new_fields: Default::default(),
             },
         );
     }

@@ -99,7 +99,14 @@ pub async fn verify(config: &VerifyConfig) -> Result<Report, ProducerError> {
     let mut client = crate::status::pg_connect(&config.postgres.database_url).await?;
     let mut report = Report::default();
     for collection in collections {
-        let plan = mapping.plan(&collection);
+        let plan = consumer::plans::load(&client, &mapping, &collection)
+            .await
+            .map_err(|e| {
+                ProducerError::Verify(format!(
+                    "{collection} (reading the columns added for new fields): {}",
+                    e.detail()
+                ))
+            })?;
         let mut check = Check {
             config,
             database: &database,

@@ -1,0 +1,62 @@
+//! The plans one connection lands with, kept current with the columns added for new
+//! fields.
+//!
+//! A writer (or `replay`, or `verify --repair`) asks for the plan of each batch's
+//! collection with the batch's documents. The first time, the target table is made
+//! sure of with every column added so far. After that, only a batch holding a field
+//! with no column yet costs a trip to PostgreSQL: the column is added (or found added
+//! by another writer) before the batch is mapped, so every document holding the field
+//! lands with it in its column, whichever writer took it.
+
+use std::collections::HashMap;
+
+use tokio_postgres::Client;
+
+use crate::drift::{self, DriftError};
+use crate::mapping::{MappingFile, TablePlan};
+use crate::schema;
+
+#[derive(Debug, Default)]
+pub struct Plans {
+    ready: HashMap<String, TablePlan>,
+}
+
+impl Plans {
+    /// The plan to land `docs` of `collection` with: its tables exist, and every new
+    /// field in `docs` has its column when the mapping asks for columns.
+    pub async fn for_documents<'a>(
+        &mut self,
+        client: &mut Client,
+        mapping: &MappingFile,
+        collection: &str,
+        docs: impl IntoIterator<Item = &'a [u8]>,
+    ) -> Result<&TablePlan, DriftError> {
+        let mut plan = match self.ready.remove(collection) {
+            Some(plan) => plan,
+            None => {
+                let plan = load(client, mapping, collection).await?;
+                schema::ensure_table(client, &plan).await?;
+                plan
+            }
+        };
+        let new = plan.new_fields_in(docs);
+        if !new.is_empty() {
+            let added = drift::add(client, &plan, &new).await?;
+            plan = mapping.plan(collection).with_added(&added);
+        }
+        Ok(self.ready.entry(collection.to_string()).or_insert(plan))
+    }
+}
+
+/// A collection's plan with the columns added to its table so far, for reading the
+/// table as the writers filled it. Columns added under `new_fields = "columns"` keep
+/// being filled after the mapping turns the option off, so they are loaded either way.
+pub async fn load(
+    client: &Client,
+    mapping: &MappingFile,
+    collection: &str,
+) -> Result<TablePlan, DriftError> {
+    let plan = mapping.plan(collection);
+    let added = drift::load(client, &plan.table).await?;
+    Ok(plan.with_added(&added))
+}
