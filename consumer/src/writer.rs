@@ -221,7 +221,7 @@ impl Writer {
             None => return Outcome::Retry("no PostgreSQL connection".to_string()),
         };
         let started = std::time::Instant::now();
-        let landed = ledger::land(client, &plan, &batch).await;
+        let landed = ledger::land(client, plan, &batch).await;
         self.shared.stats.write_latency(started.elapsed());
         match landed {
             Ok(Landed::Committed { rows, rejects }) => Outcome::Committed { rows, rejects },
