@@ -68,7 +68,8 @@ fn event(i: i64) -> Document {
 /// Three consumers of two writers each meet the same new fields at once (every batch
 /// holds `v`). Each field gets one column, named and typed once; every value of the
 /// column's kind is in it; null and values of another kind stay in `_extra`; `verify`
-/// reads the added columns, so it agrees, notices a changed value in one, and repairs it.
+/// reads the added columns, so it agrees, notices a changed value in one or a row whose
+/// field landed in `_extra` before the option was on, and repairs both.
 #[tokio::test(flavor = "multi_thread")]
 async fn new_fields_become_columns_while_several_writers_run() {
     let env = TestEnv::new("drift").await.expect("env");
@@ -242,22 +243,36 @@ async fn new_fields_become_columns_while_several_writers_run() {
     };
     let (code, text) = verify(&[]).await;
     assert_eq!(code, Some(0), "{text}");
-    pg.batch_execute("UPDATE events SET score = 1 WHERE id = 603")
-        .await
-        .expect("damage");
+    // A changed value, and a row as it would have landed before the option was on
+    // (its new field in _extra): verify names both, --repair puts them right.
+    pg.batch_execute(
+        r#"UPDATE events SET score = 1 WHERE id = 603;
+           UPDATE events SET score = NULL, _extra = '{"score": {"$numberLong": "6060"}}' WHERE id = 606;"#,
+    )
+    .await
+    .expect("damage");
     let (code, text) = verify(&[]).await;
     assert_eq!(code, Some(4), "{text}");
     assert!(
         text.contains("column \"score\": source 6030, target 1"),
         "{text}"
     );
+    assert!(
+        text.contains("column \"score\": source 6060, target NULL"),
+        "{text}"
+    );
     let (code, text) = verify(&["--repair"]).await;
     assert_eq!(code, Some(0), "{text}");
-    let score: Option<i64> = pg
-        .query_one("SELECT score FROM events WHERE id = 603", &[])
+    let repaired: Vec<(Option<i64>, Option<String>)> = pg
+        .query(
+            "SELECT score, _extra::text FROM events WHERE id IN (603, 606) ORDER BY id",
+            &[],
+        )
         .await
-        .expect("row")
-        .get(0);
-    assert_eq!(score, Some(6030));
+        .expect("rows")
+        .iter()
+        .map(|r| (r.get(0), r.get(1)))
+        .collect();
+    assert_eq!(repaired, [(Some(6030), None), (Some(6060), None)]);
     let _ = std::fs::remove_file(&mapping);
 }
