@@ -26,7 +26,12 @@
 //! serialized by the schema advisory lock and recorded in a registry table
 //! ([`ADDED_COLUMNS_TABLE`]) in the same transaction as the `ALTER TABLE`: the first
 //! writer decides the name and type, the others read them from the registry. The
-//! `ALTER TABLE` runs outside any batch transaction; it waits for COPYs in flight on
+//! At most `max_new_columns` (default 100) are added to a table; later new fields land
+//! in `_extra`, so a collection using keys as data cannot grow the table to PostgreSQL's
+//! 1,600-column limit. Which fields got columns is in the registry, so that too is the
+//! same for every writer.
+//!
+//! The `ALTER TABLE` runs outside any batch transaction; it waits for COPYs in flight on
 //! the table to commit and holds new ones back for the moment it takes.
 
 use bson::spec::BinarySubtype;
@@ -260,6 +265,14 @@ pub async fn add(
         taken.claim(row.get(0));
     }
     for new in fields {
+        if added.len() >= plan.max_new_columns {
+            tracing::warn!(
+                table = %plan.table,
+                limit = plan.max_new_columns,
+                "max_new_columns reached: further new fields land in _extra"
+            );
+            break;
+        }
         if added.iter().any(|a| a.field == new.field) {
             continue;
         }

@@ -18,6 +18,7 @@
 //! legacy_uuid = "java"     # binary subtype 3 into uuid columns: python, java, csharp
 //! missing = "null"         # or "distinct": a `_missing text[]` column lists absent fields
 //! new_fields = "extra"     # or "columns": new top-level fields become columns
+//! max_new_columns = 100    # at most this many; later new fields land in `_extra`
 //! ```
 //!
 //! Nothing in a document is dropped: every field no column or child table reads lands
@@ -73,7 +74,22 @@ pub struct CollectionMapping {
     pub missing: Missing,
     #[serde(default)]
     pub new_fields: NewFields,
+    /// How many columns `new_fields = "columns"` may add to the table; later new fields
+    /// land in `_extra`. A collection that uses keys as data (a key per day, per user)
+    /// would otherwise grow the table to PostgreSQL's 1,600 columns and stop.
+    #[serde(default = "default_max_new_columns")]
+    pub max_new_columns: usize,
 }
+
+/// The default `max_new_columns`.
+pub const DEFAULT_MAX_NEW_COLUMNS: usize = 100;
+
+fn default_max_new_columns() -> usize {
+    DEFAULT_MAX_NEW_COLUMNS
+}
+
+/// PostgreSQL's limit on a table's columns.
+const MAX_TABLE_COLUMNS: usize = 1600;
 
 /// Whether a missing field and a null one can be told apart in the table.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize, Serialize)]
@@ -188,6 +204,14 @@ impl CollectionMapping {
                 return Err(too_long("table", table));
             }
         }
+        // Mapped columns, _extra, _missing and the added ones.
+        if self.columns.len() + 2 + self.max_new_columns > MAX_TABLE_COLUMNS {
+            return Err(format!(
+                "{} columns and max_new_columns = {} exceed PostgreSQL's {MAX_TABLE_COLUMNS} columns per table; lower max_new_columns",
+                self.columns.len(),
+                self.max_new_columns
+            ));
+        }
         let mut names = std::collections::HashSet::new();
         let mut paths = std::collections::HashSet::new();
         for column in &self.columns {
@@ -280,6 +304,9 @@ pub struct TablePlan {
     pub children: Vec<ChildPlan>,
     pub options: ValueOptions,
     pub new_fields: NewFields,
+    /// How many columns may be added for new fields, and how many have been.
+    pub max_new_columns: usize,
+    added: usize,
     /// The paths columns and children read; `None` when the whole document is kept.
     read: Option<PathTree>,
 }
@@ -361,6 +388,8 @@ impl TablePlan {
             children: Vec::new(),
             options: ValueOptions::default(),
             new_fields: NewFields::Extra,
+            max_new_columns: 0,
+            added: 0,
             read: None,
         }
     }
@@ -429,6 +458,8 @@ impl TablePlan {
                 legacy_uuid: mapping.legacy_uuid,
             },
             new_fields: mapping.new_fields,
+            max_new_columns: mapping.max_new_columns,
+            added: 0,
             read: Some(read),
         }
     }
@@ -439,6 +470,7 @@ impl TablePlan {
         let Some(read) = &self.read else {
             return self;
         };
+        self.added = added.len();
         let fresh: Vec<&AddedColumn> = added
             .iter()
             .filter(|a| !read.children.contains_key(&a.field))
@@ -459,12 +491,13 @@ impl TablePlan {
     /// The top-level fields of `docs` that would get columns of their own and have
     /// none yet, each with the kind of its first non-null value; none unless the
     /// mapping asks for columns. Empty keys, which cannot name a column, stay in
-    /// `_extra`; unreadable documents are left for [`TablePlan::row`] to reject.
+    /// `_extra`, and so do all new fields once `max_new_columns` have been added;
+    /// unreadable documents are left for [`TablePlan::row`] to reject.
     pub fn new_fields_in<'a>(&self, docs: impl IntoIterator<Item = &'a [u8]>) -> Vec<NewField> {
         let Some(read) = self.read.as_ref() else {
             return Vec::new();
         };
-        if self.new_fields != NewFields::Columns {
+        if self.new_fields != NewFields::Columns || self.added >= self.max_new_columns {
             return Vec::new();
         }
         let mut found: Vec<NewField> = Vec::new();
@@ -1108,6 +1141,39 @@ mod tests {
             mapped.new_fields_in([docs[1].as_bytes()]).is_empty(),
             "the option is off"
         );
+    }
+
+    #[test]
+    fn new_fields_stop_becoming_columns_at_the_limit() {
+        let text = r#"
+            [collections.c]
+            new_fields = "columns"
+            max_new_columns = 2
+            columns = [ { path = "_id", type = "int4" } ]
+            "#;
+        let plan = plan_of(text);
+        let doc = rawdoc! { "_id": 1, "a": 1, "b": 2, "c": 3 };
+        assert_eq!(plan.new_fields_in([doc.as_bytes()]).len(), 3);
+        let added = ["a", "b"].map(|field| AddedColumn {
+            field: field.to_string(),
+            name: field.to_string(),
+            kind: FieldKind::Integer,
+        });
+        let plan = plan.with_added(&added);
+        assert!(plan.new_fields_in([doc.as_bytes()]).is_empty());
+        let row = plan.row(&doc).expect("maps");
+        assert_eq!(row.cells[2..], [Cell::Int8(1), Cell::Int8(2)]);
+        assert_eq!(
+            json(&row.cells[1]),
+            serde_json::json!({ "c": { "$numberInt": "3" } })
+        );
+
+        let too_many = text.replace("= 2", "= 1599");
+        let err = toml::from_str::<MappingFile>(&too_many)
+            .expect("parses")
+            .check()
+            .expect_err("refused");
+        assert!(err.contains("1600"), "{err}");
     }
 
     #[test]

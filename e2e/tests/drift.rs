@@ -21,7 +21,16 @@ columns = [
   { name = "id", path = "_id", type = "int8" },
   { path = "kind", type = "text" },
 ]
+
+[collections.daily]
+new_fields = "columns"
+max_new_columns = 20
+columns = [ { name = "id", path = "_id", type = "int8" } ]
 "#;
+
+/// A collection that uses keys as data: 60 distinct keys, one per document.
+const DAILY: i64 = 300;
+const DAILY_KEYS: i64 = 60;
 
 /// Document `i`. Batches are 50 documents in `_id` order, and in every batch the first
 /// document holding `score` holds an integer, so whichever writer meets `score` first
@@ -69,7 +78,8 @@ fn event(i: i64) -> Document {
 /// holds `v`). Each field gets one column, named and typed once; every value of the
 /// column's kind is in it; null and values of another kind stay in `_extra`; `verify`
 /// reads the added columns, so it agrees, notices a changed value in one or a row whose
-/// field landed in `_extra` before the option was on, and repairs both.
+/// field landed in `_extra` before the option was on, and repairs both. A collection
+/// using keys as data gets exactly `max_new_columns` columns, the other keys in `_extra`.
 #[tokio::test(flavor = "multi_thread")]
 async fn new_fields_become_columns_while_several_writers_run() {
     let env = TestEnv::new("drift").await.expect("env");
@@ -77,6 +87,14 @@ async fn new_fields_become_columns_while_several_writers_run() {
     env.db()
         .collection::<Document>("events")
         .insert_many(&docs)
+        .await
+        .expect("insert");
+    let daily: Vec<Document> = (0..DAILY)
+        .map(|i| doc! { "_id": i, format!("d{}", i % DAILY_KEYS): i as i32 })
+        .collect();
+    env.db()
+        .collection::<Document>("daily")
+        .insert_many(&daily)
         .await
         .expect("insert");
     let mapping = std::env::temp_dir().join(format!("{}-events.toml", env.name));
@@ -223,6 +241,50 @@ async fn new_fields_become_columns_while_several_writers_run() {
         }
         let extra = (!extra.is_empty()).then_some(Value::Object(extra));
         assert_eq!(json(row.get(9)), extra, "_extra of {i}");
+    }
+
+    // Keys as data: 20 columns, whichever keys came first; the rest in _extra.
+    let added: Vec<String> = pg
+        .query(
+            "SELECT column_name FROM _migrate_added_columns WHERE target_table = 'daily'",
+            &[],
+        )
+        .await
+        .expect("registry")
+        .iter()
+        .map(|r| r.get(0))
+        .collect();
+    assert_eq!(added.len(), 20, "{added:?}");
+    let width: i64 = pg
+        .query_one(
+            "SELECT count(*) FROM information_schema.columns WHERE table_name = 'daily'",
+            &[],
+        )
+        .await
+        .expect("columns")
+        .get(0);
+    assert_eq!(width, 22, "id, _extra and 20 added");
+    let rows = pg
+        .query("SELECT to_jsonb(t)::text FROM daily t ORDER BY id", &[])
+        .await
+        .expect("rows");
+    assert_eq!(rows.len() as i64, DAILY);
+    for (i, row) in (0..DAILY).zip(&rows) {
+        let row: Value = serde_json::from_str(&row.get::<_, String>(0)).expect("json");
+        let key = format!("d{}", i % DAILY_KEYS);
+        let mut expected = serde_json::Map::from_iter([("id".to_string(), json!(i))]);
+        for column in &added {
+            let value = if *column == key {
+                json!(i)
+            } else {
+                Value::Null
+            };
+            expected.insert(column.clone(), value);
+        }
+        let extra = (!added.contains(&key))
+            .then(|| json!({ key.clone(): { "$numberInt": i.to_string() } }));
+        expected.insert("_extra".to_string(), extra.unwrap_or(Value::Null));
+        assert_eq!(row, Value::Object(expected), "daily {i}");
     }
 
     // verify plans with the added columns: it agrees, and sees a change in one.

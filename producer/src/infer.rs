@@ -269,6 +269,7 @@ pub async fn infer(config: &InferConfig) -> Result<Inferred, ProducerError> {
                 legacy_uuid: None,
                 missing: Missing::Null,
                 new_fields: Default::default(),
+                max_new_columns: consumer::mapping::DEFAULT_MAX_NEW_COLUMNS,
             },
         );
     }
