@@ -183,6 +183,8 @@ impl Writer {
                 &envelope.collection,
                 docs.iter().map(AsRef::as_ref),
             )
+            // Long only when a column is added: the ALTER waits for COPYs in flight.
+            .instrument(tracing::info_span!("plan"))
             .await;
         let plan = match planned {
             Ok(plan) => plan,

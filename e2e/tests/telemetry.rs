@@ -78,7 +78,7 @@ async fn a_batch_is_one_trace_from_mongodb_page_to_postgresql_commit() {
             "no producer {name} span"
         );
     }
-    for name in ["decode", "map", "copy", "commit", "ack"] {
+    for name in ["decode", "plan", "map", "copy", "commit", "ack"] {
         assert!(
             !named("consumer", name).is_empty(),
             "no consumer {name} span"
