@@ -307,6 +307,8 @@ pub struct TablePlan {
     /// How many columns may be added for new fields, and how many have been.
     pub max_new_columns: usize,
     added: usize,
+    /// Fields with an added column the plan cannot use: they land in `_extra`.
+    shadowed: Vec<String>,
     /// The paths columns and children read; `None` when the whole document is kept.
     read: Option<PathTree>,
 }
@@ -390,6 +392,7 @@ impl TablePlan {
             new_fields: NewFields::Extra,
             max_new_columns: 0,
             added: 0,
+            shadowed: Vec::new(),
             read: None,
         }
     }
@@ -460,6 +463,7 @@ impl TablePlan {
             new_fields: mapping.new_fields,
             max_new_columns: mapping.max_new_columns,
             added: 0,
+            shadowed: Vec::new(),
             read: Some(read),
         }
     }
@@ -476,6 +480,22 @@ impl TablePlan {
             .filter(|a| !read.children.contains_key(&a.field))
             .collect();
         for column in fresh {
+            let name_taken = self
+                .columns
+                .iter()
+                .any(|c| c.name.eq_ignore_ascii_case(&column.name));
+            if name_taken {
+                // The mapping has since named a column like this one: the field stays
+                // in `_extra` rather than the table getting one name twice.
+                tracing::warn!(
+                    table = %self.table,
+                    column = %column.name,
+                    field = %column.field,
+                    "the mapping names a column added for another field; that field lands in _extra"
+                );
+                self.shadowed.push(column.field.clone());
+                continue;
+            }
             self.columns.push(ColumnPlan {
                 name: column.name.clone(),
                 source: Source::Added {
@@ -513,6 +533,7 @@ impl TablePlan {
                         .columns
                         .iter()
                         .any(|c| matches!(&c.source, Source::Added { field, .. } if field == key))
+                    || self.shadowed.iter().any(|f| f == key)
                     || found.iter().any(|f| f.field == key);
                 if known {
                     continue;
@@ -1141,6 +1162,21 @@ mod tests {
             mapped.new_fields_in([docs[1].as_bytes()]).is_empty(),
             "the option is off"
         );
+        // A column the mapping has since named like an added one: never twice in the
+        // plan, and the added column's field goes to _extra without being added again.
+        let renamed = plan_of(
+            r#"
+            [collections.c]
+            new_fields = "columns"
+            columns = [ { path = "_id", type = "int4" }, { name = "TAGS", path = "labels", type = "text" } ]
+            "#,
+        )
+        .with_added(&added);
+        let names: Vec<&str> = renamed.columns.iter().map(|c| c.name.as_str()).collect();
+        assert_eq!(names, ["_id", "TAGS", "_extra", "score", "_extra_1"]);
+        assert!(renamed.new_fields_in([docs[1].as_bytes()]).is_empty());
+        let row = renamed.row(&docs[1]).expect("maps");
+        assert_eq!(json(&row.cells[2]), serde_json::json!({ "tags": ["t"] }));
     }
 
     #[test]
