@@ -30,7 +30,7 @@
 //! A collection with no mapping lands in a table of its own name with `_id text primary
 //! key` and `doc jsonb`, the whole document as canonical Extended JSON.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashSet};
 use std::path::Path;
 
 use bson::{RawBsonRef, RawDocument};
@@ -304,11 +304,10 @@ pub struct TablePlan {
     pub children: Vec<ChildPlan>,
     pub options: ValueOptions,
     pub new_fields: NewFields,
-    /// How many columns may be added for new fields, and how many have been.
+    /// How many columns may be added for new fields.
     pub max_new_columns: usize,
-    added: usize,
-    /// Fields with an added column the plan cannot use: they land in `_extra`.
-    shadowed: Vec<String>,
+    /// The fields that have had a column added, whether or not the plan uses it.
+    registered: HashSet<String>,
     /// The paths columns and children read; `None` when the whole document is kept.
     read: Option<PathTree>,
 }
@@ -391,8 +390,7 @@ impl TablePlan {
             options: ValueOptions::default(),
             new_fields: NewFields::Extra,
             max_new_columns: 0,
-            added: 0,
-            shadowed: Vec::new(),
+            registered: HashSet::new(),
             read: None,
         }
     }
@@ -462,8 +460,7 @@ impl TablePlan {
             },
             new_fields: mapping.new_fields,
             max_new_columns: mapping.max_new_columns,
-            added: 0,
-            shadowed: Vec::new(),
+            registered: HashSet::new(),
             read: Some(read),
         }
     }
@@ -474,7 +471,7 @@ impl TablePlan {
         let Some(read) = &self.read else {
             return self;
         };
-        self.added = added.len();
+        self.registered = added.iter().map(|a| a.field.clone()).collect();
         let fresh: Vec<&AddedColumn> = added
             .iter()
             .filter(|a| !read.children.contains_key(&a.field))
@@ -486,14 +483,14 @@ impl TablePlan {
                 .any(|c| c.name.eq_ignore_ascii_case(&column.name));
             if name_taken {
                 // The mapping has since named a column like this one: the field stays
-                // in `_extra` rather than the table getting one name twice.
+                // in `_extra` (it is registered, so not added again) rather than the
+                // table getting one name twice.
                 tracing::warn!(
                     table = %self.table,
                     column = %column.name,
                     field = %column.field,
                     "the mapping names a column added for another field; that field lands in _extra"
                 );
-                self.shadowed.push(column.field.clone());
                 continue;
             }
             self.columns.push(ColumnPlan {
@@ -517,7 +514,7 @@ impl TablePlan {
         let Some(read) = self.read.as_ref() else {
             return Vec::new();
         };
-        if self.new_fields != NewFields::Columns || self.added >= self.max_new_columns {
+        if self.new_fields != NewFields::Columns || self.registered.len() >= self.max_new_columns {
             return Vec::new();
         }
         let mut found: Vec<NewField> = Vec::new();
@@ -529,11 +526,7 @@ impl TablePlan {
                 let key = key.as_str();
                 let known = key.is_empty()
                     || read.children.contains_key(key)
-                    || self
-                        .columns
-                        .iter()
-                        .any(|c| matches!(&c.source, Source::Added { field, .. } if field == key))
-                    || self.shadowed.iter().any(|f| f == key)
+                    || self.registered.contains(key)
                     || found.iter().any(|f| f.field == key);
                 if known {
                     continue;

@@ -167,6 +167,18 @@ impl TestEnv {
         Ok(output)
     }
 
+    /// Runs `producer <args>` to completion; its exit code and everything it printed
+    /// (stdout, then stderr), for commands whose report is the result (`verify`).
+    pub async fn producer_report(&self, run: &str, args: &[&str]) -> Result<(Option<i32>, String)> {
+        let output = self.producer(run, args).await?;
+        let text = format!(
+            "{}{}",
+            stdout(&output),
+            String::from_utf8_lossy(&output.stderr)
+        );
+        Ok((output.status.code(), text))
+    }
+
     /// Starts `consumer run --exit-when-done` with fast redelivery for tests.
     pub fn spawn_consumer(&self, run: &str, extra: &[&str]) -> Result<Child> {
         let child = self

@@ -6,7 +6,7 @@ use std::collections::BTreeMap;
 use std::time::Duration;
 
 use bson::{doc, Bson, DateTime, Document};
-use e2e::{assert_success, stdout, TestEnv};
+use e2e::{assert_success, TestEnv};
 use serde_json::{json, Value};
 
 const LIMIT: Duration = Duration::from_secs(240);
@@ -294,13 +294,7 @@ async fn new_fields_become_columns_while_several_writers_run() {
         async move {
             let mut all = vec!["verify", "--mapping", mapping.as_str()];
             all.extend_from_slice(args);
-            let output = env.producer("r1", &all).await.expect("verify");
-            let text = format!(
-                "{}{}",
-                stdout(&output),
-                String::from_utf8_lossy(&output.stderr)
-            );
-            (output.status.code(), text)
+            env.producer_report("r1", &all).await.expect("verify")
         }
     };
     let (code, text) = verify(&[]).await;

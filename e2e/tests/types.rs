@@ -33,13 +33,7 @@ async fn migrate(env: &TestEnv, run: &str, mapping: Option<&str>) {
 async fn verify(env: &TestEnv, args: &[&str]) -> (Option<i32>, String) {
     let mut all = vec!["verify", "--range-size", "7"];
     all.extend_from_slice(args);
-    let output = env.producer("r1", &all).await.expect("verify");
-    let text = format!(
-        "{}{}",
-        stdout(&output),
-        String::from_utf8_lossy(&output.stderr)
-    );
-    (output.status.code(), text)
+    env.producer_report("r1", &all).await.expect("verify")
 }
 
 /// Rejects by document id: (field, expected type, found type, error, excerpt).
