@@ -66,13 +66,35 @@ impl Checkpoint {
 /// Why the state bucket could not be read or written.
 #[derive(Debug, thiserror::Error)]
 pub enum StateError {
-    #[error("state bucket: {0}")]
-    Nats(String),
-    #[error("state bucket key {key:?} holds something unreadable: {source}")]
+    #[error("state bucket: {doing} {key:?}: {source}")]
+    Nats {
+        doing: &'static str,
+        key: String,
+        #[source]
+        source: async_nats::Error,
+    },
+    #[error("state bucket key {key:?} holds something unreadable: {source}; rerun the producer with --restart")]
     Corrupt {
         key: String,
+        #[source]
         source: serde_json::Error,
     },
+}
+
+impl StateError {
+    /// Whether trying again later may succeed: NATS restarting or unreachable for a
+    /// moment. An unreadable value stays unreadable.
+    pub fn is_transient(&self) -> bool {
+        matches!(self, StateError::Nats { .. })
+    }
+
+    fn nats(doing: &'static str, key: &str, source: impl Into<async_nats::Error>) -> Self {
+        StateError::Nats {
+            doing,
+            key: key.to_string(),
+            source: source.into(),
+        }
+    }
 }
 
 /// Typed access to the run manifests and checkpoints in the key-value bucket.
@@ -100,7 +122,7 @@ impl RunState {
                 .map(Some)
                 .map_err(|source| StateError::Corrupt { key, source }),
             Ok(None) => Ok(None),
-            Err(err) => Err(StateError::Nats(err.to_string())),
+            Err(err) => Err(StateError::nats("reading", &key, err)),
         }
     }
 
@@ -116,7 +138,7 @@ impl RunState {
                 .kv
                 .entry(key.as_str())
                 .await
-                .map_err(|e| StateError::Nats(e.to_string()))?;
+                .map_err(|e| StateError::nats("reading", &key, e))?;
             let (mut manifest, revision) = match entry {
                 Some(entry) if entry.operation == async_nats::jetstream::kv::Operation::Put => {
                     let manifest = RunManifest::from_bytes(&entry.value).map_err(|source| {
@@ -140,19 +162,19 @@ impl RunState {
                 {
                     Ok(_) => Ok(true),
                     Err(e) if e.kind() == UpdateErrorKind::WrongLastRevision => Ok(false),
-                    Err(e) => Err(e.to_string()),
+                    Err(e) => Err(StateError::nats("updating", &key, e)),
                 },
                 None => match self.kv.create(key.as_str(), manifest.to_bytes()).await {
                     Ok(_) => Ok(true),
                     Err(e) if e.kind() == CreateErrorKind::AlreadyExists => Ok(false),
-                    Err(e) => Err(e.to_string()),
+                    Err(e) => Err(StateError::nats("creating", &key, e)),
                 },
             };
             match written {
                 Ok(true) => return Ok(manifest),
                 // Someone else wrote in between: read again and apply the change again.
                 Ok(false) => continue,
-                Err(err) => return Err(StateError::Nats(err)),
+                Err(err) => return Err(err),
             }
         }
     }
@@ -164,7 +186,7 @@ impl RunState {
                 .map(Some)
                 .map_err(|source| StateError::Corrupt { key, source }),
             Ok(None) => Ok(None),
-            Err(err) => Err(StateError::Nats(err.to_string())),
+            Err(err) => Err(StateError::nats("reading", &key, err)),
         }
     }
 
@@ -178,7 +200,7 @@ impl RunState {
             .put(key.as_str(), checkpoint.to_bytes())
             .await
             .map(|_| ())
-            .map_err(|e| StateError::Nats(e.to_string()))
+            .map_err(|e| StateError::nats("writing", &key, e))
     }
 
     /// Forgets the run's manifest and the checkpoints of `collections` (`--restart`).
@@ -193,7 +215,7 @@ impl RunState {
             self.kv
                 .purge(key.as_str())
                 .await
-                .map_err(|e| StateError::Nats(e.to_string()))?;
+                .map_err(|e| StateError::nats("purging", &key, e))?;
         }
         Ok(())
     }

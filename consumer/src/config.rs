@@ -28,7 +28,7 @@ pub enum Command {
     /// Land a run's rejects again with the (fixed) mapping; what lands leaves the
     /// rejects table, what still cannot land stays with its new reason.
     /// Exit status: 0 all landed, 3 some still rejected.
-    Replay(crate::replay::ReplayConfig),
+    Replay(ReplayConfig),
 }
 
 #[derive(Debug, Clone, Args)]
@@ -83,4 +83,21 @@ impl ConsumerConfig {
             .map(NonZeroUsize::get)
             .unwrap_or_else(|| std::thread::available_parallelism().map_or(2, NonZeroUsize::get))
     }
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct ReplayConfig {
+    #[command(flatten)]
+    pub run: RunArgs,
+
+    #[command(flatten)]
+    pub postgres: PostgresArgs,
+
+    /// The fixed mapping file.
+    #[arg(long = "mapping", env = "MAPPING_FILE")]
+    pub mapping: Option<PathBuf>,
+
+    /// Replay only this collection's rejects.
+    #[arg(long)]
+    pub collection: Option<String>,
 }

@@ -6,21 +6,37 @@
 use async_nats::jetstream::Message;
 use async_nats::HeaderMap;
 use common::batch::Envelope;
-use common::naming::DEAD_LETTERS_TABLE;
+use common::broker::Broker;
+use common::naming::{RunName, DEAD_LETTERS_TABLE};
+use landing::identifier::quote;
+use landing::pg::{Doing, PgError};
 use tokio_postgres::Client;
 
-use crate::error::pg_detail;
-use crate::pool::Shared;
-use crate::schema::quote;
+/// Why a dead letter could not be kept yet; the message is retried, not dropped.
+#[derive(Debug, thiserror::Error)]
+pub enum DeadLetterError {
+    #[error("the message has no JetStream metadata: {0}")]
+    Metadata(#[source] async_nats::Error),
+    #[error(transparent)]
+    Postgres(#[from] PgError),
+    #[error("publishing the dead letter: {0}")]
+    Publish(#[source] async_nats::Error),
+}
 
+/// Keeps `message` as a dead letter of `run`: a row, then a copy on the dead-letter
+/// stream.
+///
+/// # Errors
+/// [`DeadLetterError`] when either could not be written; recording again is harmless.
 pub async fn record(
     client: &mut Client,
-    shared: &Shared,
+    broker: &Broker,
+    run: &RunName,
     message: &Message,
     delivered: i64,
     reason: &str,
-) -> Result<(), String> {
-    let info = message.info().map_err(|e| e.to_string())?;
+) -> Result<(), DeadLetterError> {
+    let info = message.info().map_err(DeadLetterError::Metadata)?;
     let (stream, stream_seq) = (info.stream.to_string(), info.stream_sequence as i64);
     let envelope = Envelope::decode(&message.payload).ok();
     let collection = envelope.as_ref().map(|e| e.collection.to_string());
@@ -36,7 +52,7 @@ pub async fn record(
                 &stream,
                 &stream_seq,
                 &message.subject.as_str(),
-                &shared.run.as_str(),
+                &run.as_str(),
                 &collection,
                 &batch_id,
                 &delivered,
@@ -45,7 +61,7 @@ pub async fn record(
             ],
         )
         .await
-        .map_err(|e| format!("recording the dead letter: {}", pg_detail(&e)))?;
+        .doing("recording the dead letter")?;
 
     let mut headers = HeaderMap::new();
     headers.insert(
@@ -57,17 +73,15 @@ pub async fn record(
         async_nats::header::NATS_MESSAGE_ID,
         format!("{stream}-{stream_seq}").as_str(),
     );
-    let ack = shared
-        .broker
+    let ack = broker
         .jetstream
         .publish_with_headers(
-            shared.broker.names.dead_letter_subject(&shared.run),
+            broker.names.dead_letter_subject(run),
             headers,
             message.payload.clone(),
         )
         .await
-        .map_err(|e| format!("publishing the dead letter: {e}"))?;
-    ack.await
-        .map_err(|e| format!("publishing the dead letter: {e}"))?;
+        .map_err(|e| DeadLetterError::Publish(e.into()))?;
+    ack.await.map_err(|e| DeadLetterError::Publish(e.into()))?;
     Ok(())
 }

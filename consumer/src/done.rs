@@ -8,10 +8,21 @@
 use std::collections::HashMap;
 
 use common::naming::{DEAD_LETTERS_TABLE, LEDGER_TABLE};
-use common::run_state::{RunManifest, RunState};
+use common::run_state::{RunManifest, RunState, StateError};
+use landing::identifier::quote;
+use landing::pg::{Doing, PgError};
 use tokio_postgres::Client;
 
-use crate::schema::quote;
+/// Why the done check could not tell this time; the watcher tries again.
+#[derive(Debug, thiserror::Error)]
+pub enum DoneError {
+    #[error(transparent)]
+    State(#[from] StateError),
+    #[error(transparent)]
+    Postgres(#[from] PgError),
+    #[error("no PostgreSQL connection")]
+    NoConnection,
+}
 
 /// Batches landed or dead-lettered per collection of a run.
 pub async fn accounted_batches(
@@ -51,8 +62,8 @@ pub fn is_done(manifest: &RunManifest, accounted: &HashMap<String, u64>) -> bool
 }
 
 /// One check: reads the manifest and the ledger.
-pub async fn check(state: &RunState, client: &Client, run: &str) -> Result<bool, String> {
-    let Some(manifest) = state.manifest().await.map_err(|e| e.to_string())? else {
+pub async fn check(state: &RunState, client: &Client, run: &str) -> Result<bool, DoneError> {
+    let Some(manifest) = state.manifest().await? else {
         return Ok(false);
     };
     if !manifest.complete {
@@ -60,7 +71,7 @@ pub async fn check(state: &RunState, client: &Client, run: &str) -> Result<bool,
     }
     let accounted = accounted_batches(client, run)
         .await
-        .map_err(|e| crate::error::pg_detail(&e))?;
+        .doing("counting the run's landed batches")?;
     Ok(is_done(&manifest, &accounted))
 }
 

@@ -14,7 +14,7 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 use tokio_util::sync::CancellationToken;
 
-use crate::pool::Shared;
+use crate::shared::Shared;
 
 /// A scrape that has not sent its request within this long is dropped.
 const REQUEST_TIMEOUT: Duration = Duration::from_secs(5);

@@ -11,18 +11,19 @@ use std::time::{Duration, Instant};
 
 use async_nats::jetstream::consumer::{pull, AckPolicy, PullConsumer};
 use common::broker::Broker;
-use common::config::redact_url;
 use common::naming::RunName;
 use common::run_state::RunState;
+use landing::mapping::MappingFile;
+use landing::{pg, schema};
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 
 use crate::config::ConsumerConfig;
-use crate::error::{pg_detail, ConsumerError};
-use crate::mapping::MappingFile;
+use crate::error::ConsumerError;
+use crate::shared::Shared;
 use crate::stats::{Stats, Totals};
-use crate::writer::{connect, Writer};
-use crate::{done, metrics, schema};
+use crate::writer::Writer;
+use crate::{done, metrics};
 
 /// How often the throughput line is logged.
 const REPORT_EVERY: Duration = Duration::from_secs(5);
@@ -31,18 +32,6 @@ const DONE_CHECK_EVERY: Duration = Duration::from_millis(500);
 /// Batches delivered and not yet acknowledged across all processes of a run: enough to
 /// keep every writer of many processes busy, small enough to bound redelivery storms.
 const MAX_ACK_PENDING: i64 = 1024;
-
-/// What the writers of a process share.
-pub struct Shared {
-    pub run: RunName,
-    pub database_url: String,
-    pub mapping: MappingFile,
-    pub broker: Broker,
-    pub stats: Stats,
-    pub ack_wait: Duration,
-    pub max_deliver: usize,
-    pub prefetch: usize,
-}
 
 /// What this process did.
 #[derive(Debug, Clone, Copy)]
@@ -63,27 +52,17 @@ pub async fn run(
 ) -> Result<Report, ConsumerError> {
     let started = Instant::now();
     let mapping = MappingFile::load_or_default(config.mapping.as_deref())?;
-    let mut client =
-        connect(&config.postgres.database_url)
-            .await
-            .map_err(|e| ConsumerError::PgConnect {
-                url: redact_url(&config.postgres.database_url),
-                detail: pg_detail(&e),
-            })?;
-    schema::ensure_bookkeeping(&mut client)
-        .await
-        .map_err(|e| ConsumerError::Schema(pg_detail(&e)))?;
+    let mut client = pg::connect(&config.postgres.database_url).await?;
+    schema::ensure_bookkeeping(&mut client).await?;
     for collection in mapping.collections.keys() {
-        schema::ensure_table(&mut client, &mapping.plan(collection))
-            .await
-            .map_err(|e| ConsumerError::Schema(pg_detail(&e)))?;
+        schema::ensure_table(&mut client, &mapping.plan(collection)).await?;
     }
 
     let metrics_listener = match config.metrics_addr {
         Some(addr) => Some(
             tokio::net::TcpListener::bind(addr)
                 .await
-                .map_err(|e| ConsumerError::Metrics(format!("cannot listen on {addr}: {e}")))?,
+                .map_err(|source| ConsumerError::Metrics { addr, source })?,
         ),
         None => None,
     };
@@ -132,12 +111,12 @@ pub async fn run(
     while let Some(joined) = tasks.join_next().await {
         if let Err(err) = joined {
             // A task panicked or was aborted: stop the others and report it.
-            failure.get_or_insert_with(|| err.to_string());
+            failure.get_or_insert(err);
             stop.cancel();
         }
     }
-    if let Some(detail) = failure {
-        return Err(ConsumerError::Writer(detail));
+    if let Some(err) = failure {
+        return Err(ConsumerError::Writer(err));
     }
     Ok(Report {
         totals: shared.stats.totals(),
@@ -153,15 +132,15 @@ async fn bind(
     ack_wait: Duration,
 ) -> Result<PullConsumer, ConsumerError> {
     let name = broker.names.durable_consumer(run);
-    let failed = |detail: String| ConsumerError::Consumer {
+    let failed = |source: async_nats::Error| ConsumerError::Consumer {
         name: name.clone(),
-        detail,
+        source,
     };
     let stream = broker
         .jetstream
         .get_stream(broker.names.stream())
         .await
-        .map_err(|e| failed(e.to_string()))?;
+        .map_err(|e| failed(e.into()))?;
     stream
         .get_or_create_consumer(
             &name,
@@ -178,7 +157,7 @@ async fn bind(
             },
         )
         .await
-        .map_err(|e| failed(e.to_string()))
+        .map_err(|e| failed(e.into()))
 }
 
 /// Logs a throughput line every few seconds and refreshes the pending-batches gauge.
@@ -226,11 +205,11 @@ async fn watch_done(
             .is_none_or(tokio_postgres::Client::is_closed)
         {
             // PostgreSQL restarted: the old connection is gone for good.
-            client = connect(&database_url).await.ok();
+            client = pg::connect(&database_url).await.ok();
         }
         let checked = match &client {
             Some(client) => done::check(&state, client, run.as_str()).await,
-            None => Err("no PostgreSQL connection".to_string()),
+            None => Err(done::DoneError::NoConnection),
         };
         match checked {
             Ok(true) => {
@@ -239,8 +218,8 @@ async fn watch_done(
                 return;
             }
             Ok(false) => {}
-            Err(detail) => {
-                tracing::debug!(%detail, "cannot check whether the run is done yet; will retry")
+            Err(err) => {
+                tracing::debug!(error = %err, "cannot check whether the run is done yet; will retry")
             }
         }
         tokio::select! {

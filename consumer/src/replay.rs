@@ -2,44 +2,30 @@
 //!
 //! Rejects are read in chunks by id, up to the largest id present when the replay
 //! starts (so rejects it writes back are not read again). Each chunk, per collection
-//! and batch, is one transaction: delete the chunk's reject rows (their `RETURNING`
-//! also tells which rows a concurrent replay has already taken), map and copy the
-//! documents with refused rows isolated, write back what still cannot land with its
-//! new reason, and move the landed count from rejected to written on the batch's
-//! ledger row, so `producer status` still adds up. A crash at any point leaves each
-//! reject either landed or still in the rejects table, never both, never neither.
+//! and batch, lands through the one landing transaction with a [`Claim::Rejects`]:
+//! the rejects leave the table, what now maps is copied (refused rows isolated), what
+//! still cannot land is written back with its new reason, and the landed count moves
+//! from rejected to written on the batch's ledger row, so `producer status` still adds
+//! up. A crash at any point leaves each reject either landed or still in the rejects
+//! table, never both, never neither. When another replay took some of a group first,
+//! the group is read again and what is left of it landed.
 
-use std::collections::{BTreeMap, HashSet};
-use std::path::PathBuf;
+use std::borrow::Cow;
+use std::collections::BTreeMap;
 
-use clap::Args;
-use common::config::{redact_url, PostgresArgs, RunArgs};
-use common::naming::{LEDGER_TABLE, REJECTS_TABLE};
+use common::naming::REJECTS_TABLE;
+use landing::identifier::quote;
+use landing::landing::{land, Claim, Landed};
+use landing::mapped::Mapped;
+use landing::mapping::MappingFile;
+use landing::pg::{self, Doing, PgError};
+use landing::plans::Plans;
+use landing::reject::Origin;
+use landing::schema;
 use tokio_postgres::Client;
 
-use crate::error::{pg_detail, ConsumerError};
-use crate::ledger::copy_isolating;
-use crate::mapping::MappingFile;
-use crate::plans::Plans;
-use crate::reject::{self, Origin, Reject};
-use crate::schema::{self, quote};
-
-#[derive(Debug, Clone, Args)]
-pub struct ReplayConfig {
-    #[command(flatten)]
-    pub run: RunArgs,
-
-    #[command(flatten)]
-    pub postgres: PostgresArgs,
-
-    /// The fixed mapping file.
-    #[arg(long = "mapping", env = "MAPPING_FILE")]
-    pub mapping: Option<PathBuf>,
-
-    /// Replay only this collection's rejects.
-    #[arg(long)]
-    pub collection: Option<String>,
-}
+use crate::config::ReplayConfig;
+use crate::error::ConsumerError;
 
 /// What a replay did.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -67,20 +53,15 @@ struct Stored {
     raw: Vec<u8>,
 }
 
+/// Lands the run's rejects with the mapping of `config`.
+///
+/// # Errors
+/// [`ConsumerError`] when PostgreSQL cannot be reached or fails, or the mapping is
+/// invalid. Each batch's rejects land whole or not at all.
 pub async fn replay(config: &ReplayConfig) -> Result<Replayed, ConsumerError> {
     let mapping = MappingFile::load_or_default(config.mapping.as_deref())?;
-    let mut client = crate::writer::connect(&config.postgres.database_url)
-        .await
-        .map_err(|e| ConsumerError::PgConnect {
-            url: redact_url(&config.postgres.database_url),
-            detail: pg_detail(&e),
-        })?;
-    let failed = |doing: &str, e: tokio_postgres::Error| {
-        ConsumerError::Schema(format!("{doing}: {}", pg_detail(&e)))
-    };
-    schema::ensure_bookkeeping(&mut client)
-        .await
-        .map_err(|e| failed("creating the bookkeeping tables", e))?;
+    let mut client = pg::connect(&config.postgres.database_url).await?;
+    schema::ensure_bookkeeping(&mut client).await?;
     let run = config.run.run.as_str();
     let collection = config.collection.as_deref();
     let filter = "run = $1 AND ($2::text IS NULL OR collection = $2)";
@@ -93,8 +74,9 @@ pub async fn replay(config: &ReplayConfig) -> Result<Replayed, ConsumerError> {
             &[&run, &collection],
         )
         .await
-        .map_err(|e| failed("reading the rejects", e))?
-        .get(0);
+        .doing("reading the rejects")?
+        .try_get(0)
+        .doing("reading the rejects")?;
     let mut after = 0_i64;
     let mut total = Replayed::default();
     let mut plans = Plans::default();
@@ -108,39 +90,27 @@ pub async fn replay(config: &ReplayConfig) -> Result<Replayed, ConsumerError> {
                 &[&run, &collection, &after, &last],
             )
             .await
-            .map_err(|e| failed("reading the rejects", e))?;
+            .doing("reading the rejects")?;
         let Some(tail) = rows.last() else { break };
-        after = tail.get(0);
+        after = tail.try_get(0).doing("reading the rejects")?;
         let mut groups: BTreeMap<(String, String), Vec<Stored>> = BTreeMap::new();
         for row in rows {
-            groups
-                .entry((row.get(1), row.get(2)))
-                .or_default()
-                .push(Stored {
-                    id: row.get(0),
-                    raw: row.get(3),
-                });
+            let key = (
+                row.try_get(1).doing("reading the rejects")?,
+                row.try_get(2).doing("reading the rejects")?,
+            );
+            groups.entry(key).or_default().push(Stored {
+                id: row.try_get(0).doing("reading the rejects")?,
+                raw: row.try_get(3).doing("reading the rejects")?,
+            });
         }
         for ((collection, batch_id), stored) in groups {
-            let plan = plans
-                .for_documents(
-                    &mut client,
-                    &mapping,
-                    &collection,
-                    stored.iter().map(|s| s.raw.as_slice()),
-                )
-                .await
-                .map_err(|e| {
-                    ConsumerError::Schema(format!("preparing the target table: {}", e.detail()))
-                })?;
             let origin = Origin {
                 run,
                 collection: &collection,
                 batch_id: &batch_id,
             };
-            let done = replay_group(&mut client, plan, &origin, stored)
-                .await
-                .map_err(|e| failed(&format!("replaying rejects of batch {batch_id}"), e))?;
+            let done = replay_group(&mut client, &mut plans, &mapping, &origin, stored).await?;
             total.landed += done.landed;
             total.still_rejected += done.still_rejected;
         }
@@ -148,53 +118,69 @@ pub async fn replay(config: &ReplayConfig) -> Result<Replayed, ConsumerError> {
     Ok(total)
 }
 
+/// Lands one batch's rejects; when another replay took some of them first, lands
+/// what is left of them.
 async fn replay_group(
     client: &mut Client,
-    plan: &crate::mapping::TablePlan,
+    plans: &mut Plans,
+    mapping: &MappingFile,
     origin: &Origin<'_>,
-    stored: Vec<Stored>,
-) -> Result<Replayed, tokio_postgres::Error> {
-    let tx = client.transaction().await?;
-    let ids: Vec<i64> = stored.iter().map(|s| s.id).collect();
-    let taken: HashSet<i64> = tx
+    mut stored: Vec<Stored>,
+) -> Result<Replayed, ConsumerError> {
+    while !stored.is_empty() {
+        let plan = plans
+            .for_documents(
+                client,
+                mapping,
+                origin.collection,
+                stored.iter().map(|s| s.raw.as_slice()),
+            )
+            .await?;
+        let ids: Vec<i64> = stored.iter().map(|s| s.id).collect();
+        let batch = Mapped::map(plan, stored.iter().map(|s| Cow::Borrowed(&s.raw[..])));
+        let landed = land(client, plan, origin, Claim::Rejects { ids: &ids }, &batch)
+            .await
+            .map_err(|e| {
+                PgError::new(
+                    format!(
+                        "replaying rejects of batch {}: {}",
+                        origin.batch_id, e.doing
+                    ),
+                    e.source,
+                )
+            })?;
+        match landed {
+            Landed::Committed { rows, rejects } => {
+                return Ok(Replayed {
+                    landed: rows,
+                    still_rejected: rejects,
+                })
+            }
+            Landed::AlreadyClaimed => stored = still_stored(client, &ids).await?,
+        }
+    }
+    Ok(Replayed::default())
+}
+
+/// Those of `ids` still in the rejects table.
+async fn still_stored(client: &Client, ids: &[i64]) -> Result<Vec<Stored>, PgError> {
+    let rows = client
         .query(
             &format!(
-                "DELETE FROM {} WHERE id = ANY($1) RETURNING id",
+                "SELECT id, raw_bson FROM {} WHERE id = ANY($1) ORDER BY id",
                 quote(REJECTS_TABLE)
             ),
             &[&ids],
         )
-        .await?
-        .iter()
-        .map(|row| row.get(0))
-        .collect();
-    let mut rows = Vec::new();
-    let mut sources = Vec::new();
-    let mut rejects = Vec::new();
-    for s in stored.into_iter().filter(|s| taken.contains(&s.id)) {
-        match plan.row_from_bytes(&s.raw) {
-            Ok(row) => {
-                rows.push(row);
-                sources.push(s.raw);
-            }
-            Err(error) => rejects.push(Reject::new(&s.raw, error)),
-        }
-    }
-    let (landed, refused) = copy_isolating(&tx, plan, &rows, &sources).await?;
-    let still: Vec<&Reject> = rejects.iter().chain(refused.iter()).collect();
-    reject::insert(&tx, origin, &still).await?;
-    let landed_i32 = i32::try_from(landed).unwrap_or(i32::MAX);
-    tx.execute(
-        &format!(
-            "UPDATE {} SET rows_written = rows_written + $2, rows_rejected = rows_rejected - $2 WHERE batch_id = $1",
-            quote(LEDGER_TABLE)
-        ),
-        &[&origin.batch_id, &landed_i32],
-    )
-    .await?;
-    tx.commit().await?;
-    Ok(Replayed {
-        landed,
-        still_rejected: still.len() as u64,
-    })
+        .await
+        .doing("reading the rejects")?;
+    rows.iter()
+        .map(|row| {
+            Ok(Stored {
+                id: row.try_get(0)?,
+                raw: row.try_get(1)?,
+            })
+        })
+        .collect::<Result<_, tokio_postgres::Error>>()
+        .doing("reading the rejects")
 }

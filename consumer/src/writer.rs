@@ -16,19 +16,19 @@ use async_nats::jetstream::consumer::PullConsumer;
 use async_nats::jetstream::{AckKind, Message};
 use common::batch::{Doc, Envelope};
 use futures::StreamExt;
+use landing::landing::{land, Claim, Landed};
+use landing::mapped::Mapped;
+use landing::pg::{self, ConnectError};
+use landing::plans::Plans;
+use landing::reject::Origin;
 use tokio::io::AsyncReadExt;
-use tokio_postgres::{Client, NoTls};
+use tokio_postgres::Client;
 use tokio_util::sync::CancellationToken;
 use tracing::Instrument;
 
 use crate::dead_letter;
-use crate::drift::DriftError;
-use crate::error::{is_retriable, pg_detail};
-use crate::ledger::{self, Landed, MappedBatch};
 use crate::outcome::{retry_delay, Outcome};
-use crate::plans::Plans;
-use crate::pool::Shared;
-use crate::reject::Reject;
+use crate::shared::Shared;
 
 /// Pause before reconnecting to PostgreSQL or re-opening the pull stream after a failure.
 const RECONNECT_PAUSE: Duration = Duration::from_secs(1);
@@ -173,7 +173,7 @@ impl Writer {
         }
         let client = match ensure_client(&mut self.client, &self.shared.database_url).await {
             Ok(client) => client,
-            Err(detail) => return Outcome::Retry(detail),
+            Err(err) => return self.classified(delivered, err.is_transient(), err.to_string()),
         };
         let planned = self
             .plans
@@ -188,47 +188,50 @@ impl Writer {
             .await;
         let plan = match planned {
             Ok(plan) => plan,
-            Err(DriftError::Postgres(err)) => {
-                return self.pg_failed(delivered, "preparing the target table", &err)
+            Err(err) => {
+                // The connection may be gone, or out of step after a failed statement.
+                self.client = None;
+                return self.classified(
+                    delivered,
+                    err.is_transient(),
+                    format!("preparing the target table: {err}"),
+                );
             }
-            Err(other) => return self.failed(delivered, other.to_string()),
         };
 
-        let map_span = tracing::info_span!("map", table = %plan.table);
-        let mut rows = Vec::with_capacity(docs.len());
-        let mut sources: Vec<Cow<'_, [u8]>> = Vec::with_capacity(docs.len());
-        let mut rejects = Vec::new();
-        for bytes in docs {
-            match plan.row_from_bytes(&bytes) {
-                Ok(row) => {
-                    rows.push(row);
-                    sources.push(bytes);
-                }
-                Err(error) => rejects.push(Reject::new(&bytes, error)),
-            }
-        }
-        drop(map_span);
-        let batch = MappedBatch {
-            batch_id: &envelope.batch_id,
+        let batch =
+            tracing::info_span!("map", table = %plan.table).in_scope(|| Mapped::map(plan, docs));
+        let origin = Origin {
             run: &envelope.run,
             collection: &envelope.collection,
-            seq: envelope.seq,
-            rows,
-            sources,
-            rejects,
+            batch_id: &envelope.batch_id,
         };
-
-        let client = match self.client.as_mut() {
-            Some(client) => client,
-            None => return Outcome::Retry("no PostgreSQL connection".to_string()),
+        let Some(client) = self.client.as_mut() else {
+            return Outcome::Retry("no PostgreSQL connection".to_string());
         };
         let started = std::time::Instant::now();
-        let landed = ledger::land(client, plan, &batch).await;
+        let landed = land(
+            client,
+            plan,
+            &origin,
+            Claim::Batch { seq: envelope.seq },
+            &batch,
+        )
+        .await;
         self.shared.stats.write_latency(started.elapsed());
         match landed {
             Ok(Landed::Committed { rows, rejects }) => Outcome::Committed { rows, rejects },
-            Ok(Landed::Duplicate) => Outcome::Duplicate,
-            Err(err) => self.pg_failed(delivered, "writing the batch", &err),
+            Ok(Landed::AlreadyClaimed) => Outcome::Duplicate,
+            Err(err) => {
+                // After a failed COPY the protocol may be out of step (the server still
+                // answering the copy): the next batch gets a new connection.
+                self.client = None;
+                self.classified(
+                    delivered,
+                    err.is_transient(),
+                    format!("writing the batch: {err}"),
+                )
+            }
         }
     }
 
@@ -241,32 +244,18 @@ impl Writer {
         }
     }
 
-    fn pg_failed(&mut self, delivered: i64, doing: &str, err: &tokio_postgres::Error) -> Outcome {
-        let detail = format!("{doing}: {}", pg_detail(err));
-        if is_retriable(err) {
-            // The connection may be gone: make a new one for the next batch.
-            if self.client.as_ref().is_none_or(Client::is_closed) {
-                self.client = None;
-            }
+    fn classified(&self, delivered: i64, transient: bool, detail: String) -> Outcome {
+        if transient {
             Outcome::Retry(detail)
         } else {
             self.failed(delivered, detail)
         }
     }
 
-    async fn fetch_blob(&self, name: &str) -> Result<Vec<u8>, String> {
-        let mut object = self
-            .shared
-            .broker
-            .blobs
-            .get(name)
-            .await
-            .map_err(|e| e.to_string())?;
+    async fn fetch_blob(&self, name: &str) -> Result<Vec<u8>, async_nats::Error> {
+        let mut object = self.shared.broker.blobs.get(name).await?;
         let mut bytes = Vec::new();
-        object
-            .read_to_end(&mut bytes)
-            .await
-            .map_err(|e| e.to_string())?;
+        object.read_to_end(&mut bytes).await?;
         Ok(bytes)
     }
 
@@ -294,10 +283,17 @@ impl Writer {
             Outcome::Poison(reason) => {
                 tracing::error!(writer = self.id, delivered, %reason, "batch cannot land; dead-lettering it");
                 let kept = match ensure_client(&mut self.client, &shared.database_url).await {
-                    Ok(client) => {
-                        dead_letter::record(client, &shared, message, delivered, &reason).await
-                    }
-                    Err(detail) => Err(detail),
+                    Ok(client) => dead_letter::record(
+                        client,
+                        &shared.broker,
+                        &shared.run,
+                        message,
+                        delivered,
+                        &reason,
+                    )
+                    .await
+                    .map_err(|e| e.to_string()),
+                    Err(err) => Err(err.to_string()),
                 };
                 match kept {
                     Ok(()) => {
@@ -327,27 +323,15 @@ async fn ack(message: &Message, kind: AckKind) {
 async fn ensure_client<'a>(
     slot: &'a mut Option<Client>,
     url: &str,
-) -> Result<&'a mut Client, String> {
+) -> Result<&'a mut Client, ConnectError> {
     if slot.as_ref().is_none_or(Client::is_closed) {
         *slot = None;
-        let client = connect(url)
-            .await
-            .map_err(|e| format!("connecting to PostgreSQL: {}", pg_detail(&e)))?;
-        *slot = Some(client);
+        return Ok(slot.insert(pg::connect(url).await?));
     }
-    slot.as_mut()
-        .ok_or_else(|| "no PostgreSQL connection".to_string())
-}
-
-/// Connects to PostgreSQL; the connection task ends when the client is dropped.
-pub async fn connect(url: &str) -> Result<Client, tokio_postgres::Error> {
-    let (client, connection) = tokio_postgres::connect(url, NoTls).await?;
-    tokio::spawn(async move {
-        if let Err(err) = connection.await {
-            tracing::debug!(error = %err, "PostgreSQL connection closed");
-        }
-    });
-    Ok(client)
+    match slot {
+        Some(client) => Ok(client),
+        None => Ok(slot.insert(pg::connect(url).await?)),
+    }
 }
 
 async fn pause(shutdown: &CancellationToken) {

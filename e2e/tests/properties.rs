@@ -5,9 +5,9 @@ use std::collections::HashMap;
 use std::time::Duration;
 
 use bson::{doc, Bson, Document, RawDocumentBuf};
-use consumer::extjson::{self, JsonMode};
 use e2e::arbitrary::document;
 use e2e::{assert_success, stdout, TestEnv};
+use landing::extjson::{self, JsonMode};
 use proptest::prelude::*;
 use proptest::test_runner::{Config, TestRunner};
 

@@ -51,8 +51,6 @@ impl Checkpointer {
     /// Waits until the newest position is saved.
     pub async fn finish(self) -> Result<(), ProducerError> {
         drop(self.latest);
-        self.task
-            .await
-            .map_err(|e| ProducerError::Status(format!("the checkpoint task failed: {e}")))?
+        self.task.await.map_err(ProducerError::Checkpointer)?
     }
 }

@@ -1,6 +1,7 @@
 //! The producer's command-line and environment configuration.
 
 use std::num::NonZeroUsize;
+use std::path::PathBuf;
 
 use clap::{Args, Parser, Subcommand, ValueEnum};
 use common::config::{LogArgs, NatsArgs, PostgresArgs, RunArgs};
@@ -33,10 +34,10 @@ pub enum Command {
     /// fingerprint) and for random documents column by column; print the first
     /// differences. Exit status: 0 equal, 4 differences. --repair lands the differing
     /// documents again.
-    Verify(crate::verify::VerifyConfig),
+    Verify(VerifyConfig),
     /// Sample collections and write a mapping file and CREATE TABLE statements for
     /// review, printing each field path with the types seen and how often.
-    Infer(crate::infer::InferConfig),
+    Infer(InferConfig),
 }
 
 #[derive(Debug, Clone, Args)]
@@ -131,4 +132,70 @@ pub struct SeedConfig {
     /// Drop the collection first.
     #[arg(long)]
     pub drop: bool,
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct VerifyConfig {
+    #[command(flatten)]
+    pub mongo: MongoArgs,
+
+    #[command(flatten)]
+    pub postgres: PostgresArgs,
+
+    /// The mapping the consumers used (none: the default `_id` + `doc` tables).
+    #[arg(long = "mapping", env = "MAPPING_FILE")]
+    pub mapping: Option<PathBuf>,
+
+    /// Collection to verify; repeat for several. None: every collection.
+    #[arg(long = "collection", value_delimiter = ',')]
+    pub collections: Vec<String>,
+
+    /// Documents per `_id` range.
+    #[arg(long, default_value = "10000")]
+    pub range_size: NonZeroUsize,
+
+    /// Random documents compared column by column, per collection.
+    #[arg(long, default_value = "100")]
+    pub sample: u32,
+
+    /// Differences printed, per collection.
+    #[arg(long, default_value = "10")]
+    pub show: usize,
+
+    /// Land again the documents of the ranges that differ, then check those ranges.
+    #[arg(long)]
+    pub repair: bool,
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct InferConfig {
+    #[command(flatten)]
+    pub mongo: MongoArgs,
+
+    /// Collection to sample; repeat for several. None: every collection.
+    #[arg(long = "collection", value_delimiter = ',')]
+    pub collections: Vec<String>,
+
+    /// Documents sampled per collection, spread over it.
+    #[arg(long, default_value = "5000")]
+    pub sample: u32,
+
+    /// What a field seen with several types becomes.
+    #[arg(long, value_enum, default_value = "widest")]
+    pub multi_type: MultiType,
+
+    /// Where to write the mapping file.
+    #[arg(long, default_value = "mapping.toml")]
+    pub out: PathBuf,
+
+    /// Where to write the CREATE TABLE statements.
+    #[arg(long, default_value = "schema.sql")]
+    pub sql: PathBuf,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum MultiType {
+    Widest,
+    Jsonb,
+    Reject,
 }

@@ -2,9 +2,18 @@
 
 use common::broker::BrokerError;
 use common::run_state::StateError;
+use landing::mapping::MappingError;
+use landing::pg::{ConnectError, PgError};
+
+use crate::infer::InferError;
+use crate::verify::VerifyError;
 
 #[derive(Debug, thiserror::Error)]
 pub enum ProducerError {
+    #[error("the MongoDB URI {uri} is malformed: {detail}; fix --mongodb-uri or MONGODB_URI")]
+    MongoMalformed { uri: String, detail: String },
+    #[error("MongoDB at {uri} refused the login: {detail}; check the user, password and authSource in --mongodb-uri or MONGODB_URI")]
+    MongoLogin { uri: String, detail: String },
     #[error("cannot reach MongoDB at {uri}: {detail}; is mongod running? Set --mongodb-uri or MONGODB_URI")]
     MongoConnect { uri: String, detail: String },
     #[error(
@@ -15,7 +24,7 @@ pub enum ProducerError {
         database: String,
         available: String,
     },
-    #[error("database {0:?} has no collections to migrate")]
+    #[error("database {0:?} has no collections to migrate; check --mongodb-database or MONGODB_DATABASE")]
     NoCollections(String),
     #[error("reading {collection:?} from MongoDB: {detail}")]
     Read { collection: String, detail: String },
@@ -39,14 +48,18 @@ pub enum ProducerError {
     BadCheckpoint { collection: String, detail: String },
     #[error("stopped by a signal; run the same command again to resume")]
     Interrupted,
-    #[error("cannot reach PostgreSQL at {url}: {detail}; is it running? Set --database-url or DATABASE_URL")]
-    PgConnect { url: String, detail: String },
-    #[error("{0}")]
-    Status(String),
-    #[error("verify: {0}")]
-    Verify(String),
-    #[error("infer: {0}")]
-    Infer(String),
+    #[error(transparent)]
+    PgConnect(#[from] ConnectError),
+    #[error("status: {0}")]
+    Status(PgError),
+    #[error("the checkpoint task failed: {0}")]
+    Checkpointer(#[source] tokio::task::JoinError),
+    #[error(transparent)]
+    Mapping(#[from] MappingError),
+    #[error(transparent)]
+    Verify(#[from] VerifyError),
+    #[error(transparent)]
+    Infer(#[from] InferError),
     #[error("seeding {collection:?}: {detail}")]
     Seed { collection: String, detail: String },
 }
@@ -58,6 +71,23 @@ pub fn mongo_detail(err: &mongodb::error::Error) -> String {
         mongodb::error::ErrorKind::ServerSelection { .. } => {
             "no server answered (server selection timed out)".to_string()
         }
+        mongodb::error::ErrorKind::Authentication { message, .. } => message.clone(),
+        mongodb::error::ErrorKind::Command(command) => {
+            format!(
+                "{} ({}, code {})",
+                command.message, command.code_name, command.code
+            )
+        }
         _ => err.to_string(),
+    }
+}
+
+/// Whether a MongoDB error is a refused login rather than an unreachable server.
+pub fn is_login_failure(err: &mongodb::error::Error) -> bool {
+    match err.kind.as_ref() {
+        mongodb::error::ErrorKind::Authentication { .. } => true,
+        // AuthenticationFailed, Unauthorized.
+        mongodb::error::ErrorKind::Command(command) => matches!(command.code, 18 | 13),
+        _ => false,
     }
 }

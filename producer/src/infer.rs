@@ -19,50 +19,33 @@
 
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
-use std::path::PathBuf;
 
 use bson::spec::BinarySubtype;
 use bson::{doc, RawBsonRef, RawDocument, RawDocumentBuf};
-use clap::{Args, ValueEnum};
-use consumer::cell::{type_name, ColumnType};
-use consumer::identifier::Taken;
-use consumer::mapping::{CollectionMapping, ColumnMapping, MappingFile, Missing};
 use futures::TryStreamExt;
+use landing::cell::type_name;
+use landing::column_type::ColumnType;
+use landing::identifier::Taken;
+use landing::mapping::{
+    CollectionMapping, ColumnMapping, InvalidMapping, MappingFile, Missing, DEFAULT_MAX_NEW_COLUMNS,
+};
 
-use crate::config::MongoArgs;
+use crate::config::{InferConfig, MultiType};
 use crate::error::{mongo_detail, ProducerError};
 
-#[derive(Debug, Clone, Args)]
-pub struct InferConfig {
-    #[command(flatten)]
-    pub mongo: MongoArgs,
-
-    /// Collection to sample; repeat for several. None: every collection.
-    #[arg(long = "collection", value_delimiter = ',')]
-    pub collections: Vec<String>,
-
-    /// Documents sampled per collection, spread over it.
-    #[arg(long, default_value = "5000")]
-    pub sample: u32,
-
-    /// What a field seen with several types becomes.
-    #[arg(long, value_enum, default_value = "widest")]
-    pub multi_type: MultiType,
-
-    /// Where to write the mapping file.
-    #[arg(long, default_value = "mapping.toml")]
-    pub out: PathBuf,
-
-    /// Where to write the CREATE TABLE statements.
-    #[arg(long, default_value = "schema.sql")]
-    pub sql: PathBuf,
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
-pub enum MultiType {
-    Widest,
-    Jsonb,
-    Reject,
+/// Why `infer` could not write its mapping.
+#[derive(Debug, thiserror::Error)]
+pub enum InferError {
+    #[error("infer: cannot render the mapping as TOML: {0}")]
+    Render(#[from] toml::ser::Error),
+    #[error("infer wrote a mapping it cannot use ({0}); please report this")]
+    Invalid(#[from] InvalidMapping),
+    #[error("infer: cannot write {path}: {source}")]
+    Write {
+        path: String,
+        #[source]
+        source: std::io::Error,
+    },
 }
 
 /// How often each type was seen at one path.
@@ -269,17 +252,17 @@ pub async fn infer(config: &InferConfig) -> Result<Inferred, ProducerError> {
                 legacy_uuid: None,
                 missing: Missing::Null,
                 new_fields: Default::default(),
-                max_new_columns: consumer::mapping::DEFAULT_MAX_NEW_COLUMNS,
+                max_new_columns: DEFAULT_MAX_NEW_COLUMNS,
             },
         );
     }
-    let mapping = toml::to_string(&file).map_err(|e| ProducerError::Infer(e.to_string()))?;
-    file.check().map_err(ProducerError::Infer)?;
+    let mapping = toml::to_string(&file).map_err(InferError::from)?;
+    file.check().map_err(InferError::from)?;
     let header = "# Written by `producer infer` from a sample: review before migrating.\n# Fields not listed land in each table's _extra jsonb column.\n\n";
     write_file(&config.out, &format!("{header}{mapping}"))?;
     let mut sql = String::new();
     for collection in file.collections.keys() {
-        sql.push_str(&consumer::schema::create_table_sql(&file.plan(collection)));
+        sql.push_str(&landing::schema::create_table_sql(&file.plan(collection)));
     }
     write_file(&config.sql, &sql)?;
     let _ = writeln!(
@@ -292,8 +275,12 @@ pub async fn infer(config: &InferConfig) -> Result<Inferred, ProducerError> {
 }
 
 fn write_file(path: &std::path::Path, text: &str) -> Result<(), ProducerError> {
-    std::fs::write(path, text)
-        .map_err(|e| ProducerError::Infer(format!("cannot write {}: {e}", path.display())))
+    std::fs::write(path, text).map_err(|source| {
+        ProducerError::Infer(InferError::Write {
+            path: path.display().to_string(),
+            source,
+        })
+    })
 }
 
 #[cfg(test)]

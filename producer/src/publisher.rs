@@ -10,7 +10,7 @@
 
 use std::collections::VecDeque;
 
-use async_nats::jetstream::context::PublishAckFuture;
+use async_nats::jetstream::context::{PublishAckFuture, PublishError, PublishErrorKind};
 use async_nats::HeaderMap;
 use bytes::Bytes;
 use common::run_state::{Checkpoint, RunState};
@@ -111,14 +111,13 @@ impl Publisher {
         Ok(self.published)
     }
 
-    async fn send(&self, batch_id: &str, payload: Bytes) -> Result<PublishAckFuture, String> {
+    async fn send(&self, batch_id: &str, payload: Bytes) -> Result<PublishAckFuture, PublishError> {
         let mut headers = HeaderMap::new();
         headers.insert(async_nats::header::NATS_MESSAGE_ID, batch_id);
         common::trace_context::inject(&mut headers);
         self.jetstream
             .publish_with_headers(self.subject.clone(), headers, payload)
             .await
-            .map_err(|e| e.to_string())
     }
 
     async fn settle_oldest(&mut self) -> Result<(), ProducerError> {
@@ -128,16 +127,16 @@ impl Publisher {
         let mut attempt = 1;
         let duplicate = loop {
             let outcome = match batch.ack.take() {
-                Some(ack) => ack.await.map_err(|e| e.to_string()),
-                None => Err("not sent".to_string()),
+                Some(ack) => ack.await,
+                None => Err(PublishError::new(PublishErrorKind::BrokenPipe)),
             };
             match outcome {
                 Ok(ack) => break ack.duplicate,
-                Err(detail) if attempt >= ATTEMPTS => {
+                Err(err) if attempt >= ATTEMPTS || !is_transient(&err) => {
                     return Err(ProducerError::Publish {
                         collection: self.collection.clone(),
                         seq: batch.seq,
-                        detail,
+                        detail: err.to_string(),
                     })
                 }
                 Err(detail) => {
@@ -162,4 +161,16 @@ impl Publisher {
         self.checkpointer.save(batch.checkpoint);
         Ok(())
     }
+}
+
+/// Whether a publish may succeed if sent again: a timeout, a lost connection, or no
+/// stream answering while NATS restarts. A message over the server's size limit or a
+/// failed expectation fails the same way every time.
+fn is_transient(err: &PublishError) -> bool {
+    !matches!(
+        err.kind(),
+        PublishErrorKind::MaxPayloadExceeded
+            | PublishErrorKind::WrongLastMessageId
+            | PublishErrorKind::WrongLastSequence
+    )
 }

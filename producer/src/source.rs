@@ -8,7 +8,7 @@ use mongodb::options::ClientOptions;
 use mongodb::{Client, Database};
 
 use crate::config::MongoArgs;
-use crate::error::{mongo_detail, ProducerError};
+use crate::error::{is_login_failure, mongo_detail, ProducerError};
 
 /// How long to look for a MongoDB server before saying it cannot be reached, unless
 /// the connection string sets `serverSelectionTimeoutMS`.
@@ -16,13 +16,29 @@ const SERVER_SELECTION_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// Connects and checks that the server answers.
 pub async fn connect(args: &MongoArgs) -> Result<Database, ProducerError> {
-    let unreachable = |detail: String| ProducerError::MongoConnect {
-        uri: redact_url(&args.mongodb_uri),
-        detail,
+    let uri = redact_url(&args.mongodb_uri);
+    let unreachable = |e: mongodb::error::Error| {
+        if is_login_failure(&e) {
+            ProducerError::MongoLogin {
+                uri: uri.clone(),
+                detail: mongo_detail(&e),
+            }
+        } else {
+            ProducerError::MongoConnect {
+                uri: uri.clone(),
+                detail: mongo_detail(&e),
+            }
+        }
     };
     let mut options = ClientOptions::parse(&args.mongodb_uri)
         .await
-        .map_err(|e| unreachable(mongo_detail(&e)))?;
+        .map_err(|e| match *e.kind {
+            mongodb::error::ErrorKind::InvalidArgument { .. } => ProducerError::MongoMalformed {
+                uri: uri.clone(),
+                detail: mongo_detail(&e),
+            },
+            _ => unreachable(e),
+        })?;
     options
         .server_selection_timeout
         .get_or_insert(SERVER_SELECTION_TIMEOUT);
@@ -32,12 +48,12 @@ pub async fn connect(args: &MongoArgs) -> Result<Database, ProducerError> {
     options
         .app_name
         .get_or_insert_with(|| "mongo2pg-producer".to_string());
-    let client = Client::with_options(options).map_err(|e| unreachable(mongo_detail(&e)))?;
+    let client = Client::with_options(options).map_err(unreachable)?;
     let database = client.database(&args.mongodb_database);
     database
         .run_command(doc! { "ping": 1 })
         .await
-        .map_err(|e| unreachable(mongo_detail(&e)))?;
+        .map_err(unreachable)?;
     Ok(database)
 }
 

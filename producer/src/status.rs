@@ -10,7 +10,6 @@ use std::collections::BTreeMap;
 
 use bson::doc;
 use common::broker::Broker;
-use common::config::redact_url;
 use common::naming::{DEAD_LETTERS_TABLE, LEDGER_TABLE};
 use common::run_state::RunState;
 
@@ -179,9 +178,10 @@ pub async fn status(config: &StatusConfig) -> Result<RunStatus, ProducerError> {
         );
     }
 
-    let pg = pg_connect(&config.postgres.database_url).await?;
-    let pg_failed =
-        |e: tokio_postgres::Error| ProducerError::Status(format!("reading the ledger: {e}"));
+    let pg = landing::pg::connect(&config.postgres.database_url).await?;
+    let pg_failed = |e: tokio_postgres::Error| {
+        ProducerError::Status(landing::pg::PgError::new("reading the ledger", e))
+    };
     let ledger = pg
         .query(
             &format!(
@@ -236,19 +236,6 @@ pub async fn status(config: &StatusConfig) -> Result<RunStatus, ProducerError> {
         }
     }
     Ok(status)
-}
-
-pub(crate) async fn pg_connect(url: &str) -> Result<tokio_postgres::Client, ProducerError> {
-    let (client, connection) = tokio_postgres::connect(url, tokio_postgres::NoTls)
-        .await
-        .map_err(|e| ProducerError::PgConnect {
-            url: redact_url(url),
-            detail: e.to_string(),
-        })?;
-    tokio::spawn(async move {
-        let _ = connection.await;
-    });
-    Ok(client)
 }
 
 #[cfg(test)]

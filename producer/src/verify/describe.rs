@@ -5,11 +5,11 @@ use std::fmt::Write as _;
 
 use bson::{doc, Bson, RawDocumentBuf};
 use common::naming::REJECTS_TABLE;
-use consumer::cell::ColumnType;
-use consumer::schema::quote;
+use landing::column_type::ColumnType;
+use landing::identifier::quote;
 
 use super::{Check, Seen, Verdict};
-use crate::error::{mongo_detail, ProducerError};
+use crate::error::ProducerError;
 
 impl Check<'_> {
     /// Prints one difference, column by column for the first `--show`.
@@ -55,7 +55,7 @@ impl Check<'_> {
         let Some(raw) = source
             .find_one(doc! { "_id": id.clone() })
             .await
-            .map_err(|e| self.failed("reading the source", mongo_detail(&e)))?
+            .map_err(|e| self.failed("reading the source", e))?
         else {
             return Ok("gone from the source since".to_string());
         };

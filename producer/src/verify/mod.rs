@@ -18,60 +18,53 @@
 
 use std::collections::{HashMap, HashSet};
 use std::fmt::Write as _;
-use std::num::NonZeroUsize;
-use std::path::PathBuf;
 
 use bson::{doc, Bson, RawDocumentBuf};
-use clap::Args;
-use common::config::PostgresArgs;
 use common::naming::REJECTS_TABLE;
-use consumer::cell::Cell;
-use consumer::fingerprint::{cell_bytes, Fingerprint};
-use consumer::mapping::{MappingFile, RowError, TablePlan};
-use consumer::schema::quote;
 use futures::TryStreamExt;
+use landing::added_columns::RegistryError;
+use landing::cell::Cell;
+use landing::identifier::quote;
+use landing::mapping::{MappingFile, RowError, TablePlan};
+use landing::pg::{self, PgError};
 use mongodb::Database;
 use tokio_postgres::Client;
 
 mod describe;
+mod fingerprint;
 mod repair;
 mod target;
 
-use crate::config::MongoArgs;
+use self::fingerprint::{cell_bytes, Fingerprint, FingerprintError};
+use crate::config::VerifyConfig;
 use crate::error::{mongo_detail, ProducerError};
 use crate::pager::Pager;
 
-#[derive(Debug, Clone, Args)]
-pub struct VerifyConfig {
-    #[command(flatten)]
-    pub mongo: MongoArgs,
+/// Why `verify` could not finish a collection, and what it was doing.
+#[derive(Debug, thiserror::Error)]
+#[error("verify {collection} ({doing}): {cause}")]
+pub struct VerifyError {
+    pub collection: String,
+    pub doing: &'static str,
+    #[source]
+    pub cause: Cause,
+}
 
-    #[command(flatten)]
-    pub postgres: PostgresArgs,
-
-    /// The mapping the consumers used (none: the default `_id` + `doc` tables).
-    #[arg(long = "mapping", env = "MAPPING_FILE")]
-    pub mapping: Option<PathBuf>,
-
-    /// Collection to verify; repeat for several. None: every collection.
-    #[arg(long = "collection", value_delimiter = ',')]
-    pub collections: Vec<String>,
-
-    /// Documents per `_id` range.
-    #[arg(long, default_value = "10000")]
-    pub range_size: NonZeroUsize,
-
-    /// Random documents compared column by column, per collection.
-    #[arg(long, default_value = "100")]
-    pub sample: u32,
-
-    /// Differences printed, per collection.
-    #[arg(long, default_value = "10")]
-    pub show: usize,
-
-    /// Land again the documents of the ranges that differ, then check those ranges.
-    #[arg(long)]
-    pub repair: bool,
+/// What failed under [`VerifyError`].
+#[derive(Debug, thiserror::Error)]
+pub enum Cause {
+    #[error("{}", pg::detail(.0))]
+    Postgres(#[from] tokio_postgres::Error),
+    #[error(transparent)]
+    Landing(#[from] PgError),
+    #[error(transparent)]
+    Registry(#[from] RegistryError),
+    #[error("{}", mongo_detail(.0))]
+    Mongo(#[from] mongodb::error::Error),
+    #[error(transparent)]
+    Fingerprint(#[from] FingerprintError),
+    #[error("table {0:?} has no column mapped from _id, so rows cannot be matched to documents; map _id to a column")]
+    NoKey(String),
 }
 
 /// What verification found, for people (Display) and scripts (`differences`).
@@ -92,20 +85,18 @@ impl std::fmt::Display for Report {
 pub const REPAIR_RUN: &str = "verify-repair";
 
 pub async fn verify(config: &VerifyConfig) -> Result<Report, ProducerError> {
-    let mapping = MappingFile::load_or_default(config.mapping.as_deref())
-        .map_err(|e| ProducerError::Verify(e.to_string()))?;
+    let mapping = MappingFile::load_or_default(config.mapping.as_deref())?;
     let database = crate::source::connect(&config.mongo).await?;
     let collections = crate::source::collections(&database, &config.collections).await?;
-    let mut client = crate::status::pg_connect(&config.postgres.database_url).await?;
+    let mut client = pg::connect(&config.postgres.database_url).await?;
     let mut report = Report::default();
     for collection in collections {
-        let plan = consumer::plans::load(&client, &mapping, &collection)
+        let plan = landing::plans::load(&client, &mapping, &collection)
             .await
-            .map_err(|e| {
-                ProducerError::Verify(format!(
-                    "{collection} (reading the columns added for new fields): {}",
-                    e.detail()
-                ))
+            .map_err(|e| VerifyError {
+                collection: collection.clone(),
+                doing: "reading the columns added for new fields",
+                cause: e.into(),
             })?;
         let mut check = Check {
             config,
@@ -173,17 +164,18 @@ struct Totals {
 }
 
 impl Check<'_> {
-    fn failed(&self, doing: &str, detail: impl std::fmt::Display) -> ProducerError {
-        ProducerError::Verify(format!("{} ({doing}): {detail}", self.collection))
+    fn failed(&self, doing: &'static str, cause: impl Into<Cause>) -> ProducerError {
+        ProducerError::Verify(VerifyError {
+            collection: self.collection.to_string(),
+            doing,
+            cause: cause.into(),
+        })
     }
 
     async fn collection(&mut self) -> Result<(), ProducerError> {
         let plan = self.plan;
         let Some(pk) = plan.primary_key else {
-            return Err(self.failed(
-                "finding rows",
-                format!("table {:?} has no column mapped from _id, so rows cannot be matched to documents; map _id to a column", plan.table),
-            ));
+            return Err(self.failed("finding rows", Cause::NoKey(plan.table.clone())));
         };
         let exists: bool = self
             .client
@@ -201,7 +193,7 @@ impl Check<'_> {
             let next = pager
                 .next()
                 .await
-                .map_err(|e| self.failed("reading the source", mongo_detail(&e)))?;
+                .map_err(|e| self.failed("reading the source", e))?;
             if let Some(raw) = &next {
                 range.push(self.seen(raw, pk));
             }
@@ -273,11 +265,11 @@ impl Check<'_> {
             .as_ref()
             .and_then(|cell| cell_bytes(cell, self.plan.columns[pk].ty).ok().flatten());
         let mapped = mapped.and_then(|row| {
-            Fingerprint::of_document(self.plan, &row).map_err(|reason| RowError {
+            Fingerprint::of_document(self.plan, &row).map_err(|e| RowError {
                 field: String::new(),
                 expected: None,
                 found: String::new(),
-                reason,
+                reason: e.to_string(),
                 excerpt: None,
             })
         });
@@ -425,12 +417,12 @@ impl Check<'_> {
             .aggregate(vec![doc! { "$sample": { "size": self.config.sample } }])
             .with_type::<RawDocumentBuf>()
             .await
-            .map_err(|e| self.failed("sampling the source", mongo_detail(&e)))?;
+            .map_err(|e| self.failed("sampling the source", e))?;
         let mut sampled = Vec::new();
         while let Some(raw) = cursor
             .try_next()
             .await
-            .map_err(|e| self.failed("sampling the source", mongo_detail(&e)))?
+            .map_err(|e| self.failed("sampling the source", e))?
         {
             sampled.push(self.seen(&raw, pk));
         }

@@ -2,10 +2,11 @@
 
 use std::collections::HashMap;
 
-use consumer::cell::{Cell, ColumnType};
-use consumer::fingerprint::{child_types, Fingerprint, RawValue};
-use consumer::mapping::ChildPlan;
-use consumer::schema::quote;
+use super::fingerprint::{child_types, Fingerprint, RawValue};
+use landing::cell::Cell;
+use landing::column_type::ColumnType;
+use landing::identifier::quote;
+use landing::mapping::ChildPlan;
 use tokio_postgres::types::ToSql;
 
 use super::{Check, Seen};

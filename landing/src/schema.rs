@@ -7,34 +7,32 @@
 use common::naming::{DEAD_LETTERS_TABLE, LEDGER_TABLE, REJECTS_TABLE};
 use tokio_postgres::{Client, Transaction};
 
-use crate::cell::ColumnType;
+use crate::column_type::ColumnType;
+use crate::identifier::quote;
 use crate::mapping::{ChildPlan, TablePlan};
-
-/// Quotes an identifier for SQL: always, so any collection or field name is safe.
-pub fn quote(ident: &str) -> String {
-    format!("\"{}\"", ident.replace('"', "\"\""))
-}
+use crate::pg::{Doing, PgError};
 
 /// Advisory lock key of schema changes (an arbitrary constant, "m2p" + 1).
 const SCHEMA_LOCK: i64 = 0x6d32_7001;
 
 /// Takes the schema lock until the end of `tx`: schema changes happen one at a time,
 /// across every process writing to the database.
-pub async fn lock(tx: &Transaction<'_>) -> Result<(), tokio_postgres::Error> {
+pub async fn lock(tx: &Transaction<'_>) -> Result<(), PgError> {
     tx.execute("SELECT pg_advisory_xact_lock($1)", &[&SCHEMA_LOCK])
-        .await?;
+        .await
+        .doing("waiting for the schema lock")?;
     Ok(())
 }
 
-async fn locked(client: &mut Client, ddl: &str) -> Result<(), tokio_postgres::Error> {
-    let tx = client.transaction().await?;
+async fn locked(client: &mut Client, doing: &str, ddl: &str) -> Result<(), PgError> {
+    let tx = client.transaction().await.doing(doing)?;
     lock(&tx).await?;
-    tx.batch_execute(ddl).await?;
-    tx.commit().await
+    tx.batch_execute(ddl).await.doing(doing)?;
+    tx.commit().await.doing(doing)
 }
 
 /// Creates the ledger, rejects and dead-letter tables when absent.
-pub async fn ensure_bookkeeping(client: &mut Client) -> Result<(), tokio_postgres::Error> {
+pub async fn ensure_bookkeeping(client: &mut Client) -> Result<(), PgError> {
     let ddl = format!(
         "CREATE TABLE IF NOT EXISTS {ledger} (
             batch_id text PRIMARY KEY,
@@ -83,23 +81,22 @@ pub async fn ensure_bookkeeping(client: &mut Client) -> Result<(), tokio_postgre
         rejects_run = quote(&format!("{REJECTS_TABLE}_run")),
         dead = quote(DEAD_LETTERS_TABLE),
     );
-    locked(client, &ddl).await
+    locked(client, "creating the bookkeeping tables", &ddl).await
 }
 
 /// Creates a plan's target table (and child tables) when absent. A table that exists
 /// already (created by hand, or by an earlier mapping) gets the plan's columns it
 /// lacks, `_extra` among them, so that no field is dropped for want of a column.
-pub async fn ensure_table(
-    client: &mut Client,
-    plan: &TablePlan,
-) -> Result<(), tokio_postgres::Error> {
+pub async fn ensure_table(client: &mut Client, plan: &TablePlan) -> Result<(), PgError> {
+    let doing = format!("creating table {}", plan.table);
     let existing: Vec<String> = client
         .query(
             "SELECT column_name::text FROM information_schema.columns
              WHERE table_schema = current_schema() AND table_name = $1",
             &[&plan.table],
         )
-        .await?
+        .await
+        .doing(&doing)?
         .iter()
         .map(|row| row.get(0))
         .collect();
@@ -114,7 +111,7 @@ pub async fn ensure_table(
             ));
         }
     }
-    locked(client, &ddl).await
+    locked(client, &doing, &ddl).await
 }
 
 /// The `CREATE TABLE IF NOT EXISTS` statements of a plan's table and child tables.
@@ -148,15 +145,4 @@ pub fn create_table_sql(plan: &TablePlan) -> String {
         ));
     }
     ddl
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn identifiers_are_always_quoted() {
-        assert_eq!(quote("users"), "\"users\"");
-        assert_eq!(quote("we\"ird"), "\"we\"\"ird\"");
-    }
 }

@@ -24,12 +24,18 @@ pub struct Numeric {
     digits: Vec<i16>,
 }
 
+/// A number `numeric` cannot hold, or bytes that are not a binary `numeric`; the
+/// text says which and why.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{0}")]
+pub struct NumericError(pub String);
+
 impl Numeric {
     /// Parses `[-]digits[.digits][E[+-]exp]`, `NaN`, `Infinity` and `-Infinity`.
     ///
     /// # Errors
     /// When the text is not such a number, or the value is beyond what `numeric` holds.
-    pub fn parse(text: &str) -> Result<Self, String> {
+    pub fn parse(text: &str) -> Result<Self, NumericError> {
         let special = |sign| Numeric {
             sign,
             weight: 0,
@@ -42,7 +48,7 @@ impl Numeric {
             "-Infinity" | "-Inf" => return Ok(special(NUMERIC_NINF)),
             _ => {}
         }
-        let bad = || format!("{text:?} is not a decimal number");
+        let bad = || NumericError(format!("{text:?} is not a decimal number"));
         let (negative, rest) = match text.as_bytes().first() {
             Some(b'-') => (true, &text[1..]),
             Some(b'+') => (false, &text[1..]),
@@ -73,9 +79,9 @@ impl Numeric {
         let exp = exponent - frac_part.len() as i64;
         let dscale = (-exp).max(0);
         if dscale > MAX_DSCALE {
-            return Err(format!(
+            return Err(NumericError(format!(
                 "{text} has more than {MAX_DSCALE} digits after the decimal point, beyond numeric"
-            ));
+            )));
         }
         let first_nonzero = digits.iter().position(|d| *d != 0);
         let Some(first_nonzero) = first_nonzero else {
@@ -119,7 +125,9 @@ impl Numeric {
         }
         if weight > i16::MAX as i64 || weight < i16::MIN as i64 || groups.len() > i16::MAX as usize
         {
-            return Err(format!("{text} is beyond the range of numeric"));
+            return Err(NumericError(format!(
+                "{text} is beyond the range of numeric"
+            )));
         }
         Ok(Numeric {
             sign: if negative { NUMERIC_NEG } else { NUMERIC_POS },
@@ -146,12 +154,14 @@ impl Numeric {
     ///
     /// # Errors
     /// When the bytes are not a binary `numeric`.
-    pub fn text_of(bytes: &[u8]) -> Result<String, String> {
-        let word = |i: usize| -> Result<[u8; 2], String> {
+    pub fn text_of(bytes: &[u8]) -> Result<String, NumericError> {
+        let word = |i: usize| -> Result<[u8; 2], NumericError> {
             bytes
                 .get(i * 2..i * 2 + 2)
                 .and_then(|b| b.try_into().ok())
-                .ok_or_else(|| format!("a numeric of {} bytes is truncated", bytes.len()))
+                .ok_or_else(|| {
+                    NumericError(format!("a numeric of {} bytes is truncated", bytes.len()))
+                })
         };
         let ndigits = i16::from_be_bytes(word(0)?);
         let weight = i16::from_be_bytes(word(1)?);
@@ -163,9 +173,11 @@ impl Numeric {
             NUMERIC_NINF => return Ok("-Infinity".to_string()),
             _ => {}
         }
-        let digits = (0..usize::try_from(ndigits).map_err(|_| "negative digit count")?)
+        let count = usize::try_from(ndigits)
+            .map_err(|_| NumericError("a numeric with a negative digit count".to_string()))?;
+        let digits = (0..count)
             .map(|i| word(4 + i).map(i16::from_be_bytes))
-            .collect::<Result<Vec<i16>, String>>()?;
+            .collect::<Result<Vec<i16>, NumericError>>()?;
         let digit_at = |w: i32| -> i16 {
             usize::try_from(i32::from(weight) - w)
                 .ok()

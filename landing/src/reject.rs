@@ -3,15 +3,15 @@
 //! Each reject keeps the document's `_id`, the field at fault, the expected and found
 //! types, an excerpt of the value, the error in words, the document as jsonb (when it
 //! can be rendered) and its exact BSON bytes, so nothing is lost and, once the mapping
-//! is fixed, `producer replay` can land it.
+//! is fixed, `consumer replay` can land it.
 
 use bson::{RawBsonRef, RawDocument};
 use common::naming::REJECTS_TABLE;
 
 use crate::cell::{json_cell, Cell};
 use crate::extjson::JsonMode;
+use crate::identifier::quote;
 use crate::mapping::RowError;
-use crate::schema::quote;
 
 /// A document that did not become a row.
 #[derive(Debug, Clone)]
@@ -53,10 +53,7 @@ impl Reject {
             field: db.and_then(|d| d.column()).unwrap_or_default().to_string(),
             expected: None,
             found: String::new(),
-            reason: format!(
-                "PostgreSQL refused the row: {}",
-                crate::error::pg_detail(err)
-            ),
+            reason: format!("PostgreSQL refused the row: {}", crate::pg::detail(err)),
             excerpt: None,
         };
         Reject::new(raw, error)

@@ -12,7 +12,7 @@ use std::collections::HashMap;
 
 use tokio_postgres::Client;
 
-use crate::drift::{self, DriftError};
+use crate::added_columns::{self, RegistryError};
 use crate::mapping::{MappingFile, TablePlan};
 use crate::schema;
 
@@ -30,7 +30,7 @@ impl Plans {
         mapping: &MappingFile,
         collection: &str,
         docs: impl IntoIterator<Item = &'a [u8]>,
-    ) -> Result<&TablePlan, DriftError> {
+    ) -> Result<&TablePlan, RegistryError> {
         let mut plan = match self.ready.remove(collection) {
             Some(plan) => plan,
             None => {
@@ -41,7 +41,7 @@ impl Plans {
         };
         let new = plan.new_fields_in(docs);
         if !new.is_empty() {
-            let added = drift::add(client, &plan, &new).await?;
+            let added = added_columns::add(client, &plan, &new).await?;
             plan = mapping.plan(collection).with_added(&added);
         }
         Ok(self.ready.entry(collection.to_string()).or_insert(plan))
@@ -55,8 +55,8 @@ pub async fn load(
     client: &Client,
     mapping: &MappingFile,
     collection: &str,
-) -> Result<TablePlan, DriftError> {
+) -> Result<TablePlan, RegistryError> {
     let plan = mapping.plan(collection);
-    let added = drift::load(client, &plan.table).await?;
+    let added = added_columns::load(client, &plan.table).await?;
     Ok(plan.with_added(&added))
 }

@@ -11,9 +11,24 @@
 use bytes::BytesMut;
 use tokio_postgres::types::{FromSql, IsNull, ToSql, Type};
 
-use crate::cell::{Cell, ColumnType};
-use crate::mapping::{ChildPlan, Row, TablePlan};
-use crate::numeric::Numeric;
+use landing::cell::Cell;
+use landing::column_type::ColumnType;
+use landing::mapping::{ChildPlan, Row, TablePlan};
+use landing::numeric::{Numeric, NumericError};
+
+/// A value that cannot be put in canonical form: bytes PostgreSQL would not send for
+/// the column's type, or a cell that cannot be encoded.
+#[derive(Debug, thiserror::Error)]
+pub enum FingerprintError {
+    #[error("encoding a value: {0}")]
+    Encode(#[source] Box<dyn std::error::Error + Sync + Send>),
+    #[error(transparent)]
+    Numeric(#[from] NumericError),
+    #[error("jsonb that is not JSON: {0}")]
+    Json(#[from] serde_json::Error),
+    #[error("{0}")]
+    Malformed(String),
+}
 
 /// A value as PostgreSQL sent it, undecoded.
 #[derive(Debug, Clone, Copy)]
@@ -30,29 +45,32 @@ impl<'a> FromSql<'a> for RawValue<'a> {
 }
 
 /// The binary bytes a cell is written as; `None` for NULL.
-pub fn cell_bytes(cell: &Cell, ty: ColumnType) -> Result<Option<Vec<u8>>, String> {
+pub fn cell_bytes(cell: &Cell, ty: ColumnType) -> Result<Option<Vec<u8>>, FingerprintError> {
     let mut out = BytesMut::new();
     match cell.to_sql(&ty.pg_type(), &mut out) {
         Ok(IsNull::Yes) => Ok(None),
         Ok(IsNull::No) => Ok(Some(out.to_vec())),
-        Err(e) => Err(e.to_string()),
+        Err(e) => Err(FingerprintError::Encode(e)),
     }
 }
 
 /// A canonical form of a binary value of type `ty`, equal for equal values.
-pub fn normalized(ty: ColumnType, bytes: &[u8]) -> Result<Vec<u8>, String> {
+pub fn normalized(ty: ColumnType, bytes: &[u8]) -> Result<Vec<u8>, FingerprintError> {
     if let Some(element) = ty.element() {
         return normalized_array(element, bytes);
     }
     match ty {
-        ColumnType::Numeric => Numeric::text_of(bytes).map(String::into_bytes),
+        ColumnType::Numeric => Ok(Numeric::text_of(bytes)?.into_bytes()),
         ColumnType::Jsonb => {
             let text = match bytes.split_first() {
                 Some((1, text)) => text,
-                _ => return Err("jsonb of an unknown binary version".to_string()),
+                _ => {
+                    return Err(FingerprintError::Malformed(
+                        "jsonb of an unknown binary version".to_string(),
+                    ))
+                }
             };
-            let value: serde_json::Value =
-                serde_json::from_slice(text).map_err(|e| format!("jsonb that is not JSON: {e}"))?;
+            let value: serde_json::Value = serde_json::from_slice(text)?;
             let mut out = String::new();
             canonical_json(&value, &mut out);
             Ok(out.into_bytes())
@@ -93,7 +111,7 @@ fn canonical_json(value: &serde_json::Value, out: &mut String) {
 }
 
 /// A one-dimensional binary array as its element count and canonical elements.
-fn normalized_array(element: ColumnType, bytes: &[u8]) -> Result<Vec<u8>, String> {
+fn normalized_array(element: ColumnType, bytes: &[u8]) -> Result<Vec<u8>, FingerprintError> {
     let mut reader = Reader(bytes);
     let ndim = reader.i32()?;
     let _has_null = reader.i32()?;
@@ -105,7 +123,11 @@ fn normalized_array(element: ColumnType, bytes: &[u8]) -> Result<Vec<u8>, String
             let _lower = reader.i32()?;
             count
         }
-        n => return Err(format!("an array of {n} dimensions")),
+        n => {
+            return Err(FingerprintError::Malformed(format!(
+                "an array of {n} dimensions"
+            )))
+        }
     };
     let mut out = Vec::new();
     out.extend_from_slice(&count.to_be_bytes());
@@ -125,16 +147,16 @@ fn normalized_array(element: ColumnType, bytes: &[u8]) -> Result<Vec<u8>, String
 struct Reader<'a>(&'a [u8]);
 
 impl<'a> Reader<'a> {
-    fn take(&mut self, n: usize) -> Result<&'a [u8], String> {
+    fn take(&mut self, n: usize) -> Result<&'a [u8], FingerprintError> {
         if self.0.len() < n {
-            return Err("a truncated array".to_string());
+            return Err(FingerprintError::Malformed("a truncated array".to_string()));
         }
         let (head, rest) = self.0.split_at(n);
         self.0 = rest;
         Ok(head)
     }
 
-    fn i32(&mut self) -> Result<i32, String> {
+    fn i32(&mut self) -> Result<i32, FingerprintError> {
         let bytes = self.take(4)?;
         Ok(i32::from_be_bytes([bytes[0], bytes[1], bytes[2], bytes[3]]))
     }
@@ -151,7 +173,7 @@ impl Fingerprint {
     pub fn of_row<'v>(
         table: Option<usize>,
         values: impl IntoIterator<Item = (ColumnType, Option<&'v [u8]>)>,
-    ) -> Result<Fingerprint, String> {
+    ) -> Result<Fingerprint, FingerprintError> {
         let mut hasher = blake3::Hasher::new();
         hasher.update(&table.map_or(-1_i64, |n| n as i64).to_be_bytes());
         for (ty, value) in values {
@@ -178,7 +200,7 @@ impl Fingerprint {
     }
 
     /// A document's fingerprint: its row and its child rows, as the mapping writes them.
-    pub fn of_document(plan: &TablePlan, row: &Row) -> Result<Fingerprint, String> {
+    pub fn of_document(plan: &TablePlan, row: &Row) -> Result<Fingerprint, FingerprintError> {
         let mut total = Fingerprint::of_cells(None, plan.columns.iter().map(|c| c.ty), &row.cells)?;
         let parent_type = plan.primary_key_type().unwrap_or(ColumnType::Text);
         for (i, (child, rows)) in plan.children.iter().zip(&row.children).enumerate() {
@@ -197,11 +219,11 @@ impl Fingerprint {
         table: Option<usize>,
         types: impl Iterator<Item = ColumnType>,
         cells: &[Cell],
-    ) -> Result<Fingerprint, String> {
+    ) -> Result<Fingerprint, FingerprintError> {
         let encoded = types
             .zip(cells)
             .map(|(ty, cell)| cell_bytes(cell, ty).map(|bytes| (ty, bytes)))
-            .collect::<Result<Vec<_>, String>>()?;
+            .collect::<Result<Vec<_>, FingerprintError>>()?;
         Fingerprint::of_row(table, encoded.iter().map(|(ty, b)| (*ty, b.as_deref())))
     }
 }
@@ -236,8 +258,8 @@ mod tests {
         );
         let theirs = [0, 3, 0, 0, 0, 0, 0, 2, 0, 1, 0x13, 0x88, 0, 0];
         assert_eq!(
-            normalized(ColumnType::Numeric, &ours),
-            normalized(ColumnType::Numeric, &theirs)
+            normalized(ColumnType::Numeric, &ours).expect("ours"),
+            normalized(ColumnType::Numeric, &theirs).expect("theirs")
         );
         let ours = bytes(
             &Cell::Jsonb(r#"{"b":1,"a":[true]}"#.into()),
@@ -245,13 +267,13 @@ mod tests {
         );
         let theirs = b"\x01{\"a\": [true], \"b\": 1}";
         assert_eq!(
-            normalized(ColumnType::Jsonb, &ours),
-            normalized(ColumnType::Jsonb, theirs)
+            normalized(ColumnType::Jsonb, &ours).expect("ours"),
+            normalized(ColumnType::Jsonb, theirs).expect("theirs")
         );
         let other = b"\x01{\"a\": [false], \"b\": 1}";
         assert_ne!(
-            normalized(ColumnType::Jsonb, &ours),
-            normalized(ColumnType::Jsonb, other)
+            normalized(ColumnType::Jsonb, &ours).expect("ours"),
+            normalized(ColumnType::Jsonb, other).expect("other")
         );
     }
 
@@ -273,8 +295,9 @@ mod tests {
         assert_ne!(a, array(Cell::Numeric(Numeric::parse("1.5").expect("n"))));
         let empty = Cell::Array(ColumnType::Text, vec![]);
         assert_eq!(
-            normalized(ColumnType::TextArray, &bytes(&empty, ColumnType::TextArray)),
-            Ok(0_i32.to_be_bytes().to_vec())
+            normalized(ColumnType::TextArray, &bytes(&empty, ColumnType::TextArray))
+                .expect("normalizes"),
+            0_i32.to_be_bytes().to_vec()
         );
     }
 

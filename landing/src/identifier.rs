@@ -13,6 +13,11 @@
 
 use std::collections::HashSet;
 
+/// Quotes an identifier for SQL: always, so any collection or field name is safe.
+pub fn quote(ident: &str) -> String {
+    format!("\"{}\"", ident.replace('"', "\"\""))
+}
+
 /// PostgreSQL's identifier limit (`NAMEDATALEN - 1`).
 pub const MAX_IDENTIFIER_BYTES: usize = 63;
 const KEPT_BYTES: usize = 54;
@@ -67,6 +72,12 @@ pub fn fitted(wanted: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn identifiers_are_always_quoted() {
+        assert_eq!(quote("users"), "\"users\"");
+        assert_eq!(quote("we\"ird"), "\"we\"\"ird\"");
+    }
 
     #[test]
     fn short_distinct_names_are_kept() {

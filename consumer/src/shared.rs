@@ -1,0 +1,22 @@
+//! What the writers of one consumer process share: where to write, the mapping, the
+//! broker, the counters and the delivery settings. Built once by [`crate::pool::run`].
+
+use std::time::Duration;
+
+use common::broker::Broker;
+use common::naming::RunName;
+use landing::mapping::MappingFile;
+
+use crate::stats::Stats;
+
+/// What the writers of a process share.
+pub struct Shared {
+    pub run: RunName,
+    pub database_url: String,
+    pub mapping: MappingFile,
+    pub broker: Broker,
+    pub stats: Stats,
+    pub ack_wait: Duration,
+    pub max_deliver: usize,
+    pub prefetch: usize,
+}

@@ -1,0 +1,214 @@
+//! BSON value to cell: exact conversions, or a [`CellError`] saying why not.
+
+use bson::spec::BinarySubtype;
+use bson::RawBsonRef;
+
+use super::{type_name, Cell, CellError, Refused, ValueOptions};
+use crate::column_type::ColumnType;
+use crate::extjson::JsonMode;
+use crate::numeric::Numeric;
+
+pub(super) const PG_EPOCH_MS: i64 = 946_684_800_000;
+/// PostgreSQL's timestamp range in microseconds from its epoch: 4713-01-01 BC to
+/// 294276-12-31 AD (`MIN_TIMESTAMP` and `END_TIMESTAMP` in its source).
+const PG_MIN_MICROS: i64 = -211_813_488_000_000_000;
+const PG_END_MICROS: i64 = 9_223_371_331_200_000_000;
+/// Integers a double represents exactly.
+const F64_EXACT: i64 = 1 << 53;
+
+impl Cell {
+    /// Converts a field's value (`None` when the field is absent) for a column.
+    pub fn convert(
+        value: Option<RawBsonRef<'_>>,
+        ty: ColumnType,
+        options: &ValueOptions,
+    ) -> Result<Cell, CellError> {
+        let Some(value) = value else {
+            return Ok(Cell::Null);
+        };
+        let found = type_name(value);
+        let refuse = |reason: String| CellError {
+            expected: ty,
+            found,
+            reason,
+        };
+        let wrong_type = || refuse(format!("a {found} value cannot be stored as {}", ty.sql()));
+        if matches!(value, RawBsonRef::Null | RawBsonRef::Undefined) {
+            return Ok(Cell::Null);
+        }
+        if let Some(element) = ty.element() {
+            let RawBsonRef::Array(array) = value else {
+                return Err(wrong_type());
+            };
+            let mut cells = Vec::new();
+            for (i, item) in array.into_iter().enumerate() {
+                let item = item.map_err(|e| refuse(format!("unreadable BSON: {e}")))?;
+                let cell = Cell::convert(Some(item), element, options).map_err(|e| CellError {
+                    expected: ty,
+                    found: e.found,
+                    reason: format!("element {i}: {}", e.reason),
+                })?;
+                cells.push(cell);
+            }
+            return Ok(Cell::Array(element, cells));
+        }
+        match ty {
+            ColumnType::Jsonb => json_cell(value, options.json).map_err(|r| refuse(r.0)),
+            ColumnType::Text => match value {
+                RawBsonRef::String(s) | RawBsonRef::Symbol(s) => {
+                    text_cell(s).map_err(|r| refuse(r.0))
+                }
+                RawBsonRef::ObjectId(oid) => Ok(Cell::Text(oid.to_hex())),
+                _ => Err(wrong_type()),
+            },
+            ColumnType::Int4 => match value {
+                RawBsonRef::Int32(v) => Ok(Cell::Int4(v)),
+                RawBsonRef::Int64(v) => i32::try_from(v)
+                    .map(Cell::Int4)
+                    .map_err(|_| refuse(format!("{v} is out of range for int4"))),
+                _ => Err(wrong_type()),
+            },
+            ColumnType::Int8 => match value {
+                RawBsonRef::Int32(v) => Ok(Cell::Int8(v.into())),
+                RawBsonRef::Int64(v) => Ok(Cell::Int8(v)),
+                // t·2³² + i: one number, ordered as the timestamps are.
+                RawBsonRef::Timestamp(ts) => {
+                    i64::try_from((u64::from(ts.time) << 32) | u64::from(ts.increment))
+                        .map(Cell::Int8)
+                        .map_err(|_| refuse(format!("timestamp t={} does not fit int8", ts.time)))
+                }
+                _ => Err(wrong_type()),
+            },
+            ColumnType::Float8 => match value {
+                RawBsonRef::Double(v) => Ok(Cell::Float8(v)),
+                RawBsonRef::Int32(v) => Ok(Cell::Float8(v.into())),
+                RawBsonRef::Int64(v) if v.abs() <= F64_EXACT => Ok(Cell::Float8(v as f64)),
+                RawBsonRef::Int64(v) => Err(refuse(format!(
+                    "{v} cannot be stored exactly as float8; map the field as int8 or numeric"
+                ))),
+                _ => Err(wrong_type()),
+            },
+            ColumnType::Numeric => {
+                let text = match value {
+                    RawBsonRef::Decimal128(d) => d.to_string(),
+                    RawBsonRef::Int32(v) => v.to_string(),
+                    RawBsonRef::Int64(v) => v.to_string(),
+                    // Rust prints the shortest text that reads back as the same double.
+                    RawBsonRef::Double(v) if v.is_nan() => "NaN".to_string(),
+                    RawBsonRef::Double(v) if v.is_infinite() => {
+                        if v > 0.0 { "Infinity" } else { "-Infinity" }.to_string()
+                    }
+                    RawBsonRef::Double(v) => format!("{v:?}"),
+                    _ => return Err(wrong_type()),
+                };
+                Numeric::parse(&text)
+                    .map(Cell::Numeric)
+                    .map_err(|e| refuse(e.0))
+            }
+            ColumnType::Bool => match value {
+                RawBsonRef::Boolean(v) => Ok(Cell::Bool(v)),
+                _ => Err(wrong_type()),
+            },
+            ColumnType::Timestamptz => match value {
+                RawBsonRef::DateTime(dt) => {
+                    timestamp_cell(dt.timestamp_millis()).map_err(|r| refuse(r.0))
+                }
+                _ => Err(wrong_type()),
+            },
+            ColumnType::Uuid => match value {
+                RawBsonRef::Binary(bin) if bin.subtype == BinarySubtype::Uuid => {
+                    <[u8; 16]>::try_from(bin.bytes)
+                        .map(Cell::Uuid)
+                        .map_err(|_| {
+                            refuse(format!("a UUID of {} bytes instead of 16", bin.bytes.len()))
+                        })
+                }
+                RawBsonRef::Binary(bin) if bin.subtype == BinarySubtype::UuidOld => {
+                    let Some(legacy) = options.legacy_uuid else {
+                        return Err(refuse(
+                            "a legacy UUID (subtype 3) has a driver-specific byte order; set legacy_uuid in the mapping".to_string(),
+                        ));
+                    };
+                    <[u8; 16]>::try_from(bin.bytes)
+                        .map(|bytes| Cell::Uuid(legacy.standard(bytes)))
+                        .map_err(|_| {
+                            refuse(format!("a UUID of {} bytes instead of 16", bin.bytes.len()))
+                        })
+                }
+                RawBsonRef::Binary(bin) => Err(refuse(format!(
+                    "binary subtype {:?} is not a UUID (subtype 4)",
+                    bin.subtype
+                ))),
+                _ => Err(wrong_type()),
+            },
+            ColumnType::Bytea => match value {
+                RawBsonRef::Binary(bin) => Ok(Cell::Bytea(bin.bytes.to_vec())),
+                RawBsonRef::ObjectId(oid) => Ok(Cell::Bytea(oid.bytes().to_vec())),
+                _ => Err(wrong_type()),
+            },
+            // Array types were handled above, element by element.
+            _ => Err(wrong_type()),
+        }
+    }
+
+    /// The `_id` as text, whatever its type, so every document lands in the default
+    /// table: strings as they are, ObjectIds as 24 hex digits, anything else as
+    /// canonical Extended JSON (`{"$numberInt":"5"}`), which keeps `5` and `"5"` apart.
+    pub fn id_text(value: Option<RawBsonRef<'_>>) -> Result<Cell, CellError> {
+        match value {
+            Some(RawBsonRef::String(s)) => text_cell(s).map_err(|Refused(reason)| CellError {
+                expected: ColumnType::Text,
+                found: "string",
+                reason,
+            }),
+            Some(RawBsonRef::ObjectId(oid)) => Ok(Cell::Text(oid.to_hex())),
+            Some(other) => match json_cell(other, JsonMode::Canonical) {
+                Ok(Cell::Jsonb(json)) => Ok(Cell::Text(json)),
+                Ok(_) => Ok(Cell::Null),
+                Err(Refused(reason)) => Err(CellError {
+                    expected: ColumnType::Text,
+                    found: type_name(other),
+                    reason,
+                }),
+            },
+            None => Err(CellError {
+                expected: ColumnType::Text,
+                found: "missing",
+                reason: "the document has no _id".to_string(),
+            }),
+        }
+    }
+}
+
+fn text_cell(s: &str) -> Result<Cell, Refused> {
+    if s.contains('\0') {
+        return Err(Refused(
+            "the string holds a NUL byte, which PostgreSQL text cannot store".to_string(),
+        ));
+    }
+    Ok(Cell::Text(s.to_string()))
+}
+
+fn timestamp_cell(millis: i64) -> Result<Cell, Refused> {
+    let micros = millis
+        .checked_sub(PG_EPOCH_MS)
+        .and_then(|ms| ms.checked_mul(1000))
+        .filter(|us| (PG_MIN_MICROS..PG_END_MICROS).contains(us));
+    micros
+        .map(Cell::Timestamptz)
+        .ok_or_else(|| Refused(format!("date {millis} ms from 1970 is outside PostgreSQL's timestamptz range (4713 BC to 294276 AD)")))
+}
+
+/// A value as Extended JSON, refused when a string holds a NUL byte (jsonb cannot
+/// store `\u0000`), with the path of that string.
+pub fn json_cell(value: RawBsonRef<'_>, mode: JsonMode) -> Result<Cell, Refused> {
+    let mut text = String::new();
+    crate::extjson::write_value(value, mode, &mut text).map_err(|e| {
+        Refused(if e.path.is_empty() {
+            format!("the value {}", e.reason)
+        } else {
+            format!("the string at {:?} {}", e.path.join("."), e.reason)
+        })
+    })?;
+    Ok(Cell::Jsonb(text))
+}

@@ -1,0 +1,152 @@
+use super::convert::PG_EPOCH_MS;
+use super::*;
+use crate::column_type::ColumnType;
+use bson::spec::BinarySubtype;
+use bson::{rawdoc, Binary, DateTime, Decimal128};
+
+fn convert(doc: &bson::RawDocumentBuf, ty: ColumnType) -> Result<Cell, CellError> {
+    Cell::convert(
+        doc.get("v").expect("readable"),
+        ty,
+        &ValueOptions::default(),
+    )
+}
+
+#[test]
+fn exact_conversions() {
+    assert_eq!(
+        convert(&rawdoc! { "v": 7 }, ColumnType::Int8),
+        Ok(Cell::Int8(7))
+    );
+    assert_eq!(
+        convert(&rawdoc! { "v": 7_i64 }, ColumnType::Int4),
+        Ok(Cell::Int4(7))
+    );
+    assert_eq!(
+        convert(&rawdoc! { "v": 2.5 }, ColumnType::Float8),
+        Ok(Cell::Float8(2.5))
+    );
+    assert_eq!(convert(&rawdoc! {}, ColumnType::Int8), Ok(Cell::Null));
+    assert_eq!(
+        convert(&rawdoc! { "v": bson::RawBson::Null }, ColumnType::Bool),
+        Ok(Cell::Null)
+    );
+    let d: Decimal128 = "1.50".parse().expect("decimal");
+    assert_eq!(
+        convert(&rawdoc! { "v": d }, ColumnType::Numeric),
+        Ok(Cell::Numeric(Numeric::parse("1.50").expect("numeric")))
+    );
+    assert_eq!(
+        convert(
+            &rawdoc! { "v": DateTime::from_millis(PG_EPOCH_MS + 1) },
+            ColumnType::Timestamptz
+        ),
+        Ok(Cell::Timestamptz(1000))
+    );
+    let uuid = Binary {
+        subtype: BinarySubtype::Uuid,
+        bytes: vec![7; 16],
+    };
+    assert_eq!(
+        convert(&rawdoc! { "v": uuid }, ColumnType::Uuid),
+        Ok(Cell::Uuid([7; 16]))
+    );
+}
+
+#[test]
+fn lossy_or_wrong_values_are_refused_with_a_reason() {
+    let err = convert(&rawdoc! { "v": "x" }, ColumnType::Int4).expect_err("refused");
+    assert_eq!((err.expected, err.found), (ColumnType::Int4, "string"));
+    let err = convert(&rawdoc! { "v": 1_i64 << 40 }, ColumnType::Int4).expect_err("refused");
+    assert!(err.reason.contains("out of range"), "{}", err.reason);
+    assert!(convert(&rawdoc! { "v": (1_i64 << 53) + 1 }, ColumnType::Float8).is_err());
+    let err = convert(&rawdoc! { "v": "a\0b" }, ColumnType::Text).expect_err("refused");
+    assert!(err.reason.contains("NUL"), "{}", err.reason);
+    let err = convert(&rawdoc! { "v": { "k": "a\0b" } }, ColumnType::Jsonb).expect_err("refused");
+    assert!(err.reason.contains("\"k\""), "{}", err.reason);
+    assert!(convert(&rawdoc! { "v": DateTime::MAX }, ColumnType::Timestamptz).is_err());
+}
+
+#[test]
+fn arrays_legacy_uuids_object_ids_and_timestamps() {
+    assert_eq!(
+        convert(
+            &rawdoc! { "v": [1, 2_i64, bson::RawBson::Null] },
+            ColumnType::Int8Array
+        ),
+        Ok(Cell::Array(
+            ColumnType::Int8,
+            vec![Cell::Int8(1), Cell::Int8(2), Cell::Null]
+        ))
+    );
+    let err = convert(&rawdoc! { "v": [1, "two"] }, ColumnType::Int8Array).expect_err("mixed");
+    assert!(err.reason.starts_with("element 1:"), "{}", err.reason);
+    assert!(convert(&rawdoc! { "v": 1 }, ColumnType::TextArray).is_err());
+
+    let bytes: Vec<u8> = (0..16).collect();
+    let legacy = rawdoc! { "v": Binary { subtype: BinarySubtype::UuidOld, bytes: bytes.clone() } };
+    assert!(
+        convert(&legacy, ColumnType::Uuid).is_err(),
+        "refused unless asked"
+    );
+    let java = ValueOptions {
+        legacy_uuid: Some(LegacyUuid::Java),
+        ..ValueOptions::default()
+    };
+    assert_eq!(
+        Cell::convert(legacy.get("v").expect("readable"), ColumnType::Uuid, &java),
+        Ok(Cell::Uuid([
+            7, 6, 5, 4, 3, 2, 1, 0, 15, 14, 13, 12, 11, 10, 9, 8
+        ]))
+    );
+    let csharp = ValueOptions {
+        legacy_uuid: Some(LegacyUuid::Csharp),
+        ..ValueOptions::default()
+    };
+    assert_eq!(
+        Cell::convert(
+            legacy.get("v").expect("readable"),
+            ColumnType::Uuid,
+            &csharp
+        ),
+        Ok(Cell::Uuid([
+            3, 2, 1, 0, 5, 4, 7, 6, 8, 9, 10, 11, 12, 13, 14, 15
+        ]))
+    );
+
+    let oid = bson::oid::ObjectId::new();
+    assert_eq!(
+        convert(&rawdoc! { "v": oid }, ColumnType::Bytea),
+        Ok(Cell::Bytea(oid.bytes().to_vec()))
+    );
+    let ts = bson::Timestamp {
+        time: 3,
+        increment: 4,
+    };
+    assert_eq!(
+        convert(&rawdoc! { "v": ts }, ColumnType::Int8),
+        Ok(Cell::Int8((3 << 32) | 4))
+    );
+    assert!(convert(&rawdoc! { "v": ts }, ColumnType::Timestamptz).is_err());
+}
+
+#[test]
+fn excerpts_are_short_and_show_nul_bytes() {
+    let long = "x".repeat(500);
+    let text = excerpt(rawdoc! { "v": long }.get("v").expect("r").expect("v"));
+    assert_eq!(text.chars().count(), 201);
+    let text = excerpt(rawdoc! { "v": "a\0b" }.get("v").expect("r").expect("v"));
+    assert_eq!(text, r#""a\0b""#);
+}
+
+#[test]
+fn ids_of_any_type_become_distinct_text() {
+    let id = |doc: bson::RawDocumentBuf| Cell::id_text(doc.get("_id").expect("readable"));
+    assert_eq!(id(rawdoc! { "_id": "5" }), Ok(Cell::Text("5".into())));
+    assert_eq!(
+        id(rawdoc! { "_id": 5 }),
+        Ok(Cell::Text(r#"{"$numberInt":"5"}"#.into()))
+    );
+    let oid = bson::oid::ObjectId::new();
+    assert_eq!(id(rawdoc! { "_id": oid }), Ok(Cell::Text(oid.to_hex())));
+}

@@ -1,0 +1,239 @@
+//! The one transaction that lands mapped documents: a claim, their rows (binary COPY),
+//! their rejects, commit. The writers, `consumer replay` and `verify --repair` all land
+//! through [`land`]; they differ only in their [`Claim`], the first statement of the
+//! transaction, which is what makes each of them safe to run twice:
+//!
+//! | claim | first statement | a second try |
+//! |---|---|---|
+//! | [`Claim::Batch`] | insert the batch's ledger row | finds the key taken: a duplicate, nothing written |
+//! | [`Claim::Rejects`] | delete the rejects being landed | finds them gone: taken by another replay |
+//! | [`Claim::Replace`] | delete the documents' rows and rejects | replaces them again, the same way |
+//!
+//! The ledger row is inserted first: a second writer holding the same batch (a
+//! redelivery racing the original) blocks on that key until the first transaction
+//! ends, then finds it taken. The common case costs one COPY and no savepoint; only a
+//! batch with a row PostgreSQL refuses is landed again with refused rows isolated
+//! (see [`crate::copy`]).
+
+use common::naming::{LEDGER_TABLE, REJECTS_TABLE};
+use tokio_postgres::types::ToSql;
+use tokio_postgres::{Client, Transaction};
+use tracing::Instrument;
+
+use crate::cell::Cell;
+use crate::copy::{copy_isolating, copy_rows};
+use crate::identifier::quote;
+use crate::mapped::Mapped;
+use crate::mapping::{ChildPlan, TablePlan};
+use crate::pg::{self, Doing, PgError};
+use crate::reject::{self, Origin, Reject};
+
+/// What makes a landing safe to run twice; the first statement of its transaction.
+#[derive(Debug, Clone, Copy)]
+pub enum Claim<'a> {
+    /// A batch from the stream, landed once: its ledger row (keyed by the batch id)
+    /// is inserted first; a batch already in the ledger is a duplicate.
+    Batch { seq: u64 },
+    /// Rejects landed again by `consumer replay`: they leave the rejects table, and
+    /// what lands moves from rejected to written on the batch's ledger row. When
+    /// another replay has taken any of them, nothing is written.
+    Rejects { ids: &'a [i64] },
+    /// Documents landed again by `verify --repair`: the rows and child rows with these
+    /// keys, and the rejects of these `_id`s, are deleted first.
+    Replace {
+        keys: &'a [Cell],
+        doc_ids: &'a [&'a str],
+    },
+}
+
+/// What a landing did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Landed {
+    Committed {
+        rows: u64,
+        rejects: u64,
+    },
+    /// The claim was taken already (the batch is in the ledger, or the rejects were
+    /// landed by another replay): nothing was written.
+    AlreadyClaimed,
+}
+
+/// Lands `batch` in one transaction: claim, COPY, rejects, commit.
+///
+/// # Errors
+/// [`PgError`] when PostgreSQL fails the transaction; nothing of it is kept. Rows
+/// PostgreSQL refuses are not errors: they become rejects.
+pub async fn land(
+    client: &mut Client,
+    plan: &TablePlan,
+    origin: &Origin<'_>,
+    claim: Claim<'_>,
+    batch: &Mapped<'_>,
+) -> Result<Landed, PgError> {
+    let tx = client
+        .transaction()
+        .await
+        .doing("beginning a transaction")?;
+    if !claimed(&tx, plan, origin, claim, batch).await? {
+        tx.rollback().await.doing("rolling back")?;
+        return Ok(Landed::AlreadyClaimed);
+    }
+    let copied = copy_rows(&tx, plan, &batch.rows)
+        .instrument(tracing::info_span!("copy", table = %plan.table, rows = batch.rows.len()))
+        .await;
+    match copied {
+        Ok(rows) => finish(tx, origin, claim, batch, rows, Vec::new()).await,
+        Err(err) if pg::is_row_error(&err) => {
+            tx.rollback().await.doing("rolling back")?;
+            tracing::info!(batch = origin.batch_id, error = %pg::detail(&err),
+                "PostgreSQL refused a row; isolating the refused rows");
+            let tx = client
+                .transaction()
+                .await
+                .doing("beginning a transaction")?;
+            if !claimed(&tx, plan, origin, claim, batch).await? {
+                tx.rollback().await.doing("rolling back")?;
+                return Ok(Landed::AlreadyClaimed);
+            }
+            let (rows, refused) = copy_isolating(&tx, plan, &batch.rows, &batch.sources)
+                .await
+                .doing(&format!("copying rows into {}", plan.table))?;
+            finish(tx, origin, claim, batch, rows, refused).await
+        }
+        Err(err) => Err(PgError::new(
+            format!("copying rows into {}", plan.table),
+            err,
+        )),
+    }
+}
+
+/// The claim's statements; false when the claim was taken already.
+async fn claimed(
+    tx: &Transaction<'_>,
+    plan: &TablePlan,
+    origin: &Origin<'_>,
+    claim: Claim<'_>,
+    batch: &Mapped<'_>,
+) -> Result<bool, PgError> {
+    match claim {
+        Claim::Batch { seq } => {
+            let inserted = tx
+                .execute(
+                    &format!(
+                        "INSERT INTO {} (batch_id, run, collection, seq, target_table, rows_written, rows_rejected)
+                         VALUES ($1, $2, $3, $4, $5, $6, $7) ON CONFLICT (batch_id) DO NOTHING",
+                        quote(LEDGER_TABLE)
+                    ),
+                    &[
+                        &origin.batch_id,
+                        &origin.run,
+                        &origin.collection,
+                        &(seq as i64),
+                        &plan.table,
+                        &count(batch.rows.len()),
+                        &count(batch.rejects.len()),
+                    ],
+                )
+                .await
+                .doing("claiming the batch in the ledger")?;
+            Ok(inserted == 1)
+        }
+        Claim::Rejects { ids } => {
+            let taken = tx
+                .execute(
+                    &format!("DELETE FROM {} WHERE id = ANY($1)", quote(REJECTS_TABLE)),
+                    &[&ids],
+                )
+                .await
+                .doing("taking the rejects to replay")?;
+            Ok(taken == ids.len() as u64)
+        }
+        Claim::Replace { keys, doc_ids } => {
+            if let Some(pk) = plan.primary_key {
+                let pk_type = plan.columns[pk].ty.sql();
+                let tables = std::iter::once((&plan.table, plan.columns[pk].name.as_str())).chain(
+                    plan.children
+                        .iter()
+                        .map(|child| (&child.table, ChildPlan::COLUMNS[0])),
+                );
+                for (table, key_column) in tables {
+                    tx.execute(
+                        &format!(
+                            "DELETE FROM {} WHERE {} = ANY($1::{pk_type}[])",
+                            quote(table),
+                            quote(key_column)
+                        ),
+                        &[&keys as &(dyn ToSql + Sync)],
+                    )
+                    .await
+                    .doing(&format!("deleting the rows to replace from {table}"))?;
+                }
+            }
+            tx.execute(
+                &format!(
+                    "DELETE FROM {} WHERE collection = $1 AND doc_id = ANY($2)",
+                    quote(REJECTS_TABLE)
+                ),
+                &[&origin.collection, &doc_ids],
+            )
+            .await
+            .doing("deleting the rejects to replace")?;
+            Ok(true)
+        }
+    }
+}
+
+/// Rejects, the ledger's counts, commit.
+async fn finish(
+    tx: Transaction<'_>,
+    origin: &Origin<'_>,
+    claim: Claim<'_>,
+    batch: &Mapped<'_>,
+    rows: u64,
+    refused: Vec<Reject>,
+) -> Result<Landed, PgError> {
+    let rejects: Vec<&Reject> = batch.rejects.iter().chain(refused.iter()).collect();
+    reject::insert(&tx, origin, &rejects)
+        .await
+        .doing("recording the rejects")?;
+    let ledger = quote(LEDGER_TABLE);
+    match claim {
+        // The claim counted every mapped row as written.
+        Claim::Batch { .. } if !refused.is_empty() => {
+            tx.execute(
+                &format!(
+                    "UPDATE {ledger} SET rows_written = $2, rows_rejected = $3 WHERE batch_id = $1"
+                ),
+                &[
+                    &origin.batch_id,
+                    &count(rows as usize),
+                    &count(rejects.len()),
+                ],
+            )
+            .await
+            .doing("counting the refused rows in the ledger")?;
+        }
+        Claim::Rejects { .. } => {
+            tx.execute(
+                &format!("UPDATE {ledger} SET rows_written = rows_written + $2, rows_rejected = rows_rejected - $2 WHERE batch_id = $1"),
+                &[&origin.batch_id, &count(rows as usize)],
+            )
+            .await
+            .doing("moving the landed rejects to written in the ledger")?;
+        }
+        Claim::Batch { .. } | Claim::Replace { .. } => {}
+    }
+    tx.commit()
+        .instrument(tracing::info_span!("commit"))
+        .await
+        .doing("committing")?;
+    Ok(Landed::Committed {
+        rows,
+        rejects: rejects.len() as u64,
+    })
+}
+
+/// A count for the ledger's `integer` columns; a batch is far below 2³¹ documents.
+fn count(n: usize) -> i32 {
+    i32::try_from(n).unwrap_or(i32::MAX)
+}

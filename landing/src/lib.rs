@@ -1,0 +1,45 @@
+//! The PostgreSQL side of a migration, shared by the consumer (which lands batches),
+//! `consumer replay` (which lands rejects again) and the producer's `verify --repair`
+//! and `infer`.
+//!
+//! # Layout
+//! Vocabulary, no I/O:
+//! - [`column_type`]: the column types a mapping may name.
+//! - [`cell`]: a BSON value converted for a column, exactly or refused, and its
+//!   binary COPY bytes.
+//! - [`numeric`]: PostgreSQL's binary `numeric` format.
+//! - [`extjson`]: raw BSON to Extended JSON text, in one pass.
+//! - [`identifier`]: quoting, and deterministic names for long or colliding fields.
+//! - [`mapping`]: the mapping file, a collection's [`TablePlan`](mapping::TablePlan),
+//!   and how one document becomes its rows (or a [`RowError`](mapping::RowError)).
+//! - [`mapped`]: a batch of documents mapped to rows and rejects, the one loop that
+//!   does it.
+//!
+//! Talking to PostgreSQL:
+//! - [`pg`]: connecting, and which errors are worth retrying.
+//! - [`schema`]: the bookkeeping tables and the target tables.
+//! - [`added_columns`]: columns added for new fields while several writers run.
+//! - [`plans`]: the plans a connection lands with, kept current with added columns.
+//! - [`copy`]: binary COPY of rows, with refused rows isolated.
+//! - [`reject`]: documents that could not become rows, kept with their reason.
+//! - [`landing`](mod@landing): the one transaction that lands a batch: its claim
+//!   (ledger row, rejects taken back, or rows replaced), COPY, rejects, commit.
+//!
+//! Data path: raw BSON → [`Mapped::map`](mapped::Mapped::map) (rows and rejects) →
+//! [`land`](landing::land): BEGIN, claim, binary COPY (refused rows isolated under
+//! savepoints), rejects, COMMIT.
+
+pub mod added_columns;
+pub mod cell;
+pub mod column_type;
+pub mod copy;
+pub mod extjson;
+pub mod identifier;
+pub mod landing;
+pub mod mapped;
+pub mod mapping;
+pub mod numeric;
+pub mod pg;
+pub mod plans;
+pub mod reject;
+pub mod schema;

@@ -1,0 +1,270 @@
+//! The mapping file, as written and checked.
+
+use std::collections::{BTreeMap, HashSet};
+use std::path::Path;
+
+use serde::{Deserialize, Serialize};
+
+use super::new_fields::NewFields;
+use super::plan::TablePlan;
+use crate::cell::LegacyUuid;
+use crate::column_type::ColumnType;
+use crate::extjson::JsonMode;
+use crate::identifier::MAX_IDENTIFIER_BYTES;
+
+/// The column that keeps the fields no other column reads.
+pub const EXTRA_COLUMN: &str = "_extra";
+/// The column listing mapped fields absent from the document (`missing = "distinct"`).
+pub const MISSING_COLUMN: &str = "_missing";
+
+/// The mapping file.
+#[derive(Debug, Clone, Default, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct MappingFile {
+    #[serde(default)]
+    pub collections: BTreeMap<String, CollectionMapping>,
+}
+
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct CollectionMapping {
+    /// Target table; the collection's name when absent.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub table: Option<String>,
+    pub columns: Vec<ColumnMapping>,
+    /// Arrays landed as child tables, one row per element.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub children: Vec<ChildMapping>,
+    #[serde(default)]
+    pub json: JsonMode,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub legacy_uuid: Option<LegacyUuid>,
+    #[serde(default)]
+    pub missing: Missing,
+    #[serde(default)]
+    pub new_fields: NewFields,
+    /// How many columns `new_fields = "columns"` may add to the table; later new fields
+    /// land in `_extra`. A collection that uses keys as data (a key per day, per user)
+    /// would otherwise grow the table to PostgreSQL's 1,600 columns and stop.
+    #[serde(default = "default_max_new_columns")]
+    pub max_new_columns: usize,
+}
+
+/// The default `max_new_columns`.
+pub const DEFAULT_MAX_NEW_COLUMNS: usize = 100;
+
+fn default_max_new_columns() -> usize {
+    DEFAULT_MAX_NEW_COLUMNS
+}
+
+/// PostgreSQL's limit on a table's columns.
+const MAX_TABLE_COLUMNS: usize = 1600;
+
+/// Whether a missing field and a null one can be told apart in the table.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Missing {
+    /// Both are NULL.
+    #[default]
+    Null,
+    /// Both are NULL, and `_missing` lists the paths that were absent.
+    Distinct,
+}
+
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct ColumnMapping {
+    /// The column's name; generated from the path when absent (`address.city` →
+    /// `address_city`, see [`identifier`]).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub name: Option<String>,
+    /// Dotted path of the source field.
+    pub path: String,
+    #[serde(rename = "type")]
+    pub ty: ColumnType,
+}
+
+/// An array field landed as a child table `<table>_<field>` with columns `_parent`
+/// (the parent's primary key), `_position` (the element's index, from 0) and `value`.
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct ChildMapping {
+    pub path: String,
+    /// The elements' type.
+    #[serde(rename = "type")]
+    pub ty: ColumnType,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub table: Option<String>,
+}
+
+/// Why a mapping file cannot be used.
+#[derive(Debug, thiserror::Error)]
+pub enum MappingError {
+    #[error("cannot read mapping file {path}: {source}")]
+    Read {
+        path: String,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("mapping file {path}: {detail}")]
+    Syntax { path: String, detail: String },
+    #[error("mapping file {path}: {invalid}")]
+    Invalid {
+        path: String,
+        #[source]
+        invalid: InvalidMapping,
+    },
+}
+
+/// A mapping that parses but cannot work, and what to change.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("collection {collection:?}: {problem}")]
+pub struct InvalidMapping {
+    pub collection: String,
+    pub problem: Problem,
+}
+
+/// What is wrong with one collection's mapping.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum Problem {
+    #[error("no columns")]
+    NoColumns,
+    #[error("{what} {name:?} is {} bytes; PostgreSQL keeps only {MAX_IDENTIFIER_BYTES}: choose a shorter one, or leave the name out to have one generated", .name.len())]
+    NameTooLong { what: &'static str, name: String },
+    #[error("{columns} columns and max_new_columns = {max_new_columns} exceed PostgreSQL's {MAX_TABLE_COLUMNS} columns per table; lower max_new_columns")]
+    TooManyColumns {
+        columns: usize,
+        max_new_columns: usize,
+    },
+    #[error("a column with an empty name or path")]
+    Empty,
+    #[error("column {0:?} appears twice")]
+    ColumnTwice(String),
+    #[error("child table for {0:?} needs a column with path \"_id\" to refer to its parent")]
+    ChildWithoutParentKey(String),
+    #[error("child table for {path:?}: elements must have a scalar type, not {}", .ty.sql())]
+    ChildOfArrays { path: String, ty: ColumnType },
+    #[error("path {0:?} is mapped twice")]
+    PathTwice(String),
+}
+
+impl MappingFile {
+    /// Reads and checks a mapping file.
+    pub fn load(path: &Path) -> Result<Self, MappingError> {
+        let shown = path.display().to_string();
+        let text = std::fs::read_to_string(path).map_err(|source| MappingError::Read {
+            path: shown.clone(),
+            source,
+        })?;
+        let yaml = path
+            .extension()
+            .is_some_and(|ext| ext.eq_ignore_ascii_case("yaml") || ext.eq_ignore_ascii_case("yml"));
+        let parsed = if yaml {
+            serde_yaml_ng::from_str::<MappingFile>(&text).map_err(|e| e.to_string())
+        } else {
+            toml::from_str::<MappingFile>(&text).map_err(|e| e.to_string())
+        };
+        let file = parsed.map_err(|detail| MappingError::Syntax {
+            path: shown.clone(),
+            detail: detail.replace('\n', " "),
+        })?;
+        file.check().map_err(|invalid| MappingError::Invalid {
+            path: shown,
+            invalid,
+        })?;
+        Ok(file)
+    }
+
+    /// What a file must satisfy beyond its syntax.
+    ///
+    /// # Errors
+    /// The first collection whose mapping cannot work, and why.
+    pub fn check(&self) -> Result<(), InvalidMapping> {
+        for (collection, mapping) in &self.collections {
+            mapping.check().map_err(|problem| InvalidMapping {
+                collection: collection.clone(),
+                problem,
+            })?;
+        }
+        Ok(())
+    }
+
+    /// The file at `path`, or no mappings at all (every collection gets the default
+    /// table) when there is none.
+    pub fn load_or_default(path: Option<&Path>) -> Result<Self, MappingError> {
+        path.map_or_else(|| Ok(MappingFile::default()), MappingFile::load)
+    }
+
+    /// The plan for a collection: its mapping, or the default `_id` + `doc` table.
+    pub fn plan(&self, collection: &str) -> TablePlan {
+        match self.collections.get(collection) {
+            Some(mapping) => TablePlan::mapped(collection, mapping),
+            None => TablePlan::default_for(collection),
+        }
+    }
+}
+
+impl CollectionMapping {
+    fn check(&self) -> Result<(), Problem> {
+        if self.columns.is_empty() {
+            return Err(Problem::NoColumns);
+        }
+        let fits = |what: &'static str, name: &str| {
+            if name.len() > MAX_IDENTIFIER_BYTES {
+                Err(Problem::NameTooLong {
+                    what,
+                    name: name.to_string(),
+                })
+            } else {
+                Ok(())
+            }
+        };
+        if let Some(table) = &self.table {
+            fits("table", table)?;
+        }
+        // Mapped columns, _extra, _missing and the added ones.
+        let most = self
+            .columns
+            .len()
+            .saturating_add(2)
+            .saturating_add(self.max_new_columns);
+        if most > MAX_TABLE_COLUMNS {
+            return Err(Problem::TooManyColumns {
+                columns: self.columns.len(),
+                max_new_columns: self.max_new_columns,
+            });
+        }
+        let mut names = HashSet::new();
+        let mut paths = HashSet::new();
+        for column in &self.columns {
+            if column.path.is_empty() || column.name.as_deref() == Some("") {
+                return Err(Problem::Empty);
+            }
+            if let Some(name) = &column.name {
+                fits("column", name)?;
+                if !names.insert(name.as_str()) {
+                    return Err(Problem::ColumnTwice(name.clone()));
+                }
+            }
+            paths.insert(column.path.as_str());
+        }
+        for child in &self.children {
+            if !self.columns.iter().any(|c| c.path == "_id") {
+                return Err(Problem::ChildWithoutParentKey(child.path.clone()));
+            }
+            if child.ty.element().is_some() {
+                return Err(Problem::ChildOfArrays {
+                    path: child.path.clone(),
+                    ty: child.ty,
+                });
+            }
+            if !paths.insert(child.path.as_str()) {
+                return Err(Problem::PathTwice(child.path.clone()));
+            }
+            if let Some(table) = &child.table {
+                fits("table", table)?;
+            }
+        }
+        Ok(())
+    }
+}

@@ -1,0 +1,55 @@
+//! Which table a collection lands in and how each document becomes a row.
+//!
+//! A mapping file (`--mapping FILE`, TOML, or YAML when it ends in `.yaml`/`.yml`)
+//! names, per collection, a table and its columns, each with a source field path
+//! (`address.city`) and a type; `producer infer` writes one from a sample:
+//!
+//! ```toml
+//! [collections.users]
+//! table = "app_users"
+//! columns = [
+//!   { name = "id", path = "_id", type = "text" },
+//!   { path = "address.city", type = "text" },          # column "address_city"
+//!   { name = "balance", path = "balance", type = "numeric" },
+//!   { name = "scores", path = "scores", type = "int8[]" },
+//! ]
+//! children = [ { path = "tags", type = "text" } ]      # table "app_users_tags"
+//! json = "canonical"       # or "relaxed", for jsonb columns
+//! legacy_uuid = "java"     # binary subtype 3 into uuid columns: python, java, csharp
+//! missing = "null"         # or "distinct": a `_missing text[]` column lists absent fields
+//! new_fields = "extra"     # or "columns": new top-level fields become columns
+//! max_new_columns = 100    # at most this many; later new fields land in `_extra`
+//! ```
+//!
+//! Nothing in a document is dropped: every field no column or child table reads lands
+//! in the table's `_extra jsonb` column, keyed by its path (`{"address":{"zip":"..."}}`),
+//! NULL when there is none; with `new_fields = "columns"`, new top-level fields get
+//! columns of their own instead (see [`new_fields`] and [`crate::added_columns`]). A column whose path is `_id`
+//! is the table's primary key.
+//!
+//! A collection with no mapping lands in a table of its own name with `_id text primary
+//! key` and `doc jsonb`, the whole document as canonical Extended JSON.
+//!
+//! # Layout
+//! - [`file`]: the mapping file, and the checks it must pass.
+//! - [`plan`]: a collection's target table and how each column is filled.
+//! - [`new_fields`]: what happens to fields the mapping does not name.
+//! - [`row`]: one document to its rows, or the reason it cannot be.
+//! - [`extra`]: the `_extra` column, written as fields go unread.
+
+mod extra;
+pub mod file;
+pub mod new_fields;
+pub mod plan;
+pub mod row;
+
+pub use file::{
+    ChildMapping, CollectionMapping, ColumnMapping, InvalidMapping, MappingError, MappingFile,
+    Missing, DEFAULT_MAX_NEW_COLUMNS, EXTRA_COLUMN, MISSING_COLUMN,
+};
+pub use new_fields::{AddedColumn, FieldKind, NewField, NewFields};
+pub use plan::{ChildPlan, ColumnPlan, Source, TablePlan};
+pub use row::{Row, RowError};
+
+#[cfg(test)]
+mod tests;

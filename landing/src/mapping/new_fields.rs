@@ -1,0 +1,227 @@
+//! New fields: what the mapping does with top-level fields it does not name, and the
+//! kind of value that decides an added column's type (see [`crate::added_columns`]
+//! for how columns are added while several writers run).
+//!
+//! | first value | column |
+//! |---|---|
+//! | int32, int64 | `int8` (so later 64-bit values fit) |
+//! | double | `float8` |
+//! | Decimal128 | `numeric` |
+//! | string | `text` |
+//! | ObjectId | `text` (24 hex digits) |
+//! | boolean | `bool` |
+//! | date | `timestamptz` |
+//! | binary subtype 4 (16 bytes) | `uuid` |
+//! | other binary | `bytea` |
+//! | subdocument, array, and every other type | `jsonb` (Extended JSON) |
+
+use bson::spec::BinarySubtype;
+use bson::{RawBsonRef, RawDocument};
+
+use super::TablePlan;
+use crate::column_type::ColumnType;
+
+/// What the mapping does with fields it does not name.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Deserialize, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum NewFields {
+    /// They land in `_extra`.
+    #[default]
+    Extra,
+    /// Top-level ones become columns; deeper ones land in `_extra`.
+    Columns,
+}
+
+/// The kind of value an added column was made for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FieldKind {
+    Integer,
+    Double,
+    Decimal,
+    String,
+    ObjectId,
+    Boolean,
+    Date,
+    Uuid,
+    Binary,
+    Json,
+}
+
+impl FieldKind {
+    const ALL: [FieldKind; 10] = [
+        FieldKind::Integer,
+        FieldKind::Double,
+        FieldKind::Decimal,
+        FieldKind::String,
+        FieldKind::ObjectId,
+        FieldKind::Boolean,
+        FieldKind::Date,
+        FieldKind::Uuid,
+        FieldKind::Binary,
+        FieldKind::Json,
+    ];
+
+    /// The kind of a value; `None` for null and undefined, which say nothing of a type.
+    pub fn of(value: RawBsonRef<'_>) -> Option<FieldKind> {
+        Some(match value {
+            RawBsonRef::Null | RawBsonRef::Undefined => return None,
+            RawBsonRef::Int32(_) | RawBsonRef::Int64(_) => FieldKind::Integer,
+            RawBsonRef::Double(_) => FieldKind::Double,
+            RawBsonRef::Decimal128(_) => FieldKind::Decimal,
+            RawBsonRef::String(_) => FieldKind::String,
+            RawBsonRef::ObjectId(_) => FieldKind::ObjectId,
+            RawBsonRef::Boolean(_) => FieldKind::Boolean,
+            RawBsonRef::DateTime(_) => FieldKind::Date,
+            RawBsonRef::Binary(bin)
+                if bin.subtype == BinarySubtype::Uuid && bin.bytes.len() == 16 =>
+            {
+                FieldKind::Uuid
+            }
+            RawBsonRef::Binary(_) => FieldKind::Binary,
+            _ => FieldKind::Json,
+        })
+    }
+
+    pub fn column_type(self) -> ColumnType {
+        match self {
+            FieldKind::Integer => ColumnType::Int8,
+            FieldKind::Double => ColumnType::Float8,
+            FieldKind::Decimal => ColumnType::Numeric,
+            FieldKind::String | FieldKind::ObjectId => ColumnType::Text,
+            FieldKind::Boolean => ColumnType::Bool,
+            FieldKind::Date => ColumnType::Timestamptz,
+            FieldKind::Uuid => ColumnType::Uuid,
+            FieldKind::Binary => ColumnType::Bytea,
+            FieldKind::Json => ColumnType::Jsonb,
+        }
+    }
+
+    /// The name kept in the registry.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            FieldKind::Integer => "integer",
+            FieldKind::Double => "double",
+            FieldKind::Decimal => "decimal",
+            FieldKind::String => "string",
+            FieldKind::ObjectId => "objectId",
+            FieldKind::Boolean => "bool",
+            FieldKind::Date => "date",
+            FieldKind::Uuid => "uuid",
+            FieldKind::Binary => "binData",
+            FieldKind::Json => "json",
+        }
+    }
+
+    pub fn parse(text: &str) -> Option<FieldKind> {
+        FieldKind::ALL
+            .into_iter()
+            .find(|kind| kind.as_str() == text)
+    }
+}
+
+/// A top-level field seen in a batch that its table has no column for.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NewField {
+    pub field: String,
+    pub kind: FieldKind,
+}
+
+/// A column added for a new field, as the registry keeps it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AddedColumn {
+    pub field: String,
+    pub name: String,
+    pub kind: FieldKind,
+}
+
+impl TablePlan {
+    /// The top-level fields of `docs` that would get columns of their own and have
+    /// none yet, each with the kind of its first non-null value; none unless the
+    /// mapping asks for columns. Empty keys, which cannot name a column, stay in
+    /// `_extra`, and so do all new fields once `max_new_columns` have been added;
+    /// unreadable documents are left for [`TablePlan::row`] to reject.
+    pub fn new_fields_in<'a>(&self, docs: impl IntoIterator<Item = &'a [u8]>) -> Vec<NewField> {
+        let Some(read) = self.read.as_ref() else {
+            return Vec::new();
+        };
+        if self.new_fields != NewFields::Columns || self.registered.len() >= self.max_new_columns {
+            return Vec::new();
+        }
+        let mut found: Vec<NewField> = Vec::new();
+        for bytes in docs {
+            let Ok(doc) = RawDocument::from_bytes(bytes) else {
+                continue;
+            };
+            for (key, value) in doc.iter().flatten() {
+                let key = key.as_str();
+                let known = key.is_empty()
+                    || read.children.contains_key(key)
+                    || self.registered.contains(key)
+                    || found.iter().any(|f| f.field == key);
+                if known {
+                    continue;
+                }
+                if let Some(kind) = FieldKind::of(value) {
+                    found.push(NewField {
+                        field: key.to_string(),
+                        kind,
+                    });
+                }
+            }
+        }
+        found
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use bson::{rawdoc, Binary, Decimal128};
+
+    #[test]
+    fn kinds_round_trip_through_their_registry_names() {
+        for kind in FieldKind::ALL {
+            assert_eq!(FieldKind::parse(kind.as_str()), Some(kind));
+        }
+        assert_eq!(FieldKind::parse("float"), None);
+    }
+
+    #[test]
+    fn each_bson_type_gets_the_column_that_holds_it_exactly() {
+        let doc = rawdoc! {
+            "i": 1, "l": 2_i64, "d": 1.5, "m": Decimal128::from_bytes([0; 16]), "s": "x",
+            "o": bson::oid::ObjectId::new(), "b": true, "t": bson::DateTime::now(),
+            "u": Binary { subtype: BinarySubtype::Uuid, bytes: vec![7; 16] },
+            "g": Binary { subtype: BinarySubtype::Generic, bytes: vec![1] },
+            "a": [1], "n": bson::RawBson::Null, "r": bson::Regex { pattern: "a".try_into().expect("cstr"), options: "".try_into().expect("cstr") },
+        };
+        let types: Vec<(String, Option<&str>)> = doc
+            .iter()
+            .map(|e| {
+                let (k, v) = e.expect("element");
+                (
+                    k.as_str().to_string(),
+                    FieldKind::of(v).map(|kind| kind.column_type().sql()),
+                )
+            })
+            .collect();
+        let expected = [
+            ("i", Some("int8")),
+            ("l", Some("int8")),
+            ("d", Some("float8")),
+            ("m", Some("numeric")),
+            ("s", Some("text")),
+            ("o", Some("text")),
+            ("b", Some("bool")),
+            ("t", Some("timestamptz")),
+            ("u", Some("uuid")),
+            ("g", Some("bytea")),
+            ("a", Some("jsonb")),
+            ("n", None),
+            ("r", Some("jsonb")),
+        ];
+        let expected: Vec<(String, Option<&str>)> =
+            expected.iter().map(|(k, t)| (k.to_string(), *t)).collect();
+        assert_eq!(types, expected);
+    }
+}

@@ -1,0 +1,380 @@
+use super::*;
+use crate::cell::Cell;
+use crate::column_type::ColumnType;
+use bson::rawdoc;
+
+#[test]
+fn default_plan_keeps_the_whole_document() {
+    let plan = TablePlan::default_for("users");
+    let doc = rawdoc! { "_id": 1, "a": { "b": [1, "x"] } };
+    let row = plan.row(&doc).expect("maps").cells;
+    assert_eq!(row[0], Cell::Text(r#"{"$numberInt":"1"}"#.into()));
+    let Cell::Jsonb(json) = &row[1] else {
+        panic!("jsonb")
+    };
+    let back: serde_json::Value = serde_json::from_str(json).expect("json");
+    assert_eq!(back["a"]["b"][1], "x");
+}
+
+#[test]
+fn paths_reach_into_subdocuments_and_name_the_bad_field() {
+    let file: MappingFile = toml::from_str(
+        r#"
+        [collections.users]
+        table = "people"
+        columns = [
+          { name = "id", path = "_id", type = "text" },
+          { name = "city", path = "address.city", type = "text" },
+          { name = "age", path = "age", type = "int4" },
+        ]
+        "#,
+    )
+    .expect("parses");
+    let plan = file.plan("users");
+    assert_eq!(plan.table, "people");
+    assert_eq!(plan.primary_key, Some(0));
+    let row = plan
+        .row(&rawdoc! { "_id": "u1", "address": { "city": "Porto" } })
+        .expect("maps");
+    assert_eq!(
+        row.cells,
+        vec![
+            Cell::Text("u1".into()),
+            Cell::Text("Porto".into()),
+            Cell::Null,
+            Cell::Null,
+        ]
+    );
+    let err = plan
+        .row(&rawdoc! { "_id": "u2", "age": "old" })
+        .expect_err("rejected");
+    assert_eq!(err.field, "age");
+    assert_eq!(err.excerpt.as_deref(), Some(r#""old""#));
+    assert_eq!(
+        err.to_string(),
+        r#"field "age": expected int4, found string: a string value cannot be stored as int4"#
+    );
+}
+
+#[test]
+fn yaml_files_read_like_toml_ones() {
+    let dir = std::env::temp_dir().join(format!("mapping-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).expect("dir");
+    let path = dir.join("m.yaml");
+    std::fs::write(
+        &path,
+        "collections:\n  users:\n    table: people\n    columns:\n      - { name: id, path: _id, type: text }\n      - { name: age, path: age, type: int4 }\n",
+    )
+    .expect("write");
+    let plan = MappingFile::load(&path).expect("loads").plan("users");
+    assert_eq!(plan.table, "people");
+    assert_eq!(plan.columns[1].ty, ColumnType::Int4);
+    std::fs::write(&path, "collections:\n  users:\n    colums: []\n").expect("write");
+    assert!(
+        MappingFile::load(&path).is_err(),
+        "unknown keys refused in YAML too"
+    );
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+fn plan_of(toml_text: &str) -> TablePlan {
+    let file: MappingFile = toml::from_str(toml_text).expect("parses");
+    file.check().expect("valid");
+    file.plan("c")
+}
+
+fn json(cell: &Cell) -> serde_json::Value {
+    match cell {
+        Cell::Jsonb(text) => serde_json::from_str(text).expect("json"),
+        other => panic!("not jsonb: {other:?}"),
+    }
+}
+
+#[test]
+fn unread_fields_land_in_extra_by_path() {
+    let plan = plan_of(
+        r#"
+        [collections.c]
+        columns = [
+          { path = "_id", type = "int4" },
+          { path = "address.city", type = "text" },
+        ]
+        "#,
+    );
+    let names: Vec<&str> = plan.columns.iter().map(|c| c.name.as_str()).collect();
+    assert_eq!(names, ["_id", "address_city", "_extra"]);
+    let row = plan
+        .row(&rawdoc! { "_id": 1, "address": { "city": "Porto", "zip": "4000" }, "new": [1] })
+        .expect("maps");
+    assert_eq!(row.cells[1], Cell::Text("Porto".into()));
+    assert_eq!(
+        json(&row.cells[2]),
+        serde_json::json!({ "address": { "zip": "4000" }, "new": [{ "$numberInt": "1" }] })
+    );
+    // A path through a scalar: the scalar is kept whole.
+    let row = plan
+        .row(&rawdoc! { "_id": 2, "address": "unknown" })
+        .expect("maps");
+    assert_eq!(row.cells[1], Cell::Null);
+    assert_eq!(
+        json(&row.cells[2]),
+        serde_json::json!({ "address": "unknown" })
+    );
+    // Everything read: no extra.
+    let row = plan
+        .row(&rawdoc! { "_id": 3, "address": { "city": "x" } })
+        .expect("maps");
+    assert_eq!(row.cells[2], Cell::Null);
+    // A NUL byte in an unread field is refused with its path, not dropped.
+    let err = plan
+        .row(&rawdoc! { "_id": 4, "notes": { "a": "x\0" } })
+        .expect_err("refused");
+    assert_eq!(err.field, "notes.a");
+}
+
+#[test]
+fn missing_and_null_can_be_told_apart() {
+    let plan = plan_of(
+        r#"
+        [collections.c]
+        missing = "distinct"
+        json = "relaxed"
+        columns = [
+          { path = "_id", type = "int4" },
+          { path = "a", type = "int4" },
+          { path = "b", type = "jsonb" },
+        ]
+        "#,
+    );
+    let row = plan
+        .row(&rawdoc! { "_id": 1, "a": bson::RawBson::Null, "b": { "n": 5 } })
+        .expect("maps");
+    assert_eq!(row.cells[1], Cell::Null);
+    assert_eq!(
+        row.cells[2],
+        Cell::Jsonb(r#"{"n":5}"#.into()),
+        "relaxed JSON"
+    );
+    assert_eq!(row.cells[4], Cell::Array(ColumnType::Text, vec![]));
+    let row = plan.row(&rawdoc! { "_id": 2 }).expect("maps");
+    assert_eq!(
+        row.cells[4],
+        Cell::Array(
+            ColumnType::Text,
+            vec![Cell::Text("a".into()), Cell::Text("b".into())]
+        )
+    );
+}
+
+#[test]
+fn arrays_land_in_child_tables_with_their_positions() {
+    let plan = plan_of(
+        r#"
+        [collections.c]
+        table = "people"
+        columns = [ { name = "id", path = "_id", type = "int8" } ]
+        children = [ { path = "tags", type = "text" } ]
+        "#,
+    );
+    assert_eq!(plan.children[0].table, "people_tags");
+    let row = plan
+        .row(&rawdoc! { "_id": 7, "tags": ["a", "b"] })
+        .expect("maps");
+    assert_eq!(
+        row.children[0],
+        vec![
+            vec![Cell::Int8(7), Cell::Int4(0), Cell::Text("a".into())],
+            vec![Cell::Int8(7), Cell::Int4(1), Cell::Text("b".into())],
+        ]
+    );
+    assert_eq!(row.cells[1], Cell::Null, "tags are read, not extra");
+    let err = plan
+        .row(&rawdoc! { "_id": 8, "tags": ["a", 1] })
+        .expect_err("refused");
+    assert_eq!(err.field, "tags.1");
+    let err = plan
+        .row(&rawdoc! { "_id": 9, "tags": "a" })
+        .expect_err("refused");
+    assert_eq!(err.found, "string");
+}
+
+#[test]
+fn bad_mappings_say_what_to_change() {
+    let check = |text: &str| {
+        toml::from_str::<MappingFile>(text)
+            .expect("parses")
+            .check()
+            .expect_err("refused")
+    };
+    let long = "x".repeat(64);
+    let err = check(&format!(
+        "[collections.c]\ncolumns = [ {{ name = \"{long}\", path = \"a\", type = \"text\" }} ]"
+    ));
+    assert!(err.to_string().contains("63"), "{err}");
+    let err = check(
+        "[collections.c]\ncolumns = [ { path = \"a\", type = \"text\" } ]\nchildren = [ { path = \"t\", type = \"text\" } ]",
+    );
+    assert!(err.to_string().contains("_id"), "{err}");
+}
+
+#[test]
+fn generated_names_never_collide() {
+    let long_a = format!("{}.a", "k".repeat(70));
+    let long_b = format!("{}.b", "k".repeat(70));
+    let plan = plan_of(&format!(
+        r#"
+        [collections.c]
+        columns = [
+          {{ path = "_id", type = "text" }},
+          {{ path = "Name", type = "text" }},
+          {{ path = "name", type = "text" }},
+          {{ path = "{long_a}", type = "text" }},
+          {{ path = "{long_b}", type = "text" }},
+        ]
+        "#
+    ));
+    let names: std::collections::HashSet<String> =
+        plan.columns.iter().map(|c| c.name.to_lowercase()).collect();
+    assert_eq!(names.len(), plan.columns.len());
+    assert!(plan.columns.iter().all(|c| c.name.len() <= 63));
+}
+
+#[test]
+fn new_fields_become_columns_when_their_values_fit() {
+    let plan = plan_of(
+        r#"
+        [collections.c]
+        new_fields = "columns"
+        columns = [ { path = "_id", type = "int4" }, { path = "a.b", type = "text" } ]
+        "#,
+    );
+    let docs = [
+        rawdoc! { "_id": 1, "a": { "b": "x", "c": 1 }, "score": bson::RawBson::Null, "": 1 },
+        rawdoc! { "_id": 2, "score": 7, "tags": ["t"], "_extra": "mine" },
+    ];
+    let new = plan.new_fields_in(docs.iter().map(|d| d.as_bytes()));
+    let seen: Vec<(&str, ColumnType)> = new
+        .iter()
+        .map(|n| (n.field.as_str(), n.kind.column_type()))
+        .collect();
+    // Nested fields, empty keys and nulls say nothing a column could be made of.
+    assert_eq!(
+        seen,
+        [
+            ("score", ColumnType::Int8),
+            ("tags", ColumnType::Jsonb),
+            ("_extra", ColumnType::Text)
+        ]
+    );
+    let added: Vec<AddedColumn> = new
+        .into_iter()
+        .map(|n| AddedColumn {
+            name: if n.field == "_extra" {
+                "_extra_1".to_string()
+            } else {
+                n.field.clone()
+            },
+            field: n.field,
+            kind: n.kind,
+        })
+        .collect();
+    let plan = plan.with_added(&added);
+    assert!(plan
+        .new_fields_in(docs.iter().map(|d| d.as_bytes()))
+        .is_empty());
+    let names: Vec<&str> = plan.columns.iter().map(|c| c.name.as_str()).collect();
+    assert_eq!(names, ["_id", "a_b", "_extra", "score", "tags", "_extra_1"]);
+
+    let row = plan.row(&docs[1]).expect("maps");
+    assert_eq!(row.cells[3], Cell::Int8(7));
+    assert_eq!(json(&row.cells[4]), serde_json::json!(["t"]));
+    assert_eq!(row.cells[5], Cell::Text("mine".into()));
+    assert_eq!(row.cells[2], Cell::Null, "nothing left for _extra");
+    // Null, and values of another kind, stay in _extra: a document lands the same
+    // whether the column existed when it was mapped or not.
+    let row = plan.row(&docs[0]).expect("maps");
+    assert_eq!(row.cells[3], Cell::Null);
+    assert_eq!(
+        json(&row.cells[2]),
+        serde_json::json!({ "a": { "c": { "$numberInt": "1" } }, "score": null, "": { "$numberInt": "1" } })
+    );
+    let row = plan
+        .row(&rawdoc! { "_id": 3, "score": "high", "tags": { "k": true } })
+        .expect("maps");
+    assert_eq!(row.cells[3], Cell::Null);
+    assert_eq!(json(&row.cells[4]), serde_json::json!({ "k": true }));
+    assert_eq!(json(&row.cells[2]), serde_json::json!({ "score": "high" }));
+    // A field the mapping reads now is left to the mapping.
+    let mapped = plan_of(
+        r#"
+        [collections.c]
+        columns = [ { path = "_id", type = "int4" }, { path = "score", type = "int4" } ]
+        "#,
+    )
+    .with_added(&added);
+    let names: Vec<&str> = mapped.columns.iter().map(|c| c.name.as_str()).collect();
+    assert_eq!(names, ["_id", "score", "_extra", "tags", "_extra_1"]);
+    assert!(
+        mapped.new_fields_in([docs[1].as_bytes()]).is_empty(),
+        "the option is off"
+    );
+    // A column the mapping has since named like an added one: never twice in the
+    // plan, and the added column's field goes to _extra without being added again.
+    let renamed = plan_of(
+        r#"
+        [collections.c]
+        new_fields = "columns"
+        columns = [ { path = "_id", type = "int4" }, { name = "TAGS", path = "labels", type = "text" } ]
+        "#,
+    )
+    .with_added(&added);
+    let names: Vec<&str> = renamed.columns.iter().map(|c| c.name.as_str()).collect();
+    assert_eq!(names, ["_id", "TAGS", "_extra", "score", "_extra_1"]);
+    assert!(renamed.new_fields_in([docs[1].as_bytes()]).is_empty());
+    let row = renamed.row(&docs[1]).expect("maps");
+    assert_eq!(json(&row.cells[2]), serde_json::json!({ "tags": ["t"] }));
+}
+
+#[test]
+fn new_fields_stop_becoming_columns_at_the_limit() {
+    let text = r#"
+        [collections.c]
+        new_fields = "columns"
+        max_new_columns = 2
+        columns = [ { path = "_id", type = "int4" } ]
+        "#;
+    let plan = plan_of(text);
+    let doc = rawdoc! { "_id": 1, "a": 1, "b": 2, "c": 3 };
+    assert_eq!(plan.new_fields_in([doc.as_bytes()]).len(), 3);
+    let added = ["a", "b"].map(|field| AddedColumn {
+        field: field.to_string(),
+        name: field.to_string(),
+        kind: FieldKind::Integer,
+    });
+    let plan = plan.with_added(&added);
+    assert!(plan.new_fields_in([doc.as_bytes()]).is_empty());
+    let row = plan.row(&doc).expect("maps");
+    assert_eq!(row.cells[2..], [Cell::Int8(1), Cell::Int8(2)]);
+    assert_eq!(
+        json(&row.cells[1]),
+        serde_json::json!({ "c": { "$numberInt": "3" } })
+    );
+
+    let too_many = text.replace("= 2", "= 1599");
+    let err = toml::from_str::<MappingFile>(&too_many)
+        .expect("parses")
+        .check()
+        .expect_err("refused");
+    assert!(err.to_string().contains("1600"), "{err}");
+}
+
+#[test]
+fn unknown_keys_are_refused() {
+    let parsed: Result<MappingFile, _> = toml::from_str(
+        r#"
+        [collections.users]
+        colums = []
+        "#,
+    );
+    assert!(parsed.is_err());
+}

@@ -1,0 +1,202 @@
+//! Connecting to PostgreSQL, and what its errors mean for the caller.
+//!
+//! Every connection of every binary is made here, so they all get the same bound on
+//! how long a connection attempt may take, and the same reading of what went wrong:
+//! a wrong password or an unknown database is said at once and never retried; a
+//! server that is down or restarting is worth another try.
+
+use std::time::Duration;
+
+use common::config::redact_url;
+use tokio_postgres::error::SqlState;
+use tokio_postgres::{Client, NoTls};
+
+/// How long a connection attempt (TCP, TLS, startup and login) may take, unless the
+/// URL sets `connect_timeout`. tokio-postgres bounds only the TCP connect with it; a
+/// server that accepts and never answers would otherwise hang the caller.
+pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// Why no connection was made.
+#[derive(Debug, thiserror::Error)]
+pub enum ConnectError {
+    #[error("the PostgreSQL URL {url} is malformed: {detail}; fix --database-url or DATABASE_URL")]
+    Malformed { url: String, detail: String },
+    #[error("PostgreSQL at {url} refused the login: {detail}; check the user and password in --database-url or DATABASE_URL")]
+    Login {
+        url: String,
+        detail: String,
+        #[source]
+        source: tokio_postgres::Error,
+    },
+    #[error("PostgreSQL at {url}: {detail}; create it or name another database in --database-url or DATABASE_URL")]
+    UnknownDatabase {
+        url: String,
+        detail: String,
+        #[source]
+        source: tokio_postgres::Error,
+    },
+    #[error("cannot reach PostgreSQL at {url}: {detail}; is it running? Set --database-url or DATABASE_URL")]
+    Unreachable {
+        url: String,
+        detail: String,
+        #[source]
+        source: tokio_postgres::Error,
+    },
+    #[error("PostgreSQL at {url} did not complete a connection within {} s; is something else listening on that port?", .timeout.as_secs_f64())]
+    Timeout { url: String, timeout: Duration },
+}
+
+impl ConnectError {
+    /// Whether trying again later may succeed: the server is down, starting or busy.
+    /// A malformed URL, a refused login or an unknown database fail the same way
+    /// every time.
+    pub fn is_transient(&self) -> bool {
+        matches!(
+            self,
+            ConnectError::Unreachable { .. } | ConnectError::Timeout { .. }
+        )
+    }
+}
+
+/// Connects to PostgreSQL; the connection task ends when the client is dropped.
+///
+/// # Errors
+/// [`ConnectError`], classified: see [`ConnectError::is_transient`].
+pub async fn connect(url: &str) -> Result<Client, ConnectError> {
+    let shown = redact_url(url);
+    let config: tokio_postgres::Config = url.parse().map_err(|e: tokio_postgres::Error| {
+        ConnectError::Malformed {
+            url: shown.clone(),
+            // The parser's message names the bad key, never its value.
+            detail: e.to_string(),
+        }
+    })?;
+    let timeout = config
+        .get_connect_timeout()
+        .copied()
+        .unwrap_or(CONNECT_TIMEOUT);
+    let connected = tokio::time::timeout(timeout, config.connect(NoTls))
+        .await
+        .map_err(|_| ConnectError::Timeout {
+            url: shown.clone(),
+            timeout,
+        })?;
+    let (client, connection) = connected.map_err(|source| classify(shown, source))?;
+    tokio::spawn(async move {
+        if let Err(err) = connection.await {
+            tracing::debug!(error = %err, "PostgreSQL connection closed");
+        }
+    });
+    Ok(client)
+}
+
+fn classify(url: String, source: tokio_postgres::Error) -> ConnectError {
+    let detail = detail(&source);
+    match source.code() {
+        Some(code)
+            if *code == SqlState::INVALID_PASSWORD
+                || *code == SqlState::INVALID_AUTHORIZATION_SPECIFICATION =>
+        {
+            ConnectError::Login {
+                url,
+                detail,
+                source,
+            }
+        }
+        Some(code) if *code == SqlState::INVALID_CATALOG_NAME => ConnectError::UnknownDatabase {
+            url,
+            detail,
+            source,
+        },
+        _ => ConnectError::Unreachable {
+            url,
+            detail,
+            source,
+        },
+    }
+}
+
+/// Whether a PostgreSQL error is worth retrying on the same batch later: connection
+/// loss, server shutdown or restart, lack of resources, serialization conflicts. Other
+/// errors (a constraint, bad data, a missing table) fail the same way every time.
+pub fn is_transient(err: &tokio_postgres::Error) -> bool {
+    if err.is_closed() {
+        return true;
+    }
+    match err.code() {
+        Some(code) => {
+            let code = code.code();
+            code.starts_with("08") // connection exception
+                || code.starts_with("53") // insufficient resources
+                || code.starts_with("57P") // operator intervention: shutdown, restart
+                || code == "40001" // serialization failure
+                || code == "40P01" // deadlock
+                || code == "55P03" // lock not available
+        }
+        // No SQLSTATE: an I/O error on the connection.
+        None => true,
+    }
+}
+
+/// Whether PostgreSQL refused a row's data (rather than the batch, the connection or
+/// the table): a value out of range, a constraint (SQLSTATE classes 22 and 23).
+pub fn is_row_error(err: &tokio_postgres::Error) -> bool {
+    err.code().is_some_and(|code| {
+        let code = code.code();
+        code.starts_with("22") || code.starts_with("23")
+    })
+}
+
+/// A PostgreSQL error in one line: the SQLSTATE, the message, the server's detail and
+/// context when it gave them.
+pub fn detail(err: &tokio_postgres::Error) -> String {
+    match err.as_db_error() {
+        Some(db) => {
+            let mut text = format!("{}: {}", db.code().code(), db.message());
+            if let Some(detail) = db.detail() {
+                text.push_str(&format!(" ({detail})"));
+            }
+            if let Some(context) = db.where_() {
+                text.push_str(&format!(" [{}]", context.replace('\n', "; ")));
+            }
+            text
+        }
+        None => err.to_string(),
+    }
+}
+
+/// A failed PostgreSQL operation, saying what was being done.
+#[derive(Debug, thiserror::Error)]
+#[error("{doing}: {}", detail(.source))]
+pub struct PgError {
+    pub doing: String,
+    #[source]
+    pub source: tokio_postgres::Error,
+}
+
+impl PgError {
+    pub fn new(doing: impl Into<String>, source: tokio_postgres::Error) -> Self {
+        PgError {
+            doing: doing.into(),
+            source,
+        }
+    }
+
+    /// See [`is_transient`].
+    pub fn is_transient(&self) -> bool {
+        is_transient(&self.source)
+    }
+}
+
+/// Adds what was being done to a PostgreSQL result.
+pub trait Doing<T> {
+    /// # Errors
+    /// The error, as a [`PgError`] saying what was being done.
+    fn doing(self, what: &str) -> Result<T, PgError>;
+}
+
+impl<T> Doing<T> for Result<T, tokio_postgres::Error> {
+    fn doing(self, what: &str) -> Result<T, PgError> {
+        self.map_err(|source| PgError::new(what, source))
+    }
+}
