@@ -7,6 +7,7 @@
 use std::time::Duration;
 
 use async_nats::jetstream::{self, kv, object_store, stream};
+use async_nats::ConnectErrorKind;
 
 use crate::config::{redact_url, NatsArgs};
 use crate::naming::Names;
@@ -18,8 +19,24 @@ pub const DUPLICATE_WINDOW: Duration = Duration::from_secs(30 * 60);
 
 #[derive(Debug, thiserror::Error)]
 pub enum BrokerError {
-    #[error("cannot reach NATS at {url}: {detail}; is nats-server running with JetStream (-js)? Set --nats-url or NATS_URL")]
-    Connect { url: String, detail: String },
+    #[error("cannot reach NATS at {url}: {source}; is nats-server running with JetStream (-js)? Set --nats-url or NATS_URL")]
+    Connect {
+        url: String,
+        #[source]
+        source: async_nats::ConnectError,
+    },
+    #[error("NATS at {url} refused the login ({source}); check the user and password or token in --nats-url or NATS_URL")]
+    Login {
+        url: String,
+        #[source]
+        source: async_nats::ConnectError,
+    },
+    #[error("the NATS URL {url} is malformed: {source}; fix --nats-url or NATS_URL")]
+    Malformed {
+        url: String,
+        #[source]
+        source: async_nats::ConnectError,
+    },
     #[error("JetStream {what} {name:?}: {detail}")]
     Setup {
         what: &'static str,
@@ -50,9 +67,15 @@ impl Broker {
             .name("mongo2pg")
             .connect(args.nats_url.as_str())
             .await
-            .map_err(|err| BrokerError::Connect {
-                url: redact_url(&args.nats_url),
-                detail: err.to_string(),
+            .map_err(|source| {
+                let url = redact_url(&args.nats_url);
+                match source.kind() {
+                    ConnectErrorKind::AuthorizationViolation | ConnectErrorKind::Authentication => {
+                        BrokerError::Login { url, source }
+                    }
+                    ConnectErrorKind::ServerParse => BrokerError::Malformed { url, source },
+                    _ => BrokerError::Connect { url, source },
+                }
             })?;
         let jetstream = jetstream::new(client.clone());
         let setup = |what: &'static str, name: &str| {

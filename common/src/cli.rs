@@ -62,10 +62,11 @@ pub fn secrets_from_files(names: &[&str]) -> Result<(), String> {
     Ok(())
 }
 
-/// Prints an error of the binaries' edge on one line (its causes joined by ": ") and
-/// returns the failure exit code.
+/// Prints an error of the binaries' edge on one line and returns the failure exit
+/// code. The typed errors of the libraries say their cause in their own text (in the
+/// words that tell what to fix), so the chain below them is not printed again.
 pub fn report(err: &anyhow::Error) -> ExitCode {
-    let line = format!("{err:#}").replace('\n', " ");
+    let line = err.to_string().replace('\n', " ");
     eprintln!("error: {line}");
     ExitCode::FAILURE
 }

@@ -54,14 +54,38 @@ fn parse_names(s: &str) -> Result<Names, String> {
     Names::new(s)
 }
 
-/// A URL with its password replaced by `***`, fit for logs and error messages.
-/// Anything that does not parse as a URL is hidden entirely past its scheme.
+/// A URL with its secrets replaced by `***`, fit for logs and error messages: the
+/// password, a NATS token (a user name with no password), and `password`, `sslpassword`
+/// or `token` query parameters. Anything that does not parse as a URL is hidden
+/// entirely past its scheme.
 pub fn redact_url(raw: &str) -> String {
     match url::Url::parse(raw) {
         Ok(mut url) => {
             if url.password().is_some() {
                 // Only fails for URLs that cannot have a password, which this one has.
                 let _ = url.set_password(Some("***"));
+            } else if !url.username().is_empty()
+                && matches!(url.scheme(), "nats" | "tls" | "ws" | "wss")
+            {
+                let _ = url.set_username("***");
+            }
+            let secret = |key: &str| {
+                let key = key.to_ascii_lowercase();
+                key == "password" || key == "sslpassword" || key == "token"
+            };
+            if url.query_pairs().any(|(k, _)| secret(&k)) {
+                let pairs: Vec<(String, String)> = url
+                    .query_pairs()
+                    .map(|(k, v)| {
+                        let v = if secret(&k) {
+                            "***".to_string()
+                        } else {
+                            v.into_owned()
+                        };
+                        (k.into_owned(), v)
+                    })
+                    .collect();
+                url.query_pairs_mut().clear().extend_pairs(pairs);
             }
             url.to_string()
         }
@@ -84,6 +108,11 @@ mod tests {
         );
         assert_eq!(redact_url("nats://127.0.0.1:4222"), "nats://127.0.0.1:4222");
         assert!(!redact_url("host=db password=s3cret").contains("s3cret"));
+        assert_eq!(
+            redact_url("postgres://app@db:1/x?password=s3cret&sslmode=require"),
+            "postgres://app@db:1/x?password=***&sslmode=require"
+        );
+        assert_eq!(redact_url("nats://T0KEN@host:4222"), "nats://***@host:4222");
     }
 }
 
@@ -104,7 +133,8 @@ pub fn parse_duration(text: &str) -> Result<std::time::Duration, String> {
         "h" => value * 3600.0,
         _ => return Err(format!("{text:?}: unit must be ms, s, m or h")),
     };
-    Ok(Duration::from_secs_f64(seconds))
+    Duration::try_from_secs_f64(seconds)
+        .map_err(|_| format!("{text:?} is not a duration this program can wait for"))
 }
 
 #[cfg(test)]
@@ -120,5 +150,6 @@ mod duration_tests {
         assert_eq!(parse_duration("7"), Ok(Duration::from_secs(7)));
         assert!(parse_duration("soon").is_err());
         assert!(parse_duration("3d").is_err());
+        assert!(parse_duration("99999999999999999999999s").is_err());
     }
 }

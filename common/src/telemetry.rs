@@ -24,11 +24,20 @@ pub struct Telemetry {
 /// Installs the global subscriber. `service` names the process in traces unless
 /// `OTEL_SERVICE_NAME` says otherwise.
 pub fn init(service: &'static str, format: LogFormat) -> Telemetry {
-    // async-nats reports every (re)connection and tokio-postgres every server NOTICE at
-    // info; both are noise in a migration log.
+    // tokio-postgres reports every server NOTICE at info: noise in a migration log.
+    // async-nats logs what our own errors already say, and at debug level the server
+    // URL with its password: it stays silent unless RUST_LOG names it.
     let filter = || {
-        EnvFilter::try_from_default_env()
-            .unwrap_or_else(|_| EnvFilter::new("info,async_nats=warn,tokio_postgres=warn"))
+        let directives = std::env::var("RUST_LOG")
+            .ok()
+            .filter(|d| !d.trim().is_empty())
+            .unwrap_or_else(|| "info,tokio_postgres=warn".to_string());
+        let directives = if directives.contains("async_nats") {
+            directives
+        } else {
+            format!("{directives},async_nats=off")
+        };
+        EnvFilter::try_new(&directives).unwrap_or_else(|_| EnvFilter::new("info,async_nats=off"))
     };
     let fmt = match format {
         LogFormat::Text => tracing_subscriber::fmt::layer()

@@ -37,6 +37,8 @@ pub struct PrivateNats {
     pub port: u16,
     dir: PathBuf,
     child: Option<std::process::Child>,
+    /// A config file (`-c`), for servers that need more than flags.
+    config: Option<PathBuf>,
 }
 
 impl PrivateNats {
@@ -45,6 +47,25 @@ impl PrivateNats {
             port: free_port()?,
             dir: scratch_dir(&format!("nats-{name}"))?,
             child: None,
+            config: None,
+        };
+        nats.spawn()?;
+        Ok(nats)
+    }
+
+    /// A server that accepts only `user` with `password`.
+    pub fn start_with_user(name: &str, user: &str, password: &str) -> Result<Self> {
+        let dir = scratch_dir(&format!("nats-{name}"))?;
+        let config = dir.join("nats.conf");
+        std::fs::write(
+            &config,
+            format!("authorization {{\n  user: \"{user}\"\n  password: \"{password}\"\n}}\n"),
+        )?;
+        let mut nats = PrivateNats {
+            port: free_port()?,
+            dir,
+            child: None,
+            config: Some(config),
         };
         nats.spawn()?;
         Ok(nats)
@@ -55,7 +76,11 @@ impl PrivateNats {
     }
 
     fn spawn(&mut self) -> Result<()> {
-        let child = Command::new("nats-server")
+        let mut command = Command::new("nats-server");
+        if let Some(config) = &self.config {
+            command.arg("-c").arg(config);
+        }
+        let child = command
             .args([
                 "-a",
                 "127.0.0.1",
@@ -130,6 +155,16 @@ fn postgres_bin() -> Result<PathBuf> {
 
 impl PrivatePostgres {
     pub fn start(name: &str) -> Result<Self> {
+        Self::start_with(name, None)
+    }
+
+    /// A cluster whose TCP connections must log in as `postgres` with `password`
+    /// (scram-sha-256).
+    pub fn start_with_password(name: &str, password: &str) -> Result<Self> {
+        Self::start_with(name, Some(password))
+    }
+
+    fn start_with(name: &str, password: Option<&str>) -> Result<Self> {
         let pg = PrivatePostgres {
             port: free_port()?,
             dir: scratch_dir(&format!("pg-{name}"))?,
@@ -146,8 +181,22 @@ impl PrivatePostgres {
             }
         }
         let data = pg.dir.join("data");
+        let auth = match password {
+            None => "-A trust".to_string(),
+            Some(password) => {
+                let file = pg.dir.join("pwfile");
+                std::fs::write(&file, password)?;
+                if is_root() {
+                    Command::new("chown").arg("postgres").arg(&file).status()?;
+                }
+                format!(
+                    "--auth-local=trust --auth-host=scram-sha-256 --pwfile='{}'",
+                    file.display()
+                )
+            }
+        };
         pg.as_owner(&format!(
-            "'{}' -A trust -U postgres -D '{}' >/dev/null",
+            "'{}' {auth} -U postgres -D '{}' >/dev/null",
             pg.bin.join("initdb").display(),
             data.display()
         ))?;
@@ -203,6 +252,72 @@ impl PrivatePostgres {
 impl Drop for PrivatePostgres {
     fn drop(&mut self) {
         let _ = self.pg_ctl("-m immediate stop");
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+/// A standalone mongod with `--auth`, on its own port and data folder, whose one user
+/// (`root` on `admin`) is created through the localhost exception.
+pub struct PrivateMongo {
+    pub port: u16,
+    dir: PathBuf,
+    child: Option<std::process::Child>,
+}
+
+/// The mongod that scripts/services.sh installs.
+fn mongod_bin() -> Result<PathBuf> {
+    let home = std::env::var_os("MONGO2PG_HOME")
+        .map(PathBuf::from)
+        .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".cache/mongo2pg")))
+        .context("no HOME to find mongod under")?;
+    let bin = home.join("mongodb/fiftyone/db/bin/mongod");
+    if !bin.exists() {
+        bail!("{} not found; run scripts/services.sh up", bin.display());
+    }
+    Ok(bin)
+}
+
+impl PrivateMongo {
+    pub async fn start_with_user(name: &str, user: &str, password: &str) -> Result<Self> {
+        let mut mongo = PrivateMongo {
+            port: free_port()?,
+            dir: scratch_dir(&format!("mongo-{name}"))?,
+            child: None,
+        };
+        let child = Command::new(mongod_bin()?)
+            .args(["--auth", "--bind_ip", "127.0.0.1", "--port"])
+            .arg(mongo.port.to_string())
+            .arg("--dbpath")
+            .arg(&mongo.dir)
+            .args(["--wiredTigerCacheSizeGB", "0.25"])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .context("starting mongod")?;
+        mongo.child = Some(child);
+        wait_for_port(mongo.port, Duration::from_secs(30))?;
+        let admin = mongodb::Client::with_uri_str(format!(
+            "mongodb://127.0.0.1:{}/?directConnection=true",
+            mongo.port
+        ))
+        .await?
+        .database("admin");
+        admin
+            .run_command(bson::doc! {
+                "createUser": user, "pwd": password, "roles": [ { "role": "root", "db": "admin" } ]
+            })
+            .await
+            .context("creating the first user")?;
+        Ok(mongo)
+    }
+}
+
+impl Drop for PrivateMongo {
+    fn drop(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
         let _ = std::fs::remove_dir_all(&self.dir);
     }
 }
