@@ -12,9 +12,10 @@ use mongodb::Database;
 use tokio_util::sync::CancellationToken;
 
 use crate::config::RunConfig;
-use crate::error::{mongo_detail, ProducerError};
+use crate::error::ProducerError;
 use crate::pager::Pager;
 use crate::publisher::Publisher;
+use crate::source::{mongo_detail, SourceError};
 
 /// How often a progress line is logged while a collection is published.
 const PROGRESS_EVERY: Duration = Duration::from_secs(5);
@@ -106,7 +107,7 @@ pub async fn publish_collection(
             batches.publisher.finish().await?;
             return Err(ProducerError::Interrupted);
         }
-        let next = pager.next().await.map_err(|e| ProducerError::Read {
+        let next = pager.next().await.map_err(|e| SourceError::Read {
             collection: name.to_string(),
             detail: mongo_detail(&e),
         })?;

@@ -31,11 +31,13 @@ use landing::mapping::{
 };
 
 use crate::config::{InferConfig, MultiType};
-use crate::error::{mongo_detail, ProducerError};
+use crate::source::{mongo_detail, SourceError};
 
 /// Why `infer` could not write its mapping.
 #[derive(Debug, thiserror::Error)]
 pub enum InferError {
+    #[error(transparent)]
+    Source(#[from] SourceError),
     #[error("infer: cannot render the mapping as TOML: {0}")]
     Render(#[from] toml::ser::Error),
     #[error("infer wrote a mapping it cannot use ({0}); please report this")]
@@ -173,13 +175,13 @@ pub struct Inferred {
     pub text: String,
 }
 
-pub async fn infer(config: &InferConfig) -> Result<Inferred, ProducerError> {
+pub async fn infer(config: &InferConfig) -> Result<Inferred, InferError> {
     let database = crate::source::connect(&config.mongo).await?;
     let collections = crate::source::collections(&database, &config.collections).await?;
     let mut file = MappingFile::default();
     let mut text = String::new();
     for collection in collections {
-        let failed = |e: mongodb::error::Error| ProducerError::Read {
+        let failed = |e: mongodb::error::Error| SourceError::Read {
             collection: collection.clone(),
             detail: mongo_detail(&e),
         };
@@ -274,12 +276,10 @@ pub async fn infer(config: &InferConfig) -> Result<Inferred, ProducerError> {
     Ok(Inferred { text })
 }
 
-fn write_file(path: &std::path::Path, text: &str) -> Result<(), ProducerError> {
-    std::fs::write(path, text).map_err(|source| {
-        ProducerError::Infer(InferError::Write {
-            path: path.display().to_string(),
-            source,
-        })
+fn write_file(path: &std::path::Path, text: &str) -> Result<(), InferError> {
+    std::fs::write(path, text).map_err(|source| InferError::Write {
+        path: path.display().to_string(),
+        source,
     })
 }
 

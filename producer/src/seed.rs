@@ -13,7 +13,8 @@ use rand::rngs::SmallRng;
 use rand::{Rng, SeedableRng};
 
 use crate::config::{SeedConfig, Shape};
-use crate::error::{mongo_detail, ProducerError};
+use crate::error::ProducerError;
+use crate::source::mongo_detail;
 
 /// Documents per `insert_many`: large enough that round trips do not matter, small
 /// enough to stay far under MongoDB's 48 MB message limit.

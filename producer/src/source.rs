@@ -8,23 +8,45 @@ use mongodb::options::ClientOptions;
 use mongodb::{Client, Database};
 
 use crate::config::MongoArgs;
-use crate::error::{is_login_failure, mongo_detail, ProducerError};
+
+/// Why MongoDB could not be read.
+#[derive(Debug, thiserror::Error)]
+pub enum SourceError {
+    #[error("the MongoDB URI {uri} is malformed: {detail}; fix --mongodb-uri or MONGODB_URI")]
+    MongoMalformed { uri: String, detail: String },
+    #[error("MongoDB at {uri} refused the login: {detail}; check the user, password and authSource in --mongodb-uri or MONGODB_URI")]
+    MongoLogin { uri: String, detail: String },
+    #[error("cannot reach MongoDB at {uri}: {detail}; is mongod running? Set --mongodb-uri or MONGODB_URI")]
+    MongoConnect { uri: String, detail: String },
+    #[error(
+        "collection {collection:?} does not exist in database {database:?} (it has: {available})"
+    )]
+    MissingCollection {
+        collection: String,
+        database: String,
+        available: String,
+    },
+    #[error("database {0:?} has no collections to migrate; check --mongodb-database or MONGODB_DATABASE")]
+    NoCollections(String),
+    #[error("reading {collection:?} from MongoDB: {detail}")]
+    Read { collection: String, detail: String },
+}
 
 /// How long to look for a MongoDB server before saying it cannot be reached, unless
 /// the connection string sets `serverSelectionTimeoutMS`.
 const SERVER_SELECTION_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// Connects and checks that the server answers.
-pub async fn connect(args: &MongoArgs) -> Result<Database, ProducerError> {
+pub async fn connect(args: &MongoArgs) -> Result<Database, SourceError> {
     let uri = redact_url(&args.mongodb_uri);
     let unreachable = |e: mongodb::error::Error| {
         if is_login_failure(&e) {
-            ProducerError::MongoLogin {
+            SourceError::MongoLogin {
                 uri: uri.clone(),
                 detail: mongo_detail(&e),
             }
         } else {
-            ProducerError::MongoConnect {
+            SourceError::MongoConnect {
                 uri: uri.clone(),
                 detail: mongo_detail(&e),
             }
@@ -33,7 +55,7 @@ pub async fn connect(args: &MongoArgs) -> Result<Database, ProducerError> {
     let mut options = ClientOptions::parse(&args.mongodb_uri)
         .await
         .map_err(|e| match *e.kind {
-            mongodb::error::ErrorKind::InvalidArgument { .. } => ProducerError::MongoMalformed {
+            mongodb::error::ErrorKind::InvalidArgument { .. } => SourceError::MongoMalformed {
                 uri: uri.clone(),
                 detail: mongo_detail(&e),
             },
@@ -62,27 +84,26 @@ pub async fn connect(args: &MongoArgs) -> Result<Database, ProducerError> {
 pub async fn collections(
     database: &Database,
     requested: &[String],
-) -> Result<Vec<String>, ProducerError> {
-    let mut available =
-        database
-            .list_collection_names()
-            .await
-            .map_err(|e| ProducerError::Read {
-                collection: "(listing collections)".to_string(),
-                detail: mongo_detail(&e),
-            })?;
+) -> Result<Vec<String>, SourceError> {
+    let mut available = database
+        .list_collection_names()
+        .await
+        .map_err(|e| SourceError::Read {
+            collection: "(listing collections)".to_string(),
+            detail: mongo_detail(&e),
+        })?;
     available.retain(|name| !name.starts_with("system."));
     available.sort();
     if requested.is_empty() {
         if available.is_empty() {
-            return Err(ProducerError::NoCollections(database.name().to_string()));
+            return Err(SourceError::NoCollections(database.name().to_string()));
         }
         return Ok(available);
     }
     let mut chosen = Vec::new();
     for name in requested {
         if !available.contains(name) {
-            return Err(ProducerError::MissingCollection {
+            return Err(SourceError::MissingCollection {
                 collection: name.clone(),
                 database: database.name().to_string(),
                 available: if available.is_empty() {
@@ -97,4 +118,32 @@ pub async fn collections(
         }
     }
     Ok(chosen)
+}
+
+/// A MongoDB error in one line: server selection failures otherwise print the whole
+/// topology description.
+pub fn mongo_detail(err: &mongodb::error::Error) -> String {
+    match err.kind.as_ref() {
+        mongodb::error::ErrorKind::ServerSelection { .. } => {
+            "no server answered (server selection timed out)".to_string()
+        }
+        mongodb::error::ErrorKind::Authentication { message, .. } => message.clone(),
+        mongodb::error::ErrorKind::Command(command) => {
+            format!(
+                "{} ({}, code {})",
+                command.message, command.code_name, command.code
+            )
+        }
+        _ => err.to_string(),
+    }
+}
+
+/// Whether a MongoDB error is a refused login rather than an unreachable server.
+pub fn is_login_failure(err: &mongodb::error::Error) -> bool {
+    match err.kind.as_ref() {
+        mongodb::error::ErrorKind::Authentication { .. } => true,
+        // AuthenticationFailed, Unauthorized.
+        mongodb::error::ErrorKind::Command(command) => matches!(command.code, 18 | 13),
+        _ => false,
+    }
 }

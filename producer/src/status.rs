@@ -157,9 +157,9 @@ pub async fn status(config: &StatusConfig) -> Result<RunStatus, ProducerError> {
             .collection::<bson::Document>(name)
             .count_documents(doc! {})
             .await
-            .map_err(|e| ProducerError::Read {
+            .map_err(|e| crate::source::SourceError::Read {
                 collection: name.clone(),
-                detail: crate::error::mongo_detail(&e),
+                detail: crate::source::mongo_detail(&e),
             })?;
         // Until a collection is finished, its checkpoint has the latest count.
         let published = if totals.complete {

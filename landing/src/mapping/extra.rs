@@ -5,7 +5,7 @@ use bson::RawBsonRef;
 
 use super::file::EXTRA_COLUMN;
 use super::plan::PathTree;
-use super::row::{unreadable, RowError};
+use super::row_error::{unreadable, RowError};
 use crate::cell::{excerpt, type_name};
 use crate::column_type::ColumnType;
 use crate::extjson::{self, JsonMode};

@@ -6,7 +6,6 @@ use std::path::Path;
 use serde::{Deserialize, Serialize};
 
 use super::new_fields::NewFields;
-use super::plan::TablePlan;
 use crate::cell::LegacyUuid;
 use crate::column_type::ColumnType;
 use crate::extjson::JsonMode;
@@ -193,14 +192,6 @@ impl MappingFile {
     /// table) when there is none.
     pub fn load_or_default(path: Option<&Path>) -> Result<Self, MappingError> {
         path.map_or_else(|| Ok(MappingFile::default()), MappingFile::load)
-    }
-
-    /// The plan for a collection: its mapping, or the default `_id` + `doc` table.
-    pub fn plan(&self, collection: &str) -> TablePlan {
-        match self.collections.get(collection) {
-            Some(mapping) => TablePlan::mapped(collection, mapping),
-            None => TablePlan::default_for(collection),
-        }
     }
 }
 

@@ -34,7 +34,8 @@
 //! - [`file`]: the mapping file, and the checks it must pass.
 //! - [`plan`]: a collection's target table and how each column is filled.
 //! - [`new_fields`]: what happens to fields the mapping does not name.
-//! - [`row`]: one document to its rows, or the reason it cannot be.
+//! - [`row`]: one document to its rows.
+//! - [`row_error`]: why a document cannot be a row.
 //! - [`extra`]: the `_extra` column, written as fields go unread.
 
 mod extra;
@@ -42,6 +43,7 @@ pub mod file;
 pub mod new_fields;
 pub mod plan;
 pub mod row;
+pub mod row_error;
 
 pub use file::{
     ChildMapping, CollectionMapping, ColumnMapping, InvalidMapping, MappingError, MappingFile,
@@ -49,7 +51,8 @@ pub use file::{
 };
 pub use new_fields::{AddedColumn, FieldKind, NewField, NewFields};
 pub use plan::{ChildPlan, ColumnPlan, Source, TablePlan};
-pub use row::{Row, RowError};
+pub use row::Row;
+pub use row_error::RowError;
 
 #[cfg(test)]
 mod tests;

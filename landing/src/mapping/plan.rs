@@ -2,8 +2,10 @@
 
 use std::collections::{BTreeMap, HashSet};
 
-use super::file::{CollectionMapping, Missing, EXTRA_COLUMN, MISSING_COLUMN};
-use super::new_fields::{AddedColumn, FieldKind, NewFields};
+use bson::RawDocument;
+
+use super::file::{CollectionMapping, MappingFile, Missing, EXTRA_COLUMN, MISSING_COLUMN};
+use super::new_fields::{AddedColumn, FieldKind, NewField, NewFields};
 use crate::cell::ValueOptions;
 use crate::column_type::ColumnType;
 use crate::identifier::{self, Taken};
@@ -237,5 +239,54 @@ impl Source {
             Source::Added { field, .. } => Some(field),
             Source::Document | Source::Extra | Source::Missing => None,
         }
+    }
+}
+
+impl MappingFile {
+    /// The plan for a collection: its mapping, or the default `_id` + `doc` table.
+    pub fn plan(&self, collection: &str) -> TablePlan {
+        match self.collections.get(collection) {
+            Some(mapping) => TablePlan::mapped(collection, mapping),
+            None => TablePlan::default_for(collection),
+        }
+    }
+}
+
+impl TablePlan {
+    /// The top-level fields of `docs` that would get columns of their own and have
+    /// none yet, each with the kind of its first non-null value; none unless the
+    /// mapping asks for columns. Empty keys, which cannot name a column, stay in
+    /// `_extra`, and so do all new fields once `max_new_columns` have been added;
+    /// unreadable documents are left for [`TablePlan::row`] to reject.
+    pub fn new_fields_in<'a>(&self, docs: impl IntoIterator<Item = &'a [u8]>) -> Vec<NewField> {
+        let Some(read) = self.read.as_ref() else {
+            return Vec::new();
+        };
+        if self.new_fields != NewFields::Columns || self.registered.len() >= self.max_new_columns {
+            return Vec::new();
+        }
+        let mut found: Vec<NewField> = Vec::new();
+        for bytes in docs {
+            let Ok(doc) = RawDocument::from_bytes(bytes) else {
+                continue;
+            };
+            for (key, value) in doc.iter().flatten() {
+                let key = key.as_str();
+                let known = key.is_empty()
+                    || read.children.contains_key(key)
+                    || self.registered.contains(key)
+                    || found.iter().any(|f| f.field == key);
+                if known {
+                    continue;
+                }
+                if let Some(kind) = FieldKind::of(value) {
+                    found.push(NewField {
+                        field: key.to_string(),
+                        kind,
+                    });
+                }
+            }
+        }
+        found
     }
 }

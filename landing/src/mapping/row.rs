@@ -6,6 +6,7 @@ use bson::{RawBsonRef, RawDocument};
 use super::extra::{keep_unread, JsonObject};
 use super::new_fields::FieldKind;
 use super::plan::{ChildPlan, Source, TablePlan};
+use super::row_error::{unreadable, RowError};
 use crate::cell::{excerpt, json_cell, type_name, Cell, CellError, Refused};
 use crate::column_type::ColumnType;
 use crate::extjson::JsonMode;
@@ -16,34 +17,6 @@ use crate::extjson::JsonMode;
 pub struct Row {
     pub cells: Vec<Cell>,
     pub children: Vec<Vec<Vec<Cell>>>,
-}
-
-/// A document that cannot become a row, and why.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct RowError {
-    /// The field path at fault (empty when the document itself is unreadable).
-    pub field: String,
-    pub expected: Option<ColumnType>,
-    pub found: String,
-    pub reason: String,
-    /// A short rendering of the value at fault.
-    pub excerpt: Option<String>,
-}
-
-impl std::fmt::Display for RowError {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        match self.expected {
-            Some(ty) => write!(
-                f,
-                "field {:?}: expected {}, found {}: {}",
-                self.field,
-                ty.sql(),
-                self.found,
-                self.reason
-            ),
-            None => write!(f, "{}", self.reason),
-        }
-    }
 }
 
 impl TablePlan {
@@ -212,16 +185,6 @@ fn row_error(field: String, e: CellError, value: Option<RawBsonRef<'_>>) -> RowE
         found: e.found.to_string(),
         reason: e.reason,
         excerpt: value.map(excerpt),
-    }
-}
-
-pub(super) fn unreadable(reason: String) -> RowError {
-    RowError {
-        field: String::new(),
-        expected: None,
-        found: "unreadable".to_string(),
-        reason: format!("not a readable BSON document: {reason}"),
-        excerpt: None,
     }
 }
 

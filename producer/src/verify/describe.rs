@@ -8,8 +8,8 @@ use common::naming::REJECTS_TABLE;
 use landing::column_type::ColumnType;
 use landing::identifier::quote;
 
+use super::VerifyError;
 use super::{Check, Seen, Verdict};
-use crate::error::ProducerError;
 
 impl Check<'_> {
     /// Prints one difference, column by column for the first `--show`.
@@ -17,7 +17,7 @@ impl Check<'_> {
         &mut self,
         seen: &Seen,
         verdict: &Verdict,
-    ) -> Result<(), ProducerError> {
+    ) -> Result<(), VerifyError> {
         if self.shown >= self.config.show || matches!(verdict, Verdict::Equal | Verdict::Rejected) {
             return Ok(());
         }
@@ -46,7 +46,7 @@ impl Check<'_> {
     }
 
     /// Which columns of a document's row differ, as PostgreSQL renders both values.
-    async fn column_differences(&mut self, id: &Bson) -> Result<String, ProducerError> {
+    async fn column_differences(&mut self, id: &Bson) -> Result<String, VerifyError> {
         let plan = self.plan;
         let Some(pk) = plan.primary_key else {
             return Ok(String::new());

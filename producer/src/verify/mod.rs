@@ -25,8 +25,8 @@ use futures::TryStreamExt;
 use landing::added_columns::RegistryError;
 use landing::cell::Cell;
 use landing::identifier::quote;
-use landing::mapping::{MappingFile, RowError, TablePlan};
-use landing::pg::{self, PgError};
+use landing::mapping::{MappingError, MappingFile, RowError, TablePlan};
+use landing::pg::{self, ConnectError, PgError};
 use mongodb::Database;
 use tokio_postgres::Client;
 
@@ -37,17 +37,25 @@ mod target;
 
 use self::fingerprint::{cell_bytes, Fingerprint, FingerprintError};
 use crate::config::VerifyConfig;
-use crate::error::{mongo_detail, ProducerError};
 use crate::pager::Pager;
+use crate::source::{mongo_detail, SourceError};
 
-/// Why `verify` could not finish a collection, and what it was doing.
+/// Why `verify` could not finish.
 #[derive(Debug, thiserror::Error)]
-#[error("verify {collection} ({doing}): {cause}")]
-pub struct VerifyError {
-    pub collection: String,
-    pub doing: &'static str,
-    #[source]
-    pub cause: Cause,
+pub enum VerifyError {
+    #[error(transparent)]
+    Source(#[from] SourceError),
+    #[error(transparent)]
+    Connect(#[from] ConnectError),
+    #[error(transparent)]
+    Mapping(#[from] MappingError),
+    #[error("verify {collection} ({doing}): {cause}")]
+    Check {
+        collection: String,
+        doing: &'static str,
+        #[source]
+        cause: Cause,
+    },
 }
 
 /// What failed under [`VerifyError`].
@@ -84,7 +92,7 @@ impl std::fmt::Display for Report {
 /// The run name repaired rows' rejects are filed under.
 pub const REPAIR_RUN: &str = "verify-repair";
 
-pub async fn verify(config: &VerifyConfig) -> Result<Report, ProducerError> {
+pub async fn verify(config: &VerifyConfig) -> Result<Report, VerifyError> {
     let mapping = MappingFile::load_or_default(config.mapping.as_deref())?;
     let database = crate::source::connect(&config.mongo).await?;
     let collections = crate::source::collections(&database, &config.collections).await?;
@@ -93,7 +101,7 @@ pub async fn verify(config: &VerifyConfig) -> Result<Report, ProducerError> {
     for collection in collections {
         let plan = landing::plans::load(&client, &mapping, &collection)
             .await
-            .map_err(|e| VerifyError {
+            .map_err(|e| VerifyError::Check {
                 collection: collection.clone(),
                 doing: "reading the columns added for new fields",
                 cause: e.into(),
@@ -164,15 +172,15 @@ struct Totals {
 }
 
 impl Check<'_> {
-    fn failed(&self, doing: &'static str, cause: impl Into<Cause>) -> ProducerError {
-        ProducerError::Verify(VerifyError {
+    fn failed(&self, doing: &'static str, cause: impl Into<Cause>) -> VerifyError {
+        VerifyError::Check {
             collection: self.collection.to_string(),
             doing,
             cause: cause.into(),
-        })
+        }
     }
 
-    async fn collection(&mut self) -> Result<(), ProducerError> {
+    async fn collection(&mut self) -> Result<(), VerifyError> {
         let plan = self.plan;
         let Some(pk) = plan.primary_key else {
             return Err(self.failed("finding rows", Cause::NoKey(plan.table.clone())));
@@ -288,7 +296,7 @@ impl Check<'_> {
         range: &[Seen],
         exists: bool,
         totals: &mut Totals,
-    ) -> Result<(), ProducerError> {
+    ) -> Result<(), VerifyError> {
         totals.documents += range.len() as u64;
         let (verdicts, summary) = self.compare(range, exists).await?;
         let agrees = verdicts
@@ -346,7 +354,7 @@ impl Check<'_> {
         &mut self,
         range: &[Seen],
         exists: bool,
-    ) -> Result<(Vec<Verdict>, RangeSummary), ProducerError> {
+    ) -> Result<(Vec<Verdict>, RangeSummary), VerifyError> {
         let id_texts: Vec<&str> = range.iter().map(|s| s.id_text.as_str()).collect();
         let rejected: HashSet<String> = self
             .client
@@ -408,7 +416,7 @@ impl Check<'_> {
     }
 
     /// Compares `--sample` random documents column by column.
-    async fn sample(&mut self, pk: usize) -> Result<(), ProducerError> {
+    async fn sample(&mut self, pk: usize) -> Result<(), VerifyError> {
         if self.config.sample == 0 {
             return Ok(());
         }

@@ -11,12 +11,12 @@ use landing::landing::{land, Claim, Landed};
 use landing::mapped::Mapped;
 use landing::reject::Origin;
 
+use super::VerifyError;
 use super::{Check, Seen, REPAIR_RUN};
-use crate::error::ProducerError;
 
 impl Check<'_> {
     /// Lands the given documents again; returns how many became rows.
-    pub(super) async fn repair(&mut self, differing: &[&Seen]) -> Result<u64, ProducerError> {
+    pub(super) async fn repair(&mut self, differing: &[&Seen]) -> Result<u64, VerifyError> {
         let plan = self.plan;
         let ids: Vec<Bson> = differing.iter().map(|s| s.id.clone()).collect();
         let source = self.database.collection::<RawDocumentBuf>(self.collection);

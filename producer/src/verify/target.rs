@@ -9,8 +9,8 @@ use landing::identifier::quote;
 use landing::mapping::ChildPlan;
 use tokio_postgres::types::ToSql;
 
+use super::VerifyError;
 use super::{Check, Seen};
-use crate::error::ProducerError;
 
 impl Check<'_> {
     /// Fingerprints of the target's rows (with their child rows) for a range's keys,
@@ -18,7 +18,7 @@ impl Check<'_> {
     pub(super) async fn target_fingerprints(
         &mut self,
         range: &[Seen],
-    ) -> Result<HashMap<Vec<u8>, Stored>, ProducerError> {
+    ) -> Result<HashMap<Vec<u8>, Stored>, VerifyError> {
         let plan = self.plan;
         let Some(pk) = plan.primary_key else {
             return Ok(HashMap::new());
