@@ -62,7 +62,7 @@ impl Broker {
     /// [`BrokerError::Connect`] when the server cannot be reached; [`BrokerError::Setup`]
     /// when JetStream refuses a resource (JetStream disabled, a conflicting config).
     pub async fn connect(args: &NatsArgs, names: Names) -> Result<Self, BrokerError> {
-        let client = async_nats::ConnectOptions::new()
+        let client = with_url_credentials(async_nats::ConnectOptions::new(), &args.nats_url)
             .connection_timeout(Duration::from_secs(5))
             .name("mongo2pg")
             .connect(args.nats_url.as_str())
@@ -157,5 +157,26 @@ impl Broker {
     /// The largest message the server accepts, which bounds every batch.
     pub fn max_payload(&self) -> usize {
         self.client.server_info().max_payload
+    }
+}
+
+/// The user and password (`nats://user:pass@host`) or token (`nats://token@host`) of a
+/// NATS URL, as options: async-nats parses them out of the URL but never sends them.
+fn with_url_credentials(
+    options: async_nats::ConnectOptions,
+    raw: &str,
+) -> async_nats::ConnectOptions {
+    let Ok(url) = url::Url::parse(raw) else {
+        return options;
+    };
+    let decoded = |s: &str| {
+        percent_encoding::percent_decode_str(s)
+            .decode_utf8_lossy()
+            .into_owned()
+    };
+    match (url.username(), url.password()) {
+        ("", _) => options,
+        (user, Some(password)) => options.user_and_password(decoded(user), decoded(password)),
+        (token, None) => options.token(decoded(token)),
     }
 }

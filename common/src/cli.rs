@@ -62,6 +62,15 @@ pub fn secrets_from_files(names: &[&str]) -> Result<(), String> {
     Ok(())
 }
 
+/// Writes a command's report to standard output. A reader that went away early
+/// (`producer status | head -1`) is not an error of ours: the rest is dropped quietly
+/// instead of the panic `print!` would give.
+pub fn print_out(text: impl std::fmt::Display) {
+    use std::io::Write as _;
+    let mut stdout = std::io::stdout().lock();
+    let _ = write!(stdout, "{text}").and_then(|()| stdout.flush());
+}
+
 /// Prints an error of the binaries' edge on one line and returns the failure exit
 /// code. The typed errors of the libraries say their cause in their own text (in the
 /// words that tell what to fix), so the chain below them is not printed again.

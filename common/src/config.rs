@@ -8,7 +8,12 @@ use crate::naming::{Names, RunName};
 #[derive(Debug, Clone, Args)]
 pub struct NatsArgs {
     /// NATS server URL (credentials may be embedded; they are never logged).
-    #[arg(long, env = "NATS_URL", default_value = "nats://127.0.0.1:4222")]
+    #[arg(
+        long,
+        env = "NATS_URL",
+        default_value = "nats://127.0.0.1:4222",
+        hide_env_values = true
+    )]
     pub nats_url: String,
 
     /// JetStream stream carrying the batches; every other NATS name derives from it.
@@ -23,7 +28,8 @@ pub struct PostgresArgs {
     #[arg(
         long,
         env = "DATABASE_URL",
-        default_value = "postgres://postgres@127.0.0.1:5432/postgres"
+        default_value = "postgres://postgres@127.0.0.1:5432/postgres",
+        hide_env_values = true
     )]
     pub database_url: String,
 }

@@ -39,8 +39,12 @@ pub async fn record(
     let info = message.info().map_err(DeadLetterError::Metadata)?;
     let (stream, stream_seq) = (info.stream.to_string(), info.stream_sequence as i64);
     let envelope = Envelope::decode(&message.payload).ok();
-    let collection = envelope.as_ref().map(|e| e.collection.to_string());
-    let batch_id = envelope.as_ref().map(|e| e.batch_id.to_string());
+    // Text columns cannot hold a NUL byte: a hostile envelope's names are kept with it
+    // shown as `\0` (the payload keeps the exact bytes).
+    let text = |s: &str| s.replace('\0', "\\0");
+    let collection = envelope.as_ref().map(|e| text(&e.collection));
+    let batch_id = envelope.as_ref().map(|e| text(&e.batch_id));
+    let reason = text(reason);
     client
         .execute(
             &format!(

@@ -13,19 +13,19 @@ async fn execute(command: Command) -> anyhow::Result<ExitCode> {
             let shutdown = common::shutdown::on_signal();
             let report = consumer::run(config, shutdown).await?;
             let t = report.totals;
-            println!(
-                "consumer: {} rows in {} batches, {} rejects, {} duplicates skipped, {} dead letters, {:.2} s",
+            common::cli::print_out(format_args!(
+                "consumer: {} rows in {} batches, {} rejects, {} duplicates skipped, {} dead letters, {:.2} s\n",
                 t.rows,
                 t.batches,
                 t.rejects,
                 t.duplicates,
                 t.dead_letters,
                 report.elapsed.as_secs_f64()
-            );
+            ));
         }
         Command::Replay(config) => {
             let replayed = consumer::replay::replay(&config).await?;
-            println!("{replayed}");
+            common::cli::print_out(format_args!("{replayed}\n"));
             if replayed.still_rejected > 0 {
                 return Ok(ExitCode::from(3));
             }

@@ -152,6 +152,22 @@ impl Writer {
             Ok(envelope) => envelope,
             Err(err) => return Outcome::Poison(err.to_string()),
         };
+        // The subject, which the stream and this run's consumer filter on, decides the
+        // run and the collection; an envelope that claims others is not trusted.
+        let expected = self
+            .shared
+            .broker
+            .names
+            .batch_subject(&self.shared.run, &envelope.collection);
+        if envelope.run != self.shared.run.as_str() || message.subject.as_str() != expected {
+            return Outcome::Poison(format!(
+                "the envelope names run {:?} and collection {:?}, but the message came on subject {:?} of run {}",
+                envelope.run.as_ref(),
+                envelope.collection.as_ref(),
+                message.subject.as_str(),
+                self.shared.run
+            ));
+        }
         let span = tracing::Span::current();
         span.record("collection", envelope.collection.as_ref());
         span.record("batch_id", envelope.batch_id.as_ref());

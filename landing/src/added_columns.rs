@@ -34,6 +34,8 @@ use crate::schema;
 pub enum RegistryError {
     #[error(transparent)]
     Postgres(#[from] PgError),
+    #[error("collection {collection:?} would land in {table:?}, a name the migration keeps for its bookkeeping; map the collection to another table in the mapping file")]
+    Reserved { collection: String, table: String },
     #[error("{ADDED_COLUMNS_TABLE} lists column {column:?} of {table:?} with kind {kind:?}, which this version does not know; upgrade the consumer")]
     UnknownKind {
         table: String,
@@ -47,7 +49,7 @@ impl RegistryError {
     pub fn is_transient(&self) -> bool {
         match self {
             RegistryError::Postgres(err) => err.is_transient(),
-            RegistryError::UnknownKind { .. } => false,
+            RegistryError::UnknownKind { .. } | RegistryError::Reserved { .. } => false,
         }
     }
 }

@@ -34,6 +34,13 @@ impl Plans {
         let mut plan = match self.ready.remove(collection) {
             Some(plan) => plan,
             None => {
+                let table = &mapping.plan(collection).table;
+                if crate::mapping::is_reserved(table) {
+                    return Err(RegistryError::Reserved {
+                        collection: collection.to_string(),
+                        table: table.clone(),
+                    });
+                }
                 let plan = load(client, mapping, collection).await?;
                 schema::ensure_table(client, &plan).await?;
                 plan

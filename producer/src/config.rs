@@ -57,7 +57,12 @@ pub struct StatusConfig {
 #[derive(Debug, Clone, Args)]
 pub struct MongoArgs {
     /// MongoDB connection string (credentials are never logged).
-    #[arg(long, env = "MONGODB_URI", default_value = "mongodb://127.0.0.1:27017")]
+    #[arg(
+        long,
+        env = "MONGODB_URI",
+        default_value = "mongodb://127.0.0.1:27017",
+        hide_env_values = true
+    )]
     pub mongodb_uri: String,
 
     /// Database to read.

@@ -12,30 +12,30 @@ async fn execute(command: Command) -> anyhow::Result<ExitCode> {
         Command::Run(config) => {
             let shutdown = common::shutdown::on_signal();
             let summary = producer::run(config, shutdown).await?;
-            print!("{summary}");
+            common::cli::print_out(&summary);
         }
         Command::Seed(config) => {
             let seeded = producer::seed::seed(&config).await?;
-            println!(
-                "seeded {} documents into {}.{} in {:.2} s",
+            common::cli::print_out(format_args!(
+                "seeded {} documents into {}.{} in {:.2} s\n",
                 seeded.documents,
                 config.mongo.mongodb_database,
                 config.collection,
                 seeded.elapsed.as_secs_f64()
-            );
+            ));
         }
         Command::Status(config) => {
             let status = producer::status::status(&config).await?;
-            print!("{status}");
+            common::cli::print_out(&status);
             return Ok(ExitCode::from(status.verdict().exit_code()));
         }
         Command::Infer(config) => {
             let inferred = producer::infer::infer(&config).await?;
-            print!("{}", inferred.text);
+            common::cli::print_out(&inferred.text);
         }
         Command::Verify(config) => {
             let report = producer::verify::verify(&config).await?;
-            print!("{report}");
+            common::cli::print_out(&report);
             if report.differences > 0 {
                 return Ok(ExitCode::from(4));
             }

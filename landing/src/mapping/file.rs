@@ -145,6 +145,18 @@ pub enum Problem {
     ChildOfArrays { path: String, ty: ColumnType },
     #[error("path {0:?} is mapped twice")]
     PathTwice(String),
+    #[error("table {0:?} is a name the migration keeps for its bookkeeping (every table starting with {RESERVED_PREFIX}); choose another table")]
+    Reserved(String),
+}
+
+/// Tables whose names start with this are the migration's own (ledger, rejects, dead
+/// letters, added columns): no collection may land in one.
+pub const RESERVED_PREFIX: &str = "_migrate_";
+
+/// Whether `table` is a bookkeeping table's name, compared as PostgreSQL folds
+/// nothing: quoted identifiers are case-sensitive, so only this exact prefix.
+pub fn is_reserved(table: &str) -> bool {
+    table.starts_with(RESERVED_PREFIX)
 }
 
 impl MappingFile {
@@ -201,7 +213,9 @@ impl CollectionMapping {
             return Err(Problem::NoColumns);
         }
         let fits = |what: &'static str, name: &str| {
-            if name.len() > MAX_IDENTIFIER_BYTES {
+            if what == "table" && is_reserved(name) {
+                Err(Problem::Reserved(name.to_string()))
+            } else if name.len() > MAX_IDENTIFIER_BYTES {
                 Err(Problem::NameTooLong {
                     what,
                     name: name.to_string(),

@@ -46,8 +46,8 @@ pub mod row;
 pub mod row_error;
 
 pub use file::{
-    ChildMapping, CollectionMapping, ColumnMapping, InvalidMapping, MappingError, MappingFile,
-    Missing, DEFAULT_MAX_NEW_COLUMNS, EXTRA_COLUMN, MISSING_COLUMN,
+    is_reserved, ChildMapping, CollectionMapping, ColumnMapping, InvalidMapping, MappingError,
+    MappingFile, Missing, DEFAULT_MAX_NEW_COLUMNS, EXTRA_COLUMN, MISSING_COLUMN, RESERVED_PREFIX,
 };
 pub use new_fields::{AddedColumn, FieldKind, NewField, NewFields};
 pub use plan::{ChildPlan, ColumnPlan, Source, TablePlan};

@@ -1,0 +1,409 @@
+//! Failure paths found by trying the tool as a hostile new user would (issue #12):
+//! each test reproduces one bug and shows it fixed.
+
+use std::time::Duration;
+
+use bson::{doc, Document};
+use e2e::{assert_success, TestEnv};
+
+const CONSUMERS_LIMIT: Duration = Duration::from_secs(120);
+
+/// Bug 1: a child table that exists with other columns made the COPY fail and left the
+/// connection out of step, so the dead-letter insert failed too and the batch was
+/// redelivered forever. Now the batch is dead-lettered with PostgreSQL's reason and
+/// the consumer finishes.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_failed_child_table_copy_is_dead_lettered_instead_of_wedging_the_batch() {
+    let env = TestEnv::new("hard_child_copy").await.expect("env");
+    let docs: Vec<Document> = (0..20)
+        .map(|i| doc! { "_id": i, "tags": ["a", format!("t{i}")] })
+        .collect();
+    env.db()
+        .collection::<Document>("ppl2")
+        .insert_many(&docs)
+        .await
+        .expect("insert");
+    let pg = env.pg().await.expect("pg");
+    pg.batch_execute("CREATE TABLE ppl2_tags (id int, tag text)")
+        .await
+        .expect("a child table with other columns");
+    let dir = std::env::temp_dir().join(format!("hard-child-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).expect("dir");
+    let mapping = dir.join("m.toml");
+    std::fs::write(
+        &mapping,
+        "[collections.ppl2]\ncolumns = [ { path = \"_id\", type = \"int4\" } ]\nchildren = [ { path = \"tags\", type = \"text\" } ]\n",
+    )
+    .expect("mapping");
+    let mapping_arg = mapping.display().to_string();
+    assert_success(
+        &env.producer("r", &["run", "--batch-size", "10"])
+            .await
+            .expect("run"),
+        "producer",
+    );
+    env.run_consumers(
+        "r",
+        1,
+        &["--max-deliver", "2", "--mapping", &mapping_arg],
+        CONSUMERS_LIMIT,
+    )
+    .await
+    .expect("the consumer finishes: both batches are dead-lettered");
+    let dead = pg
+        .query(
+            "SELECT reason, deliveries FROM _migrate_dead_letters ORDER BY stream_seq",
+            &[],
+        )
+        .await
+        .expect("dead letters");
+    assert_eq!(dead.len(), 2, "each batch dead-lettered once");
+    for row in &dead {
+        let reason: String = row.get(0);
+        assert!(
+            reason.contains("ppl2_tags") && reason.contains("_parent"),
+            "the reason names the table and the missing column: {reason}"
+        );
+        assert_eq!(row.get::<_, i64>(1), 2);
+    }
+    let rows: i64 = pg
+        .query_one("SELECT count(*) FROM ppl2", &[])
+        .await
+        .expect("count")
+        .get(0);
+    assert_eq!(rows, 0, "nothing of a failed batch lands");
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// Bug 11: `--help` printed the values of DATABASE_URL, NATS_URL and MONGODB_URI,
+/// passwords included.
+#[tokio::test(flavor = "multi_thread")]
+async fn help_never_prints_the_values_of_secret_variables() {
+    let env = TestEnv::new("hard_help").await.expect("env");
+    for (binary, command) in [
+        ("consumer", "run"),
+        ("producer", "run"),
+        ("producer", "status"),
+    ] {
+        let out = env
+            .command(binary, "r")
+            .args([command, "--help"])
+            .env("DATABASE_URL", "postgres://u:HelpSecret1@db/x")
+            .env("NATS_URL", "nats://u:HelpSecret2@nats:4222")
+            .env("MONGODB_URI", "mongodb://u:HelpSecret3@mongo/")
+            .output()
+            .await
+            .expect("help");
+        let text = String::from_utf8_lossy(&out.stdout);
+        assert!(out.status.success(), "{binary} {command} --help");
+        assert!(
+            text.contains("DATABASE_URL") || text.contains("MONGODB_URI"),
+            "{text}"
+        );
+        assert!(!text.contains("HelpSecret"), "{binary} {command}: {text}");
+    }
+}
+
+/// Bug 12: with RUST_LOG=debug async-nats logged the NATS URL with its password, and a
+/// token URL (`nats://TOKEN@host`) was printed whole in the connection error.
+#[tokio::test(flavor = "multi_thread")]
+async fn debug_logs_and_errors_never_print_a_nats_password_or_token() {
+    let env = TestEnv::new("hard_nats_secret").await.expect("env");
+    let port = e2e::private::free_port().expect("port");
+    for url in [
+        format!("nats://Tok3nSecret@127.0.0.1:{port}"),
+        format!("nats://u:Passw0rdSecret@127.0.0.1:{port}"),
+    ] {
+        let out = env
+            .command("consumer", "r")
+            .arg("run")
+            .env("NATS_URL", &url)
+            .env("RUST_LOG", "debug")
+            .output()
+            .await
+            .expect("consumer");
+        let printed = format!(
+            "{}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        assert!(!out.status.success());
+        assert!(printed.contains("cannot reach NATS"), "{printed}");
+        assert!(
+            !printed.contains("Tok3nSecret") && !printed.contains("Passw0rdSecret"),
+            "{printed}"
+        );
+    }
+    // On a server that answers, with a password it accepts: debug logs of a real
+    // connection never carry it.
+    let nats =
+        e2e::private::PrivateNats::start_with_user("hard", "u", "Passw0rdSecret").expect("nats");
+    env.db()
+        .collection::<Document>("users")
+        .insert_one(doc! { "_id": 1 })
+        .await
+        .expect("insert");
+    let out = env
+        .command("producer", "r")
+        .arg("run")
+        .env(
+            "NATS_URL",
+            format!("nats://u:Passw0rdSecret@127.0.0.1:{}", nats.port),
+        )
+        .env("RUST_LOG", "debug")
+        .output()
+        .await
+        .expect("producer");
+    assert_success(&out, "producer through a password-protected NATS");
+    let printed = String::from_utf8_lossy(&out.stderr);
+    assert!(!printed.contains("Passw0rdSecret"), "{printed}");
+}
+
+/// Bug 13: `producer status | head -1` panicked on the closed pipe (exit 101).
+#[tokio::test(flavor = "multi_thread")]
+async fn a_reader_that_closes_the_pipe_early_is_no_panic() {
+    let env = TestEnv::new("hard_pipe").await.expect("env");
+    env.db()
+        .collection::<Document>("users")
+        .insert_one(doc! { "_id": 1 })
+        .await
+        .expect("insert");
+    assert_success(&env.producer("r", &["run"]).await.expect("run"), "producer");
+    let mut child = env
+        .command("producer", "r")
+        .arg("status")
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("status");
+    // The reader is gone before the report is written, as `| head -1` is once it has
+    // its line.
+    drop(child.stdout.take());
+    let out = child.wait_with_output().await.expect("status ends");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_ne!(out.status.code(), Some(101), "panicked: {stderr}");
+    assert!(!stderr.contains("panicked"), "{stderr}");
+}
+
+/// Bugs 2 and 3: the consumer trusted the envelope over the subject (a message on run
+/// A's subject claiming another run, or collection `sentinel`, landed rows there and
+/// created tables), and a NUL byte in an envelope's collection or batch id made the
+/// dead-letter insert fail, so the message came back forever. Now the subject decides
+/// run and collection, a mismatch is a dead letter, and hostile names are kept.
+#[tokio::test(flavor = "multi_thread")]
+async fn envelopes_that_disagree_with_their_subject_or_hold_nul_bytes_are_dead_lettered() {
+    use common::batch::{Doc, Envelope};
+    use std::borrow::Cow;
+
+    let env = TestEnv::new("hard_envelopes").await.expect("env");
+    env.db()
+        .collection::<Document>("users")
+        .insert_one(doc! { "_id": 1, "name": "real" })
+        .await
+        .expect("insert");
+    assert_success(&env.producer("r", &["run"]).await.expect("run"), "producer");
+
+    let js = async_nats::jetstream::new(async_nats::connect(&env.nats_url).await.expect("nats"));
+    let doc = bson::rawdoc! { "_id": 99, "name": "forged" };
+    let docs = || vec![Doc::Inline(Cow::Owned(doc.as_bytes().to_vec()))];
+    let users = format!("{}.batch.r.users", env.stream);
+    let forged = [
+        (users.clone(), Envelope::new("other", "users", 0, docs())),
+        (users.clone(), Envelope::new("r", "sentinel", 0, docs())),
+        (
+            format!("{}.batch.r.=00", env.stream),
+            Envelope::new("r", "\0", 0, docs()),
+        ),
+        (users.clone(), {
+            let mut e = Envelope::new("r", "users", 7, docs());
+            e.batch_id = Cow::Borrowed("x\0y");
+            e
+        }),
+    ];
+    for (subject, envelope) in &forged {
+        js.publish(subject.clone(), envelope.encode().into())
+            .await
+            .expect("publish")
+            .await
+            .expect("stored");
+    }
+
+    let mut consumer = env
+        .command("consumer", "r")
+        .args(["run", "--writers", "1", "--max-deliver", "2"])
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("consumer");
+    let pg = env.pg().await.expect("pg");
+    let deadline = std::time::Instant::now() + CONSUMERS_LIMIT;
+    let dead = loop {
+        let dead = pg
+            .query(
+                "SELECT reason, collection, batch_id FROM _migrate_dead_letters ORDER BY stream_seq",
+                &[],
+            )
+            .await
+            .unwrap_or_default();
+        if dead.len() >= forged.len() {
+            break dead;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "only {} dead letters of {}",
+            dead.len(),
+            forged.len()
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    };
+    let _ = consumer.start_kill();
+    let _ = consumer.wait().await;
+
+    let reasons: Vec<String> = dead.iter().map(|r| r.get(0)).collect();
+    assert_eq!(dead.len(), forged.len(), "{reasons:?}");
+    assert!(reasons[0].contains("names run \"other\""), "{reasons:?}");
+    assert!(
+        reasons[1].contains("collection \"sentinel\""),
+        "{reasons:?}"
+    );
+    assert_eq!(dead[2].get::<_, Option<String>>(1).as_deref(), Some("\\0"));
+    assert_eq!(
+        dead[3].get::<_, Option<String>>(2).as_deref(),
+        Some("x\\0y")
+    );
+    let users: Vec<i32> = pg
+        .query("SELECT (doc->>'name') = 'real' FROM users", &[])
+        .await
+        .expect("users")
+        .iter()
+        .map(|r| i32::from(r.get::<_, bool>(0)))
+        .collect();
+    assert_eq!(users, [1], "only the real document landed");
+    let sentinel: bool = pg
+        .query_one("SELECT to_regclass('sentinel') IS NOT NULL", &[])
+        .await
+        .expect("regclass")
+        .get(0);
+    assert!(!sentinel, "no table made for a forged collection");
+    let other: i64 = pg
+        .query_one("SELECT count(*) FROM _migrate_ledger WHERE run <> 'r'", &[])
+        .await
+        .expect("ledger")
+        .get(0);
+    assert_eq!(other, 0, "no rows landed under a forged run");
+}
+
+/// Bug 4: a collection or mapping table named like a bookkeeping table got columns
+/// added to the ledger and every document rejected. Now the names are refused: the
+/// mapping with one clear line, the collection's batches as dead letters naming why,
+/// and the ledger keeps its own columns.
+#[tokio::test(flavor = "multi_thread")]
+async fn bookkeeping_table_names_are_refused() {
+    let env = TestEnv::new("hard_reserved").await.expect("env");
+    env.db()
+        .collection::<Document>("_migrate_ledger")
+        .insert_many((0..5).map(|i| doc! { "_id": i }))
+        .await
+        .expect("insert");
+    let dir = std::env::temp_dir().join(format!("hard-reserved-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).expect("dir");
+    let mapping = dir.join("m.toml");
+    std::fs::write(
+        &mapping,
+        "[collections.users]\ntable = \"_migrate_rejects\"\ncolumns = [ { path = \"_id\", type = \"int4\" } ]\n",
+    )
+    .expect("mapping");
+    let out = env
+        .command("consumer", "r")
+        .args(["run", "--mapping"])
+        .arg(&mapping)
+        .output()
+        .await
+        .expect("consumer");
+    e2e::assert_one_line_error(&out, "keeps for its bookkeeping");
+    let _ = std::fs::remove_dir_all(&dir);
+
+    assert_success(&env.producer("r", &["run"]).await.expect("run"), "producer");
+    env.run_consumers("r", 1, &["--max-deliver", "1"], CONSUMERS_LIMIT)
+        .await
+        .expect("the consumer finishes: the batch is dead-lettered");
+    let pg = env.pg().await.expect("pg");
+    let reason: String = pg
+        .query_one("SELECT reason FROM _migrate_dead_letters", &[])
+        .await
+        .expect("one dead letter")
+        .get(0);
+    assert!(reason.contains("keeps for its bookkeeping"), "{reason}");
+    let columns: Vec<String> = pg
+        .query(
+            "SELECT column_name::text FROM information_schema.columns WHERE table_name = '_migrate_ledger' ORDER BY ordinal_position",
+            &[],
+        )
+        .await
+        .expect("columns")
+        .iter()
+        .map(|r| r.get(0))
+        .collect();
+    assert_eq!(
+        columns,
+        [
+            "batch_id",
+            "run",
+            "collection",
+            "seq",
+            "target_table",
+            "rows_written",
+            "rows_rejected",
+            "committed_at"
+        ]
+    );
+}
+
+/// Bug 9 (connecting): a PostgreSQL that accepts TCP and never answers hung the
+/// consumer, `status` and `verify` forever, `connect_timeout` ignored. Now a
+/// connection attempt is bounded by `connect_timeout` (10 s when the URL sets none).
+#[tokio::test(flavor = "multi_thread")]
+async fn a_postgres_that_never_answers_is_given_up_on_after_connect_timeout() {
+    let env = TestEnv::new("hard_silent_pg").await.expect("env");
+    env.db()
+        .collection::<Document>("users")
+        .insert_one(doc! { "_id": 1 })
+        .await
+        .expect("insert");
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("listen");
+    let port = listener.local_addr().expect("addr").port();
+    let silent = tokio::spawn(async move {
+        let mut held = Vec::new();
+        while let Ok((socket, _)) = listener.accept().await {
+            held.push(socket);
+        }
+    });
+    let url = format!("postgres://postgres@127.0.0.1:{port}/x?connect_timeout=3");
+    for args in [&["run"][..], &["status"][..], &["verify"][..]] {
+        let binary = if args == ["run"] {
+            "consumer"
+        } else {
+            "producer"
+        };
+        let started = std::time::Instant::now();
+        let out = tokio::time::timeout(
+            Duration::from_secs(30),
+            env.command(binary, "r")
+                .args(args)
+                .env("DATABASE_URL", &url)
+                .output(),
+        )
+        .await
+        .expect("gave up instead of hanging")
+        .expect("ran");
+        let took = started.elapsed();
+        e2e::assert_one_line_error(&out, "did not complete a connection within 3 s");
+        assert!(
+            took < Duration::from_secs(15),
+            "{binary} {args:?} took {took:?}"
+        );
+    }
+    silent.abort();
+}
