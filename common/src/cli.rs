@@ -8,8 +8,8 @@ use clap::Parser;
 /// Parses the command line. Help and version print as usual; a bad flag prints clap's
 /// one-line message and a pointer to `--help`, and exits with status 2.
 pub fn parse<T: Parser>() -> T {
-    if let Err(line) = secrets_from_files(SECRET_VARIABLES) {
-        eprintln!("error: {line}");
+    if let Err(err) = secrets_from_files(SECRET_VARIABLES) {
+        eprintln!("error: {err}");
         std::process::exit(2);
     }
     match T::try_parse() {
@@ -39,9 +39,19 @@ pub const SECRET_VARIABLES: &[&str] = &["MONGODB_URI", "NATS_URL", "DATABASE_URL
 /// For each variable that is unset while `<NAME>_FILE` is set, reads the file into it
 /// (without its trailing newline). Runs before any thread starts.
 ///
+/// A `*_FILE` variable naming a file that cannot be read.
+#[derive(Debug, thiserror::Error)]
+#[error("{variable}={path}: cannot read it: {source}")]
+pub struct SecretFileError {
+    pub variable: String,
+    pub path: String,
+    #[source]
+    pub source: std::io::Error,
+}
+
 /// # Errors
-/// The line to print when a named file cannot be read.
-pub fn secrets_from_files(names: &[&str]) -> Result<(), String> {
+/// [`SecretFileError`] when a named file cannot be read.
+pub fn secrets_from_files(names: &[&str]) -> Result<(), SecretFileError> {
     for name in names {
         let file_var = format!("{name}_FILE");
         if std::env::var_os(name).is_some() {
@@ -50,11 +60,10 @@ pub fn secrets_from_files(names: &[&str]) -> Result<(), String> {
         let Some(path) = std::env::var_os(&file_var) else {
             continue;
         };
-        let value = std::fs::read_to_string(&path).map_err(|e| {
-            format!(
-                "{file_var}={}: cannot read it: {e}",
-                std::path::Path::new(&path).display()
-            )
+        let value = std::fs::read_to_string(&path).map_err(|source| SecretFileError {
+            variable: file_var.clone(),
+            path: std::path::Path::new(&path).display().to_string(),
+            source,
         })?;
         // Single-threaded here: nothing else reads the environment concurrently.
         std::env::set_var(name, value.trim_end_matches(['\n', '\r']));

@@ -19,15 +19,15 @@
 //! documents to the object store) → msgpack `Envelope` → `publisher` → PubAck →
 //! checkpoint in the key-value bucket → manifest totals when the collection ends.
 
-pub mod checkpointer;
-pub mod collection;
+mod checkpointer;
+mod collection;
 pub mod config;
 pub mod error;
 pub mod infer;
-pub mod pager;
-pub mod progress;
-pub mod publisher;
-pub mod retry;
+mod pager;
+mod progress;
+mod publisher;
+mod retry;
 pub mod seed;
 pub mod source;
 pub mod status;
