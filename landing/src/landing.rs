@@ -70,14 +70,9 @@ pub async fn land(
     claim: Claim<'_>,
     batch: &Mapped<'_>,
 ) -> Result<Landed, PgError> {
-    let tx = client
-        .transaction()
-        .await
-        .doing("beginning a transaction")?;
-    if !claimed(&tx, plan, origin, claim, batch).await? {
-        tx.rollback().await.doing("rolling back")?;
+    let Some(tx) = begin_claimed(client, plan, origin, claim, batch).await? else {
         return Ok(Landed::AlreadyClaimed);
-    }
+    };
     let copied = copy_rows(&tx, plan, &batch.rows)
         .instrument(tracing::info_span!("copy", table = %plan.table, rows = batch.rows.len()))
         .await;
@@ -87,14 +82,9 @@ pub async fn land(
             tx.rollback().await.doing("rolling back")?;
             tracing::info!(batch = origin.batch_id, error = %pg::detail(&err),
                 "PostgreSQL refused a row; isolating the refused rows");
-            let tx = client
-                .transaction()
-                .await
-                .doing("beginning a transaction")?;
-            if !claimed(&tx, plan, origin, claim, batch).await? {
-                tx.rollback().await.doing("rolling back")?;
+            let Some(tx) = begin_claimed(client, plan, origin, claim, batch).await? else {
                 return Ok(Landed::AlreadyClaimed);
-            }
+            };
             let (rows, refused) = copy_isolating(&tx, plan, &batch.rows, &batch.sources)
                 .await
                 .doing(&format!("copying rows into {}", plan.table))?;
@@ -104,6 +94,27 @@ pub async fn land(
             format!("copying rows into {}", plan.table),
             err,
         )),
+    }
+}
+
+/// Begins the transaction with its claim made; `None` (and nothing left open) when
+/// the claim was taken already.
+async fn begin_claimed<'c>(
+    client: &'c mut Client,
+    plan: &TablePlan,
+    origin: &Origin<'_>,
+    claim: Claim<'_>,
+    batch: &Mapped<'_>,
+) -> Result<Option<Transaction<'c>>, PgError> {
+    let tx = client
+        .transaction()
+        .await
+        .doing("beginning a transaction")?;
+    if claimed(&tx, plan, origin, claim, batch).await? {
+        Ok(Some(tx))
+    } else {
+        tx.rollback().await.doing("rolling back")?;
+        Ok(None)
     }
 }
 
