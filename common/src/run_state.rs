@@ -203,20 +203,24 @@ impl RunState {
             .map_err(|e| StateError::nats("writing", &key, e))
     }
 
-    /// Forgets the run's manifest and the checkpoints of `collections` (`--restart`).
+    /// Forgets what was published of `collections` (`--restart`): their checkpoints,
+    /// and their entries in the manifest, which is marked incomplete. The run's other
+    /// collections keep their totals.
     pub async fn forget(&self, collections: &[String]) -> Result<(), StateError> {
-        let mut keys = vec![self.names.manifest_key(&self.run)];
-        keys.extend(
-            collections
-                .iter()
-                .map(|c| self.names.checkpoint_key(&self.run, c)),
-        );
-        for key in keys {
+        for collection in collections {
+            let key = self.names.checkpoint_key(&self.run, collection);
             self.kv
                 .purge(key.as_str())
                 .await
                 .map_err(|e| StateError::nats("purging", &key, e))?;
         }
+        self.update_manifest(|manifest| {
+            for collection in collections {
+                manifest.collections.remove(collection);
+            }
+            manifest.complete = false;
+        })
+        .await?;
         Ok(())
     }
 }

@@ -407,3 +407,87 @@ async fn a_postgres_that_never_answers_is_given_up_on_after_connect_timeout() {
     }
     silent.abort();
 }
+
+/// Bug 7: `--restart --collection X` purged the whole run's manifest, so every other
+/// collection showed source 0 and `status` said INCONSISTENT forever. Now only X's
+/// checkpoint and totals are forgotten.
+#[tokio::test(flavor = "multi_thread")]
+async fn restarting_one_collection_keeps_the_others_totals() {
+    let env = TestEnv::new("hard_restart_one").await.expect("env");
+    for (name, count) in [("a", 30), ("b", 20)] {
+        env.db()
+            .collection::<Document>(name)
+            .insert_many((0..count).map(|i| doc! { "_id": i, "c": name }))
+            .await
+            .expect("insert");
+    }
+    assert_success(
+        &env.producer("r", &["run", "--batch-size", "10"])
+            .await
+            .expect("run"),
+        "producer",
+    );
+    env.run_consumers("r", 1, &[], CONSUMERS_LIMIT)
+        .await
+        .expect("consumers");
+    assert_success(
+        &env.producer(
+            "r",
+            &[
+                "run",
+                "--batch-size",
+                "10",
+                "--restart",
+                "--collection",
+                "a",
+            ],
+        )
+        .await
+        .expect("restart a"),
+        "producer --restart --collection a",
+    );
+    let (code, text) = env.producer_report("r", &["status"]).await.expect("status");
+    assert_eq!(code, Some(0), "{text}");
+    let line = |name: &str| {
+        text.lines()
+            .find(|l| l.split_whitespace().next() == Some(name))
+            .map(|l| l.split_whitespace().take(4).collect::<Vec<_>>().join(" "))
+    };
+    assert_eq!(line("b").as_deref(), Some("b 20 20 20"), "{text}");
+    assert_eq!(line("a").as_deref(), Some("a 30 30 30"), "{text}");
+}
+
+/// Bug 8 (in part): a batch published again within the stream's dedupe window was
+/// dropped by the stream while the producer said "published". Now it says how many
+/// the stream discarded.
+#[tokio::test(flavor = "multi_thread")]
+async fn the_producer_says_when_the_stream_discards_a_batch_as_a_duplicate() {
+    let env = TestEnv::new("hard_discarded").await.expect("env");
+    env.db()
+        .collection::<Document>("users")
+        .insert_many((0..25).map(|i| doc! { "_id": i }))
+        .await
+        .expect("insert");
+    let first = env
+        .producer("r", &["run", "--batch-size", "10"])
+        .await
+        .expect("run");
+    assert_success(&first, "producer");
+    assert!(
+        !e2e::stdout(&first).contains("discarded"),
+        "{}",
+        e2e::stdout(&first)
+    );
+    let again = env
+        .producer("r", &["run", "--batch-size", "10", "--restart"])
+        .await
+        .expect("run again");
+    assert_success(&again, "producer --restart");
+    let text = e2e::stdout(&again);
+    assert!(
+        text.contains(
+            "users: 25 documents, 3 batches; 3 of them discarded by the stream as duplicates"
+        ),
+        "{text}"
+    );
+}

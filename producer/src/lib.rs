@@ -80,7 +80,7 @@ impl std::fmt::Display for Summary {
             rate
         )?;
         for c in &self.collections {
-            writeln!(
+            write!(
                 f,
                 "  {}: {} documents, {} batches{}",
                 c.name,
@@ -88,6 +88,17 @@ impl std::fmt::Display for Summary {
                 c.batches,
                 if c.resumed { " (resumed)" } else { "" }
             )?;
+            if c.duplicates > 0 {
+                // The stream remembers batch ids for its dedupe window: a batch sent
+                // again within it is acknowledged and dropped, not queued again.
+                write!(
+                    f,
+                    "; {} of them discarded by the stream as duplicates of batches it received within the last {} minutes",
+                    c.duplicates,
+                    common::broker::DUPLICATE_WINDOW.as_secs() / 60
+                )?;
+            }
+            writeln!(f)?;
         }
         Ok(())
     }
