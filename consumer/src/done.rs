@@ -1,12 +1,19 @@
 //! Knowing when a run is finished (`--exit-when-done`).
 //!
-//! A run is done when its producer has marked the manifest complete and, for every
-//! collection, the ledger holds (or the dead-letter table accounts for) as many batches
-//! as the producer published. Until the manifest is complete the totals are only a
-//! floor, so a consumer keeps waiting across a producer crash and its rerun.
+//! A run is done when its producer has marked the manifest complete, the run's durable
+//! consumer has nothing left in the stream (nothing undelivered, nothing delivered and
+//! not yet acknowledged: an ack comes only after a commit or a dead letter), and, for
+//! every collection, the ledger holds (or the dead-letter table accounts for) as many
+//! batches as the producer published. Until the manifest is complete the totals are
+//! only a floor, so a consumer keeps waiting across a producer crash and its rerun.
+//!
+//! The ledger alone is not enough: batches of an earlier publication of the run (a
+//! `--restart` with another batch size) count there too, and made a consumer stop
+//! while this publication's batches were still in the stream.
 
 use std::collections::HashMap;
 
+use async_nats::jetstream::consumer::PullConsumer;
 use common::naming::{DEAD_LETTERS_TABLE, LEDGER_TABLE};
 use common::run_state::{RunManifest, RunState, StateError};
 use landing::identifier::quote;
@@ -16,6 +23,8 @@ use tokio_postgres::Client;
 /// Why the done check could not tell this time; the watcher tries again.
 #[derive(Debug, thiserror::Error)]
 pub enum DoneError {
+    #[error("reading the durable consumer: {0}")]
+    Stream(#[from] async_nats::jetstream::context::ConsumerInfoError),
     #[error(transparent)]
     State(#[from] StateError),
     #[error(transparent)]
@@ -61,12 +70,21 @@ pub fn is_done(manifest: &RunManifest, accounted: &HashMap<String, u64>) -> bool
             .all(|(name, totals)| accounted.get(name).copied().unwrap_or(0) >= totals.batches)
 }
 
-/// One check: reads the manifest and the ledger.
-pub async fn check(state: &RunState, client: &Client, run: &str) -> Result<bool, DoneError> {
+/// One check: reads the manifest, the stream's view of the run, and the ledger.
+pub async fn check(
+    state: &RunState,
+    stream: &PullConsumer,
+    client: &Client,
+    run: &str,
+) -> Result<bool, DoneError> {
     let Some(manifest) = state.manifest().await? else {
         return Ok(false);
     };
     if !manifest.complete {
+        return Ok(false);
+    }
+    let info = stream.get_info().await?;
+    if info.num_pending > 0 || info.num_ack_pending > 0 {
         return Ok(false);
     }
     let accounted = accounted_batches(client, run)

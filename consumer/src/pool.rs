@@ -100,6 +100,7 @@ pub async fn run(
         let state = RunState::new(broker.state.clone(), broker.names.clone(), run.clone());
         tasks.spawn(watch_done(
             state,
+            consumer.clone(),
             client,
             config.postgres.database_url.clone(),
             run,
@@ -193,6 +194,7 @@ async fn report_throughput(shared: Arc<Shared>, consumer: PullConsumer, stop: Ca
 
 async fn watch_done(
     state: RunState,
+    stream: PullConsumer,
     client: tokio_postgres::Client,
     database_url: String,
     run: RunName,
@@ -208,7 +210,7 @@ async fn watch_done(
             client = pg::connect(&database_url).await.ok();
         }
         let checked = match &client {
-            Some(client) => done::check(&state, client, run.as_str()).await,
+            Some(client) => done::check(&state, &stream, client, run.as_str()).await,
             None => Err(done::DoneError::NoConnection),
         };
         match checked {

@@ -491,3 +491,61 @@ async fn the_producer_says_when_the_stream_discards_a_batch_as_a_duplicate() {
         "{text}"
     );
 }
+
+/// Bug 5 (when is a run done): `--exit-when-done` counted ledger rows, so after a
+/// `--restart` with another batch size the earlier publication's batches made a
+/// consumer stop at once while this publication's were still in the stream. Now the
+/// stream must be drained too.
+#[tokio::test(flavor = "multi_thread")]
+async fn exit_when_done_waits_for_this_publications_batches_after_a_restart() {
+    let env = TestEnv::new("hard_done_restart").await.expect("env");
+    env.db()
+        .collection::<Document>("users")
+        .insert_many((0..2000).map(|i| doc! { "_id": i }))
+        .await
+        .expect("insert");
+    assert_success(
+        &env.producer("r", &["run", "--batch-size", "500"])
+            .await
+            .expect("run"),
+        "producer",
+    );
+    env.run_consumers("r", 1, &[], CONSUMERS_LIMIT)
+        .await
+        .expect("first publication consumed");
+    assert_success(
+        &env.producer("r", &["run", "--batch-size", "700", "--restart"])
+            .await
+            .expect("run again"),
+        "producer --restart --batch-size 700",
+    );
+    env.run_consumers("r", 1, &[], CONSUMERS_LIMIT)
+        .await
+        .expect("second publication consumed");
+    let js = async_nats::jetstream::new(async_nats::connect(&env.nats_url).await.expect("nats"));
+    let info = js
+        .get_stream(&env.stream)
+        .await
+        .expect("stream")
+        .consumer_info("writers-r")
+        .await
+        .expect("consumer info");
+    assert_eq!(
+        (info.num_pending, info.num_ack_pending),
+        (0, 0),
+        "the consumer said done with batches still in the stream"
+    );
+    let ledger: i64 = env
+        .pg()
+        .await
+        .expect("pg")
+        .query_one("SELECT count(*) FROM _migrate_ledger WHERE run = 'r'", &[])
+        .await
+        .expect("ledger")
+        .get(0);
+    assert_eq!(
+        ledger,
+        4 + 3,
+        "both publications' batches are in the ledger"
+    );
+}
