@@ -18,7 +18,7 @@ use tracing::Instrument;
 
 use crate::checkpointer::Checkpointer;
 use crate::error::ProducerError;
-use crate::retry::{ATTEMPTS, PAUSE};
+use crate::retry::{pause, ATTEMPTS};
 
 /// What the publisher counted for one collection.
 #[derive(Debug, Default, Clone, Copy)]
@@ -147,7 +147,7 @@ impl Publisher {
                         error = %detail,
                         "publish not acknowledged; sending the batch again"
                     );
-                    tokio::time::sleep(PAUSE).await;
+                    tokio::time::sleep(pause(attempt)).await;
                     attempt += 1;
                     batch.ack = self.send(&batch.batch_id, batch.payload.clone()).await.ok();
                 }
