@@ -150,9 +150,14 @@ async fn replay_group(
                 )
             })?;
         match landed {
-            Landed::Committed { rows, rejects } => {
+            // A reject whose document another batch has landed since is resolved too.
+            Landed::Committed {
+                rows,
+                rejects,
+                already,
+            } => {
                 return Ok(Replayed {
-                    landed: rows,
+                    landed: rows + already,
                     still_rejected: rejects,
                 })
             }

@@ -236,7 +236,7 @@ impl Writer {
         .await;
         self.shared.stats.write_latency(started.elapsed());
         match landed {
-            Ok(Landed::Committed { rows, rejects }) => Outcome::Committed { rows, rejects },
+            Ok(Landed::Committed { rows, rejects, .. }) => Outcome::Committed { rows, rejects },
             Ok(Landed::AlreadyClaimed) => Outcome::Duplicate,
             Err(err) => {
                 // After a failed COPY the protocol may be out of step (the server still

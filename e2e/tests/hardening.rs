@@ -354,7 +354,8 @@ async fn bookkeeping_table_names_are_refused() {
             "target_table",
             "rows_written",
             "rows_rejected",
-            "committed_at"
+            "committed_at",
+            "rows_already"
         ]
     );
 }
@@ -548,4 +549,99 @@ async fn exit_when_done_waits_for_this_publications_batches_after_a_restart() {
         4 + 3,
         "both publications' batches are in the ledger"
     );
+}
+
+/// Bugs 5 and 6: exactly-once depended on batch boundaries. Publishing a run again cut
+/// into other batches (another `--batch-size`, a `--restart`, a document inserted
+/// before the others meanwhile) landed every document twice where the mapping had no
+/// `_id` column, and otherwise rejected all of them as duplicate keys, leaving `status`
+/// INCONSISTENT. Now every table has a key from `_id`, and documents whose key is in
+/// the table already are skipped and counted as such, never written twice or rejected.
+#[tokio::test(flavor = "multi_thread")]
+async fn every_document_lands_once_whatever_the_batch_boundaries() {
+    let env = TestEnv::new("hard_boundaries").await.expect("env");
+    for name in ["keyed", "unkeyed"] {
+        env.db()
+            .collection::<Document>(name)
+            .insert_many((0..2000).map(|i| doc! { "_id": i, "name": format!("n{i}") }))
+            .await
+            .expect("insert");
+    }
+    let dir = std::env::temp_dir().join(format!("hard-boundaries-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).expect("dir");
+    let mapping = dir.join("m.toml");
+    std::fs::write(
+        &mapping,
+        "[collections.unkeyed]\ncolumns = [ { path = \"name\", type = \"text\" } ]\n",
+    )
+    .expect("mapping");
+    let mapping_arg = mapping.display().to_string();
+    assert_success(
+        &env.producer("r", &["run", "--batch-size", "500"])
+            .await
+            .expect("run"),
+        "producer",
+    );
+    env.run_consumers("r", 2, &["--mapping", &mapping_arg], CONSUMERS_LIMIT)
+        .await
+        .expect("first publication");
+    // A document before all others shifts every batch's contents.
+    for name in ["keyed", "unkeyed"] {
+        env.db()
+            .collection::<Document>(name)
+            .insert_one(doc! { "_id": -1, "name": "first" })
+            .await
+            .expect("insert");
+    }
+    assert_success(
+        &env.producer("r", &["run", "--batch-size", "700", "--restart"])
+            .await
+            .expect("run again"),
+        "producer --restart --batch-size 700",
+    );
+    env.run_consumers("r", 2, &["--mapping", &mapping_arg], CONSUMERS_LIMIT)
+        .await
+        .expect("second publication");
+
+    let pg = env.pg().await.expect("pg");
+    for (table, name) in [("keyed", "doc->>'name'"), ("unkeyed", "name")] {
+        let row = pg
+            .query_one(
+                &format!("SELECT count(*), count(DISTINCT {name}) FROM {table}"),
+                &[],
+            )
+            .await
+            .expect("count");
+        assert_eq!(
+            (row.get::<_, i64>(0), row.get::<_, i64>(1)),
+            (2001, 2001),
+            "{table}: every document once"
+        );
+    }
+    let ledger = pg
+        .query(
+            "SELECT collection, sum(rows_written)::int8, sum(rows_rejected)::int8, sum(rows_already)::int8 FROM _migrate_ledger GROUP BY collection ORDER BY collection",
+            &[],
+        )
+        .await
+        .expect("ledger");
+    let ledger: Vec<(String, i64, i64, i64)> = ledger
+        .iter()
+        .map(|r| (r.get(0), r.get(1), r.get(2), r.get(3)))
+        .collect();
+    assert_eq!(
+        ledger,
+        [
+            ("keyed".to_string(), 2001, 0, 2000),
+            ("unkeyed".to_string(), 2001, 0, 2000)
+        ]
+    );
+    let (code, text) = env.producer_report("r", &["status"]).await.expect("status");
+    assert_eq!(code, Some(0), "{text}");
+    let (code, text) = env
+        .producer_report("r", &["verify", "--mapping", &mapping_arg])
+        .await
+        .expect("verify");
+    assert_eq!(code, Some(0), "{text}");
+    let _ = std::fs::remove_dir_all(&dir);
 }

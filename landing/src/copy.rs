@@ -1,6 +1,9 @@
 //! Binary COPY of mapped rows into a table and its child tables, and the slower path
 //! that isolates the rows PostgreSQL refuses.
 //!
+//! [`already_landed`] finds the rows whose key the table holds already (landed by an
+//! earlier publication of the run, cut into other batches).
+//!
 //! When PostgreSQL refuses a row during a COPY (a constraint, a value out of range:
 //! SQLSTATE classes 22 and 23), [`copy_isolating`] copies halves under savepoints,
 //! recursively, until each refused row stands alone and becomes a reject with
@@ -26,9 +29,10 @@ pub async fn copy_isolating(
     plan: &TablePlan,
     rows: &[Row],
     sources: &[impl AsRef<[u8]>],
-) -> Result<(u64, Vec<Reject>), tokio_postgres::Error> {
+) -> Result<Isolated, tokio_postgres::Error> {
     let mut written = 0;
     let mut refused = Vec::new();
+    let mut unique_violations = 0;
     let mut ranges = vec![(0, rows.len())];
     while let Some((lo, hi)) = ranges.pop() {
         if lo == hi {
@@ -43,6 +47,9 @@ pub async fn copy_isolating(
             Err(err) if is_row_error(&err) => {
                 tx.batch_execute("ROLLBACK TO SAVEPOINT m2p_rows").await?;
                 if hi - lo == 1 {
+                    if is_unique_violation(&err) {
+                        unique_violations += 1;
+                    }
                     refused.push(Reject::refused(sources[lo].as_ref(), &err));
                 } else {
                     let mid = lo + (hi - lo) / 2;
@@ -54,7 +61,60 @@ pub async fn copy_isolating(
             Err(err) => return Err(err),
         }
     }
-    Ok((written, refused))
+    Ok(Isolated {
+        written,
+        refused,
+        unique_violations,
+    })
+}
+
+/// What [`copy_isolating`] did.
+#[derive(Debug, Default)]
+pub struct Isolated {
+    /// Rows written.
+    pub written: u64,
+    /// A reject for each row PostgreSQL refused.
+    pub refused: Vec<Reject>,
+    /// How many of those were refused for a key already in the table.
+    pub unique_violations: usize,
+}
+
+/// Whether PostgreSQL refused a row for a key already in a unique index (23505).
+pub fn is_unique_violation(err: &tokio_postgres::Error) -> bool {
+    err.code() == Some(&tokio_postgres::error::SqlState::UNIQUE_VIOLATION)
+}
+
+/// The positions of `rows` whose key is in the table already, for a plan with a
+/// primary key; none without one.
+pub async fn already_landed(
+    tx: &Transaction<'_>,
+    plan: &TablePlan,
+    rows: &[Row],
+) -> Result<Vec<usize>, tokio_postgres::Error> {
+    let Some(pk) = plan.primary_key else {
+        return Ok(Vec::new());
+    };
+    let keys: Vec<&Cell> = rows.iter().map(|row| &row.cells[pk]).collect();
+    let found = tx
+        .query(
+            &format!(
+                "SELECT k.i FROM unnest($1::{}[]) WITH ORDINALITY AS k(key, i)
+                 WHERE EXISTS (SELECT 1 FROM {} t WHERE t.{} = k.key)",
+                plan.columns[pk].ty.sql(),
+                quote(&plan.table),
+                quote(&plan.columns[pk].name)
+            ),
+            &[&keys as &(dyn ToSql + Sync)],
+        )
+        .await?;
+    found
+        .iter()
+        .map(|row| {
+            let position: i64 = row.try_get(0)?;
+            // WITH ORDINALITY counts from 1.
+            Ok(usize::try_from(position - 1).unwrap_or(usize::MAX))
+        })
+        .collect()
 }
 
 /// Binary COPY of `rows` into the table, then of their elements into each child

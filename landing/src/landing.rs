@@ -15,16 +15,18 @@
 //! batch with a row PostgreSQL refuses is landed again with refused rows isolated
 //! (see [`crate::copy`]).
 
+use std::collections::HashSet;
+
 use common::naming::{LEDGER_TABLE, REJECTS_TABLE};
 use tokio_postgres::types::ToSql;
 use tokio_postgres::{Client, Transaction};
 use tracing::Instrument;
 
 use crate::cell::Cell;
-use crate::copy::{copy_isolating, copy_rows};
+use crate::copy::{already_landed, copy_isolating, copy_rows, Isolated};
 use crate::identifier::quote;
 use crate::mapped::Mapped;
-use crate::mapping::{ChildPlan, TablePlan};
+use crate::mapping::{ChildPlan, Row, TablePlan};
 use crate::pg::{self, Doing, PgError};
 use crate::reject::{self, Origin, Reject};
 
@@ -52,6 +54,8 @@ pub enum Landed {
     Committed {
         rows: u64,
         rejects: u64,
+        /// Documents skipped because the table held their key already.
+        already: u64,
     },
     /// The claim was taken already (the batch is in the ledger, or the rejects were
     /// landed by another replay): nothing was written.
@@ -76,24 +80,82 @@ pub async fn land(
     let copied = copy_rows(&tx, plan, &batch.rows)
         .instrument(tracing::info_span!("copy", table = %plan.table, rows = batch.rows.len()))
         .await;
-    match copied {
-        Ok(rows) => finish(tx, origin, claim, batch, rows, Vec::new()).await,
-        Err(err) if pg::is_row_error(&err) => {
-            tx.rollback().await.doing("rolling back")?;
-            tracing::info!(batch = origin.batch_id, error = %pg::detail(&err),
-                "PostgreSQL refused a row; isolating the refused rows");
-            let Some(tx) = begin_claimed(client, plan, origin, claim, batch).await? else {
-                return Ok(Landed::AlreadyClaimed);
+    let refused = match copied {
+        Ok(written) => {
+            let copied = Isolated {
+                written,
+                ..Isolated::default()
             };
-            let (rows, refused) = copy_isolating(&tx, plan, &batch.rows, &batch.sources)
-                .await
-                .doing(&format!("copying rows into {}", plan.table))?;
-            finish(tx, origin, claim, batch, rows, refused).await
+            return finish(tx, origin, claim, &batch.rejects, copied, 0).await;
         }
-        Err(err) => Err(PgError::new(
-            format!("copying rows into {}", plan.table),
-            err,
-        )),
+        Err(err) if pg::is_row_error(&err) => err,
+        Err(err) => {
+            return Err(PgError::new(
+                format!("copying rows into {}", plan.table),
+                err,
+            ))
+        }
+    };
+    tx.rollback().await.doing("rolling back")?;
+    tracing::info!(batch = origin.batch_id, error = %pg::detail(&refused),
+        "PostgreSQL refused a row; landing the batch again, row by row where it must");
+    land_carefully(client, plan, origin, claim, batch).await
+}
+
+/// Tries of [`land_carefully`] while keys keep being taken by other writers.
+const KEY_RACE_TRIES: usize = 3;
+
+/// The slow path, for a batch PostgreSQL refused a row of. Documents whose key the
+/// table holds already are skipped and counted as already landed: an earlier
+/// publication of the run, cut into other batches (another `--batch-size`, a
+/// `--restart`, a second producer), landed them. Each other row PostgreSQL refuses
+/// stands alone in the rejects. A row refused for a taken key after that check was
+/// landed by a concurrent writer meanwhile: the batch is tried again, and only on the
+/// last try is such a row kept as a reject (it collides on another unique index).
+async fn land_carefully(
+    client: &mut Client,
+    plan: &TablePlan,
+    origin: &Origin<'_>,
+    claim: Claim<'_>,
+    batch: &Mapped<'_>,
+) -> Result<Landed, PgError> {
+    let mut tries = 0;
+    loop {
+        tries += 1;
+        let Some(tx) = begin_claimed(client, plan, origin, claim, batch).await? else {
+            return Ok(Landed::AlreadyClaimed);
+        };
+        let landed: HashSet<usize> = already_landed(&tx, plan, &batch.rows)
+            .await
+            .doing(&format!("finding documents {} holds already", plan.table))?
+            .into_iter()
+            .collect();
+        let copied = if landed.is_empty() {
+            copy_isolating(&tx, plan, &batch.rows, &batch.sources).await
+        } else {
+            let (rows, sources): (Vec<Row>, Vec<&[u8]>) = batch
+                .rows
+                .iter()
+                .zip(&batch.sources)
+                .enumerate()
+                .filter(|(i, _)| !landed.contains(i))
+                .map(|(_, (row, source))| (row.clone(), source.as_ref()))
+                .unzip();
+            copy_isolating(&tx, plan, &rows, &sources).await
+        }
+        .doing(&format!("copying rows into {}", plan.table))?;
+        if copied.unique_violations > 0 && tries < KEY_RACE_TRIES {
+            tx.rollback().await.doing("rolling back")?;
+            continue;
+        }
+        if !landed.is_empty() {
+            tracing::info!(
+                batch = origin.batch_id,
+                already = landed.len(),
+                "documents of the batch were landed already by another batch of the run; skipped"
+            );
+        }
+        return finish(tx, origin, claim, &batch.rejects, copied, landed.len()).await;
     }
 }
 
@@ -199,26 +261,28 @@ async fn finish(
     tx: Transaction<'_>,
     origin: &Origin<'_>,
     claim: Claim<'_>,
-    batch: &Mapped<'_>,
-    rows: u64,
-    refused: Vec<Reject>,
+    unmapped: &[Reject],
+    copied: Isolated,
+    already: usize,
 ) -> Result<Landed, PgError> {
-    let rejects: Vec<&Reject> = batch.rejects.iter().chain(refused.iter()).collect();
+    let rejects: Vec<&Reject> = unmapped.iter().chain(copied.refused.iter()).collect();
     reject::insert(&tx, origin, &rejects)
         .await
         .doing("recording the rejects")?;
     let ledger = quote(LEDGER_TABLE);
+    let written = count(copied.written as usize);
     match claim {
         // The claim counted every mapped row as written.
-        Claim::Batch { .. } if !refused.is_empty() => {
+        Claim::Batch { .. } if !copied.refused.is_empty() || already > 0 => {
             tx.execute(
                 &format!(
-                    "UPDATE {ledger} SET rows_written = $2, rows_rejected = $3 WHERE batch_id = $1"
+                    "UPDATE {ledger} SET rows_written = $2, rows_rejected = $3, rows_already = $4 WHERE batch_id = $1"
                 ),
                 &[
                     &origin.batch_id,
-                    &count(rows as usize),
+                    &written,
                     &count(rejects.len()),
+                    &count(already),
                 ],
             )
             .await
@@ -226,8 +290,10 @@ async fn finish(
         }
         Claim::Rejects { .. } => {
             tx.execute(
-                &format!("UPDATE {ledger} SET rows_written = rows_written + $2, rows_rejected = rows_rejected - $2 WHERE batch_id = $1"),
-                &[&origin.batch_id, &count(rows as usize)],
+                &format!(
+                    "UPDATE {ledger} SET rows_written = rows_written + $2, rows_rejected = rows_rejected - $2 - $3, rows_already = rows_already + $3 WHERE batch_id = $1"
+                ),
+                &[&origin.batch_id, &written, &count(already)],
             )
             .await
             .doing("moving the landed rejects to written in the ledger")?;
@@ -239,8 +305,9 @@ async fn finish(
         .await
         .doing("committing")?;
     Ok(Landed::Committed {
-        rows,
+        rows: copied.written,
         rejects: rejects.len() as u64,
+        already: already as u64,
     })
 }
 

@@ -44,6 +44,7 @@ pub async fn ensure_bookkeeping(client: &mut Client) -> Result<(), PgError> {
             rows_rejected integer NOT NULL,
             committed_at timestamptz NOT NULL DEFAULT now()
         );
+        ALTER TABLE {ledger} ADD COLUMN IF NOT EXISTS rows_already integer NOT NULL DEFAULT 0;
         CREATE INDEX IF NOT EXISTS {ledger_run} ON {ledger} (run, collection);
         CREATE TABLE IF NOT EXISTS {rejects} (
             id bigserial PRIMARY KEY,

@@ -15,6 +15,8 @@ use crate::identifier::MAX_IDENTIFIER_BYTES;
 pub const EXTRA_COLUMN: &str = "_extra";
 /// The column listing mapped fields absent from the document (`missing = "distinct"`).
 pub const MISSING_COLUMN: &str = "_missing";
+/// The key column a mapping gets when it names no column for `_id`.
+pub const ID_COLUMN: &str = "_id";
 
 /// The mapping file.
 #[derive(Debug, Clone, Default, Deserialize, Serialize)]
@@ -227,11 +229,11 @@ impl CollectionMapping {
         if let Some(table) = &self.table {
             fits("table", table)?;
         }
-        // Mapped columns, _extra, _missing and the added ones.
+        // Mapped columns, _extra, _missing, the key and the added ones.
         let most = self
             .columns
             .len()
-            .saturating_add(2)
+            .saturating_add(3)
             .saturating_add(self.max_new_columns);
         if most > MAX_TABLE_COLUMNS {
             return Err(Problem::TooManyColumns {

@@ -25,7 +25,7 @@
 //! in the table's `_extra jsonb` column, keyed by its path (`{"address":{"zip":"..."}}`),
 //! NULL when there is none; with `new_fields = "columns"`, new top-level fields get
 //! columns of their own instead (see [`new_fields`] and [`crate::added_columns`]). A column whose path is `_id`
-//! is the table's primary key.
+//! is the table's primary key; a mapping without one gets an `_id text` key column.
 //!
 //! A collection with no mapping lands in a table of its own name with `_id text primary
 //! key` and `doc jsonb`, the whole document as canonical Extended JSON.
@@ -47,7 +47,8 @@ pub mod row_error;
 
 pub use file::{
     is_reserved, ChildMapping, CollectionMapping, ColumnMapping, InvalidMapping, MappingError,
-    MappingFile, Missing, DEFAULT_MAX_NEW_COLUMNS, EXTRA_COLUMN, MISSING_COLUMN, RESERVED_PREFIX,
+    MappingFile, Missing, DEFAULT_MAX_NEW_COLUMNS, EXTRA_COLUMN, ID_COLUMN, MISSING_COLUMN,
+    RESERVED_PREFIX,
 };
 pub use new_fields::{AddedColumn, FieldKind, NewField, NewFields};
 pub use plan::{ChildPlan, ColumnPlan, Source, TablePlan};

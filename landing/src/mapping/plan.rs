@@ -4,7 +4,9 @@ use std::collections::{BTreeMap, HashSet};
 
 use bson::RawDocument;
 
-use super::file::{CollectionMapping, MappingFile, Missing, EXTRA_COLUMN, MISSING_COLUMN};
+use super::file::{
+    CollectionMapping, MappingFile, Missing, EXTRA_COLUMN, ID_COLUMN, MISSING_COLUMN,
+};
 use super::new_fields::{AddedColumn, FieldKind, NewField, NewFields};
 use crate::cell::ValueOptions;
 use crate::column_type::ColumnType;
@@ -168,6 +170,18 @@ impl TablePlan {
                 ty: ColumnType::TextArray,
             });
         }
+        // Every table has a key from `_id`: it is what lands each document once,
+        // whatever batches it travelled in. A mapping that names no column for `_id`
+        // gets one, as text (see [`Cell::id_text`](crate::cell::Cell::id_text)).
+        let primary_key = primary_key.or_else(|| {
+            read.insert(&["_id".to_string()]);
+            columns.push(ColumnPlan {
+                name: taken.generate(ID_COLUMN),
+                source: Source::IdText,
+                ty: ColumnType::Text,
+            });
+            Some(columns.len() - 1)
+        });
         TablePlan {
             table,
             columns,
