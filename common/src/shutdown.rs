@@ -1,7 +1,9 @@
 //! Turning SIGINT and SIGTERM into a cancellation token every task can watch.
 //!
-//! Tasks check the token only at safe points (between batches, never inside a COPY),
-//! so a stopping process finishes or abandons whole batches, never half of one.
+//! Tasks check the token at safe points (between batches), so a stopping process
+//! finishes its batches in flight. A batch that has not finished a grace period after
+//! the stop (a server that stopped answering) is abandoned whole: its transaction is
+//! never committed and the stream delivers it again.
 
 use tokio_util::sync::CancellationToken;
 

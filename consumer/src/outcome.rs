@@ -6,6 +6,7 @@
 //! | Duplicate  | ack: the ledger already holds the batch           |
 //! | Retry      | nak with a delay growing with the delivery count  |
 //! | Poison     | dead letter (table and stream), then term         |
+//! | Abandoned  | nak: a stop came and the batch did not finish     |
 
 use std::time::Duration;
 
@@ -21,6 +22,9 @@ pub enum Outcome {
     /// The message can never land: bad bytes, an unknown format, or a batch that failed
     /// the same way on every delivery.
     Poison(String),
+    /// A stop was requested and the batch did not finish within the grace period;
+    /// nothing of it was committed.
+    Abandoned,
 }
 
 /// Redelivery delay after `delivered` failed deliveries: 1 s, 2 s, 4 s … up to 30 s.

@@ -209,9 +209,16 @@ async fn watch_done(
             // PostgreSQL restarted: the old connection is gone for good.
             client = pg::connect(&database_url).await.ok();
         }
-        let checked = match &client {
-            Some(client) => done::check(&state, &stream, client, run.as_str()).await,
-            None => Err(done::DoneError::NoConnection),
+        let check = async {
+            match &client {
+                Some(client) => done::check(&state, &stream, client, run.as_str()).await,
+                None => Err(done::DoneError::NoConnection),
+            }
+        };
+        // A check waiting on a server that stopped answering must not hold up a stop.
+        let checked = tokio::select! {
+            _ = stop.cancelled() => return,
+            checked = check => checked,
         };
         match checked {
             Ok(true) => {

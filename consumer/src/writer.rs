@@ -32,6 +32,11 @@ use crate::shared::Shared;
 
 /// Pause before reconnecting to PostgreSQL or re-opening the pull stream after a failure.
 const RECONNECT_PAUSE: Duration = Duration::from_secs(1);
+/// How long a batch in flight may take to finish once a stop is requested. A batch
+/// still running then (a PostgreSQL that stopped answering) is abandoned: its
+/// transaction is never committed and the stream delivers it again, so the process
+/// stops instead of waiting on a server forever.
+const STOP_GRACE: Duration = Duration::from_secs(10);
 
 pub struct Writer {
     id: usize,
@@ -76,7 +81,7 @@ impl Writer {
                     next = messages.next() => next,
                 };
                 match next {
-                    Some(Ok(message)) => self.handle(message).await,
+                    Some(Ok(message)) => self.handle(message, &shutdown).await,
                     Some(Err(err)) => {
                         tracing::warn!(writer = self.id, error = %err, "pull stream interrupted; reopening");
                         pause(&shutdown).await;
@@ -89,7 +94,7 @@ impl Writer {
         tracing::debug!(writer = self.id, "writer stopped");
     }
 
-    async fn handle(&mut self, message: Message) {
+    async fn handle(&mut self, message: Message, shutdown: &CancellationToken) {
         let delivered = message.info().map(|info| info.delivered).unwrap_or(1);
         // The batch's trace continues here, whichever consumer took it.
         let span = tracing::info_span!(
@@ -112,9 +117,15 @@ impl Writer {
         let outcome = async {
             let work = self.process(&message, delivered);
             tokio::pin!(work);
+            let stopping = async {
+                shutdown.cancelled().await;
+                tokio::time::sleep(STOP_GRACE).await;
+            };
+            tokio::pin!(stopping);
             loop {
                 tokio::select! {
                     outcome = &mut work => break outcome,
+                    () = &mut stopping => break Outcome::Abandoned,
                     _ = tokio::time::sleep(keep_alive) => {
                         // Still working: ask the stream not to redeliver yet.
                         let _ = message.ack_with(AckKind::Progress).await;
@@ -124,6 +135,10 @@ impl Writer {
         }
         .instrument(span.clone())
         .await;
+        if outcome == Outcome::Abandoned {
+            // Its connection is in the middle of a statement that never ended.
+            self.client = None;
+        }
         match &outcome {
             Outcome::Committed { rows, rejects } => {
                 span.record("rows", rows);
@@ -135,6 +150,9 @@ impl Writer {
             }
             Outcome::Retry(_) => {
                 span.record("outcome", "retry");
+            }
+            Outcome::Abandoned => {
+                span.record("outcome", "abandoned");
             }
             Outcome::Poison(_) => {
                 span.record("outcome", "dead_letter");
@@ -287,6 +305,14 @@ impl Writer {
                 stats.duplicate();
                 tracing::debug!(writer = self.id, "batch already in the ledger; skipped");
                 ack(message, AckKind::Ack).await;
+            }
+            Outcome::Abandoned => {
+                tracing::warn!(
+                    writer = self.id,
+                    grace = ?STOP_GRACE,
+                    "stopping: the batch in flight did not finish in time; it is left to be delivered again"
+                );
+                ack(message, AckKind::Nak(None)).await;
             }
             Outcome::Retry(reason) => {
                 let delay = retry_delay(delivered);

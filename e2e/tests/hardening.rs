@@ -645,3 +645,113 @@ async fn every_document_lands_once_whatever_the_batch_boundaries() {
     assert_eq!(code, Some(0), "{text}");
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+/// Bug 9 (stopping): a consumer waiting on a PostgreSQL that stopped answering only
+/// logged "stop requested" on SIGTERM and never exited. Now a batch that does not
+/// finish within the grace period after a stop is abandoned (never committed, left to
+/// be delivered again) and the process exits.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_consumer_stops_on_sigterm_while_postgres_hangs() {
+    use std::sync::atomic::{AtomicBool, Ordering};
+    use std::sync::Arc;
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+    let env = TestEnv::new("hard_stop_hung").await.expect("env");
+    env.db()
+        .collection::<Document>("users")
+        .insert_many((0..20_000).map(|i| doc! { "_id": i, "pad": "x".repeat(200) }))
+        .await
+        .expect("insert");
+    assert_success(
+        &env.producer("r", &["run", "--batch-size", "200"])
+            .await
+            .expect("run"),
+        "producer",
+    );
+
+    // A proxy in front of PostgreSQL that can stop passing bytes on, as a server that
+    // stops answering would.
+    let target = url::Url::parse(&env.database_url).expect("url");
+    let upstream = format!(
+        "{}:{}",
+        target.host_str().unwrap_or("127.0.0.1"),
+        target.port().unwrap_or(5432)
+    );
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("listen");
+    let mut proxied = target.clone();
+    proxied
+        .set_port(Some(listener.local_addr().expect("addr").port()))
+        .expect("port");
+    let frozen = Arc::new(AtomicBool::new(false));
+    let pumps_frozen = frozen.clone();
+    let proxy = tokio::spawn(async move {
+        while let Ok((client, _)) = listener.accept().await {
+            let Ok(server) = tokio::net::TcpStream::connect(&upstream).await else {
+                continue;
+            };
+            let (client_read, client_write) = client.into_split();
+            let (server_read, server_write) = server.into_split();
+            for (mut from, mut to) in [(client_read, server_write), (server_read, client_write)] {
+                let frozen = pumps_frozen.clone();
+                tokio::spawn(async move {
+                    let mut buf = vec![0_u8; 16 * 1024];
+                    loop {
+                        let n = match from.read(&mut buf).await {
+                            Ok(0) | Err(_) => return,
+                            Ok(n) => n,
+                        };
+                        while frozen.load(Ordering::SeqCst) {
+                            tokio::time::sleep(Duration::from_millis(50)).await;
+                        }
+                        if to.write_all(&buf[..n]).await.is_err() {
+                            return;
+                        }
+                    }
+                });
+            }
+        }
+    });
+
+    let consumer = env
+        .command("consumer", "r")
+        .args(["run", "--writers", "2"])
+        .env("DATABASE_URL", proxied.as_str())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("consumer");
+    let pg = env.pg().await.expect("pg");
+    let deadline = std::time::Instant::now() + CONSUMERS_LIMIT;
+    loop {
+        let landed: i64 = pg
+            .query_one("SELECT count(*) FROM _migrate_ledger", &[])
+            .await
+            .map(|r| r.get(0))
+            .unwrap_or(0);
+        if landed >= 5 {
+            break;
+        }
+        assert!(std::time::Instant::now() < deadline, "nothing landed");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    frozen.store(true, Ordering::SeqCst);
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    let pid = consumer.id().expect("pid").to_string();
+    let killed = std::process::Command::new("kill")
+        .args(["-TERM", &pid])
+        .status()
+        .expect("kill");
+    assert!(killed.success());
+    let out = tokio::time::timeout(Duration::from_secs(40), consumer.wait_with_output())
+        .await
+        .expect("the consumer exits while PostgreSQL hangs")
+        .expect("wait");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    proxy.abort();
+}
