@@ -29,6 +29,9 @@ pub enum Command {
     /// rejects table, what still cannot land stays with its new reason.
     /// Exit status: 0 all landed, 3 some still rejected.
     Replay(ReplayConfig),
+    /// Publish a run's dead letters back onto the stream once their cause is fixed;
+    /// consumers of the run land them (or dead-letter them again with the new reason).
+    Requeue(RequeueConfig),
 }
 
 #[derive(Debug, Clone, Args)]
@@ -98,6 +101,21 @@ pub struct ReplayConfig {
     pub mapping: Option<PathBuf>,
 
     /// Replay only this collection's rejects.
+    #[arg(long)]
+    pub collection: Option<String>,
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct RequeueConfig {
+    #[command(flatten)]
+    pub nats: NatsArgs,
+    #[command(flatten)]
+    pub run: RunArgs,
+
+    #[command(flatten)]
+    pub postgres: PostgresArgs,
+
+    /// Requeue only this collection's dead letters.
     #[arg(long)]
     pub collection: Option<String>,
 }

@@ -29,6 +29,12 @@ pub enum ConsumerError {
         #[source]
         source: std::io::Error,
     },
+    #[error("publishing a dead letter again on {subject}: {source}; run the same command again")]
+    Requeue {
+        subject: String,
+        #[source]
+        source: async_nats::Error,
+    },
     #[error("a writer task failed: {0}")]
     Writer(#[source] tokio::task::JoinError),
 }

@@ -14,6 +14,7 @@
 //! - [`stats`]: counters for logs, reports and metrics.
 //! - [`metrics`]: the Prometheus `/metrics` endpoint.
 //! - [`replay`]: `consumer replay`, landing a run's rejects after the mapping is fixed.
+//! - [`requeue`]: `consumer requeue`, sending a run's dead letters back to the stream.
 //! - [`error`]: what stops a consumer.
 //!
 //! Data path: pull (NATS) → `Envelope::decode` (borrowed) → `Mapped::map` (rows and
@@ -24,6 +25,7 @@ pub mod config;
 pub mod error;
 pub mod pool;
 pub mod replay;
+pub mod requeue;
 
 mod dead_letter;
 mod done;

@@ -30,6 +30,10 @@ async fn execute(command: Command) -> anyhow::Result<ExitCode> {
                 return Ok(ExitCode::from(3));
             }
         }
+        Command::Requeue(config) => {
+            let requeued = consumer::requeue::requeue(&config).await?;
+            common::cli::print_out(format_args!("{requeued}\n"));
+        }
     }
     Ok(ExitCode::SUCCESS)
 }

@@ -755,3 +755,68 @@ async fn a_consumer_stops_on_sigterm_while_postgres_hangs() {
     );
     proxy.abort();
 }
+
+/// Bug 8 (second half): a dead-lettered batch could not be landed again once its
+/// cause was fixed: publishing it again inside the dedupe window was dropped, and no
+/// command sent it back. `consumer requeue` does.
+#[tokio::test(flavor = "multi_thread")]
+async fn dead_letters_land_after_their_cause_is_fixed_with_requeue() {
+    let env = TestEnv::new("hard_requeue").await.expect("env");
+    env.db()
+        .collection::<Document>("events")
+        .insert_many(
+            (0..30).map(|i| doc! { "_id": i, "kind": if i < 10 { "bad" } else { "good" } }),
+        )
+        .await
+        .expect("insert");
+    let pg = env.pg().await.expect("pg");
+    pg.batch_execute(
+        r#"CREATE TABLE events (_id text PRIMARY KEY, doc jsonb);
+           CREATE FUNCTION refuse_bad() RETURNS trigger AS $$
+           BEGIN
+             IF NEW.doc->>'kind' = 'bad' THEN RAISE EXCEPTION 'refused by trigger'; END IF;
+             RETURN NEW;
+           END $$ LANGUAGE plpgsql;
+           CREATE TRIGGER refuse BEFORE INSERT ON events FOR EACH ROW EXECUTE FUNCTION refuse_bad();"#,
+    )
+    .await
+    .expect("trigger");
+    assert_success(
+        &env.producer("r", &["run", "--batch-size", "10"])
+            .await
+            .expect("run"),
+        "producer",
+    );
+    env.run_consumers("r", 1, &["--max-deliver", "2"], CONSUMERS_LIMIT)
+        .await
+        .expect("consumers: the refused batch is dead-lettered");
+    let count = |sql: &'static str| {
+        let pg = &pg;
+        async move { pg.query_one(sql, &[]).await.expect(sql).get::<_, i64>(0) }
+    };
+    assert_eq!(count("SELECT count(*) FROM events").await, 20);
+    assert_eq!(count("SELECT count(*) FROM _migrate_dead_letters").await, 1);
+
+    pg.batch_execute("DROP TRIGGER refuse ON events")
+        .await
+        .expect("the cause fixed");
+    let out = env
+        .command("consumer", "r")
+        .arg("requeue")
+        .output()
+        .await
+        .expect("requeue");
+    assert_success(&out, "consumer requeue");
+    assert!(
+        e2e::stdout(&out).contains("1 dead letters published again"),
+        "{}",
+        e2e::stdout(&out)
+    );
+    env.run_consumers("r", 1, &[], CONSUMERS_LIMIT)
+        .await
+        .expect("consumers land the requeued batch");
+    assert_eq!(count("SELECT count(*) FROM events").await, 30);
+    assert_eq!(count("SELECT count(*) FROM _migrate_dead_letters").await, 0);
+    let (code, text) = env.producer_report("r", &["status"]).await.expect("status");
+    assert_eq!(code, Some(0), "{text}");
+}

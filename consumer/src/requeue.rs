@@ -1,0 +1,107 @@
+//! `consumer requeue`: sending a run's dead letters back to the stream once their
+//! cause is fixed (a table altered, a trigger dropped, a server's limit raised).
+//!
+//! Each dead letter of the run (or of one collection) is published again, byte for
+//! byte, on the subject it came on, under a new message id: the original id may still
+//! be in the stream's dedupe window, which would drop it silently. Once the stream has
+//! acknowledged it, its row leaves the dead-letter table. A crash in between publishes
+//! it twice at worst, and the ledger lands a batch once. Running consumers (or ones
+//! started later) land the requeued batches; one that fails again is dead-lettered
+//! again, with its new reason.
+
+use async_nats::HeaderMap;
+use common::broker::Broker;
+use common::naming::DEAD_LETTERS_TABLE;
+use landing::identifier::quote;
+use landing::pg::{self, Doing, PgError};
+use landing::schema;
+
+use crate::config::RequeueConfig;
+use crate::error::ConsumerError;
+
+/// What a requeue did.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Requeued {
+    pub messages: u64,
+}
+
+impl std::fmt::Display for Requeued {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "requeue: {} dead letters published again; consumers of the run land them",
+            self.messages
+        )
+    }
+}
+
+/// Publishes the run's dead letters again, one at a time (memory holds one message).
+///
+/// # Errors
+/// [`ConsumerError`] when PostgreSQL or NATS cannot be reached or a publish is not
+/// acknowledged; what was requeued before stays requeued.
+pub async fn requeue(config: &RequeueConfig) -> Result<Requeued, ConsumerError> {
+    let mut client = pg::connect(&config.postgres.database_url).await?;
+    schema::ensure_bookkeeping(&mut client).await?;
+    let broker = Broker::connect(&config.nats, config.nats.stream.clone()).await?;
+    let run = &config.run.run;
+    let table = quote(DEAD_LETTERS_TABLE);
+    let ids: Vec<i64> = client
+        .query(
+            &format!(
+                "SELECT id FROM {table} WHERE run = $1 AND ($2::text IS NULL OR collection = $2) ORDER BY id"
+            ),
+            &[&run.as_str(), &config.collection],
+        )
+        .await
+        .doing("reading the dead letters")?
+        .iter()
+        .map(|row| row.try_get(0))
+        .collect::<Result<_, _>>()
+        .doing("reading the dead letters")?;
+    let mut requeued = Requeued::default();
+    for id in ids {
+        let Some(row) = client
+            .query_opt(
+                &format!("SELECT subject, payload FROM {table} WHERE id = $1"),
+                &[&id],
+            )
+            .await
+            .doing("reading a dead letter")?
+        else {
+            // Requeued by another requeue meanwhile.
+            continue;
+        };
+        let subject: String = row.try_get(0).doing("reading a dead letter")?;
+        let payload: Vec<u8> = row.try_get(1).doing("reading a dead letter")?;
+        let mut headers = HeaderMap::new();
+        headers.insert(
+            async_nats::header::NATS_MESSAGE_ID,
+            format!("requeue-{}-{id}", broker.names.stream()).as_str(),
+        );
+        let published = async {
+            broker
+                .jetstream
+                .publish_with_headers(subject.clone(), headers, payload.into())
+                .await?
+                .await
+        }
+        .await
+        .map_err(|e| ConsumerError::Requeue {
+            subject: subject.clone(),
+            source: e.into(),
+        })?;
+        tracing::debug!(
+            id,
+            subject,
+            duplicate = published.duplicate,
+            "dead letter requeued"
+        );
+        client
+            .execute(&format!("DELETE FROM {table} WHERE id = $1"), &[&id])
+            .await
+            .map_err(|e| PgError::new("removing a requeued dead letter", e))?;
+        requeued.messages += 1;
+    }
+    Ok(requeued)
+}
