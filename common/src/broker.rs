@@ -37,6 +37,12 @@ pub enum BrokerError {
         #[source]
         source: async_nats::ConnectError,
     },
+    #[error("NATS at {url} has no {what} {name:?}: no producer has run with this --stream (NATS_STREAM) there; check it and --nats-url")]
+    Missing {
+        what: &'static str,
+        name: String,
+        url: String,
+    },
     #[error("JetStream {what} {name:?}: {detail}")]
     Setup {
         what: &'static str,
@@ -62,21 +68,7 @@ impl Broker {
     /// [`BrokerError::Connect`] when the server cannot be reached; [`BrokerError::Setup`]
     /// when JetStream refuses a resource (JetStream disabled, a conflicting config).
     pub async fn connect(args: &NatsArgs, names: Names) -> Result<Self, BrokerError> {
-        let client = with_url_credentials(async_nats::ConnectOptions::new(), &args.nats_url)
-            .connection_timeout(Duration::from_secs(5))
-            .name("mongo2pg")
-            .connect(args.nats_url.as_str())
-            .await
-            .map_err(|source| {
-                let url = redact_url(&args.nats_url);
-                match source.kind() {
-                    ConnectErrorKind::AuthorizationViolation | ConnectErrorKind::Authentication => {
-                        BrokerError::Login { url, source }
-                    }
-                    ConnectErrorKind::ServerParse => BrokerError::Malformed { url, source },
-                    _ => BrokerError::Connect { url, source },
-                }
-            })?;
+        let client = client(args).await?;
         let jetstream = jetstream::new(client.clone());
         let setup = |what: &'static str, name: &str| {
             let name = name.to_string();
@@ -154,6 +146,40 @@ impl Broker {
         })
     }
 
+    /// Connects to the pipeline's resources without creating any: for commands that
+    /// only look (`status`), so that a mistyped `--stream` is said, not created.
+    ///
+    /// # Errors
+    /// [`BrokerError::Missing`] when the stream or the state bucket does not exist.
+    pub async fn open(args: &NatsArgs, names: Names) -> Result<Self, BrokerError> {
+        let client = client(args).await?;
+        let jetstream = jetstream::new(client.clone());
+        let missing = |what: &'static str, name: String| BrokerError::Missing {
+            what,
+            name,
+            url: redact_url(&args.nats_url),
+        };
+        jetstream
+            .get_stream(names.stream())
+            .await
+            .map_err(|_| missing("stream", names.stream().to_string()))?;
+        let state = jetstream
+            .get_key_value(names.state_bucket())
+            .await
+            .map_err(|_| missing("key-value bucket", names.state_bucket()))?;
+        let blobs = jetstream
+            .get_object_store(names.blob_bucket())
+            .await
+            .map_err(|_| missing("object store", names.blob_bucket()))?;
+        Ok(Broker {
+            client,
+            jetstream,
+            names,
+            state,
+            blobs,
+        })
+    }
+
     /// The largest message the server accepts, which bounds every batch.
     pub fn max_payload(&self) -> usize {
         self.client.server_info().max_payload
@@ -179,4 +205,23 @@ fn with_url_credentials(
         (user, Some(password)) => options.user_and_password(decoded(user), decoded(password)),
         (token, None) => options.token(decoded(token)),
     }
+}
+
+/// Connects to NATS with the URL's credentials.
+async fn client(args: &NatsArgs) -> Result<async_nats::Client, BrokerError> {
+    with_url_credentials(async_nats::ConnectOptions::new(), &args.nats_url)
+        .connection_timeout(Duration::from_secs(5))
+        .name("mongo2pg")
+        .connect(args.nats_url.as_str())
+        .await
+        .map_err(|source| {
+            let url = redact_url(&args.nats_url);
+            match source.kind() {
+                ConnectErrorKind::AuthorizationViolation | ConnectErrorKind::Authentication => {
+                    BrokerError::Login { url, source }
+                }
+                ConnectErrorKind::ServerParse => BrokerError::Malformed { url, source },
+                _ => BrokerError::Connect { url, source },
+            }
+        })
 }

@@ -820,3 +820,33 @@ async fn dead_letters_land_after_their_cause_is_fixed_with_requeue() {
     let (code, text) = env.producer_report("r", &["status"]).await.expect("status");
     assert_eq!(code, Some(0), "{text}");
 }
+
+/// Weak spot: typos passed as success. `status` of a run that does not exist reported
+/// an empty run, and of a stream that does not exist created it. Now both are one
+/// clear line and a non-zero exit, and nothing is created.
+#[tokio::test(flavor = "multi_thread")]
+async fn status_of_an_unknown_run_or_stream_says_so_and_creates_nothing() {
+    let env = TestEnv::new("hard_status_typo").await.expect("env");
+    env.db()
+        .collection::<Document>("users")
+        .insert_one(doc! { "_id": 1 })
+        .await
+        .expect("insert");
+    assert_success(&env.producer("r", &["run"]).await.expect("run"), "producer");
+    let out = env.producer("nope", &["status"]).await.expect("status");
+    e2e::assert_one_line_error(&out, "run \"nope\" is unknown");
+    let typo = format!("{}_TYPO", env.stream);
+    let out = env
+        .command("producer", "r")
+        .arg("status")
+        .env("NATS_STREAM", &typo)
+        .output()
+        .await
+        .expect("status");
+    e2e::assert_one_line_error(&out, &format!("has no stream \"{typo}\""));
+    let js = async_nats::jetstream::new(async_nats::connect(&env.nats_url).await.expect("nats"));
+    assert!(
+        js.get_stream(&typo).await.is_err(),
+        "status created the mistyped stream"
+    );
+}

@@ -30,6 +30,8 @@ pub enum ProducerError {
     },
     #[error("the checkpoint of {collection:?} is unreadable ({detail}); rerun with --restart")]
     BadCheckpoint { collection: String, detail: String },
+    #[error("run {run:?} is unknown on stream {stream:?}: no producer has started it; check --run (MIGRATION_RUN) and --stream (NATS_STREAM)")]
+    UnknownRun { run: String, stream: String },
     #[error("stopped by a signal; run the same command again to resume")]
     Interrupted,
     #[error(transparent)]

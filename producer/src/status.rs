@@ -142,10 +142,18 @@ impl std::fmt::Display for RunStatus {
 /// Reads the run's state from MongoDB, NATS and PostgreSQL.
 pub async fn status(config: &StatusConfig) -> Result<RunStatus, ProducerError> {
     let database = crate::source::connect(&config.mongo).await?;
-    let broker = Broker::connect(&config.nats, config.nats.stream.clone()).await?;
+    let pg = landing::pg::connect(&config.postgres.database_url).await?;
+    // Only looks: a mistyped stream or run is said, not created.
+    let broker = Broker::open(&config.nats, config.nats.stream.clone()).await?;
     let run = &config.run.run;
     let state = RunState::new(broker.state.clone(), broker.names.clone(), run.clone());
-    let manifest = state.manifest().await?.unwrap_or_default();
+    let manifest = state
+        .manifest()
+        .await?
+        .ok_or_else(|| ProducerError::UnknownRun {
+            run: run.to_string(),
+            stream: broker.names.stream().to_string(),
+        })?;
 
     let mut status = RunStatus {
         run: run.to_string(),
@@ -178,7 +186,6 @@ pub async fn status(config: &StatusConfig) -> Result<RunStatus, ProducerError> {
         );
     }
 
-    let pg = landing::pg::connect(&config.postgres.database_url).await?;
     let pg_failed = |e: tokio_postgres::Error| {
         ProducerError::Status(landing::pg::PgError::new("reading the ledger", e))
     };
