@@ -134,6 +134,16 @@ impl TestEnv {
         self.mongo.database(&self.mongo_database)
     }
 
+    /// Writes `text` to a file named after this env and `suffix` (a mapping, say) in
+    /// the temporary folder; returns its path.
+    pub fn write_file(&self, suffix: &str, text: &str) -> String {
+        let path = std::env::temp_dir().join(format!("{}-{suffix}", self.name));
+        if let Err(err) = std::fs::write(&path, text) {
+            panic!("writing {}: {err}", path.display());
+        }
+        path.display().to_string()
+    }
+
     /// A connection to the test's PostgreSQL database.
     pub async fn pg(&self) -> Result<tokio_postgres::Client> {
         pg_connect(&self.database_url).await
@@ -285,6 +295,24 @@ pub async fn pg_connect(url: &str) -> Result<tokio_postgres::Client> {
         let _ = connection.await;
     });
     Ok(client)
+}
+
+/// Makes table `events` (the default table's shape) with a trigger that refuses, the
+/// same way on every delivery, any row whose document has `kind = "bad"`: a batch
+/// holding one fails as a whole (SQLSTATE P0001, not a row's data), so it is retried,
+/// then dead-lettered. Dropping trigger `refuse` fixes the cause.
+pub async fn refuse_bad_events(pg: &tokio_postgres::Client) -> Result<()> {
+    pg.batch_execute(
+        r#"CREATE TABLE events (_id text PRIMARY KEY, doc jsonb);
+           CREATE FUNCTION refuse_bad() RETURNS trigger AS $$
+           BEGIN
+             IF NEW.doc->>'kind' = 'bad' THEN RAISE EXCEPTION 'refused by trigger'; END IF;
+             RETURN NEW;
+           END $$ LANGUAGE plpgsql;
+           CREATE TRIGGER refuse BEFORE INSERT ON events FOR EACH ROW EXECUTE FUNCTION refuse_bad();"#,
+    )
+    .await
+    .context("creating the refusing trigger")
 }
 
 /// Asserts a command failed with exactly one line on stderr containing `expected`, and

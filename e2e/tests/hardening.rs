@@ -27,15 +27,10 @@ async fn a_failed_child_table_copy_is_dead_lettered_instead_of_wedging_the_batch
     pg.batch_execute("CREATE TABLE ppl2_tags (id int, tag text)")
         .await
         .expect("a child table with other columns");
-    let dir = std::env::temp_dir().join(format!("hard-child-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).expect("dir");
-    let mapping = dir.join("m.toml");
-    std::fs::write(
-        &mapping,
+    let mapping_arg = env.write_file(
+        "m.toml",
         "[collections.ppl2]\ncolumns = [ { path = \"_id\", type = \"int4\" } ]\nchildren = [ { path = \"tags\", type = \"text\" } ]\n",
-    )
-    .expect("mapping");
-    let mapping_arg = mapping.display().to_string();
+    );
     assert_success(
         &env.producer("r", &["run", "--batch-size", "10"])
             .await
@@ -72,7 +67,6 @@ async fn a_failed_child_table_copy_is_dead_lettered_instead_of_wedging_the_batch
         .expect("count")
         .get(0);
     assert_eq!(rows, 0, "nothing of a failed batch lands");
-    let _ = std::fs::remove_dir_all(&dir);
 }
 
 /// Bug 11: `--help` printed the values of DATABASE_URL, NATS_URL and MONGODB_URI,
@@ -305,23 +299,17 @@ async fn bookkeeping_table_names_are_refused() {
         .insert_many((0..5).map(|i| doc! { "_id": i }))
         .await
         .expect("insert");
-    let dir = std::env::temp_dir().join(format!("hard-reserved-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).expect("dir");
-    let mapping = dir.join("m.toml");
-    std::fs::write(
-        &mapping,
+    let mapping = env.write_file(
+        "m.toml",
         "[collections.users]\ntable = \"_migrate_rejects\"\ncolumns = [ { path = \"_id\", type = \"int4\" } ]\n",
-    )
-    .expect("mapping");
+    );
     let out = env
         .command("consumer", "r")
-        .args(["run", "--mapping"])
-        .arg(&mapping)
+        .args(["run", "--mapping", &mapping])
         .output()
         .await
         .expect("consumer");
     e2e::assert_one_line_error(&out, "keeps for its bookkeeping");
-    let _ = std::fs::remove_dir_all(&dir);
 
     assert_success(&env.producer("r", &["run"]).await.expect("run"), "producer");
     env.run_consumers("r", 1, &["--max-deliver", "1"], CONSUMERS_LIMIT)
@@ -567,15 +555,10 @@ async fn every_document_lands_once_whatever_the_batch_boundaries() {
             .await
             .expect("insert");
     }
-    let dir = std::env::temp_dir().join(format!("hard-boundaries-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).expect("dir");
-    let mapping = dir.join("m.toml");
-    std::fs::write(
-        &mapping,
+    let mapping_arg = env.write_file(
+        "m.toml",
         "[collections.unkeyed]\ncolumns = [ { path = \"name\", type = \"text\" } ]\n",
-    )
-    .expect("mapping");
-    let mapping_arg = mapping.display().to_string();
+    );
     assert_success(
         &env.producer("r", &["run", "--batch-size", "500"])
             .await
@@ -643,7 +626,6 @@ async fn every_document_lands_once_whatever_the_batch_boundaries() {
         .await
         .expect("verify");
     assert_eq!(code, Some(0), "{text}");
-    let _ = std::fs::remove_dir_all(&dir);
 }
 
 /// Bug 9 (stopping): a consumer waiting on a PostgreSQL that stopped answering only
@@ -770,17 +752,7 @@ async fn dead_letters_land_after_their_cause_is_fixed_with_requeue() {
         .await
         .expect("insert");
     let pg = env.pg().await.expect("pg");
-    pg.batch_execute(
-        r#"CREATE TABLE events (_id text PRIMARY KEY, doc jsonb);
-           CREATE FUNCTION refuse_bad() RETURNS trigger AS $$
-           BEGIN
-             IF NEW.doc->>'kind' = 'bad' THEN RAISE EXCEPTION 'refused by trigger'; END IF;
-             RETURN NEW;
-           END $$ LANGUAGE plpgsql;
-           CREATE TRIGGER refuse BEFORE INSERT ON events FOR EACH ROW EXECUTE FUNCTION refuse_bad();"#,
-    )
-    .await
-    .expect("trigger");
+    e2e::refuse_bad_events(&pg).await.expect("trigger");
     assert_success(
         &env.producer("r", &["run", "--batch-size", "10"])
             .await

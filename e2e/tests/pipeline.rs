@@ -31,12 +31,6 @@ columns = [
 ]
 "#;
 
-fn write_mapping(env: &TestEnv, text: &str) -> String {
-    let path = std::env::temp_dir().join(format!("{}.toml", env.name));
-    std::fs::write(&path, text).expect("write mapping");
-    path.display().to_string()
-}
-
 fn json(value: &Bson) -> serde_json::Value {
     value.clone().into_canonical_extjson()
 }
@@ -82,7 +76,7 @@ async fn hundred_thousand_users_land_field_by_field_with_four_consumers() {
         .await
         .expect("copy users to people");
 
-    let mapping = write_mapping(&env, USERS_MAPPING);
+    let mapping = env.write_file("mapping.toml", USERS_MAPPING);
     let consumers: Vec<_> = (0..4)
         .map(|_| {
             env.spawn_consumer("r1", &["--mapping", &mapping])
@@ -228,8 +222,8 @@ async fn a_wrong_typed_field_is_rejected_and_the_rest_of_its_batch_lands() {
         .insert_many(&docs)
         .await
         .expect("insert");
-    let mapping = write_mapping(
-        &env,
+    let mapping = env.write_file(
+        "mapping.toml",
         r#"
         [collections.accounts]
         columns = [
@@ -532,8 +526,8 @@ async fn rows_postgres_refuses_are_isolated_into_rejects_and_the_rest_lands() {
     pg.batch_execute("CREATE TABLE people (id int4 PRIMARY KEY, age int4 CHECK (age < 90))")
         .await
         .expect("create");
-    let mapping = write_mapping(
-        &env,
+    let mapping = env.write_file(
+        "mapping.toml",
         r#"
         [collections.people]
         columns = [
@@ -601,17 +595,7 @@ async fn a_batch_refused_on_every_delivery_is_dead_lettered_and_the_run_goes_on(
     // A trigger refuses the whole first batch, the same way on every delivery: not a
     // row's data (SQLSTATE P0001), so the batch is retried, then dead-lettered.
     let pg = env.pg().await.expect("pg");
-    pg.batch_execute(
-        r#"CREATE TABLE events (_id text PRIMARY KEY, doc jsonb);
-           CREATE FUNCTION refuse_bad() RETURNS trigger AS $$
-           BEGIN
-             IF NEW.doc->>'kind' = 'bad' THEN RAISE EXCEPTION 'refused by trigger'; END IF;
-             RETURN NEW;
-           END $$ LANGUAGE plpgsql;
-           CREATE TRIGGER refuse BEFORE INSERT ON events FOR EACH ROW EXECUTE FUNCTION refuse_bad();"#,
-    )
-    .await
-    .expect("trigger");
+    e2e::refuse_bad_events(&pg).await.expect("trigger");
     assert_success(
         &env.producer("r", &["run", "--batch-size", "10"])
             .await

@@ -11,12 +11,6 @@ use e2e::{assert_success, stdout, TestEnv};
 
 const LIMIT: Duration = Duration::from_secs(240);
 
-fn write_file(env: &TestEnv, suffix: &str, text: &str) -> String {
-    let path = std::env::temp_dir().join(format!("{}-{suffix}", env.name));
-    std::fs::write(&path, text).expect("write file");
-    path.display().to_string()
-}
-
 /// Publishes the collections and lands them with one consumer.
 async fn migrate(env: &TestEnv, run: &str, mapping: Option<&str>) {
     let extra: Vec<&str> = mapping.map(|m| vec!["--mapping", m]).unwrap_or_default();
@@ -148,7 +142,7 @@ async fn typed_rejects_name_the_field_and_replay_lands_them_after_the_fix() {
         .filter(|d| d.get_str("_id").ok() != Some("big"))
         .collect();
     insert(&env, "hard", &docs).await;
-    let mapping = write_file(&env, "typed.toml", TYPED);
+    let mapping = env.write_file("typed.toml", TYPED);
     migrate(&env, "r1", Some(&mapping)).await;
 
     let rejected = rejects(&env).await;
@@ -241,8 +235,7 @@ async fn typed_rejects_name_the_field_and_replay_lands_them_after_the_fix() {
     assert!(text.contains("7 in _migrate_rejects"), "{text}");
 
     // Fix the mapping (v as jsonb), change the column to match, and replay.
-    let fixed = write_file(
-        &env,
+    let fixed = env.write_file(
         "fixed.toml",
         &TYPED.replace(
             r#"path = "v", type = "int8""#,
@@ -344,7 +337,7 @@ async fn arrays_child_tables_and_new_fields_land_and_verify_repairs_what_changed
         })
         .collect();
     insert(&env, "orders", &docs).await;
-    let mapping = write_file(&env, "orders.toml", ORDERS);
+    let mapping = env.write_file("orders.toml", ORDERS);
     migrate(&env, "r1", Some(&mapping)).await;
     assert!(rejects(&env).await.is_empty());
 
