@@ -14,6 +14,18 @@ use serde::{Deserialize, Serialize};
 pub struct RunManifest {
     pub collections: BTreeMap<String, CollectionTotals>,
     pub complete: bool,
+    /// Where the run reads from, so that a run name reused on another database is
+    /// refused instead of resumed (absent in manifests of older versions).
+    #[serde(default)]
+    pub source: Option<RunSource>,
+}
+
+/// The MongoDB database a run reads, as the producer was told it.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RunSource {
+    pub database: String,
+    /// The connection string without its credentials.
+    pub uri: String,
 }
 
 /// What the producer published of one collection.

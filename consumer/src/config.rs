@@ -65,6 +65,13 @@ pub struct ConsumerConfig {
     #[arg(long, env = "ACK_WAIT", default_value = "30s", value_parser = parse_duration)]
     pub ack_wait: Duration,
 
+    /// How long a writer may take to land one batch. One that takes longer (a
+    /// PostgreSQL that stopped answering mid-batch) is given up: its transaction is
+    /// never committed, the batch is delivered again (a failed delivery, counted
+    /// towards --max-deliver) and the writer connects anew.
+    #[arg(long, env = "BATCH_TIMEOUT", default_value = "10m", value_parser = parse_duration)]
+    pub batch_timeout: Duration,
+
     /// Deliveries after which a batch that keeps failing the same way goes to the
     /// dead-letter table and stream.
     #[arg(long, env = "MAX_DELIVER", default_value = "5")]

@@ -70,27 +70,44 @@ pub fn is_done(manifest: &RunManifest, accounted: &HashMap<String, u64>) -> bool
             .all(|(name, totals)| accounted.get(name).copied().unwrap_or(0) >= totals.batches)
 }
 
+/// Where a run stands, as far as a consumer waiting for its end can tell.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Progress {
+    /// No producer has announced the run: no manifest in the state bucket.
+    NoProducer,
+    /// The producer is still publishing (or stopped before it finished).
+    Publishing,
+    /// Everything is published; batches are still in the stream or in flight.
+    Landing,
+    /// Every batch of the run is committed or dead-lettered.
+    Done,
+}
+
 /// One check: reads the manifest, the stream's view of the run, and the ledger.
 pub async fn check(
     state: &RunState,
     stream: &PullConsumer,
     client: &Client,
     run: &str,
-) -> Result<bool, DoneError> {
+) -> Result<Progress, DoneError> {
     let Some(manifest) = state.manifest().await? else {
-        return Ok(false);
+        return Ok(Progress::NoProducer);
     };
     if !manifest.complete {
-        return Ok(false);
+        return Ok(Progress::Publishing);
     }
     let info = stream.get_info().await?;
     if info.num_pending > 0 || info.num_ack_pending > 0 {
-        return Ok(false);
+        return Ok(Progress::Landing);
     }
     let accounted = accounted_batches(client, run)
         .await
         .doing("counting the run's landed batches")?;
-    Ok(is_done(&manifest, &accounted))
+    Ok(if is_done(&manifest, &accounted) {
+        Progress::Done
+    } else {
+        Progress::Landing
+    })
 }
 
 #[cfg(test)]

@@ -4,6 +4,7 @@ use common::broker::BrokerError;
 use landing::added_columns::RegistryError;
 use landing::mapping::MappingError;
 use landing::pg::{ConnectError, PgError};
+use landing::table_check::TableError;
 
 #[derive(Debug, thiserror::Error)]
 pub enum ConsumerError {
@@ -11,6 +12,8 @@ pub enum ConsumerError {
     PgConnect(#[from] ConnectError),
     #[error("preparing tables in PostgreSQL: {0}")]
     Schema(#[from] PgError),
+    #[error("preparing the target table: {0}")]
+    Table(#[from] TableError),
     #[error("preparing the target table: {0}")]
     Registry(#[from] RegistryError),
     #[error(transparent)]
@@ -34,6 +37,11 @@ pub enum ConsumerError {
         subject: String,
         #[source]
         source: async_nats::Error,
+    },
+    #[error("run {run:?}{} has landed nothing in this database (no batch, reject or dead letter): check --run, --collection and DATABASE_URL", collection.as_deref().map(|c| format!(", collection {c:?},")).unwrap_or_default())]
+    UnknownRun {
+        run: String,
+        collection: Option<String>,
     },
     #[error("a writer task failed: {0}")]
     Writer(#[source] tokio::task::JoinError),

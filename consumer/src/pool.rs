@@ -19,6 +19,7 @@ use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 
 use crate::config::ConsumerConfig;
+use crate::done::Progress;
 use crate::error::ConsumerError;
 use crate::shared::Shared;
 use crate::stats::{Stats, Totals};
@@ -79,6 +80,7 @@ pub async fn run(
         broker: broker.clone(),
         stats: Stats::default(),
         ack_wait: config.ack_wait,
+        batch_timeout: config.batch_timeout,
         max_deliver: config.max_deliver.get(),
         prefetch: config.prefetch.get(),
     });
@@ -201,6 +203,7 @@ async fn watch_done(
     stop: CancellationToken,
 ) {
     let mut client = Some(client);
+    let mut last = None;
     loop {
         if client
             .as_ref()
@@ -221,12 +224,22 @@ async fn watch_done(
             checked = check => checked,
         };
         match checked {
-            Ok(true) => {
+            Ok(Progress::Done) => {
                 tracing::info!(run = %run, "every batch of the run is accounted for; stopping");
                 stop.cancel();
                 return;
             }
-            Ok(false) => {}
+            Ok(progress) if last != Some(progress) => {
+                last = Some(progress);
+                match progress {
+                    Progress::NoProducer => tracing::warn!(run = %run,
+                        "no producer has announced this run yet; waiting for one (start `producer run --run {run}` with the same NATS stream)"),
+                    Progress::Publishing => tracing::info!(run = %run,
+                        "the producer is publishing the run; waiting for it to finish"),
+                    Progress::Landing | Progress::Done => {}
+                }
+            }
+            Ok(_) => {}
             Err(err) => {
                 tracing::debug!(error = %err, "cannot check whether the run is done yet; will retry")
             }

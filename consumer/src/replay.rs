@@ -16,6 +16,7 @@ use std::collections::BTreeMap;
 use common::naming::REJECTS_TABLE;
 use landing::identifier::quote;
 use landing::landing::{land, Claim, Landed};
+use landing::ledger;
 use landing::mapped::Mapped;
 use landing::mapping::MappingFile;
 use landing::pg::{self, Doing, PgError};
@@ -77,6 +78,12 @@ pub async fn replay(config: &ReplayConfig) -> Result<Replayed, ConsumerError> {
         .doing("reading the rejects")?
         .try_get(0)
         .doing("reading the rejects")?;
+    if last == 0 && !ledger::has_run(&client, run, collection).await? {
+        return Err(ConsumerError::UnknownRun {
+            run: run.to_string(),
+            collection: collection.map(str::to_string),
+        });
+    }
     let mut after = 0_i64;
     let mut total = Replayed::default();
     let mut plans = Plans::default();

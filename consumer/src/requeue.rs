@@ -13,6 +13,7 @@ use async_nats::HeaderMap;
 use common::broker::Broker;
 use common::naming::DEAD_LETTERS_TABLE;
 use landing::identifier::quote;
+use landing::ledger;
 use landing::pg::{self, Doing, PgError};
 use landing::schema;
 
@@ -59,6 +60,14 @@ pub async fn requeue(config: &RequeueConfig) -> Result<Requeued, ConsumerError> 
         .map(|row| row.try_get(0))
         .collect::<Result<_, _>>()
         .doing("reading the dead letters")?;
+    if ids.is_empty()
+        && !ledger::has_run(&client, run.as_str(), config.collection.as_deref()).await?
+    {
+        return Err(ConsumerError::UnknownRun {
+            run: run.to_string(),
+            collection: config.collection.clone(),
+        });
+    }
     let mut requeued = Requeued::default();
     for id in ids {
         let Some(row) = client

@@ -17,6 +17,8 @@ pub struct Shared {
     pub broker: Broker,
     pub stats: Stats,
     pub ack_wait: Duration,
+    /// The longest a writer works on one batch (`--batch-timeout`).
+    pub batch_timeout: Duration,
     pub max_deliver: usize,
     pub prefetch: usize,
 }

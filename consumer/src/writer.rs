@@ -114,7 +114,8 @@ impl Writer {
         );
         common::trace_context::adopt(&span, message.headers.as_ref());
         let keep_alive = self.shared.ack_wait / 3;
-        let outcome = async {
+        let timeout = self.shared.batch_timeout;
+        let finished = async {
             let work = self.process(&message, delivered);
             tokio::pin!(work);
             let stopping = async {
@@ -122,10 +123,13 @@ impl Writer {
                 tokio::time::sleep(STOP_GRACE).await;
             };
             tokio::pin!(stopping);
+            let too_long = tokio::time::sleep(timeout);
+            tokio::pin!(too_long);
             loop {
                 tokio::select! {
-                    outcome = &mut work => break outcome,
-                    () = &mut stopping => break Outcome::Abandoned,
+                    outcome = &mut work => break Some(outcome),
+                    () = &mut stopping => break Some(Outcome::Abandoned),
+                    () = &mut too_long => break None,
                     _ = tokio::time::sleep(keep_alive) => {
                         // Still working: ask the stream not to redeliver yet.
                         let _ = message.ack_with(AckKind::Progress).await;
@@ -135,7 +139,16 @@ impl Writer {
         }
         .instrument(span.clone())
         .await;
-        if outcome == Outcome::Abandoned {
+        let gave_up = finished.is_none();
+        let outcome = finished.unwrap_or_else(|| {
+            self.failed(
+                delivered,
+                format!(
+                    "not landed within --batch-timeout ({timeout:?}): PostgreSQL stopped answering"
+                ),
+            )
+        });
+        if outcome == Outcome::Abandoned || gave_up {
             // Its connection is in the middle of a statement that never ended.
             self.client = None;
         }
@@ -325,16 +338,23 @@ impl Writer {
             Outcome::Poison(reason) => {
                 tracing::error!(writer = self.id, delivered, %reason, "batch cannot land; dead-lettering it");
                 let kept = match ensure_client(&mut self.client, &shared.database_url).await {
-                    Ok(client) => dead_letter::record(
-                        client,
-                        &shared.broker,
-                        &shared.run,
-                        message,
-                        delivered,
-                        &reason,
-                    )
-                    .await
-                    .map_err(|e| e.to_string()),
+                    Ok(client) => {
+                        let record = dead_letter::record(
+                            client,
+                            &shared.broker,
+                            &shared.run,
+                            message,
+                            delivered,
+                            &reason,
+                        );
+                        match tokio::time::timeout(shared.batch_timeout, record).await {
+                            Ok(recorded) => recorded.map_err(|e| e.to_string()),
+                            Err(_) => {
+                                self.client = None;
+                                Err("PostgreSQL did not answer within --batch-timeout".to_string())
+                            }
+                        }
+                    }
                     Err(err) => Err(err.to_string()),
                 };
                 match kept {

@@ -298,18 +298,22 @@ pub async fn pg_connect(url: &str) -> Result<tokio_postgres::Client> {
 }
 
 /// Makes table `events` (the default table's shape) with a trigger that refuses, the
-/// same way on every delivery, any row whose document has `kind = "bad"`: a batch
-/// holding one fails as a whole (SQLSTATE P0001, not a row's data), so it is retried,
-/// then dead-lettered. Dropping trigger `refuse` fixes the cause.
+/// same way on every delivery, any COPY holding a document with `kind = "bad"`: it
+/// runs once per statement, after the rows, so it fails the batch as a whole (SQLSTATE
+/// P0001, at no row) and the batch is retried, then dead-lettered. Dropping trigger
+/// `refuse` fixes the cause.
 pub async fn refuse_bad_events(pg: &tokio_postgres::Client) -> Result<()> {
     pg.batch_execute(
         r#"CREATE TABLE events (_id text PRIMARY KEY, doc jsonb);
            CREATE FUNCTION refuse_bad() RETURNS trigger AS $$
            BEGIN
-             IF NEW.doc->>'kind' = 'bad' THEN RAISE EXCEPTION 'refused by trigger'; END IF;
-             RETURN NEW;
+             IF EXISTS (SELECT 1 FROM new_rows WHERE doc->>'kind' = 'bad') THEN
+               RAISE EXCEPTION 'refused by trigger';
+             END IF;
+             RETURN NULL;
            END $$ LANGUAGE plpgsql;
-           CREATE TRIGGER refuse BEFORE INSERT ON events FOR EACH ROW EXECUTE FUNCTION refuse_bad();"#,
+           CREATE TRIGGER refuse AFTER INSERT ON events REFERENCING NEW TABLE AS new_rows
+             FOR EACH STATEMENT EXECUTE FUNCTION refuse_bad();"#,
     )
     .await
     .context("creating the refusing trigger")

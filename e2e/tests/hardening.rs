@@ -738,6 +738,76 @@ async fn a_consumer_stops_on_sigterm_while_postgres_hangs() {
     proxy.abort();
 }
 
+/// Bug 9 (while running): a batch whose COPY PostgreSQL never answered held its writer
+/// forever, kept alive by progress acks. Now a batch not landed within
+/// `--batch-timeout` is given up (never committed, delivered again) and lands, once,
+/// when PostgreSQL answers again. Here a session holding the table's lock stands in
+/// for a server that stopped answering.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_batch_postgres_never_answers_is_given_up_and_lands_later_once() {
+    use tokio::io::{AsyncBufReadExt, BufReader};
+
+    let env = TestEnv::new("hard_batch_timeout").await.expect("env");
+    env.db()
+        .collection::<Document>("users")
+        .insert_many((0..60).map(|i| doc! { "_id": format!("u{i:02}"), "n": i * 7 }))
+        .await
+        .expect("insert");
+    let pg = env.pg().await.expect("pg");
+    pg.batch_execute("CREATE TABLE users (_id text PRIMARY KEY, doc jsonb)")
+        .await
+        .expect("table");
+    assert_success(
+        &env.producer("r", &["run", "--batch-size", "20"])
+            .await
+            .expect("run"),
+        "producer",
+    );
+    let locker = env.pg().await.expect("pg");
+    locker
+        .batch_execute("BEGIN; LOCK TABLE users IN ACCESS EXCLUSIVE MODE")
+        .await
+        .expect("lock");
+    let mut consumer = env
+        .spawn_consumer("r", &["--batch-timeout", "2s", "--max-deliver", "100"])
+        .expect("consumer");
+    let stderr = consumer.stderr.take().expect("stderr");
+    let mut lines = BufReader::new(stderr).lines();
+    tokio::time::timeout(Duration::from_secs(60), async {
+        while let Ok(Some(line)) = lines.next_line().await {
+            if line.contains("not landed within --batch-timeout") {
+                return;
+            }
+        }
+        panic!("the consumer ended without giving up on a batch");
+    })
+    .await
+    .expect("a batch is given up within 60 s");
+    let committed: i64 = pg
+        .query_one("SELECT count(*) FROM _migrate_ledger", &[])
+        .await
+        .expect("ledger")
+        .get(0);
+    assert_eq!(committed, 0, "nothing committed while the table is locked");
+    locker.batch_execute("COMMIT").await.expect("unlock");
+    tokio::spawn(async move { while let Ok(Some(_)) = lines.next_line().await {} });
+    let status = tokio::time::timeout(CONSUMERS_LIMIT, consumer.wait())
+        .await
+        .expect("the consumer finishes once PostgreSQL answers")
+        .expect("wait");
+    assert!(status.success());
+    let rows = pg
+        .query(
+            "SELECT _id, (doc->'n'->>'$numberInt')::int FROM users ORDER BY _id",
+            &[],
+        )
+        .await
+        .expect("rows");
+    let found: Vec<(String, i32)> = rows.iter().map(|r| (r.get(0), r.get(1))).collect();
+    let expected: Vec<(String, i32)> = (0..60).map(|i| (format!("u{i:02}"), i * 7)).collect();
+    assert_eq!(found, expected, "every document once, with its content");
+}
+
 /// Bug 8 (second half): a dead-lettered batch could not be landed again once its
 /// cause was fixed: publishing it again inside the dedupe window was dropped, and no
 /// command sent it back. `consumer requeue` does.

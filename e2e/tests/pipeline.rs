@@ -592,8 +592,9 @@ async fn a_batch_refused_on_every_delivery_is_dead_lettered_and_the_run_goes_on(
         .insert_many(&docs)
         .await
         .expect("insert");
-    // A trigger refuses the whole first batch, the same way on every delivery: not a
-    // row's data (SQLSTATE P0001), so the batch is retried, then dead-lettered.
+    // A statement trigger refuses the whole first batch, the same way on every delivery:
+    // not a row (SQLSTATE P0001 after the rows), so the batch is retried, then
+    // dead-lettered.
     let pg = env.pg().await.expect("pg");
     e2e::refuse_bad_events(&pg).await.expect("trigger");
     assert_success(

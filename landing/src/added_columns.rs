@@ -28,12 +28,15 @@ use crate::identifier::{quote, Taken};
 use crate::mapping::{AddedColumn, FieldKind, NewField, TablePlan};
 use crate::pg::{Doing, PgError};
 use crate::schema;
+use crate::table_check::TableError;
 
 /// Why the registry of added columns could not be read or written.
 #[derive(Debug, thiserror::Error)]
 pub enum RegistryError {
     #[error(transparent)]
     Postgres(#[from] PgError),
+    #[error(transparent)]
+    Table(#[from] TableError),
     #[error("collection {collection:?} would land in {table:?}, a name the migration keeps for its bookkeeping; map the collection to another table in the mapping file")]
     Reserved { collection: String, table: String },
     #[error("{ADDED_COLUMNS_TABLE} lists column {column:?} of {table:?} with kind {kind:?}, which this version does not know; upgrade the consumer")]
@@ -49,6 +52,7 @@ impl RegistryError {
     pub fn is_transient(&self) -> bool {
         match self {
             RegistryError::Postgres(err) => err.is_transient(),
+            RegistryError::Table(err) => err.is_transient(),
             RegistryError::UnknownKind { .. } | RegistryError::Reserved { .. } => false,
         }
     }

@@ -4,6 +4,11 @@
 //! [`already_landed`] finds the rows whose key the table holds already (landed by an
 //! earlier publication of the run, cut into other batches).
 //!
+//! COPY says how many rows it wrote. Fewer than it was sent means a `BEFORE INSERT`
+//! trigger returned NULL for some: [`copy_accounted`] finds which (their keys are not in
+//! the table) and makes each a reject saying so, instead of a batch the ledger counts
+//! as written in full.
+//!
 //! When PostgreSQL refuses a row during a COPY (a constraint, a value out of range:
 //! SQLSTATE classes 22 and 23), [`copy_isolating`] copies halves under savepoints,
 //! recursively, until each refused row stands alone and becomes a reject with
@@ -39,9 +44,10 @@ pub async fn copy_isolating(
             continue;
         }
         tx.batch_execute("SAVEPOINT m2p_rows").await?;
-        match copy_rows(tx, plan, &rows[lo..hi]).await {
-            Ok(n) => {
-                written += n;
+        match copy_accounted(tx, plan, &rows[lo..hi], &sources[lo..hi]).await {
+            Ok(copied) => {
+                written += copied.written;
+                refused.extend(copied.refused);
                 tx.batch_execute("RELEASE SAVEPOINT m2p_rows").await?;
             }
             Err(err) if is_row_error(&err) => {
@@ -79,6 +85,32 @@ pub struct Isolated {
     pub unique_violations: usize,
 }
 
+/// Copies `rows` in one COPY (see [`copy_rows`]); each row a trigger skipped becomes a
+/// reject.
+pub async fn copy_accounted(
+    tx: &Transaction<'_>,
+    plan: &TablePlan,
+    rows: &[Row],
+    sources: &[impl AsRef<[u8]>],
+) -> Result<Isolated, tokio_postgres::Error> {
+    let written = copy_rows(tx, plan, rows).await?;
+    let mut refused = Vec::new();
+    if written < rows.len() as u64 {
+        for position in key_positions(tx, plan, rows, Present::No).await? {
+            if let Some(source) = sources.get(position) {
+                refused.push(Reject::skipped(source.as_ref(), &plan.table));
+            }
+        }
+        tracing::warn!(table = %plan.table, sent = rows.len(), written, skipped = refused.len(),
+            "a trigger on the table skipped rows; they are kept as rejects");
+    }
+    Ok(Isolated {
+        written,
+        refused,
+        unique_violations: 0,
+    })
+}
+
 /// Whether PostgreSQL refused a row for a key already in a unique index (23505).
 pub fn is_unique_violation(err: &tokio_postgres::Error) -> bool {
     err.code() == Some(&tokio_postgres::error::SqlState::UNIQUE_VIOLATION)
@@ -91,6 +123,23 @@ pub async fn already_landed(
     plan: &TablePlan,
     rows: &[Row],
 ) -> Result<Vec<usize>, tokio_postgres::Error> {
+    key_positions(tx, plan, rows, Present::Yes).await
+}
+
+/// Which of [`key_positions`]: the rows whose key the table holds, or those it lacks.
+#[derive(Clone, Copy)]
+enum Present {
+    Yes,
+    No,
+}
+
+/// The positions of `rows` whose key the table holds (or lacks); none without a key.
+async fn key_positions(
+    tx: &Transaction<'_>,
+    plan: &TablePlan,
+    rows: &[Row],
+    present: Present,
+) -> Result<Vec<usize>, tokio_postgres::Error> {
     let Some(pk) = plan.primary_key else {
         return Ok(Vec::new());
     };
@@ -99,8 +148,12 @@ pub async fn already_landed(
         .query(
             &format!(
                 "SELECT k.i FROM unnest($1::{}[]) WITH ORDINALITY AS k(key, i)
-                 WHERE EXISTS (SELECT 1 FROM {} t WHERE t.{} = k.key)",
+                 WHERE {} EXISTS (SELECT 1 FROM {} t WHERE t.{} = k.key)",
                 plan.columns[pk].ty.sql(),
+                match present {
+                    Present::Yes => "",
+                    Present::No => "NOT",
+                },
                 quote(&plan.table),
                 quote(&plan.columns[pk].name)
             ),

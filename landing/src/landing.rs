@@ -23,7 +23,7 @@ use tokio_postgres::{Client, Transaction};
 use tracing::Instrument;
 
 use crate::cell::Cell;
-use crate::copy::{already_landed, copy_isolating, copy_rows, Isolated};
+use crate::copy::{already_landed, copy_accounted, copy_isolating, Isolated};
 use crate::identifier::quote;
 use crate::mapped::Mapped;
 use crate::mapping::{ChildPlan, Row, TablePlan};
@@ -77,17 +77,11 @@ pub async fn land(
     let Some(tx) = begin_claimed(client, plan, origin, claim, batch).await? else {
         return Ok(Landed::AlreadyClaimed);
     };
-    let copied = copy_rows(&tx, plan, &batch.rows)
+    let copied = copy_accounted(&tx, plan, &batch.rows, &batch.sources)
         .instrument(tracing::info_span!("copy", table = %plan.table, rows = batch.rows.len()))
         .await;
     let refused = match copied {
-        Ok(written) => {
-            let copied = Isolated {
-                written,
-                ..Isolated::default()
-            };
-            return finish(tx, origin, claim, &batch.rejects, copied, 0).await;
-        }
+        Ok(copied) => return finish(tx, origin, claim, &batch.rejects, copied, 0).await,
         Err(err) if pg::is_row_error(&err) => err,
         Err(err) => {
             return Err(PgError::new(

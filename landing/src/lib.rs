@@ -18,9 +18,11 @@
 //! Talking to PostgreSQL:
 //! - [`pg`]: connecting, and which errors are worth retrying.
 //! - [`schema`]: the bookkeeping tables and the target tables.
+//! - [`table_check`]: a table that exists already, checked against the plan.
 //! - [`added_columns`]: columns added for new fields while several writers run.
 //! - [`plans`]: the plans a connection lands with, kept current with added columns.
 //! - [`copy`]: binary COPY of rows, with refused rows isolated.
+//! - [`ledger`]: whether a run reached the database at all.
 //! - [`reject`]: documents that could not become rows, kept with their reason.
 //! - [`landing`](mod@landing): the one transaction that lands a batch: its claim
 //!   (ledger row, rejects taken back, or rows replaced), COPY, rejects, commit.
@@ -36,6 +38,7 @@ pub mod copy;
 pub mod extjson;
 pub mod identifier;
 pub mod landing;
+pub mod ledger;
 pub mod mapped;
 pub mod mapping;
 pub mod numeric;
@@ -43,3 +46,4 @@ pub mod pg;
 pub mod plans;
 pub mod reject;
 pub mod schema;
+pub mod table_check;

@@ -138,12 +138,30 @@ pub fn is_transient(err: &tokio_postgres::Error) -> bool {
     }
 }
 
-/// Whether PostgreSQL refused a row's data (rather than the batch, the connection or
-/// the table): a value out of range, a constraint (SQLSTATE classes 22 and 23).
+/// Whether PostgreSQL refused one row (rather than the batch, the connection or the
+/// table): a value out of range or a constraint (SQLSTATE classes 22 and 23), or any
+/// other error raised while COPY was at a given line of its input (a trigger raising
+/// an exception for that row), unless it is the server's own trouble (connection,
+/// conflict, resources, shutdown, internal error), which no row causes.
 pub fn is_row_error(err: &tokio_postgres::Error) -> bool {
-    err.code().is_some_and(|code| {
-        let code = code.code();
-        code.starts_with("22") || code.starts_with("23")
+    let Some(db) = err.as_db_error() else {
+        return false;
+    };
+    let code = db.code().code();
+    if code.starts_with("22") || code.starts_with("23") {
+        return true;
+    }
+    const NOT_THE_ROW: [&str; 7] = ["08", "40", "53", "55", "57", "58", "XX"];
+    at_copy_line(db.where_()) && !NOT_THE_ROW.iter().any(|class| code.starts_with(class))
+}
+
+/// Whether an error's context places it at a line of a COPY's input ("COPY t, line 3"),
+/// as PostgreSQL does for any error while it inserts a row, triggers included.
+fn at_copy_line(context: Option<&str>) -> bool {
+    context.is_some_and(|context| {
+        context
+            .lines()
+            .any(|line| line.starts_with("COPY ") && line.contains(", line "))
     })
 }
 
@@ -198,5 +216,24 @@ pub trait Doing<T> {
 impl<T> Doing<T> for Result<T, tokio_postgres::Error> {
     fn doing(self, what: &str) -> Result<T, PgError> {
         self.map_err(|source| PgError::new(what, source))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::at_copy_line;
+
+    #[test]
+    fn errors_at_a_copy_line_are_told_from_errors_of_the_statement() {
+        // A row trigger raising: PL/pgSQL's context, then COPY's.
+        assert!(at_copy_line(Some(
+            "PL/pgSQL function refuse_odd() line 3 at RAISE\nCOPY events, line 4"
+        )));
+        assert!(at_copy_line(Some("COPY events, line 1, column doc")));
+        // A statement trigger after the rows, or no context at all.
+        assert!(!at_copy_line(Some(
+            "PL/pgSQL function refuse_bad() line 4 at RAISE"
+        )));
+        assert!(!at_copy_line(None));
     }
 }

@@ -60,6 +60,23 @@ impl Reject {
     }
 }
 
+impl Reject {
+    /// A row COPY was sent but did not write: a `BEFORE INSERT` trigger on `table`
+    /// returned NULL for it.
+    pub fn skipped(raw: &[u8], table: &str) -> Self {
+        let error = RowError {
+            field: String::new(),
+            expected: None,
+            found: String::new(),
+            reason: format!(
+                "a trigger on {table} skipped the row (its BEFORE INSERT trigger returned NULL); it was not written"
+            ),
+            excerpt: None,
+        };
+        Reject::new(raw, error)
+    }
+}
+
 /// Where rejects come from, for the rejects table's run/collection/batch columns.
 pub struct Origin<'a> {
     pub run: &'a str,

@@ -11,6 +11,7 @@ use crate::column_type::ColumnType;
 use crate::identifier::quote;
 use crate::mapping::{ChildPlan, TablePlan};
 use crate::pg::{Doing, PgError};
+use crate::table_check::{self, TableError};
 
 /// Advisory lock key of schema changes (an arbitrary constant, "m2p" + 1).
 const SCHEMA_LOCK: i64 = 0x6d32_7001;
@@ -87,8 +88,9 @@ pub async fn ensure_bookkeeping(client: &mut Client) -> Result<(), PgError> {
 
 /// Creates a plan's target table (and child tables) when absent. A table that exists
 /// already (created by hand, or by an earlier mapping) gets the plan's columns it
-/// lacks, `_extra` among them, so that no field is dropped for want of a column.
-pub async fn ensure_table(client: &mut Client, plan: &TablePlan) -> Result<(), PgError> {
+/// lacks, `_extra` among them, so that no field is dropped for want of a column; then
+/// the tables are checked against the plan ([`table_check`]).
+pub async fn ensure_table(client: &mut Client, plan: &TablePlan) -> Result<(), TableError> {
     let doing = format!("creating table {}", plan.table);
     let existing: Vec<String> = client
         .query(
@@ -112,7 +114,8 @@ pub async fn ensure_table(client: &mut Client, plan: &TablePlan) -> Result<(), P
             ));
         }
     }
-    locked(client, &doing, &ddl).await
+    locked(client, &doing, &ddl).await?;
+    table_check::check(client, plan).await
 }
 
 /// The `CREATE TABLE IF NOT EXISTS` statements of a plan's table and child tables.

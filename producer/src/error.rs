@@ -32,6 +32,14 @@ pub enum ProducerError {
     BadCheckpoint { collection: String, detail: String },
     #[error("run {run:?} is unknown on stream {stream:?}: no producer has started it; check --run (MIGRATION_RUN) and --stream (NATS_STREAM)")]
     UnknownRun { run: String, stream: String },
+    #[error("run {run:?} reads database {was_database:?} at {was_uri}, not {database:?} at {uri}: a run is one source; choose another --run, or --restart to publish the run again from this one")]
+    OtherSource {
+        run: String,
+        was_database: String,
+        was_uri: String,
+        database: String,
+        uri: String,
+    },
     #[error("stopped by a signal; run the same command again to resume")]
     Interrupted,
     #[error(transparent)]

@@ -36,7 +36,8 @@ pub mod verify;
 use std::time::{Duration, Instant};
 
 use common::broker::Broker;
-use common::run_state::{CollectionTotals, RunManifest, RunState};
+use common::naming::RunName;
+use common::run_state::{CollectionTotals, RunManifest, RunSource, RunState};
 use tokio_util::sync::CancellationToken;
 use tracing::Instrument;
 
@@ -140,6 +141,11 @@ async fn run_collections(
     let run = config.run.run.clone();
     let state = RunState::new(broker.state.clone(), broker.names.clone(), run.clone());
 
+    let source = RunSource {
+        database: config.mongo.mongodb_database.clone(),
+        uri: common::config::redact_url(&config.mongo.mongodb_uri),
+    };
+    check_source(&state, &run, &source, config.restart).await?;
     if config.restart {
         forget(&state, &collections).await?;
     }
@@ -157,6 +163,7 @@ async fn run_collections(
     }
     update_manifest(&state, |manifest| {
         manifest.complete = false;
+        manifest.source = Some(source.clone());
         for (name, estimated) in &estimates {
             let totals = manifest.collections.entry(name.clone()).or_default();
             totals.estimated = *estimated;
@@ -212,6 +219,35 @@ async fn update_manifest(
         state.update_manifest(&change)
     })
     .await?)
+}
+
+/// Refuses to resume a run that read another database: its batches would mix two
+/// sources under one run. The same database reached by another address (a replica set
+/// member, another name for the host) is only worth a warning.
+async fn check_source(
+    state: &RunState,
+    run: &RunName,
+    source: &RunSource,
+    restart: bool,
+) -> Result<(), ProducerError> {
+    let Some(was) = state.manifest().await?.and_then(|manifest| manifest.source) else {
+        return Ok(());
+    };
+    if was.database != source.database && !restart {
+        return Err(ProducerError::OtherSource {
+            run: run.to_string(),
+            was_database: was.database,
+            was_uri: was.uri,
+            database: source.database.clone(),
+            uri: source.uri.clone(),
+        });
+    }
+    if was != *source {
+        tracing::warn!(run = %run, was = %format!("{} at {}", was.database, was.uri),
+            now = %format!("{} at {}", source.database, source.uri),
+            "the run was published before from another address or database");
+    }
+    Ok(())
 }
 
 async fn forget(state: &RunState, collections: &[String]) -> Result<(), ProducerError> {

@@ -4,7 +4,9 @@ use std::time::Duration;
 
 use bson::doc;
 use common::config::redact_url;
+use futures::TryStreamExt;
 use mongodb::options::ClientOptions;
+use mongodb::results::{CollectionSpecification, CollectionType};
 use mongodb::{Client, Database};
 
 use crate::config::MongoArgs;
@@ -26,6 +28,8 @@ pub enum SourceError {
         database: String,
         available: String,
     },
+    #[error("{view:?} in database {database:?} is a view, which is not migrated (it has no _id order of its own to resume by): migrate the collections it reads, or write it to a collection with $out and migrate that")]
+    View { view: String, database: String },
     #[error("database {0:?} has no collections to migrate; check --mongodb-database or MONGODB_DATABASE")]
     NoCollections(String),
     #[error("reading {collection:?} from MongoDB: {detail}")]
@@ -79,22 +83,48 @@ pub async fn connect(args: &MongoArgs) -> Result<Database, SourceError> {
     Ok(database)
 }
 
-/// The collections to migrate: those asked for, which must exist, or every collection
-/// of the database but MongoDB's own `system.*` ones.
+/// The collections to migrate: those asked for, which must exist and be collections,
+/// or every collection of the database. Views (read through their pipeline, with no
+/// `_id` order of their own to resume by) and MongoDB's own `system.*` collections are
+/// left out, with a warning naming them.
 pub async fn collections(
     database: &Database,
     requested: &[String],
 ) -> Result<Vec<String>, SourceError> {
-    let mut available = database
-        .list_collection_names()
+    let listing_failed = |e: mongodb::error::Error| SourceError::Read {
+        collection: "(listing collections)".to_string(),
+        detail: mongo_detail(&e),
+    };
+    let specs: Vec<CollectionSpecification> = database
+        .list_collections()
         .await
-        .map_err(|e| SourceError::Read {
-            collection: "(listing collections)".to_string(),
-            detail: mongo_detail(&e),
-        })?;
-    available.retain(|name| !name.starts_with("system."));
+        .map_err(listing_failed)?
+        .try_collect()
+        .await
+        .map_err(listing_failed)?;
+    let mut available = Vec::new();
+    let mut views = Vec::new();
+    let mut system = Vec::new();
+    for spec in specs {
+        if spec.name.starts_with("system.") {
+            system.push(spec.name);
+        } else if spec.collection_type == CollectionType::View {
+            views.push(spec.name);
+        } else {
+            available.push(spec.name);
+        }
+    }
     available.sort();
+    views.sort();
+    system.sort();
     if requested.is_empty() {
+        if !views.is_empty() {
+            tracing::warn!(views = %views.join(", "),
+                "views are not migrated: migrate the collections they read, or write a view to a collection with $out and migrate that");
+        }
+        if !system.is_empty() {
+            tracing::warn!(collections = %system.join(", "), "MongoDB's own system collections are not migrated");
+        }
         if available.is_empty() {
             return Err(SourceError::NoCollections(database.name().to_string()));
         }
@@ -102,6 +132,12 @@ pub async fn collections(
     }
     let mut chosen = Vec::new();
     for name in requested {
+        if views.contains(name) {
+            return Err(SourceError::View {
+                view: name.clone(),
+                database: database.name().to_string(),
+            });
+        }
         if !available.contains(name) {
             return Err(SourceError::MissingCollection {
                 collection: name.clone(),

@@ -67,6 +67,8 @@ pub enum Cause {
     Landing(#[from] PgError),
     #[error(transparent)]
     Registry(#[from] RegistryError),
+    #[error(transparent)]
+    Table(#[from] landing::table_check::TableError),
     #[error("{}", mongo_detail(.0))]
     Mongo(#[from] mongodb::error::Error),
     #[error(transparent)]
