@@ -4,12 +4,13 @@
 //! Both sides create what is missing, with the same settings, so a consumer may start
 //! before the producer (as compose does) and either may be first on an empty server.
 
+use std::path::PathBuf;
 use std::time::Duration;
 
 use async_nats::jetstream::{self, kv, object_store, stream};
 use async_nats::ConnectErrorKind;
 
-use crate::config::{redact_url, NatsArgs};
+use crate::config::{redact_url, NatsArgs, NatsAuth};
 use crate::naming::Names;
 
 /// How long the stream remembers a `Nats-Msg-Id`: a batch published again within this
@@ -25,11 +26,24 @@ pub enum BrokerError {
         #[source]
         source: async_nats::ConnectError,
     },
-    #[error("NATS at {url} refused the login ({source}); check the user and password or token in --nats-url or NATS_URL")]
+    #[error("NATS at {url} refused the login ({source}); check the user and password, token, creds or nkey (--nats-url, NATS_USER/NATS_PASSWORD, NATS_TOKEN, NATS_CREDS, NATS_NKEY)")]
     Login {
         url: String,
         #[source]
         source: async_nats::ConnectError,
+    },
+    #[error("TLS to NATS at {url}: {source}; check NATS_CA (the CA that signed the server's certificate), the host name in the URL, and NATS_CERT/NATS_KEY")]
+    Tls {
+        url: String,
+        #[source]
+        source: async_nats::ConnectError,
+    },
+    #[error("cannot read the NATS {what} {path}: {source}")]
+    Credentials {
+        what: &'static str,
+        path: String,
+        #[source]
+        source: std::io::Error,
     },
     #[error("the NATS URL {url} is malformed: {source}; fix --nats-url or NATS_URL")]
     Malformed {
@@ -207,21 +221,78 @@ fn with_url_credentials(
     }
 }
 
-/// Connects to NATS with the URL's credentials.
+/// Connects to NATS with the URL's credentials, or those of [`NatsAuth`].
 async fn client(args: &NatsArgs) -> Result<async_nats::Client, BrokerError> {
-    with_url_credentials(async_nats::ConnectOptions::new(), &args.nats_url)
+    let url = redact_url(&args.nats_url);
+    let options = with_auth(
+        with_url_credentials(async_nats::ConnectOptions::new(), &args.nats_url),
+        &args.auth,
+    )
+    .await
+    .map_err(|(what, path, source)| BrokerError::Credentials {
+        what,
+        path: path.display().to_string(),
+        source,
+    })?;
+    options
         .connection_timeout(Duration::from_secs(5))
         .name("mongo2pg")
         .connect(args.nats_url.as_str())
         .await
-        .map_err(|source| {
-            let url = redact_url(&args.nats_url);
-            match source.kind() {
-                ConnectErrorKind::AuthorizationViolation | ConnectErrorKind::Authentication => {
-                    BrokerError::Login { url, source }
-                }
-                ConnectErrorKind::ServerParse => BrokerError::Malformed { url, source },
-                _ => BrokerError::Connect { url, source },
+        .map_err(|source| match source.kind() {
+            ConnectErrorKind::AuthorizationViolation | ConnectErrorKind::Authentication => {
+                BrokerError::Login { url, source }
             }
+            ConnectErrorKind::ServerParse => BrokerError::Malformed { url, source },
+            ConnectErrorKind::Tls => BrokerError::Tls { url, source },
+            // rustls' refusals arrive as I/O errors ("invalid peer certificate: …").
+            _ if source.to_string().contains("certificate") => BrokerError::Tls { url, source },
+            _ => BrokerError::Connect { url, source },
         })
+}
+
+/// A credentials or certificate file that could not be read: what it is, where, why.
+type FileError = (&'static str, PathBuf, std::io::Error);
+
+/// Adds the user, token, creds, nkey and TLS options given apart from the URL.
+async fn with_auth(
+    mut options: async_nats::ConnectOptions,
+    auth: &NatsAuth,
+) -> Result<async_nats::ConnectOptions, FileError> {
+    if let (Some(user), Some(password)) = (&auth.nats_user, &auth.nats_password) {
+        options = options.user_and_password(user.clone(), password.clone());
+    }
+    if let Some(token) = &auth.nats_token {
+        options = options.token(token.clone());
+    }
+    if let Some(path) = &auth.nats_creds {
+        options = options
+            .credentials_file(path)
+            .await
+            .map_err(|e| ("credentials file (NATS_CREDS)", path.clone(), e))?;
+    }
+    if let Some(path) = &auth.nats_nkey {
+        let seed = std::fs::read_to_string(path)
+            .map_err(|e| ("nkey seed file (NATS_NKEY)", path.clone(), e))?;
+        options = options.nkey(seed.trim().to_string());
+    }
+    for (what, path) in [
+        ("CA file (NATS_CA)", &auth.nats_ca),
+        ("client certificate (NATS_CERT)", &auth.nats_cert),
+        ("client key (NATS_KEY)", &auth.nats_key),
+    ] {
+        if let Some(path) = path {
+            // async-nats reads them only while connecting, and says little then.
+            std::fs::metadata(path).map_err(|e| (what, path.clone(), e))?;
+        }
+    }
+    if let Some(ca) = &auth.nats_ca {
+        options = options.add_root_certificates(ca.clone()).require_tls(true);
+    }
+    if let (Some(cert), Some(key)) = (&auth.nats_cert, &auth.nats_key) {
+        options = options
+            .add_client_certificate(cert.clone(), key.clone())
+            .require_tls(true);
+    }
+    Ok(options)
 }

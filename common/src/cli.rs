@@ -34,7 +34,13 @@ pub fn parse<T: Parser>() -> T {
 
 /// Variables that may hold credentials, and so may come from a file instead
 /// (`DATABASE_URL_FILE=/run/secrets/database_url`), as container secrets are mounted.
-pub const SECRET_VARIABLES: &[&str] = &["MONGODB_URI", "NATS_URL", "DATABASE_URL"];
+pub const SECRET_VARIABLES: &[&str] = &[
+    "MONGODB_URI",
+    "NATS_URL",
+    "NATS_PASSWORD",
+    "NATS_TOKEN",
+    "DATABASE_URL",
+];
 
 /// For each variable that is unset while `<NAME>_FILE` is set, reads the file into it
 /// (without its trailing newline). Runs before any thread starts.

@@ -1,5 +1,7 @@
 //! Command-line and environment configuration shared by both binaries.
 
+use std::path::PathBuf;
+
 use clap::Args;
 
 use crate::naming::{Names, RunName};
@@ -19,6 +21,68 @@ pub struct NatsArgs {
     /// JetStream stream carrying the batches; every other NATS name derives from it.
     #[arg(long, env = "NATS_STREAM", default_value = "MIGRATE", value_parser = parse_names)]
     pub stream: Names,
+
+    #[command(flatten)]
+    pub auth: NatsAuth,
+}
+
+/// How to prove who we are to NATS and whom to trust, with the nats CLI's variable
+/// names so that people reuse their contexts. Credentials in the URL work too.
+#[derive(Clone, Default, Args)]
+pub struct NatsAuth {
+    /// NATS user (with --nats-password).
+    #[arg(long, env = "NATS_USER")]
+    pub nats_user: Option<String>,
+
+    /// NATS password (also NATS_PASSWORD_FILE).
+    #[arg(
+        long,
+        env = "NATS_PASSWORD",
+        hide_env_values = true,
+        requires = "nats_user"
+    )]
+    pub nats_password: Option<String>,
+
+    /// NATS token (also NATS_TOKEN_FILE).
+    #[arg(long, env = "NATS_TOKEN", hide_env_values = true)]
+    pub nats_token: Option<String>,
+
+    /// A `.creds` file: the user JWT and its nkey seed, as `nsc` writes it.
+    #[arg(long, env = "NATS_CREDS")]
+    pub nats_creds: Option<PathBuf>,
+
+    /// A file holding an nkey seed (`SU…`).
+    #[arg(long, env = "NATS_NKEY")]
+    pub nats_nkey: Option<PathBuf>,
+
+    /// CA certificate(s) (PEM) to trust for the server's TLS certificate; implies TLS.
+    #[arg(long, env = "NATS_CA")]
+    pub nats_ca: Option<PathBuf>,
+
+    /// Client certificate (PEM) for mutual TLS, with --nats-key.
+    #[arg(long, env = "NATS_CERT", requires = "nats_key")]
+    pub nats_cert: Option<PathBuf>,
+
+    /// Client certificate's key (PEM), with --nats-cert.
+    #[arg(long, env = "NATS_KEY", requires = "nats_cert")]
+    pub nats_key: Option<PathBuf>,
+}
+
+/// Shows which options are set, never the password or token.
+impl std::fmt::Debug for NatsAuth {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let hidden = |secret: &Option<String>| secret.as_ref().map(|_| "<hidden>");
+        f.debug_struct("NatsAuth")
+            .field("nats_user", &self.nats_user)
+            .field("nats_password", &hidden(&self.nats_password))
+            .field("nats_token", &hidden(&self.nats_token))
+            .field("nats_creds", &self.nats_creds)
+            .field("nats_nkey", &self.nats_nkey)
+            .field("nats_ca", &self.nats_ca)
+            .field("nats_cert", &self.nats_cert)
+            .field("nats_key", &self.nats_key)
+            .finish()
+    }
 }
 
 /// Where the target PostgreSQL is (and its ledger, rejects and dead letters).

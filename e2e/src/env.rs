@@ -46,6 +46,8 @@ pub struct TestEnv {
     /// The test's own PostgreSQL database.
     pub database_url: String,
     pub mongo: mongodb::Client,
+    /// Variables every command gets (see [`Services::env`]).
+    pub env: Vec<(String, String)>,
     /// Removes the databases and streams when the env is dropped.
     _cleanup: Cleanup,
 }
@@ -67,6 +69,9 @@ pub struct Services {
     pub nats_url: String,
     /// A database the test may connect to in order to create its own.
     pub admin_database_url: String,
+    /// Variables every command of the env gets besides the URLs (credentials and
+    /// certificates of secured servers).
+    pub env: Vec<(String, String)>,
 }
 
 impl Services {
@@ -76,6 +81,7 @@ impl Services {
             mongodb_uri: env_or("MONGODB_URI", DEFAULT_MONGODB_URI),
             nats_url: env_or("NATS_URL", DEFAULT_NATS_URL),
             admin_database_url: env_or("DATABASE_URL", DEFAULT_DATABASE_URL),
+            env: Vec::new(),
         }
     }
 }
@@ -99,6 +105,7 @@ impl TestEnv {
             mongodb_uri,
             nats_url,
             admin_database_url,
+            env,
         } = services;
         let mut url = url::Url::parse(&admin_database_url).context("DATABASE_URL is not a URL")?;
         url.set_path(&name);
@@ -127,6 +134,7 @@ impl TestEnv {
             nats_url,
             database_url,
             mongo,
+            env,
         })
     }
 
@@ -161,6 +169,7 @@ impl TestEnv {
             .env("DATABASE_URL", &self.database_url)
             .env("MIGRATION_RUN", run)
             .env("RUST_LOG", "warn")
+            .envs(self.env.iter().map(|(k, v)| (k, v)))
             .stdin(Stdio::null())
             .kill_on_drop(true);
         command
@@ -286,15 +295,12 @@ impl Drop for Cleanup {
     }
 }
 
-/// Connects to PostgreSQL, the connection driven by a task of the current runtime.
+/// Connects to PostgreSQL as the binaries do (`sslmode` and the rest understood), the
+/// connection driven by a task of the current runtime.
 pub async fn pg_connect(url: &str) -> Result<tokio_postgres::Client> {
-    let (client, connection) = tokio_postgres::connect(url, tokio_postgres::NoTls)
+    landing::pg::connect(url)
         .await
-        .with_context(|| format!("connecting to {url}"))?;
-    tokio::spawn(async move {
-        let _ = connection.await;
-    });
-    Ok(client)
+        .with_context(|| format!("connecting to {}", common::config::redact_url(url)))
 }
 
 /// Makes table `events` (the default table's shape) with a trigger that refuses, the
@@ -338,6 +344,34 @@ pub fn assert_one_line_error(output: &Output, expected: &str) {
         !stderr.contains("panicked") && !stderr.contains("backtrace"),
         "{stderr}"
     );
+}
+
+/// Runs `command`, then checks: non-zero exit within `within`, one error line holding
+/// `expected`, and `secret` in neither stdout nor stderr.
+pub async fn assert_fails_fast(
+    mut command: Command,
+    expected: &str,
+    secret: &str,
+    within: Duration,
+) -> Output {
+    let started = std::time::Instant::now();
+    let out = tokio::time::timeout(within + Duration::from_secs(50), command.output())
+        .await
+        .expect("the command ended")
+        .expect("the command ran");
+    let took = started.elapsed();
+    assert_one_line_error(&out, expected);
+    assert!(took < within, "took {took:?} to fail: {out:?}");
+    let printed = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        !printed.contains(secret),
+        "the secret was printed: {printed}"
+    );
+    out
 }
 
 /// Standard output of a command, for messages in assertions.

@@ -19,6 +19,7 @@
 //! - [`otlp`]: an OTLP trace receiver.
 
 pub mod arbitrary;
+pub mod certs;
 pub mod compare;
 pub mod env;
 pub mod fixture;

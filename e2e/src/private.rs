@@ -71,6 +71,34 @@ impl PrivateNats {
         Ok(nats)
     }
 
+    /// A server that takes only TLS connections, presenting `server`'s certificate,
+    /// and only `user` with `password`.
+    pub fn start_with_tls(
+        name: &str,
+        user: &str,
+        password: &str,
+        server: &crate::certs::Issued,
+    ) -> Result<Self> {
+        let dir = scratch_dir(&format!("nats-{name}"))?;
+        let config = dir.join("nats.conf");
+        std::fs::write(
+            &config,
+            format!(
+                "tls {{\n  cert_file: \"{}\"\n  key_file: \"{}\"\n}}\nauthorization {{\n  user: \"{user}\"\n  password: \"{password}\"\n}}\n",
+                server.cert.display(),
+                server.key.display()
+            ),
+        )?;
+        let mut nats = PrivateNats {
+            port: free_port()?,
+            dir,
+            child: None,
+            config: Some(config),
+        };
+        nats.spawn()?;
+        Ok(nats)
+    }
+
     pub fn url(&self) -> String {
         format!("nats://127.0.0.1:{}", self.port)
     }
@@ -126,6 +154,8 @@ pub struct PrivatePostgres {
     pub port: u16,
     dir: PathBuf,
     bin: PathBuf,
+    /// Server settings beyond the defaults (`-c name=value ...`).
+    settings: String,
 }
 
 fn is_root() -> bool {
@@ -164,11 +194,54 @@ impl PrivatePostgres {
         Self::start_with(name, Some(password))
     }
 
+    /// A cluster that takes only TLS connections on TCP (`hostssl` in pg_hba.conf),
+    /// logging in as `postgres` with `password`, presenting `server`'s certificate.
+    pub fn start_with_tls(
+        name: &str,
+        password: &str,
+        server: &crate::certs::Issued,
+    ) -> Result<Self> {
+        let mut pg = Self::init(name, Some(password))?;
+        let cert = pg.dir.join("server.crt");
+        let key = pg.dir.join("server.key");
+        std::fs::copy(&server.cert, &cert)?;
+        std::fs::copy(&server.key, &key)?;
+        std::fs::write(
+            pg.dir.join("data/pg_hba.conf"),
+            "local all all trust\nhostssl all all 127.0.0.1/32 scram-sha-256\nhostssl all all ::1/128 scram-sha-256\n",
+        )?;
+        {
+            use std::os::unix::fs::PermissionsExt;
+            // PostgreSQL refuses a key others can read.
+            std::fs::set_permissions(&key, std::fs::Permissions::from_mode(0o600))?;
+        }
+        if is_root() {
+            for file in [&cert, &key, &pg.dir.join("data/pg_hba.conf")] {
+                Command::new("chown").arg("postgres").arg(file).status()?;
+            }
+        }
+        pg.settings = format!(
+            "-c ssl=on -c ssl_cert_file={} -c ssl_key_file={}",
+            cert.display(),
+            key.display()
+        );
+        pg.start_server()?;
+        Ok(pg)
+    }
+
     fn start_with(name: &str, password: Option<&str>) -> Result<Self> {
+        let pg = Self::init(name, password)?;
+        pg.start_server()?;
+        Ok(pg)
+    }
+
+    /// A new cluster, not started.
+    fn init(name: &str, password: Option<&str>) -> Result<Self> {
         let pg = PrivatePostgres {
             port: free_port()?,
             dir: scratch_dir(&format!("pg-{name}"))?,
             bin: postgres_bin()?,
+            settings: String::new(),
         };
         if is_root() {
             let status = Command::new("chown")
@@ -200,7 +273,6 @@ impl PrivatePostgres {
             pg.bin.join("initdb").display(),
             data.display()
         ))?;
-        pg.start_server()?;
         Ok(pg)
     }
 
@@ -234,9 +306,10 @@ impl PrivatePostgres {
 
     fn start_server(&self) -> Result<()> {
         self.pg_ctl(&format!(
-            "-o '-p {} -k {} -c listen_addresses=127.0.0.1 -c fsync=off' start",
+            "-o '-p {} -k {} -c listen_addresses=127.0.0.1 -c fsync=off {}' start",
             self.port,
-            self.dir.display()
+            self.dir.display(),
+            self.settings
         ))?;
         wait_for_port(self.port, Duration::from_secs(30))
     }
@@ -279,29 +352,59 @@ fn mongod_bin() -> Result<PathBuf> {
 
 impl PrivateMongo {
     pub async fn start_with_user(name: &str, user: &str, password: &str) -> Result<Self> {
+        Self::start(name, user, password, None).await
+    }
+
+    /// A mongod with `--auth` that takes only TLS connections (`--tlsMode
+    /// requireTLS`), presenting `server`'s certificate; clients need no certificate.
+    pub async fn start_with_tls(
+        name: &str,
+        user: &str,
+        password: &str,
+        server: &crate::certs::Issued,
+        ca: &Path,
+    ) -> Result<Self> {
+        Self::start(name, user, password, Some((server, ca))).await
+    }
+
+    async fn start(
+        name: &str,
+        user: &str,
+        password: &str,
+        tls: Option<(&crate::certs::Issued, &Path)>,
+    ) -> Result<Self> {
         let mut mongo = PrivateMongo {
             port: free_port()?,
             dir: scratch_dir(&format!("mongo-{name}"))?,
             child: None,
         };
-        let child = Command::new(mongod_bin()?)
+        let mut command = Command::new(mongod_bin()?);
+        command
             .args(["--auth", "--bind_ip", "127.0.0.1", "--port"])
             .arg(mongo.port.to_string())
             .arg("--dbpath")
             .arg(&mongo.dir)
-            .args(["--wiredTigerCacheSizeGB", "0.25"])
+            .args(["--wiredTigerCacheSizeGB", "0.25"]);
+        let mut admin_uri = format!("mongodb://127.0.0.1:{}/?directConnection=true", mongo.port);
+        if let Some((server, ca)) = tls {
+            command
+                .args(["--tlsMode", "requireTLS", "--tlsCertificateKeyFile"])
+                .arg(&server.combined)
+                .arg("--tlsCAFile")
+                .arg(ca)
+                .arg("--tlsAllowConnectionsWithoutCertificates");
+            admin_uri.push_str(&format!("&tls=true&tlsCAFile={}", ca.display()));
+        }
+        let child = command
             .stdout(Stdio::null())
             .stderr(Stdio::null())
             .spawn()
             .context("starting mongod")?;
         mongo.child = Some(child);
         wait_for_port(mongo.port, Duration::from_secs(30))?;
-        let admin = mongodb::Client::with_uri_str(format!(
-            "mongodb://127.0.0.1:{}/?directConnection=true",
-            mongo.port
-        ))
-        .await?
-        .database("admin");
+        let admin = mongodb::Client::with_uri_str(admin_uri)
+            .await?
+            .database("admin");
         admin
             .run_command(bson::doc! {
                 "createUser": user, "pwd": password, "roles": [ { "role": "root", "db": "admin" } ]

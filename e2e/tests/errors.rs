@@ -4,10 +4,10 @@
 //! and the secret appears nowhere in what was printed.
 
 use std::process::Output;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use e2e::private::{PrivateMongo, PrivateNats, PrivatePostgres};
-use e2e::{assert_one_line_error, TestEnv};
+use e2e::TestEnv;
 
 /// Permanent errors are said well within this; a retry loop would take minutes.
 const FAST: Duration = Duration::from_secs(10);
@@ -17,25 +17,8 @@ const SECRET: &str = "Sup3rSecretPw";
 
 /// Runs `command`, then checks: non-zero exit within [`FAST`], one error line holding
 /// `expected`, and [`SECRET`] in neither stdout nor stderr.
-async fn fails_fast(mut command: tokio::process::Command, expected: &str) -> Output {
-    let started = Instant::now();
-    let out = tokio::time::timeout(Duration::from_secs(60), command.output())
-        .await
-        .expect("the command ended")
-        .expect("the command ran");
-    let took = started.elapsed();
-    assert_one_line_error(&out, expected);
-    assert!(took < FAST, "took {took:?} to fail: {out:?}");
-    let printed = format!(
-        "{}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    assert!(
-        !printed.contains(SECRET),
-        "the secret was printed: {printed}"
-    );
-    out
+async fn fails_fast(command: tokio::process::Command, expected: &str) -> Output {
+    e2e::assert_fails_fast(command, expected, SECRET, FAST).await
 }
 
 #[tokio::test(flavor = "multi_thread")]

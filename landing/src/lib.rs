@@ -17,6 +17,7 @@
 //!
 //! Talking to PostgreSQL:
 //! - [`pg`]: connecting, and which errors are worth retrying.
+//! - [`tls`]: libpq's `sslmode`, `sslrootcert`, `sslcert`, `sslkey`, with rustls.
 //! - [`schema`]: the bookkeeping tables and the target tables.
 //! - [`table_check`]: a table that exists already, checked against the plan.
 //! - [`added_columns`]: columns added for new fields while several writers run.
@@ -47,3 +48,4 @@ pub mod plans;
 pub mod reject;
 pub mod schema;
 pub mod table_check;
+pub mod tls;

@@ -9,7 +9,9 @@ use std::time::Duration;
 
 use common::config::redact_url;
 use tokio_postgres::error::SqlState;
-use tokio_postgres::{Client, NoTls};
+use tokio_postgres::Client;
+
+use crate::tls::{self, TlsError};
 
 /// How long a connection attempt (TCP, TLS, startup and login) may take, unless the
 /// URL sets `connect_timeout`. tokio-postgres bounds only the TCP connect with it; a
@@ -42,6 +44,12 @@ pub enum ConnectError {
         #[source]
         source: tokio_postgres::Error,
     },
+    #[error("TLS to PostgreSQL at {url}: {detail}; {hint}")]
+    Tls {
+        url: String,
+        detail: String,
+        hint: &'static str,
+    },
     #[error("PostgreSQL at {url} did not complete a connection within {} s; is something else listening on that port?", .timeout.as_secs_f64())]
     Timeout { url: String, timeout: Duration },
 }
@@ -64,18 +72,26 @@ impl ConnectError {
 /// [`ConnectError`], classified: see [`ConnectError::is_transient`].
 pub async fn connect(url: &str) -> Result<Client, ConnectError> {
     let shown = redact_url(url);
-    let config: tokio_postgres::Config = url.parse().map_err(|e: tokio_postgres::Error| {
+    let tls_failed = |e: TlsError| ConnectError::Tls {
+        url: shown.clone(),
+        detail: e.to_string(),
+        hint: "fix sslmode, sslrootcert, sslcert or sslkey in --database-url or DATABASE_URL",
+    };
+    let (rest, settings) = tls::split(url).map_err(tls_failed)?;
+    let connector = tls::connector(&settings).map_err(tls_failed)?;
+    let mut config: tokio_postgres::Config = rest.parse().map_err(|e: tokio_postgres::Error| {
         ConnectError::Malformed {
             url: shown.clone(),
             // The parser's message names the bad key, never its value.
             detail: e.to_string(),
         }
     })?;
+    config.ssl_mode(settings.mode);
     let timeout = config
         .get_connect_timeout()
         .copied()
         .unwrap_or(CONNECT_TIMEOUT);
-    let connected = tokio::time::timeout(timeout, config.connect(NoTls))
+    let connected = tokio::time::timeout(timeout, config.connect(connector))
         .await
         .map_err(|_| ConnectError::Timeout {
             url: shown.clone(),
@@ -92,6 +108,9 @@ pub async fn connect(url: &str) -> Result<Client, ConnectError> {
 
 fn classify(url: String, source: tokio_postgres::Error) -> ConnectError {
     let detail = detail(&source);
+    if let Some(hint) = tls_hint(&source, &detail) {
+        return ConnectError::Tls { url, detail, hint };
+    }
     match source.code() {
         Some(code)
             if *code == SqlState::INVALID_PASSWORD
@@ -114,6 +133,24 @@ fn classify(url: String, source: tokio_postgres::Error) -> ConnectError {
             source,
         },
     }
+}
+
+/// What to do about a connection that failed for TLS: the handshake, or a server
+/// that takes only encrypted connections.
+fn tls_hint(err: &tokio_postgres::Error, detail: &str) -> Option<&'static str> {
+    if err.code() == Some(&SqlState::INVALID_AUTHORIZATION_SPECIFICATION)
+        && detail.contains("no encryption")
+    {
+        return Some("the server accepts only encrypted connections: set sslmode=require, verify-ca or verify-full");
+    }
+    if err.code().is_some() || !detail.starts_with("error performing TLS handshake") {
+        return None;
+    }
+    Some(if detail.contains("does not support TLS") {
+        "the server does not offer TLS: turn ssl on at the server, or use sslmode=prefer"
+    } else {
+        "check sslrootcert (the CA that signed the server's certificate), the host name in the URL (verify-full compares it with the certificate), and sslmode"
+    })
 }
 
 /// Whether a PostgreSQL error is worth retrying on the same batch later: connection

@@ -51,6 +51,11 @@ pub struct StatusConfig {
 
     #[command(flatten)]
     pub postgres: PostgresArgs,
+
+    /// Count the source's documents (a scan of each collection) instead of reading
+    /// MongoDB's metadata count, which is instant but an estimate.
+    #[arg(long)]
+    pub exact: bool,
 }
 
 /// Where MongoDB is.

@@ -160,8 +160,11 @@ pub async fn collections(
 /// topology description.
 pub fn mongo_detail(err: &mongodb::error::Error) -> String {
     match err.kind.as_ref() {
-        mongodb::error::ErrorKind::ServerSelection { .. } => {
-            "no server answered (server selection timed out)".to_string()
+        mongodb::error::ErrorKind::ServerSelection { message, .. } => {
+            match last_server_error(message) {
+                Some(error) => format!("no server answered (server selection timed out): {error}"),
+                None => "no server answered (server selection timed out)".to_string(),
+            }
         }
         mongodb::error::ErrorKind::Authentication { message, .. } => message.clone(),
         mongodb::error::ErrorKind::Command(command) => {
@@ -174,6 +177,22 @@ pub fn mongo_detail(err: &mongodb::error::Error) -> String {
     }
 }
 
+/// The error the driver last saw on a server, from a server selection failure's
+/// topology description ("… Servers: [ { Address: …, Error: Kind: I/O error: invalid
+/// peer certificate: UnknownIssuer, labels: {} } ] }"): the reason a TLS or network
+/// problem gives, without the whole description.
+fn last_server_error(message: &str) -> Option<&str> {
+    let start = message.rfind("Error: ")? + "Error: ".len();
+    let rest = &message[start..];
+    let end = [", labels", " }"]
+        .iter()
+        .filter_map(|stop| rest.find(stop))
+        .min()
+        .unwrap_or(rest.len());
+    let error = rest[..end].trim();
+    Some(error.strip_prefix("Kind: ").unwrap_or(error)).filter(|e| !e.is_empty())
+}
+
 /// Whether a MongoDB error is a refused login rather than an unreachable server.
 pub fn is_login_failure(err: &mongodb::error::Error) -> bool {
     match err.kind.as_ref() {
@@ -181,5 +200,18 @@ pub fn is_login_failure(err: &mongodb::error::Error) -> bool {
         // AuthenticationFailed, Unauthorized.
         mongodb::error::ErrorKind::Command(command) => matches!(command.code, 18 | 13),
         _ => false,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn a_server_selection_failure_names_the_servers_error() {
+        let message = "Server selection timeout: No available servers. Topology: { Type: Single, Servers: [ { Address: 127.0.0.1:1, Type: Unknown, Error: Kind: I/O error: invalid peer certificate: UnknownIssuer, labels: {} } ] }";
+        assert_eq!(
+            super::last_server_error(message),
+            Some("I/O error: invalid peer certificate: UnknownIssuer")
+        );
+        assert_eq!(super::last_server_error("No available servers."), None);
     }
 }

@@ -38,6 +38,10 @@ pub struct RunStatus {
     pub pending: Option<(u64, u64)>,
     /// Dead letters whose envelope could not even be read (no collection known).
     pub unattributed_dead_letters: u64,
+    /// Whether `source` was counted (`--exact`) rather than read from MongoDB's
+    /// collection metadata, an estimate that can be off (after an unclean shutdown,
+    /// on sharded clusters) and that a verdict cannot rest on.
+    pub source_counted: bool,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -65,8 +69,15 @@ impl RunStatus {
         }
         for c in self.collections.values() {
             let landed = c.committed + c.rejected;
-            if landed > c.published || (c.published_complete && c.published != c.source) {
+            if landed > c.published {
                 return Verdict::Inconsistent;
+            }
+            if c.published_complete && c.published != c.source {
+                if self.source_counted {
+                    return Verdict::Inconsistent;
+                }
+                // Perhaps only the estimate is off: count to know.
+                verdict = Verdict::Incomplete;
             }
             if !c.published_complete || landed < c.published || c.dead_letter_batches > 0 {
                 verdict = Verdict::Incomplete;
@@ -123,6 +134,15 @@ impl std::fmt::Display for RunStatus {
                 "pending in the stream: no consumer has started on this run yet"
             )?,
         }
+        writeln!(
+            f,
+            "source: {}",
+            if self.source_counted {
+                "documents counted (--exact)"
+            } else {
+                "MongoDB's metadata count, an estimate; --exact counts the documents (a scan)"
+            }
+        )?;
         if self.unattributed_dead_letters > 0 {
             writeln!(
                 f,
@@ -158,17 +178,20 @@ pub async fn status(config: &StatusConfig) -> Result<RunStatus, ProducerError> {
     let mut status = RunStatus {
         run: run.to_string(),
         producer_finished: manifest.complete,
+        source_counted: config.exact,
         ..Default::default()
     };
     for (name, totals) in &manifest.collections {
-        let source = database
-            .collection::<bson::Document>(name)
-            .count_documents(doc! {})
-            .await
-            .map_err(|e| crate::source::SourceError::Read {
-                collection: name.clone(),
-                detail: crate::source::mongo_detail(&e),
-            })?;
+        let collection = database.collection::<bson::Document>(name);
+        let counted = if config.exact {
+            collection.count_documents(doc! {}).await
+        } else {
+            collection.estimated_document_count().await
+        };
+        let source = counted.map_err(|e| crate::source::SourceError::Read {
+            collection: name.clone(),
+            detail: crate::source::mongo_detail(&e),
+        })?;
         // Until a collection is finished, its checkpoint has the latest count.
         let published = if totals.complete {
             totals.documents
@@ -256,6 +279,7 @@ mod tests {
             collections: BTreeMap::from([("c".to_string(), c)]),
             pending,
             unattributed_dead_letters: 0,
+            source_counted: true,
         }
     }
 
@@ -305,8 +329,14 @@ mod tests {
         );
         let source_moved = CollectionStatus { source: 11, ..done };
         assert_eq!(
-            run(source_moved, true, Some((0, 0))).verdict(),
+            run(source_moved.clone(), true, Some((0, 0))).verdict(),
             Verdict::Inconsistent
         );
+        // MongoDB's estimate may be what is off: count before calling it inconsistent.
+        let estimated = RunStatus {
+            source_counted: false,
+            ..run(source_moved, true, Some((0, 0)))
+        };
+        assert_eq!(estimated.verdict(), Verdict::Incomplete);
     }
 }
