@@ -71,6 +71,22 @@ impl PrivateNats {
         Ok(nats)
     }
 
+    /// A server configured by `config` (nats-server's configuration format: an
+    /// `authorization` block, say).
+    pub fn start_with_config(name: &str, config_text: &str) -> Result<Self> {
+        let dir = scratch_dir(&format!("nats-{name}"))?;
+        let config = dir.join("nats.conf");
+        std::fs::write(&config, config_text)?;
+        let mut nats = PrivateNats {
+            port: free_port()?,
+            dir,
+            child: None,
+            config: Some(config),
+        };
+        nats.spawn()?;
+        Ok(nats)
+    }
+
     /// A server that takes only TLS connections, presenting `server`'s certificate,
     /// and only `user` with `password`.
     pub fn start_with_tls(

@@ -237,3 +237,59 @@ async fn a_migration_runs_through_three_secured_servers_at_once() {
     let said = String::from_utf8_lossy(&out.stderr);
     assert!(said.contains("certificate"), "{said}");
 }
+
+/// A NATS server that logs users in by nkey: `NATS_NKEY` names the seed file; a seed
+/// the server does not know is one line, at once, the seed never printed.
+#[tokio::test(flavor = "multi_thread")]
+async fn nats_logs_in_with_an_nkey_seed_file() {
+    use e2e::private::PrivateNats;
+
+    let user = nkeys::KeyPair::new_user();
+    let stranger = nkeys::KeyPair::new_user();
+    let nats = PrivateNats::start_with_config(
+        "nkey",
+        &format!(
+            "authorization {{\n  users = [ {{ nkey: \"{}\" }} ]\n}}\n",
+            user.public_key()
+        ),
+    )
+    .expect("nats");
+    let dir = scratch("nkey");
+    let _remove = RemoveOnDrop(dir.clone());
+    std::fs::create_dir_all(&dir).expect("dir");
+    let seed = user.seed().expect("seed");
+    let seed_file = dir.join("user.nk");
+    std::fs::write(&seed_file, format!("{seed}\n")).expect("seed file");
+    let services = Services {
+        nats_url: nats.url(),
+        env: vec![("NATS_NKEY".into(), seed_file.display().to_string())],
+        ..Services::shared()
+    };
+    let env = TestEnv::on("sec_nkey", services).await.expect("env");
+    env.db()
+        .collection::<Document>("users")
+        .insert_many((0..50).map(|i| doc! { "_id": i, "n": i }))
+        .await
+        .expect("insert");
+    assert_success(&env.producer("r", &["run"]).await.expect("run"), "producer");
+    env.run_consumers("r", 1, &[], Duration::from_secs(60))
+        .await
+        .expect("consumer");
+    e2e::compare::assert_exact_copy(&env, "users")
+        .await
+        .expect("every row equal");
+
+    let stranger_seed = stranger.seed().expect("seed");
+    let stranger_file = dir.join("stranger.nk");
+    std::fs::write(&stranger_file, &stranger_seed).expect("seed file");
+    let mut refused = env.command("consumer", "r");
+    refused
+        .args(["run", "--exit-when-done"])
+        .env("NATS_NKEY", &stranger_file);
+    assert_fails_fast(refused, "refused the login", &stranger_seed, FAST).await;
+    let mut missing = env.command("consumer", "r");
+    missing
+        .args(["run", "--exit-when-done"])
+        .env("NATS_NKEY", dir.join("no-such.nk"));
+    assert_fails_fast(missing, "cannot read the NATS nkey seed file", &seed, FAST).await;
+}
