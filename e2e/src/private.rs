@@ -55,20 +55,14 @@ impl PrivateNats {
 
     /// A server that accepts only `user` with `password`.
     pub fn start_with_user(name: &str, user: &str, password: &str) -> Result<Self> {
-        let dir = scratch_dir(&format!("nats-{name}"))?;
-        let config = dir.join("nats.conf");
-        std::fs::write(
-            &config,
-            format!("authorization {{\n  user: \"{user}\"\n  password: \"{password}\"\n}}\n"),
-        )?;
-        let mut nats = PrivateNats {
-            port: free_port()?,
-            dir,
-            child: None,
-            config: Some(config),
-        };
-        nats.spawn()?;
-        Ok(nats)
+        Self::start_with_config(
+            name,
+            &format!("authorization {{\n  user: \"{user}\"\n  password: \"{password}\"\n}}\n"),
+        )
+    }
+
+    pub fn url(&self) -> String {
+        format!("nats://127.0.0.1:{}", self.port)
     }
 
     /// A server configured by `config` (nats-server's configuration format: an
@@ -95,28 +89,14 @@ impl PrivateNats {
         password: &str,
         server: &crate::certs::Issued,
     ) -> Result<Self> {
-        let dir = scratch_dir(&format!("nats-{name}"))?;
-        let config = dir.join("nats.conf");
-        std::fs::write(
-            &config,
-            format!(
+        Self::start_with_config(
+            name,
+            &format!(
                 "tls {{\n  cert_file: \"{}\"\n  key_file: \"{}\"\n}}\nauthorization {{\n  user: \"{user}\"\n  password: \"{password}\"\n}}\n",
                 server.cert.display(),
                 server.key.display()
             ),
-        )?;
-        let mut nats = PrivateNats {
-            port: free_port()?,
-            dir,
-            child: None,
-            config: Some(config),
-        };
-        nats.spawn()?;
-        Ok(nats)
-    }
-
-    pub fn url(&self) -> String {
-        format!("nats://127.0.0.1:{}", self.port)
+        )
     }
 
     fn spawn(&mut self) -> Result<()> {
