@@ -120,7 +120,7 @@ pub enum LogFormat {
     Json,
 }
 
-fn parse_names(s: &str) -> Result<Names, String> {
+fn parse_names(s: &str) -> Result<Names, crate::naming::InvalidStreamName> {
     Names::new(s)
 }
 
@@ -186,8 +186,19 @@ mod tests {
     }
 }
 
+/// A duration flag that cannot be read.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum DurationError {
+    #[error("{0:?} is not a duration such as 30s, 500ms or 2m")]
+    NotANumber(String),
+    #[error("{0:?}: unit must be ms, s, m or h")]
+    UnknownUnit(String),
+    #[error("{0:?} is not a duration this program can wait for")]
+    OutOfRange(String),
+}
+
 /// Parses a duration such as `30s`, `500ms`, `2m` or a bare number of seconds.
-pub fn parse_duration(text: &str) -> Result<std::time::Duration, String> {
+pub fn parse_duration(text: &str) -> Result<std::time::Duration, DurationError> {
     use std::time::Duration;
     let text = text.trim();
     let (number, unit) = text
@@ -195,16 +206,15 @@ pub fn parse_duration(text: &str) -> Result<std::time::Duration, String> {
         .map_or((text, "s"), |at| (&text[..at], &text[at..]));
     let value: f64 = number
         .parse()
-        .map_err(|_| format!("{text:?} is not a duration such as 30s, 500ms or 2m"))?;
+        .map_err(|_| DurationError::NotANumber(text.to_string()))?;
     let seconds = match unit {
         "ms" => value / 1000.0,
         "s" => value,
         "m" => value * 60.0,
         "h" => value * 3600.0,
-        _ => return Err(format!("{text:?}: unit must be ms, s, m or h")),
+        _ => return Err(DurationError::UnknownUnit(text.to_string())),
     };
-    Duration::try_from_secs_f64(seconds)
-        .map_err(|_| format!("{text:?} is not a duration this program can wait for"))
+    Duration::try_from_secs_f64(seconds).map_err(|_| DurationError::OutOfRange(text.to_string()))
 }
 
 #[cfg(test)]

@@ -49,6 +49,13 @@ impl fmt::Display for RunName {
     }
 }
 
+/// A stream name JetStream would refuse, said before anything is created.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error(
+    "stream name {0:?} must be 1 to 32 letters, digits, '-' or '_'; fix --stream or NATS_STREAM"
+)]
+pub struct InvalidStreamName(pub String);
+
 /// The names derived from one stream name.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Names {
@@ -58,7 +65,7 @@ pub struct Names {
 impl Names {
     /// # Errors
     /// When `stream` is not a valid JetStream stream name.
-    pub fn new(stream: &str) -> Result<Self, String> {
+    pub fn new(stream: &str) -> Result<Self, InvalidStreamName> {
         let ok = !stream.is_empty()
             && stream.len() <= 32
             && stream
@@ -69,9 +76,7 @@ impl Names {
                 stream: stream.to_string(),
             })
         } else {
-            Err(format!(
-                "stream name {stream:?} must be 1 to 32 letters, digits, '-' or '_'"
-            ))
+            Err(InvalidStreamName(stream.to_string()))
         }
     }
 
