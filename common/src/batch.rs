@@ -139,9 +139,16 @@ impl BatchId {
     }
 }
 
-/// The content hash that names a document in the object store.
-pub fn blob_name(bytes: &[u8]) -> String {
-    blake3::hash(bytes).to_hex().to_string()
+/// The name of a document in the object store: the run's prefix, then the content
+/// hash. Within a run a document stored twice (a rerun) is one object; across runs
+/// nothing is shared, so `producer cleanup` can delete a run's blobs by their prefix
+/// without asking which other run still needs them.
+pub fn blob_name(run: &str, bytes: &[u8]) -> String {
+    format!(
+        "{}{}",
+        crate::naming::blob_prefix(run),
+        blake3::hash(bytes).to_hex()
+    )
 }
 
 /// How large a batch may grow.
@@ -240,7 +247,7 @@ mod tests {
         let docs = vec![
             inline(10, 1),
             Doc::Blob {
-                name: blob_name(b"big"),
+                name: blob_name("run-1", b"big"),
                 len: 3,
             },
             inline(0, 0),

@@ -122,7 +122,7 @@ impl Broker {
         let bucket = names.state_bucket();
         jetstream
             .get_or_create_stream(stream::Config {
-                name: format!("KV_{bucket}"),
+                name: names.state_stream(),
                 subjects: vec![format!("$KV.{bucket}.>")],
                 max_messages_per_subject: 1,
                 storage: stream::StorageType::File,

@@ -124,6 +124,22 @@ impl Names {
         format!("{}_blobs", self.stream)
     }
 
+    /// The subjects of a run's keys in the state bucket's stream (`KV_<bucket>`): every
+    /// key of a run starts with `<run>.`, so one filter purges them all.
+    pub fn state_subjects(&self, run: &RunName) -> String {
+        format!("$KV.{}.{run}.>", self.state_bucket())
+    }
+
+    /// The stream behind the state bucket.
+    pub fn state_stream(&self) -> String {
+        format!("KV_{}", self.state_bucket())
+    }
+
+    /// The stream behind the blob bucket.
+    pub fn blob_stream(&self) -> String {
+        format!("OBJ_{}", self.blob_bucket())
+    }
+
     /// Key of a run's manifest (collections and their published totals).
     pub fn manifest_key(&self, run: &RunName) -> String {
         format!("{run}.manifest")
@@ -133,6 +149,12 @@ impl Names {
     pub fn checkpoint_key(&self, run: &RunName, collection: &str) -> String {
         format!("{run}.checkpoint.{}", token(collection))
     }
+}
+
+/// What every object-store name of a run starts with. Run names hold no '/', so one
+/// run's prefix is never the start of another's.
+pub fn blob_prefix(run: &str) -> String {
+    format!("{run}/")
 }
 
 /// Escapes a collection name into one subject token that is also a valid key-value key:

@@ -225,7 +225,8 @@ async fn watch_done(
         };
         match checked {
             Ok(Progress::Done) => {
-                tracing::info!(run = %run, "every batch of the run is accounted for; stopping");
+                tracing::info!(run = %run,
+                    "every batch of the run is accounted for; stopping (once `producer status --run {run}` says complete, `producer cleanup --run {run}` removes the run from NATS)");
                 stop.cancel();
                 return;
             }

@@ -168,7 +168,10 @@ impl TestEnv {
             .env("NATS_STREAM", &self.stream)
             .env("DATABASE_URL", &self.database_url)
             .env("MIGRATION_RUN", run)
-            .env("RUST_LOG", "warn")
+            .env(
+                "RUST_LOG",
+                std::env::var("E2E_RUST_LOG").unwrap_or("warn".into()),
+            )
             .envs(self.env.iter().map(|(k, v)| (k, v)))
             .stdin(Stdio::null())
             .kill_on_drop(true);

@@ -7,6 +7,9 @@
 //! `MONGODB_URI`, `NATS_URL` and `DATABASE_URL` (as `scripts/services.sh env` prints
 //! them), defaulting to the standard local ports.
 //!
+//! The binaries log at `warn`; `E2E_RUST_LOG` (a `RUST_LOG` filter) shows more of
+//! them in a failing test's output.
+//!
 //! The binaries are found next to the test executable (`target/<profile>/`): build them
 //! first with `cargo build --bins`, as `scripts/test.sh` does.
 //!

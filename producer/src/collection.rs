@@ -194,7 +194,7 @@ impl Batches<'_> {
 
     /// A document larger than a message goes to the object store, named by its hash.
     async fn store_blob(&self, bytes: Vec<u8>) -> Result<Doc<'static>, ProducerError> {
-        let name = blob_name(&bytes);
+        let name = blob_name(self.run, &bytes);
         let len = bytes.len();
         self.broker
             .blobs

@@ -30,6 +30,11 @@ pub enum Command {
     /// committed, rejected and dead-lettered, and what is pending in the stream.
     /// Exit status: 0 complete, 3 incomplete, 4 inconsistent.
     Status(StatusConfig),
+    /// Remove what a complete run left on NATS: its batches, durable consumer,
+    /// dead-letter copies, state entries and blobs (and the stream and buckets when no
+    /// other run uses them). Refuses while `status` is not complete or consumers are
+    /// still bound, unless --force. The target database keeps its ledger.
+    Cleanup(CleanupConfig),
     /// Compare the target with the source, per `_id` range (count and content
     /// fingerprint) and for random documents column by column; print the first
     /// differences. Exit status: 0 equal, 4 differences. --repair lands the differing
@@ -56,6 +61,18 @@ pub struct StatusConfig {
     /// MongoDB's metadata count, which is instant but an estimate.
     #[arg(long)]
     pub exact: bool,
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct CleanupConfig {
+    /// What `status` needs to say whether the run is complete.
+    #[command(flatten)]
+    pub status: StatusConfig,
+
+    /// Clean up even an incomplete run, or one consumers are still bound to: its
+    /// batches not yet landed are deleted with the rest.
+    #[arg(long)]
+    pub force: bool,
 }
 
 /// Where MongoDB is.

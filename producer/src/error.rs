@@ -4,6 +4,7 @@ use common::broker::BrokerError;
 use common::run_state::StateError;
 use landing::pg::{ConnectError, PgError};
 
+use crate::cleanup::CleanupError;
 use crate::infer::InferError;
 use crate::source::SourceError;
 use crate::verify::VerifyError;
@@ -16,6 +17,8 @@ pub enum ProducerError {
     Broker(#[from] BrokerError),
     #[error(transparent)]
     State(#[from] StateError),
+    #[error(transparent)]
+    Cleanup(#[from] CleanupError),
     #[error("publishing batch {seq} of {collection:?} failed after retries: {detail}")]
     Publish {
         collection: String,

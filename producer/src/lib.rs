@@ -11,6 +11,7 @@
 //! - [`retry`]: riding out a NATS restart.
 //! - [`seed`]: generated users for demos and benchmarks.
 //! - [`status`]: where a run stands, and its verdict as an exit code.
+//! - [`cleanup`]: removing a finished run's messages, consumer, state and blobs from NATS.
 //! - [`infer`]: a mapping file and CREATE TABLE statements from a sample.
 //! - [`verify`]: does the target hold what the mapping makes of every document?
 //! - [`error`]: what stops the producer.
@@ -20,6 +21,7 @@
 //! checkpoint in the key-value bucket → manifest totals when the collection ends.
 
 mod checkpointer;
+pub mod cleanup;
 mod collection;
 pub mod config;
 pub mod error;
@@ -48,6 +50,7 @@ use crate::error::ProducerError;
 /// What one `producer run` published.
 #[derive(Debug, Clone)]
 pub struct Summary {
+    pub run: String,
     pub collections: Vec<CollectionSummary>,
     pub elapsed: Duration,
 }
@@ -101,7 +104,11 @@ impl std::fmt::Display for Summary {
             }
             writeln!(f)?;
         }
-        Ok(())
+        writeln!(
+            f,
+            "once `producer status --run {run}` says complete, `producer cleanup --run {run}` removes the run from NATS",
+            run = self.run
+        )
     }
 }
 
@@ -205,6 +212,7 @@ async fn run_collections(
     })
     .await?;
     Ok(Summary {
+        run: config.run.run.to_string(),
         collections: summaries,
         elapsed: started.elapsed(),
     })

@@ -29,6 +29,10 @@ async fn execute(command: Command) -> anyhow::Result<ExitCode> {
             common::cli::print_out(&status);
             return Ok(ExitCode::from(status.verdict().exit_code()));
         }
+        Command::Cleanup(config) => {
+            let cleaned = producer::cleanup::cleanup(&config).await?;
+            common::cli::print_out(&cleaned);
+        }
         Command::Infer(config) => {
             let inferred = producer::infer::infer(&config).await?;
             common::cli::print_out(&inferred.text);
