@@ -36,6 +36,28 @@ fn openssl(dir: &Path, args: &[&str]) -> Result<()> {
     Ok(())
 }
 
+impl Issued {
+    /// The certificate's subject as MongoDB names an X.509 user (RFC 2253).
+    pub fn subject(&self) -> Result<String> {
+        let out = Command::new("openssl")
+            .args(["x509", "-noout", "-subject", "-nameopt", "RFC2253", "-in"])
+            .arg(&self.cert)
+            .output()?;
+        if !out.status.success() {
+            bail!(
+                "openssl x509 -subject: {}",
+                String::from_utf8_lossy(&out.stderr)
+            );
+        }
+        let text = String::from_utf8_lossy(&out.stdout);
+        Ok(text
+            .trim()
+            .strip_prefix("subject=")
+            .unwrap_or(text.trim())
+            .to_string())
+    }
+}
+
 impl TestCa {
     /// Makes a CA in `dir` (created).
     pub fn new(dir: &Path) -> Result<Self> {

@@ -99,6 +99,24 @@ impl PrivateNats {
         )
     }
 
+    /// A server that takes only TLS connections presenting a certificate `ca` signed
+    /// (mutual TLS: `verify: true`), with no other login.
+    pub fn start_with_client_certs(
+        name: &str,
+        server: &crate::certs::Issued,
+        ca: &Path,
+    ) -> Result<Self> {
+        Self::start_with_config(
+            name,
+            &format!(
+                "tls {{\n  cert_file: \"{}\"\n  key_file: \"{}\"\n  ca_file: \"{}\"\n  verify: true\n}}\n",
+                server.cert.display(),
+                server.key.display(),
+                ca.display()
+            ),
+        )
+    }
+
     fn spawn(&mut self) -> Result<()> {
         let mut command = Command::new("nats-server");
         if let Some(config) = &self.config {
@@ -115,11 +133,14 @@ impl PrivateNats {
             ])
             .arg(&self.dir)
             .stdout(Stdio::null())
-            .stderr(Stdio::null())
+            .stderr(std::fs::File::create(self.dir.join("server.log"))?)
             .spawn()
             .context("starting nats-server (is it installed? scripts/services.sh installs it)")?;
         self.child = Some(child);
-        wait_for_port(self.port, Duration::from_secs(15))
+        wait_for_port(self.port, Duration::from_secs(15)).with_context(|| {
+            let log = std::fs::read_to_string(self.dir.join("server.log")).unwrap_or_default();
+            format!("nats-server did not start: {}", log.trim())
+        })
     }
 
     /// Kills the server (SIGKILL) and starts it again on the same port and store.
@@ -197,30 +218,58 @@ impl PrivatePostgres {
         password: &str,
         server: &crate::certs::Issued,
     ) -> Result<Self> {
-        let mut pg = Self::init(name, Some(password))?;
+        Self::start_tls(name, Some(password), server, "scram-sha-256", None)
+    }
+
+    /// A cluster that logs in by client certificate only (`hostssl ... cert`): the
+    /// certificate must be signed by `ca` and its common name be the user's name.
+    pub fn start_with_client_certs(
+        name: &str,
+        server: &crate::certs::Issued,
+        ca: &Path,
+    ) -> Result<Self> {
+        Self::start_tls(name, None, server, "cert", Some(ca))
+    }
+
+    fn start_tls(
+        name: &str,
+        password: Option<&str>,
+        server: &crate::certs::Issued,
+        method: &str,
+        client_ca: Option<&Path>,
+    ) -> Result<Self> {
+        let mut pg = Self::init(name, password)?;
         let cert = pg.dir.join("server.crt");
         let key = pg.dir.join("server.key");
         std::fs::copy(&server.cert, &cert)?;
         std::fs::copy(&server.key, &key)?;
         std::fs::write(
             pg.dir.join("data/pg_hba.conf"),
-            "local all all trust\nhostssl all all 127.0.0.1/32 scram-sha-256\nhostssl all all ::1/128 scram-sha-256\n",
+            format!("local all all trust\nhostssl all all 127.0.0.1/32 {method}\nhostssl all all ::1/128 {method}\n"),
         )?;
         {
             use std::os::unix::fs::PermissionsExt;
             // PostgreSQL refuses a key others can read.
             std::fs::set_permissions(&key, std::fs::Permissions::from_mode(0o600))?;
         }
-        if is_root() {
-            for file in [&cert, &key, &pg.dir.join("data/pg_hba.conf")] {
-                Command::new("chown").arg("postgres").arg(file).status()?;
-            }
-        }
+        let mut owned = vec![cert.clone(), key.clone(), pg.dir.join("data/pg_hba.conf")];
         pg.settings = format!(
             "-c ssl=on -c ssl_cert_file={} -c ssl_key_file={}",
             cert.display(),
             key.display()
         );
+        if let Some(ca) = client_ca {
+            let copy = pg.dir.join("client-ca.pem");
+            std::fs::copy(ca, &copy)?;
+            pg.settings
+                .push_str(&format!(" -c ssl_ca_file={}", copy.display()));
+            owned.push(copy);
+        }
+        if is_root() {
+            for file in &owned {
+                Command::new("chown").arg("postgres").arg(file).status()?;
+            }
+        }
         pg.start_server()?;
         Ok(pg)
     }
@@ -363,11 +412,42 @@ impl PrivateMongo {
         Self::start(name, user, password, Some((server, ca))).await
     }
 
-    async fn start(
+    /// A mongod with `--auth` that takes only TLS connections presenting a
+    /// certificate `ca` signed, and logs in `client`'s certificate by X.509 (its
+    /// subject a user of `$external` with the root role).
+    pub async fn start_with_x509(
         name: &str,
-        user: &str,
-        password: &str,
+        server: &crate::certs::Issued,
+        ca: &Path,
+        client: &crate::certs::Issued,
+    ) -> Result<Self> {
+        let mut mongo = Self::spawn(name, Some((server, ca)), false)?;
+        let uri = format!(
+            "mongodb://127.0.0.1:{}/?directConnection=true&tls=true&tlsCAFile={}&tlsCertificateKeyFile={}",
+            mongo.port,
+            ca.display(),
+            client.combined.display()
+        );
+        let subject = client.subject()?;
+        let created = mongodb::Client::with_uri_str(uri)
+            .await?
+            .database("$external")
+            .run_command(bson::doc! {
+                "createUser": &subject, "roles": [ { "role": "root", "db": "admin" } ]
+            })
+            .await
+            .with_context(|| format!("creating the X.509 user {subject}"));
+        if let Err(err) = created {
+            mongo.stop();
+            return Err(err);
+        }
+        Ok(mongo)
+    }
+
+    fn spawn(
+        name: &str,
         tls: Option<(&crate::certs::Issued, &Path)>,
+        without_certificates: bool,
     ) -> Result<Self> {
         let mut mongo = PrivateMongo {
             port: free_port()?,
@@ -381,15 +461,15 @@ impl PrivateMongo {
             .arg("--dbpath")
             .arg(&mongo.dir)
             .args(["--wiredTigerCacheSizeGB", "0.25"]);
-        let mut admin_uri = format!("mongodb://127.0.0.1:{}/?directConnection=true", mongo.port);
         if let Some((server, ca)) = tls {
             command
                 .args(["--tlsMode", "requireTLS", "--tlsCertificateKeyFile"])
                 .arg(&server.combined)
                 .arg("--tlsCAFile")
-                .arg(ca)
-                .arg("--tlsAllowConnectionsWithoutCertificates");
-            admin_uri.push_str(&format!("&tls=true&tlsCAFile={}", ca.display()));
+                .arg(ca);
+            if without_certificates {
+                command.arg("--tlsAllowConnectionsWithoutCertificates");
+            }
         }
         let child = command
             .stdout(Stdio::null())
@@ -398,25 +478,46 @@ impl PrivateMongo {
             .context("starting mongod")?;
         mongo.child = Some(child);
         wait_for_port(mongo.port, Duration::from_secs(30))?;
+        Ok(mongo)
+    }
+
+    fn stop(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+
+    async fn start(
+        name: &str,
+        user: &str,
+        password: &str,
+        tls: Option<(&crate::certs::Issued, &Path)>,
+    ) -> Result<Self> {
+        let mut mongo = Self::spawn(name, tls, true)?;
+        let mut admin_uri = format!("mongodb://127.0.0.1:{}/?directConnection=true", mongo.port);
+        if let Some((_, ca)) = tls {
+            admin_uri.push_str(&format!("&tls=true&tlsCAFile={}", ca.display()));
+        }
         let admin = mongodb::Client::with_uri_str(admin_uri)
             .await?
-            .database("admin");
-        admin
+            .database("admin")
             .run_command(bson::doc! {
                 "createUser": user, "pwd": password, "roles": [ { "role": "root", "db": "admin" } ]
             })
             .await
-            .context("creating the first user")?;
+            .context("creating the first user");
+        if let Err(err) = admin {
+            mongo.stop();
+            return Err(err);
+        }
         Ok(mongo)
     }
 }
 
 impl Drop for PrivateMongo {
     fn drop(&mut self) {
-        if let Some(mut child) = self.child.take() {
-            let _ = child.kill();
-            let _ = child.wait();
-        }
+        self.stop();
         let _ = std::fs::remove_dir_all(&self.dir);
     }
 }

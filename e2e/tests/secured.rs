@@ -293,3 +293,264 @@ async fn nats_logs_in_with_an_nkey_seed_file() {
         .env("NATS_NKEY", dir.join("no-such.nk"));
     assert_fails_fast(missing, "cannot read the NATS nkey seed file", &seed, FAST).await;
 }
+
+/// Client certificates in place of passwords, on all three servers at once:
+/// PostgreSQL's `cert` login (`sslcert`/`sslkey`), NATS mutual TLS
+/// (`NATS_CERT`/`NATS_KEY`), MongoDB X.509 (`tlsCertificateKeyFile`,
+/// `authMechanism=MONGODB-X509`). Without its certificate, each refuses in one line.
+#[tokio::test(flavor = "multi_thread")]
+async fn client_certificates_log_in_to_all_three_servers() {
+    use e2e::private::{PrivateMongo, PrivateNats};
+
+    let dir = scratch("certs-clients");
+    let _remove = RemoveOnDrop(dir.clone());
+    let ca = TestCa::new(&dir.join("ca")).expect("ca");
+    let server = ca
+        .issue("servers", &["DNS:localhost", "IP:127.0.0.1"])
+        .expect("server cert");
+    // PostgreSQL's `cert` login takes the user name from the common name.
+    let client = ca.issue("postgres", &["DNS:client"]).expect("client cert");
+    let ca_file = ca.cert().display().to_string();
+    let pg = PrivatePostgres::start_with_client_certs("certs", &server, &ca.cert()).expect("pg");
+    let nats = PrivateNats::start_with_client_certs("certs", &server, &ca.cert()).expect("nats");
+    let mongo = PrivateMongo::start_with_x509("certs", &server, &ca.cert(), &client)
+        .await
+        .expect("mongod");
+    let mongodb_uri = |certificate: &str| {
+        format!(
+            "mongodb://127.0.0.1:{}/?directConnection=true&tls=true&tlsCAFile={ca_file}{certificate}&authMechanism=MONGODB-X509&authSource=%24external",
+            mongo.port
+        )
+    };
+    let with_certificate = format!("&tlsCertificateKeyFile={}", client.combined.display());
+    let pg_url = |certificate: &str| {
+        format!(
+            "postgres://postgres@localhost:{}/postgres?sslmode=verify-full&sslrootcert={ca_file}{certificate}",
+            pg.port
+        )
+    };
+    let services = Services {
+        mongodb_uri: mongodb_uri(&with_certificate),
+        nats_url: format!("tls://127.0.0.1:{}", nats.port),
+        admin_database_url: pg_url(&format!(
+            "&sslcert={}&sslkey={}",
+            client.cert.display(),
+            client.key.display()
+        )),
+        env: vec![
+            ("NATS_CA".into(), ca_file.clone()),
+            ("NATS_CERT".into(), client.cert.display().to_string()),
+            ("NATS_KEY".into(), client.key.display().to_string()),
+        ],
+    };
+    let env = TestEnv::on("sec_certs", services).await.expect("env");
+    env.db()
+        .collection::<Document>("users")
+        .insert_many((0..5_000).map(|i| {
+            doc! { "_id": i, "name": format!("user {i}"), "tags": [format!("t{}", i % 5)] }
+        }))
+        .await
+        .expect("insert");
+    assert_success(
+        &env.producer("r", &["run", "--batch-size", "1000"])
+            .await
+            .expect("run"),
+        "producer with a client certificate",
+    );
+    env.run_consumers("r", 2, &[], Duration::from_secs(180))
+        .await
+        .expect("consumers with client certificates");
+    e2e::compare::assert_exact_copy(&env, "users")
+        .await
+        .expect("every row equal");
+
+    let key = std::fs::read_to_string(&client.key).expect("key");
+    let key_line = key.lines().nth(1).expect("a line of the key").to_string();
+    let mut no_pg_certificate = env.command("consumer", "r");
+    no_pg_certificate.args(["run", "--exit-when-done"]).env(
+        "DATABASE_URL",
+        pg_url("").replace("/postgres?", &format!("/{}?", env.name)),
+    );
+    assert_fails_fast(no_pg_certificate, "refused the login", &key_line, FAST).await;
+    let mut no_nats_certificate = env.command("consumer", "r");
+    no_nats_certificate
+        .args(["run", "--exit-when-done"])
+        .env_remove("NATS_CERT")
+        .env_remove("NATS_KEY");
+    assert_fails_fast(no_nats_certificate, "NATS at", &key_line, FAST).await;
+    let mut no_mongo_certificate = env.command("producer", "r");
+    no_mongo_certificate
+        .arg("run")
+        .env("MONGODB_URI", mongodb_uri(""));
+    assert_fails_fast(no_mongo_certificate, "MongoDB at", &key_line, FAST).await;
+}
+
+/// NATS in operator mode: accounts and users are JWTs (made here with the nkeys crate,
+/// as `nsc` would), and `NATS_CREDS` names the user's `.creds` file. A user of an
+/// account the server does not know is refused in one line; the seed is never printed.
+#[tokio::test(flavor = "multi_thread")]
+async fn nats_logs_in_with_a_creds_file() {
+    use e2e::private::PrivateNats;
+
+    let dir = scratch("creds");
+    let _remove = RemoveOnDrop(dir.clone());
+    std::fs::create_dir_all(&dir).expect("dir");
+    let operator = nkeys::KeyPair::new_operator();
+    let account = nkeys::KeyPair::new_account();
+    let user = nkeys::KeyPair::new_user();
+    let operator_jwt = jwt::operator(&operator);
+    let account_jwt = jwt::account(&operator, &account);
+    // JetStream needs the server's own account.
+    let system = nkeys::KeyPair::new_account();
+    let system_jwt = jwt::system_account(&operator, &system);
+    let nats = PrivateNats::start_with_config(
+        "creds",
+        &format!(
+            "operator: \"{operator_jwt}\"\nsystem_account: {system_key}\nresolver: MEMORY\nresolver_preload: {{\n  {}: \"{account_jwt}\"\n  {system_key}: \"{system_jwt}\"\n}}\n",
+            account.public_key(),
+            system_key = system.public_key(),
+        ),
+    )
+    .expect("nats in operator mode");
+    let creds = dir.join("user.creds");
+    std::fs::write(&creds, jwt::creds(&account, &user)).expect("creds");
+    let services = Services {
+        nats_url: nats.url(),
+        env: vec![("NATS_CREDS".into(), creds.display().to_string())],
+        ..Services::shared()
+    };
+    let env = TestEnv::on("sec_creds", services).await.expect("env");
+    env.db()
+        .collection::<Document>("users")
+        .insert_many((0..2_000).map(|i| doc! { "_id": i, "n": i, "s": format!("s{i}") }))
+        .await
+        .expect("insert");
+    assert_success(
+        &env.producer("r", &["run", "--batch-size", "500"])
+            .await
+            .expect("run"),
+        "producer with a creds file",
+    );
+    env.run_consumers("r", 2, &[], Duration::from_secs(60))
+        .await
+        .expect("consumers with a creds file");
+    e2e::compare::assert_exact_copy(&env, "users")
+        .await
+        .expect("every row equal");
+
+    // A user signed by an account the server was never told of.
+    let stranger_account = nkeys::KeyPair::new_account();
+    let stranger = nkeys::KeyPair::new_user();
+    let stranger_creds = dir.join("stranger.creds");
+    std::fs::write(&stranger_creds, jwt::creds(&stranger_account, &stranger)).expect("creds");
+    let stranger_seed = stranger.seed().expect("seed");
+    let mut refused = env.command("consumer", "r");
+    refused
+        .args(["run", "--exit-when-done"])
+        .env("NATS_CREDS", &stranger_creds);
+    assert_fails_fast(refused, "refused the login", &stranger_seed, FAST).await;
+    let mut missing = env.command("producer", "r");
+    missing
+        .arg("status")
+        .env("NATS_CREDS", dir.join("no-such.creds"));
+    assert_fails_fast(
+        missing,
+        "cannot read the NATS credentials file (NATS_CREDS)",
+        &user.seed().expect("seed"),
+        FAST,
+    )
+    .await;
+}
+
+/// NATS JWTs (the claims `nsc` writes, version 2), signed with nkeys.
+mod jwt {
+    use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+    use base64::Engine;
+    use serde_json::{json, Value};
+
+    fn encode(issuer: &nkeys::KeyPair, subject: &str, name: &str, nats: Value) -> String {
+        let header = URL_SAFE_NO_PAD.encode(r#"{"typ":"JWT","alg":"ed25519-nkey"}"#);
+        let claims = json!({
+            "jti": format!("{:032X}", rand_id()),
+            "iat": 1_700_000_000u64,
+            "iss": issuer.public_key(),
+            "name": name,
+            "sub": subject,
+            "nats": nats,
+        });
+        let claims = URL_SAFE_NO_PAD.encode(claims.to_string());
+        let signed = format!("{header}.{claims}");
+        let signature = issuer.sign(signed.as_bytes()).expect("sign");
+        format!("{signed}.{}", URL_SAFE_NO_PAD.encode(signature))
+    }
+
+    fn rand_id() -> u128 {
+        use std::time::{SystemTime, UNIX_EPOCH};
+        SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .map_or(0, |d| d.as_nanos())
+    }
+
+    pub fn operator(operator: &nkeys::KeyPair) -> String {
+        encode(
+            operator,
+            &operator.public_key(),
+            "test-operator",
+            json!({ "type": "operator", "version": 2 }),
+        )
+    }
+
+    /// An account with JetStream, unlimited.
+    pub fn account(operator: &nkeys::KeyPair, account: &nkeys::KeyPair) -> String {
+        encode(
+            operator,
+            &account.public_key(),
+            "migrations",
+            json!({
+                "limits": {
+                    "subs": -1, "data": -1, "payload": -1, "imports": -1, "exports": -1,
+                    "wildcards": true, "conn": -1, "leaf": -1,
+                    "mem_storage": -1, "disk_storage": -1, "streams": -1, "consumer": -1
+                },
+                "default_permissions": { "pub": {}, "sub": {} },
+                "type": "account",
+                "version": 2
+            }),
+        )
+    }
+
+    /// The server's system account: no JetStream.
+    pub fn system_account(operator: &nkeys::KeyPair, account: &nkeys::KeyPair) -> String {
+        encode(
+            operator,
+            &account.public_key(),
+            "SYS",
+            json!({
+                "limits": {
+                    "subs": -1, "data": -1, "payload": -1, "imports": -1, "exports": -1,
+                    "wildcards": true, "conn": -1, "leaf": -1
+                },
+                "default_permissions": { "pub": {}, "sub": {} },
+                "type": "account",
+                "version": 2
+            }),
+        )
+    }
+
+    /// A `.creds` file: the user's JWT, signed by its account, and its seed.
+    pub fn creds(account: &nkeys::KeyPair, user: &nkeys::KeyPair) -> String {
+        let jwt = encode(
+            account,
+            &user.public_key(),
+            "mongo2pg",
+            json!({
+                "pub": {}, "sub": {}, "subs": -1, "data": -1, "payload": -1,
+                "type": "user", "version": 2
+            }),
+        );
+        format!(
+            "-----BEGIN NATS USER JWT-----\n{jwt}\n------END NATS USER JWT------\n\n************************* IMPORTANT *************************\nNKEY Seed printed below can be used to sign and prove identity.\n\n-----BEGIN USER NKEY SEED-----\n{}\n------END USER NKEY SEED------\n",
+            user.seed().expect("seed")
+        )
+    }
+}
