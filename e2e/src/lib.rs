@@ -20,6 +20,7 @@
 //! - [`compare`]: what landed against the source, by content.
 //! - [`fixture`]: hard documents: unicode, odd keys, deep nesting, 16 MiB, extremes.
 //! - [`otlp`]: an OTLP trace receiver.
+//! - [`scrape`]: a consumer's Prometheus metrics, as a scraper reads them.
 
 pub mod arbitrary;
 pub mod certs;
@@ -28,5 +29,6 @@ pub mod env;
 pub mod fixture;
 pub mod otlp;
 pub mod private;
+pub mod scrape;
 
 pub use env::*;

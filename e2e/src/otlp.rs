@@ -23,6 +23,40 @@ pub struct Received {
 #[derive(Clone, Default)]
 pub struct Collector {
     pub spans: Arc<Mutex<Vec<Received>>>,
+    /// Every request received, as its `Debug` text: every attribute, event and
+    /// resource, for tests that search all of it (for a secret, say).
+    pub everything: Arc<Mutex<String>>,
+}
+
+impl Collector {
+    /// Serves a new collector on a free loopback port; returns it, its endpoint
+    /// (`http://127.0.0.1:<port>`) and the server task, to abort when done.
+    ///
+    /// # Errors
+    /// When no port is free.
+    pub fn serve() -> anyhow::Result<(Self, String, tokio::task::JoinHandle<()>)> {
+        use opentelemetry_proto::tonic::collector::trace::v1::trace_service_server::TraceServiceServer;
+        let collector = Collector::default();
+        let port = crate::private::free_port()?;
+        let server = tokio::spawn({
+            let service = TraceServiceServer::new(collector.clone());
+            async move {
+                let _ = tonic::transport::Server::builder()
+                    .add_service(service)
+                    .serve(([127, 0, 0, 1], port).into())
+                    .await;
+            }
+        });
+        Ok((collector, format!("http://127.0.0.1:{port}"), server))
+    }
+
+    /// What [`Collector::everything`] holds so far.
+    pub fn everything(&self) -> String {
+        self.everything
+            .lock()
+            .map(|text| text.clone())
+            .unwrap_or_default()
+    }
 }
 
 fn text(value: Option<&opentelemetry_proto::tonic::common::v1::AnyValue>) -> String {
@@ -42,7 +76,11 @@ impl TraceService for Collector {
         request: tonic::Request<ExportTraceServiceRequest>,
     ) -> Result<tonic::Response<ExportTraceServiceResponse>, tonic::Status> {
         let mut received = Vec::new();
-        for resource_spans in request.into_inner().resource_spans {
+        let request = request.into_inner();
+        if let Ok(mut everything) = self.everything.lock() {
+            everything.push_str(&format!("{request:?}\n"));
+        }
+        for resource_spans in request.resource_spans {
             let service = resource_spans
                 .resource
                 .iter()

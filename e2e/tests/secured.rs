@@ -167,6 +167,9 @@ async fn a_migration_runs_through_three_secured_servers_at_once() {
             mongo.port
         )
     };
+    // Every command exports its traces here, logging our crates at debug level: no
+    // span, attribute, event or resource may hold the password.
+    let (collector, endpoint, collector_task) = e2e::otlp::Collector::serve().expect("collector");
     let services = Services {
         mongodb_uri: mongodb_uri(PASSWORD),
         nats_url: format!("tls://127.0.0.1:{}", nats.port),
@@ -178,6 +181,11 @@ async fn a_migration_runs_through_three_secured_servers_at_once() {
             ("NATS_CA".into(), ca_file.clone()),
             ("NATS_USER".into(), "mig".into()),
             ("NATS_PASSWORD".into(), PASSWORD.into()),
+            ("OTEL_EXPORTER_OTLP_ENDPOINT".into(), endpoint),
+            (
+                "RUST_LOG".into(),
+                "warn,producer=debug,consumer=debug,common=debug,landing=debug".into(),
+            ),
         ],
     };
     let env = TestEnv::on("sec_all3", services).await.expect("env");
@@ -209,6 +217,30 @@ async fn a_migration_runs_through_three_secured_servers_at_once() {
         assert!(!printed.contains(PASSWORD), "{printed}");
     }
 
+    // A consumer's /metrics, scraped once it serves the run's numbers.
+    let port = e2e::private::free_port().expect("port");
+    let mut serving = env
+        .command("consumer", "r")
+        .args(["run", "--metrics-addr", &format!("127.0.0.1:{port}")])
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .expect("consumer serving metrics");
+    let mut metrics = String::new();
+    for _ in 0..300 {
+        metrics = e2e::scrape::metrics(port).await;
+        if metrics.contains("mongo2pg_stream_pending_batches") {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    serving.kill().await.expect("stop the consumer");
+    assert!(
+        metrics.contains("mongo2pg_stream_pending_batches"),
+        "{metrics}"
+    );
+    assert!(!metrics.contains(PASSWORD), "{metrics}");
+
     // Refusals: one line each, fast, the password nowhere.
     let mut wrong_nats = env.command("consumer", "r");
     wrong_nats
@@ -236,6 +268,24 @@ async fn a_migration_runs_through_three_secured_servers_at_once() {
     let out = assert_fails_fast(untrusted_mongo, "cannot reach MongoDB at", PASSWORD, FAST).await;
     let said = String::from_utf8_lossy(&out.stderr);
     assert!(said.contains("certificate"), "{said}");
+
+    // The traces of all the commands above, the refused ones included.
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    collector_task.abort();
+    let traces = collector.everything();
+    assert!(
+        traces.contains("service.name") && traces.contains("\"batch\""),
+        "the commands exported their traces: {} bytes",
+        traces.len()
+    );
+    assert!(
+        !traces.contains(PASSWORD),
+        "a trace holds the password: {}",
+        &traces[traces.find(PASSWORD).unwrap_or(0).saturating_sub(400)..]
+            .chars()
+            .take(800)
+            .collect::<String>()
+    );
 }
 
 /// A NATS server that logs users in by nkey: `NATS_NKEY` names the seed file; a seed

@@ -7,8 +7,6 @@ use bson::{doc, Document};
 use e2e::otlp::{Collector, Received};
 use e2e::private::free_port;
 use e2e::{assert_success, TestEnv};
-use opentelemetry_proto::tonic::collector::trace::v1::trace_service_server::TraceServiceServer;
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 #[tokio::test(flavor = "multi_thread")]
 async fn a_batch_is_one_trace_from_mongodb_page_to_postgresql_commit() {
@@ -22,14 +20,7 @@ async fn a_batch_is_one_trace_from_mongodb_page_to_postgresql_commit() {
         .await
         .expect("insert");
 
-    let collector = Collector::default();
-    let port = free_port().expect("port");
-    let server = tokio::spawn(
-        tonic::transport::Server::builder()
-            .add_service(TraceServiceServer::new(collector.clone()))
-            .serve(([127, 0, 0, 1], port).into()),
-    );
-    let endpoint = format!("http://127.0.0.1:{port}");
+    let (collector, endpoint, server) = Collector::serve().expect("collector");
 
     let mut consumer = env
         .command("consumer", "r")
@@ -139,18 +130,6 @@ async fn a_batch_is_one_trace_from_mongodb_page_to_postgresql_commit() {
     }
 }
 
-async fn scrape(port: u16) -> String {
-    let Ok(mut stream) = tokio::net::TcpStream::connect(("127.0.0.1", port)).await else {
-        return String::new();
-    };
-    let _ = stream
-        .write_all(b"GET /metrics HTTP/1.1\r\nHost: test\r\n\r\n")
-        .await;
-    let mut response = String::new();
-    let _ = stream.read_to_string(&mut response).await;
-    response
-}
-
 fn metric(text: &str, name: &str) -> Option<f64> {
     text.lines()
         .find(|l| l.starts_with(name) && !l.starts_with('#'))
@@ -181,7 +160,7 @@ async fn consumers_serve_prometheus_metrics() {
         .expect("consumer");
     let mut text = String::new();
     for _ in 0..300 {
-        text = scrape(port).await;
+        text = e2e::scrape::metrics(port).await;
         if metric(&text, "mongo2pg_documents_committed_total") == Some(1000.0) {
             break;
         }
