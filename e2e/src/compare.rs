@@ -67,11 +67,12 @@ impl Digest {
 
 /// The source collection's digest.
 pub async fn source_digest(env: &TestEnv, collection: &str) -> Result<Digest> {
-    let mut cursor = env
-        .db()
-        .collection::<Document>(collection)
-        .find(doc! {})
-        .await?;
+    source_digest_in(&env.db(), collection).await
+}
+
+/// The digest of `collection` in `db`.
+pub async fn source_digest_in(db: &mongodb::Database, collection: &str) -> Result<Digest> {
+    let mut cursor = db.collection::<Document>(collection).find(doc! {}).await?;
     let mut digest = Digest::default();
     while let Some(doc) = cursor.try_next().await? {
         digest.add(&Bson::Document(doc).into_canonical_extjson());
@@ -82,7 +83,15 @@ pub async fn source_digest(env: &TestEnv, collection: &str) -> Result<Digest> {
 /// The digest of a default (`_id`, `doc`) target table plus the rejected documents of
 /// the collection, and the number of `_id`s that appear more than once.
 pub async fn target_digest(env: &TestEnv, table: &str, collection: &str) -> Result<(Digest, i64)> {
-    let pg = env.pg().await?;
+    target_digest_in(&env.pg().await?, table, collection).await
+}
+
+/// [`target_digest`] through a given connection.
+pub async fn target_digest_in(
+    pg: &tokio_postgres::Client,
+    table: &str,
+    collection: &str,
+) -> Result<(Digest, i64)> {
     let mut digest = Digest::default();
     for row in pg
         .query(&format!("SELECT doc::text FROM \"{table}\""), &[])
@@ -117,8 +126,17 @@ pub async fn target_digest(env: &TestEnv, table: &str, collection: &str) -> Resu
 /// Asserts the target is exactly the source: rows + rejects == source documents, no
 /// `_id` twice, and equal content checksums.
 pub async fn assert_exact_copy(env: &TestEnv, collection: &str) -> Result<Digest> {
-    let source = source_digest(env, collection).await?;
-    let (target, repeated) = target_digest(env, collection, collection).await?;
+    assert_exact_copy_in(&env.db(), &env.pg().await?, collection).await
+}
+
+/// [`assert_exact_copy`] between a given database and connection.
+pub async fn assert_exact_copy_in(
+    db: &mongodb::Database,
+    pg: &tokio_postgres::Client,
+    collection: &str,
+) -> Result<Digest> {
+    let source = source_digest_in(db, collection).await?;
+    let (target, repeated) = target_digest_in(pg, collection, collection).await?;
     ensure!(
         repeated == 0,
         "{repeated} _id values appear more than once in {collection}"

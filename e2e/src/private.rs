@@ -444,10 +444,57 @@ impl PrivateMongo {
         Ok(mongo)
     }
 
+    /// A one-node replica set named `rs0` without auth, initiated and primary, as
+    /// compose.yaml's `mongo` service is once healthy.
+    pub async fn start_replica_set(name: &str) -> Result<Self> {
+        let mut mongo = Self::spawn_with(name, None, false, &["--replSet", "rs0"])?;
+        let ready = mongo.initiate().await;
+        if let Err(err) = ready {
+            mongo.stop();
+            return Err(err);
+        }
+        Ok(mongo)
+    }
+
+    async fn initiate(&self) -> Result<()> {
+        let admin = mongodb::Client::with_uri_str(format!(
+            "mongodb://127.0.0.1:{}/?directConnection=true",
+            self.port
+        ))
+        .await?
+        .database("admin");
+        admin
+            .run_command(bson::doc! {
+                "replSetInitiate": { "_id": "rs0", "members": [ { "_id": 0, "host": format!("127.0.0.1:{}", self.port) } ] }
+            })
+            .await
+            .context("initiating the replica set")?;
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            let hello = admin.run_command(bson::doc! { "hello": 1 }).await?;
+            if hello.get_bool("isWritablePrimary").unwrap_or(false) {
+                return Ok(());
+            }
+            if Instant::now() > deadline {
+                bail!("the replica set has no primary after 30 s");
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+
     fn spawn(
         name: &str,
         tls: Option<(&crate::certs::Issued, &Path)>,
         without_certificates: bool,
+    ) -> Result<Self> {
+        Self::spawn_with(name, tls, without_certificates, &["--auth"])
+    }
+
+    fn spawn_with(
+        name: &str,
+        tls: Option<(&crate::certs::Issued, &Path)>,
+        without_certificates: bool,
+        flags: &[&str],
     ) -> Result<Self> {
         let mut mongo = PrivateMongo {
             port: free_port()?,
@@ -456,7 +503,8 @@ impl PrivateMongo {
         };
         let mut command = Command::new(mongod_bin()?);
         command
-            .args(["--auth", "--bind_ip", "127.0.0.1", "--port"])
+            .args(flags)
+            .args(["--bind_ip", "127.0.0.1", "--port"])
             .arg(mongo.port.to_string())
             .arg("--dbpath")
             .arg(&mongo.dir)
