@@ -9,7 +9,9 @@ In one run, for each shape (realistic users, and flat 3-field users):
      spent meanwhile (from /proc);
   3. exports the same mapped rows to a file and times `psql \\copy` of them into an
      identical fresh table: PostgreSQL's own limit, which our rate is reported against;
-  4. writes everything to a JSON file and prints a short table, with the machine.
+  4. times `producer status` on the finished run, with MongoDB's metadata count and
+     with --exact (counted);
+  5. writes everything to a JSON file and prints a short table, with the machine.
 
 Ratios measured in one run are the point: this machine is shared and noisy, so no
 absolute number here is asserted anywhere.
@@ -229,6 +231,17 @@ def run_shape(shape, args, env, bin_dir, extra_env=None):
         file_mb = os.path.getsize(rows_file) / 1e6
     psql(db_url, f'DROP TABLE "{collection}_copy"')
 
+    # `producer status` on the finished run: MongoDB's metadata count (must not scan the
+    # collection, whatever its size), then --exact (a count, for comparison).
+    status_seconds = {}
+    for label, extra in (("metadata", []), ("exact", ["--exact"])):
+        status_start = time.time()
+        status = subprocess.run([f"{bin_dir}/producer", "status", *extra], env=run_env,
+                                stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        status_seconds[label] = round(time.time() - status_start, 3)
+        if status.returncode != 0:
+            die(f"producer status {' '.join(extra)} exited {status.returncode}: {status.stdout}{status.stderr}")
+
     ours_cpu = produced["cpu_s"] + sum(c["cpu_s"] for c in consumed)
     return {
         "shape": shape,
@@ -242,6 +255,8 @@ def run_shape(shape, args, env, bin_dir, extra_env=None):
         "psql_copy_file_mb": round(file_mb, 1),
         "ratio_to_psql_copy": round(copy_seconds / seconds, 3),
         "our_cpu_us_per_doc": round(ours_cpu / args.docs * 1e6, 2),
+        "status_seconds": status_seconds["metadata"],
+        "status_exact_seconds": status_seconds["exact"],
         "producer": {k: v for k, v in produced.items() if k != "output"},
         "consumers_detail": [{k: v for k, v in c.items() if k != "output"} for c in consumed],
         "infra_cpu_s": infra,
@@ -338,6 +353,9 @@ def main():
               f"{r['mb_per_s']:>6} {r['psql_copy_seconds']:>7.2f} {r['ratio_to_psql_copy']:>6.3f} "
               f"{r['our_cpu_us_per_doc']:>7.1f} {r['producer']['peak_rss_mib']:>8} "
               f"{max(c['peak_rss_mib'] for c in r['consumers_detail']):>8}  {infra}")
+    for r in results["runs"]:
+        print(f"producer status on the {r['documents']}-document {r['shape']} run: {r['status_seconds']:.2f} s "
+              f"(metadata count), {r['status_exact_seconds']:.2f} s with --exact (counted)")
     if "baseline" in results:
         b = results["baseline"]
         print(f"python asyncio + asyncpg (skip/limit), flat users: {b['seconds']:.2f} s; "

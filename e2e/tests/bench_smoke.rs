@@ -63,7 +63,9 @@ async fn the_benchmark_runs_and_reports_every_figure() {
         String::from_utf8_lossy(&run.stderr)
     );
     assert!(
-        stdout.contains("machine: ") && stdout.contains("ratio"),
+        stdout.contains("machine: ")
+            && stdout.contains("ratio")
+            && stdout.contains("producer status on the 10000-document users run"),
         "{stdout}"
     );
 
@@ -83,6 +85,8 @@ async fn the_benchmark_runs_and_reports_every_figure() {
             "psql_copy_seconds",
             "ratio_to_psql_copy",
             "our_cpu_us_per_doc",
+            "status_seconds",
+            "status_exact_seconds",
         ] {
             assert!(r[key].as_f64().is_some_and(|v| v > 0.0), "{key} in {r}");
         }
