@@ -18,6 +18,9 @@ use crate::naming::Names;
 /// server. Past it, the consumers' ledger catches the copy.
 pub const DUPLICATE_WINDOW: Duration = Duration::from_secs(30 * 60);
 
+/// How long creating the stream and buckets may take before it is an error.
+const SETUP_TIMEOUT: Duration = Duration::from_secs(30);
+
 #[derive(Debug, thiserror::Error)]
 pub enum BrokerError {
     #[error("cannot reach NATS at {url}: {source}; is nats-server running with JetStream (-js)? Set --nats-url or NATS_URL")]
@@ -84,6 +87,11 @@ impl Broker {
     pub async fn connect(args: &NatsArgs, names: Names) -> Result<Self, BrokerError> {
         let client = client(args).await?;
         let jetstream = jetstream::new(client.clone());
+        // Creating file-backed streams can take a busy server (several runs starting
+        // at once on a loaded machine) longer than the usual 10 s API deadline.
+        let creating = jetstream::ContextBuilder::new()
+            .timeout(SETUP_TIMEOUT)
+            .build(client.clone());
         let setup = |what: &'static str, name: &str| {
             let name = name.to_string();
             move |err: &dyn std::fmt::Display| BrokerError::Setup {
@@ -93,7 +101,7 @@ impl Broker {
             }
         };
 
-        jetstream
+        creating
             .get_or_create_stream(stream::Config {
                 name: names.stream().to_string(),
                 subjects: vec![names.batch_subjects()],
@@ -105,7 +113,7 @@ impl Broker {
             .await
             .map_err(|e| setup("stream", names.stream())(&e))?;
         let dlq = names.dead_letter_stream();
-        jetstream
+        creating
             .get_or_create_stream(stream::Config {
                 name: dlq.clone(),
                 subjects: vec![format!("{}.dlq.>", names.stream())],
@@ -120,7 +128,7 @@ impl Broker {
         // gives one: `create_key_value` first asks for the account info, whose reply
         // from nats-server 2.9 it cannot parse.
         let bucket = names.state_bucket();
-        jetstream
+        creating
             .get_or_create_stream(stream::Config {
                 name: names.state_stream(),
                 subjects: vec![format!("$KV.{bucket}.>")],
@@ -135,14 +143,14 @@ impl Broker {
             })
             .await
             .map_err(|e| setup("key-value bucket", &bucket)(&e))?;
-        let state = jetstream
+        let state = creating
             .get_key_value(bucket.as_str())
             .await
             .map_err(|e| setup("key-value bucket", &bucket)(&e))?;
         let bucket = names.blob_bucket();
-        let blobs = match jetstream.get_object_store(bucket.as_str()).await {
+        let blobs = match creating.get_object_store(bucket.as_str()).await {
             Ok(store) => store,
-            Err(_) => jetstream
+            Err(_) => creating
                 .create_object_store(object_store::Config {
                     bucket: bucket.clone(),
                     storage: stream::StorageType::File,
