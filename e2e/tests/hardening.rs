@@ -621,6 +621,10 @@ async fn every_document_lands_once_whatever_the_batch_boundaries() {
     );
     let (code, text) = env.producer_report("r", &["status"]).await.expect("status");
     assert_eq!(code, Some(0), "{text}");
+    assert!(
+        text.contains("skipped as already landed: 4000 documents"),
+        "status says what the ledger skipped: {text}"
+    );
     let (code, text) = env
         .producer_report("r", &["verify", "--mapping", &mapping_arg])
         .await

@@ -25,6 +25,10 @@ pub struct CollectionStatus {
     pub committed: u64,
     pub rejected: u64,
     pub dead_letter_batches: u64,
+    /// Documents a batch found landed already by another batch of the run (published
+    /// again in other batches, after a rerun with another `--batch-size`): skipped,
+    /// and counted once in `committed`.
+    pub already: u64,
 }
 
 /// Where a run stands.
@@ -143,6 +147,13 @@ impl std::fmt::Display for RunStatus {
                 "MongoDB's metadata count, an estimate; --exact counts the documents (a scan)"
             }
         )?;
+        let already: u64 = self.collections.values().map(|c| c.already).sum();
+        if already > 0 {
+            writeln!(
+                f,
+                "skipped as already landed: {already} documents published again in other batches (a rerun with another --batch-size), each committed once"
+            )?;
+        }
         if self.unattributed_dead_letters > 0 {
             writeln!(
                 f,
@@ -215,7 +226,8 @@ pub async fn status(config: &StatusConfig) -> Result<RunStatus, ProducerError> {
     let ledger = pg
         .query(
             &format!(
-                "SELECT collection, coalesce(sum(rows_written), 0)::int8, coalesce(sum(rows_rejected), 0)::int8
+                "SELECT collection, coalesce(sum(rows_written), 0)::int8, coalesce(sum(rows_rejected), 0)::int8,
+                        coalesce(sum(rows_already), 0)::int8
                  FROM \"{LEDGER_TABLE}\" WHERE run = $1 GROUP BY collection"
             ),
             &[&run.as_str()],
@@ -230,6 +242,7 @@ pub async fn status(config: &StatusConfig) -> Result<RunStatus, ProducerError> {
                     .or_default();
                 entry.committed = row.try_get::<_, i64>(1).map_err(pg_failed)? as u64;
                 entry.rejected = row.try_get::<_, i64>(2).map_err(pg_failed)? as u64;
+                entry.already = row.try_get::<_, i64>(3).map_err(pg_failed)? as u64;
             }
             let dead = pg
                 .query(
@@ -292,6 +305,7 @@ mod tests {
             committed: 8,
             rejected: 2,
             dead_letter_batches: 0,
+            already: 0,
         };
         assert_eq!(
             run(done.clone(), true, Some((0, 0))).verdict(),
