@@ -1,0 +1,142 @@
+//! A private nats-server.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::time::Duration;
+
+use anyhow::{Context, Result};
+
+use super::{free_port, scratch_dir, wait_for_port};
+
+/// A nats-server with JetStream on its own port and store.
+pub struct PrivateNats {
+    pub port: u16,
+    dir: PathBuf,
+    child: Option<std::process::Child>,
+    /// A config file (`-c`), for servers that need more than flags.
+    config: Option<PathBuf>,
+}
+
+impl PrivateNats {
+    pub fn start(name: &str) -> Result<Self> {
+        let mut nats = PrivateNats {
+            port: free_port()?,
+            dir: scratch_dir(&format!("nats-{name}"))?,
+            child: None,
+            config: None,
+        };
+        nats.spawn()?;
+        Ok(nats)
+    }
+
+    /// A server that accepts only `user` with `password`.
+    pub fn start_with_user(name: &str, user: &str, password: &str) -> Result<Self> {
+        Self::start_with_config(
+            name,
+            &format!("authorization {{\n  user: \"{user}\"\n  password: \"{password}\"\n}}\n"),
+        )
+    }
+
+    pub fn url(&self) -> String {
+        format!("nats://127.0.0.1:{}", self.port)
+    }
+
+    /// A server configured by `config` (nats-server's configuration format: an
+    /// `authorization` block, say).
+    pub fn start_with_config(name: &str, config_text: &str) -> Result<Self> {
+        let dir = scratch_dir(&format!("nats-{name}"))?;
+        let config = dir.join("nats.conf");
+        std::fs::write(&config, config_text)?;
+        let mut nats = PrivateNats {
+            port: free_port()?,
+            dir,
+            child: None,
+            config: Some(config),
+        };
+        nats.spawn()?;
+        Ok(nats)
+    }
+
+    /// A server that takes only TLS connections, presenting `server`'s certificate,
+    /// and only `user` with `password`.
+    pub fn start_with_tls(
+        name: &str,
+        user: &str,
+        password: &str,
+        server: &crate::certs::Issued,
+    ) -> Result<Self> {
+        Self::start_with_config(
+            name,
+            &format!(
+                "tls {{\n  cert_file: \"{}\"\n  key_file: \"{}\"\n}}\nauthorization {{\n  user: \"{user}\"\n  password: \"{password}\"\n}}\n",
+                server.cert.display(),
+                server.key.display()
+            ),
+        )
+    }
+
+    /// A server that takes only TLS connections presenting a certificate `ca` signed
+    /// (mutual TLS: `verify: true`), with no other login.
+    pub fn start_with_client_certs(
+        name: &str,
+        server: &crate::certs::Issued,
+        ca: &Path,
+    ) -> Result<Self> {
+        Self::start_with_config(
+            name,
+            &format!(
+                "tls {{\n  cert_file: \"{}\"\n  key_file: \"{}\"\n  ca_file: \"{}\"\n  verify: true\n}}\n",
+                server.cert.display(),
+                server.key.display(),
+                ca.display()
+            ),
+        )
+    }
+
+    fn spawn(&mut self) -> Result<()> {
+        let mut command = Command::new("nats-server");
+        if let Some(config) = &self.config {
+            command.arg("-c").arg(config);
+        }
+        let child = command
+            .args([
+                "-a",
+                "127.0.0.1",
+                "-p",
+                &self.port.to_string(),
+                "-js",
+                "-sd",
+            ])
+            .arg(&self.dir)
+            .stdout(Stdio::null())
+            .stderr(std::fs::File::create(self.dir.join("server.log"))?)
+            .spawn()
+            .context("starting nats-server (is it installed? scripts/services.sh installs it)")?;
+        self.child = Some(child);
+        wait_for_port(self.port, Duration::from_secs(15)).with_context(|| {
+            let log = std::fs::read_to_string(self.dir.join("server.log")).unwrap_or_default();
+            format!("nats-server did not start: {}", log.trim())
+        })
+    }
+
+    /// Kills the server (SIGKILL) and starts it again on the same port and store.
+    pub fn restart(&mut self, down_for: Duration) -> Result<()> {
+        self.kill();
+        std::thread::sleep(down_for);
+        self.spawn()
+    }
+
+    fn kill(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+}
+
+impl Drop for PrivateNats {
+    fn drop(&mut self) {
+        self.kill();
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
