@@ -8,6 +8,13 @@ fn main() -> ExitCode {
 }
 
 async fn execute(command: Command) -> anyhow::Result<ExitCode> {
+    let result = execute_command(command).await;
+    // Whatever the outcome, before the runtime ends (see `source::shutdown`).
+    producer::source::shutdown().await;
+    result
+}
+
+async fn execute_command(command: Command) -> anyhow::Result<ExitCode> {
     match command {
         Command::Run(config) => {
             let shutdown = common::shutdown::on_signal();

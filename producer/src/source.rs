@@ -40,6 +40,36 @@ pub enum SourceError {
 /// the connection string sets `serverSelectionTimeoutMS`.
 const SERVER_SELECTION_TIMEOUT: Duration = Duration::from_secs(5);
 
+/// Every client this process opened, until [`shutdown`] closes them. The last handle
+/// of a MongoDB client, dropped, spawns the driver's `endSessions` on the runtime; a
+/// process exiting right then (after an error, say) tears the driver's connection pool
+/// down under that task, which panics inside the driver. Holding a handle here and
+/// shutting the clients down before the runtime ends leaves no such task behind.
+static CLIENTS: std::sync::Mutex<Vec<Client>> = std::sync::Mutex::new(Vec::new());
+
+/// How long closing a client may take at exit.
+const SHUTDOWN_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// Closes every client [`connect`] opened: ends their sessions (when a server is
+/// reachable) and stops their background work. Call once the command is done,
+/// whether it succeeded or not.
+pub async fn shutdown() {
+    let clients = match CLIENTS.lock() {
+        Ok(mut clients) => std::mem::take(&mut *clients),
+        Err(poisoned) => std::mem::take(&mut *poisoned.into_inner()),
+    };
+    for client in clients {
+        if tokio::time::timeout(SHUTDOWN_TIMEOUT, client.shutdown())
+            .await
+            .is_err()
+        {
+            tracing::debug!(
+                "closing a MongoDB client took over {SHUTDOWN_TIMEOUT:?}; exiting anyway"
+            );
+        }
+    }
+}
+
 /// Connects and checks that the server answers.
 pub async fn connect(args: &MongoArgs) -> Result<Database, SourceError> {
     let uri = redact_url(&args.mongodb_uri);
@@ -75,6 +105,9 @@ pub async fn connect(args: &MongoArgs) -> Result<Database, SourceError> {
         .app_name
         .get_or_insert_with(|| "mongo2pg-producer".to_string());
     let client = Client::with_options(options).map_err(unreachable)?;
+    if let Ok(mut clients) = CLIENTS.lock() {
+        clients.push(client.clone());
+    }
     let database = client.database(&args.mongodb_database);
     database
         .run_command(doc! { "ping": 1 })
