@@ -13,13 +13,23 @@
 //! The batch id is a hash of the run, the collection and the document bytes, so the same
 //! page published twice (a retried publish, a rerun producer) has the same id, and the
 //! stream's duplicate window and the consumers' ledger can drop the copy.
+//!
+//! A batch of the change stream (`producer run --follow`) is the same envelope with
+//! one [`Change`] per document: what happened to it and its [`Version`]. Its `docs`
+//! hold the full document after the change, or `{_id}` alone for a delete.
 
 use std::borrow::Cow;
 
 use serde::{Deserialize, Serialize};
 
-/// The envelope format this build writes and reads. Bump it on any incompatible change.
-pub const FORMAT_VERSION: u16 = 1;
+/// The envelope format this build writes. Bump it on any incompatible change.
+///
+/// Version 2 added [`Envelope::changes`]: a consumer of version 1 would have landed a
+/// change batch as snapshot rows, so it must refuse it instead.
+pub const FORMAT_VERSION: u16 = 2;
+
+/// The oldest envelope format this build still reads (version 1 had no changes).
+const OLDEST_READABLE: u16 = 1;
 
 /// Bytes reserved in every message for the envelope's own fields (version, ids, names).
 /// Run and collection names are added on top, see [`BatchLimits::new`].
@@ -45,6 +55,66 @@ pub struct Envelope<'a> {
     pub seq: u64,
     #[serde(borrow)]
     pub docs: Vec<Doc<'a>>,
+    /// For a batch of the change stream, one entry per document of `docs`, in the
+    /// stream's order; empty for a snapshot batch.
+    #[serde(default)]
+    pub changes: Vec<Change>,
+}
+
+/// What a change event did to its document.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum ChangeOp {
+    Insert,
+    Update,
+    Replace,
+    Delete,
+}
+
+impl ChangeOp {
+    /// MongoDB's name of the operation, as the rejects table keeps it.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ChangeOp::Insert => "insert",
+            ChangeOp::Update => "update",
+            ChangeOp::Replace => "replace",
+            ChangeOp::Delete => "delete",
+        }
+    }
+}
+
+/// Where a change stands in MongoDB's history: the event's cluster time and its
+/// position among the events sharing that time (the operations of one transaction
+/// share one cluster time). Later is greater; the landing side lets a change win only
+/// over an older version of its document, so changes may land in any order.
+#[derive(
+    Debug, Clone, Copy, Default, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize,
+)]
+pub struct Version {
+    /// Seconds of the cluster time.
+    pub time: u32,
+    /// The operation's ordinal within that second.
+    pub increment: u32,
+    /// The event's position among the events of the same cluster time.
+    pub ordinal: u32,
+}
+
+impl Version {
+    /// Big-endian bytes: compared as bytes (PostgreSQL's `bytea` order), they order as
+    /// the versions do.
+    pub fn to_bytes(self) -> [u8; 12] {
+        let mut out = [0; 12];
+        out[..4].copy_from_slice(&self.time.to_be_bytes());
+        out[4..8].copy_from_slice(&self.increment.to_be_bytes());
+        out[8..].copy_from_slice(&self.ordinal.to_be_bytes());
+        out
+    }
+}
+
+/// One change event of a change batch.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Change {
+    pub op: ChangeOp,
+    pub version: Version,
 }
 
 /// One document of a batch.
@@ -63,7 +133,7 @@ pub enum Doc<'a> {
 pub enum DecodeError {
     #[error("not a batch envelope: {0}")]
     Malformed(#[from] rmp_serde::decode::Error),
-    #[error("envelope format version {found} is not supported (this build reads version {FORMAT_VERSION}); upgrade the consumers")]
+    #[error("envelope format version {found} is not supported (this build reads versions {OLDEST_READABLE} to {FORMAT_VERSION}); upgrade the consumers")]
     UnknownVersion { found: u16 },
 }
 
@@ -83,7 +153,29 @@ impl<'a> Envelope<'a> {
             collection: Cow::Borrowed(collection),
             seq,
             docs,
+            changes: Vec::new(),
         }
+    }
+
+    /// Builds an envelope of change events: `docs[i]` is the document after
+    /// `changes[i]`.
+    pub fn changes(
+        run: &'a str,
+        collection: &'a str,
+        seq: u64,
+        docs: Vec<Doc<'a>>,
+        changes: Vec<Change>,
+    ) -> Self {
+        let mut envelope = Envelope::new(run, collection, seq, docs);
+        let mut hasher = blake3::Hasher::new();
+        hasher.update(envelope.batch_id.as_bytes());
+        for change in &changes {
+            hasher.update(change.op.as_str().as_bytes());
+            hasher.update(&change.version.to_bytes());
+        }
+        envelope.batch_id = Cow::Owned(hasher.finalize().to_hex()[..32].to_string());
+        envelope.changes = changes;
+        envelope
     }
 
     /// Serializes to msgpack with field names (see the module doc for why).
@@ -98,7 +190,7 @@ impl<'a> Envelope<'a> {
     /// [`DecodeError`] when the bytes are not an envelope or are of another version.
     pub fn decode(bytes: &'a [u8]) -> Result<Self, DecodeError> {
         let probe: VersionProbe = rmp_serde::from_slice(bytes)?;
-        if probe.version != FORMAT_VERSION {
+        if !(OLDEST_READABLE..=FORMAT_VERSION).contains(&probe.version) {
             return Err(DecodeError::UnknownVersion {
                 found: probe.version,
             });
@@ -270,6 +362,49 @@ mod tests {
         assert_ne!(a.batch_id, c.batch_id);
         assert_ne!(a.batch_id, d.batch_id);
         assert_eq!(a.batch_id.len(), 32);
+    }
+
+    #[test]
+    fn change_batches_round_trip_and_their_ids_depend_on_versions() {
+        let version = |time, ordinal| Version {
+            time,
+            increment: 1,
+            ordinal,
+        };
+        let change = |op, v| Change { op, version: v };
+        let a = Envelope::changes(
+            "r",
+            "c",
+            0,
+            vec![inline(5, 1)],
+            vec![change(ChangeOp::Update, version(10, 0))],
+        );
+        let bytes = a.encode();
+        assert_eq!(Envelope::decode(&bytes).expect("decodes"), a);
+        let b = Envelope::changes(
+            "r",
+            "c",
+            0,
+            vec![inline(5, 1)],
+            vec![change(ChangeOp::Update, version(10, 1))],
+        );
+        assert_ne!(a.batch_id, b.batch_id);
+        assert_ne!(
+            a.batch_id,
+            Envelope::new("r", "c", 0, vec![inline(5, 1)]).batch_id
+        );
+        assert!(version(10, 1) > version(10, 0));
+        assert!(version(11, 0) > version(10, 7));
+        assert!(version(11, 0).to_bytes() > version(10, 7).to_bytes());
+        let late = Version {
+            time: u32::MAX,
+            increment: 0,
+            ordinal: 0,
+        };
+        assert!(
+            late.to_bytes() > version(10, 7).to_bytes(),
+            "no 2038 problem"
+        );
     }
 
     #[test]

@@ -101,10 +101,11 @@ impl Broker {
             }
         };
 
-        creating
+        let subjects = vec![names.batch_subjects(), names.change_subjects()];
+        let mut work = creating
             .get_or_create_stream(stream::Config {
                 name: names.stream().to_string(),
-                subjects: vec![names.batch_subjects()],
+                subjects: subjects.clone(),
                 retention: stream::RetentionPolicy::WorkQueue,
                 storage: stream::StorageType::File,
                 duplicate_window: DUPLICATE_WINDOW,
@@ -112,6 +113,19 @@ impl Broker {
             })
             .await
             .map_err(|e| setup("stream", names.stream())(&e))?;
+        // A stream made by an earlier version carries batches only: it takes the change
+        // subjects too, its messages kept.
+        let mut config = work.cached_info().config.clone();
+        if subjects.iter().any(|s| !config.subjects.contains(s)) {
+            config.subjects = subjects;
+            creating
+                .update_stream(config)
+                .await
+                .map_err(|e| setup("stream", names.stream())(&e))?;
+            work.info()
+                .await
+                .map_err(|e| setup("stream", names.stream())(&e))?;
+        }
         let dlq = names.dead_letter_stream();
         creating
             .get_or_create_stream(stream::Config {

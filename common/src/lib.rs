@@ -8,6 +8,7 @@
 //! - [`broker`]: connecting to NATS and creating the JetStream resources.
 //! - [`config`]: command-line/environment arguments both binaries take.
 //! - [`cli`]: one-line errors at the binaries' edge.
+//! - [`crash`]: named crash points for the kill -9 tests.
 //! - [`telemetry`]: logs and OTLP traces.
 //! - [`shutdown`]: SIGINT/SIGTERM as a cancellation token.
 //! - [`trace_context`]: W3C trace context carried in NATS headers.
@@ -16,6 +17,7 @@ pub mod batch;
 pub mod broker;
 pub mod cli;
 pub mod config;
+pub mod crash;
 pub mod naming;
 pub mod run_state;
 pub mod shutdown;

@@ -11,6 +11,8 @@ use std::str::FromStr;
 pub const LEDGER_TABLE: &str = "_migrate_ledger";
 pub const REJECTS_TABLE: &str = "_migrate_rejects";
 pub const DEAD_LETTERS_TABLE: &str = "_migrate_dead_letters";
+/// The newest version landed of each document a change touched, deleted or not.
+pub const VERSIONS_TABLE: &str = "_migrate_versions";
 /// The registry of columns added for fields that appeared after the mapping was written.
 pub const ADDED_COLUMNS_TABLE: &str = "_migrate_added_columns";
 
@@ -98,6 +100,37 @@ impl Names {
     /// The subjects of one run: what its durable consumer filters on.
     pub fn run_subjects(&self, run: &RunName) -> String {
         format!("{}.batch.{run}.>", self.stream)
+    }
+
+    /// Every change subject of the stream.
+    pub fn change_subjects(&self) -> String {
+        format!("{}.change.>", self.stream)
+    }
+
+    /// The subject of one run's change batches of one collection.
+    pub fn change_subject(&self, run: &RunName, collection: &str) -> String {
+        format!("{}.change.{run}.{}", self.stream, token(collection))
+    }
+
+    /// The change subjects of one run: what its change consumer filters on.
+    pub fn run_change_subjects(&self, run: &RunName) -> String {
+        format!("{}.change.{run}.>", self.stream)
+    }
+
+    /// The durable pull consumer of a run's change batches, bound by the consumer
+    /// processes once the run's snapshot has landed.
+    pub fn change_consumer(&self, run: &RunName) -> String {
+        format!("changes-{run}")
+    }
+
+    /// Key of a run's start position in the change stream, written once.
+    pub fn start_key(&self, run: &RunName) -> String {
+        format!("{run}.start")
+    }
+
+    /// Key of the producer's checkpoint in the change stream.
+    pub fn stream_checkpoint_key(&self, run: &RunName) -> String {
+        format!("{run}.stream")
     }
 
     /// The durable pull consumer every consumer process of a run binds.
@@ -201,5 +234,7 @@ mod tests {
         assert_eq!(names.batch_subject(&run, "a.b"), "M.batch.r1.a=2Eb");
         assert_eq!(names.run_subjects(&run), "M.batch.r1.>");
         assert_eq!(names.checkpoint_key(&run, "a.b"), "r1.checkpoint.a=2Eb");
+        assert_eq!(names.change_subject(&run, "a.b"), "M.change.r1.a=2Eb");
+        assert_eq!(names.run_change_subjects(&run), "M.change.r1.>");
     }
 }

@@ -18,6 +18,48 @@ pub struct RunManifest {
     /// refused instead of resumed (absent in manifests of older versions).
     #[serde(default)]
     pub source: Option<RunSource>,
+    /// The run follows the change stream after its snapshot (`producer run --follow`).
+    #[serde(default)]
+    pub follow: bool,
+}
+
+/// A cluster time: seconds and the operation's ordinal within them.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
+pub struct ClusterTime {
+    pub time: u32,
+    pub increment: u32,
+}
+
+/// Where a followed run's change stream starts: taken once, before the first snapshot
+/// batch, and never again (a rerun resumes from it or from the checkpoint).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct StartPosition {
+    /// The change stream's resume token, as Extended JSON.
+    pub resume_token: serde_json::Value,
+    /// The cluster time of the token: every change after it is streamed.
+    pub cluster_time: ClusterTime,
+    /// The pipeline the stream was opened with, as Extended JSON: a rerun must stream
+    /// exactly what the start position was taken for.
+    pub pipeline: serde_json::Value,
+}
+
+/// Where the producer stands in the change stream: saved once the stream has
+/// acknowledged every batch before it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct StreamCheckpoint {
+    /// Resume after this token.
+    pub resume_token: serde_json::Value,
+    /// How far MongoDB's history has been read: every change up to this cluster time is
+    /// published (the token's time; it moves on while the source is idle too).
+    pub read_until: ClusterTime,
+    /// The version of the last event published, so that events of a transaction cut
+    /// by a restart keep their ordinals.
+    pub last: Option<crate::batch::Version>,
+    /// Change events and batches published, over the run.
+    pub events: u64,
+    pub batches: u64,
+    /// When this was saved, milliseconds since the Unix epoch.
+    pub saved_at_ms: u64,
 }
 
 /// The MongoDB database a run reads, as the producer was told it.
@@ -72,6 +114,18 @@ impl Checkpoint {
     /// When the stored value is not a checkpoint.
     pub fn from_bytes(bytes: &[u8]) -> Result<Self, serde_json::Error> {
         serde_json::from_slice(bytes)
+    }
+}
+
+impl StartPosition {
+    pub fn to_bytes(&self) -> bytes::Bytes {
+        serde_json::to_vec(self).unwrap_or_default().into()
+    }
+}
+
+impl StreamCheckpoint {
+    pub fn to_bytes(&self) -> bytes::Bytes {
+        serde_json::to_vec(self).unwrap_or_default().into()
     }
 }
 
@@ -213,6 +267,58 @@ impl RunState {
             .await
             .map(|_| ())
             .map_err(|e| StateError::nats("writing", &key, e))
+    }
+
+    /// The run's start position in the change stream, if one was recorded.
+    pub async fn start(&self) -> Result<Option<StartPosition>, StateError> {
+        self.read_json(self.names.start_key(&self.run)).await
+    }
+
+    /// Records `start` unless a start position is recorded already; returns the one
+    /// that holds. Two producers racing get the same answer.
+    pub async fn record_start(&self, start: &StartPosition) -> Result<StartPosition, StateError> {
+        let key = self.names.start_key(&self.run);
+        match self.kv.create(key.as_str(), start.to_bytes()).await {
+            Ok(_) => Ok(start.clone()),
+            Err(e) if e.kind() == async_nats::jetstream::kv::CreateErrorKind::AlreadyExists => {
+                match self.start().await? {
+                    Some(existing) => Ok(existing),
+                    None => Err(StateError::nats("reading", &key, e)),
+                }
+            }
+            Err(e) => Err(StateError::nats("creating", &key, e)),
+        }
+    }
+
+    /// The producer's checkpoint in the change stream.
+    pub async fn stream_checkpoint(&self) -> Result<Option<StreamCheckpoint>, StateError> {
+        self.read_json(self.names.stream_checkpoint_key(&self.run))
+            .await
+    }
+
+    pub async fn save_stream_checkpoint(
+        &self,
+        checkpoint: &StreamCheckpoint,
+    ) -> Result<(), StateError> {
+        let key = self.names.stream_checkpoint_key(&self.run);
+        self.kv
+            .put(key.as_str(), checkpoint.to_bytes())
+            .await
+            .map(|_| ())
+            .map_err(|e| StateError::nats("writing", &key, e))
+    }
+
+    async fn read_json<T: serde::de::DeserializeOwned>(
+        &self,
+        key: String,
+    ) -> Result<Option<T>, StateError> {
+        match self.kv.get(key.as_str()).await {
+            Ok(Some(bytes)) => serde_json::from_slice(&bytes)
+                .map(Some)
+                .map_err(|source| StateError::Corrupt { key, source }),
+            Ok(None) => Ok(None),
+            Err(err) => Err(StateError::nats("reading", &key, err)),
+        }
     }
 
     /// Forgets what was published of `collections` (`--restart`): their checkpoints,

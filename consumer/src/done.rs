@@ -81,6 +81,9 @@ pub enum Progress {
     Landing,
     /// Every batch of the run is committed or dead-lettered.
     Done,
+    /// Every snapshot batch of a followed run (`producer run --follow`) is committed
+    /// or dead-lettered: its changes are applied from now on, until it is stopped.
+    Following,
 }
 
 /// One check: reads the manifest, the stream's view of the run, and the ledger.
@@ -104,7 +107,11 @@ pub async fn check(
         .await
         .doing("counting the run's landed batches")?;
     Ok(if is_done(&manifest, &accounted) {
-        Progress::Done
+        if manifest.follow {
+            Progress::Following
+        } else {
+            Progress::Done
+        }
     } else {
         Progress::Landing
     })

@@ -109,6 +109,18 @@ pub fn render(shared: &Shared) -> String {
         "Batches of the run waiting in the stream, not yet delivered.",
         shared.stats.pending(),
     );
+    metric(
+        "mongo2pg_changes_applied_total",
+        "counter",
+        "Change events of the change stream landed by this process.",
+        shared.stats.changes_applied(),
+    );
+    let lag = "mongo2pg_change_apply_lag_seconds";
+    let _ = writeln!(
+        out,
+        "# HELP {lag} Seconds from the newest change's cluster time in MongoDB to its commit here.\n# TYPE {lag} gauge\n{lag}{{run=\"{run}\"}} {}",
+        shared.stats.apply_lag_seconds()
+    );
     let name = "mongo2pg_batch_write_seconds";
     let _ = writeln!(out, "# HELP {name} Time to land one batch: ledger row, COPY, rejects, commit.\n# TYPE {name} histogram");
     for (bound, count) in &latency.buckets {

@@ -98,8 +98,16 @@ pub async fn run(
     if let Some(listener) = metrics_listener {
         tasks.spawn(metrics::serve(listener, shared.clone(), stop.clone()));
     }
+    let state = RunState::new(broker.state.clone(), broker.names.clone(), run.clone());
+    tasks.spawn(follow_changes(
+        state.clone(),
+        consumer.clone(),
+        shared.clone(),
+        config.ack_wait,
+        writers,
+        stop.clone(),
+    ));
     if config.exit_when_done {
-        let state = RunState::new(broker.state.clone(), broker.names.clone(), run.clone());
         tasks.spawn(watch_done(
             state,
             consumer.clone(),
@@ -127,14 +135,26 @@ pub async fn run(
     })
 }
 
-/// Binds the run's durable pull consumer, creating it when absent. Every process of a
-/// run binds the same one, which is how they share the batches.
+/// Binds the run's durable pull consumer of snapshot batches, creating it when
+/// absent. Every process of a run binds the same one, which is how they share the
+/// batches.
 async fn bind(
     broker: &Broker,
     run: &RunName,
     ack_wait: Duration,
 ) -> Result<PullConsumer, ConsumerError> {
     let name = broker.names.durable_consumer(run);
+    let subjects = broker.names.run_subjects(run);
+    bind_durable(broker, name, subjects, ack_wait).await
+}
+
+/// Binds a durable pull consumer of `subjects`, creating it when absent.
+async fn bind_durable(
+    broker: &Broker,
+    name: String,
+    subjects: String,
+    ack_wait: Duration,
+) -> Result<PullConsumer, ConsumerError> {
     let failed = |source: async_nats::Error| ConsumerError::Consumer {
         name: name.clone(),
         source,
@@ -149,7 +169,7 @@ async fn bind(
             &name,
             pull::Config {
                 durable_name: Some(name.clone()),
-                filter_subject: broker.names.run_subjects(run),
+                filter_subject: subjects,
                 ack_policy: AckPolicy::Explicit,
                 ack_wait,
                 // Redelivery is bounded by the writers (dead letters), not the server,
@@ -191,6 +211,78 @@ async fn report_throughput(shared: Arc<Shared>, consumer: PullConsumer, stop: Ca
         );
         last = now;
         last_at = Instant::now();
+    }
+}
+
+/// How often a consumer of a followed run checks whether the snapshot has landed.
+const SNAPSHOT_CHECK_EVERY: Duration = Duration::from_secs(1);
+
+/// Once the snapshot of a followed run has landed, binds the run's change consumer and
+/// runs as many change writers as snapshot writers, until `stop`. Changes wait for
+/// the snapshot so that no snapshot row lands after a change to its document (see
+/// `landing::changes`); they wait in the stream meanwhile. Returns at once for a run
+/// that does not follow.
+async fn follow_changes(
+    state: RunState,
+    snapshot: PullConsumer,
+    shared: Arc<Shared>,
+    ack_wait: Duration,
+    writers: usize,
+    stop: CancellationToken,
+) {
+    let mut client: Option<tokio_postgres::Client> = None;
+    loop {
+        match state.manifest().await {
+            Ok(Some(manifest)) if manifest.complete && !manifest.follow => return,
+            Ok(Some(manifest)) if manifest.follow => {
+                if client
+                    .as_ref()
+                    .is_none_or(tokio_postgres::Client::is_closed)
+                {
+                    client = pg::connect(&shared.database_url).await.ok();
+                }
+                if let Some(pg) = &client {
+                    let checked = done::check(&state, &snapshot, pg, shared.run.as_str()).await;
+                    if matches!(checked, Ok(Progress::Following)) {
+                        break;
+                    }
+                }
+            }
+            _ => {}
+        }
+        tokio::select! {
+            _ = stop.cancelled() => return,
+            _ = tokio::time::sleep(SNAPSHOT_CHECK_EVERY) => {}
+        }
+    }
+    drop(client);
+    let names = &shared.broker.names;
+    let bound = bind_durable(
+        &shared.broker,
+        names.change_consumer(&shared.run),
+        names.run_change_subjects(&shared.run),
+        ack_wait,
+    )
+    .await;
+    let consumer = match bound {
+        Ok(consumer) => consumer,
+        Err(err) => {
+            // Without its changes the target falls behind: stop the process loudly.
+            tracing::error!(error = %err, "cannot bind the change consumer; stopping");
+            stop.cancel();
+            return;
+        }
+    };
+    tracing::info!(run = %shared.run, writers, "the snapshot has landed; applying the change stream");
+    let mut tasks = JoinSet::new();
+    for id in 0..writers {
+        let writer = Writer::new(writers + id, shared.clone());
+        tasks.spawn(writer.run(consumer.clone(), stop.clone()));
+    }
+    while let Some(joined) = tasks.join_next().await {
+        if joined.is_err() {
+            stop.cancel();
+        }
     }
 }
 
@@ -237,6 +329,8 @@ async fn watch_done(
                         "no producer has announced this run yet; waiting for one (start `producer run --run {run}` with the same NATS stream)"),
                     Progress::Publishing => tracing::info!(run = %run,
                         "the producer is publishing the run; waiting for it to finish"),
+                    Progress::Following => tracing::info!(run = %run,
+                        "the run follows the change stream: its snapshot has landed, and this consumer applies changes until stopped"),
                     Progress::Landing | Progress::Done => {}
                 }
             }

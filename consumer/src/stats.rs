@@ -16,6 +16,10 @@ pub struct Stats {
     write_micros: AtomicU64,
     /// Batches in the stream not yet delivered, as last read from the server.
     pending: AtomicU64,
+    /// Change events applied (won, overtaken or already applied: accounted for).
+    changes: AtomicU64,
+    /// Milliseconds from the newest change's cluster time to its commit here.
+    apply_lag_ms: AtomicU64,
 }
 
 /// Upper bounds, in seconds, of the write latency histogram's buckets.
@@ -44,6 +48,28 @@ impl Stats {
         self.batches.fetch_add(1, Ordering::Relaxed);
         self.rows.fetch_add(rows, Ordering::Relaxed);
         self.rejects.fetch_add(rejects, Ordering::Relaxed);
+    }
+
+    /// Counts a committed change batch and the lag of its newest event, whose cluster
+    /// time is `newest_seconds`.
+    pub fn changes(&self, events: u64, newest_seconds: u32) {
+        self.changes.fetch_add(events, Ordering::Relaxed);
+        let now_ms = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_millis() as u64);
+        self.apply_lag_ms.store(
+            now_ms.saturating_sub(u64::from(newest_seconds) * 1000),
+            Ordering::Relaxed,
+        );
+    }
+
+    pub fn changes_applied(&self) -> u64 {
+        self.changes.load(Ordering::Relaxed)
+    }
+
+    /// Seconds between the newest change applied and its commit here.
+    pub fn apply_lag_seconds(&self) -> f64 {
+        self.apply_lag_ms.load(Ordering::Relaxed) as f64 / 1000.0
     }
 
     pub fn duplicate(&self) {

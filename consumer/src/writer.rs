@@ -1,5 +1,6 @@
-//! One COPY writer: its own PostgreSQL connection and its own pull stream on the run's
-//! shared durable consumer.
+//! One COPY writer: its own PostgreSQL connection and its own pull stream on one of the
+//! run's shared durable consumers (snapshot batches, or change batches once the
+//! snapshot has landed).
 //!
 //! The loop takes a message, decodes the envelope (borrowing the payload), maps each
 //! document to a row or a reject, lands the batch in one transaction with its ledger
@@ -16,6 +17,7 @@ use async_nats::jetstream::consumer::PullConsumer;
 use async_nats::jetstream::{AckKind, Message};
 use common::batch::{Doc, Envelope};
 use futures::StreamExt;
+use landing::changes::{self, ChangeDoc};
 use landing::landing::{land, Claim, Landed};
 use landing::mapped::Mapped;
 use landing::pg::{self, ConnectError};
@@ -185,11 +187,12 @@ impl Writer {
         };
         // The subject, which the stream and this run's consumer filter on, decides the
         // run and the collection; an envelope that claims others is not trusted.
-        let expected = self
-            .shared
-            .broker
-            .names
-            .batch_subject(&self.shared.run, &envelope.collection);
+        let names = &self.shared.broker.names;
+        let expected = if envelope.changes.is_empty() {
+            names.batch_subject(&self.shared.run, &envelope.collection)
+        } else {
+            names.change_subject(&self.shared.run, &envelope.collection)
+        };
         if envelope.run != self.shared.run.as_str() || message.subject.as_str() != expected {
             return Outcome::Poison(format!(
                 "the envelope names run {:?} and collection {:?}, but the message came on subject {:?} of run {}",
@@ -197,6 +200,13 @@ impl Writer {
                 envelope.collection.as_ref(),
                 message.subject.as_str(),
                 self.shared.run
+            ));
+        }
+        if !envelope.changes.is_empty() && envelope.changes.len() != envelope.docs.len() {
+            return Outcome::Poison(format!(
+                "the change batch holds {} documents for {} changes",
+                envelope.docs.len(),
+                envelope.changes.len()
             ));
         }
         let span = tracing::Span::current();
@@ -246,8 +256,6 @@ impl Writer {
             }
         };
 
-        let batch =
-            tracing::info_span!("map", table = %plan.table).in_scope(|| Mapped::map(plan, docs));
         let origin = Origin {
             run: &envelope.run,
             collection: &envelope.collection,
@@ -257,17 +265,39 @@ impl Writer {
             return Outcome::Retry("no PostgreSQL connection".to_string());
         };
         let started = std::time::Instant::now();
-        let landed = land(
-            client,
-            plan,
-            &origin,
-            Claim::Batch { seq: envelope.seq },
-            &batch,
-        )
-        .await;
+        let landed = if envelope.changes.is_empty() {
+            let batch = tracing::info_span!("map", table = %plan.table)
+                .in_scope(|| Mapped::map(plan, docs));
+            let claim = Claim::Batch { seq: envelope.seq };
+            land(client, plan, &origin, claim, &batch).await
+        } else {
+            let changes: Vec<ChangeDoc<'_>> = envelope
+                .changes
+                .iter()
+                .zip(docs)
+                .map(|(change, bytes)| ChangeDoc {
+                    change: *change,
+                    bytes,
+                })
+                .collect();
+            changes::apply(client, plan, &origin, envelope.seq, &changes).await
+        };
         self.shared.stats.write_latency(started.elapsed());
         match landed {
-            Ok(Landed::Committed { rows, rejects, .. }) => Outcome::Committed { rows, rejects },
+            Ok(Landed::Committed { rows, rejects, .. }) => {
+                if !envelope.changes.is_empty() {
+                    let newest = envelope.changes.iter().map(|c| c.version.time).max();
+                    self.shared
+                        .stats
+                        .changes(envelope.changes.len() as u64, newest.unwrap_or(0));
+                }
+                common::crash::point(if envelope.changes.is_empty() {
+                    "snapshot-committed"
+                } else {
+                    "change-committed"
+                });
+                Outcome::Committed { rows, rejects }
+            }
             Ok(Landed::AlreadyClaimed) => Outcome::Duplicate,
             Err(err) => {
                 // After a failed COPY the protocol may be out of step (the server still

@@ -27,6 +27,8 @@
 //! - [`reject`]: documents that could not become rows, kept with their reason.
 //! - [`landing`](mod@landing): the one transaction that lands a batch: its claim
 //!   (ledger row, rejects taken back, or rows replaced), COPY, rejects, commit.
+//! - [`changes`]: the transaction that lands a batch of change events, each only over
+//!   an older version of its document.
 //!
 //! Data path: raw BSON → [`Mapped::map`](mapped::Mapped::map) (rows and rejects) →
 //! [`land`](landing::land): BEGIN, claim, binary COPY (refused rows isolated under
@@ -34,6 +36,7 @@
 
 pub mod added_columns;
 pub mod cell;
+pub mod changes;
 pub mod column_type;
 pub mod copy;
 pub mod extjson;

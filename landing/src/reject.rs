@@ -22,6 +22,9 @@ pub struct Reject {
     pub document: Option<String>,
     /// The exact source bytes.
     pub raw: Vec<u8>,
+    /// For a change event, what MongoDB did (`insert`, `update`, `replace`); `None`
+    /// for a document of the snapshot.
+    pub operation: Option<&'static str>,
 }
 
 impl Reject {
@@ -43,6 +46,7 @@ impl Reject {
             error,
             document,
             raw: raw.to_vec(),
+            operation: None,
         }
     }
 
@@ -102,7 +106,9 @@ pub async fn insert(
     let mut excerpts = Vec::with_capacity(n);
     let mut documents = Vec::with_capacity(n);
     let mut raws = Vec::with_capacity(n);
+    let mut operations = Vec::with_capacity(n);
     for reject in rejects {
+        operations.push(reject.operation);
         doc_ids.push(reject.doc_id.as_deref());
         fields.push(reject.error.field.as_str());
         expected.push(reject.error.expected.map(|t| t.sql()));
@@ -114,9 +120,9 @@ pub async fn insert(
     }
     tx.execute(
         &format!(
-            "INSERT INTO {} (run, collection, batch_id, doc_id, field, expected_type, found_type, error, document, raw_bson, excerpt)
-             SELECT $1, $2, $3, d, f, e, t, r, j::jsonb, b, x
-             FROM unnest($4::text[], $5::text[], $6::text[], $7::text[], $8::text[], $9::text[], $10::bytea[], $11::text[]) AS u(d, f, e, t, r, j, b, x)",
+            "INSERT INTO {} (run, collection, batch_id, doc_id, field, expected_type, found_type, error, document, raw_bson, excerpt, operation)
+             SELECT $1, $2, $3, d, f, e, t, r, j::jsonb, b, x, o
+             FROM unnest($4::text[], $5::text[], $6::text[], $7::text[], $8::text[], $9::text[], $10::bytea[], $11::text[], $12::text[]) AS u(d, f, e, t, r, j, b, x, o)",
             quote(REJECTS_TABLE)
         ),
         &[
@@ -131,6 +137,7 @@ pub async fn insert(
             &documents,
             &raws,
             &excerpts,
+            &operations,
         ],
     )
     .await?;

@@ -4,7 +4,7 @@
 //! meeting a new collection at once would otherwise race inside `CREATE TABLE IF NOT
 //! EXISTS` and one of them fail on a duplicate catalog entry.
 
-use common::naming::{DEAD_LETTERS_TABLE, LEDGER_TABLE, REJECTS_TABLE};
+use common::naming::{DEAD_LETTERS_TABLE, LEDGER_TABLE, REJECTS_TABLE, VERSIONS_TABLE};
 use tokio_postgres::{Client, Transaction};
 
 use crate::column_type::ColumnType;
@@ -46,6 +46,7 @@ pub async fn ensure_bookkeeping(client: &mut Client) -> Result<(), PgError> {
             committed_at timestamptz NOT NULL DEFAULT now()
         );
         ALTER TABLE {ledger} ADD COLUMN IF NOT EXISTS rows_already integer NOT NULL DEFAULT 0;
+        ALTER TABLE {ledger} ADD COLUMN IF NOT EXISTS kind text NOT NULL DEFAULT 'snapshot';
         CREATE INDEX IF NOT EXISTS {ledger_run} ON {ledger} (run, collection);
         CREATE TABLE IF NOT EXISTS {rejects} (
             id bigserial PRIMARY KEY,
@@ -62,6 +63,14 @@ pub async fn ensure_bookkeeping(client: &mut Client) -> Result<(), PgError> {
             rejected_at timestamptz NOT NULL DEFAULT now()
         );
         ALTER TABLE {rejects} ADD COLUMN IF NOT EXISTS excerpt text;
+        ALTER TABLE {rejects} ADD COLUMN IF NOT EXISTS operation text;
+        CREATE TABLE IF NOT EXISTS {versions} (
+            target_table text NOT NULL,
+            doc_key bytea NOT NULL,
+            version bytea NOT NULL,
+            deleted boolean NOT NULL,
+            PRIMARY KEY (target_table, doc_key)
+        );
         CREATE INDEX IF NOT EXISTS {rejects_run} ON {rejects} (run, collection);
         CREATE TABLE IF NOT EXISTS {dead} (
             id bigserial PRIMARY KEY,
@@ -78,6 +87,7 @@ pub async fn ensure_bookkeeping(client: &mut Client) -> Result<(), PgError> {
             UNIQUE (stream, stream_seq)
         );",
         ledger = quote(LEDGER_TABLE),
+        versions = quote(VERSIONS_TABLE),
         ledger_run = quote(&format!("{LEDGER_TABLE}_run")),
         rejects = quote(REJECTS_TABLE),
         rejects_run = quote(&format!("{REJECTS_TABLE}_run")),

@@ -35,6 +35,11 @@ pub enum Command {
     /// other run uses them). Refuses while `status` is not complete or consumers are
     /// still bound, unless --force. The target database keeps its ledger.
     Cleanup(CleanupConfig),
+    /// For a run following the change stream (`run --follow`): wait until PostgreSQL
+    /// holds every change MongoDB had committed when this command started, then print
+    /// the lag seen. The moment to switch the application over.
+    /// Exit status: 0 caught up, 4 not within --timeout.
+    Cutover(CutoverConfig),
     /// Compare the target with the source, per `_id` range (count and content
     /// fingerprint) and for random documents column by column; print the first
     /// differences. Exit status: 0 equal, 4 differences. --repair lands the differing
@@ -73,6 +78,20 @@ pub struct CleanupConfig {
     /// batches not yet landed are deleted with the rest.
     #[arg(long)]
     pub force: bool,
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct CutoverConfig {
+    #[command(flatten)]
+    pub mongo: MongoArgs,
+    #[command(flatten)]
+    pub nats: NatsArgs,
+    #[command(flatten)]
+    pub run: RunArgs,
+
+    /// How long to wait for the target to catch up.
+    #[arg(long, default_value = "10m", value_parser = common::config::parse_duration)]
+    pub timeout: std::time::Duration,
 }
 
 /// Where MongoDB is.
@@ -129,6 +148,13 @@ pub struct RunConfig {
     /// again. Batches the consumers already committed are still skipped by their ledger.
     #[arg(long)]
     pub restart: bool,
+
+    /// Live migration: record the change stream's position before the snapshot, then,
+    /// once the snapshot is published, follow every change (insert, update, replace,
+    /// delete) until stopped (SIGINT/SIGTERM). Needs a replica set or sharded cluster.
+    /// `producer cutover` says when the target has caught up.
+    #[arg(long, env = "FOLLOW")]
+    pub follow: bool,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]

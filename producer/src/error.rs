@@ -43,6 +43,23 @@ pub enum ProducerError {
         database: String,
         uri: String,
     },
+    #[error("following the change stream: {detail}")]
+    Follow { detail: String },
+    #[error(transparent)]
+    Start(#[from] crate::follow::StartError),
+    #[error("the change stream reports {operation:?} of collection {collection:?}: its changes can no longer be followed into the same table. What came before is published and the checkpoint stays before it; re-snapshot the collection under a new --run (see the README, \"Live migration\")")]
+    StreamEnded {
+        collection: String,
+        operation: String,
+    },
+    #[error("run {run:?} does not follow the change stream (it was started without --follow): there is nothing to cut over; `producer status` says whether its snapshot is complete")]
+    NotFollowing { run: String },
+    #[error("run {run:?}: not caught up within {timeout:?}, still waiting for {waiting_for}; `producer status --run {run}` shows the lag, the consumers' logs why they are slow")]
+    NotCaughtUp {
+        run: String,
+        timeout: std::time::Duration,
+        waiting_for: &'static str,
+    },
     #[error("stopped by a signal; run the same command again to resume")]
     Interrupted,
     #[error(transparent)]

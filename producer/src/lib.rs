@@ -3,6 +3,7 @@
 //! # Layout
 //! - [`config`]: command line and environment.
 //! - [`source`]: connecting to MongoDB and choosing the collections.
+//! - [`follow`]: the change stream after the snapshot (`run --follow`).
 //! - [`pager`]: reading a collection in `_id` order across BSON type brackets.
 //! - [`collection`]: one collection, page to batch to publish, with its checkpoint.
 //! - [`progress`]: the progress bar on a terminal.
@@ -11,6 +12,7 @@
 //! - [`retry`]: riding out a NATS restart.
 //! - [`seed`]: generated users for demos and benchmarks.
 //! - [`status`]: where a run stands, and its verdict as an exit code.
+//! - [`cutover`]: waiting until the target holds every change committed until now.
 //! - [`cleanup`]: removing a finished run's messages, consumer, state and blobs from NATS.
 //! - [`infer`]: a mapping file and CREATE TABLE statements from a sample.
 //! - [`verify`]: does the target hold what the mapping makes of every document?
@@ -24,7 +26,9 @@ mod checkpointer;
 pub mod cleanup;
 mod collection;
 pub mod config;
+pub mod cutover;
 pub mod error;
+pub mod follow;
 pub mod infer;
 mod pager;
 mod progress;
@@ -52,6 +56,8 @@ use crate::error::ProducerError;
 pub struct Summary {
     pub run: String,
     pub collections: Vec<CollectionSummary>,
+    /// What `--follow` published of the change stream.
+    pub followed: Option<follow::Followed>,
     pub elapsed: Duration,
 }
 
@@ -103,6 +109,13 @@ impl std::fmt::Display for Summary {
                 )?;
             }
             writeln!(f)?;
+        }
+        if let Some(followed) = &self.followed {
+            writeln!(
+                f,
+                "followed the change stream: {} changes in {} batches this time ({} without a document: a later change says what became of it); run the same command to follow on",
+                followed.events, followed.batches, followed.skipped
+            )?;
         }
         writeln!(
             f,
@@ -168,8 +181,10 @@ async fn run_collections(
             .unwrap_or(0);
         estimates.push((name.clone(), estimated));
     }
+    let follow = config.follow;
     update_manifest(&state, |manifest| {
         manifest.complete = false;
+        manifest.follow |= follow;
         manifest.source = Some(source.clone());
         for (name, estimated) in &estimates {
             let totals = manifest.collections.entry(name.clone()).or_default();
@@ -177,6 +192,14 @@ async fn run_collections(
         }
     })
     .await?;
+
+    // Before the first snapshot batch: every change after this point is followed, so
+    // none made while the snapshot is read is missed.
+    let start = if config.follow {
+        Some(follow::record_start(&database, &state, run.as_str(), &collections).await?)
+    } else {
+        None
+    };
 
     let mut summaries = Vec::new();
     for (name, estimated) in &estimates {
@@ -211,9 +234,26 @@ async fn run_collections(
         manifest.complete = manifest.collections.values().all(|c| c.complete);
     })
     .await?;
+    let followed = match &start {
+        Some(start) => Some(
+            follow::follow(
+                &database,
+                &broker,
+                &state,
+                &config,
+                &collections,
+                start,
+                &shutdown,
+            )
+            .instrument(tracing::info_span!("follow", run = %run))
+            .await?,
+        ),
+        None => None,
+    };
     Ok(Summary {
         run: config.run.run.to_string(),
         collections: summaries,
+        followed,
         elapsed: started.elapsed(),
     })
 }

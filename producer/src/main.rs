@@ -40,6 +40,14 @@ async fn execute_command(command: Command) -> anyhow::Result<ExitCode> {
             let cleaned = producer::cleanup::cleanup(&config).await?;
             common::cli::print_out(&cleaned);
         }
+        Command::Cutover(config) => match producer::cutover::cutover(&config).await {
+            Ok(cutover) => common::cli::print_out(&cutover),
+            Err(err @ producer::error::ProducerError::NotCaughtUp { .. }) => {
+                common::cli::report(&err.into());
+                return Ok(ExitCode::from(4));
+            }
+            Err(err) => return Err(err.into()),
+        },
         Command::Infer(config) => {
             let inferred = producer::infer::infer(&config).await?;
             common::cli::print_out(&inferred.text);

@@ -159,6 +159,7 @@ impl Publisher {
         }
         batch._ack_span.record("duplicate", duplicate);
         self.checkpointer.save(batch.checkpoint);
+        common::crash::point("snapshot-batch");
         Ok(())
     }
 }

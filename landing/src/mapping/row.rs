@@ -120,6 +120,20 @@ impl TablePlan {
         Ok(Row { cells, children })
     }
 
+    /// The key column's cell for an `_id`: how the row of a document known only by its
+    /// `_id` (a deleted one) is found. `None` when the `_id` does not convert to the
+    /// key's type: no row can have it.
+    pub fn key_cell(&self, id: RawBsonRef<'_>) -> Option<Cell> {
+        let key = &self.columns[self.primary_key?];
+        match &key.source {
+            Source::IdText => Cell::id_text(Some(id)).ok(),
+            Source::Field(path) if path.len() == 1 => {
+                Cell::convert(Some(id), key.ty, &self.options).ok()
+            }
+            _ => None,
+        }
+    }
+
     /// A value's cell in an added column, if it is of the column's kind and fits.
     fn added_cell(&self, value: RawBsonRef<'_>, kind: FieldKind, ty: ColumnType) -> Option<Cell> {
         if FieldKind::of(value) != Some(kind) {

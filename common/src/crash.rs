@@ -1,0 +1,43 @@
+//! Crash points for the fault tests: `MIGRATE_CRASH_AT=<point>[:<n>]` makes the
+//! process kill itself with SIGKILL the n-th time (default: first) it passes the named
+//! point, exactly as `kill -9` would at that moment. Unset, a point costs one load of
+//! a cached value. The points are named where they are placed:
+//!
+//! | point | where |
+//! |---|---|
+//! | `start-recorded` | producer: the start position is in the state bucket, no batch published |
+//! | `snapshot-batch` | producer: a snapshot batch was acknowledged by the stream |
+//! | `snapshot-done` | producer: every snapshot batch acknowledged, the change stream not yet opened |
+//! | `change-published` | producer: a change batch was published, its acknowledgement not awaited |
+//! | `snapshot-committed`, `change-committed` | consumer: a batch committed in PostgreSQL, not yet acknowledged |
+
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::OnceLock;
+
+/// The environment variable that arms a crash point.
+pub const CRASH_AT: &str = "MIGRATE_CRASH_AT";
+
+static ARMED: OnceLock<Option<(String, u64)>> = OnceLock::new();
+static PASSED: AtomicU64 = AtomicU64::new(0);
+
+/// Kills the process here if `MIGRATE_CRASH_AT` names this point and this is the
+/// pass it names.
+pub fn point(name: &str) {
+    let armed = ARMED.get_or_init(|| {
+        let value = std::env::var(CRASH_AT).ok()?;
+        let (point, nth) = match value.split_once(':') {
+            Some((point, nth)) => (point.to_string(), nth.parse().unwrap_or(1)),
+            None => (value, 1),
+        };
+        Some((point, nth))
+    });
+    let Some((point, nth)) = armed else { return };
+    if point != name || PASSED.fetch_add(1, Ordering::SeqCst) + 1 != *nth {
+        return;
+    }
+    eprintln!("{CRASH_AT}={point}: killing this process (pass {nth})");
+    let _ = std::process::Command::new("kill")
+        .args(["-9", &std::process::id().to_string()])
+        .status();
+    std::process::abort();
+}

@@ -1,0 +1,524 @@
+//! Live migration under fire: a seeded collection, the producer following the change
+//! stream, 3 consumer processes, and a random writer (inserts with ObjectId, integer,
+//! string and UUID `_id`s; `$set`/`$inc`/`$unset`/`$push` updates; replaces; deletes;
+//! delete-then-reinsert of one `_id`; multi-document transactions) writing all along,
+//! while processes are killed -9 and started again. After `producer cutover`, every
+//! MongoDB document must equal its row and no row may exist for a deleted document.
+//!
+//! One test kills a consumer, then the producer, from outside at arbitrary moments; the
+//! others arm a named crash point (`MIGRATE_CRASH_AT`, see `common::crash`) so that the
+//! process kills itself at one precise step of the hand-off, and check it did.
+
+use std::collections::BTreeMap;
+use std::os::unix::process::ExitStatusExt;
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use anyhow::{bail, ensure, Context, Result};
+use bson::{doc, Binary, Bson, Document};
+use e2e::compare::canonical_text;
+use e2e::TestEnv;
+use futures::TryStreamExt;
+use mongodb::options::ReplaceOptions;
+use rand::rngs::StdRng;
+use rand::{Rng, SeedableRng};
+use tokio::process::Child;
+
+const COLLECTION: &str = "items";
+const CONSUMERS: usize = 3;
+const RUN: &str = "live";
+/// How long the random writer keeps writing after the last restart.
+const WRITE_AFTER: Duration = Duration::from_secs(4);
+const LIMIT: Duration = Duration::from_secs(240);
+
+/// One `_id` of each kind the writer uses, by number.
+fn make_id(n: u64) -> Bson {
+    match n % 4 {
+        0 => Bson::ObjectId(bson::oid::ObjectId::from_bytes({
+            let mut bytes = [0u8; 12];
+            bytes[4..].copy_from_slice(&n.to_be_bytes());
+            bytes
+        })),
+        1 => Bson::Int64(n as i64),
+        2 => Bson::String(format!("s-{n}")),
+        _ => Bson::Binary(Binary {
+            subtype: bson::spec::BinarySubtype::Uuid,
+            bytes: {
+                let mut bytes = [0u8; 16];
+                bytes[8..].copy_from_slice(&n.to_be_bytes());
+                bytes.to_vec()
+            },
+        }),
+    }
+}
+
+fn make_doc(n: u64, rng: &mut StdRng) -> Document {
+    doc! {
+        "_id": make_id(n),
+        "n": n as i64,
+        "name": format!("item {n}"),
+        "score": rng.random_range(0..1000_i32),
+        "tags": ["a", "b"],
+        "nested": { "x": rng.random_range(0..100_i32), "y": "z" },
+    }
+}
+
+async fn seed(env: &TestEnv, count: u64) -> Result<()> {
+    let collection = env.db().collection::<Document>(COLLECTION);
+    let mut rng = StdRng::seed_from_u64(7);
+    let mut n = 0;
+    while n < count {
+        let chunk: Vec<Document> = (n..(n + 5000).min(count))
+            .map(|i| make_doc(i, &mut rng))
+            .collect();
+        n += chunk.len() as u64;
+        collection.insert_many(chunk).await?;
+    }
+    Ok(())
+}
+
+/// Writes at random until stopped; returns how many operations it made.
+async fn random_writer(
+    env_db: mongodb::Database,
+    client: mongodb::Client,
+    seeded: u64,
+    stop: Arc<AtomicBool>,
+    ops: Arc<AtomicU64>,
+) -> Result<()> {
+    let collection = env_db.collection::<Document>(COLLECTION);
+    let mut rng = StdRng::seed_from_u64(rand::rng().random());
+    let mut next_new = seeded;
+    while !stop.load(Ordering::Relaxed) {
+        // Half the changes hit 200 hot documents, so that one document's changes race
+        // each other across batches and consumers.
+        let pick = |rng: &mut StdRng| {
+            if rng.random_bool(0.5) {
+                rng.random_range(0..200)
+            } else {
+                rng.random_range(0..next_new)
+            }
+        };
+        let n = pick(&mut rng);
+        let id = make_id(n);
+        match rng.random_range(0..100) {
+            0..=14 => {
+                collection.insert_one(make_doc(next_new, &mut rng)).await?;
+                next_new += 1;
+            }
+            15..=29 => {
+                collection
+                    .update_one(doc! { "_id": &id }, doc! { "$set": { "score": rng.random_range(0..1000_i32), "nested.x": rng.random_range(0..100_i32) } })
+                    .await?;
+            }
+            30..=39 => {
+                collection
+                    .update_one(doc! { "_id": &id }, doc! { "$inc": { "score": 1 } })
+                    .await?;
+            }
+            40..=46 => {
+                collection
+                    .update_one(doc! { "_id": &id }, doc! { "$unset": { "name": "" } })
+                    .await?;
+            }
+            47..=56 => {
+                collection
+                    .update_one(
+                        doc! { "_id": &id },
+                        doc! { "$push": { "tags": format!("t{}", rng.random_range(0..10)) } },
+                    )
+                    .await?;
+            }
+            57..=66 => {
+                let mut replacement = make_doc(n, &mut rng);
+                replacement.insert("replaced", true);
+                collection
+                    .replace_one(doc! { "_id": &id }, replacement)
+                    .with_options(ReplaceOptions::builder().upsert(false).build())
+                    .await?;
+            }
+            67..=78 => {
+                collection.delete_one(doc! { "_id": &id }).await?;
+            }
+            79..=88 => {
+                // Deleted, then present again under the same `_id`.
+                collection.delete_one(doc! { "_id": &id }).await?;
+                let mut again = make_doc(n, &mut rng);
+                again.insert("reinserted", true);
+                collection.insert_one(again).await?;
+            }
+            _ => {
+                // A transaction: its events share one cluster time.
+                let mut session = client.start_session().await?;
+                session.start_transaction().await?;
+                let other = make_id(pick(&mut rng));
+                let outcome: mongodb::error::Result<()> = async {
+                    collection
+                        .update_one(doc! { "_id": &id }, doc! { "$set": { "txn": 1 } })
+                        .session(&mut session)
+                        .await?;
+                    collection
+                        .update_one(doc! { "_id": &id }, doc! { "$inc": { "txn": 1 } })
+                        .session(&mut session)
+                        .await?;
+                    collection
+                        .delete_one(doc! { "_id": &other })
+                        .session(&mut session)
+                        .await?;
+                    collection
+                        .insert_one(make_doc(next_new, &mut rng))
+                        .session(&mut session)
+                        .await?;
+                    Ok(())
+                }
+                .await;
+                match outcome {
+                    Ok(()) => {
+                        session.commit_transaction().await?;
+                        next_new += 1;
+                    }
+                    // A write conflict with ourselves cannot happen (one writer), but a
+                    // transient error may: drop the transaction.
+                    Err(_) => {
+                        let _ = session.abort_transaction().await;
+                    }
+                }
+            }
+        }
+        ops.fetch_add(1, Ordering::Relaxed);
+        if rng.random_range(0..20) == 0 {
+            tokio::time::sleep(Duration::from_millis(2)).await;
+        }
+    }
+    Ok(())
+}
+
+/// A process of the test, its output in a file.
+struct Proc {
+    name: String,
+    child: Child,
+    log: PathBuf,
+}
+
+impl Proc {
+    fn spawn(env: &TestEnv, name: &str, args: &[&str], crash: Option<&str>) -> Result<Proc> {
+        let binary = if name.starts_with("producer") {
+            "producer"
+        } else {
+            "consumer"
+        };
+        let log = std::env::temp_dir().join(format!(
+            "{}-{name}-{}.log",
+            env.name,
+            rand::rng().random::<u32>()
+        ));
+        let file = std::fs::File::create(&log)?;
+        let mut command = env.command(binary, RUN);
+        command.args(args).stdout(file.try_clone()?).stderr(file);
+        if let Some(point) = crash {
+            command.env("MIGRATE_CRASH_AT", point);
+        }
+        Ok(Proc {
+            name: name.to_string(),
+            child: command.spawn().context("spawning")?,
+            log,
+        })
+    }
+
+    fn output(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+
+    async fn kill(&mut self) {
+        let _ = self.child.start_kill();
+        let _ = self.child.wait().await;
+    }
+
+    /// Waits for the process to kill itself at its crash point.
+    async fn crashed(&mut self, within: Duration) -> Result<()> {
+        let status = tokio::time::timeout(within, self.child.wait())
+            .await
+            .with_context(|| {
+                format!(
+                    "{} did not reach its crash point: {}",
+                    self.name,
+                    self.output()
+                )
+            })??;
+        ensure!(
+            status.signal() == Some(9),
+            "{} ended with {status} instead of being killed at its crash point: {}",
+            self.name,
+            self.output()
+        );
+        ensure!(
+            self.output().contains("MIGRATE_CRASH_AT"),
+            "no crash point message"
+        );
+        Ok(())
+    }
+
+    /// SIGTERM, then the exit status.
+    async fn stop(&mut self) -> Result<std::process::ExitStatus> {
+        if let Some(pid) = self.child.id() {
+            std::process::Command::new("kill")
+                .args(["-TERM", &pid.to_string()])
+                .status()?;
+        }
+        Ok(tokio::time::timeout(Duration::from_secs(60), self.child.wait()).await??)
+    }
+}
+
+const PRODUCER_ARGS: &[&str] = &[
+    "run",
+    "--follow",
+    "--collection",
+    COLLECTION,
+    "--batch-size",
+    "1000",
+];
+const CONSUMER_ARGS: &[&str] = &["run", "--writers", "2", "--ack-wait", "5s"];
+
+/// Where a scenario kills.
+#[derive(Clone, Copy)]
+enum Kill {
+    /// A consumer, then the producer, from outside, while changes flow.
+    FromOutside,
+    /// The producer at a named crash point.
+    Producer(&'static str),
+    /// A consumer at a named crash point.
+    Consumer(&'static str),
+}
+
+async fn live_migration(test: &str, seeded: u64, kill: Kill) -> Result<()> {
+    let env = TestEnv::new(test).await?;
+    seed(&env, seeded).await?;
+    let stop = Arc::new(AtomicBool::new(false));
+    let ops = Arc::new(AtomicU64::new(0));
+    let writer_client = mongodb::Client::with_uri_str(&env.mongodb_uri).await?;
+    let writer = tokio::spawn(random_writer(
+        writer_client.database(&env.mongo_database),
+        writer_client.clone(),
+        seeded,
+        stop.clone(),
+        ops.clone(),
+    ));
+    let started = Instant::now();
+
+    let producer_crash = match kill {
+        Kill::Producer(point) => Some(point),
+        _ => None,
+    };
+    let mut producer = Proc::spawn(&env, "producer", PRODUCER_ARGS, producer_crash)?;
+    let mut consumers = Vec::new();
+    for i in 0..CONSUMERS {
+        let crash = match kill {
+            Kill::Consumer(point) if i == 0 => Some(point),
+            _ => None,
+        };
+        consumers.push(Proc::spawn(
+            &env,
+            &format!("consumer{i}"),
+            CONSUMER_ARGS,
+            crash,
+        )?);
+    }
+    let pg = env.pg().await?;
+    let changes_landed = || async {
+        pg.query_one(
+            "SELECT count(*) FROM _migrate_ledger WHERE kind = 'changes'",
+            &[],
+        )
+        .await
+        .and_then(|row| row.try_get::<_, i64>(0))
+        .unwrap_or(0)
+    };
+    match kill {
+        Kill::FromOutside => {
+            // Mid-snapshot, a consumer; once changes land, the producer.
+            wait_for(
+                || async { snapshot_batches(&pg).await > 3 },
+                "snapshot batches to land",
+            )
+            .await?;
+            consumers[1].kill().await;
+            consumers[1] = Proc::spawn(&env, "consumer1-again", CONSUMER_ARGS, None)?;
+            wait_for(
+                || async { changes_landed().await > 5 },
+                "change batches to land",
+            )
+            .await?;
+            producer.kill().await;
+            producer = Proc::spawn(&env, "producer-again", PRODUCER_ARGS, None)?;
+        }
+        Kill::Producer(_) => {
+            producer.crashed(LIMIT).await?;
+            producer = Proc::spawn(&env, "producer-again", PRODUCER_ARGS, None)?;
+        }
+        Kill::Consumer(_) => {
+            consumers[0].crashed(LIMIT).await?;
+            consumers[0] = Proc::spawn(&env, "consumer0-again", CONSUMER_ARGS, None)?;
+        }
+    }
+    wait_for(
+        || async { changes_landed().await > 2 },
+        "change batches to land after the restart",
+    )
+    .await?;
+    tokio::time::sleep(WRITE_AFTER).await;
+    stop.store(true, Ordering::Relaxed);
+    writer.await??;
+
+    let cutover = env
+        .command("producer", RUN)
+        .args(["cutover", "--timeout", "120s"])
+        .output()
+        .await?;
+    let report = format!(
+        "{}{}",
+        String::from_utf8_lossy(&cutover.stdout),
+        String::from_utf8_lossy(&cutover.stderr)
+    );
+    if !cutover.status.success() {
+        for proc in std::iter::once(&producer).chain(&consumers) {
+            eprintln!("--- {}:\n{}", proc.name, proc.output());
+        }
+        bail!("cutover failed ({}): {report}", cutover.status);
+    }
+    ensure!(report.contains("caught up"), "cutover said: {report}");
+
+    let differences = differences(&env, &pg).await?;
+    if !differences.is_empty() {
+        for proc in std::iter::once(&producer).chain(&consumers) {
+            eprintln!("--- {}:\n{}", proc.name, proc.output());
+        }
+        bail!(
+            "{} documents differ after {} writes in {:.0} s; the first: {:#?}",
+            differences.len(),
+            ops.load(Ordering::Relaxed),
+            started.elapsed().as_secs_f64(),
+            &differences[..differences.len().min(5)]
+        );
+    }
+    ensure!(ops.load(Ordering::Relaxed) > 500, "the writer barely wrote");
+
+    // SIGTERM ends following cleanly: the producer says what it followed.
+    let status = producer.stop().await?;
+    ensure!(
+        status.success(),
+        "producer stopped with {status}: {}",
+        producer.output()
+    );
+    ensure!(
+        producer.output().contains("followed the change stream"),
+        "producer summary: {}",
+        producer.output()
+    );
+    for consumer in &mut consumers {
+        let status = consumer.stop().await?;
+        ensure!(status.success(), "{} stopped with {status}", consumer.name);
+    }
+    Ok(())
+}
+
+async fn snapshot_batches(pg: &tokio_postgres::Client) -> i64 {
+    pg.query_one(
+        "SELECT count(*) FROM _migrate_ledger WHERE kind = 'snapshot'",
+        &[],
+    )
+    .await
+    .and_then(|row| row.try_get::<_, i64>(0))
+    .unwrap_or(0)
+}
+
+async fn wait_for<F, Fut>(mut check: F, what: &str) -> Result<()>
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = bool>,
+{
+    let deadline = Instant::now() + LIMIT;
+    while !check().await {
+        ensure!(Instant::now() < deadline, "timed out waiting for {what}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    Ok(())
+}
+
+/// Every document whose row differs, is missing, or has no document (a row left for a
+/// deleted document), by `_id`; rejects count as landed.
+async fn differences(env: &TestEnv, pg: &tokio_postgres::Client) -> Result<Vec<String>> {
+    let mut source: BTreeMap<String, String> = BTreeMap::new();
+    let mut cursor = env
+        .db()
+        .collection::<Document>(COLLECTION)
+        .find(doc! {})
+        .await?;
+    while let Some(doc) = cursor.try_next().await? {
+        let json = Bson::Document(doc).into_canonical_extjson();
+        source.insert(canonical_text(&json["_id"]), canonical_text(&json));
+    }
+    let mut target: BTreeMap<String, String> = BTreeMap::new();
+    let rows = pg
+        .query(&format!("SELECT doc::text FROM \"{COLLECTION}\""), &[])
+        .await?;
+    let rejects = pg
+        .query(
+            "SELECT document::text FROM _migrate_rejects WHERE collection = $1",
+            &[&COLLECTION],
+        )
+        .await?;
+    for row in rows.iter().chain(&rejects) {
+        let json: serde_json::Value = serde_json::from_str(row.try_get::<_, &str>(0)?)?;
+        let key = canonical_text(&json["_id"]);
+        if target.insert(key.clone(), canonical_text(&json)).is_some() {
+            bail!("{key} landed twice");
+        }
+    }
+    let mut differences = Vec::new();
+    for (id, doc) in &source {
+        match target.get(id) {
+            None => differences.push(format!("missing {id}: {doc}")),
+            Some(row) if row != doc => {
+                differences.push(format!("differs {id}:\n  mongo {doc}\n  pg    {row}"))
+            }
+            Some(_) => {}
+        }
+    }
+    for (id, row) in &target {
+        if !source.contains_key(id) {
+            differences.push(format!("deleted in MongoDB, still a row {id}: {row}"));
+        }
+    }
+    Ok(differences)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn live_migration_survives_a_consumer_and_the_producer_killed() -> Result<()> {
+    live_migration("live_outside", 50_000, Kill::FromOutside).await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn killed_after_the_start_position_is_recorded() -> Result<()> {
+    live_migration("live_start", 5_000, Kill::Producer("start-recorded")).await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn killed_mid_snapshot() -> Result<()> {
+    live_migration("live_snapshot", 10_000, Kill::Producer("snapshot-batch:4")).await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn killed_at_the_switch_from_snapshot_to_stream() -> Result<()> {
+    live_migration("live_switch", 5_000, Kill::Producer("snapshot-done")).await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn killed_between_publish_and_its_acknowledgement() -> Result<()> {
+    live_migration("live_publish", 5_000, Kill::Producer("change-published:3")).await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn killed_between_postgres_commit_and_nats_ack() -> Result<()> {
+    live_migration("live_commit", 5_000, Kill::Consumer("change-committed:2")).await
+}

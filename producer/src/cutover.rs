@@ -1,0 +1,154 @@
+//! `producer cutover --run R`: waits until PostgreSQL holds every change MongoDB had
+//! committed when the command started, the moment to switch the application over.
+//!
+//! Caught up means, in this order:
+//! 1. the producer's stream checkpoint has read MongoDB's history past the cluster
+//!    time taken at the start (`hello`'s `operationTime`), so every change up to it is
+//!    published and acknowledged by the stream;
+//! 2. the snapshot's and the changes' durable consumers have nothing left: nothing
+//!    undelivered and nothing delivered but unacknowledged. A consumer acknowledges a
+//!    batch only once it is committed (or dead-lettered, which `status` shows).
+
+use std::time::{Duration, Instant};
+
+use async_nats::jetstream::consumer::PullConsumer;
+use bson::{doc, RawBsonRef, RawDocumentBuf};
+use common::broker::Broker;
+use common::run_state::{ClusterTime, RunState};
+
+use crate::config::CutoverConfig;
+use crate::error::ProducerError;
+use crate::source::{self, mongo_detail, SourceError};
+
+/// How often the state is read while waiting.
+const POLL_EVERY: Duration = Duration::from_millis(200);
+
+/// What the cutover saw.
+#[derive(Debug, Clone)]
+pub struct Cutover {
+    pub run: String,
+    /// MongoDB's cluster time when the command started.
+    pub target: ClusterTime,
+    /// How far behind that time the producer's checkpoint was at the start, seconds.
+    pub lag_at_start: u32,
+    /// How long catching up took.
+    pub waited: Duration,
+}
+
+impl std::fmt::Display for Cutover {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        writeln!(
+            f,
+            "run {}: PostgreSQL holds every change MongoDB had committed when cutover started (cluster time {}.{}); the change stream was {} s behind, caught up in {:.2} s. Switch the application over now; stop the producer and consumers once it writes elsewhere.",
+            self.run,
+            self.target.time,
+            self.target.increment,
+            self.lag_at_start,
+            self.waited.as_secs_f64()
+        )
+    }
+}
+
+/// Waits for the target to catch up with MongoDB as of now.
+///
+/// # Errors
+/// [`ProducerError::NotCaughtUp`] after `--timeout` (exit status 4), or when a server
+/// cannot be reached or the run does not follow.
+pub async fn cutover(config: &CutoverConfig) -> Result<Cutover, ProducerError> {
+    let started = Instant::now();
+    let database = source::connect(&config.mongo).await?;
+    let target = cluster_time(&database).await?;
+    let broker = Broker::open(&config.nats, config.nats.stream.clone()).await?;
+    let run = config.run.run.clone();
+    let state = RunState::new(broker.state.clone(), broker.names.clone(), run.clone());
+    let unknown = || ProducerError::UnknownRun {
+        run: run.to_string(),
+        stream: broker.names.stream().to_string(),
+    };
+    let manifest = state.manifest().await?.ok_or_else(unknown)?;
+    if !manifest.follow {
+        return Err(ProducerError::NotFollowing {
+            run: run.to_string(),
+        });
+    }
+    let mut lag_at_start = None;
+    let mut waiting_for = "the producer to read the change stream up to now";
+    while started.elapsed() < config.timeout {
+        let checkpoint = state.stream_checkpoint().await?;
+        let read_until = checkpoint.map(|c| c.read_until);
+        if lag_at_start.is_none() {
+            lag_at_start = Some(
+                target.time.saturating_sub(
+                    read_until.map_or(0, |t| t.time).max(
+                        state
+                            .start()
+                            .await?
+                            .map_or(target.time, |s| s.cluster_time.time),
+                    ),
+                ),
+            );
+        }
+        if read_until.is_some_and(|t| t >= target) {
+            waiting_for = "the consumers to land every batch";
+            let snapshot = durable(&broker, broker.names.durable_consumer(&run)).await;
+            let changes = durable(&broker, broker.names.change_consumer(&run)).await;
+            if let (Some(snapshot), Some(changes)) = (snapshot, changes) {
+                if drained(&snapshot).await && drained(&changes).await {
+                    return Ok(Cutover {
+                        run: run.to_string(),
+                        target,
+                        lag_at_start: lag_at_start.unwrap_or(0),
+                        waited: started.elapsed(),
+                    });
+                }
+            }
+        }
+        tokio::time::sleep(POLL_EVERY).await;
+    }
+    Err(ProducerError::NotCaughtUp {
+        run: run.to_string(),
+        timeout: config.timeout,
+        waiting_for,
+    })
+}
+
+async fn durable(broker: &Broker, name: String) -> Option<PullConsumer> {
+    let stream = broker
+        .jetstream
+        .get_stream(broker.names.stream())
+        .await
+        .ok()?;
+    stream.get_consumer(&name).await.ok()
+}
+
+/// Whether a durable consumer has nothing undelivered and nothing unacknowledged.
+async fn drained(consumer: &PullConsumer) -> bool {
+    let mut consumer = consumer.clone();
+    match consumer.info().await {
+        Ok(info) => info.num_pending == 0 && info.num_ack_pending == 0,
+        Err(_) => false,
+    }
+}
+
+/// MongoDB's cluster time now: the operation time of a `hello`.
+pub async fn cluster_time(database: &mongodb::Database) -> Result<ClusterTime, ProducerError> {
+    let reply = database
+        .run_command(doc! { "hello": 1 })
+        .await
+        .map_err(|e| SourceError::Read {
+            collection: "(hello)".to_string(),
+            detail: mongo_detail(&e),
+        })?;
+    let reply = RawDocumentBuf::try_from(&reply).map_err(|e| ProducerError::Follow {
+        detail: e.to_string(),
+    })?;
+    match reply.get("operationTime") {
+        Ok(Some(RawBsonRef::Timestamp(ts))) => Ok(ClusterTime {
+            time: ts.time,
+            increment: ts.increment,
+        }),
+        _ => Err(ProducerError::Follow {
+            detail: "MongoDB's hello has no operationTime: live migration needs a replica set or a sharded cluster".to_string(),
+        }),
+    }
+}

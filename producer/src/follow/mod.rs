@@ -1,0 +1,22 @@
+//! Following MongoDB's change stream after the snapshot (`producer run --follow`).
+//!
+//! - [`start`]: before the first snapshot batch, the stream is opened with the exact
+//!   pipeline it will be read with, and its position (resume token, cluster time) is
+//!   recorded once in the state bucket. A rerun never takes it again.
+//! - [`stream`]: after the snapshot, every change since that position is read in
+//!   order, cut into change batches per collection and published; once the stream has
+//!   acknowledged them all, the checkpoint (resume token, versions) moves.
+//! - [`event`]: the pipeline, and reading one raw event.
+//!
+//! Each change carries a [`Version`](common::batch::Version): its cluster time and its
+//! position among the events of that time (a transaction's events share one). A
+//! restart resumes from the checkpoint's token and continues the ordinals after the
+//! checkpoint's last version, so an event published twice has the same version twice
+//! and lands once (see `landing::changes`).
+
+pub mod event;
+mod start;
+mod stream;
+
+pub use start::{record_start, StartError};
+pub use stream::{follow, Followed};

@@ -1,0 +1,72 @@
+//! The run's start position in the change stream, taken once.
+
+use common::run_state::{RunState, StartPosition, StateError};
+use mongodb::options::FullDocumentType;
+use mongodb::Database;
+
+use super::event::{pipeline, token_time};
+use crate::source::mongo_detail;
+
+/// Why the start position could not be taken.
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    #[error("cannot open MongoDB's change stream on {database:?}: {detail}; --follow needs a replica set or a sharded cluster (a standalone mongod has no oplog), and a user allowed `changeStream` and `find` on the database")]
+    Open { database: String, detail: String },
+    #[error("the change stream gave no resume token; cannot record where the run starts")]
+    NoToken,
+    #[error("run {run:?} was started following other collections (its change stream pipeline differs); follow the same collections, or choose another --run")]
+    OtherPipeline { run: String },
+    #[error(transparent)]
+    State(#[from] StateError),
+}
+
+/// Records the run's start position unless one is recorded; returns the one that holds.
+///
+/// The stream is opened with `fullDocument: updateLookup` and the pipeline it will be
+/// read with, so the position is one that stream can resume from.
+pub async fn record_start(
+    database: &Database,
+    state: &RunState,
+    run: &str,
+    collections: &[String],
+) -> Result<StartPosition, StartError> {
+    let pipeline = pipeline(database.name(), collections);
+    let pipeline_json =
+        bson::Bson::Array(pipeline.iter().cloned().map(bson::Bson::Document).collect())
+            .into_canonical_extjson();
+    if let Some(start) = state.start().await? {
+        if start.pipeline != pipeline_json {
+            return Err(StartError::OtherPipeline {
+                run: run.to_string(),
+            });
+        }
+        return Ok(start);
+    }
+    let opened = database
+        .watch()
+        .pipeline(pipeline)
+        .full_document(FullDocumentType::UpdateLookup)
+        .await
+        .map_err(|e| StartError::Open {
+            database: database.name().to_string(),
+            detail: mongo_detail(&e),
+        })?;
+    let token = opened.resume_token().ok_or(StartError::NoToken)?;
+    let token = bson::serialize_to_document(&token).map_err(|_| StartError::NoToken)?;
+    let cluster_time = token_time(&token).unwrap_or_default();
+    let start = StartPosition {
+        resume_token: bson::Bson::Document(token).into_canonical_extjson(),
+        cluster_time,
+        pipeline: pipeline_json,
+    };
+    let held = state.record_start(&start).await?;
+    if held == start {
+        tracing::info!(
+            run,
+            cluster_time = cluster_time.time,
+            "start position recorded: every change from here on is followed"
+        );
+    }
+    common::crash::point("start-recorded");
+    Ok(held)
+}

@@ -1,0 +1,393 @@
+//! Reading the change stream from the checkpoint and publishing change batches until
+//! stopped.
+
+use std::borrow::Cow;
+use std::collections::BTreeMap;
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use async_nats::jetstream::context::PublishAckFuture;
+use async_nats::HeaderMap;
+use bson::{doc, Bson, Document, RawDocumentBuf};
+use common::batch::{blob_name, BatchBuilder, BatchLimits, Change, Doc, Envelope, Version};
+use common::broker::Broker;
+use common::run_state::{ClusterTime, RunState, StartPosition, StreamCheckpoint};
+use mongodb::change_stream::event::ResumeToken;
+use mongodb::change_stream::ChangeStream;
+use mongodb::options::FullDocumentType;
+use mongodb::Database;
+use tokio_util::sync::CancellationToken;
+
+use super::event::{self, Event};
+use crate::config::RunConfig;
+use crate::error::ProducerError;
+use crate::source::mongo_detail;
+
+/// Longest a change waits in the producer before it is published.
+const FLUSH_EVERY: Duration = Duration::from_millis(200);
+/// How often the checkpoint moves while the source is idle, so that `cutover` and
+/// `status` see the stream read up to now.
+const IDLE_CHECKPOINT_EVERY: Duration = Duration::from_secs(1);
+/// How long one read of the stream waits for new events on the server.
+const MAX_AWAIT: Duration = Duration::from_millis(250);
+
+/// What following published, until it was stopped.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Followed {
+    pub events: u64,
+    pub batches: u64,
+    /// Events whose document MongoDB found gone when it looked it up: a later event
+    /// says what became of it.
+    pub skipped: u64,
+}
+
+/// Follows the change stream from the checkpoint (or the start position) and publishes
+/// change batches until `shutdown`.
+///
+/// # Errors
+/// When the stream cannot be opened or resumed (its history may be gone from the
+/// oplog), a collection is dropped or renamed, or publishing keeps failing. What was
+/// acknowledged is checkpointed: running again resumes.
+pub async fn follow(
+    database: &Database,
+    broker: &Broker,
+    state: &RunState,
+    config: &RunConfig,
+    collections: &[String],
+    start: &StartPosition,
+    shutdown: &CancellationToken,
+) -> Result<Followed, ProducerError> {
+    let checkpoint = state.stream_checkpoint().await?;
+    let (token, mut checkpoint) = match checkpoint {
+        Some(checkpoint) => (checkpoint.resume_token.clone(), checkpoint),
+        None => (
+            start.resume_token.clone(),
+            StreamCheckpoint {
+                resume_token: start.resume_token.clone(),
+                read_until: start.cluster_time,
+                last: None,
+                events: 0,
+                batches: 0,
+                saved_at_ms: now_ms(),
+            },
+        ),
+    };
+    let resume = resume_token(&token)?;
+    common::crash::point("snapshot-done");
+    let opened = database
+        .watch()
+        .pipeline(event::pipeline(database.name(), collections))
+        .full_document(FullDocumentType::UpdateLookup)
+        .max_await_time(MAX_AWAIT)
+        .batch_size(u32::try_from(config.batch_size.get()).unwrap_or(u32::MAX))
+        .resume_after(resume)
+        .await
+        .map_err(|e| ProducerError::Follow {
+            detail: stream_detail(&e),
+        })?;
+    let mut stream: ChangeStream<RawDocumentBuf> = opened.with_type();
+    tracing::info!(
+        run = %config.run.run,
+        from = checkpoint.read_until.time,
+        events = checkpoint.events,
+        "following the change stream"
+    );
+    let mut batches = ChangeBatches {
+        broker,
+        config,
+        database,
+        pending: BTreeMap::new(),
+        events_pending: 0,
+        last: checkpoint.last,
+        skipped: 0,
+    };
+    let started_events = checkpoint.events;
+    let started_batches = checkpoint.batches;
+    let mut last_flush = Instant::now();
+    let mut last_checkpoint = Instant::now();
+    loop {
+        let next = tokio::select! {
+            biased;
+            _ = shutdown.cancelled() => break,
+            next = stream.next_if_any() => next,
+        };
+        let raw = next.map_err(|e| ProducerError::Follow {
+            detail: stream_detail(&e),
+        })?;
+        if let Some(raw) = raw {
+            let read = event::read(&raw).map_err(|e| ProducerError::Follow {
+                detail: e.to_string(),
+            })?;
+            match read {
+                Event::Change { .. } => batches.add(read).await?,
+                Event::End {
+                    collection,
+                    operation,
+                } => {
+                    // Publish what came before it, but leave the checkpoint where it
+                    // was: a rerun stops here again instead of passing it silently.
+                    batches.flush(&mut checkpoint, None).await?;
+                    return Err(ProducerError::StreamEnded {
+                        collection: collection.unwrap_or_else(|| "(all)".to_string()),
+                        operation,
+                    });
+                }
+            }
+        }
+        let due = batches.events_pending > 0 && last_flush.elapsed() >= FLUSH_EVERY;
+        let idle =
+            batches.events_pending == 0 && last_checkpoint.elapsed() >= IDLE_CHECKPOINT_EVERY;
+        if batches.is_full() || due || idle {
+            let token = stream_token(&stream)?;
+            batches.flush(&mut checkpoint, Some(token)).await?;
+            state.save_stream_checkpoint(&checkpoint).await?;
+            last_flush = Instant::now();
+            last_checkpoint = Instant::now();
+        }
+    }
+    // Stopped: what was read is published and checkpointed before returning.
+    let token = stream_token(&stream)?;
+    batches.flush(&mut checkpoint, Some(token)).await?;
+    state.save_stream_checkpoint(&checkpoint).await?;
+    Ok(Followed {
+        events: checkpoint.events - started_events,
+        batches: checkpoint.batches - started_batches,
+        skipped: batches.skipped,
+    })
+}
+
+/// The change batches being filled, one per collection.
+struct ChangeBatches<'a> {
+    broker: &'a Broker,
+    config: &'a RunConfig,
+    database: &'a Database,
+    pending: BTreeMap<String, Pending>,
+    events_pending: usize,
+    /// The version of the last event read: the next one of the same cluster time
+    /// comes after it.
+    last: Option<Version>,
+    skipped: u64,
+}
+
+struct Pending {
+    /// Batches closed at the byte limit, waiting for the next flush.
+    closed: Vec<(Vec<Doc<'static>>, Vec<Change>)>,
+    builder: BatchBuilder,
+    changes: Vec<Change>,
+}
+
+impl ChangeBatches<'_> {
+    /// Whether to publish now: a batch is full, or the events held reach a batch's
+    /// worth (memory stays bounded whatever the write rate).
+    fn is_full(&self) -> bool {
+        self.events_pending >= self.config.batch_size.get()
+            || self
+                .pending
+                .values()
+                .any(|p| p.builder.is_full() || !p.closed.is_empty())
+    }
+
+    async fn add(&mut self, read: Event) -> Result<(), ProducerError> {
+        let Event::Change {
+            collection,
+            op,
+            document,
+            reread,
+            cluster_time,
+        } = read
+        else {
+            return Ok(());
+        };
+        let version = self.version(cluster_time);
+        let document = match reread {
+            Some(id) => self.reread(&collection, id).await?,
+            None => document,
+        };
+        let Some(document) = document else {
+            self.skipped += 1;
+            return Ok(());
+        };
+        let bytes = document.into_bytes();
+        let run = self.config.run.run.as_str();
+        let limits = BatchLimits::new(
+            self.config.batch_size.get(),
+            self.broker.max_payload(),
+            run,
+            &collection,
+        );
+        let doc = if limits.fits_inline(bytes.len()) {
+            Doc::Inline(Cow::Owned(bytes))
+        } else {
+            let name = blob_name(run, &bytes);
+            let len = bytes.len();
+            self.broker
+                .blobs
+                .put(name.as_str(), &mut bytes.as_slice())
+                .await
+                .map_err(|e| ProducerError::Blob {
+                    collection: collection.clone(),
+                    len,
+                    detail: e.to_string(),
+                })?;
+            Doc::Blob {
+                name,
+                len: len as u64,
+            }
+        };
+        let pending = self.pending.entry(collection).or_insert_with(|| Pending {
+            closed: Vec::new(),
+            builder: BatchBuilder::new(limits),
+            changes: Vec::new(),
+        });
+        if pending.builder.would_overflow(&doc) {
+            let changes = std::mem::take(&mut pending.changes);
+            pending.closed.push((pending.builder.take(), changes));
+        }
+        pending.builder.push(doc);
+        pending.changes.push(Change { op, version });
+        self.events_pending += 1;
+        Ok(())
+    }
+
+    fn version(&mut self, cluster_time: ClusterTime) -> Version {
+        let ordinal = match self.last {
+            Some(last)
+                if last.time == cluster_time.time && last.increment == cluster_time.increment =>
+            {
+                last.ordinal + 1
+            }
+            _ => 0,
+        };
+        let version = Version {
+            time: cluster_time.time,
+            increment: cluster_time.increment,
+            ordinal,
+        };
+        self.last = Some(version);
+        version
+    }
+
+    /// A document left out of its event for its size, read again by `_id`: it is at
+    /// least as new as the event.
+    async fn reread(
+        &self,
+        collection: &str,
+        id: Bson,
+    ) -> Result<Option<RawDocumentBuf>, ProducerError> {
+        self.database
+            .collection::<RawDocumentBuf>(collection)
+            .find_one(doc! { "_id": id })
+            .await
+            .map_err(|e| ProducerError::Follow {
+                detail: format!(
+                    "reading a large document of {collection:?} again: {}",
+                    mongo_detail(&e)
+                ),
+            })
+    }
+
+    /// Publishes every pending batch, waits for the stream to acknowledge them all,
+    /// and moves the checkpoint to `token`. With `None` the checkpoint must not be
+    /// saved: its token would lag behind its last version.
+    async fn flush(
+        &mut self,
+        checkpoint: &mut StreamCheckpoint,
+        token: Option<Document>,
+    ) -> Result<(), ProducerError> {
+        let run = self.config.run.run.as_str();
+        let mut acks: Vec<(String, u64, PublishAckFuture)> = Vec::new();
+        let pending = std::mem::take(&mut self.pending);
+        let events = self.events_pending as u64;
+        let batches = pending.into_iter().flat_map(|(collection, mut pending)| {
+            let open = (pending.builder.take(), pending.changes);
+            pending
+                .closed
+                .into_iter()
+                .chain(std::iter::once(open))
+                .map(move |batch| (collection.clone(), batch))
+        });
+        for (collection, (docs, changes)) in batches {
+            if docs.is_empty() {
+                continue;
+            }
+            let seq = checkpoint.batches;
+            let envelope = Envelope::changes(run, &collection, seq, docs, changes);
+            let payload = envelope.encode();
+            let mut headers = HeaderMap::new();
+            headers.insert(
+                async_nats::header::NATS_MESSAGE_ID,
+                envelope.batch_id.as_ref(),
+            );
+            let subject = self
+                .broker
+                .names
+                .change_subject(&self.config.run.run, &collection);
+            let ack = self
+                .broker
+                .jetstream
+                .publish_with_headers(subject, headers, payload.into())
+                .await
+                .map_err(|e| ProducerError::Publish {
+                    collection: collection.clone(),
+                    seq,
+                    detail: e.to_string(),
+                })?;
+            common::crash::point("change-published");
+            acks.push((collection, seq, ack));
+            checkpoint.batches += 1;
+        }
+        for (collection, seq, ack) in acks {
+            ack.await.map_err(|e| ProducerError::Publish {
+                collection,
+                seq,
+                detail: e.to_string(),
+            })?;
+        }
+        self.events_pending = 0;
+        checkpoint.events += events;
+        checkpoint.last = self.last;
+        if let Some(token) = token {
+            if let Some(time) = event::token_time(&token) {
+                checkpoint.read_until = checkpoint.read_until.max(time);
+            }
+            checkpoint.resume_token = Bson::Document(token).into_canonical_extjson();
+        }
+        checkpoint.saved_at_ms = now_ms();
+        Ok(())
+    }
+}
+
+fn resume_token(json: &serde_json::Value) -> Result<ResumeToken, ProducerError> {
+    let bad = |detail: String| ProducerError::Follow {
+        detail: format!("the recorded resume token is unreadable ({detail}); start another --run"),
+    };
+    let token = Bson::try_from(json.clone()).map_err(|e| bad(e.to_string()))?;
+    bson::deserialize_from_bson(token).map_err(|e| bad(e.to_string()))
+}
+
+fn stream_token(stream: &ChangeStream<RawDocumentBuf>) -> Result<Document, ProducerError> {
+    let token = stream.resume_token().ok_or_else(|| ProducerError::Follow {
+        detail: "the change stream has no resume token".to_string(),
+    })?;
+    bson::serialize_to_document(&token).map_err(|e| ProducerError::Follow {
+        detail: format!("the change stream's resume token: {e}"),
+    })
+}
+
+/// What the driver said, with what it means when the history is gone.
+fn stream_detail(err: &mongodb::error::Error) -> String {
+    let detail = mongo_detail(err);
+    if detail.contains("ChangeStreamHistoryLost")
+        || detail.contains("code 286")
+        || detail.contains("code 280")
+    {
+        format!("{detail}: the run's position is no longer in MongoDB's oplog (changes were lost to it); see the README's \"history lost\" section to re-snapshot")
+    } else {
+        detail
+    }
+}
+
+fn now_ms() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as u64)
+}
