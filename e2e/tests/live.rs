@@ -403,6 +403,21 @@ async fn live_migration(test: &str, seeded: u64, kill: Kill) -> Result<()> {
     }
     ensure!(ops.load(Ordering::Relaxed) > 500, "the writer barely wrote");
 
+    // Where the run stands: streaming, caught up, the oplog's headroom known.
+    let (code, status) = env.producer_report(RUN, &["status"]).await?;
+    ensure!(code == Some(0), "status exit {code:?}: {status}");
+    for expected in [
+        "phase: streaming",
+        "lag ",
+        "0 events not yet landed",
+        "oplog headroom: ",
+    ] {
+        ensure!(
+            status.contains(expected),
+            "status lacks {expected:?}: {status}"
+        );
+    }
+
     // SIGTERM ends following cleanly: the producer says what it followed.
     let status = producer.stop().await?;
     ensure!(

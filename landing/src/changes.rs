@@ -101,7 +101,7 @@ pub async fn apply(
             .transaction()
             .await
             .doing("beginning a transaction")?;
-        if !claim(&tx, plan, origin, seq).await? {
+        if !claim(&tx, plan, origin, seq, docs.len()).await? {
             tx.rollback().await.doing("rolling back")?;
             return Ok(Landed::AlreadyClaimed);
         }
@@ -235,12 +235,13 @@ async fn claim(
     plan: &TablePlan,
     origin: &Origin<'_>,
     seq: u64,
+    events: usize,
 ) -> Result<bool, PgError> {
     let inserted = tx
         .execute(
             &format!(
-                "INSERT INTO {} (batch_id, run, collection, seq, target_table, rows_written, rows_rejected, kind)
-                 VALUES ($1, $2, $3, $4, $5, 0, 0, 'changes') ON CONFLICT (batch_id) DO NOTHING",
+                "INSERT INTO {} (batch_id, run, collection, seq, target_table, rows_written, rows_rejected, kind, events)
+                 VALUES ($1, $2, $3, $4, $5, 0, 0, 'changes', $6) ON CONFLICT (batch_id) DO NOTHING",
                 quote(LEDGER_TABLE)
             ),
             &[
@@ -249,6 +250,7 @@ async fn claim(
                 &origin.collection,
                 &(seq as i64),
                 &plan.table,
+                &count(events),
             ],
         )
         .await

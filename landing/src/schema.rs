@@ -47,6 +47,7 @@ pub async fn ensure_bookkeeping(client: &mut Client) -> Result<(), PgError> {
         );
         ALTER TABLE {ledger} ADD COLUMN IF NOT EXISTS rows_already integer NOT NULL DEFAULT 0;
         ALTER TABLE {ledger} ADD COLUMN IF NOT EXISTS kind text NOT NULL DEFAULT 'snapshot';
+        ALTER TABLE {ledger} ADD COLUMN IF NOT EXISTS events integer NOT NULL DEFAULT 0;
         CREATE INDEX IF NOT EXISTS {ledger_run} ON {ledger} (run, collection);
         CREATE TABLE IF NOT EXISTS {rejects} (
             id bigserial PRIMARY KEY,

@@ -158,7 +158,16 @@ pub async fn cleanup(config: &CleanupConfig) -> Result<Cleaned, ProducerError> {
             .map_err(|e| nats(format!("deleting consumer {consumer}"))(&e))?;
         cleaned.durable_consumer = true;
     }
-    cleaned.batches = purge(&stream, &names.run_subjects(run)).await?;
+    // A followed run's change batches and their consumer go the same way.
+    let changes = names.change_consumer(run);
+    if stream.consumer_info(&changes).await.is_ok() {
+        stream
+            .delete_consumer(&changes)
+            .await
+            .map_err(|e| nats(format!("deleting consumer {changes}"))(&e))?;
+    }
+    cleaned.batches = purge(&stream, &names.run_subjects(run)).await?
+        + purge(&stream, &names.run_change_subjects(run)).await?;
     let dlq = open_stream(&broker.jetstream, &names.dead_letter_stream()).await?;
     cleaned.dead_letter_copies = purge(&dlq, &names.dead_letter_subject(run)).await?;
     cleaned.blobs = delete_blobs(&broker, run).await?;

@@ -71,7 +71,7 @@ pub async fn follow(
             },
         ),
     };
-    let resume = resume_token(&token)?;
+    let resume = resume_token(&token).map_err(|detail| ProducerError::Follow { detail })?;
     common::crash::point("snapshot-done");
     let opened = database
         .watch()
@@ -137,7 +137,7 @@ pub async fn follow(
         let idle =
             batches.events_pending == 0 && last_checkpoint.elapsed() >= IDLE_CHECKPOINT_EVERY;
         if batches.is_full() || due || idle {
-            let token = stream_token(&stream)?;
+            let token = stream_token(&stream).map_err(|detail| ProducerError::Follow { detail })?;
             batches.flush(&mut checkpoint, Some(token)).await?;
             state.save_stream_checkpoint(&checkpoint).await?;
             last_flush = Instant::now();
@@ -145,7 +145,7 @@ pub async fn follow(
         }
     }
     // Stopped: what was read is published and checkpointed before returning.
-    let token = stream_token(&stream)?;
+    let token = stream_token(&stream).map_err(|detail| ProducerError::Follow { detail })?;
     batches.flush(&mut checkpoint, Some(token)).await?;
     state.save_stream_checkpoint(&checkpoint).await?;
     Ok(Followed {
@@ -356,21 +356,22 @@ impl ChangeBatches<'_> {
     }
 }
 
-fn resume_token(json: &serde_json::Value) -> Result<ResumeToken, ProducerError> {
-    let bad = |detail: String| ProducerError::Follow {
-        detail: format!("the recorded resume token is unreadable ({detail}); start another --run"),
+/// The recorded token, for the driver; the error says what is wrong with it.
+fn resume_token(json: &serde_json::Value) -> Result<ResumeToken, String> {
+    let bad = |detail: String| {
+        format!("the recorded resume token is unreadable ({detail}); start another --run")
     };
     let token = Bson::try_from(json.clone()).map_err(|e| bad(e.to_string()))?;
     bson::deserialize_from_bson(token).map_err(|e| bad(e.to_string()))
 }
 
-fn stream_token(stream: &ChangeStream<RawDocumentBuf>) -> Result<Document, ProducerError> {
-    let token = stream.resume_token().ok_or_else(|| ProducerError::Follow {
-        detail: "the change stream has no resume token".to_string(),
-    })?;
-    bson::serialize_to_document(&token).map_err(|e| ProducerError::Follow {
-        detail: format!("the change stream's resume token: {e}"),
-    })
+/// Where the stream stands now, as a document to record.
+fn stream_token(stream: &ChangeStream<RawDocumentBuf>) -> Result<Document, String> {
+    let token = stream
+        .resume_token()
+        .ok_or_else(|| "the change stream has no resume token".to_string())?;
+    bson::serialize_to_document(&token)
+        .map_err(|e| format!("the change stream's resume token: {e}"))
 }
 
 /// What the driver said, with what it means when the history is gone.

@@ -5,6 +5,12 @@
 //! run, batches still pending in the stream. The verdict is the exit code:
 //! 0 complete, 3 incomplete (still running, or stopped before the end), 4 inconsistent
 //! (counts that cannot all be right: investigate before trusting the target).
+//!
+//! A run that follows the change stream also shows its phase, lag and oplog headroom
+//! ([`live`]); its source keeps changing, so its snapshot is not compared with the
+//! source's count, and a lost history is inconsistent.
+
+pub mod live;
 
 use std::collections::BTreeMap;
 
@@ -46,6 +52,8 @@ pub struct RunStatus {
     /// collection metadata, an estimate that can be off (after an unclean shutdown,
     /// on sharded clusters) and that a verdict cannot rest on.
     pub source_counted: bool,
+    /// For a run following the change stream.
+    pub live: Option<live::LiveStatus>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -76,7 +84,7 @@ impl RunStatus {
             if landed > c.published {
                 return Verdict::Inconsistent;
             }
-            if c.published_complete && c.published != c.source {
+            if c.published_complete && c.published != c.source && self.live.is_none() {
                 if self.source_counted {
                     return Verdict::Inconsistent;
                 }
@@ -86,6 +94,13 @@ impl RunStatus {
             if !c.published_complete || landed < c.published || c.dead_letter_batches > 0 {
                 verdict = Verdict::Incomplete;
             }
+        }
+        if self
+            .live
+            .as_ref()
+            .is_some_and(live::LiveStatus::history_lost)
+        {
+            return Verdict::Inconsistent;
         }
         if !self.producer_finished
             || self
@@ -161,7 +176,13 @@ impl std::fmt::Display for RunStatus {
                 self.unattributed_dead_letters
             )?;
         }
+        if let Some(live) = &self.live {
+            write!(f, "{live}")?;
+        }
         let verdict = match self.verdict() {
+            Verdict::Complete if self.live.is_some() => {
+                "complete: the snapshot is landed; changes are followed until `producer cutover`"
+            }
             Verdict::Complete => "complete: every source document is committed or rejected",
             Verdict::Incomplete => "incomplete",
             Verdict::Inconsistent => "INCONSISTENT: the counts disagree",
@@ -228,7 +249,7 @@ pub async fn status(config: &StatusConfig) -> Result<RunStatus, ProducerError> {
             &format!(
                 "SELECT collection, coalesce(sum(rows_written), 0)::int8, coalesce(sum(rows_rejected), 0)::int8,
                         coalesce(sum(rows_already), 0)::int8
-                 FROM \"{LEDGER_TABLE}\" WHERE run = $1 GROUP BY collection"
+                 FROM \"{LEDGER_TABLE}\" WHERE run = $1 AND kind = 'snapshot' GROUP BY collection"
             ),
             &[&run.as_str()],
         )
@@ -278,6 +299,9 @@ pub async fn status(config: &StatusConfig) -> Result<RunStatus, ProducerError> {
             status.pending = Some((info.num_pending, info.num_ack_pending as u64));
         }
     }
+    if manifest.follow {
+        status.live = Some(live::live(&database, &broker, &state, &pg, run, &manifest).await?);
+    }
     Ok(status)
 }
 
@@ -293,6 +317,7 @@ mod tests {
             pending,
             unattributed_dead_letters: 0,
             source_counted: true,
+            live: None,
         }
     }
 

@@ -1,0 +1,181 @@
+//! The live part of `producer status` for a run that follows the change stream: its
+//! phase, how far behind MongoDB it is, and how long before its position falls out of
+//! the oplog.
+
+use std::time::Duration;
+
+use bson::{doc, Document};
+use common::broker::Broker;
+use common::naming::{RunName, LEDGER_TABLE};
+use common::run_state::{ClusterTime, RunManifest, RunState};
+
+use crate::error::ProducerError;
+
+/// Below this much oplog left before the run's position, `status` warns.
+pub const SHORT_HEADROOM: Duration = Duration::from_secs(3600);
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Phase {
+    /// The snapshot is being published; changes wait in MongoDB's oplog.
+    Snapshot,
+    /// The snapshot is published; changes are being streamed.
+    Streaming,
+}
+
+/// Where a followed run stands in the change stream.
+#[derive(Debug, Clone)]
+pub struct LiveStatus {
+    pub phase: Phase,
+    /// Seconds between MongoDB's cluster time now and how far the producer has read.
+    pub lag_seconds: u32,
+    /// Change events published and not yet landed (an estimate after a producer
+    /// restart, which may publish some events twice).
+    pub lag_events: u64,
+    pub events_published: u64,
+    /// Change batches in the stream: waiting, and being written.
+    pub pending: Option<(u64, u64)>,
+    /// Seconds of history the oplog holds, and how many of them lie before the run's
+    /// position (what is left before the position falls out of it). `None` when the
+    /// oplog cannot be read (no access to the `local` database).
+    pub oplog: Option<(u32, i64)>,
+    /// The collections the run follows, for the message when history is lost.
+    pub collections: Vec<String>,
+}
+
+impl LiveStatus {
+    /// Whether the run's position has fallen out of the oplog: the changes since are
+    /// lost to it and the target can no longer be brought up to date.
+    pub fn history_lost(&self) -> bool {
+        self.oplog.is_some_and(|(_, headroom)| headroom < 0)
+    }
+}
+
+impl std::fmt::Display for LiveStatus {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let phase = match self.phase {
+            Phase::Snapshot => "snapshot (changes since the start position wait in the oplog)",
+            Phase::Streaming => "streaming",
+        };
+        writeln!(f, "phase: {phase}")?;
+        writeln!(
+            f,
+            "change stream: {} events published; lag {} s behind MongoDB, {} events not yet landed",
+            self.events_published, self.lag_seconds, self.lag_events
+        )?;
+        if let Some((waiting, unacked)) = self.pending {
+            writeln!(
+                f,
+                "change batches in the stream: {waiting} waiting, {unacked} being written"
+            )?;
+        }
+        match self.oplog {
+            Some((window, headroom)) if headroom < 0 => writeln!(
+                f,
+                "error: history lost: the run's position is {} s older than the oldest oplog entry (the oplog holds {window} s); the changes of {} since cannot be followed. Re-snapshot: start a new run with --follow for these collections (see the README, \"Live migration\")",
+                -headroom,
+                self.collections.join(", ")
+            )?,
+            Some((window, headroom)) => {
+                writeln!(
+                    f,
+                    "oplog headroom: {} before the run's position falls out of the oplog (it holds {})",
+                    human(headroom as u64),
+                    human(u64::from(window))
+                )?;
+                if (headroom as u64) < SHORT_HEADROOM.as_secs() {
+                    writeln!(f, "warning: oplog headroom is short: let the producer catch up, or grow the oplog (replSetResizeOplog)")?;
+                }
+            }
+            None => writeln!(
+                f,
+                "oplog headroom: unknown (reading local.oplog.rs needs the clusterMonitor role or read on `local`)"
+            )?,
+        }
+        Ok(())
+    }
+}
+
+fn human(seconds: u64) -> String {
+    if seconds >= 7200 {
+        format!("{:.1} h", seconds as f64 / 3600.0)
+    } else if seconds >= 120 {
+        format!("{} min", seconds / 60)
+    } else {
+        format!("{seconds} s")
+    }
+}
+
+/// Reads the live status of a followed run.
+pub async fn live(
+    database: &mongodb::Database,
+    broker: &Broker,
+    state: &RunState,
+    pg: &tokio_postgres::Client,
+    run: &RunName,
+    manifest: &RunManifest,
+) -> Result<LiveStatus, ProducerError> {
+    let now = crate::cutover::cluster_time(database).await?;
+    let checkpoint = state.stream_checkpoint().await?;
+    let start = state.start().await?;
+    let position = checkpoint
+        .as_ref()
+        .map(|c| c.read_until)
+        .or(start.map(|s| s.cluster_time))
+        .unwrap_or(now);
+    let phase = if manifest.complete && checkpoint.is_some() {
+        Phase::Streaming
+    } else {
+        Phase::Snapshot
+    };
+    let events_published = checkpoint.as_ref().map_or(0, |c| c.events);
+    let landed: i64 = match pg
+        .query_one(
+            &format!("SELECT coalesce(sum(events), 0)::int8 FROM \"{LEDGER_TABLE}\" WHERE run = $1 AND kind = 'changes'"),
+            &[&run.as_str()],
+        )
+        .await
+    {
+        Ok(row) => row.try_get(0).unwrap_or(0),
+        Err(_) => 0,
+    };
+    let mut pending = None;
+    if let Ok(stream) = broker.jetstream.get_stream(broker.names.stream()).await {
+        if let Ok(info) = stream
+            .consumer_info(broker.names.change_consumer(run))
+            .await
+        {
+            pending = Some((info.num_pending, info.num_ack_pending as u64));
+        }
+    }
+    Ok(LiveStatus {
+        phase,
+        lag_seconds: now.time.saturating_sub(position.time),
+        lag_events: events_published.saturating_sub(landed.max(0) as u64),
+        events_published,
+        pending,
+        oplog: oplog(database, now, position).await,
+        collections: manifest.collections.keys().cloned().collect(),
+    })
+}
+
+/// The oplog's window and the headroom before `position`, in seconds.
+async fn oplog(
+    database: &mongodb::Database,
+    now: ClusterTime,
+    position: ClusterTime,
+) -> Option<(u32, i64)> {
+    let oldest = database
+        .client()
+        .database("local")
+        .collection::<Document>("oplog.rs")
+        .find_one(doc! {})
+        .sort(doc! { "$natural": 1 })
+        .projection(doc! { "ts": 1 })
+        .await
+        .ok()??;
+    let ts = oldest.get_timestamp("ts").ok()?;
+    Some((
+        now.time.saturating_sub(ts.time),
+        i64::from(position.time) - i64::from(ts.time),
+    ))
+}
