@@ -46,6 +46,9 @@ pub async fn record_start(
         .watch()
         .pipeline(pipeline)
         .full_document(FullDocumentType::UpdateLookup)
+        // An empty first batch: its post-batch token is the position, even while
+        // writes arrive (a first batch holding events would give no token).
+        .batch_size(0)
         .await
         .map_err(|e| StartError::Open {
             database: database.name().to_string(),

@@ -79,6 +79,9 @@ impl RunStatus {
         if self.collections.is_empty() {
             return Verdict::Incomplete;
         }
+        if let Some(live) = &self.live {
+            return self.live_verdict(live);
+        }
         for c in self.collections.values() {
             let landed = c.committed + c.rejected;
             if landed > c.published {
@@ -110,6 +113,31 @@ impl RunStatus {
             verdict = Verdict::Incomplete;
         }
         verdict
+    }
+}
+
+impl RunStatus {
+    /// The verdict on a followed run's snapshot. Its source changes all along, and a
+    /// snapshot resumed after a crash may publish changed documents again (landed
+    /// once, the second time counted as already landed): the counts cannot be held
+    /// against each other. Exactness there rests on `cutover` and the version rule.
+    fn live_verdict(&self, live: &live::LiveStatus) -> Verdict {
+        if live.history_lost() {
+            return Verdict::Inconsistent;
+        }
+        let unfinished = self.collections.values().any(|c| {
+            !c.published_complete
+                || c.committed + c.rejected + c.already < c.published
+                || c.dead_letter_batches > 0
+        });
+        let pending = self
+            .pending
+            .is_some_and(|(waiting, unacked)| waiting + unacked > 0);
+        if unfinished || pending || !self.producer_finished {
+            Verdict::Incomplete
+        } else {
+            Verdict::Complete
+        }
     }
 }
 
