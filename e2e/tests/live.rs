@@ -537,3 +537,95 @@ async fn killed_between_publish_and_its_acknowledgement() -> Result<()> {
 async fn killed_between_postgres_commit_and_nats_ack() -> Result<()> {
     live_migration("live_commit", 5_000, Kill::Consumer("change-committed:2")).await
 }
+
+/// A document near MongoDB's 16 MiB limit changing while followed (its event would pass
+/// the limit with the document in it: it is read again by `_id`), one above NATS'
+/// `max_payload` (object store), the change metrics, and a dropped collection stopping
+/// the producer with the collection named.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn large_documents_follow_and_a_dropped_collection_stops_the_producer() -> Result<()> {
+    let env = TestEnv::new("live_large").await?;
+    seed(&env, 100).await?;
+    let port = e2e::private::free_port()?;
+    let addr = format!("127.0.0.1:{port}");
+    let mut producer = Proc::spawn(&env, "producer", PRODUCER_ARGS, None)?;
+    let mut consumer_args = CONSUMER_ARGS.to_vec();
+    consumer_args.extend(["--metrics-addr", &addr]);
+    let mut consumer = Proc::spawn(&env, "consumer", &consumer_args, None)?;
+    let cutover = |env: &TestEnv| {
+        let mut command = env.command("producer", RUN);
+        command.args(["cutover", "--timeout", "120s"]);
+        command
+    };
+    let pg = env.pg().await?;
+    wait_for(
+        || async { snapshot_batches(&pg).await >= 1 },
+        "the snapshot to land",
+    )
+    .await?;
+    let first = cutover(&env).output().await?;
+    ensure!(first.status.success(), "first cutover: {first:?}");
+
+    let items = env.db().collection::<Document>(COLLECTION);
+    // A document of 16.6 MB, changed by a $set of 8.3 MB: the update event, with its
+    // update description and the full document, would be 25 MB, past MongoDB's limit.
+    let huge = "h".repeat(8_300_000);
+    items
+        .insert_one(doc! { "_id": "huge", "big": &huge })
+        .await?;
+    items
+        .update_one(
+            doc! { "_id": "huge" },
+            doc! { "$set": { "note": "changed", "big2": "y".repeat(8_300_000) } },
+        )
+        .await?;
+    items
+        .insert_one(doc! { "_id": "two-megabytes", "big": "t".repeat(2_000_000) })
+        .await?;
+    items.delete_one(doc! { "_id": make_id(5) }).await?;
+
+    let second = cutover(&env).output().await?;
+    ensure!(
+        second.status.success(),
+        "cutover after large changes: {}{}",
+        String::from_utf8_lossy(&second.stderr),
+        producer.output()
+    );
+    let differences = differences(&env, &pg).await?;
+    ensure!(
+        differences.is_empty(),
+        "{} differ: {:?}",
+        differences.len(),
+        differences
+            .iter()
+            .map(|d| d.chars().take(200).collect::<String>())
+            .collect::<Vec<_>>()
+    );
+    let metrics = e2e::scrape::metrics(port).await;
+    let applied: u64 = metrics
+        .lines()
+        .find(|line| line.starts_with("mongo2pg_changes_applied_total{"))
+        .and_then(|line| line.rsplit(' ').next())
+        .and_then(|value| value.parse().ok())
+        .context("no mongo2pg_changes_applied_total")?;
+    ensure!(applied >= 4, "changes applied: {applied}");
+    ensure!(
+        metrics.contains("mongo2pg_change_apply_lag_seconds{"),
+        "{metrics}"
+    );
+
+    // A dropped collection cannot be followed into the same table: said, not ignored.
+    items.drop().await?;
+    let status = tokio::time::timeout(Duration::from_secs(60), producer.child.wait()).await??;
+    ensure!(
+        status.code() == Some(1),
+        "producer after the drop: {status}"
+    );
+    let said = producer.output();
+    ensure!(
+        said.contains("\"drop\"") && said.contains(&format!("{COLLECTION:?}")),
+        "producer said: {said}"
+    );
+    consumer.stop().await?;
+    Ok(())
+}

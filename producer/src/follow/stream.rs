@@ -312,11 +312,22 @@ impl ChangeBatches<'_> {
             let seq = checkpoint.batches;
             let envelope = Envelope::changes(run, &collection, seq, docs, changes);
             let payload = envelope.encode();
+            // Each change batch is the root of its trace, continued by its consumer.
+            let span = tracing::info_span!(
+                parent: None,
+                "change_batch",
+                run,
+                collection = %collection,
+                seq,
+                batch_id = %envelope.batch_id,
+                changes = envelope.changes.len(),
+            );
             let mut headers = HeaderMap::new();
             headers.insert(
                 async_nats::header::NATS_MESSAGE_ID,
                 envelope.batch_id.as_ref(),
             );
+            span.in_scope(|| common::trace_context::inject(&mut headers));
             let subject = self
                 .broker
                 .names
