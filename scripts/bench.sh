@@ -2,6 +2,8 @@
 # The benchmark: brings the services up, builds release binaries, installs the Python
 # baseline's asyncpg, and runs scripts/bench.py (see its --help), e.g.
 #   scripts/bench.sh --docs 1000000 --consumers 4 --baseline --trace
+# or, with --live first, the change path's benchmark, scripts/bench_live.py:
+#   scripts/bench.sh --live --docs 100000 --changes 200000 --rate 2000 --seconds 30
 set -euo pipefail
 cd "$(dirname "$0")/.."
 scripts/services.sh up
@@ -9,4 +11,8 @@ eval "$(scripts/services.sh env)"
 scripts/bench-deps.sh
 export BENCH_PYTHONPATH="${MONGO2PG_HOME:-$HOME/.cache/mongo2pg}/pybench:${MONGO2PG_HOME:-$HOME/.cache/mongo2pg}/mongodb"
 cargo build --release --bins --quiet
+if [ "${1:-}" = "--live" ]; then
+  shift
+  exec python3 scripts/bench_live.py "$@"
+fi
 exec python3 scripts/bench.py "$@"

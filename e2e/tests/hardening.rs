@@ -343,7 +343,9 @@ async fn bookkeeping_table_names_are_refused() {
             "rows_written",
             "rows_rejected",
             "committed_at",
-            "rows_already"
+            "rows_already",
+            "kind",
+            "events"
         ]
     );
 }

@@ -20,6 +20,8 @@ pub fn pipeline(database: &str, collections: &[String]) -> Vec<Document> {
         doc! { "$match": {
             "$or": [
                 { "ns.db": database, "ns.coll": { "$in": collections } },
+                // Another collection renamed over a followed one replaces its documents.
+                { "to.db": database, "to.coll": { "$in": collections } },
                 { "operationType": { "$in": ["dropDatabase", "invalidate"] } },
             ]
         } },
@@ -88,10 +90,21 @@ pub fn read(raw: &RawDocument) -> Result<Event, BadEvent> {
         "replace" => ChangeOp::Replace,
         "delete" => ChangeOp::Delete,
         _ => {
+            let renamed_to = match field("to")? {
+                Some(RawBsonRef::Document(to)) => match to.get("coll") {
+                    Ok(Some(RawBsonRef::String(coll))) => Some(coll.to_string()),
+                    _ => None,
+                },
+                _ => None,
+            };
+            let collection = match (collection, renamed_to) {
+                (Some(from), Some(to)) => Some(format!("{from} (renamed to {to})")),
+                (collection, _) => collection,
+            };
             return Ok(Event::End {
                 collection,
                 operation,
-            })
+            });
         }
     };
     let collection = collection.ok_or_else(|| bad("no ns.coll"))?;

@@ -1,0 +1,228 @@
+#!/usr/bin/env python3
+"""Benchmark of the change path (`producer run --follow`), in one run:
+
+  1. seeds flat users, starts the producer following them and K consumers, and waits
+     for `producer cutover` (the snapshot has landed);
+  2. applied changes per second: stops the consumers, makes M updates ($inc on random
+     documents, unordered bulk writes) while the producer publishes them, then starts
+     the K consumers again and times them from start to `cutover` returning: M changes
+     applied in that time. The same number of rows copied by `psql \\copy` into a
+     fresh table gives the ratio, measured in the same run;
+  3. lag at a steady write rate: the consumers running, a writer makes R updates/s for
+     S seconds while `producer cutover` is run back to back; each cutover's wait is
+     the time from "this write is committed in MongoDB" to "it is committed in
+     PostgreSQL" (plus the command's start, ~0.1 s), reported as median and max.
+
+  scripts/bench.sh --live --docs 100000 --changes 200000 --rate 2000 --seconds 30
+"""
+
+import argparse
+import json
+import os
+import random
+import re
+import signal
+import statistics
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+sys.path.insert(0, os.path.join(os.environ.get("MONGO2PG_HOME", os.path.expanduser("~/.cache/mongo2pg")), "mongodb"))
+from pymongo import MongoClient, UpdateOne  # noqa: E402  installed by scripts/services.sh
+
+
+def die(message):
+    print(f"bench: {message}", file=sys.stderr)
+    sys.exit(1)
+
+
+def psql(url, *commands):
+    args = ["psql", url, "-v", "ON_ERROR_STOP=1", "-Atq"]
+    for command in commands:
+        args += ["-c", command]
+    done = subprocess.run(args, capture_output=True, text=True)
+    if done.returncode != 0:
+        die(f"psql failed: {done.stderr.strip()}")
+    return done.stdout.strip()
+
+
+def with_database(url, name):
+    return re.sub(r"/[^/?]*(\?|$)", f"/{name}\\1", url, count=1)
+
+
+class Fleet:
+    """The producer and the consumers, their output in temporary files."""
+
+    def __init__(self, bin_dir, env):
+        self.bin_dir, self.env = bin_dir, env
+        self.consumers = []
+
+    def spawn(self, binary, *args):
+        out = tempfile.TemporaryFile()
+        return subprocess.Popen([f"{self.bin_dir}/{binary}", *args], env=self.env, stdout=out,
+                                stderr=subprocess.STDOUT), out
+
+    def start_consumers(self, count):
+        self.consumers = [self.spawn("consumer", "run", "--writers", "2") for _ in range(count)]
+
+    def stop_consumers(self):
+        for proc, _ in self.consumers:
+            proc.send_signal(signal.SIGTERM)
+        for proc, out in self.consumers:
+            if proc.wait(timeout=120) != 0:
+                out.seek(0)
+                die(f"a consumer failed: {out.read().decode(errors='replace')}")
+        self.consumers = []
+
+    def cutover(self, timeout="600s"):
+        started = time.monotonic()
+        done = subprocess.run([f"{self.bin_dir}/producer", "cutover", "--timeout", timeout], env=self.env,
+                              capture_output=True, text=True)
+        if done.returncode != 0:
+            die(f"cutover failed: {done.stderr.strip()}")
+        return time.monotonic() - started
+
+    def events_published(self):
+        done = subprocess.run([f"{self.bin_dir}/producer", "status"], env=self.env, capture_output=True, text=True)
+        match = re.search(r"change stream: (\d+) events published", done.stdout)
+        return int(match.group(1)) if match else 0
+
+
+def copy_seconds(db_url, table, rows):
+    """psql \\copy of `rows` rows of the table into a fresh copy of it."""
+    path = tempfile.NamedTemporaryFile(suffix=".copy", delete=False).name
+    try:
+        psql(db_url, f"\\copy (SELECT * FROM \"{table}\" LIMIT {rows}) TO '{path}'")
+        psql(db_url, f'DROP TABLE IF EXISTS "{table}_copy"',
+             f'CREATE TABLE "{table}_copy" (LIKE "{table}" INCLUDING ALL)')
+        started = time.monotonic()
+        psql(db_url, f"\\copy \"{table}_copy\" FROM '{path}'")
+        return time.monotonic() - started
+    finally:
+        os.unlink(path)
+        psql(db_url, f'DROP TABLE IF EXISTS "{table}_copy"')
+
+
+def updates(ids, count):
+    return [UpdateOne({"_id": random.choice(ids)}, {"$inc": {"age": 1}, "$set": {"note": f"n{random.random()}"}})
+            for _ in range(count)]
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--docs", type=int, default=100_000)
+    parser.add_argument("--changes", type=int, default=200_000)
+    parser.add_argument("--consumers", type=int, default=4)
+    parser.add_argument("--rate", type=int, default=2000, help="writes per second of the lag measurement")
+    parser.add_argument("--seconds", type=int, default=30, help="how long the lag is measured")
+    parser.add_argument("--bin-dir", default=os.path.join(ROOT, "target", "release"))
+    parser.add_argument("--out", default=os.path.join(ROOT, "target", "bench-live.json"))
+    parser.add_argument("--mongodb-database", default="mongo2pg_bench_live")
+    parser.add_argument("--pg-database", default="mongo2pg_bench_live")
+    parser.add_argument("--stream", default="BENCHLIVE")
+    args = parser.parse_args()
+
+    env = dict(os.environ)
+    admin_url = env.get("DATABASE_URL", "postgres://postgres@127.0.0.1:5432/postgres")
+    psql(admin_url, f'DROP DATABASE IF EXISTS "{args.pg_database}" WITH (FORCE)', f'CREATE DATABASE "{args.pg_database}"')
+    run = f"live{int(time.time())}"
+    collection = "users"
+    env.update(DATABASE_URL=with_database(admin_url, args.pg_database), MONGODB_DATABASE=args.mongodb_database,
+               NATS_STREAM=args.stream, MIGRATION_RUN=run, RUST_LOG="warn")
+    env.pop("OTEL_EXPORTER_OTLP_ENDPOINT", None)
+    fleet = Fleet(args.bin_dir, env)
+
+    subprocess.run([f"{args.bin_dir}/producer", "seed", "--count", str(args.docs), "--collection", collection,
+                    "--shape", "flat", "--drop"], env=env, check=True, stdout=subprocess.DEVNULL)
+    mongo = MongoClient(env.get("MONGODB_URI", "mongodb://127.0.0.1:27017"))
+    users = mongo[args.mongodb_database][collection]
+    ids = [doc["_id"] for doc in users.find({}, {"_id": 1})]
+
+    producer, producer_out = fleet.spawn("producer", "run", "--follow", "--collection", collection)
+    fleet.start_consumers(args.consumers)
+    snapshot_seconds = fleet.cutover()
+    print(f"bench: snapshot of {args.docs} landed ({snapshot_seconds:.1f} s); measuring the change path",
+          file=sys.stderr)
+
+    # Applied changes per second: the changes wait in the stream, then K consumers apply them.
+    fleet.stop_consumers()
+    before = fleet.events_published()
+    started = time.monotonic()
+    for start in range(0, args.changes, 1000):
+        users.bulk_write(updates(ids, min(1000, args.changes - start)), ordered=False)
+    write_seconds = time.monotonic() - started
+    deadline = time.monotonic() + 600
+    while fleet.events_published() < before + args.changes:
+        if time.monotonic() > deadline:
+            die("the producer did not publish the changes within 10 minutes")
+        time.sleep(0.2)
+    publish_seconds = time.monotonic() - started
+    started = time.monotonic()
+    fleet.start_consumers(args.consumers)
+    fleet.cutover()
+    apply_seconds = time.monotonic() - started
+    copy = copy_seconds(env["DATABASE_URL"], collection, args.changes)
+
+    # Lag at a steady write rate.
+    stop = threading.Event()
+    written = [0]
+
+    def writer():
+        tick = 0.05
+        per_tick = max(1, int(args.rate * tick))
+        next_at = time.monotonic()
+        while not stop.is_set():
+            users.bulk_write(updates(ids, per_tick), ordered=False)
+            written[0] += per_tick
+            next_at += tick
+            time.sleep(max(0.0, next_at - time.monotonic()))
+
+    thread = threading.Thread(target=writer)
+    started = time.monotonic()
+    thread.start()
+    time.sleep(2)  # past the start
+    lags = []
+    while time.monotonic() - started < args.seconds:
+        lags.append(fleet.cutover("60s"))
+        time.sleep(0.5)
+    stop.set()
+    thread.join()
+    achieved_rate = written[0] / (time.monotonic() - started)
+
+    fleet.stop_consumers()
+    producer.send_signal(signal.SIGTERM)
+    if producer.wait(timeout=120) != 0:
+        producer_out.seek(0)
+        die(f"the producer failed: {producer_out.read().decode(errors='replace')}")
+    subprocess.run([f"{args.bin_dir}/producer", "cleanup", "--force"], env=env, capture_output=True)
+
+    results = {
+        "documents": args.docs, "consumers": args.consumers, "changes": args.changes,
+        "write_seconds": round(write_seconds, 2), "publish_seconds": round(publish_seconds, 2),
+        "apply_seconds": round(apply_seconds, 2), "applied_per_s": round(args.changes / apply_seconds),
+        "psql_copy_seconds": round(copy, 2), "copy_rows_per_s": round(args.changes / copy),
+        "ratio_to_psql_copy": round(copy / apply_seconds, 3),
+        "lag_rate_target": args.rate, "lag_rate_achieved": round(achieved_rate),
+        "lag_samples": len(lags), "lag_median_s": round(statistics.median(lags), 2), "lag_max_s": round(max(lags), 2),
+    }
+    os.makedirs(os.path.dirname(os.path.abspath(args.out)), exist_ok=True)
+    with open(args.out, "w") as f:
+        json.dump(results, f, indent=2)
+    r = results
+    print(f"change path, {r['consumers']} consumers, {r['changes']} updates of {r['documents']} flat users:")
+    print(f"  written by MongoDB clients in {r['write_seconds']} s; published by the producer within "
+          f"{r['publish_seconds']} s of the first write")
+    print(f"  applied in {r['apply_seconds']} s: {r['applied_per_s']} changes/s "
+          f"(psql \\copy of as many rows: {r['psql_copy_seconds']} s, {r['copy_rows_per_s']} rows/s; "
+          f"ratio {r['ratio_to_psql_copy']})")
+    print(f"  lag at {r['lag_rate_achieved']} writes/s (target {r['lag_rate_target']}): median "
+          f"{r['lag_median_s']} s, max {r['lag_max_s']} s over {r['lag_samples']} cutovers "
+          f"(each includes ~0.1 s of the command's own start)")
+    print(f"results: {args.out}")
+
+
+if __name__ == "__main__":
+    main()
