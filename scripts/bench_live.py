@@ -127,11 +127,14 @@ def main():
 
     env = dict(os.environ)
     admin_url = env.get("DATABASE_URL", "postgres://postgres@127.0.0.1:5432/postgres")
-    psql(admin_url, f'DROP DATABASE IF EXISTS "{args.pg_database}" WITH (FORCE)', f'CREATE DATABASE "{args.pg_database}"')
+    if psql(admin_url, f"SELECT count(*) FROM pg_database WHERE datname = '{args.pg_database}'") == "0":
+        psql(admin_url, f'CREATE DATABASE "{args.pg_database}"')
     run = f"live{int(time.time())}"
     collection = "users"
     env.update(DATABASE_URL=with_database(admin_url, args.pg_database), MONGODB_DATABASE=args.mongodb_database,
                NATS_STREAM=args.stream, MIGRATION_RUN=run, RUST_LOG="warn")
+    psql(env["DATABASE_URL"], f'DROP TABLE IF EXISTS "{collection}", _migrate_ledger, _migrate_rejects, '
+                              "_migrate_dead_letters, _migrate_versions")
     env.pop("OTEL_EXPORTER_OTLP_ENDPOINT", None)
     fleet = Fleet(args.bin_dir, env)
 
@@ -143,6 +146,11 @@ def main():
 
     producer, producer_out = fleet.spawn("producer", "run", "--follow", "--collection", collection)
     fleet.start_consumers(args.consumers)
+    deadline = time.monotonic() + 60
+    while subprocess.run([f"{args.bin_dir}/producer", "status"], env=env, capture_output=True).returncode == 1:
+        if time.monotonic() > deadline:
+            die("the producer did not start the run within a minute")
+        time.sleep(0.2)
     snapshot_seconds = fleet.cutover()
     print(f"bench: snapshot of {args.docs} landed ({snapshot_seconds:.1f} s); measuring the change path",
           file=sys.stderr)

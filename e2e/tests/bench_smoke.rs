@@ -109,3 +109,76 @@ async fn the_benchmark_runs_and_reports_every_figure() {
     );
     assert!(tracing["overhead_percent"].as_f64().is_some());
 }
+
+/// The change path's benchmark (`scripts/bench.sh --live`) at a small size, so that it
+/// keeps working: every figure reported, none judged.
+#[tokio::test(flavor = "multi_thread")]
+async fn the_live_benchmark_runs_and_reports_every_figure() {
+    let env = TestEnv::new("bench_live").await.expect("env");
+    let repo = Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
+    let bin_dir = e2e::binary("producer")
+        .parent()
+        .expect("bin dir")
+        .to_path_buf();
+    let out = std::env::temp_dir().join(format!("{}-live.json", env.name));
+    let run = tokio::process::Command::new("python3")
+        .arg(repo.join("scripts/bench_live.py"))
+        .args([
+            "--docs",
+            "2000",
+            "--changes",
+            "5000",
+            "--consumers",
+            "2",
+            "--rate",
+            "200",
+            "--seconds",
+            "4",
+        ])
+        .arg("--bin-dir")
+        .arg(&bin_dir)
+        .arg("--out")
+        .arg(&out)
+        .args([
+            "--mongodb-database",
+            &env.mongo_database,
+            "--pg-database",
+            &env.name,
+            "--stream",
+            &env.stream,
+        ])
+        .env("MONGODB_URI", &env.mongodb_uri)
+        .env("NATS_URL", &env.nats_url)
+        .env("DATABASE_URL", &env.database_url)
+        .env("BENCH_PYTHONPATH", bench_pythonpath())
+        .output()
+        .await
+        .expect("bench");
+    let stdout = String::from_utf8_lossy(&run.stdout);
+    assert!(
+        run.status.success(),
+        "live bench failed:\n{stdout}\n{}",
+        String::from_utf8_lossy(&run.stderr)
+    );
+    assert!(
+        stdout.contains("changes/s") && stdout.contains("lag at "),
+        "{stdout}"
+    );
+    let results: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&out).expect("results file")).expect("json");
+    let _ = std::fs::remove_file(&out);
+    for key in [
+        "applied_per_s",
+        "apply_seconds",
+        "psql_copy_seconds",
+        "ratio_to_psql_copy",
+        "lag_median_s",
+        "lag_max_s",
+        "lag_rate_achieved",
+    ] {
+        assert!(
+            results[key].as_f64().is_some_and(|v| v > 0.0),
+            "{key} in {results}"
+        );
+    }
+}

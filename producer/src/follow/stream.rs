@@ -30,6 +30,45 @@ const IDLE_CHECKPOINT_EVERY: Duration = Duration::from_secs(1);
 /// How long one read of the stream waits for new events on the server.
 const MAX_AWAIT: Duration = Duration::from_millis(250);
 
+/// How often following logs its rate, lag and oplog headroom (also span events of the
+/// `follow` span in traces).
+const REPORT_EVERY: Duration = Duration::from_secs(10);
+
+/// Logs the events published per second since the last report, how far behind MongoDB
+/// the stream is, and the oplog headroom before the checkpoint; warns when it is short.
+async fn report(
+    database: &Database,
+    checkpoint: &StreamCheckpoint,
+    reported_events: u64,
+    elapsed: Duration,
+) {
+    let rate = (checkpoint.events - reported_events) as f64 / elapsed.as_secs_f64().max(1e-9);
+    let Ok(now) = crate::cutover::cluster_time(database).await else {
+        return;
+    };
+    let lag = now.time.saturating_sub(checkpoint.read_until.time);
+    match crate::status::live::oplog(database, now, checkpoint.read_until).await {
+        Some((window, headroom))
+            if headroom < crate::status::live::SHORT_HEADROOM.as_secs() as i64 =>
+        {
+            tracing::warn!(
+                events_per_sec = rate as u64,
+                lag_seconds = lag,
+                oplog_headroom_seconds = headroom,
+                oplog_window_seconds = window,
+                "following: the checkpoint is close to falling out of the oplog; grow the oplog (replSetResizeOplog)"
+            )
+        }
+        headroom => tracing::info!(
+            events_per_sec = rate as u64,
+            lag_seconds = lag,
+            events = checkpoint.events,
+            oplog_headroom_seconds = headroom.map(|(_, h)| h),
+            "following"
+        ),
+    }
+}
+
 /// What following published, until it was stopped.
 #[derive(Debug, Clone, Copy, Default)]
 pub struct Followed {
@@ -104,6 +143,8 @@ pub async fn follow(
     let started_batches = checkpoint.batches;
     let mut last_flush = Instant::now();
     let mut last_checkpoint = Instant::now();
+    let mut last_report = Instant::now();
+    let mut reported_events = checkpoint.events;
     loop {
         let next = tokio::select! {
             biased;
@@ -142,6 +183,17 @@ pub async fn follow(
             state.save_stream_checkpoint(&checkpoint).await?;
             last_flush = Instant::now();
             last_checkpoint = Instant::now();
+            if last_report.elapsed() >= REPORT_EVERY {
+                report(
+                    database,
+                    &checkpoint,
+                    reported_events,
+                    last_report.elapsed(),
+                )
+                .await;
+                reported_events = checkpoint.events;
+                last_report = Instant::now();
+            }
         }
     }
     // Stopped: what was read is published and checkpointed before returning.

@@ -158,8 +158,9 @@ pub async fn live(
     })
 }
 
-/// The oplog's window and the headroom before `position`, in seconds.
-async fn oplog(
+/// The oplog's window and the headroom before `position`, in seconds; `None` when the
+/// oplog cannot be read.
+pub async fn oplog(
     database: &mongodb::Database,
     now: ClusterTime,
     position: ClusterTime,
