@@ -629,3 +629,128 @@ async fn large_documents_follow_and_a_dropped_collection_stops_the_producer() ->
     consumer.stop().await?;
     Ok(())
 }
+
+/// Changes land through the mapping like the snapshot: typed columns, child tables, and
+/// an update the mapping refuses goes to the rejects with its operation, leaving no
+/// stale row; a later valid update lands it and removes the reject. `cutover` with no
+/// consumer running says so and exits 4.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn changes_land_through_the_mapping_and_refused_updates_are_rejects() -> Result<()> {
+    let env = TestEnv::new("live_mapping").await?;
+    let items = env.db().collection::<Document>(COLLECTION);
+    items
+        .insert_many([
+            doc! { "_id": "a", "score": 1, "tags": ["x"] },
+            doc! { "_id": "b", "score": 2, "tags": ["p", "q"] },
+            doc! { "_id": "c", "score": 3, "tags": ["r"] },
+        ])
+        .await?;
+    let mapping = env.write_file(
+        "mapping.toml",
+        "[collections.items]\ncolumns = [\n  { name = \"id\", path = \"_id\", type = \"text\" },\n  { path = \"score\", type = \"int4\" },\n]\nchildren = [ { path = \"tags\", type = \"text\" } ]\n",
+    );
+    let mut producer = Proc::spawn(&env, "producer", PRODUCER_ARGS, None)?;
+    let mut consumer_args = CONSUMER_ARGS.to_vec();
+    consumer_args.extend(["--mapping", &mapping]);
+    let mut consumer = Proc::spawn(&env, "consumer", &consumer_args, None)?;
+    let pg = env.pg().await?;
+    wait_for(
+        || async { snapshot_batches(&pg).await >= 1 },
+        "the snapshot to land",
+    )
+    .await?;
+    let cutover = |timeout: &'static str| {
+        let mut command = env.command("producer", RUN);
+        command.args(["cutover", "--timeout", timeout]);
+        command
+    };
+    ensure!(cutover("120s").output().await?.status.success());
+
+    items
+        .update_one(doc! { "_id": "a" }, doc! { "$push": { "tags": "y" } })
+        .await?;
+    items
+        .update_one(doc! { "_id": "b" }, doc! { "$set": { "score": "high" } })
+        .await?;
+    items.delete_one(doc! { "_id": "c" }).await?;
+    items
+        .insert_one(doc! { "_id": "d", "score": 4, "tags": [] })
+        .await?;
+    let caught_up = cutover("120s").output().await?;
+    ensure!(caught_up.status.success(), "{caught_up:?}");
+
+    let rows = |sql: &'static str| {
+        let pg = &pg;
+        async move {
+            let rows = pg.query(sql, &[]).await?;
+            let mut out = Vec::new();
+            for row in rows {
+                out.push(row.try_get::<_, String>(0)?);
+            }
+            anyhow::Ok(out)
+        }
+    };
+    let table = "SELECT id || ':' || coalesce(score::text, 'null') FROM items ORDER BY id";
+    let children = "SELECT _parent || ':' || _position || ':' || value FROM items_tags ORDER BY 1";
+    let rejects =
+        "SELECT doc_id || ':' || operation || ':' || field FROM _migrate_rejects ORDER BY 1";
+    ensure!(
+        rows(table).await? == ["a:1", "d:4"],
+        "{:?}",
+        rows(table).await?
+    );
+    ensure!(
+        rows(children).await? == ["a:0:x", "a:1:y"],
+        "{:?}",
+        rows(children).await?
+    );
+    ensure!(
+        rows(rejects).await? == ["b:update:score"],
+        "{:?}",
+        rows(rejects).await?
+    );
+
+    items
+        .update_one(doc! { "_id": "b" }, doc! { "$set": { "score": 5 } })
+        .await?;
+    ensure!(cutover("120s").output().await?.status.success());
+    ensure!(
+        rows(table).await? == ["a:1", "b:5", "d:4"],
+        "{:?}",
+        rows(table).await?
+    );
+    ensure!(
+        rows(rejects).await?.is_empty(),
+        "{:?}",
+        rows(rejects).await?
+    );
+    ensure!(
+        rows(children).await? == ["a:0:x", "a:1:y", "b:0:p", "b:1:q"],
+        "{:?}",
+        rows(children).await?
+    );
+
+    // Nobody applies changes: cutover waits, then says so in one line, exit 4.
+    consumer.stop().await?;
+    items
+        .update_one(doc! { "_id": "a" }, doc! { "$set": { "score": 9 } })
+        .await?;
+    let waited = cutover("3s").output().await?;
+    let said = String::from_utf8_lossy(&waited.stderr);
+    ensure!(waited.status.code() == Some(4), "{waited:?}");
+    ensure!(
+        said.lines().count() == 1 && said.contains("not caught up within"),
+        "{said}"
+    );
+    producer.stop().await?;
+
+    // Publishing a followed run's snapshot again could undo its changes: refused.
+    let again = env
+        .producer(
+            RUN,
+            &["run", "--follow", "--collection", COLLECTION, "--restart"],
+        )
+        .await?;
+    e2e::assert_one_line_error(&again, "start a new --run");
+    Ok(())
+}

@@ -60,6 +60,8 @@ pub enum ProducerError {
         timeout: std::time::Duration,
         waiting_for: &'static str,
     },
+    #[error("run {run:?} follows the change stream: its snapshot cannot be published again under the same run (rows landed again after its changes could bring back deleted documents); start a new --run instead")]
+    RestartFollowed { run: String },
     #[error("stopped by a signal; run the same command again to resume")]
     Interrupted,
     #[error(transparent)]

@@ -167,6 +167,13 @@ async fn run_collections(
     };
     check_source(&state, &run, &source, config.restart).await?;
     if config.restart {
+        // Changes may be landing already: snapshot rows landed again after them could
+        // bring back documents the stream deleted.
+        if state.start().await?.is_some() {
+            return Err(ProducerError::RestartFollowed {
+                run: run.to_string(),
+            });
+        }
         forget(&state, &collections).await?;
     }
 
