@@ -434,6 +434,22 @@ async fn live_migration(test: &str, seeded: u64, kill: Kill) -> Result<()> {
         let status = consumer.stop().await?;
         ensure!(status.success(), "{} stopped with {status}", consumer.name);
     }
+
+    // After cutover: cleanup removes the run, change batches and consumer included
+    // (once the server has dropped the stopped consumers' pull requests).
+    let mut cleaned = env.producer(RUN, &["cleanup"]).await?;
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while !cleaned.status.success() && Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(500)).await;
+        cleaned = env.producer(RUN, &["cleanup"]).await?;
+    }
+    e2e::assert_success(&cleaned, "cleanup");
+    let nats = async_nats::connect(&env.nats_url).await?;
+    let jetstream = async_nats::jetstream::new(nats);
+    ensure!(
+        jetstream.get_stream(&env.stream).await.is_err(),
+        "the stream outlived the cleanup of its only run"
+    );
     Ok(())
 }
 

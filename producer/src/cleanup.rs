@@ -120,11 +120,19 @@ pub async fn cleanup(config: &CleanupConfig) -> Result<Cleaned, ProducerError> {
     let consumer = names.durable_consumer(run);
     let bound = stream.consumer_info(&consumer).await.ok();
     if !config.force {
-        if let Some(info) = &bound {
+        // The change consumer of a followed run counts as much as the snapshot's.
+        let changes = names.change_consumer(run);
+        let change_info = stream.consumer_info(&changes).await.ok();
+        let durables = [
+            (&consumer, bound.as_ref()),
+            (&changes, change_info.as_ref()),
+        ];
+        for (name, info) in durables {
+            let Some(info) = info else { continue };
             if info.num_waiting > 0 || info.num_ack_pending > 0 {
                 return Err(CleanupError::ConsumersBound {
                     run: run.clone(),
-                    consumer,
+                    consumer: name.clone(),
                     waiting: info.num_waiting,
                     unacked: info.num_ack_pending,
                 }
