@@ -203,6 +203,16 @@ struct Proc {
 
 impl Proc {
     fn spawn(env: &TestEnv, name: &str, args: &[&str], crash: Option<&str>) -> Result<Proc> {
+        Self::spawn_with(env, name, args, crash, &[])
+    }
+
+    fn spawn_with(
+        env: &TestEnv,
+        name: &str,
+        args: &[&str],
+        crash: Option<&str>,
+        vars: &[(&str, &str)],
+    ) -> Result<Proc> {
         let binary = if name.starts_with("producer") {
             "producer"
         } else {
@@ -219,6 +229,7 @@ impl Proc {
         if let Some(point) = crash {
             command.env("MIGRATE_CRASH_AT", point);
         }
+        command.envs(vars.iter().copied());
         Ok(Proc {
             name: name.to_string(),
             child: command.spawn().context("spawning")?,
@@ -665,10 +676,12 @@ async fn changes_land_through_the_mapping_and_refused_updates_are_rejects() -> R
         "mapping.toml",
         "[collections.items]\ncolumns = [\n  { name = \"id\", path = \"_id\", type = \"text\" },\n  { path = \"score\", type = \"int4\" },\n]\nchildren = [ { path = \"tags\", type = \"text\" } ]\n",
     );
-    let mut producer = Proc::spawn(&env, "producer", PRODUCER_ARGS, None)?;
+    let (collector, endpoint, server) = e2e::otlp::Collector::serve()?;
+    let traced = [("OTEL_EXPORTER_OTLP_ENDPOINT", endpoint.as_str())];
+    let mut producer = Proc::spawn_with(&env, "producer", PRODUCER_ARGS, None, &traced)?;
     let mut consumer_args = CONSUMER_ARGS.to_vec();
     consumer_args.extend(["--mapping", &mapping]);
-    let mut consumer = Proc::spawn(&env, "consumer", &consumer_args, None)?;
+    let mut consumer = Proc::spawn_with(&env, "consumer", &consumer_args, None, &traced)?;
     let pg = env.pg().await?;
     wait_for(
         || async { snapshot_batches(&pg).await >= 1 },
@@ -759,6 +772,43 @@ async fn changes_land_through_the_mapping_and_refused_updates_are_rejects() -> R
         "{said}"
     );
     producer.stop().await?;
+
+    // Each change batch's trace starts in the producer and continues in the consumer
+    // that applied it (both flushed their spans when stopped).
+    let spans = collector
+        .spans
+        .lock()
+        .map(|s| s.clone())
+        .unwrap_or_default();
+    server.abort();
+    let published: Vec<_> = spans
+        .iter()
+        .filter(|s| s.service == "producer" && s.name == "change_batch")
+        .collect();
+    ensure!(!published.is_empty(), "no change_batch span");
+    let joined = published.iter().any(|batch| {
+        spans.iter().any(|s| {
+            s.service == "consumer"
+                && s.name == "consume"
+                && s.trace_id == batch.trace_id
+                && s.attributes.get("batch_id") == batch.attributes.get("batch_id")
+        })
+    });
+    ensure!(joined, "no consumer joined a change batch's trace");
+    for name in ["arbitrate", "commit"] {
+        ensure!(
+            spans
+                .iter()
+                .any(|s| s.service == "consumer" && s.name == name),
+            "no consumer {name} span"
+        );
+    }
+    ensure!(
+        spans
+            .iter()
+            .any(|s| s.service == "producer" && s.name == "follow"),
+        "no follow span"
+    );
 
     // Publishing a followed run's snapshot again could undo its changes: refused.
     let again = env
