@@ -820,3 +820,58 @@ async fn changes_land_through_the_mapping_and_refused_updates_are_rejects() -> R
     e2e::assert_one_line_error(&again, "start a new --run");
     Ok(())
 }
+
+/// A run whose position has fallen out of the oplog: `status` says the history is lost
+/// (exit 4), naming the collection and how to re-snapshot, and the producer stops at
+/// once saying why instead of following from a gap. The checkpoint is moved back to a
+/// cluster time older than any oplog entry, which is what a position overtaken by the
+/// oplog looks like.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_position_lost_from_the_oplog_is_said_by_status_and_the_producer() -> Result<()> {
+    let env = TestEnv::new("live_lost").await?;
+    seed(&env, 100).await?;
+    let mut producer = Proc::spawn(&env, "producer", PRODUCER_ARGS, None)?;
+    let mut consumer = Proc::spawn(&env, "consumer", CONSUMER_ARGS, None)?;
+    let pg = env.pg().await?;
+    wait_for(
+        || async { snapshot_batches(&pg).await >= 1 },
+        "the snapshot to land",
+    )
+    .await?;
+    let caught_up = env.producer(RUN, &["cutover", "--timeout", "120s"]).await?;
+    e2e::assert_success(&caught_up, "cutover");
+    ensure!(producer.stop().await?.success(), "{}", producer.output());
+    consumer.stop().await?;
+
+    let nats = async_nats::connect(&env.nats_url).await?;
+    let kv = async_nats::jetstream::new(nats)
+        .get_key_value(format!("{}_state", env.stream))
+        .await?;
+    let key = format!("{RUN}.stream");
+    let stored = kv.get(&key).await?.context("no stream checkpoint")?;
+    let mut checkpoint: serde_json::Value = serde_json::from_slice(&stored)?;
+    let data = checkpoint["resume_token"]["_data"]
+        .as_str()
+        .context("no token")?
+        .to_string();
+    // The token's cluster time is the 8 bytes after its type byte.
+    let old = format!("{}{}{}", &data[..2], "0000000100000001", &data[18..]);
+    checkpoint["resume_token"]["_data"] = serde_json::Value::String(old);
+    checkpoint["read_until"] = serde_json::json!({ "time": 1, "increment": 1 });
+    kv.put(&key, serde_json::to_vec(&checkpoint)?.into())
+        .await?;
+
+    let (code, status) = env.producer_report(RUN, &["status"]).await?;
+    ensure!(code == Some(4), "status exit {code:?}: {status}");
+    ensure!(
+        status.contains("history lost")
+            && status.contains(COLLECTION)
+            && status.contains("new run"),
+        "{status}"
+    );
+    let resumed = tokio::time::timeout(Duration::from_secs(60), env.producer(RUN, PRODUCER_ARGS))
+        .await
+        .context("the producer followed from a position the oplog no longer holds")??;
+    e2e::assert_one_line_error(&resumed, "history lost");
+    Ok(())
+}

@@ -62,6 +62,12 @@ pub enum ProducerError {
     },
     #[error("run {run:?} follows the change stream: its snapshot cannot be published again under the same run (rows landed again after its changes could bring back deleted documents); start a new --run instead")]
     RestartFollowed { run: String },
+    #[error("history lost: the run's position in the change stream is {behind} s older than the oldest entry of MongoDB's oplog (it holds {window} s), so the changes of {collections} since cannot be followed; re-snapshot them under a new --run with --follow (see the README, \"Live migration\"), and grow the oplog (replSetResizeOplog)")]
+    HistoryLost {
+        behind: u64,
+        window: u32,
+        collections: String,
+    },
     #[error("stopped by a signal; run the same command again to resume")]
     Interrupted,
     #[error(transparent)]

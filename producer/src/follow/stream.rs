@@ -112,6 +112,20 @@ pub async fn follow(
     };
     let resume = resume_token(&token).map_err(|detail| ProducerError::Follow { detail })?;
     common::crash::point("snapshot-done");
+    // MongoDB resumes silently from its oldest entry when a position without an event
+    // (an idle stream's token) has fallen out of the oplog: look first.
+    let now = crate::cutover::cluster_time(database).await?;
+    if let Some((window, headroom)) =
+        crate::status::live::oplog(database, now, checkpoint.read_until).await
+    {
+        if headroom < 0 {
+            return Err(ProducerError::HistoryLost {
+                behind: headroom.unsigned_abs(),
+                window,
+                collections: collections.join(", "),
+            });
+        }
+    }
     let opened = database
         .watch()
         .pipeline(event::pipeline(database.name(), collections))
