@@ -178,10 +178,21 @@ impl Names {
         format!("{run}.manifest")
     }
 
+    /// Key of a collection's range plan (`--readers`), written once per run.
+    pub fn plan_key(&self, run: &RunName, collection: &str) -> String {
+        format!("{run}.plan.{}", token(collection))
+    }
+
     /// Key of the producer's checkpoint for one collection of a run.
     pub fn checkpoint_key(&self, run: &RunName, collection: &str) -> String {
         format!("{run}.checkpoint.{}", token(collection))
     }
+}
+
+/// The name one `_id` range of a collection is checkpointed under: the collection and
+/// the range's index, joined by `$`, which no collection name holds.
+pub fn range_part(collection: &str, index: usize) -> String {
+    format!("{collection}${index}")
 }
 
 /// What every object-store name of a run starts with. Run names hold no '/', so one

@@ -117,6 +117,23 @@ impl Checkpoint {
     }
 }
 
+/// How a collection is split into `_id` ranges read at once (`--readers`): the
+/// boundaries between consecutive ranges, in `_id` order, as Extended JSON. Range `i`
+/// holds the `_id`s from boundary `i - 1` (included) to boundary `i` (excluded); the
+/// first starts at the collection's start, the last runs to its end. Written once per
+/// run, so every producer and every rerun reads the same ranges.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct RangePlan {
+    pub boundaries: Vec<serde_json::Value>,
+}
+
+impl RangePlan {
+    /// How many ranges the plan has.
+    pub fn ranges(&self) -> usize {
+        self.boundaries.len() + 1
+    }
+}
+
 impl StartPosition {
     pub fn to_bytes(&self) -> bytes::Bytes {
         serde_json::to_vec(self).unwrap_or_default().into()
@@ -290,6 +307,32 @@ impl RunState {
         }
     }
 
+    /// A collection's range plan, if one was recorded.
+    pub async fn plan(&self, collection: &str) -> Result<Option<RangePlan>, StateError> {
+        self.read_json(self.names.plan_key(&self.run, collection))
+            .await
+    }
+
+    /// Records `plan` unless the collection has one; returns the one that holds.
+    pub async fn record_plan(
+        &self,
+        collection: &str,
+        plan: &RangePlan,
+    ) -> Result<RangePlan, StateError> {
+        let key = self.names.plan_key(&self.run, collection);
+        let bytes: bytes::Bytes = serde_json::to_vec(plan).unwrap_or_default().into();
+        match self.kv.create(key.as_str(), bytes).await {
+            Ok(_) => Ok(plan.clone()),
+            Err(e) if e.kind() == async_nats::jetstream::kv::CreateErrorKind::AlreadyExists => {
+                match self.plan(collection).await? {
+                    Some(existing) => Ok(existing),
+                    None => Err(StateError::nats("reading", &key, e)),
+                }
+            }
+            Err(e) => Err(StateError::nats("creating", &key, e)),
+        }
+    }
+
     /// The producer's checkpoint in the change stream.
     pub async fn stream_checkpoint(&self) -> Result<Option<StreamCheckpoint>, StateError> {
         self.read_json(self.names.stream_checkpoint_key(&self.run))
@@ -326,11 +369,21 @@ impl RunState {
     /// collections keep their totals.
     pub async fn forget(&self, collections: &[String]) -> Result<(), StateError> {
         for collection in collections {
-            let key = self.names.checkpoint_key(&self.run, collection);
-            self.kv
-                .purge(key.as_str())
-                .await
-                .map_err(|e| StateError::nats("purging", &key, e))?;
+            let mut keys = vec![self.names.checkpoint_key(&self.run, collection)];
+            // A collection read in ranges: each range's checkpoint, and the plan.
+            if let Some(plan) = self.plan(collection).await? {
+                keys.extend((0..plan.ranges()).map(|i| {
+                    self.names
+                        .checkpoint_key(&self.run, &crate::naming::range_part(collection, i))
+                }));
+                keys.push(self.names.plan_key(&self.run, collection));
+            }
+            for key in keys {
+                self.kv
+                    .purge(key.as_str())
+                    .await
+                    .map_err(|e| StateError::nats("purging", &key, e))?;
+            }
         }
         self.update_manifest(|manifest| {
             for collection in collections {

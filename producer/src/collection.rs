@@ -2,6 +2,8 @@
 //! messages, and each acknowledged message moves the collection's checkpoint.
 
 use std::borrow::Cow;
+use std::collections::VecDeque;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use bson::{Bson, RawDocumentBuf};
@@ -9,12 +11,15 @@ use common::batch::{blob_name, BatchBuilder, BatchLimits, Doc, Envelope};
 use common::broker::Broker;
 use common::run_state::{Checkpoint, RunState};
 use mongodb::Database;
+use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
+use tracing::Instrument;
 
 use crate::config::RunConfig;
 use crate::error::ProducerError;
 use crate::pager::Pager;
 use crate::publisher::Publisher;
+use crate::ranges::{self, Range, RangePager};
 use crate::source::{mongo_detail, SourceError};
 
 /// How often a progress line is logged while a collection is published.
@@ -33,7 +38,8 @@ pub struct CollectionSummary {
     pub resumed: bool,
 }
 
-/// Publishes the documents of `name` after its checkpoint.
+/// Publishes the documents of `name` after its checkpoint: with one reader, in one
+/// pass over the collection; with `--readers N`, in `_id` ranges read at once.
 pub async fn publish_collection(
     database: &Database,
     broker: &Broker,
@@ -43,12 +49,141 @@ pub async fn publish_collection(
     estimated: u64,
     shutdown: &CancellationToken,
 ) -> Result<CollectionSummary, ProducerError> {
+    if let Some(done) = state.checkpoint(name).await?.filter(|c| c.complete) {
+        tracing::info!(collection = %name, documents = done.documents, batches = done.batches,
+            "already published by an earlier producer of this run; skipping (use --restart to publish again)");
+        return Ok(summary(name, &done, 0, true));
+    }
+    if config.readers.get() > 1 {
+        return publish_ranges(database, broker, state, config, name, estimated, shutdown).await;
+    }
+    publish_part(
+        database,
+        broker,
+        state,
+        config,
+        name,
+        Part::Whole,
+        estimated,
+        shutdown,
+    )
+    .await
+}
+
+/// What one publishing pass reads: the whole collection, or one of its ranges.
+enum Part {
+    Whole,
+    Range(Box<Range>),
+}
+
+/// Publishes the collection's ranges with `--readers` tasks, each taking the next range
+/// not yet taken until none is left. Each range has its own checkpoint; once all are
+/// published, the collection's checkpoint holds their totals, complete.
+async fn publish_ranges(
+    database: &Database,
+    broker: &Broker,
+    state: &RunState,
+    config: &RunConfig,
+    name: &str,
+    estimated: u64,
+    shutdown: &CancellationToken,
+) -> Result<CollectionSummary, ProducerError> {
+    let readers = config.readers.get();
+    let ranges = ranges::ranges(&database.collection(name), state, readers, estimated).await?;
+    tracing::info!(collection = %name, ranges = ranges.len(), readers, "reading the collection in _id ranges");
+    let queue = Arc::new(Mutex::new(VecDeque::from(ranges)));
+    // A reader that fails stops the others: the run ends with its error.
+    let stop = shutdown.child_token();
+    let mut tasks = JoinSet::new();
+    for _ in 0..readers {
+        let (database, broker, state, config) = (
+            database.clone(),
+            broker.clone(),
+            state.clone(),
+            config.clone(),
+        );
+        let (queue, stop, name) = (queue.clone(), stop.clone(), name.to_string());
+        let per_range = estimated / (readers * ranges::RANGES_PER_READER) as u64;
+        tasks.spawn(
+            async move {
+                let mut published = Vec::new();
+                loop {
+                    let next = queue.lock().map(|mut q| q.pop_front()).unwrap_or(None);
+                    let Some(range) = next else { break };
+                    let part = Part::Range(Box::new(range));
+                    let summary = publish_part(
+                        &database, &broker, &state, &config, &name, part, per_range, &stop,
+                    )
+                    .await;
+                    match summary {
+                        Ok(summary) => published.push(summary),
+                        Err(err) => {
+                            stop.cancel();
+                            return Err(err);
+                        }
+                    }
+                }
+                Ok(published)
+            }
+            .instrument(tracing::Span::current()),
+        );
+    }
+    let mut parts = Vec::new();
+    let mut failure = None;
+    while let Some(joined) = tasks.join_next().await {
+        match joined {
+            Ok(Ok(published)) => parts.extend(published),
+            Ok(Err(err)) => {
+                // The first real cause, not the interruptions it caused in the others.
+                if failure.is_none() || matches!(failure, Some(ProducerError::Interrupted)) {
+                    failure = Some(err);
+                }
+            }
+            Err(err) => failure = Some(ProducerError::Checkpointer(err)),
+        }
+    }
+    if let Some(err) = failure {
+        return Err(err);
+    }
+    let total = Checkpoint {
+        last_id: None,
+        batches: parts.iter().map(|p| p.batches).sum(),
+        documents: parts.iter().map(|p| p.documents).sum(),
+        bytes: parts.iter().map(|p| p.bytes).sum(),
+        complete: true,
+    };
+    state.save_checkpoint(name, &total).await?;
+    let duplicates = parts.iter().map(|p| p.duplicates).sum();
+    Ok(summary(
+        name,
+        &total,
+        duplicates,
+        parts.iter().any(|p| p.resumed),
+    ))
+}
+
+/// Publishes one part of `name` (the whole collection, or one range) after its
+/// checkpoint.
+#[allow(clippy::too_many_arguments)]
+async fn publish_part(
+    database: &Database,
+    broker: &Broker,
+    state: &RunState,
+    config: &RunConfig,
+    name: &str,
+    part: Part,
+    estimated: u64,
+    shutdown: &CancellationToken,
+) -> Result<CollectionSummary, ProducerError> {
     let run = config.run.run.as_str();
-    let checkpoint = state.checkpoint(name).await?.unwrap_or_default();
+    // A range is checkpointed under its own name; the collection under its own.
+    let key = match &part {
+        Part::Whole => name.to_string(),
+        Part::Range(range) => common::naming::range_part(name, range.index),
+    };
+    let checkpoint = state.checkpoint(&key).await?.unwrap_or_default();
     let resumed = checkpoint.batches > 0;
     if checkpoint.complete {
-        tracing::info!(collection = %name, documents = checkpoint.documents, batches = checkpoint.batches,
-            "already published by an earlier producer of this run; skipping (use --restart to publish again)");
         return Ok(summary(name, &checkpoint, 0, true));
     }
     let last_id = match &checkpoint.last_id {
@@ -63,9 +198,10 @@ pub async fn publish_collection(
         None => None,
     };
     if resumed {
-        tracing::info!(collection = %name, batches = checkpoint.batches, documents = checkpoint.documents,
+        tracing::info!(collection = %name, part = %key, batches = checkpoint.batches, documents = checkpoint.documents,
             "resuming from the checkpoint of an earlier producer of this run");
     }
+    let ranged = matches!(part, Part::Range(_));
 
     let limits = BatchLimits::new(config.batch_size.get(), broker.max_payload(), run, name);
     let mut batches = Batches {
@@ -78,7 +214,7 @@ pub async fn publish_collection(
             broker.jetstream.clone(),
             state.clone(),
             broker.names.batch_subject(&config.run.run, name),
-            name.to_string(),
+            key.clone(),
             config.max_in_flight.get(),
         ),
         progress: Checkpoint {
@@ -87,16 +223,26 @@ pub async fn publish_collection(
         },
         last_pushed: None,
         batch_span: None,
-        progress_bar: crate::progress::bar(name, estimated),
+        // Ranges read at once would draw over each other: they log instead.
+        progress_bar: if ranged {
+            None
+        } else {
+            crate::progress::bar(name, estimated)
+        },
     };
     // Four batches per round trip to MongoDB: few round trips, and memory that does not
     // depend on the collection.
     let cursor_batch = u32::try_from(config.batch_size.get().saturating_mul(4)).unwrap_or(u32::MAX);
-    let mut pager = Pager::new(
-        database.collection::<RawDocumentBuf>(name),
-        last_id.as_ref(),
-        cursor_batch,
-    );
+    let source = database.collection::<RawDocumentBuf>(name);
+    let mut pager = match part {
+        Part::Whole => Reader::Whole(Box::new(Pager::new(source, last_id.as_ref(), cursor_batch))),
+        Part::Range(range) => Reader::Range(Box::new(RangePager::new(
+            source,
+            *range,
+            last_id,
+            cursor_batch,
+        ))),
+    };
     let started = Instant::now();
     let mut last_report = Instant::now();
     let start_documents = batches.progress.documents;
@@ -134,8 +280,23 @@ pub async fn publish_collection(
         ((progress.documents - start_documents) as f64 / seconds) as u64,
     );
     progress.complete = true;
-    state.save_checkpoint(name, &progress).await?;
+    state.save_checkpoint(&key, &progress).await?;
     Ok(summary(name, &progress, published.duplicates, resumed))
+}
+
+/// The documents of one part, in `_id` order.
+enum Reader {
+    Whole(Box<Pager>),
+    Range(Box<RangePager>),
+}
+
+impl Reader {
+    async fn next(&mut self) -> mongodb::error::Result<Option<RawDocumentBuf>> {
+        match self {
+            Reader::Whole(pager) => pager.next().await,
+            Reader::Range(pager) => pager.next().await,
+        }
+    }
 }
 
 fn summary(name: &str, progress: &Checkpoint, duplicates: u64, resumed: bool) -> CollectionSummary {

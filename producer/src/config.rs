@@ -144,6 +144,13 @@ pub struct RunConfig {
     #[arg(long, env = "MAX_IN_FLIGHT", default_value = "16")]
     pub max_in_flight: NonZeroUsize,
 
+    /// Readers per collection: above 1, the collection is split into `_id` ranges (a
+    /// few per reader, planned from a `$sample` of `_id`s and recorded once per run)
+    /// that this many tasks read and publish at once, each range with its own
+    /// checkpoint.
+    #[arg(long, env = "READERS", default_value = "1")]
+    pub readers: NonZeroUsize,
+
     /// Start the run over: forget its checkpoints and totals and publish everything
     /// again. Batches the consumers already committed are still skipped by their ledger.
     #[arg(long)]

@@ -6,6 +6,7 @@
 //! - [`follow`]: the change stream after the snapshot (`run --follow`).
 //! - [`pager`]: reading a collection in `_id` order across BSON type brackets.
 //! - [`collection`]: one collection, page to batch to publish, with its checkpoint.
+//! - [`ranges`]: splitting a collection into `_id` ranges read at once (`--readers`).
 //! - [`progress`]: the progress bar on a terminal.
 //! - [`publisher`]: the bounded window of publish acknowledgements.
 //! - [`checkpointer`]: saving the newest acknowledged position, off the publish path.
@@ -33,6 +34,7 @@ pub mod infer;
 mod pager;
 mod progress;
 mod publisher;
+mod ranges;
 mod retry;
 pub mod seed;
 pub mod source;

@@ -1,0 +1,151 @@
+//! Parallel snapshot inside one producer (`--readers N`): a collection whose `_id`s mix
+//! seven BSON types is split into `_id` ranges read at once, and every document lands
+//! exactly once, also when the producer is killed -9 in the middle of its ranges and
+//! run again.
+
+use std::os::unix::process::ExitStatusExt;
+use std::time::Duration;
+
+use anyhow::{ensure, Context, Result};
+use bson::{doc, Binary, Bson, Document};
+use e2e::compare::assert_exact_copy;
+use e2e::{assert_success, TestEnv};
+
+const COLLECTION: &str = "mixed";
+const DOCS: u64 = 24_000;
+const LIMIT: Duration = Duration::from_secs(300);
+
+/// `_id` number `n`, as one of seven BSON types in turn.
+fn mixed_id(n: u64) -> Bson {
+    match n % 7 {
+        0 => Bson::ObjectId(bson::oid::ObjectId::from_bytes({
+            let mut bytes = [0u8; 12];
+            bytes[4..].copy_from_slice(&n.to_be_bytes());
+            bytes
+        })),
+        1 => Bson::Int32(n as i32),
+        2 => Bson::Int64(n as i64 * 1_000_003),
+        3 => Bson::Double(n as f64 + 0.5),
+        4 => Bson::String(format!("id-{n:08}")),
+        5 => Bson::Binary(Binary {
+            subtype: bson::spec::BinarySubtype::Uuid,
+            bytes: {
+                let mut bytes = [0u8; 16];
+                bytes[8..].copy_from_slice(&n.to_be_bytes());
+                bytes.to_vec()
+            },
+        }),
+        _ => Bson::Document(doc! { "tenant": (n % 13) as i32, "n": n as i64 }),
+    }
+}
+
+async fn seed(env: &TestEnv) -> Result<()> {
+    let collection = env.db().collection::<Document>(COLLECTION);
+    let docs: Vec<Document> = (0..DOCS)
+        .map(|n| doc! { "_id": mixed_id(n), "n": n as i64, "name": format!("doc {n}") })
+        .collect();
+    for chunk in docs.chunks(4000) {
+        collection.insert_many(chunk).await?;
+    }
+    Ok(())
+}
+
+/// The run's recorded range boundaries.
+async fn boundaries(env: &TestEnv) -> Result<Vec<Bson>> {
+    let nats = async_nats::connect(&env.nats_url).await?;
+    let kv = async_nats::jetstream::new(nats)
+        .get_key_value(format!("{}_state", env.stream))
+        .await?;
+    let plan = kv
+        .get(format!("r.plan.{COLLECTION}"))
+        .await?
+        .context("no range plan recorded")?;
+    let plan: serde_json::Value = serde_json::from_slice(&plan)?;
+    plan["boundaries"]
+        .as_array()
+        .context("no boundaries")?
+        .iter()
+        .map(|json| Ok(Bson::try_from(json.clone())?))
+        .collect()
+}
+
+fn producer_args() -> Vec<&'static str> {
+    vec![
+        "run",
+        "--collection",
+        COLLECTION,
+        "--readers",
+        "3",
+        "--batch-size",
+        "500",
+    ]
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn mixed_id_types_split_into_ranges_land_exactly_once() -> Result<()> {
+    let env = TestEnv::new("parallel").await?;
+    seed(&env).await?;
+    let out = env.producer("r", &producer_args()).await?;
+    assert_success(&out, "producer");
+    let bounds = boundaries(&env).await?;
+    ensure!(bounds.len() >= 7, "{} ranges: {bounds:?}", bounds.len() + 1);
+    let types: std::collections::BTreeSet<_> = bounds
+        .iter()
+        .map(|b| format!("{:?}", b.element_type()))
+        .collect();
+    ensure!(
+        types.len() >= 3,
+        "the ranges cross type brackets: {types:?}"
+    );
+    env.run_consumers("r", 2, &[], LIMIT).await?;
+    let digest = assert_exact_copy(&env, COLLECTION).await?;
+    ensure!(digest.count == DOCS);
+
+    // A rerun finds the collection published and publishes nothing again.
+    let again = env.producer("r", &producer_args()).await?;
+    assert_success(&again, "rerun");
+    ensure!(
+        String::from_utf8_lossy(&again.stdout).contains("(resumed)"),
+        "{}",
+        String::from_utf8_lossy(&again.stdout)
+    );
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_producer_killed_mid_range_resumes_each_range_from_its_checkpoint() -> Result<()> {
+    let env = TestEnv::new("parallel_kill").await?;
+    seed(&env).await?;
+    let killed = env
+        .command("producer", "r")
+        .args(producer_args())
+        .env("MIGRATE_CRASH_AT", "snapshot-batch:20")
+        .output()
+        .await?;
+    ensure!(
+        killed.status.signal() == Some(9),
+        "the producer was not killed at its crash point: {killed:?}"
+    );
+    // Some ranges were partly published: the consumers land what is there meanwhile.
+    let consumers: Vec<_> = (0..2)
+        .map(|_| env.spawn_consumer("r", &[]))
+        .collect::<Result<_>>()?;
+    let resumed = env.producer("r", &producer_args()).await?;
+    assert_success(&resumed, "resumed producer");
+    for consumer in consumers {
+        let output = tokio::time::timeout(LIMIT, consumer.wait_with_output()).await??;
+        assert_success(&output, "consumer");
+    }
+    let digest = assert_exact_copy(&env, COLLECTION).await?;
+    ensure!(digest.count == DOCS);
+    let pg = env.pg().await?;
+    let batches: i64 = pg
+        .query_one("SELECT count(*) FROM _migrate_ledger", &[])
+        .await?
+        .try_get(0)?;
+    ensure!(
+        batches >= 48,
+        "{batches} batches for {DOCS} documents of 500"
+    );
+    Ok(())
+}
