@@ -183,6 +183,11 @@ impl Names {
         format!("{run}.plan.{}", token(collection))
     }
 
+    /// Key of the lease on one range of a collection, held by the producer reading it.
+    pub fn lease_key(&self, run: &RunName, collection: &str, index: usize) -> String {
+        format!("{run}.lease.{}.{index}", token(collection))
+    }
+
     /// Key of the producer's checkpoint for one collection of a run.
     pub fn checkpoint_key(&self, run: &RunName, collection: &str) -> String {
         format!("{run}.checkpoint.{}", token(collection))

@@ -84,8 +84,13 @@ pub struct CollectionTotals {
 /// Where the producer stands in one collection, saved after each acknowledged batch.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct Checkpoint {
-    /// The last `_id` published, as canonical Extended JSON (keeps its BSON type).
+    /// The last `_id` published, as canonical Extended JSON (keeps its BSON type; for
+    /// people and older versions: JSON reorders a subdocument's keys).
     pub last_id: Option<serde_json::Value>,
+    /// The same `_id` exactly, as the hex of the BSON document `{_id: …}`; what a
+    /// resumed producer reads when present.
+    #[serde(default)]
+    pub last_id_bson: Option<String>,
     /// Batches published so far: the next batch's sequence number.
     pub batches: u64,
     pub documents: u64,
@@ -118,13 +123,15 @@ impl Checkpoint {
 }
 
 /// How a collection is split into `_id` ranges read at once (`--readers`): the
-/// boundaries between consecutive ranges, in `_id` order, as Extended JSON. Range `i`
+/// boundaries between consecutive ranges, in `_id` order, each as the hex of the BSON
+/// document `{_id: boundary}` (JSON would reorder the keys of a subdocument `_id`, and
+/// with them its place in the order). Range `i`
 /// holds the `_id`s from boundary `i - 1` (included) to boundary `i` (excluded); the
 /// first starts at the collection's start, the last runs to its end. Written once per
 /// run, so every producer and every rerun reads the same ranges.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct RangePlan {
-    pub boundaries: Vec<serde_json::Value>,
+    pub boundaries: Vec<String>,
 }
 
 impl RangePlan {
@@ -132,6 +139,15 @@ impl RangePlan {
     pub fn ranges(&self) -> usize {
         self.boundaries.len() + 1
     }
+}
+
+/// A producer's claim on one range: held until `expires_ms` (milliseconds since the
+/// Unix epoch) unless renewed. A producer killed stops renewing, and another takes the
+/// range over once the lease has expired, resuming from the range's checkpoint.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RangeLease {
+    pub holder: String,
+    pub expires_ms: u64,
 }
 
 impl StartPosition {
@@ -333,6 +349,75 @@ impl RunState {
         }
     }
 
+    /// Takes the lease on range `index` of `collection` for `holder` until
+    /// `expires_ms`, when nobody holds it, its holder let it expire, or `holder` holds
+    /// it already. Returns the lease's revision (to renew it with), or `None` when
+    /// another producer holds it.
+    pub async fn claim_range(
+        &self,
+        collection: &str,
+        index: usize,
+        lease: &RangeLease,
+        now_ms: u64,
+    ) -> Result<Option<u64>, StateError> {
+        use async_nats::jetstream::kv::{CreateErrorKind, Operation, UpdateErrorKind};
+        let key = self.names.lease_key(&self.run, collection, index);
+        let bytes: bytes::Bytes = serde_json::to_vec(lease).unwrap_or_default().into();
+        let entry = self
+            .kv
+            .entry(key.as_str())
+            .await
+            .map_err(|e| StateError::nats("reading", &key, e))?;
+        let Some(entry) = entry else {
+            return match self.kv.create(key.as_str(), bytes).await {
+                Ok(revision) => Ok(Some(revision)),
+                Err(e) if e.kind() == CreateErrorKind::AlreadyExists => Ok(None),
+                Err(e) => Err(StateError::nats("creating", &key, e)),
+            };
+        };
+        if entry.operation == Operation::Put {
+            let held: Option<RangeLease> = serde_json::from_slice(&entry.value).ok();
+            if let Some(held) = held {
+                if held.holder != lease.holder && held.expires_ms > now_ms {
+                    return Ok(None);
+                }
+            }
+        }
+        match self.kv.update(key.as_str(), bytes, entry.revision).await {
+            Ok(revision) => Ok(Some(revision)),
+            Err(e) if e.kind() == UpdateErrorKind::WrongLastRevision => Ok(None),
+            Err(e) => Err(StateError::nats("updating", &key, e)),
+        }
+    }
+
+    /// Renews a lease taken at `revision`; `None` when it was taken over meanwhile.
+    pub async fn renew_range(
+        &self,
+        collection: &str,
+        index: usize,
+        lease: &RangeLease,
+        revision: u64,
+    ) -> Result<Option<u64>, StateError> {
+        use async_nats::jetstream::kv::UpdateErrorKind;
+        let key = self.names.lease_key(&self.run, collection, index);
+        let bytes: bytes::Bytes = serde_json::to_vec(lease).unwrap_or_default().into();
+        match self.kv.update(key.as_str(), bytes, revision).await {
+            Ok(revision) => Ok(Some(revision)),
+            Err(e) if e.kind() == UpdateErrorKind::WrongLastRevision => Ok(None),
+            Err(e) => Err(StateError::nats("renewing", &key, e)),
+        }
+    }
+
+    /// The lease on range `index` of `collection`, if any.
+    pub async fn range_lease(
+        &self,
+        collection: &str,
+        index: usize,
+    ) -> Result<Option<RangeLease>, StateError> {
+        self.read_json(self.names.lease_key(&self.run, collection, index))
+            .await
+    }
+
     /// The producer's checkpoint in the change stream.
     pub async fn stream_checkpoint(&self) -> Result<Option<StreamCheckpoint>, StateError> {
         self.read_json(self.names.stream_checkpoint_key(&self.run))
@@ -376,6 +461,9 @@ impl RunState {
                     self.names
                         .checkpoint_key(&self.run, &crate::naming::range_part(collection, i))
                 }));
+                keys.extend(
+                    (0..plan.ranges()).map(|i| self.names.lease_key(&self.run, collection, i)),
+                );
                 keys.push(self.names.plan_key(&self.run, collection));
             }
             for key in keys {

@@ -2,7 +2,7 @@
 //! messages, and each acknowledged message moves the collection's checkpoint.
 
 use std::borrow::Cow;
-use std::collections::VecDeque;
+use std::collections::HashSet;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -17,6 +17,7 @@ use tracing::Instrument;
 
 use crate::config::RunConfig;
 use crate::error::ProducerError;
+use crate::lease;
 use crate::pager::Pager;
 use crate::publisher::Publisher;
 use crate::ranges::{self, Range, RangePager};
@@ -76,9 +77,11 @@ enum Part {
     Range(Box<Range>),
 }
 
-/// Publishes the collection's ranges with `--readers` tasks, each taking the next range
-/// not yet taken until none is left. Each range has its own checkpoint; once all are
-/// published, the collection's checkpoint holds their totals, complete.
+/// Publishes the collection's ranges with `--readers` tasks. Each task claims a range
+/// not yet complete and not leased by another producer (of this process or another),
+/// reads it from its checkpoint, and takes the next, until every range is complete:
+/// ranges leased elsewhere are waited for, and taken over if their lease expires. Then
+/// the collection's checkpoint holds the ranges' totals, complete.
 async fn publish_ranges(
     database: &Database,
     broker: &Broker,
@@ -90,10 +93,16 @@ async fn publish_ranges(
 ) -> Result<CollectionSummary, ProducerError> {
     let readers = config.readers.get();
     let ranges = ranges::ranges(&database.collection(name), state, readers, estimated).await?;
-    tracing::info!(collection = %name, ranges = ranges.len(), readers, "reading the collection in _id ranges");
-    let queue = Arc::new(Mutex::new(VecDeque::from(ranges)));
+    let count = ranges.len();
+    tracing::info!(collection = %name, ranges = count, readers, "reading the collection in _id ranges");
+    let shared = Arc::new(RangeWork {
+        ranges,
+        taken: Mutex::new(HashSet::new()),
+        holder: lease::holder_id(),
+    });
     // A reader that fails stops the others: the run ends with its error.
     let stop = shutdown.child_token();
+    let per_range = estimated / count.max(1) as u64;
     let mut tasks = JoinSet::new();
     for _ in 0..readers {
         let (database, broker, state, config) = (
@@ -102,37 +111,30 @@ async fn publish_ranges(
             state.clone(),
             config.clone(),
         );
-        let (queue, stop, name) = (queue.clone(), stop.clone(), name.to_string());
-        let per_range = estimated / (readers * ranges::RANGES_PER_READER) as u64;
+        let (shared, stop, name) = (shared.clone(), stop.clone(), name.to_string());
         tasks.spawn(
             async move {
-                let mut published = Vec::new();
-                loop {
-                    let next = queue.lock().map(|mut q| q.pop_front()).unwrap_or(None);
-                    let Some(range) = next else { break };
-                    let part = Part::Range(Box::new(range));
-                    let summary = publish_part(
-                        &database, &broker, &state, &config, &name, part, per_range, &stop,
-                    )
-                    .await;
-                    match summary {
-                        Ok(summary) => published.push(summary),
-                        Err(err) => {
-                            stop.cancel();
-                            return Err(err);
-                        }
-                    }
+                let read = read_ranges(
+                    &database, &broker, &state, &config, &name, &shared, per_range, &stop,
+                )
+                .await;
+                if read.is_err() {
+                    stop.cancel();
                 }
-                Ok(published)
+                read
             }
             .instrument(tracing::Span::current()),
         );
     }
-    let mut parts = Vec::new();
+    let mut duplicates = 0;
+    let mut resumed = false;
     let mut failure = None;
     while let Some(joined) = tasks.join_next().await {
         match joined {
-            Ok(Ok(published)) => parts.extend(published),
+            Ok(Ok(parts)) => {
+                duplicates += parts.iter().map(|p| p.duplicates).sum::<u64>();
+                resumed |= parts.iter().any(|p| p.resumed);
+            }
             Ok(Err(err)) => {
                 // The first real cause, not the interruptions it caused in the others.
                 if failure.is_none() || matches!(failure, Some(ProducerError::Interrupted)) {
@@ -145,21 +147,107 @@ async fn publish_ranges(
     if let Some(err) = failure {
         return Err(err);
     }
-    let total = Checkpoint {
-        last_id: None,
-        batches: parts.iter().map(|p| p.batches).sum(),
-        documents: parts.iter().map(|p| p.documents).sum(),
-        bytes: parts.iter().map(|p| p.bytes).sum(),
+    // Every range is complete, whoever read it: the totals are the ranges' own.
+    let mut total = Checkpoint {
         complete: true,
+        ..Checkpoint::default()
     };
+    for index in 0..count {
+        let part = state
+            .checkpoint(&common::naming::range_part(name, index))
+            .await?
+            .unwrap_or_default();
+        total.batches += part.batches;
+        total.documents += part.documents;
+        total.bytes += part.bytes;
+    }
     state.save_checkpoint(name, &total).await?;
-    let duplicates = parts.iter().map(|p| p.duplicates).sum();
-    Ok(summary(
-        name,
-        &total,
-        duplicates,
-        parts.iter().any(|p| p.resumed),
-    ))
+    Ok(summary(name, &total, duplicates, resumed))
+}
+
+/// The ranges of one collection and which of them this process's readers hold.
+struct RangeWork {
+    ranges: Vec<Range>,
+    taken: Mutex<HashSet<usize>>,
+    holder: String,
+}
+
+/// How long a reader waits before looking again for a range to claim, while every
+/// range left is leased by another producer.
+const CLAIM_RETRY: Duration = Duration::from_secs(1);
+
+/// One reader: claims and publishes ranges until all are complete.
+#[allow(clippy::too_many_arguments)]
+async fn read_ranges(
+    database: &Database,
+    broker: &Broker,
+    state: &RunState,
+    config: &RunConfig,
+    name: &str,
+    work: &RangeWork,
+    estimated: u64,
+    stop: &CancellationToken,
+) -> Result<Vec<CollectionSummary>, ProducerError> {
+    let mut published = Vec::new();
+    loop {
+        let mut left = 0;
+        let mut claimed = None;
+        for range in &work.ranges {
+            let key = common::naming::range_part(name, range.index);
+            if state.checkpoint(&key).await?.is_some_and(|c| c.complete) {
+                continue;
+            }
+            left += 1;
+            // Taken by another reader of this process (same holder): not ours to claim.
+            let mine = work
+                .taken
+                .lock()
+                .map(|mut taken| taken.insert(range.index))
+                .unwrap_or(false);
+            if !mine {
+                continue;
+            }
+            let lost = stop.child_token();
+            match lease::claim(state, name, range.index, &work.holder, lost.clone()).await {
+                Ok(Some(held)) => {
+                    claimed = Some((range.clone(), held, lost));
+                    break;
+                }
+                other => {
+                    if let Ok(mut taken) = work.taken.lock() {
+                        taken.remove(&range.index);
+                    }
+                    other?;
+                }
+            }
+        }
+        let Some((range, held, lost)) = claimed else {
+            if left == 0 {
+                return Ok(published);
+            }
+            tokio::select! {
+                _ = stop.cancelled() => return Err(ProducerError::Interrupted),
+                _ = tokio::time::sleep(CLAIM_RETRY) => continue,
+            }
+        };
+        let index = range.index;
+        let part = Part::Range(Box::new(range));
+        let result = publish_part(
+            database, broker, state, config, name, part, estimated, &lost,
+        )
+        .await;
+        let lost_lease = held.is_lost();
+        held.release().await;
+        if let Ok(mut taken) = work.taken.lock() {
+            taken.remove(&index);
+        }
+        match result {
+            Ok(summary) => published.push(summary),
+            // Another producer has the range now: look for another.
+            Err(ProducerError::Interrupted) if lost_lease && !stop.is_cancelled() => {}
+            Err(err) => return Err(err),
+        }
+    }
 }
 
 /// Publishes one part of `name` (the whole collection, or one range) after its
@@ -186,8 +274,18 @@ async fn publish_part(
     if checkpoint.complete {
         return Ok(summary(name, &checkpoint, 0, true));
     }
-    let last_id = match &checkpoint.last_id {
-        Some(json) => {
+    let exact = checkpoint
+        .last_id_bson
+        .as_deref()
+        .map(ranges::decode)
+        .transpose()
+        .map_err(|detail| ProducerError::BadCheckpoint {
+            collection: name.to_string(),
+            detail,
+        })?;
+    let last_id = match (&checkpoint.last_id, exact) {
+        (_, Some(exact)) => Some(exact),
+        (Some(json), None) => {
             Some(
                 Bson::try_from(json.clone()).map_err(|e| ProducerError::BadCheckpoint {
                     collection: name.to_string(),
@@ -195,7 +293,7 @@ async fn publish_part(
                 })?,
             )
         }
-        None => None,
+        (None, None) => None,
     };
     if resumed {
         tracing::info!(collection = %name, part = %key, batches = checkpoint.batches, documents = checkpoint.documents,
@@ -255,7 +353,10 @@ async fn publish_part(
         }
         let next = pager.next().await.map_err(|e| SourceError::Read {
             collection: name.to_string(),
-            detail: mongo_detail(&e),
+            detail: match &pager {
+                Reader::Whole(_) => mongo_detail(&e),
+                Reader::Range(range) => format!("{}: {}", range.describe(), mongo_detail(&e)),
+            },
         })?;
         let Some(document) = next else { break };
         batches.add(document).await?;
@@ -409,6 +510,7 @@ impl Batches<'_> {
         self.progress.documents += count;
         self.progress.bytes += payload.len() as u64;
         self.progress.last_id = self.last_pushed.clone().map(Bson::into_canonical_extjson);
+        self.progress.last_id_bson = self.last_pushed.clone().map(ranges::encode);
         let batch_id = envelope.batch_id.into_owned();
         batch_span.record("batch_id", batch_id.as_str());
         batch_span.record("documents", count);

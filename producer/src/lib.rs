@@ -6,6 +6,7 @@
 //! - [`follow`]: the change stream after the snapshot (`run --follow`).
 //! - [`pager`]: reading a collection in `_id` order across BSON type brackets.
 //! - [`collection`]: one collection, page to batch to publish, with its checkpoint.
+//! - [`lease`]: leases on ranges, shared by several producer processes.
 //! - [`ranges`]: splitting a collection into `_id` ranges read at once (`--readers`).
 //! - [`progress`]: the progress bar on a terminal.
 //! - [`publisher`]: the bounded window of publish acknowledgements.
@@ -31,6 +32,7 @@ pub mod cutover;
 pub mod error;
 pub mod follow;
 pub mod infer;
+pub mod lease;
 mod pager;
 mod progress;
 mod publisher;

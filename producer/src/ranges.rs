@@ -94,11 +94,22 @@ async fn plan(
         .filter_map(|mut d| d.remove("_id"))
         .collect();
     Ok(RangePlan {
-        boundaries: boundaries(&ids, wanted)
-            .into_iter()
-            .map(Bson::into_canonical_extjson)
-            .collect(),
+        boundaries: boundaries(&ids, wanted).into_iter().map(encode).collect(),
     })
+}
+
+/// An `_id` as the hex of `{_id: …}`: exact, key order included (range boundaries,
+/// checkpoints).
+pub fn encode(id: Bson) -> String {
+    hex::encode(bson::serialize_to_vec(&doc! { "_id": id }).unwrap_or_default())
+}
+
+/// The `_id` [`encode`] wrote; the error says what is wrong with it.
+pub fn decode(hex_bson: &str) -> Result<Bson, String> {
+    let bytes = hex::decode(hex_bson).map_err(|e| e.to_string())?;
+    let mut doc: Document = bson::deserialize_from_slice(&bytes).map_err(|e| e.to_string())?;
+    doc.remove("_id")
+        .ok_or_else(|| "a boundary without _id".to_string())
 }
 
 /// Every `len / wanted`-th of the sorted sample, without repeats.
@@ -119,8 +130,8 @@ fn boundaries(sorted: &[Bson], wanted: usize) -> Vec<Bson> {
 /// The ranges of a recorded plan; the error says what is unreadable in it.
 fn from_plan(plan: &RangePlan) -> Result<Vec<Range>, String> {
     let mut bounds = Vec::with_capacity(plan.boundaries.len());
-    for json in &plan.boundaries {
-        bounds.push(Bson::try_from(json.clone()).map_err(|e| e.to_string())?);
+    for boundary in &plan.boundaries {
+        bounds.push(decode(boundary)?);
     }
     Ok((0..=bounds.len())
         .map(|index| Range {
@@ -154,6 +165,22 @@ impl RangePager {
             cursor: None,
             cursor_batch,
         }
+    }
+
+    /// The range and where it resumed, for messages.
+    pub fn describe(&self) -> String {
+        let show = |b: &Option<Bson>| {
+            b.as_ref().map_or("-".to_string(), |b| {
+                b.clone().into_relaxed_extjson().to_string()
+            })
+        };
+        format!(
+            "range {} [{}, {}) resumed after {}",
+            self.range.index,
+            show(&self.range.min),
+            show(&self.range.max),
+            show(&self.resume_after)
+        )
     }
 
     /// The next document, or `None` at the end of the range.
@@ -214,12 +241,20 @@ mod tests {
     }
 
     #[test]
+    fn boundaries_keep_the_key_order_of_subdocuments() {
+        let id = Bson::Document(doc! { "tenant": 1, "n": 22413 });
+        let back = decode(&encode(id.clone())).expect("decodes");
+        assert_eq!(back, id);
+        let Bson::Document(back) = back else {
+            panic!("not a document")
+        };
+        assert_eq!(back.keys().collect::<Vec<_>>(), ["tenant", "n"]);
+    }
+
+    #[test]
     fn ranges_cover_everything_once() {
         let plan = RangePlan {
-            boundaries: vec![
-                Bson::Int32(10).into_canonical_extjson(),
-                Bson::String("m".into()).into_canonical_extjson(),
-            ],
+            boundaries: vec![encode(Bson::Int32(10)), encode(Bson::String("m".into()))],
         };
         let ranges = from_plan(&plan).expect("ranges");
         assert_eq!(ranges.len(), 3);

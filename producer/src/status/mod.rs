@@ -35,6 +35,18 @@ pub struct CollectionStatus {
     /// again in other batches, after a rerun with another `--batch-size`): skipped,
     /// and counted once in `committed`.
     pub already: u64,
+    /// For a collection read in `_id` ranges (`--readers`): where its ranges stand.
+    pub ranges: Option<RangeStatus>,
+}
+
+/// The ranges of a collection read in `_id` ranges.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct RangeStatus {
+    pub done: usize,
+    /// Ranges being read: their index and the producer holding the lease.
+    pub in_progress: Vec<(usize, String)>,
+    /// Ranges no producer holds a live lease on, not complete.
+    pub waiting: usize,
 }
 
 /// Where a run stands.
@@ -171,6 +183,27 @@ impl std::fmt::Display for RunStatus {
                 c.dead_letter_batches
             )?;
         }
+        for (name, c) in &self.collections {
+            if let Some(r) = &c.ranges {
+                let holders: Vec<String> = r
+                    .in_progress
+                    .iter()
+                    .map(|(index, holder)| format!("{index} by {holder}"))
+                    .collect();
+                writeln!(
+                    f,
+                    "{name} ranges: {} done, {} in progress{}, {} waiting",
+                    r.done,
+                    r.in_progress.len(),
+                    if holders.is_empty() {
+                        String::new()
+                    } else {
+                        format!(" ({})", holders.join(", "))
+                    },
+                    r.waiting
+                )?;
+            }
+        }
         match self.pending {
             Some((waiting, unacked)) => writeln!(
                 f,
@@ -252,9 +285,13 @@ pub async fn status(config: &StatusConfig) -> Result<RunStatus, ProducerError> {
             collection: name.clone(),
             detail: crate::source::mongo_detail(&e),
         })?;
-        // Until a collection is finished, its checkpoint has the latest count.
+        let ranges = range_status(&state, name).await?;
+        // Until a collection is finished, its checkpoint has the latest count (its
+        // ranges' checkpoints, when it is read in ranges).
         let published = if totals.complete {
             totals.documents
+        } else if let Some((_, documents)) = &ranges {
+            *documents
         } else {
             state.checkpoint(name).await?.map_or(0, |c| c.documents)
         };
@@ -264,6 +301,7 @@ pub async fn status(config: &StatusConfig) -> Result<RunStatus, ProducerError> {
                 source,
                 published,
                 published_complete: totals.complete,
+                ranges: ranges.map(|(ranges, _)| ranges),
                 ..Default::default()
             },
         );
@@ -333,6 +371,35 @@ pub async fn status(config: &StatusConfig) -> Result<RunStatus, ProducerError> {
     Ok(status)
 }
 
+/// Where the ranges of a collection read in ranges stand, and the documents they have
+/// published; `None` for a collection read in one pass.
+async fn range_status(
+    state: &RunState,
+    collection: &str,
+) -> Result<Option<(RangeStatus, u64)>, ProducerError> {
+    let Some(plan) = state.plan(collection).await? else {
+        return Ok(None);
+    };
+    let now = crate::lease::now_ms();
+    let mut status = RangeStatus::default();
+    let mut documents = 0;
+    for index in 0..plan.ranges() {
+        let checkpoint = state
+            .checkpoint(&common::naming::range_part(collection, index))
+            .await?;
+        documents += checkpoint.as_ref().map_or(0, |c| c.documents);
+        if checkpoint.is_some_and(|c| c.complete) {
+            status.done += 1;
+            continue;
+        }
+        match state.range_lease(collection, index).await? {
+            Some(lease) if lease.expires_ms > now => status.in_progress.push((index, lease.holder)),
+            _ => status.waiting += 1,
+        }
+    }
+    Ok(Some((status, documents)))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -359,6 +426,7 @@ mod tests {
             rejected: 2,
             dead_letter_batches: 0,
             already: 0,
+            ranges: None,
         };
         assert_eq!(
             run(done.clone(), true, Some((0, 0))).verdict(),
