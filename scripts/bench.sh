@@ -4,6 +4,8 @@
 #   scripts/bench.sh --docs 1000000 --consumers 4 --baseline --trace
 # or, with --live first, the change path's benchmark, scripts/bench_live.py:
 #   scripts/bench.sh --live --docs 100000 --changes 200000 --rate 2000 --seconds 30
+# or, with --readers first, the parallel snapshot's, scripts/bench_readers.py:
+#   scripts/bench.sh --readers --docs 1000000,10000000 --readers-list 1,2,4
 set -euo pipefail
 cd "$(dirname "$0")/.."
 scripts/services.sh up
@@ -11,6 +13,11 @@ eval "$(scripts/services.sh env)"
 scripts/bench-deps.sh
 export BENCH_PYTHONPATH="${MONGO2PG_HOME:-$HOME/.cache/mongo2pg}/pybench:${MONGO2PG_HOME:-$HOME/.cache/mongo2pg}/mongodb"
 cargo build --release --bins --quiet
+if [ "${1:-}" = "--readers" ]; then
+  shift
+  cargo build --release --quiet -p e2e --bin scan
+  exec python3 scripts/bench_readers.py "$@"
+fi
 if [ "${1:-}" = "--live" ]; then
   shift
   exec python3 scripts/bench_live.py "$@"

@@ -182,3 +182,57 @@ async fn the_live_benchmark_runs_and_reports_every_figure() {
         );
     }
 }
+
+/// The parallel snapshot's benchmark (`scripts/bench.sh --readers`) at a small size, so
+/// that it keeps working: every figure reported, none judged.
+#[tokio::test(flavor = "multi_thread")]
+async fn the_readers_benchmark_runs_and_reports_every_figure() {
+    let env = TestEnv::new("bench_readers").await.expect("env");
+    let repo = Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
+    let bin_dir = e2e::binary("producer")
+        .parent()
+        .expect("bin dir")
+        .to_path_buf();
+    let out = std::env::temp_dir().join(format!("{}-readers.json", env.name));
+    let run = tokio::process::Command::new("python3")
+        .arg(repo.join("scripts/bench_readers.py"))
+        .args(["--docs", "5000", "--readers-list", "1,2"])
+        .arg("--bin-dir")
+        .arg(&bin_dir)
+        .arg("--out")
+        .arg(&out)
+        .args(["--mongodb-database", &env.mongo_database])
+        .env("MONGODB_URI", &env.mongodb_uri)
+        .env("NATS_URL", &env.nats_url)
+        .env("DATABASE_URL", &env.database_url)
+        .env("BENCH_PYTHONPATH", bench_pythonpath())
+        .output()
+        .await
+        .expect("bench");
+    let stdout = String::from_utf8_lossy(&run.stdout);
+    assert!(
+        run.status.success(),
+        "readers bench failed:\n{stdout}\n{}",
+        String::from_utf8_lossy(&run.stderr)
+    );
+    assert!(
+        stdout.contains("single-cursor scan") && stdout.contains("--readers 2"),
+        "{stdout}"
+    );
+    let results: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&out).expect("results file")).expect("json");
+    let _ = std::fs::remove_file(&out);
+    let size = &results["sizes"][0];
+    assert_eq!(size["documents"], 5000);
+    assert!(
+        size["scan"]["docs_per_s"].as_f64().is_some_and(|v| v > 0.0),
+        "{size}"
+    );
+    let runs = size["runs"].as_array().expect("runs");
+    assert_eq!(runs.len(), 2);
+    for r in runs {
+        for key in ["docs_per_s", "producer_cpu_s", "producer_peak_rss_mib"] {
+            assert!(r[key].as_f64().is_some_and(|v| v > 0.0), "{key} in {r}");
+        }
+    }
+}

