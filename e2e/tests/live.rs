@@ -303,6 +303,15 @@ enum Kill {
 }
 
 async fn live_migration(test: &str, seeded: u64, kill: Kill) -> Result<()> {
+    live_migration_with(test, seeded, kill, PRODUCER_ARGS).await
+}
+
+async fn live_migration_with(
+    test: &str,
+    seeded: u64,
+    kill: Kill,
+    producer_args: &[&str],
+) -> Result<()> {
     let env = TestEnv::new(test).await?;
     seed(&env, seeded).await?;
     let stop = Arc::new(AtomicBool::new(false));
@@ -321,7 +330,7 @@ async fn live_migration(test: &str, seeded: u64, kill: Kill) -> Result<()> {
         Kill::Producer(point) => Some(point),
         _ => None,
     };
-    let mut producer = Proc::spawn(&env, "producer", PRODUCER_ARGS, producer_crash)?;
+    let mut producer = Proc::spawn(&env, "producer", producer_args, producer_crash)?;
     let mut consumers = Vec::new();
     for i in 0..CONSUMERS {
         let crash = match kill {
@@ -361,11 +370,11 @@ async fn live_migration(test: &str, seeded: u64, kill: Kill) -> Result<()> {
             )
             .await?;
             producer.kill().await;
-            producer = Proc::spawn(&env, "producer-again", PRODUCER_ARGS, None)?;
+            producer = Proc::spawn(&env, "producer-again", producer_args, None)?;
         }
         Kill::Producer(_) => {
             producer.crashed(LIMIT).await?;
-            producer = Proc::spawn(&env, "producer-again", PRODUCER_ARGS, None)?;
+            producer = Proc::spawn(&env, "producer-again", producer_args, None)?;
         }
         Kill::Consumer(_) => {
             consumers[0].crashed(LIMIT).await?;
@@ -538,6 +547,16 @@ async fn differences(env: &TestEnv, pg: &tokio_postgres::Client) -> Result<Vec<S
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn live_migration_survives_a_consumer_and_the_producer_killed() -> Result<()> {
     live_migration("live_outside", 50_000, Kill::FromOutside).await
+}
+
+/// The snapshot read in `_id` ranges by two readers (`--readers 2`), the start
+/// position taken before any range, then the stream; the producer killed once changes
+/// flow resumes ranges and stream alike.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn live_migration_with_the_snapshot_read_in_ranges() -> Result<()> {
+    let mut args = PRODUCER_ARGS.to_vec();
+    args.extend(["--readers", "2"]);
+    live_migration_with("live_ranges", 20_000, Kill::FromOutside, &args).await
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]

@@ -40,8 +40,12 @@ fn mixed_id(n: u64) -> Bson {
 }
 
 async fn seed(env: &TestEnv) -> Result<()> {
-    let collection = env.db().collection::<Document>(COLLECTION);
-    let docs: Vec<Document> = (0..DOCS)
+    seed_into(env, COLLECTION, DOCS).await
+}
+
+async fn seed_into(env: &TestEnv, name: &str, count: u64) -> Result<()> {
+    let collection = env.db().collection::<Document>(name);
+    let docs: Vec<Document> = (0..count)
         .map(|n| doc! { "_id": mixed_id(n), "n": n as i64, "name": format!("doc {n}") })
         .collect();
     for chunk in docs.chunks(4000) {
@@ -201,6 +205,47 @@ async fn three_producers_share_the_ranges_and_survive_one_killed() -> Result<()>
     ensure!(code == Some(0), "status: {status}");
     ensure!(
         status.contains(" done, 0 in progress, 0 waiting"),
+        "{status}"
+    );
+    Ok(())
+}
+
+/// Three collections published at once (`--concurrency 3`), each in ranges: every one
+/// lands exactly, and each has its own plan.
+#[tokio::test(flavor = "multi_thread")]
+async fn collections_are_read_concurrently_each_in_ranges() -> Result<()> {
+    let env = TestEnv::new("parallel_concurrent").await?;
+    let names = ["first", "second", "third"];
+    for name in names {
+        seed_into(&env, name, 9_000).await?;
+    }
+    let out = env
+        .producer(
+            "r",
+            &[
+                "run",
+                "--readers",
+                "2",
+                "--concurrency",
+                "3",
+                "--batch-size",
+                "500",
+            ],
+        )
+        .await?;
+    assert_success(&out, "producer");
+    env.run_consumers("r", 2, &[], LIMIT).await?;
+    for name in names {
+        let digest = assert_exact_copy(&env, name).await?;
+        ensure!(digest.count == 9_000, "{name}");
+    }
+    let (code, status) = env.producer_report("r", &["status"]).await?;
+    ensure!(code == Some(0), "{status}");
+    ensure!(
+        names.iter().all(|name| status
+            .lines()
+            .any(|line| line.starts_with(&format!("{name} ranges: "))
+                && line.ends_with(" done, 0 in progress, 0 waiting"))),
         "{status}"
     );
     Ok(())

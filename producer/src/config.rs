@@ -151,6 +151,10 @@ pub struct RunConfig {
     #[arg(long, env = "READERS", default_value = "1")]
     pub readers: NonZeroUsize,
 
+    /// Collections published at once (each with its --readers).
+    #[arg(long, env = "CONCURRENCY", default_value = "1")]
+    pub concurrency: NonZeroUsize,
+
     /// Start the run over: forget its checkpoints and totals and publish everything
     /// again. Batches the consumers already committed are still skipped by their ledger.
     #[arg(long)]

@@ -48,6 +48,7 @@ use std::time::{Duration, Instant};
 use common::broker::Broker;
 use common::naming::RunName;
 use common::run_state::{CollectionTotals, RunManifest, RunSource, RunState};
+use futures::{StreamExt, TryStreamExt};
 use tokio_util::sync::CancellationToken;
 use tracing::Instrument;
 
@@ -212,35 +213,42 @@ async fn run_collections(
         None
     };
 
-    let mut summaries = Vec::new();
-    for (name, estimated) in &estimates {
-        let span = tracing::info_span!(
-            "collection",
-            run = %run,
-            collection = %name,
-            documents = tracing::field::Empty,
-            docs_per_sec = tracing::field::Empty,
-        );
-        let summary = collection::publish_collection(
-            &database, &broker, &state, &config, name, *estimated, &shutdown,
-        )
-        .instrument(span)
-        .await?;
-        update_manifest(&state, |manifest| {
-            manifest.collections.insert(
-                name.clone(),
-                CollectionTotals {
-                    documents: summary.documents,
-                    batches: summary.batches,
-                    bytes: summary.bytes,
-                    estimated: *estimated,
-                    complete: true,
-                },
+    // `--concurrency` collections at once; each records its totals when it is done.
+    let published = futures::stream::iter(estimates.iter().map(|(name, estimated)| {
+        let (database, broker, state, config, shutdown, run) =
+            (&database, &broker, &state, &config, &shutdown, &run);
+        async move {
+            let span = tracing::info_span!(
+                "collection",
+                run = %run,
+                collection = %name,
+                documents = tracing::field::Empty,
+                docs_per_sec = tracing::field::Empty,
             );
-        })
-        .await?;
-        summaries.push(summary);
-    }
+            let summary = collection::publish_collection(
+                database, broker, state, config, name, *estimated, shutdown,
+            )
+            .instrument(span)
+            .await?;
+            update_manifest(state, |manifest| {
+                manifest.collections.insert(
+                    name.clone(),
+                    CollectionTotals {
+                        documents: summary.documents,
+                        batches: summary.batches,
+                        bytes: summary.bytes,
+                        estimated: *estimated,
+                        complete: true,
+                    },
+                );
+            })
+            .await?;
+            Ok::<_, ProducerError>(summary)
+        }
+    }))
+    .buffer_unordered(config.concurrency.get());
+    let mut summaries: Vec<CollectionSummary> = published.try_collect().await?;
+    summaries.sort_by_key(|s| collections.iter().position(|c| *c == s.name));
     update_manifest(&state, |manifest| {
         manifest.complete = manifest.collections.values().all(|c| c.complete);
     })
