@@ -132,6 +132,9 @@ impl Checkpoint {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct RangePlan {
     pub boundaries: Vec<String>,
+    /// How the boundaries were found (`splitVector`, `$sample`, `arithmetic`).
+    #[serde(default)]
+    pub method: String,
 }
 
 impl RangePlan {

@@ -54,17 +54,22 @@ async fn seed_into(env: &TestEnv, name: &str, count: u64) -> Result<()> {
     Ok(())
 }
 
-/// The run's recorded range boundaries.
-async fn boundaries(env: &TestEnv) -> Result<Vec<Bson>> {
+/// A collection's recorded range boundaries, and how they were found.
+async fn plan_of(env: &TestEnv, collection: &str) -> Result<(Vec<Bson>, String)> {
     let nats = async_nats::connect(&env.nats_url).await?;
     let kv = async_nats::jetstream::new(nats)
         .get_key_value(format!("{}_state", env.stream))
         .await?;
     let plan = kv
-        .get(format!("r.plan.{COLLECTION}"))
+        .get(format!("r.plan.{collection}"))
         .await?
         .context("no range plan recorded")?;
     let plan: serde_json::Value = serde_json::from_slice(&plan)?;
+    let method = plan["method"].as_str().unwrap_or_default().to_string();
+    Ok((boundaries_in(&plan)?, method))
+}
+
+fn boundaries_in(plan: &serde_json::Value) -> Result<Vec<Bson>> {
     plan["boundaries"]
         .as_array()
         .context("no boundaries")?
@@ -95,7 +100,8 @@ async fn mixed_id_types_split_into_ranges_land_exactly_once() -> Result<()> {
     seed(&env).await?;
     let out = env.producer("r", &producer_args()).await?;
     assert_success(&out, "producer");
-    let bounds = boundaries(&env).await?;
+    let (bounds, method) = plan_of(&env, COLLECTION).await?;
+    ensure!(method == "splitVector", "planned by {method}");
     ensure!(bounds.len() >= 7, "{} ranges: {bounds:?}", bounds.len() + 1);
     let types: std::collections::BTreeSet<_> = bounds
         .iter()
@@ -124,9 +130,11 @@ async fn mixed_id_types_split_into_ranges_land_exactly_once() -> Result<()> {
 async fn a_producer_killed_mid_range_resumes_each_range_from_its_checkpoint() -> Result<()> {
     let env = TestEnv::new("parallel_kill").await?;
     seed(&env).await?;
+    let mut args = producer_args();
+    args.extend(["--planner", "sample"]);
     let killed = env
         .command("producer", "r")
-        .args(producer_args())
+        .args(&args)
         .env("MIGRATE_CRASH_AT", "snapshot-batch:20")
         .output()
         .await?;
@@ -138,8 +146,13 @@ async fn a_producer_killed_mid_range_resumes_each_range_from_its_checkpoint() ->
     let consumers: Vec<_> = (0..2)
         .map(|_| env.spawn_consumer("r", &[]))
         .collect::<Result<_>>()?;
-    let resumed = env.producer("r", &producer_args()).await?;
+    let resumed = env.producer("r", &args).await?;
     assert_success(&resumed, "resumed producer");
+    let (bounds, method) = plan_of(&env, COLLECTION).await?;
+    ensure!(
+        method == "$sample" && bounds.len() >= 7,
+        "{method}: {bounds:?}"
+    );
     for consumer in consumers {
         let output = tokio::time::timeout(LIMIT, consumer.wait_with_output()).await??;
         assert_success(&output, "consumer");
@@ -248,5 +261,57 @@ async fn collections_are_read_concurrently_each_in_ranges() -> Result<()> {
                 && line.ends_with(" done, 0 in progress, 0 waiting"))),
         "{status}"
     );
+    Ok(())
+}
+
+/// Ranges by arithmetic between the smallest and largest `_id`, for a collection of
+/// integers and one of ObjectIds made over a year.
+#[tokio::test(flavor = "multi_thread")]
+async fn arithmetic_ranges_split_numbers_and_object_ids() -> Result<()> {
+    let env = TestEnv::new("parallel_arith").await?;
+    let numbers: Vec<Document> = (0..10_000i64)
+        .map(|n| doc! { "_id": n * 7, "n": n })
+        .collect();
+    env.db()
+        .collection::<Document>("numbers")
+        .insert_many(numbers)
+        .await?;
+    let oids: Vec<Document> = (0..10_000u32)
+        .map(|n| {
+            let mut bytes = [0u8; 12];
+            bytes[..4].copy_from_slice(&(1_700_000_000 + n * 3_153).to_be_bytes());
+            bytes[8..].copy_from_slice(&n.to_be_bytes());
+            doc! { "_id": bson::oid::ObjectId::from_bytes(bytes), "n": n }
+        })
+        .collect();
+    env.db()
+        .collection::<Document>("oids")
+        .insert_many(oids)
+        .await?;
+    let out = env
+        .producer(
+            "r",
+            &[
+                "run",
+                "--readers",
+                "2",
+                "--planner",
+                "arithmetic",
+                "--concurrency",
+                "2",
+            ],
+        )
+        .await?;
+    assert_success(&out, "producer");
+    env.run_consumers("r", 2, &[], LIMIT).await?;
+    for name in ["numbers", "oids"] {
+        let digest = assert_exact_copy(&env, name).await?;
+        ensure!(digest.count == 10_000, "{name}");
+        let (bounds, method) = plan_of(&env, name).await?;
+        ensure!(
+            method == "arithmetic" && bounds.len() >= 5,
+            "{name}: {method} {bounds:?}"
+        );
+    }
     Ok(())
 }

@@ -92,7 +92,14 @@ async fn publish_ranges(
     shutdown: &CancellationToken,
 ) -> Result<CollectionSummary, ProducerError> {
     let readers = config.readers.get();
-    let ranges = ranges::ranges(&database.collection(name), state, readers, estimated).await?;
+    let ranges = ranges::ranges(
+        &database.collection(name),
+        state,
+        readers,
+        config.planner,
+        estimated,
+    )
+    .await?;
     let count = ranges.len();
     tracing::info!(collection = %name, ranges = count, readers, "reading the collection in _id ranges");
     let shared = Arc::new(RangeWork {

@@ -151,6 +151,12 @@ pub struct RunConfig {
     #[arg(long, env = "READERS", default_value = "1")]
     pub readers: NonZeroUsize,
 
+    /// How ranges are planned with --readers above 1: `auto` tries the server's
+    /// splitVector (needs its privilege), then a $sample of _ids, then arithmetic
+    /// between the smallest and largest _id.
+    #[arg(long, env = "PLANNER", value_enum, default_value = "auto")]
+    pub planner: crate::ranges::Planner,
+
     /// Collections published at once (each with its --readers).
     #[arg(long, env = "CONCURRENCY", default_value = "1")]
     pub concurrency: NonZeroUsize,

@@ -36,7 +36,7 @@ pub mod lease;
 mod pager;
 mod progress;
 mod publisher;
-mod ranges;
+pub mod ranges;
 mod retry;
 pub mod seed;
 pub mod source;

@@ -1,8 +1,12 @@
 //! Splitting a collection into `_id` ranges that several readers publish at once
 //! (`--readers N`).
 //!
-//! **Planning.** `$sample` takes a few dozen `_id`s per range wanted, the server sorts
-//! them (in its canonical order, across BSON types), and every k-th becomes a boundary.
+//! **Planning** ([`Planner`]): the server's `splitVector` on the `_id` index where the
+//! user may run it (boundaries of equal data size); otherwise `$sample` takes a few
+//! dozen `_id`s per range wanted, the server sorts them (in its canonical order, across
+//! BSON types) and every k-th becomes a boundary; otherwise, for `_id`s that are all
+//! numbers or all ObjectIds, evenly spaced values between the smallest and the largest.
+//! Any of them splits every type bracket in proportion to its size.
 //! The plan is recorded once per run in the state bucket, so a rerun reads the same
 //! ranges its checkpoints refer to.
 //!
@@ -39,18 +43,36 @@ pub struct Range {
     pub max: Option<Bson>,
 }
 
+/// How a collection's range boundaries are found (`--planner`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum Planner {
+    /// `splitVector`, then `$sample` where it is not allowed, then arithmetic.
+    Auto,
+    /// The server's `splitVector` on the `_id` index: boundaries of equal data size.
+    /// Needs the `splitVector` privilege (clusterManager, or a custom role).
+    SplitVector,
+    /// `$sample` of `_id`s, sorted by the server: boundaries of about equal counts.
+    Sample,
+    /// Evenly spaced values between the smallest and largest `_id`, for a collection
+    /// whose `_id`s are all numbers or all ObjectIds (by their creation time).
+    Arithmetic,
+}
+
 /// The collection's ranges: the run's recorded plan, or a new one recorded now.
 pub async fn ranges(
     collection: &Collection<Document>,
     state: &RunState,
     readers: usize,
+    planner: Planner,
     estimated: u64,
 ) -> Result<Vec<Range>, ProducerError> {
     let name = collection.name();
     let plan = match state.plan(name).await? {
         Some(plan) => plan,
         None => {
-            let planned = plan(collection, readers, estimated).await?;
+            let planned = plan(collection, readers, planner, estimated).await?;
+            tracing::info!(collection = %name, ranges = planned.ranges(), method = %planned.method,
+                "planned the collection's _id ranges");
             state.record_plan(name, &planned).await?
         }
     };
@@ -64,19 +86,93 @@ pub async fn ranges(
 async fn plan(
     collection: &Collection<Document>,
     readers: usize,
+    planner: Planner,
     estimated: u64,
 ) -> Result<RangePlan, ProducerError> {
     let by_size = usize::try_from(estimated / MIN_DOCS_PER_RANGE).unwrap_or(usize::MAX);
     let wanted = (readers * RANGES_PER_READER).min(by_size).max(1);
-    if wanted == 1 {
-        return Ok(RangePlan {
-            boundaries: Vec::new(),
-        });
-    }
-    let failed = |e: mongodb::error::Error| SourceError::Read {
-        collection: collection.name().to_string(),
-        detail: format!("sampling _id values to plan ranges: {}", mongo_detail(&e)),
+    let planned = |method: &str, ids: Vec<Bson>| RangePlan {
+        boundaries: ids.into_iter().map(encode).collect(),
+        method: method.to_string(),
     };
+    if wanted == 1 {
+        return Ok(planned("one range", Vec::new()));
+    }
+    let failed = |doing: &str, e: mongodb::error::Error| {
+        ProducerError::from(SourceError::Read {
+            collection: collection.name().to_string(),
+            detail: format!("{doing} to plan ranges: {}", mongo_detail(&e)),
+        })
+    };
+    if matches!(planner, Planner::Auto | Planner::SplitVector) {
+        match split_vector(collection, wanted, estimated).await {
+            Ok(ids) => return Ok(planned("splitVector", ids)),
+            Err(e) if planner == Planner::SplitVector => return Err(failed("splitVector", e)),
+            Err(e) => tracing::info!(collection = %collection.name(), error = %mongo_detail(&e),
+                "splitVector is not available; planning ranges from a sample of _ids"),
+        }
+    }
+    if matches!(planner, Planner::Auto | Planner::Sample) {
+        match sample(collection, wanted).await {
+            Ok(ids) => return Ok(planned("$sample", ids)),
+            Err(e) if planner == Planner::Sample => return Err(failed("sampling _ids", e)),
+            Err(e) => tracing::info!(collection = %collection.name(), error = %mongo_detail(&e),
+                "$sample is not available; planning ranges by arithmetic between the smallest and largest _id"),
+        }
+    }
+    let ids = arithmetic(collection, wanted)
+        .await
+        .map_err(|e| failed("reading the smallest and largest _id", e))?;
+    Ok(planned("arithmetic", ids))
+}
+
+/// Boundaries of about equal data size from the server's `splitVector` on `_id`.
+async fn split_vector(
+    collection: &Collection<Document>,
+    wanted: usize,
+    estimated: u64,
+) -> mongodb::error::Result<Vec<Bson>> {
+    let database = collection.client().database(&collection.namespace().db);
+    let stats = database
+        .run_command(doc! { "collStats": collection.name() })
+        .await?;
+    let size = match stats.get("size") {
+        Some(Bson::Int32(n)) => i64::from(*n),
+        Some(Bson::Int64(n)) => *n,
+        Some(Bson::Double(n)) => *n as i64,
+        _ => 0,
+    };
+    let reply = database
+        .run_command(doc! {
+            "splitVector": collection.namespace().to_string(),
+            "keyPattern": { "_id": 1 },
+            // The server takes 1 MiB at least; below that, the count per range decides.
+            "maxChunkSizeBytes": (size / wanted as i64).max(1 << 20),
+            "maxChunkObjects": i64::try_from(estimated / wanted as u64).unwrap_or(i64::MAX).max(1),
+        })
+        .await?;
+    let keys: Vec<Bson> = reply
+        .get_array("splitKeys")
+        .map(|keys| {
+            keys.iter()
+                .filter_map(|key| key.as_document().and_then(|k| k.get("_id")).cloned())
+                .collect()
+        })
+        .unwrap_or_default();
+    // splitVector cuts by size: take evenly among its keys when it gave more.
+    if keys.len() < wanted {
+        return Ok(keys);
+    }
+    Ok((1..wanted)
+        .map(|k| keys[k * keys.len() / wanted].clone())
+        .collect())
+}
+
+/// Boundaries of about equal counts from a `$sample` of `_id`s sorted by the server.
+async fn sample(
+    collection: &Collection<Document>,
+    wanted: usize,
+) -> mongodb::error::Result<Vec<Bson>> {
     let size = i64::try_from(wanted * SAMPLES_PER_RANGE).unwrap_or(i64::MAX);
     let sampled: Vec<Document> = collection
         .aggregate([
@@ -84,18 +180,82 @@ async fn plan(
             doc! { "$project": { "_id": 1 } },
             doc! { "$sort": { "_id": 1 } },
         ])
-        .await
-        .map_err(failed)?
+        .await?
         .try_collect()
-        .await
-        .map_err(failed)?;
+        .await?;
     let ids: Vec<Bson> = sampled
         .into_iter()
         .filter_map(|mut d| d.remove("_id"))
         .collect();
-    Ok(RangePlan {
-        boundaries: boundaries(&ids, wanted).into_iter().map(encode).collect(),
-    })
+    Ok(boundaries(&ids, wanted))
+}
+
+/// Evenly spaced boundaries between the smallest and largest `_id` when both are
+/// numbers or both ObjectIds (then every `_id` between them is too); none otherwise.
+async fn arithmetic(
+    collection: &Collection<Document>,
+    wanted: usize,
+) -> mongodb::error::Result<Vec<Bson>> {
+    let end = |order: i32| async move {
+        collection
+            .find_one(doc! {})
+            .sort(doc! { "_id": order })
+            .projection(doc! { "_id": 1 })
+            .await
+            .map(|doc| doc.and_then(|mut d| d.remove("_id")))
+    };
+    let (Some(first), Some(last)) = (end(1).await?, end(-1).await?) else {
+        return Ok(Vec::new());
+    };
+    Ok(spaced(&first, &last, wanted))
+}
+
+fn spaced(first: &Bson, last: &Bson, wanted: usize) -> Vec<Bson> {
+    let number = |b: &Bson| match b {
+        Bson::Int32(n) => Some(f64::from(*n)),
+        Bson::Int64(n) => Some(*n as f64),
+        Bson::Double(n) if n.is_finite() => Some(*n),
+        _ => None,
+    };
+    let mut out: Vec<Bson> = Vec::new();
+    let mut push = |id: Bson| {
+        if out.last() != Some(&id) {
+            out.push(id);
+        }
+    };
+    match (first, last) {
+        (Bson::ObjectId(lo), Bson::ObjectId(hi)) => {
+            let (lo, hi) = (
+                lo.timestamp().timestamp_millis() / 1000,
+                hi.timestamp().timestamp_millis() / 1000,
+            );
+            for k in 1..wanted as i64 {
+                let t = lo + (hi - lo) * k / wanted as i64;
+                if t > lo && t <= hi {
+                    let mut bytes = [0u8; 12];
+                    bytes[..4].copy_from_slice(&(t as u32).to_be_bytes());
+                    push(Bson::ObjectId(bson::oid::ObjectId::from_bytes(bytes)));
+                }
+            }
+        }
+        _ => {
+            let (Some(lo), Some(hi)) = (number(first), number(last)) else {
+                return out;
+            };
+            let integers = !matches!(first, Bson::Double(_)) && !matches!(last, Bson::Double(_));
+            for k in 1..wanted {
+                let x = lo + (hi - lo) * k as f64 / wanted as f64;
+                if x > lo && x <= hi {
+                    push(if integers {
+                        Bson::Int64(x.round() as i64)
+                    } else {
+                        Bson::Double(x)
+                    });
+                }
+            }
+        }
+    }
+    out
 }
 
 /// An `_id` as the hex of `{_id: …}`: exact, key order included (range boundaries,
@@ -252,9 +412,35 @@ mod tests {
     }
 
     #[test]
+    fn arithmetic_spaces_numbers_and_object_ids_and_nothing_else() {
+        assert_eq!(
+            spaced(&Bson::Int32(0), &Bson::Int64(100), 4),
+            vec![Bson::Int64(25), Bson::Int64(50), Bson::Int64(75)]
+        );
+        assert_eq!(
+            spaced(&Bson::Double(0.0), &Bson::Double(1.0), 2),
+            vec![Bson::Double(0.5)]
+        );
+        let oid = |t: u32| {
+            let mut bytes = [0u8; 12];
+            bytes[..4].copy_from_slice(&t.to_be_bytes());
+            bytes[11] = 7;
+            Bson::ObjectId(bson::oid::ObjectId::from_bytes(bytes))
+        };
+        let spaced_ids = spaced(&oid(1000), &oid(2000), 2);
+        assert_eq!(spaced_ids.len(), 1);
+        assert!(
+            matches!(&spaced_ids[0], Bson::ObjectId(id) if id.timestamp().timestamp_millis() == 1_500_000)
+        );
+        assert!(spaced(&Bson::Int32(1), &Bson::String("z".into()), 4).is_empty());
+        assert!(spaced(&Bson::Int32(5), &Bson::Int32(5), 4).is_empty());
+    }
+
+    #[test]
     fn ranges_cover_everything_once() {
         let plan = RangePlan {
             boundaries: vec![encode(Bson::Int32(10)), encode(Bson::String("m".into()))],
+            method: "test".to_string(),
         };
         let ranges = from_plan(&plan).expect("ranges");
         assert_eq!(ranges.len(), 3);
