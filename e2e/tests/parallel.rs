@@ -220,6 +220,8 @@ async fn three_producers_share_the_ranges_and_survive_one_killed() -> Result<()>
         status.contains(" done, 0 in progress, 0 waiting"),
         "{status}"
     );
+    let (bounds, _) = plan_of(&env, COLLECTION).await?;
+    ensure!(bounds.len() >= 7, "{} ranges", bounds.len() + 1);
     Ok(())
 }
 
