@@ -894,3 +894,80 @@ async fn a_position_lost_from_the_oplog_is_said_by_status_and_the_producer() -> 
     e2e::assert_one_line_error(&resumed, "history lost");
     Ok(())
 }
+
+/// Two producers of one followed run: one holds the follower lease and streams the
+/// changes, the other stands by. The follower is killed -9; the standby takes over from
+/// the checkpoint once the lease expires, and nothing is lost.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_standby_producer_takes_over_following_when_the_follower_is_killed() -> Result<()> {
+    let env = TestEnv::new("live_standby").await?;
+    seed(&env, 5_000).await?;
+    let stop = Arc::new(AtomicBool::new(false));
+    let ops = Arc::new(AtomicU64::new(0));
+    let writer_client = mongodb::Client::with_uri_str(&env.mongodb_uri).await?;
+    let writer = tokio::spawn(random_writer(
+        writer_client.database(&env.mongo_database),
+        writer_client.clone(),
+        5_000,
+        stop.clone(),
+        ops.clone(),
+    ));
+    let logs = [("RUST_LOG", "producer=info")];
+    let mut producers = [
+        Proc::spawn_with(&env, "producer-a", PRODUCER_ARGS, None, &logs)?,
+        Proc::spawn_with(&env, "producer-b", PRODUCER_ARGS, None, &logs)?,
+    ];
+    let mut consumers = Vec::new();
+    for i in 0..2 {
+        consumers.push(Proc::spawn(
+            &env,
+            &format!("consumer{i}"),
+            CONSUMER_ARGS,
+            None,
+        )?);
+    }
+    let following = |p: &Proc| p.output().contains("following the change stream");
+    let standing_by = |p: &Proc| p.output().contains("standing by to take over");
+    wait_for(
+        || async { producers.iter().any(following) && producers.iter().any(standing_by) },
+        "one producer to follow and the other to stand by",
+    )
+    .await?;
+    let (follower, standby) = if following(&producers[0]) {
+        (0, 1)
+    } else {
+        (1, 0)
+    };
+    ensure!(!following(&producers[standby]), "both producers follow");
+    producers[follower].kill().await;
+    wait_for(
+        || async {
+            producers[standby]
+                .output()
+                .contains("follows the change stream now")
+        },
+        "the standby to take over once the lease expires",
+    )
+    .await?;
+    tokio::time::sleep(WRITE_AFTER).await;
+    stop.store(true, Ordering::Relaxed);
+    writer.await??;
+
+    let caught_up = env.producer(RUN, &["cutover", "--timeout", "120s"]).await?;
+    e2e::assert_success(&caught_up, "cutover");
+    let pg = env.pg().await?;
+    let differences = differences(&env, &pg).await?;
+    ensure!(
+        differences.is_empty(),
+        "{} documents differ; the first: {:#?}",
+        differences.len(),
+        &differences[..differences.len().min(5)]
+    );
+    let (_, status) = env.producer_report(RUN, &["status"]).await?;
+    ensure!(status.contains("change stream followed by "), "{status}");
+    ensure!(producers[standby].stop().await?.success());
+    for consumer in &mut consumers {
+        consumer.stop().await?;
+    }
+    Ok(())
+}

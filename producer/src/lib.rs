@@ -255,7 +255,7 @@ async fn run_collections(
     .await?;
     let followed = match &start {
         Some(start) => Some(
-            follow::follow(
+            follow_as_one(
                 &database,
                 &broker,
                 &state,
@@ -275,6 +275,54 @@ async fn run_collections(
         followed,
         elapsed: started.elapsed(),
     })
+}
+
+/// How long a standby producer waits between looks at the follower's lease.
+const STANDBY_POLL: Duration = Duration::from_secs(1);
+
+/// Follows the change stream while holding the run's follower lease, so that of several
+/// producers of a run only one streams the changes; the others stand by and take over
+/// once the follower stops renewing (killed), until `shutdown`.
+async fn follow_as_one(
+    database: &mongodb::Database,
+    broker: &Broker,
+    state: &RunState,
+    config: &RunConfig,
+    collections: &[String],
+    start: &common::run_state::StartPosition,
+    shutdown: &CancellationToken,
+) -> Result<follow::Followed, ProducerError> {
+    let holder = lease::holder_id();
+    let mut said = false;
+    loop {
+        let lost = shutdown.child_token();
+        let held = lease::claim(state, follow::FOLLOWER, 0, &holder, lost.clone()).await?;
+        let Some(held) = held else {
+            if !said {
+                tracing::info!(
+                    "another producer follows this run's change stream; standing by to take over if it stops"
+                );
+                said = true;
+            }
+            tokio::select! {
+                _ = shutdown.cancelled() => return Ok(follow::Followed::default()),
+                _ = tokio::time::sleep(STANDBY_POLL) => continue,
+            }
+        };
+        if said {
+            tracing::info!("the follower stopped renewing its lease; this producer follows the change stream now");
+        }
+        let followed =
+            follow::follow(database, broker, state, config, collections, start, &lost).await;
+        let lost_lease = held.is_lost() && !shutdown.is_cancelled();
+        held.release().await;
+        if !lost_lease {
+            return followed;
+        }
+        // Another producer took over (this one stalled past its lease): stand by again.
+        followed?;
+        said = false;
+    }
 }
 
 /// Changes the run manifest, riding out a NATS restart.

@@ -19,4 +19,9 @@ mod start;
 mod stream;
 
 pub use start::{record_start, StartError};
+
+/// The lease name of a run's follower: of several producers of a run (`--readers`
+/// across processes), the one holding it streams the changes (`$` is in no collection
+/// name).
+pub const FOLLOWER: &str = "$follow";
 pub use stream::{follow, Followed};

@@ -40,6 +40,8 @@ pub struct LiveStatus {
     pub oplog: Option<(u32, i64)>,
     /// The collections the run follows, for the message when history is lost.
     pub collections: Vec<String>,
+    /// The producer holding the follower lease, if its lease is live.
+    pub follower: Option<String>,
 }
 
 impl LiveStatus {
@@ -57,6 +59,14 @@ impl std::fmt::Display for LiveStatus {
             Phase::Streaming => "streaming",
         };
         writeln!(f, "phase: {phase}")?;
+        match (&self.follower, self.phase) {
+            (Some(holder), _) => writeln!(f, "change stream followed by {holder}")?,
+            (None, Phase::Streaming) => writeln!(
+                f,
+                "no producer follows the change stream now: run `producer run --follow` with this --run to go on"
+            )?,
+            (None, Phase::Snapshot) => {}
+        }
         writeln!(
             f,
             "change stream: {} events published; lag {} s behind MongoDB, {} events not yet landed",
@@ -147,7 +157,13 @@ pub async fn live(
             pending = Some((info.num_pending, info.num_ack_pending as u64));
         }
     }
+    let follower = state
+        .range_lease(crate::follow::FOLLOWER, 0)
+        .await?
+        .filter(|lease| lease.expires_ms > crate::lease::now_ms())
+        .map(|lease| lease.holder);
     Ok(LiveStatus {
+        follower,
         phase,
         lag_seconds: now.time.saturating_sub(position.time),
         lag_events: events_published.saturating_sub(landed.max(0) as u64),
