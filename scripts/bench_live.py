@@ -29,28 +29,13 @@ import tempfile
 import threading
 import time
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import bench  # noqa: E402  the snapshot benchmark's helpers: die, psql, with_database
+from bench import die, psql, with_database  # noqa: E402
+
+ROOT = bench.ROOT
 sys.path.insert(0, os.path.join(os.environ.get("MONGO2PG_HOME", os.path.expanduser("~/.cache/mongo2pg")), "mongodb"))
 from pymongo import MongoClient, UpdateOne  # noqa: E402  installed by scripts/services.sh
-
-
-def die(message):
-    print(f"bench: {message}", file=sys.stderr)
-    sys.exit(1)
-
-
-def psql(url, *commands):
-    args = ["psql", url, "-v", "ON_ERROR_STOP=1", "-Atq"]
-    for command in commands:
-        args += ["-c", command]
-    done = subprocess.run(args, capture_output=True, text=True)
-    if done.returncode != 0:
-        die(f"psql failed: {done.stderr.strip()}")
-    return done.stdout.strip()
-
-
-def with_database(url, name):
-    return re.sub(r"/[^/?]*(\?|$)", f"/{name}\\1", url, count=1)
 
 
 class Fleet:

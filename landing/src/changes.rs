@@ -28,16 +28,15 @@ use std::collections::HashMap;
 
 use bson::{RawBsonRef, RawDocument};
 use common::batch::{Change, ChangeOp};
-use common::naming::{LEDGER_TABLE, REJECTS_TABLE, VERSIONS_TABLE};
-use tokio_postgres::types::ToSql;
+use common::naming::{LEDGER_TABLE, VERSIONS_TABLE};
 use tokio_postgres::{Client, Transaction};
 use tracing::Instrument;
 
 use crate::cell::Cell;
 use crate::copy::{copy_accounted, copy_isolating, Isolated};
 use crate::identifier::quote;
-use crate::landing::Landed;
-use crate::mapping::{ChildPlan, Row, RowError, TablePlan};
+use crate::landing::{delete_documents, Landed};
+use crate::mapping::{Row, RowError, TablePlan};
 use crate::pg::{self, Doing, PgError};
 use crate::reject::{self, Origin, Reject};
 
@@ -316,40 +315,11 @@ async fn remove(
         return Ok(());
     }
     let keys: Vec<&Cell> = winners.iter().filter_map(|c| c.key_cell.as_ref()).collect();
-    if let (Some(pk), false) = (plan.primary_key, keys.is_empty()) {
-        let pk_type = plan.columns[pk].ty.sql();
-        let tables = std::iter::once((&plan.table, plan.columns[pk].name.as_str())).chain(
-            plan.children
-                .iter()
-                .map(|child| (&child.table, ChildPlan::COLUMNS[0])),
-        );
-        for (table, key_column) in tables {
-            tx.execute(
-                &format!(
-                    "DELETE FROM {} WHERE {} = ANY($1::{pk_type}[])",
-                    quote(table),
-                    quote(key_column)
-                ),
-                &[&keys as &(dyn ToSql + Sync)],
-            )
-            .await
-            .doing(&format!("deleting the changed rows from {table}"))?;
-        }
-    }
     let ids: Vec<&str> = winners
         .iter()
         .filter_map(|c| c.id_text.as_deref())
         .collect();
-    tx.execute(
-        &format!(
-            "DELETE FROM {} WHERE collection = $1 AND doc_id = ANY($2)",
-            quote(REJECTS_TABLE)
-        ),
-        &[&origin.collection, &ids],
-    )
-    .await
-    .doing("deleting the rejects of the changed documents")?;
-    Ok(())
+    delete_documents(tx, plan, origin.collection, &keys, &ids).await
 }
 
 /// A count for the ledger's `integer` columns.

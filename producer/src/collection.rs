@@ -2,8 +2,6 @@
 //! messages, and each acknowledged message moves the collection's checkpoint.
 
 use std::borrow::Cow;
-use std::collections::HashSet;
-use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use bson::{Bson, RawDocumentBuf};
@@ -11,13 +9,10 @@ use common::batch::{blob_name, BatchBuilder, BatchLimits, Doc, Envelope};
 use common::broker::Broker;
 use common::run_state::{Checkpoint, RunState};
 use mongodb::Database;
-use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
-use tracing::Instrument;
 
 use crate::config::RunConfig;
 use crate::error::ProducerError;
-use crate::lease;
 use crate::pager::Pager;
 use crate::publisher::Publisher;
 use crate::ranges::{self, Range, RangePager};
@@ -56,7 +51,10 @@ pub async fn publish_collection(
         return Ok(summary(name, &done, 0, true));
     }
     if config.readers.get() > 1 {
-        return publish_ranges(database, broker, state, config, name, estimated, shutdown).await;
+        return crate::range_readers::publish_ranges(
+            database, broker, state, config, name, estimated, shutdown,
+        )
+        .await;
     }
     publish_part(
         database,
@@ -72,195 +70,15 @@ pub async fn publish_collection(
 }
 
 /// What one publishing pass reads: the whole collection, or one of its ranges.
-enum Part {
+pub(crate) enum Part {
     Whole,
     Range(Box<Range>),
-}
-
-/// Publishes the collection's ranges with `--readers` tasks. Each task claims a range
-/// not yet complete and not leased by another producer (of this process or another),
-/// reads it from its checkpoint, and takes the next, until every range is complete:
-/// ranges leased elsewhere are waited for, and taken over if their lease expires. Then
-/// the collection's checkpoint holds the ranges' totals, complete.
-async fn publish_ranges(
-    database: &Database,
-    broker: &Broker,
-    state: &RunState,
-    config: &RunConfig,
-    name: &str,
-    estimated: u64,
-    shutdown: &CancellationToken,
-) -> Result<CollectionSummary, ProducerError> {
-    let readers = config.readers.get();
-    let ranges = ranges::ranges(
-        &database.collection(name),
-        state,
-        readers,
-        config.planner,
-        estimated,
-    )
-    .await?;
-    let count = ranges.len();
-    tracing::info!(collection = %name, ranges = count, readers, "reading the collection in _id ranges");
-    let shared = Arc::new(RangeWork {
-        ranges,
-        taken: Mutex::new(HashSet::new()),
-        holder: lease::holder_id(),
-    });
-    // A reader that fails stops the others: the run ends with its error.
-    let stop = shutdown.child_token();
-    let per_range = estimated / count.max(1) as u64;
-    let mut tasks = JoinSet::new();
-    for _ in 0..readers {
-        let (database, broker, state, config) = (
-            database.clone(),
-            broker.clone(),
-            state.clone(),
-            config.clone(),
-        );
-        let (shared, stop, name) = (shared.clone(), stop.clone(), name.to_string());
-        tasks.spawn(
-            async move {
-                let read = read_ranges(
-                    &database, &broker, &state, &config, &name, &shared, per_range, &stop,
-                )
-                .await;
-                if read.is_err() {
-                    stop.cancel();
-                }
-                read
-            }
-            .instrument(tracing::Span::current()),
-        );
-    }
-    let mut duplicates = 0;
-    let mut resumed = false;
-    let mut failure = None;
-    while let Some(joined) = tasks.join_next().await {
-        match joined {
-            Ok(Ok(parts)) => {
-                duplicates += parts.iter().map(|p| p.duplicates).sum::<u64>();
-                resumed |= parts.iter().any(|p| p.resumed);
-            }
-            Ok(Err(err)) => {
-                // The first real cause, not the interruptions it caused in the others.
-                if failure.is_none() || matches!(failure, Some(ProducerError::Interrupted)) {
-                    failure = Some(err);
-                }
-            }
-            Err(err) => failure = Some(ProducerError::Checkpointer(err)),
-        }
-    }
-    if let Some(err) = failure {
-        return Err(err);
-    }
-    // Every range is complete, whoever read it: the totals are the ranges' own.
-    let mut total = Checkpoint {
-        complete: true,
-        ..Checkpoint::default()
-    };
-    for index in 0..count {
-        let part = state
-            .checkpoint(&common::naming::range_part(name, index))
-            .await?
-            .unwrap_or_default();
-        total.batches += part.batches;
-        total.documents += part.documents;
-        total.bytes += part.bytes;
-    }
-    state.save_checkpoint(name, &total).await?;
-    Ok(summary(name, &total, duplicates, resumed))
-}
-
-/// The ranges of one collection and which of them this process's readers hold.
-struct RangeWork {
-    ranges: Vec<Range>,
-    taken: Mutex<HashSet<usize>>,
-    holder: String,
-}
-
-/// How long a reader waits before looking again for a range to claim, while every
-/// range left is leased by another producer.
-const CLAIM_RETRY: Duration = Duration::from_secs(1);
-
-/// One reader: claims and publishes ranges until all are complete.
-#[allow(clippy::too_many_arguments)]
-async fn read_ranges(
-    database: &Database,
-    broker: &Broker,
-    state: &RunState,
-    config: &RunConfig,
-    name: &str,
-    work: &RangeWork,
-    estimated: u64,
-    stop: &CancellationToken,
-) -> Result<Vec<CollectionSummary>, ProducerError> {
-    let mut published = Vec::new();
-    loop {
-        let mut left = 0;
-        let mut claimed = None;
-        for range in &work.ranges {
-            let key = common::naming::range_part(name, range.index);
-            if state.checkpoint(&key).await?.is_some_and(|c| c.complete) {
-                continue;
-            }
-            left += 1;
-            // Taken by another reader of this process (same holder): not ours to claim.
-            let mine = work
-                .taken
-                .lock()
-                .map(|mut taken| taken.insert(range.index))
-                .unwrap_or(false);
-            if !mine {
-                continue;
-            }
-            let lost = stop.child_token();
-            match lease::claim(state, name, range.index, &work.holder, lost.clone()).await {
-                Ok(Some(held)) => {
-                    claimed = Some((range.clone(), held, lost));
-                    break;
-                }
-                other => {
-                    if let Ok(mut taken) = work.taken.lock() {
-                        taken.remove(&range.index);
-                    }
-                    other?;
-                }
-            }
-        }
-        let Some((range, held, lost)) = claimed else {
-            if left == 0 {
-                return Ok(published);
-            }
-            tokio::select! {
-                _ = stop.cancelled() => return Err(ProducerError::Interrupted),
-                _ = tokio::time::sleep(CLAIM_RETRY) => continue,
-            }
-        };
-        let index = range.index;
-        let part = Part::Range(Box::new(range));
-        let result = publish_part(
-            database, broker, state, config, name, part, estimated, &lost,
-        )
-        .await;
-        let lost_lease = held.is_lost();
-        held.release().await;
-        if let Ok(mut taken) = work.taken.lock() {
-            taken.remove(&index);
-        }
-        match result {
-            Ok(summary) => published.push(summary),
-            // Another producer has the range now: look for another.
-            Err(ProducerError::Interrupted) if lost_lease && !stop.is_cancelled() => {}
-            Err(err) => return Err(err),
-        }
-    }
 }
 
 /// Publishes one part of `name` (the whole collection, or one range) after its
 /// checkpoint.
 #[allow(clippy::too_many_arguments)]
-async fn publish_part(
+pub(crate) async fn publish_part(
     database: &Database,
     broker: &Broker,
     state: &RunState,
@@ -407,7 +225,12 @@ impl Reader {
     }
 }
 
-fn summary(name: &str, progress: &Checkpoint, duplicates: u64, resumed: bool) -> CollectionSummary {
+pub(crate) fn summary(
+    name: &str,
+    progress: &Checkpoint,
+    duplicates: u64,
+    resumed: bool,
+) -> CollectionSummary {
     CollectionSummary {
         name: name.to_string(),
         documents: progress.documents,

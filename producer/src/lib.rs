@@ -6,6 +6,7 @@
 //! - [`follow`]: the change stream after the snapshot (`run --follow`).
 //! - [`pager`]: reading a collection in `_id` order across BSON type brackets.
 //! - [`collection`]: one collection, page to batch to publish, with its checkpoint.
+//! - [`range_readers`]: reading a collection's ranges with several tasks and processes.
 //! - [`lease`]: leases on ranges, shared by several producer processes.
 //! - [`ranges`]: splitting a collection into `_id` ranges read at once (`--readers`).
 //! - [`progress`]: the progress bar on a terminal.
@@ -36,6 +37,7 @@ pub mod lease;
 mod pager;
 mod progress;
 mod publisher;
+mod range_readers;
 pub mod ranges;
 mod retry;
 pub mod seed;
