@@ -338,3 +338,60 @@ async fn two_producers_started_for_the_same_run_duplicate_nothing() {
         .get(0);
     assert_eq!(batches, 100, "each batch committed once");
 }
+
+/// A stream at its limits (made beforehand with `max_msgs` and `discard: new`, as an
+/// operator bounding NATS' disk would) is back-pressure: the producer waits, saying
+/// so, while no consumer runs, and resumes when consumers make room; nothing is lost
+/// and the run completes. Retried as a transient failure it would have failed the run
+/// after about two minutes.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_full_stream_holds_the_producer_back_until_consumers_make_room() {
+    let env = TestEnv::new("full_stream").await.expect("env");
+    let out = env
+        .producer("r", &["seed", "--count", "20000", "--collection", "users"])
+        .await
+        .expect("seed");
+    assert_success(&out, "seed");
+    let client = async_nats::connect(&env.nats_url).await.expect("nats");
+    let js = async_nats::jetstream::new(client);
+    js.create_stream(async_nats::jetstream::stream::Config {
+        name: env.stream.clone(),
+        subjects: vec![
+            format!("{}.batch.>", env.stream),
+            format!("{}.change.>", env.stream),
+        ],
+        retention: async_nats::jetstream::stream::RetentionPolicy::WorkQueue,
+        storage: async_nats::jetstream::stream::StorageType::File,
+        discard: async_nats::jetstream::stream::DiscardPolicy::New,
+        max_messages: 4,
+        duplicate_window: common::broker::DUPLICATE_WINDOW,
+        ..Default::default()
+    })
+    .await
+    .expect("a stream of at most 4 messages");
+
+    let producer = spawn_producer(&env, &["--batch-size", "500", "--max-in-flight", "2"]);
+    wait_until("the stream to fill", || async {
+        published_batches(&env).await >= 4
+    })
+    .await;
+    // Full, and no consumer: the producer waits instead of failing.
+    tokio::time::sleep(Duration::from_secs(4)).await;
+    assert_eq!(published_batches(&env).await, 4, "a full stream took more");
+    let stream = js.get_stream(&env.stream).await.expect("stream");
+    assert_eq!(stream.cached_info().state.messages, 4);
+
+    let consumers = consumers(&env);
+    let producer = tokio::time::timeout(LIMIT, producer.wait_with_output())
+        .await
+        .expect("the producer finishes once consumers drain the stream")
+        .expect("producer");
+    assert_success(&producer, "producer");
+    let said = String::from_utf8_lossy(&producer.stderr);
+    assert!(
+        said.contains("the stream is full"),
+        "the producer did not say it waited on a full stream: {said}"
+    );
+    finish(consumers).await.expect("consumers finish");
+    assert_exact_copy(&env, "users").await.expect("exact copy");
+}

@@ -971,3 +971,87 @@ async fn a_standby_producer_takes_over_following_when_the_follower_is_killed() -
     }
     Ok(())
 }
+
+/// A follower resuming a backlog of small changes fills its change batches to the byte
+/// limit (here a server with a 64 KiB `max_payload`): each envelope, with one change
+/// record per document, must still fit. Counting only the documents' bytes, the
+/// restarted producer died on "max payload size exceeded" and so did every rerun.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_backlog_of_small_changes_fills_batches_to_the_byte_limit_and_lands() -> Result<()> {
+    let nats = e2e::private::PrivateNats::start_with_config("backlog", "max_payload: 65536\n")?;
+    let mut services = e2e::Services::shared();
+    services.nats_url = nats.url();
+    let env = TestEnv::on("live_backlog", services).await?;
+    seed(&env, 100).await?;
+    let args = [
+        "run",
+        "--follow",
+        "--collection",
+        COLLECTION,
+        "--batch-size",
+        "100000",
+    ];
+    let mut producer = Proc::spawn(&env, "producer", &args, None)?;
+    let mut consumer = Proc::spawn(&env, "consumer", CONSUMER_ARGS, None)?;
+    let cutover = || async {
+        env.command("producer", RUN)
+            .args(["cutover", "--timeout", "120s"])
+            .output()
+            .await
+    };
+    let pg = env.pg().await?;
+    wait_for(
+        || async { snapshot_batches(&pg).await >= 1 },
+        "the snapshot to land",
+    )
+    .await?;
+    let first = cutover().await?;
+    ensure!(first.status.success(), "first cutover: {first:?}");
+    ensure!(producer.stop().await?.success(), "{}", producer.output());
+
+    // The backlog: 6,000 small inserts, then an update of each, while nobody follows.
+    let items = env.db().collection::<Document>(COLLECTION);
+    let docs: Vec<Document> = (0..6_000)
+        .map(|i| doc! { "_id": format!("b{i}"), "v": i })
+        .collect();
+    items.insert_many(docs).await?;
+    items
+        .update_many(
+            doc! { "v": { "$exists": true } },
+            doc! { "$inc": { "v": 1 } },
+        )
+        .await?;
+
+    let mut producer = Proc::spawn(&env, "producer-again", &args, None)?;
+    let second = cutover().await?;
+    if !second.status.success() {
+        bail!(
+            "cutover after the backlog: {}{}\n--- producer: {}",
+            String::from_utf8_lossy(&second.stdout),
+            String::from_utf8_lossy(&second.stderr),
+            producer.output()
+        );
+    }
+    let differences = differences(&env, &pg).await?;
+    ensure!(
+        differences.is_empty(),
+        "{} differ, the first: {:?}",
+        differences.len(),
+        &differences[..differences.len().min(3)]
+    );
+    // The backlog travelled in batches cut by bytes, not one change a batch.
+    let batches: i64 = pg
+        .query_one(
+            "SELECT count(*) FROM _migrate_ledger WHERE kind = 'changes'",
+            &[],
+        )
+        .await?
+        .get(0);
+    ensure!(
+        (12..=200).contains(&batches),
+        "12,000 changes in {batches} batches"
+    );
+    ensure!(producer.stop().await?.success(), "{}", producer.output());
+    consumer.stop().await?;
+    Ok(())
+}

@@ -139,6 +139,7 @@ pub(crate) async fn publish_part(
             broker.names.batch_subject(&config.run.run, name),
             key.clone(),
             config.max_in_flight.get(),
+            shutdown.clone(),
         ),
         progress: Checkpoint {
             complete: false,

@@ -7,13 +7,23 @@
 //! without holding up the next publish), so a crash never skips a batch.
 //! A batch whose PubAck fails (NATS restarting, a timeout) is sent again with the same
 //! `Nats-Msg-Id`: if the first copy did land, the stream drops the second.
+//!
+//! [`acknowledged`] is the one place a PubAck is awaited, for snapshot and change
+//! batches alike: transient failures are sent again (about two minutes in all), and a
+//! stream at its `max_bytes` / `max_msgs` limit is back-pressure, waited out for as long
+//! as it takes consumers to make room (until the process is stopped), never a failed
+//! run.
 
 use std::collections::VecDeque;
 
+use std::time::Duration;
+
 use async_nats::jetstream::context::{PublishAckFuture, PublishError, PublishErrorKind};
+use async_nats::jetstream::{self, ErrorCode};
 use async_nats::HeaderMap;
 use bytes::Bytes;
 use common::run_state::{Checkpoint, RunState};
+use tokio_util::sync::CancellationToken;
 use tracing::Instrument;
 
 use crate::checkpointer::Checkpointer;
@@ -41,7 +51,8 @@ struct InFlight {
 }
 
 pub struct Publisher {
-    jetstream: async_nats::jetstream::Context,
+    jetstream: jetstream::Context,
+    shutdown: CancellationToken,
     checkpointer: Checkpointer,
     subject: String,
     collection: String,
@@ -52,14 +63,16 @@ pub struct Publisher {
 
 impl Publisher {
     pub fn new(
-        jetstream: async_nats::jetstream::Context,
+        jetstream: jetstream::Context,
         state: RunState,
         subject: String,
         collection: String,
         max_in_flight: usize,
+        shutdown: CancellationToken,
     ) -> Self {
         Publisher {
             jetstream,
+            shutdown,
             checkpointer: Checkpointer::start(state, collection.clone()),
             subject,
             collection,
@@ -84,8 +97,7 @@ impl Publisher {
         // A failed send is retried when the batch is settled, like a failed PubAck. The
         // trace context sent in the headers is the `publish` span's.
         let publish = tracing::info_span!(parent: &span, "publish", subject = %self.subject);
-        let ack = self
-            .send(&batch_id, payload.clone())
+        let ack = send(&self.jetstream, &self.subject, &batch_id, payload.clone())
             .instrument(publish)
             .await
             .ok();
@@ -111,48 +123,18 @@ impl Publisher {
         Ok(self.published)
     }
 
-    async fn send(&self, batch_id: &str, payload: Bytes) -> Result<PublishAckFuture, PublishError> {
-        let mut headers = HeaderMap::new();
-        headers.insert(async_nats::header::NATS_MESSAGE_ID, batch_id);
-        common::trace_context::inject(&mut headers);
-        self.jetstream
-            .publish_with_headers(self.subject.clone(), headers, payload)
-            .await
-    }
-
     async fn settle_oldest(&mut self) -> Result<(), ProducerError> {
-        let Some(mut batch) = self.window.pop_front() else {
+        let Some(batch) = self.window.pop_front() else {
             return Ok(());
         };
-        let mut attempt = 1;
-        let duplicate = loop {
-            let outcome = match batch.ack.take() {
-                Some(ack) => ack.await,
-                None => Err(PublishError::new(PublishErrorKind::BrokenPipe)),
-            };
-            match outcome {
-                Ok(ack) => break ack.duplicate,
-                Err(err) if attempt >= ATTEMPTS || !is_transient(&err) => {
-                    return Err(ProducerError::Publish {
-                        collection: self.collection.clone(),
-                        seq: batch.seq,
-                        detail: err.to_string(),
-                    })
-                }
-                Err(detail) => {
-                    tracing::warn!(
-                        collection = %self.collection,
-                        seq = batch.seq,
-                        attempt,
-                        error = %detail,
-                        "publish not acknowledged; sending the batch again"
-                    );
-                    tokio::time::sleep(pause(attempt)).await;
-                    attempt += 1;
-                    batch.ack = self.send(&batch.batch_id, batch.payload.clone()).await.ok();
-                }
-            }
+        let sent = Sent {
+            subject: &self.subject,
+            batch_id: &batch.batch_id,
+            payload: &batch.payload,
+            collection: &self.collection,
+            seq: batch.seq,
         };
+        let duplicate = acknowledged(&self.jetstream, sent, batch.ack, &self.shutdown).await?;
         self.published.batches += 1;
         if duplicate {
             self.published.duplicates += 1;
@@ -162,6 +144,117 @@ impl Publisher {
         common::crash::point("snapshot-batch");
         Ok(())
     }
+}
+
+/// Sends one batch with its `Nats-Msg-Id` and the current trace context; the returned
+/// future is its PubAck.
+pub(crate) async fn send(
+    jetstream: &jetstream::Context,
+    subject: &str,
+    batch_id: &str,
+    payload: Bytes,
+) -> Result<PublishAckFuture, PublishError> {
+    let mut headers = HeaderMap::new();
+    headers.insert(async_nats::header::NATS_MESSAGE_ID, batch_id);
+    common::trace_context::inject(&mut headers);
+    jetstream
+        .publish_with_headers(subject.to_string(), headers, payload)
+        .await
+}
+
+/// A batch sent (or whose send failed), to be sent again under the same id if need be.
+pub(crate) struct Sent<'a> {
+    pub subject: &'a str,
+    pub batch_id: &'a str,
+    pub payload: &'a Bytes,
+    /// For the error line and the logs.
+    pub collection: &'a str,
+    pub seq: u64,
+}
+
+/// How long a full stream is waited on between tries.
+const FULL_STREAM_PAUSE: Duration = Duration::from_secs(1);
+
+/// Waits for a sent batch's PubAck (`None`: its send failed), sending it again while
+/// the failure may pass; returns whether the stream already had it.
+///
+/// A stream at its limits (`max_bytes`, `max_msgs` with `discard: new`) is waited on
+/// without a bound, a warning logged every 30 s, until consumers make room or
+/// `shutdown` (then [`ProducerError::Interrupted`]: nothing past the last acknowledged
+/// batch was checkpointed, so running again resumes).
+///
+/// # Errors
+/// [`ProducerError::Publish`] for a failure that cannot pass (a message over
+/// `max_payload`) or after about two minutes of transient ones.
+pub(crate) async fn acknowledged(
+    jetstream: &jetstream::Context,
+    sent: Sent<'_>,
+    mut ack: Option<PublishAckFuture>,
+    shutdown: &CancellationToken,
+) -> Result<bool, ProducerError> {
+    let mut attempt = 1;
+    let mut full_since: Option<std::time::Instant> = None;
+    let mut warned_full: Option<std::time::Instant> = None;
+    loop {
+        let outcome = match ack.take() {
+            Some(ack) => ack.await,
+            None => Err(PublishError::new(PublishErrorKind::BrokenPipe)),
+        };
+        let err = match outcome {
+            Ok(ack) => {
+                if let Some(since) = full_since {
+                    tracing::info!(collection = %sent.collection, waited_seconds = since.elapsed().as_secs(),
+                        "the stream has room again; publishing resumes");
+                }
+                return Ok(ack.duplicate);
+            }
+            Err(err) => err,
+        };
+        if is_stream_full(&err) {
+            let since = *full_since.get_or_insert_with(std::time::Instant::now);
+            if warned_full.is_none_or(|at| at.elapsed() >= Duration::from_secs(30)) {
+                warned_full = Some(std::time::Instant::now());
+                tracing::warn!(collection = %sent.collection, seq = sent.seq, waited_seconds = since.elapsed().as_secs(), error = %err,
+                    "the stream is full: waiting for consumers to make room (start or scale up consumers, or raise the stream's limits)");
+            }
+            tokio::select! {
+                _ = shutdown.cancelled() => return Err(ProducerError::Interrupted),
+                _ = tokio::time::sleep(FULL_STREAM_PAUSE) => {}
+            }
+        } else if attempt >= ATTEMPTS || !is_transient(&err) {
+            return Err(ProducerError::Publish {
+                collection: sent.collection.to_string(),
+                seq: sent.seq,
+                detail: err.to_string(),
+            });
+        } else {
+            tracing::warn!(
+                collection = %sent.collection,
+                seq = sent.seq,
+                attempt,
+                error = %err,
+                "publish not acknowledged; sending the batch again"
+            );
+            tokio::time::sleep(pause(attempt)).await;
+            attempt += 1;
+        }
+        ack = send(jetstream, sent.subject, sent.batch_id, sent.payload.clone())
+            .await
+            .ok();
+    }
+}
+
+/// Whether the stream refused the message for being at its limits: JetStream's "store
+/// failed" (10077: "maximum bytes exceeded", "maximum messages exceeded") or "storage
+/// resources exceeded" (10047). Consumers acking batches make room on a work queue.
+fn is_stream_full(err: &PublishError) -> bool {
+    use std::error::Error as _;
+    err.source()
+        .and_then(|source| source.downcast_ref::<jetstream::Error>())
+        .is_some_and(|js| {
+            js.error_code() == ErrorCode::STREAM_STORE_FAILED
+                || js.error_code() == ErrorCode::STORAGE_RESOURCES_EXCEEDED
+        })
 }
 
 /// Whether a publish may succeed if sent again: a timeout, a lost connection, or no

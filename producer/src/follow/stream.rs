@@ -6,7 +6,6 @@ use std::collections::BTreeMap;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use async_nats::jetstream::context::PublishAckFuture;
-use async_nats::HeaderMap;
 use bson::{doc, Bson, Document, RawDocumentBuf};
 use common::batch::{blob_name, BatchBuilder, BatchLimits, Change, Doc, Envelope, Version};
 use common::broker::Broker;
@@ -17,9 +16,13 @@ use mongodb::options::FullDocumentType;
 use mongodb::Database;
 use tokio_util::sync::CancellationToken;
 
+use bytes::Bytes;
+use tracing::Instrument;
+
 use super::event::{self, Event};
 use crate::config::RunConfig;
 use crate::error::ProducerError;
+use crate::publisher::{self, Sent};
 use crate::source::mongo_detail;
 
 /// Longest a change waits in the producer before it is published.
@@ -146,6 +149,7 @@ pub async fn follow(
     );
     let mut batches = ChangeBatches {
         broker,
+        shutdown,
         config,
         database,
         pending: BTreeMap::new(),
@@ -224,6 +228,8 @@ pub async fn follow(
 /// The change batches being filled, one per collection.
 struct ChangeBatches<'a> {
     broker: &'a Broker,
+    /// Ends a wait on a full stream.
+    shutdown: &'a CancellationToken,
     config: &'a RunConfig,
     database: &'a Database,
     pending: BTreeMap<String, Pending>,
@@ -232,6 +238,16 @@ struct ChangeBatches<'a> {
     /// comes after it.
     last: Option<Version>,
     skipped: u64,
+}
+
+/// A change batch sent, waiting for its acknowledgement.
+struct SentChanges {
+    collection: String,
+    seq: u64,
+    subject: String,
+    batch_id: String,
+    payload: Bytes,
+    ack: Option<PublishAckFuture>,
 }
 
 struct Pending {
@@ -274,7 +290,7 @@ impl ChangeBatches<'_> {
         };
         let bytes = document.into_bytes();
         let run = self.config.run.run.as_str();
-        let limits = BatchLimits::new(
+        let limits = BatchLimits::for_changes(
             self.config.batch_size.get(),
             self.broker.max_payload(),
             run,
@@ -360,7 +376,7 @@ impl ChangeBatches<'_> {
         token: Option<Document>,
     ) -> Result<(), ProducerError> {
         let run = self.config.run.run.as_str();
-        let mut acks: Vec<(String, u64, PublishAckFuture)> = Vec::new();
+        let mut sent: Vec<SentChanges> = Vec::new();
         let pending = std::mem::take(&mut self.pending);
         let events = self.events_pending as u64;
         let batches = pending.into_iter().flat_map(|(collection, mut pending)| {
@@ -377,7 +393,7 @@ impl ChangeBatches<'_> {
             }
             let seq = checkpoint.batches;
             let envelope = Envelope::changes(run, &collection, seq, docs, changes);
-            let payload = envelope.encode();
+            let payload = Bytes::from(envelope.encode());
             // Each change batch is the root of its trace, continued by its consumer.
             let span = tracing::info_span!(
                 parent: None,
@@ -388,36 +404,37 @@ impl ChangeBatches<'_> {
                 batch_id = %envelope.batch_id,
                 changes = envelope.changes.len(),
             );
-            let mut headers = HeaderMap::new();
-            headers.insert(
-                async_nats::header::NATS_MESSAGE_ID,
-                envelope.batch_id.as_ref(),
-            );
-            span.in_scope(|| common::trace_context::inject(&mut headers));
             let subject = self
                 .broker
                 .names
                 .change_subject(&self.config.run.run, &collection);
-            let ack = self
-                .broker
-                .jetstream
-                .publish_with_headers(subject, headers, payload.into())
+            let batch_id = envelope.batch_id.to_string();
+            // A failed send is sent again while its acknowledgement is awaited.
+            let ack = publisher::send(&self.broker.jetstream, &subject, &batch_id, payload.clone())
+                .instrument(span)
                 .await
-                .map_err(|e| ProducerError::Publish {
-                    collection: collection.clone(),
-                    seq,
-                    detail: e.to_string(),
-                })?;
+                .ok();
             common::crash::point("change-published");
-            acks.push((collection, seq, ack));
-            checkpoint.batches += 1;
-        }
-        for (collection, seq, ack) in acks {
-            ack.await.map_err(|e| ProducerError::Publish {
+            sent.push(SentChanges {
                 collection,
                 seq,
-                detail: e.to_string(),
-            })?;
+                subject,
+                batch_id,
+                payload,
+                ack,
+            });
+            checkpoint.batches += 1;
+        }
+        for batch in sent {
+            let again = Sent {
+                subject: &batch.subject,
+                batch_id: &batch.batch_id,
+                payload: &batch.payload,
+                collection: &batch.collection,
+                seq: batch.seq,
+            };
+            publisher::acknowledged(&self.broker.jetstream, again, batch.ack, self.shutdown)
+                .await?;
         }
         self.events_pending = 0;
         checkpoint.events += events;
