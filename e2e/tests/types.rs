@@ -471,3 +471,83 @@ async fn inferred_mappings_migrate_and_verify() {
     let (code, text) = verify(&env, &["--mapping", &mapping_path]).await;
     assert_eq!(code, Some(0), "{text}");
 }
+
+/// `_id`s that print alike (an ObjectId and its hex string, 5 and the string of its
+/// Extended JSON, null and "null", subdocuments differing in key order) are distinct
+/// documents in MongoDB and land as distinct rows, in one batch and across batches.
+/// They shared one text key: in one batch the second became a reject, across batches
+/// it was skipped as "already landed", silently missing.
+#[tokio::test(flavor = "multi_thread")]
+async fn ids_that_print_alike_land_as_distinct_rows() {
+    let env = TestEnv::new("ids_alike").await.expect("env");
+    let oid = bson::oid::ObjectId::new();
+    let ids = [
+        Bson::ObjectId(oid),
+        Bson::String(oid.to_hex()),
+        Bson::Int32(5),
+        Bson::String(r#"{"$numberInt":"5"}"#.into()),
+        Bson::Null,
+        Bson::String("null".into()),
+        Bson::Document(doc! { "a": 1, "b": 2 }),
+        Bson::Document(doc! { "b": 2, "a": 1 }),
+        Bson::String("plain".into()),
+    ];
+    let docs: Vec<Document> = ids
+        .iter()
+        .enumerate()
+        .map(|(i, id)| doc! { "_id": id.clone(), "i": i as i32 })
+        .collect();
+    for collection in ["one_batch", "many_batches"] {
+        env.db()
+            .collection::<Document>(collection)
+            .insert_many(&docs)
+            .await
+            .expect("insert");
+    }
+    let consumer = env.spawn_consumer("r1", &[]).expect("consumer");
+    for (collection, size) in [("one_batch", "100"), ("many_batches", "1")] {
+        let produced = env
+            .producer(
+                "r1",
+                &["run", "--collection", collection, "--batch-size", size],
+            )
+            .await
+            .expect("producer");
+        assert_success(&produced, "producer run");
+    }
+    let output = tokio::time::timeout(LIMIT, consumer.wait_with_output())
+        .await
+        .expect("consumer finishes")
+        .expect("consumer output");
+    assert_success(&output, "consumer");
+    let pg = env.pg().await.expect("pg");
+    for collection in ["one_batch", "many_batches"] {
+        let rows: Vec<(String, i32)> = pg
+            .query(
+                &format!("SELECT _id, (doc->'i'->>'$numberInt')::int FROM {collection} ORDER BY 2"),
+                &[],
+            )
+            .await
+            .expect("rows")
+            .iter()
+            .map(|row| (row.get(0), row.get(1)))
+            .collect();
+        let landed: Vec<i32> = rows.iter().map(|(_, i)| *i).collect();
+        assert_eq!(
+            landed,
+            (0..ids.len() as i32).collect::<Vec<_>>(),
+            "{collection}: every document its own row: {rows:?}"
+        );
+        assert_eq!(rows[0].0, oid.to_hex(), "an ObjectId key stays plain hex");
+        assert_eq!(rows[8].0, "plain", "a plain string key stays as it is");
+        e2e::compare::assert_exact_copy(&env, collection)
+            .await
+            .expect("exact copy");
+    }
+    let rejects: i64 = pg
+        .query_one("SELECT count(*) FROM _migrate_rejects", &[])
+        .await
+        .expect("rejects")
+        .get(0);
+    assert_eq!(rejects, 0);
+}

@@ -234,10 +234,16 @@ pub async fn infer(config: &InferConfig) -> Result<Inferred, InferError> {
             } else {
                 taken.generate(path)
             };
+            let ty = match column_type(types, config.multi_type) {
+                // A jsonb key would merge `_id`s that differ only in key order: text
+                // keeps every `_id` apart (see `Cell::id_text`).
+                ColumnType::Jsonb if path == "_id" => ColumnType::Text,
+                ty => ty,
+            };
             columns.push(ColumnMapping {
                 name: Some(name),
                 path: path.clone(),
-                ty: column_type(types, config.multi_type),
+                ty,
             });
         }
         if columns.is_empty() {

@@ -152,15 +152,30 @@ impl Cell {
     }
 
     /// The `_id` as text, whatever its type, so every document lands in the default
-    /// table: strings as they are, ObjectIds as 24 hex digits, anything else as
-    /// canonical Extended JSON (`{"$numberInt":"5"}`), which keeps `5` and `"5"` apart.
+    /// table, and two different `_id`s never share a key (the encoding is injective):
+    /// - an ObjectId as its 24 lowercase hex digits;
+    /// - any other type but string as canonical Extended JSON (`{"$numberInt":"5"}`,
+    ///   `null`, `true`), which starts with `{` or is one of `null`, `true`, `false`;
+    /// - a string as it is, unless it could be read as one of those (24 lowercase hex
+    ///   digits, a start with `{` or `"`, or `null`, `true`, `false`): then as a JSON
+    ///   string literal, quotes included (`"5f1d…"`, `"{\"$numberInt\":\"5\"}"`).
+    ///
+    /// So the ObjectId `5f1d…` and the string `"5f1d…"`, `5` and the string
+    /// `{"$numberInt":"5"}`, `null` and `"null"` land as distinct rows.
     pub fn id_text(value: Option<RawBsonRef<'_>>) -> Result<Cell, CellError> {
         match value {
-            Some(RawBsonRef::String(s)) => text_cell(s).map_err(|Refused(reason)| CellError {
-                expected: ColumnType::Text,
-                found: "string",
-                reason,
-            }),
+            Some(RawBsonRef::String(s)) => text_cell(s)
+                .map(|cell| match cell {
+                    Cell::Text(text) if id_string_is_ambiguous(&text) => {
+                        Cell::Text(serde_json::Value::String(text).to_string())
+                    }
+                    cell => cell,
+                })
+                .map_err(|Refused(reason)| CellError {
+                    expected: ColumnType::Text,
+                    found: "string",
+                    reason,
+                }),
             Some(RawBsonRef::ObjectId(oid)) => Ok(Cell::Text(oid.to_hex())),
             Some(other) => match json_cell(other, JsonMode::Canonical) {
                 Ok(Cell::Jsonb(json)) => Ok(Cell::Text(json)),
@@ -178,6 +193,13 @@ impl Cell {
             }),
         }
     }
+}
+
+/// Whether a string `_id` written as it is could be read as the key of another type
+/// (see [`Cell::id_text`]).
+fn id_string_is_ambiguous(s: &str) -> bool {
+    let object_id = s.len() == 24 && s.bytes().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f'));
+    object_id || s.starts_with(['{', '"']) || matches!(s, "null" | "true" | "false")
 }
 
 fn text_cell(s: &str) -> Result<Cell, Refused> {

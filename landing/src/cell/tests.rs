@@ -150,3 +150,52 @@ fn ids_of_any_type_become_distinct_text() {
     let oid = bson::oid::ObjectId::new();
     assert_eq!(id(rawdoc! { "_id": oid }), Ok(Cell::Text(oid.to_hex())));
 }
+
+/// Distinct `_id`s never share a key: each pair below collided before (an ObjectId
+/// and its hex string, 5 and the string of its Extended JSON, null and "null"), and
+/// plain strings keep their text.
+#[test]
+fn id_text_is_injective() {
+    let oid = bson::oid::ObjectId::new();
+    let ids = [
+        bson::Bson::ObjectId(oid),
+        bson::Bson::String(oid.to_hex()),
+        bson::Bson::String(oid.to_hex().to_uppercase()),
+        bson::Bson::Int32(5),
+        bson::Bson::String(r#"{"$numberInt":"5"}"#.into()),
+        bson::Bson::String(r#""{\"$numberInt\":\"5\"}""#.into()),
+        bson::Bson::Null,
+        bson::Bson::String("null".into()),
+        bson::Bson::String("\"null\"".into()),
+        bson::Bson::Boolean(true),
+        bson::Bson::String("true".into()),
+        bson::Bson::String("false".into()),
+        bson::Bson::String("\"".into()),
+        bson::Bson::String("5".into()),
+        bson::Bson::String("plain".into()),
+        bson::Bson::Document(bson::doc! { "a": 1, "b": 2 }),
+        bson::Bson::Document(bson::doc! { "b": 2, "a": 1 }),
+        bson::Bson::String(r#"{"a":{"$numberInt":"1"},"b":{"$numberInt":"2"}}"#.into()),
+    ];
+    let mut seen = std::collections::HashMap::new();
+    for value in &ids {
+        let doc =
+            bson::RawDocumentBuf::try_from(&bson::doc! { "_id": value.clone() }).expect("encodes");
+        let Ok(Cell::Text(key)) = Cell::id_text(doc.get("_id").expect("readable")) else {
+            panic!("no text key for {value:?}");
+        };
+        if let Some(other) = seen.insert(key.clone(), value.clone()) {
+            panic!("{value:?} and {other:?} share the key {key}");
+        }
+    }
+    let key = |value: bson::Bson| {
+        let doc = bson::RawDocumentBuf::try_from(&bson::doc! { "_id": value }).expect("encodes");
+        Cell::id_text(doc.get("_id").expect("readable"))
+    };
+    assert_eq!(key("plain".into()), Ok(Cell::Text("plain".into())));
+    assert_eq!(
+        key(oid.to_hex().into()),
+        Ok(Cell::Text(format!("\"{}\"", oid.to_hex())))
+    );
+    assert_eq!(key("null".into()), Ok(Cell::Text("\"null\"".into())));
+}

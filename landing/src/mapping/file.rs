@@ -147,6 +147,8 @@ pub enum Problem {
     ChildOfArrays { path: String, ty: ColumnType },
     #[error("path {0:?} is mapped twice")]
     PathTwice(String),
+    #[error("the _id column is jsonb, whose equality ignores key order: the _ids {{a: 1, b: 2}} and {{b: 2, a: 1}}, distinct in MongoDB, would share one row; use type = \"text\" (canonical Extended JSON, order kept)")]
+    JsonbKey,
     #[error("table {0:?} is a name the migration keeps for its bookkeeping (every table starting with {RESERVED_PREFIX}); choose another table")]
     Reserved(String),
 }
@@ -252,6 +254,9 @@ impl CollectionMapping {
                 if !names.insert(name.as_str()) {
                     return Err(Problem::ColumnTwice(name.clone()));
                 }
+            }
+            if column.path == "_id" && column.ty == ColumnType::Jsonb {
+                return Err(Problem::JsonbKey);
             }
             paths.insert(column.path.as_str());
         }

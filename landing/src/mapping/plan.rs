@@ -137,7 +137,13 @@ impl TablePlan {
                         .name
                         .clone()
                         .unwrap_or_else(|| taken.generate(&c.path.replace('.', "_"))),
-                    source: Source::Field(path),
+                    // A text key takes every `_id` type, written so that two `_id`s
+                    // never share a key (see `Cell::id_text`).
+                    source: if c.path == "_id" && c.ty == ColumnType::Text {
+                        Source::IdText
+                    } else {
+                        Source::Field(path)
+                    },
                     ty: c.ty,
                 }
             })
