@@ -1055,3 +1055,82 @@ async fn a_backlog_of_small_changes_fills_batches_to_the_byte_limit_and_lands() 
     consumer.stop().await?;
     Ok(())
 }
+
+/// A followed run refuses what it could not follow, and records nothing before its
+/// checks pass:
+/// - `--follow` added to a run published without it (its start position would come
+///   after the snapshot: the changes in between were lost while cutover said exit 0);
+/// - another collection added to a followed run without `--follow` (snapshotted,
+///   never followed);
+/// - a `--follow` refused by a standalone mongod leaves the run as it was: the same run
+///   without `--follow` then completes and its consumers exit by themselves (it was
+///   marked "follow" already, so they waited forever and status failed).
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_followed_run_refuses_what_it_could_not_follow() -> Result<()> {
+    let env = TestEnv::new("live_refuse").await?;
+    seed(&env, 100).await?;
+    env.db()
+        .collection::<Document>("other")
+        .insert_one(doc! { "_id": 1 })
+        .await?;
+
+    // --follow after a snapshot published without it.
+    let plain = env
+        .producer("plain", &["run", "--collection", COLLECTION])
+        .await?;
+    e2e::assert_success(&plain, "a run without --follow");
+    // Accepted, it would follow until stopped: bounded.
+    let refused_within = Duration::from_secs(60);
+    let late = tokio::time::timeout(
+        refused_within,
+        env.producer("plain", &["run", "--follow", "--collection", COLLECTION]),
+    )
+    .await
+    .context("--follow on a run published without it was accepted")??;
+    e2e::assert_one_line_error(&late, "was published without --follow");
+
+    // Another collection for a followed run, without --follow.
+    let mut follower = Proc::spawn(&env, "producer", PRODUCER_ARGS, None)?;
+    let client = async_nats::connect(&env.nats_url).await?;
+    let kv = async_nats::jetstream::new(client)
+        .get_key_value(format!("{}_state", env.stream))
+        .await;
+    let started = || async {
+        match &kv {
+            Ok(kv) => matches!(kv.get(format!("{RUN}.manifest")).await, Ok(Some(_))),
+            Err(_) => false,
+        }
+    };
+    wait_for(started, "the followed run to start").await?;
+    let added = tokio::time::timeout(
+        refused_within,
+        env.producer(RUN, &["run", "--collection", "other"]),
+    )
+    .await
+    .context("a collection added to a followed run was accepted")??;
+    e2e::assert_one_line_error(&added, "would be snapshotted and never followed");
+    ensure!(follower.stop().await?.success(), "{}", follower.output());
+
+    // A standalone refuses --follow; nothing of the attempt stays.
+    let standalone = e2e::private::PrivateMongo::start_standalone("refuse")?;
+    let mut services = e2e::Services::shared();
+    services.mongodb_uri = format!(
+        "mongodb://127.0.0.1:{}/?directConnection=true",
+        standalone.port
+    );
+    let env = TestEnv::on("live_standalone", services).await?;
+    seed(&env, 50).await?;
+    let refused = env.producer("s", &["run", "--follow"]).await?;
+    e2e::assert_one_line_error(&refused, "--follow needs a replica set");
+    let consumer = env.spawn_consumer("s", &[])?;
+    let published = env.producer("s", &["run"]).await?;
+    e2e::assert_success(&published, "the same run without --follow");
+    let landed = tokio::time::timeout(LIMIT, consumer.wait_with_output())
+        .await
+        .context("the consumer did not exit by itself")??;
+    e2e::assert_success(&landed, "consumer");
+    let (code, status) = env.producer_report("s", &["status"]).await?;
+    ensure!(code == Some(0), "status exit {code:?}: {status}");
+    e2e::compare::assert_exact_copy(&env, COLLECTION).await?;
+    Ok(())
+}

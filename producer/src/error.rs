@@ -60,6 +60,10 @@ pub enum ProducerError {
         timeout: std::time::Duration,
         waiting_for: &'static str,
     },
+    #[error("run {run:?} was published without --follow: following it now would start after (part of) its snapshot, and the changes made in between would be lost; start a new --run with --follow from the beginning")]
+    FollowAddedLater { run: String },
+    #[error("run {run:?} follows the change stream of other collections: these would be snapshotted and never followed; run with --follow and the run's collections, or start a new --run for these")]
+    OtherCollectionsOfFollowedRun { run: String },
     #[error("run {run:?} follows the change stream: its snapshot cannot be published again under the same run (rows landed again after its changes could bring back deleted documents); start a new --run instead")]
     RestartFollowed { run: String },
     #[error("history lost: the run's position in the change stream is {behind} s older than the oldest entry of MongoDB's oplog (it holds {window} s), so the changes of {collections} since cannot be followed; re-snapshot them under a new --run with --follow (see the README, \"Live migration\"), and grow the oplog (replSetResizeOplog)")]

@@ -173,6 +173,7 @@ async fn run_collections(
         uri: common::config::redact_url(&config.mongo.mongodb_uri),
     };
     check_source(&state, &run, &source, config.restart).await?;
+    check_follow(&state, &run, &database, &collections, config.follow).await?;
     if config.restart {
         // Changes may be landing already: snapshot rows landed again after them could
         // bring back documents the stream deleted.
@@ -183,6 +184,15 @@ async fn run_collections(
         }
         forget(&state, &collections).await?;
     }
+
+    // Before the first snapshot batch, and before anything else is recorded: every
+    // change after this point is followed, so none made while the snapshot is read is
+    // missed; and a `--follow` MongoDB refuses (a standalone) leaves the run as it was.
+    let start = if config.follow {
+        Some(follow::record_start(&database, &state, run.as_str(), &collections).await?)
+    } else {
+        None
+    };
 
     // Announce the run's collections before publishing, so consumers waiting for the end
     // know what to wait for. Totals published so far are kept: they are a resumed run's.
@@ -206,14 +216,6 @@ async fn run_collections(
         }
     })
     .await?;
-
-    // Before the first snapshot batch: every change after this point is followed, so
-    // none made while the snapshot is read is missed.
-    let start = if config.follow {
-        Some(follow::record_start(&database, &state, run.as_str(), &collections).await?)
-    } else {
-        None
-    };
 
     // `--concurrency` collections at once; each records its totals when it is done.
     let published = futures::stream::iter(estimates.iter().map(|(name, estimated)| {
@@ -365,6 +367,35 @@ async fn check_source(
             "the run was published before from another address or database");
     }
     Ok(())
+}
+
+/// Refuses what would follow a run partly or not at all while its changes land as if
+/// followed:
+/// - `--follow` on a run published before without it: its start position would be
+///   taken after (part of) its snapshot, and the changes in between would be lost;
+/// - collections other than those a followed run follows, with or without
+///   `--follow`: they would be snapshotted and never followed.
+async fn check_follow(
+    state: &RunState,
+    run: &RunName,
+    database: &mongodb::Database,
+    collections: &[String],
+    follow: bool,
+) -> Result<(), ProducerError> {
+    // The manifest first: a producer racing this one records its start position before
+    // its manifest, so a manifest seen here means any start position is seen too.
+    let published_before = state.manifest().await?.is_some();
+    match state.start().await? {
+        None if follow && published_before => Err(ProducerError::FollowAddedLater {
+            run: run.to_string(),
+        }),
+        Some(start) if !follow && !follow::follows(&start, database.name(), collections) => {
+            Err(ProducerError::OtherCollectionsOfFollowedRun {
+                run: run.to_string(),
+            })
+        }
+        _ => Ok(()),
+    }
 }
 
 async fn forget(state: &RunState, collections: &[String]) -> Result<(), ProducerError> {

@@ -81,6 +81,11 @@ impl PrivateMongo {
 
     /// A one-node replica set named `rs0` without auth, initiated and primary, as
     /// compose.yaml's `mongo` service is once healthy.
+    /// A standalone mongod without login: no oplog, so no change stream.
+    pub fn start_standalone(name: &str) -> Result<Self> {
+        Self::spawn_with(name, None, false, &[])
+    }
+
     pub async fn start_replica_set(name: &str) -> Result<Self> {
         let mut mongo = Self::spawn_with(name, None, false, &["--replSet", "rs0"])?;
         let ready = mongo.initiate().await;

@@ -18,7 +18,7 @@ pub mod event;
 mod start;
 mod stream;
 
-pub use start::{record_start, StartError};
+pub use start::{follows, record_start, StartError};
 
 /// The lease name of a run's follower: of several producers of a run (`--readers`
 /// across processes), the one holding it streams the changes (`$` is in no collection

@@ -20,6 +20,17 @@ pub enum StartError {
     State(#[from] StateError),
 }
 
+/// Whether the run that started at `start` follows exactly `collections` of `database`.
+pub fn follows(start: &StartPosition, database: &str, collections: &[String]) -> bool {
+    start.pipeline == pipeline_json(database, collections)
+}
+
+fn pipeline_json(database: &str, collections: &[String]) -> serde_json::Value {
+    let pipeline = pipeline(database, collections);
+    bson::Bson::Array(pipeline.into_iter().map(bson::Bson::Document).collect())
+        .into_canonical_extjson()
+}
+
 /// Records the run's start position unless one is recorded; returns the one that holds.
 ///
 /// The stream is opened with `fullDocument: updateLookup` and the pipeline it will be
@@ -30,10 +41,7 @@ pub async fn record_start(
     run: &str,
     collections: &[String],
 ) -> Result<StartPosition, StartError> {
-    let pipeline = pipeline(database.name(), collections);
-    let pipeline_json =
-        bson::Bson::Array(pipeline.iter().cloned().map(bson::Bson::Document).collect())
-            .into_canonical_extjson();
+    let pipeline_json = pipeline_json(database.name(), collections);
     if let Some(start) = state.start().await? {
         if start.pipeline != pipeline_json {
             return Err(StartError::OtherPipeline {
@@ -44,7 +52,7 @@ pub async fn record_start(
     }
     let opened = database
         .watch()
-        .pipeline(pipeline)
+        .pipeline(pipeline(database.name(), collections))
         .full_document(FullDocumentType::UpdateLookup)
         // An empty first batch: its post-batch token is the position, even while
         // writes arrive (a first batch holding events would give no token).
