@@ -724,8 +724,17 @@ async fn changes_land_through_the_mapping_and_refused_updates_are_rejects() -> R
     items
         .insert_one(doc! { "_id": "d", "score": 4, "tags": [] })
         .await?;
-    let caught_up = cutover("120s").output().await?;
-    ensure!(caught_up.status.success(), "{caught_up:?}");
+    // Caught up, but a document waits in the rejects: not a go (exit 4, one line
+    // saying how many and how to land them).
+    let refused = cutover("120s").output().await?;
+    let said = String::from_utf8_lossy(&refused.stderr);
+    ensure!(refused.status.code() == Some(4), "{refused:?}");
+    ensure!(
+        said.lines().count() == 1
+            && said.contains("1 documents in _migrate_rejects")
+            && said.contains("consumer replay --run"),
+        "{said}"
+    );
 
     let rows = |sql: &'static str| {
         let pg = &pg;
@@ -1050,6 +1059,36 @@ async fn a_backlog_of_small_changes_fills_batches_to_the_byte_limit_and_lands() 
     ensure!(
         (12..=200).contains(&batches),
         "12,000 changes in {batches} batches"
+    );
+
+    // A change batch dead-lettered: caught up, but not a go (exit 4, one line).
+    let client = async_nats::connect(nats.url()).await?;
+    let jetstream = async_nats::jetstream::new(client);
+    jetstream
+        .publish(
+            format!("{}.change.{RUN}.{COLLECTION}", env.stream),
+            "not a batch".into(),
+        )
+        .await?
+        .await?;
+    wait_for(
+        || async {
+            pg.query_one("SELECT count(*) FROM _migrate_dead_letters", &[])
+                .await
+                .is_ok_and(|row| row.get::<_, i64>(0) == 1)
+        },
+        "the garbage to be dead-lettered",
+    )
+    .await?;
+    let refused = cutover().await?;
+    let said = String::from_utf8_lossy(&refused.stderr);
+    ensure!(refused.status.code() == Some(4), "{refused:?}");
+    ensure!(
+        said.lines().count() == 1
+            && said.contains("0 documents in _migrate_rejects")
+            && said.contains("1 batches in _migrate_dead_letters")
+            && said.contains("consumer requeue --run"),
+        "{said}"
     );
     ensure!(producer.stop().await?.success(), "{}", producer.output());
     consumer.stop().await?;

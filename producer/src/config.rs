@@ -87,6 +87,8 @@ pub struct CutoverConfig {
     #[command(flatten)]
     pub nats: NatsArgs,
     #[command(flatten)]
+    pub postgres: PostgresArgs,
+    #[command(flatten)]
     pub run: RunArgs,
 
     /// How long to wait for the target to catch up.

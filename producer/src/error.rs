@@ -64,6 +64,12 @@ pub enum ProducerError {
     FollowAddedLater { run: String },
     #[error("run {run:?} follows the change stream of other collections: these would be snapshotted and never followed; run with --follow and the run's collections, or start a new --run for these")]
     OtherCollectionsOfFollowedRun { run: String },
+    #[error("run {run:?} is caught up, but PostgreSQL does not hold all of it: {rejects} documents in _migrate_rejects (fix the mapping or the data, then `consumer replay --run {run}`), {dead_letters} batches in _migrate_dead_letters (fix their cause, then `consumer requeue --run {run}`); cut over once both are 0")]
+    NotLanded {
+        run: String,
+        rejects: u64,
+        dead_letters: u64,
+    },
     #[error("run {run:?} follows the change stream: its snapshot cannot be published again under the same run (rows landed again after its changes could bring back deleted documents); start a new --run instead")]
     RestartFollowed { run: String },
     #[error("history lost: the run's position in the change stream is {behind} s older than the oldest entry of MongoDB's oplog (it holds {window} s), so the changes of {collections} since cannot be followed; re-snapshot them under a new --run with --follow (see the README, \"Live migration\"), and grow the oplog (replSetResizeOplog)")]

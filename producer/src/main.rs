@@ -42,7 +42,10 @@ async fn execute_command(command: Command) -> anyhow::Result<ExitCode> {
         }
         Command::Cutover(config) => match producer::cutover::cutover(&config).await {
             Ok(cutover) => common::cli::print_out(&cutover),
-            Err(err @ producer::error::ProducerError::NotCaughtUp { .. }) => {
+            Err(
+                err @ (producer::error::ProducerError::NotCaughtUp { .. }
+                | producer::error::ProducerError::NotLanded { .. }),
+            ) => {
                 common::cli::report(&err.into());
                 return Ok(ExitCode::from(4));
             }
