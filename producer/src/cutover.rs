@@ -148,7 +148,7 @@ async fn not_landed(database_url: &str, run: &str) -> Result<(u64, u64), Produce
             Err(err) if err.code() == Some(&tokio_postgres::error::SqlState::UNDEFINED_TABLE) => 0,
             Err(err) => {
                 return Err(ProducerError::Status(landing::pg::PgError::new(
-                    &format!("counting {table}"),
+                    format!("counting {table}"),
                     err,
                 )))
             }
