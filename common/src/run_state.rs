@@ -21,6 +21,19 @@ pub struct RunManifest {
     /// The run follows the change stream after its snapshot (`producer run --follow`).
     #[serde(default)]
     pub follow: bool,
+    /// The last `producer cutover` that said go: from then on the producer may be
+    /// stopped, and `status` no longer counts its absence as lag.
+    #[serde(default)]
+    pub cut_over: Option<CutOver>,
+}
+
+/// When a followed run was cut over.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CutOver {
+    /// Wall-clock time of the verdict, milliseconds since 1970.
+    pub at_ms: u64,
+    /// MongoDB's cluster time the verdict covers: every change up to it is landed.
+    pub cluster_time: ClusterTime,
 }
 
 /// A cluster time: seconds and the operation's ordinal within them.

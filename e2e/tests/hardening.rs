@@ -898,3 +898,36 @@ async fn status_of_an_unknown_run_or_stream_says_so_and_creates_nothing() {
         "status created the mistyped stream"
     );
 }
+
+/// A run whose every document was landed already (here by an earlier run into the
+/// same table) is complete: `status` exits 0 and `cleanup` takes it. It stayed
+/// "incomplete" forever, its documents counted as already landed and not as landed.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_run_whose_documents_were_all_landed_already_is_complete() {
+    let env = TestEnv::new("hard_all_already").await.expect("env");
+    let docs: Vec<Document> = (0..50).map(|i| doc! { "_id": i, "v": i }).collect();
+    env.db()
+        .collection::<Document>("again")
+        .insert_many(&docs)
+        .await
+        .expect("insert");
+    for run in ["first", "second"] {
+        assert_success(&env.producer(run, &["run"]).await.expect("run"), "producer");
+        env.run_consumers(run, 1, &[], CONSUMERS_LIMIT)
+            .await
+            .expect("consumers");
+    }
+    let (code, status) = env
+        .producer_report("second", &["status"])
+        .await
+        .expect("status");
+    assert!(
+        status.contains("skipped as already landed: 50"),
+        "the second run landed nothing itself: {status}"
+    );
+    assert_eq!(code, Some(0), "{status}");
+    assert_success(
+        &env.producer("second", &["cleanup"]).await.expect("cleanup"),
+        "cleanup",
+    );
+}

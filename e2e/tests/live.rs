@@ -1173,3 +1173,87 @@ async fn a_followed_run_refuses_what_it_could_not_follow() -> Result<()> {
     e2e::compare::assert_exact_copy(&env, COLLECTION).await?;
     Ok(())
 }
+
+/// `status`, `cleanup` and `cutover` agree on where a followed run stands:
+/// - cleanup refuses while a producer follows (it deleted the stream under it);
+/// - with nobody following and no cutover, status is incomplete (exit 3): changes
+///   wait in the oplog where no count sees them (it said "0 events not yet landed",
+///   exit 0);
+/// - after cutover and SIGTERM, status says "cut over at …; producer stopped" (it
+///   showed the phase "streaming" with a growing lag);
+/// - cleanup --force of a run that never existed says so (it said it cleaned it).
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn status_cleanup_and_cutover_agree_on_a_followed_run() -> Result<()> {
+    let env = TestEnv::new("live_agree").await?;
+    seed(&env, 200).await?;
+    let mut producer = Proc::spawn(&env, "producer", PRODUCER_ARGS, None)?;
+    let mut consumer = Proc::spawn(&env, "consumer", CONSUMER_ARGS, None)?;
+    let pg = env.pg().await?;
+    wait_for(
+        || async { snapshot_batches(&pg).await >= 1 },
+        "the snapshot to land",
+    )
+    .await?;
+    let items = env.db().collection::<Document>(COLLECTION);
+    items.insert_one(doc! { "_id": "new", "n": 1 }).await?;
+    let caught_up = env.producer(RUN, &["cutover", "--timeout", "120s"]).await?;
+    e2e::assert_success(&caught_up, "cutover");
+
+    let refused = env.producer(RUN, &["cleanup"]).await?;
+    e2e::assert_one_line_error(&refused, "is still followed by producer");
+
+    // Nobody follows; changes are made, no cutover since them counts.
+    ensure!(producer.stop().await?.success(), "{}", producer.output());
+    let (code, status) = env.producer_report(RUN, &["status"]).await?;
+    ensure!(
+        code == Some(0),
+        "cut over, then stopped: exit {code:?}: {status}"
+    );
+    ensure!(
+        status.contains("cut over at ") && status.contains("producer stopped"),
+        "{status}"
+    );
+    ensure!(!status.contains("phase: streaming"), "{status}");
+
+    // A new run followed, then its producer stopped before any cutover.
+    let args = ["run", "--follow", "--collection", COLLECTION];
+    let mut second = env.command("producer", "second");
+    let mut second = second
+        .args(args)
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()?;
+    let mut second_consumer = env.command("consumer", "second");
+    let mut second_consumer = second_consumer
+        .args(CONSUMER_ARGS)
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()?;
+    wait_for(
+        || async {
+            let (_, status) = env
+                .producer_report("second", &["status"])
+                .await
+                .unwrap_or_default();
+            status.contains("change stream followed by")
+        },
+        "the second run to follow",
+    )
+    .await?;
+    if let Some(pid) = second.id() {
+        std::process::Command::new("kill")
+            .args(["-TERM", &pid.to_string()])
+            .status()?;
+    }
+    second.wait().await?;
+    items.delete_one(doc! { "_id": "new" }).await?;
+    let (code, status) = env.producer_report("second", &["status"]).await?;
+    ensure!(code == Some(3), "nobody follows: exit {code:?}: {status}");
+    ensure!(status.contains("no producer follows"), "{status}");
+    let _ = second_consumer.start_kill();
+
+    let unknown = env.producer("never-was", &["cleanup", "--force"]).await?;
+    e2e::assert_one_line_error(&unknown, "is unknown");
+    consumer.stop().await?;
+    Ok(())
+}

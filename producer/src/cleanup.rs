@@ -13,8 +13,9 @@
 //! keeps a later run of the same name from landing a batch twice.
 //!
 //! Cleanup refuses while `status` does not say complete (batches would be deleted
-//! before they land) or while consumer processes still pull from the run, unless
-//! `--force`.
+//! before they land), while consumer processes still pull from the run, or while a
+//! producer still follows its change stream, unless `--force`; a run of which nothing
+//! is left is unknown, `--force` or not.
 
 use async_nats::jetstream::{self, stream::Stream};
 use base64::Engine;
@@ -39,6 +40,8 @@ pub enum CleanupError {
         waiting: usize,
         unacked: usize,
     },
+    #[error("run \"{run}\" is still followed by producer {holder}: `producer cutover --run {run}`, then stop that producer (SIGTERM) before cleaning up, or pass --force")]
+    Following { run: RunName, holder: String },
     #[error("NATS: {doing}: {detail}")]
     Nats { doing: String, detail: String },
 }
@@ -106,12 +109,6 @@ pub async fn cleanup(config: &CleanupConfig) -> Result<Cleaned, ProducerError> {
     let broker = Broker::open(&status_config.nats, status_config.nats.stream.clone()).await?;
     let names = &broker.names;
     let state = RunState::new(broker.state.clone(), names.clone(), run.clone());
-    if state.manifest().await?.is_none() && !config.force {
-        return Err(ProducerError::UnknownRun {
-            run: run.to_string(),
-            stream: names.stream().to_string(),
-        });
-    }
     let mut stream = broker
         .jetstream
         .get_stream(names.stream())
@@ -119,7 +116,30 @@ pub async fn cleanup(config: &CleanupConfig) -> Result<Cleaned, ProducerError> {
         .map_err(|e| nats(format!("opening stream {}", names.stream()))(&e))?;
     let consumer = names.durable_consumer(run);
     let bound = stream.consumer_info(&consumer).await.ok();
+    // Even with --force, a run of which nothing is there is a typo, not a cleanup.
+    let bound_changes = stream
+        .consumer_info(&names.change_consumer(run))
+        .await
+        .is_ok();
+    if state.manifest().await?.is_none() && (!config.force || (bound.is_none() && !bound_changes)) {
+        return Err(ProducerError::UnknownRun {
+            run: run.to_string(),
+            stream: names.stream().to_string(),
+        });
+    }
     if !config.force {
+        // A producer still following would die, and its consumers wait forever.
+        if let Some(lease) = state
+            .range_lease(crate::follow::FOLLOWER, 0)
+            .await?
+            .filter(|lease| lease.expires_ms > crate::lease::now_ms())
+        {
+            return Err(CleanupError::Following {
+                run: run.clone(),
+                holder: lease.holder,
+            }
+            .into());
+        }
         // The change consumer of a followed run counts as much as the snapshot's.
         let changes = names.change_consumer(run);
         let change_info = stream.consumer_info(&changes).await.ok();

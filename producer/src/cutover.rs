@@ -20,7 +20,7 @@ use async_nats::jetstream::consumer::PullConsumer;
 use bson::{doc, RawBsonRef, RawDocumentBuf};
 use common::broker::Broker;
 use common::naming::{DEAD_LETTERS_TABLE, REJECTS_TABLE};
-use common::run_state::{ClusterTime, RunState};
+use common::run_state::{ClusterTime, CutOver, RunState};
 
 use crate::config::CutoverConfig;
 use crate::error::ProducerError;
@@ -109,6 +109,13 @@ pub async fn cutover(config: &CutoverConfig) -> Result<Cutover, ProducerError> {
                             dead_letters,
                         });
                     }
+                    let cut_over = CutOver {
+                        at_ms: crate::lease::now_ms(),
+                        cluster_time: target,
+                    };
+                    state
+                        .update_manifest(|manifest| manifest.cut_over = Some(cut_over))
+                        .await?;
                     return Ok(Cutover {
                         run: run.to_string(),
                         target,

@@ -9,6 +9,8 @@
 //! documents whose key is landed. Every checkpoint either of them saves names a
 //! position the stream has acknowledged.
 
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use common::run_state::{RangeLease, RunState};
@@ -41,7 +43,10 @@ pub fn holder_id() -> String {
 
 /// A lease held, renewed by its own task until released or lost.
 pub struct Held {
-    lost: CancellationToken,
+    /// Set once another producer took the lease over (or it expired unrenewed). Not
+    /// the `stop` token, which a shutdown cancels too: a stopping producer still
+    /// releases what it holds.
+    taken: Arc<AtomicBool>,
     renewer: JoinHandle<()>,
     state: RunState,
     collection: String,
@@ -65,12 +70,14 @@ pub async fn claim(
     else {
         return Ok(None);
     };
+    let taken = Arc::new(AtomicBool::new(false));
     let renewer = tokio::spawn({
-        let (state, collection, holder, lost) = (
+        let (state, collection, holder, lost, taken) = (
             state.clone(),
             collection.to_string(),
             holder.to_string(),
-            stop.clone(),
+            stop,
+            taken.clone(),
         );
         async move {
             let mut renewed_at = std::time::Instant::now();
@@ -90,12 +97,14 @@ pub async fn claim(
                     Ok(None) => {
                         tracing::warn!(collection = %collection, range = index,
                             "another producer took this range over (its lease had expired); leaving it to them");
+                        taken.store(true, Ordering::SeqCst);
                         lost.cancel();
                         return;
                     }
                     Err(err) if renewed_at.elapsed() >= LEASE_TTL => {
                         tracing::warn!(collection = %collection, range = index, error = %err,
                             "the range's lease could not be renewed before it expired; leaving the range");
+                        taken.store(true, Ordering::SeqCst);
                         lost.cancel();
                         return;
                     }
@@ -108,7 +117,7 @@ pub async fn claim(
         }
     });
     Ok(Some(Held {
-        lost: stop,
+        taken,
         renewer,
         state: state.clone(),
         collection: collection.to_string(),
@@ -120,7 +129,7 @@ pub async fn claim(
 impl Held {
     /// Whether another producer took the range over.
     pub fn is_lost(&self) -> bool {
-        self.lost.is_cancelled()
+        self.taken.load(Ordering::SeqCst)
     }
 
     /// Stops renewing and lets the lease expire at once, so that no producer waits

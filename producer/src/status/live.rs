@@ -7,7 +7,7 @@ use std::time::Duration;
 use bson::{doc, Document};
 use common::broker::Broker;
 use common::naming::{RunName, LEDGER_TABLE};
-use common::run_state::{ClusterTime, RunManifest, RunState};
+use common::run_state::{ClusterTime, CutOver, RunManifest, RunState};
 
 use crate::error::ProducerError;
 
@@ -42,6 +42,8 @@ pub struct LiveStatus {
     pub collections: Vec<String>,
     /// The producer holding the follower lease, if its lease is live.
     pub follower: Option<String>,
+    /// The last `producer cutover` that said go.
+    pub cut_over: Option<CutOver>,
 }
 
 impl LiveStatus {
@@ -58,12 +60,32 @@ impl std::fmt::Display for LiveStatus {
             Phase::Snapshot => "snapshot (changes since the start position wait in the oplog)",
             Phase::Streaming => "streaming",
         };
+        if let Some(cut_over) = self.cut_over {
+            let at = bson::DateTime::from_millis(cut_over.at_ms as i64)
+                .try_to_rfc3339_string()
+                .unwrap_or_else(|_| format!("{} ms", cut_over.at_ms));
+            match &self.follower {
+                None => writeln!(
+                    f,
+                    "phase: cut over at {at} (cluster time {}.{}); producer stopped: changes MongoDB took after that are not followed",
+                    cut_over.cluster_time.time, cut_over.cluster_time.increment
+                )?,
+                Some(holder) => writeln!(
+                    f,
+                    "cut over at {at} (cluster time {}.{}); still followed by {holder}: stop it once the application writes to PostgreSQL",
+                    cut_over.cluster_time.time, cut_over.cluster_time.increment
+                )?,
+            }
+            if self.follower.is_none() {
+                return Ok(());
+            }
+        }
         writeln!(f, "phase: {phase}")?;
         match (&self.follower, self.phase) {
             (Some(holder), _) => writeln!(f, "change stream followed by {holder}")?,
             (None, Phase::Streaming) => writeln!(
                 f,
-                "no producer follows the change stream now: run `producer run --follow` with this --run to go on"
+                "no producer follows the change stream now, so changes wait in the oplog uncounted: run `producer run --follow` with this --run to go on"
             )?,
             (None, Phase::Snapshot) => {}
         }
@@ -164,6 +186,7 @@ pub async fn live(
         .map(|lease| lease.holder);
     Ok(LiveStatus {
         follower,
+        cut_over: manifest.cut_over,
         phase,
         lag_seconds: now.time.saturating_sub(position.time),
         lag_events: events_published.saturating_sub(landed.max(0) as u64),

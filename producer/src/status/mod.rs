@@ -106,7 +106,12 @@ impl RunStatus {
                 // Perhaps only the estimate is off: count to know.
                 verdict = Verdict::Incomplete;
             }
-            if !c.published_complete || landed < c.published || c.dead_letter_batches > 0 {
+            // Documents found landed already (published again in other batches) are
+            // landed: without them a run over a filled table stayed incomplete forever.
+            if !c.published_complete
+                || landed + c.already < c.published
+                || c.dead_letter_batches > 0
+            {
                 verdict = Verdict::Incomplete;
             }
         }
@@ -145,7 +150,12 @@ impl RunStatus {
         let pending = self
             .pending
             .is_some_and(|(waiting, unacked)| waiting + unacked > 0);
-        if unfinished || pending || !self.producer_finished {
+        // Streaming with nobody following, and not cut over: changes wait in the oplog
+        // where no count of ours sees them.
+        let unfollowed = live.phase == live::Phase::Streaming
+            && live.follower.is_none()
+            && live.cut_over.is_none();
+        if unfinished || pending || unfollowed || !self.producer_finished {
             Verdict::Incomplete
         } else {
             Verdict::Complete
@@ -155,16 +165,13 @@ impl RunStatus {
 
 impl std::fmt::Display for RunStatus {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        writeln!(
-            f,
-            "run {}: producer {}",
-            self.run,
-            if self.producer_finished {
-                "finished"
-            } else {
-                "not finished"
-            }
-        )?;
+        let producer = match (self.producer_finished, self.live.is_some()) {
+            (true, false) => "producer finished",
+            (false, false) => "producer not finished",
+            (true, true) => "snapshot published",
+            (false, true) => "snapshot not yet published",
+        };
+        writeln!(f, "run {}: {producer}", self.run)?;
         writeln!(
             f,
             "{:<24} {:>12} {:>12} {:>12} {:>10} {:>14}",
@@ -241,6 +248,9 @@ impl std::fmt::Display for RunStatus {
             write!(f, "{live}")?;
         }
         let verdict = match self.verdict() {
+            Verdict::Complete if self.live.as_ref().is_some_and(|l| l.cut_over.is_some()) => {
+                "complete: cut over"
+            }
             Verdict::Complete if self.live.is_some() => {
                 "complete: the snapshot is landed; changes are followed until `producer cutover`"
             }
