@@ -129,6 +129,30 @@ fn parse_names(s: &str) -> Result<Names, crate::naming::InvalidStreamName> {
 /// or `token` query parameters. Anything that does not parse as a URL is hidden
 /// entirely past its scheme.
 pub fn redact_url(raw: &str) -> String {
+    // A password holding an unencoded `/`, `?` or `#` ends the URL's authority early,
+    // and a URL parser sees no password at all (`postgres://u:2024/Spring@host/db`
+    // reads as host `u`, port 2024): take everything up to the last `@` as the
+    // credentials, the way the person meant it.
+    if let Some((scheme, rest)) = raw.split_once("://") {
+        if let Some(at) = rest.rfind('@') {
+            let (userinfo, host) = rest.split_at(at);
+            if unencoded_credentials(raw) {
+                let user = match userinfo.split_once(':') {
+                    Some((user, _)) if !user.contains(['/', '?', '#']) => user,
+                    _ => "***",
+                };
+                let shown = if user == "***" {
+                    format!("{scheme}://***{host}")
+                } else {
+                    format!("{scheme}://{user}:***{host}")
+                };
+                return format!(
+                    "{} (its password seems to hold a '/', '?' or '#': percent-encode them, as %2F, %3F, %23)",
+                    redact_url(&shown)
+                );
+            }
+        }
+    }
     match url::Url::parse(raw) {
         Ok(mut url) => {
             if url.password().is_some() {
@@ -166,6 +190,15 @@ pub fn redact_url(raw: &str) -> String {
     }
 }
 
+/// Whether the credentials of a URL hold an unencoded `/`, `?` or `#` (text before its
+/// last `@` that a URL parser would not read as credentials): a driver's own error
+/// about such a URL may quote pieces of the password, and must not be shown.
+pub fn unencoded_credentials(raw: &str) -> bool {
+    raw.split_once("://")
+        .and_then(|(_, rest)| rest.rfind('@').map(|at| &rest[..at]))
+        .is_some_and(|userinfo| userinfo.contains(['/', '?', '#']))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -183,6 +216,34 @@ mod tests {
             "postgres://app@db:1/x?password=***&sslmode=require"
         );
         assert_eq!(redact_url("nats://T0KEN@host:4222"), "nats://***@host:4222");
+    }
+
+    /// Unencoded `/`, `?`, `#` in a password: a URL parser sees no password, and the
+    /// whole of it was printed.
+    #[test]
+    fn passwords_with_unencoded_special_characters_are_redacted_and_explained() {
+        for (raw, user) in [
+            ("postgres://u:2024/Spring@host/db", "u"),
+            ("postgres://u:why?not@host:5432/db", "u"),
+            (
+                "mongodb://admin:a#b@127.0.0.1:27017/?authSource=admin",
+                "admin",
+            ),
+            ("nats://u:x/y?z@127.0.0.1:4222", "u"),
+            ("nats://tok/en@127.0.0.1:4222", "***"),
+        ] {
+            let shown = redact_url(raw);
+            for secret in ["Spring", "why", "not", "a#b", "x/y", "tok/en"] {
+                assert!(!shown.contains(secret), "{raw} shown as {shown}");
+            }
+            assert!(shown.starts_with(raw.split_once("://").map_or("", |p| p.0)));
+            assert!(shown.contains(&format!("//{user}")), "{shown}");
+            assert!(shown.contains("percent-encode"), "{shown}");
+        }
+        assert_eq!(
+            redact_url("postgres://u:p%2Fw@host/db"),
+            "postgres://u:***@host/db"
+        );
     }
 }
 

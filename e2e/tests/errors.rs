@@ -155,3 +155,42 @@ async fn unknown_collections_databases_and_bad_mappings_are_said_at_once() {
     wait.args(["run", "--ack-wait", "99999999999999999999999s"]);
     fails_fast(wait, "--ack-wait").await;
 }
+
+/// A password holding an unencoded `/`, `?` or `#` cuts the URL's authority short, so
+/// a URL parser sees no password: the whole of it was printed in the error line. Each
+/// server's URL now fails in one line that holds no part of it and says to
+/// percent-encode.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_password_with_unencoded_special_characters_is_never_printed() {
+    let env = TestEnv::new("errors_unencoded").await.expect("env");
+    let secret = "Sup3r/Secret?Pw#1";
+    let pg_url = format!("postgres://postgres:{secret}@127.0.0.1:1/postgres");
+    let mongo_url = format!("mongodb://admin:{secret}@127.0.0.1:1/?serverSelectionTimeoutMS=2000");
+    let nats_url = format!("nats://user:{secret}@127.0.0.1:1");
+    for (variable, url) in [
+        ("DATABASE_URL", &pg_url),
+        ("MONGODB_URI", &mongo_url),
+        ("NATS_URL", &nats_url),
+    ] {
+        let mut status = env.command("producer", "r");
+        status.arg("status").env(variable, url);
+        let out = tokio::time::timeout(Duration::from_secs(60), status.output())
+            .await
+            .expect("status ended")
+            .expect("status ran");
+        let printed = format!(
+            "{}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        assert!(!out.status.success(), "{variable}: {printed}");
+        for part in ["Sup3r", "Secret", "Pw#1"] {
+            assert!(
+                !printed.contains(part),
+                "{variable}: {part} printed: {printed}"
+            );
+        }
+        assert_eq!(printed.trim().lines().count(), 1, "{variable}: {printed}");
+        assert!(printed.contains("percent-encode"), "{variable}: {printed}");
+    }
+}

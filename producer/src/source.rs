@@ -91,7 +91,12 @@ pub async fn connect(args: &MongoArgs) -> Result<Database, SourceError> {
         .map_err(|e| match *e.kind {
             mongodb::error::ErrorKind::InvalidArgument { .. } => SourceError::MongoMalformed {
                 uri: uri.clone(),
-                detail: mongo_detail(&e),
+                // The driver quotes the piece it tripped on: part of the password here.
+                detail: if common::config::unencoded_credentials(&args.mongodb_uri) {
+                    "the text before the last '@' is not a user and password".to_string()
+                } else {
+                    mongo_detail(&e)
+                },
             },
             _ => unreachable(e),
         })?;
