@@ -317,3 +317,23 @@ async fn arithmetic_ranges_split_numbers_and_object_ids() -> Result<()> {
     }
     Ok(())
 }
+
+/// `--readers` far beyond the collection's ranges runs one reader per range: it spawned
+/// a task per reader (1.6 GB in 12 s), ignored SIGTERM and never ended.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_huge_readers_count_is_bounded_by_the_ranges() -> Result<()> {
+    let env = TestEnv::new("par_huge_readers").await?;
+    seed_into(&env, COLLECTION, 3_000).await?;
+    let consumer = env.spawn_consumer("r", &[])?;
+    let produced = tokio::time::timeout(
+        Duration::from_secs(60),
+        env.producer("r", &["run", "--readers", "18446744073709551615"]),
+    )
+    .await
+    .context("the producer did not finish")??;
+    assert_success(&produced, "producer run");
+    let landed = tokio::time::timeout(LIMIT, consumer.wait_with_output()).await??;
+    assert_success(&landed, "consumer");
+    assert_exact_copy(&env, COLLECTION).await?;
+    Ok(())
+}

@@ -90,7 +90,10 @@ async fn plan(
     estimated: u64,
 ) -> Result<RangePlan, ProducerError> {
     let by_size = usize::try_from(estimated / MIN_DOCS_PER_RANGE).unwrap_or(usize::MAX);
-    let wanted = (readers * RANGES_PER_READER).min(by_size).max(1);
+    let wanted = readers
+        .saturating_mul(RANGES_PER_READER)
+        .min(by_size)
+        .max(1);
     let planned = |method: &str, ids: Vec<Bson>| RangePlan {
         boundaries: ids.into_iter().map(encode).collect(),
         method: method.to_string(),
