@@ -45,6 +45,31 @@ pub fn canonical_text(value: &serde_json::Value) -> String {
     }
 }
 
+/// A value's canonical Extended JSON as the specification writes it: `bson`'s, with its
+/// two departures corrected (a subnormal double is a plain JSON number there, and a
+/// NaN with its sign bit `"-NaN"`), as our writer does.
+pub fn canonical_extjson(value: Bson) -> serde_json::Value {
+    fn fix(value: serde_json::Value) -> serde_json::Value {
+        match value {
+            // Integers are the spec's own (`$minKey: 1`, a timestamp's `t` and `i`);
+            // a floating number can only be a subnormal double.
+            serde_json::Value::Number(n) if n.is_f64() => {
+                let v = n.as_f64().unwrap_or_default();
+                serde_json::json!({ "$numberDouble": format!("{v:e}") })
+            }
+            serde_json::Value::Object(map) => {
+                if map.len() == 1 && map.get("$numberDouble") == Some(&"-NaN".into()) {
+                    return serde_json::json!({ "$numberDouble": "NaN" });
+                }
+                map.into_iter().map(|(k, v)| (k, fix(v))).collect()
+            }
+            serde_json::Value::Array(items) => items.into_iter().map(fix).collect(),
+            other => other,
+        }
+    }
+    fix(value.into_canonical_extjson())
+}
+
 fn hash(text: &str) -> u64 {
     let mut hasher = DefaultHasher::new();
     text.hash(&mut hasher);
@@ -75,7 +100,7 @@ pub async fn source_digest_in(db: &mongodb::Database, collection: &str) -> Resul
     let mut cursor = db.collection::<Document>(collection).find(doc! {}).await?;
     let mut digest = Digest::default();
     while let Some(doc) = cursor.try_next().await? {
-        digest.add(&Bson::Document(doc).into_canonical_extjson());
+        digest.add(&canonical_extjson(Bson::Document(doc)));
     }
     Ok(digest)
 }

@@ -14,7 +14,7 @@ use proptest::test_runner::{Config, TestRunner};
 /// The canonical Extended JSON of a document, and whether PostgreSQL can store it (a
 /// NUL byte anywhere cannot be).
 fn expected(doc: &Document) -> (serde_json::Value, bool) {
-    let json = Bson::Document(doc.clone()).into_canonical_extjson();
+    let json = e2e::compare::canonical_extjson(Bson::Document(doc.clone()));
     let storable = !json.to_string().contains("\\u0000");
     (json, storable)
 }
@@ -42,8 +42,23 @@ proptest! {
             && !has_date_past_9999(&Bson::Document(doc.clone()))
         {
             let ours: serde_json::Value = serde_json::from_str(&text).expect("valid JSON");
-            prop_assert_eq!(ours, Bson::Document(doc.clone()).into_relaxed_extjson());
+            prop_assert_eq!(ours, relaxed(Bson::Document(doc.clone()).into_relaxed_extjson()));
         }
+    }
+}
+
+/// `bson`'s relaxed Extended JSON with a NaN's sign bit dropped: the specification
+/// spells a NaN only `"NaN"`.
+fn relaxed(value: serde_json::Value) -> serde_json::Value {
+    match value {
+        serde_json::Value::Object(map) => {
+            if map.len() == 1 && map.get("$numberDouble") == Some(&"-NaN".into()) {
+                return serde_json::json!({ "$numberDouble": "NaN" });
+            }
+            map.into_iter().map(|(k, v)| (k, relaxed(v))).collect()
+        }
+        serde_json::Value::Array(items) => items.into_iter().map(relaxed).collect(),
+        other => other,
     }
 }
 
@@ -137,7 +152,8 @@ async fn migrate_and_compare(case: usize, docs: Vec<Document>) {
     for doc in &docs {
         let id = doc! { "_id": doc.get("_id").cloned().unwrap_or(Bson::Null) };
         let id_text =
-            serde_json::to_string(&Bson::Document(id).into_canonical_extjson()["_id"]).expect("id");
+            serde_json::to_string(&e2e::compare::canonical_extjson(Bson::Document(id))["_id"])
+                .expect("id");
         let (json, storable) = expected(doc);
         if storable {
             assert!(

@@ -198,14 +198,13 @@ pub fn write_string(s: &str, out: &mut String) -> Result<(), JsonError> {
     Ok(())
 }
 
-/// Doubles as `bson` writes them in canonical form.
+/// Doubles in canonical Extended JSON. The specification knows only `"NaN"` (a NaN's
+/// sign bit has no spelling), and a subnormal is a `$numberDouble` too, in exponent
+/// notation (`"5e-324"`): written as a plain JSON number, it read back as a number of
+/// unknown type.
 fn write_double(v: f64, out: &mut String) {
     if v.is_nan() {
-        out.push_str(if v.is_sign_negative() {
-            r#"{"$numberDouble":"-NaN"}"#
-        } else {
-            r#"{"$numberDouble":"NaN"}"#
-        });
+        out.push_str(r#"{"$numberDouble":"NaN"}"#);
     } else if v.is_infinite() {
         out.push_str(if v > 0.0 {
             r#"{"$numberDouble":"Infinity"}"#
@@ -222,8 +221,7 @@ fn write_double(v: f64, out: &mut String) {
         let suffix = if v.fract() == 0.0 { ".0" } else { "" };
         let _ = write!(out, r#"{{"$numberDouble":"{v}{suffix}"}}"#);
     } else {
-        // Subnormal: `bson` writes these as plain JSON numbers.
-        let _ = serde_json::to_string(&v).map(|text| out.push_str(&text));
+        let _ = write!(out, r#"{{"$numberDouble":"{v:e}"}}"#);
     }
 }
 
@@ -282,7 +280,7 @@ mod tests {
     fn matches_bson_for_every_type() {
         let doc = doc! {
             "int": 5, "long": 5_i64, "neg": -7,
-            "doubles": [1.5, 2.0, -0.0, 0.0, 1e300, 1e-300, 5e-324, f64::NAN, f64::INFINITY, f64::NEG_INFINITY, 0.1],
+            "doubles": [1.5, 2.0, -0.0, 0.0, 1e300, 1e-300, f64::NAN, f64::INFINITY, f64::NEG_INFINITY, 0.1],
             "string": "tab\t quote\" back\\ nl\n bell\u{7} é 日本 😀",
             "bool": true, "null": null,
             "oid": bson::oid::ObjectId::new(),
@@ -305,6 +303,30 @@ mod tests {
             written(&doc, JsonMode::Relaxed),
             Bson::Document(doc.clone()).into_relaxed_extjson()
         );
+    }
+
+    /// Where `bson` is off the specification: a subnormal double written as a plain
+    /// JSON number (read back, its type is lost), a NaN with its sign bit written
+    /// `"-NaN"` (no such spelling exists). Ours reads back as the same double.
+    #[test]
+    fn subnormal_and_negative_nan_doubles_stay_doubles() {
+        let negative_nan = f64::from_bits(f64::NAN.to_bits() | (1 << 63));
+        assert!(negative_nan.is_nan() && negative_nan.is_sign_negative());
+        let doc = doc! { "a": 5e-324, "b": 1e-320, "c": -2.2e-310, "d": negative_nan };
+        let json = ours(&doc);
+        assert_eq!(json["a"], serde_json::json!({ "$numberDouble": "5e-324" }));
+        assert_eq!(json["b"], serde_json::json!({ "$numberDouble": "1e-320" }));
+        assert_eq!(json["d"], serde_json::json!({ "$numberDouble": "NaN" }));
+        let back = bson::Bson::try_from(json).expect("valid canonical Extended JSON");
+        let back = back.as_document().expect("a document");
+        for key in ["a", "b", "c"] {
+            assert_eq!(
+                back.get_f64(key).expect("a double").to_bits(),
+                doc.get_f64(key).expect("a double").to_bits(),
+                "{key}"
+            );
+        }
+        assert!(back.get_f64("d").expect("a double").is_nan());
     }
 
     #[test]
