@@ -1257,3 +1257,95 @@ async fn status_cleanup_and_cutover_agree_on_a_followed_run() -> Result<()> {
     consumer.stop().await?;
     Ok(())
 }
+
+/// A snapshot batch dead-lettered during a followed run, requeued once changes have
+/// landed, never lands a document over a newer change: the documents deleted
+/// meanwhile stay deleted (they came back, 3,000 rows for 2,900 documents, under a
+/// cutover that said exit 0), and the ones changed keep their change.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_requeued_snapshot_batch_never_lands_over_a_change() -> Result<()> {
+    let env = TestEnv::new("live_requeue").await?;
+    let items = env.db().collection::<Document>(COLLECTION);
+    items
+        .insert_many((0..30).map(|i| {
+            doc! { "_id": i, "kind": if i < 10 { "bad" } else { "good" }, "v": 0 }
+        }))
+        .await?;
+    let pg = env.pg().await?;
+    // The batch of the "bad" documents fails as a whole, every time, until the trigger
+    // goes: it is dead-lettered.
+    pg.batch_execute(
+        r#"CREATE TABLE items (_id text PRIMARY KEY, doc jsonb);
+           CREATE FUNCTION refuse_bad_items() RETURNS trigger AS $$
+           BEGIN
+             IF EXISTS (SELECT 1 FROM new_rows WHERE doc->>'kind' = 'bad') THEN
+               RAISE EXCEPTION 'refused by trigger';
+             END IF;
+             RETURN NULL;
+           END $$ LANGUAGE plpgsql;
+           CREATE TRIGGER refuse AFTER INSERT ON items REFERENCING NEW TABLE AS new_rows
+             FOR EACH STATEMENT EXECUTE FUNCTION refuse_bad_items();"#,
+    )
+    .await?;
+    let args = [
+        "run",
+        "--follow",
+        "--collection",
+        COLLECTION,
+        "--batch-size",
+        "10",
+    ];
+    let mut producer = Proc::spawn(&env, "producer", &args, None)?;
+    let mut consumer_args = CONSUMER_ARGS.to_vec();
+    consumer_args.extend(["--max-deliver", "2"]);
+    let mut consumer = Proc::spawn(&env, "consumer", &consumer_args, None)?;
+    let dead = || async {
+        pg.query_one("SELECT count(*) FROM _migrate_dead_letters", &[])
+            .await
+            .map_or(0, |row| row.get::<_, i64>(0))
+    };
+    wait_for(
+        || async { dead().await == 1 },
+        "the bad batch to be dead-lettered",
+    )
+    .await?;
+
+    // Changes land meanwhile: the bad documents deleted (half) or made good (half).
+    items.delete_many(doc! { "_id": { "$lt": 5 } }).await?;
+    items
+        .update_many(
+            doc! { "_id": { "$gte": 5, "$lt": 10 } },
+            doc! { "$set": { "kind": "good", "v": 1 } },
+        )
+        .await?;
+    let held = env.producer(RUN, &["cutover", "--timeout", "120s"]).await?;
+    ensure!(
+        held.status.code() == Some(4),
+        "a dead letter is not a go: {held:?}"
+    );
+
+    // The cause fixed, the batch requeued: it lands only where no change did.
+    pg.batch_execute("DROP TRIGGER refuse ON items").await?;
+    let requeued = env.command("consumer", RUN).arg("requeue").output().await?;
+    e2e::assert_success(&requeued, "consumer requeue");
+    wait_for(|| async { dead().await == 0 }, "the requeue").await?;
+    let caught_up = env.producer(RUN, &["cutover", "--timeout", "120s"]).await?;
+    if !caught_up.status.success() {
+        bail!(
+            "cutover: {}\n--- producer: {}\n--- consumer: {}",
+            String::from_utf8_lossy(&caught_up.stderr),
+            producer.output(),
+            consumer.output()
+        );
+    }
+    let differences = differences(&env, &pg).await?;
+    ensure!(differences.is_empty(), "{differences:#?}");
+    let rows: i64 = pg
+        .query_one("SELECT count(*) FROM items", &[])
+        .await?
+        .get(0);
+    ensure!(rows == 25, "{rows} rows for 25 documents");
+    ensure!(producer.stop().await?.success(), "{}", producer.output());
+    consumer.stop().await?;
+    Ok(())
+}

@@ -77,11 +77,16 @@ pub async fn land(
     let Some(tx) = begin_claimed(client, plan, origin, claim, batch).await? else {
         return Ok(Landed::AlreadyClaimed);
     };
-    let copied = copy_accounted(&tx, plan, &batch.rows, &batch.sources)
-        .instrument(tracing::info_span!("copy", table = %plan.table, rows = batch.rows.len()))
+    let late = behind_changes(&tx, plan, claim, batch).await?;
+    let (rows, sources, behind) = match &late {
+        Some((kept, behind)) => (&kept.rows, &kept.sources, *behind),
+        None => (&batch.rows, &batch.sources, 0),
+    };
+    let copied = copy_accounted(&tx, plan, rows, sources)
+        .instrument(tracing::info_span!("copy", table = %plan.table, rows = rows.len()))
         .await;
     let refused = match copied {
-        Ok(copied) => return finish(tx, origin, claim, &batch.rejects, copied, 0).await,
+        Ok(copied) => return finish(tx, origin, claim, &batch.rejects, copied, behind).await,
         Err(err) if pg::is_row_error(&err) => err,
         Err(err) => {
             return Err(PgError::new(
@@ -119,6 +124,11 @@ async fn land_carefully(
         let Some(tx) = begin_claimed(client, plan, origin, claim, batch).await? else {
             return Ok(Landed::AlreadyClaimed);
         };
+        let late = behind_changes(&tx, plan, claim, batch).await?;
+        let (batch, behind) = match &late {
+            Some((kept, behind)) => (kept, *behind),
+            None => (batch, 0),
+        };
         let landed: HashSet<usize> = already_landed(&tx, plan, &batch.rows)
             .await
             .doing(&format!("finding documents {} holds already", plan.table))?
@@ -149,7 +159,32 @@ async fn land_carefully(
                 "documents of the batch were landed already by another batch of the run; skipped"
             );
         }
-        return finish(tx, origin, claim, &batch.rejects, copied, landed.len()).await;
+        return finish(
+            tx,
+            origin,
+            claim,
+            &batch.rejects,
+            copied,
+            landed.len() + behind,
+        )
+        .await;
+    }
+}
+
+/// Snapshot documents (a batch, or replayed rejects of one) landing once changes have
+/// landed in their table keep only those no change holds: see
+/// [`crate::changes::behind_changes`]. `None` when there is nothing to compare with.
+async fn behind_changes<'a>(
+    tx: &Transaction<'_>,
+    plan: &TablePlan,
+    claim: Claim<'_>,
+    batch: &Mapped<'a>,
+) -> Result<Option<(Mapped<'a>, usize)>, PgError> {
+    match claim {
+        Claim::Batch { .. } | Claim::Rejects { .. } => {
+            crate::changes::behind_changes(tx, plan, batch).await
+        }
+        Claim::Replace { .. } => Ok(None),
     }
 }
 
