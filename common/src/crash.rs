@@ -10,12 +10,39 @@
 //! | `snapshot-done` | producer: every snapshot batch acknowledged, the change stream not yet opened |
 //! | `change-published` | producer: a change batch was published, its acknowledgement not awaited |
 //! | `snapshot-committed`, `change-committed` | consumer: a batch committed in PostgreSQL, not yet acknowledged |
+//!
+//! Pause points widen a race for a test the same way: `MIGRATE_PAUSE_AT=<point>:<ms>`
+//! makes the process sleep that long when it passes the named point.
+//!
+//! | point | where |
+//! |---|---|
+//! | `repair-read` | `verify --repair`: the documents to repair were read from MongoDB, not yet landed |
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::OnceLock;
 
 /// The environment variable that arms a crash point.
 pub const CRASH_AT: &str = "MIGRATE_CRASH_AT";
+
+/// The environment variable that arms a pause point.
+pub const PAUSE_AT: &str = "MIGRATE_PAUSE_AT";
+
+static PAUSE: OnceLock<Option<(String, u64)>> = OnceLock::new();
+
+/// Sleeps here if `MIGRATE_PAUSE_AT` names this point (and how many milliseconds).
+pub async fn pause(name: &str) {
+    let armed = PAUSE.get_or_init(|| {
+        let value = std::env::var(PAUSE_AT).ok()?;
+        let (point, ms) = value.split_once(':')?;
+        Some((point.to_string(), ms.parse().ok()?))
+    });
+    if let Some((point, ms)) = armed {
+        if point == name {
+            eprintln!("{PAUSE_AT}={point}: pausing {ms} ms");
+            tokio::time::sleep(std::time::Duration::from_millis(*ms)).await;
+        }
+    }
+}
 
 static ARMED: OnceLock<Option<(String, u64)>> = OnceLock::new();
 static PASSED: AtomicU64 = AtomicU64::new(0);

@@ -1349,3 +1349,83 @@ async fn a_requeued_snapshot_batch_never_lands_over_a_change() -> Result<()> {
     consumer.stop().await?;
     Ok(())
 }
+
+/// `verify --repair` during a followed run lands through the version rule: a document
+/// it read, then deleted in MongoDB and its delete landed before the repair commits,
+/// stays deleted. The repair used to land it again, and verify then called the target
+/// exact. (A pause point holds the repair between its read and its landing.)
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_repair_never_brings_back_a_document_deleted_meanwhile() -> Result<()> {
+    let env = TestEnv::new("live_repair").await?;
+    let items = env.db().collection::<Document>(COLLECTION);
+    items
+        .insert_many((0..20).map(|i| doc! { "_id": format!("d{i}"), "v": i }))
+        .await?;
+    let mut producer = Proc::spawn(&env, "producer", PRODUCER_ARGS, None)?;
+    let mut consumer = Proc::spawn(&env, "consumer", CONSUMER_ARGS, None)?;
+    let pg = env.pg().await?;
+    wait_for(
+        || async { snapshot_batches(&pg).await >= 1 },
+        "the snapshot to land",
+    )
+    .await?;
+    items
+        .update_one(doc! { "_id": "d1" }, doc! { "$set": { "v": 100 } })
+        .await?;
+    let caught_up = env.producer(RUN, &["cutover", "--timeout", "120s"]).await?;
+    e2e::assert_success(&caught_up, "cutover");
+
+    // A difference for the repair to find: d7's row altered by hand.
+    pg.execute(
+        "UPDATE items SET doc = '{\"_id\":\"d7\",\"v\":{\"$numberInt\":\"-1\"}}' WHERE _id = 'd7'",
+        &[],
+    )
+    .await?;
+    let mut repair = env.command("producer", RUN);
+    let repair = repair
+        .args([
+            "verify",
+            "--repair",
+            "--collection",
+            COLLECTION,
+            "--range-size",
+            "5",
+        ])
+        .env("MIGRATE_PAUSE_AT", "repair-read:4000")
+        .output();
+    let deleted = async {
+        // Once the repair has read d7, d7 is deleted and its delete lands.
+        tokio::time::sleep(Duration::from_millis(1500)).await;
+        items.delete_one(doc! { "_id": "d7" }).await?;
+        wait_for(
+            || async {
+                pg.query_one("SELECT count(*) FROM items WHERE _id = 'd7'", &[])
+                    .await
+                    .is_ok_and(|row| row.get::<_, i64>(0) == 0)
+            },
+            "the delete to land",
+        )
+        .await
+    };
+    let (repaired, deleted) = tokio::join!(repair, deleted);
+    deleted?;
+    let repaired = repaired?;
+    let said = format!(
+        "{}{}",
+        String::from_utf8_lossy(&repaired.stdout),
+        String::from_utf8_lossy(&repaired.stderr)
+    );
+    ensure!(said.contains("MIGRATE_PAUSE_AT=repair-read"), "{said}");
+    let rows: i64 = pg
+        .query_one("SELECT count(*) FROM items WHERE _id = 'd7'", &[])
+        .await?
+        .get(0);
+    ensure!(rows == 0, "the repair brought d7 back: {said}");
+    let caught_up = env.producer(RUN, &["cutover", "--timeout", "120s"]).await?;
+    e2e::assert_success(&caught_up, "cutover");
+    let differences = differences(&env, &pg).await?;
+    ensure!(differences.is_empty(), "{differences:#?}");
+    ensure!(producer.stop().await?.success(), "{}", producer.output());
+    consumer.stop().await?;
+    Ok(())
+}

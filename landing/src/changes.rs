@@ -234,6 +234,32 @@ fn keyed<'b, 'a>(plan: &TablePlan, doc: &'b ChangeDoc<'a>) -> Result<Keyed<'b, '
     })
 }
 
+/// Whether any change has landed in the table: from then on, every writer of its
+/// documents goes through the version rule.
+///
+/// # Errors
+/// [`PgError`] when PostgreSQL cannot be read; no bookkeeping tables yet is `false`.
+pub async fn changes_landed(client: &Client, plan: &TablePlan) -> Result<bool, PgError> {
+    let found = client
+        .query_one(
+            &format!(
+                "SELECT EXISTS (SELECT 1 FROM {} WHERE target_table = $1)",
+                quote(VERSIONS_TABLE)
+            ),
+            &[&plan.table],
+        )
+        .await;
+    match found {
+        Ok(row) => row
+            .try_get(0)
+            .doing("looking for changes landed in the table"),
+        Err(err) if err.code() == Some(&tokio_postgres::error::SqlState::UNDEFINED_TABLE) => {
+            Ok(false)
+        }
+        Err(err) => Err(PgError::new("looking for changes landed in the table", err)),
+    }
+}
+
 /// For snapshot documents landing once changes have begun in their table: claims each
 /// document's key in the versions table at version zero, older than any change, and
 /// keeps the documents whose key no change holds; returns them and how many were left

@@ -75,6 +75,8 @@ pub enum Cause {
     Fingerprint(#[from] FingerprintError),
     #[error("table {0:?} has no column mapped from _id, so rows cannot be matched to documents; map _id to a column")]
     NoKey(String),
+    #[error("MongoDB gave the read no operation time, which a repair of a followed run needs as its version; live migration needs a replica set")]
+    NoOperationTime,
 }
 
 /// What verification found, for people (Display) and scripts (`differences`).
