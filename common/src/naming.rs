@@ -178,6 +178,11 @@ impl Names {
         format!("{run}.manifest")
     }
 
+    /// Key of the mapping a run's consumers land with.
+    pub fn mapping_key(&self, run: &RunName) -> String {
+        format!("{run}.mapping")
+    }
+
     /// Key of a collection's range plan (`--readers`), written once per run.
     pub fn plan_key(&self, run: &RunName, collection: &str) -> String {
         format!("{run}.plan.{}", token(collection))

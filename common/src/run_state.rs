@@ -36,6 +36,43 @@ pub struct CutOver {
     pub cluster_time: ClusterTime,
 }
 
+/// The mapping a run's consumers land with: recorded by the first consumer, so that a
+/// consumer started with another one (or none) is refused instead of splitting a
+/// collection over two tables, and so that `replay` and `verify` use it by themselves.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RunMapping {
+    /// BLAKE3 of the file's bytes, 16 hex digits; of nothing for the default tables.
+    pub hash: String,
+    /// Where it was read from, for messages: a path, or "no mapping (default tables)".
+    pub source: String,
+    /// The file's text (empty for the default tables).
+    pub text: String,
+    /// Whether the text is YAML (else TOML).
+    pub yaml: bool,
+}
+
+impl RunMapping {
+    /// The mapping of a file's `text` read from `source`.
+    pub fn new(source: &str, text: &str, yaml: bool) -> Self {
+        RunMapping {
+            hash: blake3::hash(text.as_bytes()).to_hex()[..16].to_string(),
+            source: source.to_string(),
+            text: text.to_string(),
+            yaml,
+        }
+    }
+
+    /// No mapping file: every collection in its default table.
+    pub fn default_tables() -> Self {
+        RunMapping::new("no mapping (default tables)", "", false)
+    }
+
+    /// How a message names it.
+    pub fn describe(&self) -> String {
+        format!("{} [{}]", self.source, self.hash)
+    }
+}
+
 /// A cluster time: seconds and the operation's ordinal within them.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
 pub struct ClusterTime {
@@ -337,6 +374,38 @@ impl RunState {
             }
             Err(e) => Err(StateError::nats("creating", &key, e)),
         }
+    }
+
+    /// The mapping the run's consumers land with, if one was recorded.
+    pub async fn mapping(&self) -> Result<Option<RunMapping>, StateError> {
+        self.read_json(self.names.mapping_key(&self.run)).await
+    }
+
+    /// Records `mapping` as the run's unless one is; returns the one that holds.
+    pub async fn record_mapping(&self, mapping: &RunMapping) -> Result<RunMapping, StateError> {
+        let key = self.names.mapping_key(&self.run);
+        let bytes: bytes::Bytes = serde_json::to_vec(mapping).unwrap_or_default().into();
+        match self.kv.create(key.as_str(), bytes).await {
+            Ok(_) => Ok(mapping.clone()),
+            Err(e) if e.kind() == async_nats::jetstream::kv::CreateErrorKind::AlreadyExists => {
+                match self.mapping().await? {
+                    Some(existing) => Ok(existing),
+                    None => Err(StateError::nats("reading", &key, e)),
+                }
+            }
+            Err(e) => Err(StateError::nats("creating", &key, e)),
+        }
+    }
+
+    /// Makes `mapping` the run's (`consumer replay --mapping` with a fixed one).
+    pub async fn replace_mapping(&self, mapping: &RunMapping) -> Result<(), StateError> {
+        let key = self.names.mapping_key(&self.run);
+        let bytes: bytes::Bytes = serde_json::to_vec(mapping).unwrap_or_default().into();
+        self.kv
+            .put(key.as_str(), bytes)
+            .await
+            .map_err(|e| StateError::nats("writing", &key, e))?;
+        Ok(())
     }
 
     /// A collection's range plan, if one was recorded.

@@ -103,7 +103,11 @@ pub struct ReplayConfig {
     #[command(flatten)]
     pub postgres: PostgresArgs,
 
-    /// The fixed mapping file.
+    /// Where the run's mapping is recorded.
+    #[command(flatten)]
+    pub nats: NatsArgs,
+
+    /// The fixed mapping file; it becomes the run's. None: the run's recorded mapping.
     #[arg(long = "mapping", env = "MAPPING_FILE")]
     pub mapping: Option<PathBuf>,
 

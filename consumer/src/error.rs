@@ -43,6 +43,14 @@ pub enum ConsumerError {
         run: String,
         collection: Option<String>,
     },
+    #[error("run {run:?} lands with the mapping {held}; this consumer has {ours}: start it with the run's mapping, or after fixing the mapping land the run's rejects with `consumer replay --run {run} --mapping <fixed>`, which makes it the run's")]
+    OtherMapping {
+        run: String,
+        held: String,
+        ours: String,
+    },
+    #[error(transparent)]
+    State(#[from] common::run_state::StateError),
     #[error("a writer task failed: {0}")]
     Writer(#[source] tokio::task::JoinError),
 }

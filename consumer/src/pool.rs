@@ -52,7 +52,20 @@ pub async fn run(
     shutdown: CancellationToken,
 ) -> Result<Report, ConsumerError> {
     let started = Instant::now();
-    let mapping = MappingFile::load_or_default(config.mapping.as_deref())?;
+    let (mapping, recorded) = MappingFile::load_recorded(config.mapping.as_deref())?;
+    let broker = Broker::connect(&config.nats, config.nats.stream.clone()).await?;
+    let run = config.run.run.clone();
+    // One mapping per run: the first consumer's holds, and another is refused before
+    // it touches a table (it would split collections over other tables).
+    let state = RunState::new(broker.state.clone(), broker.names.clone(), run.clone());
+    let held = state.record_mapping(&recorded).await?;
+    if held.hash != recorded.hash {
+        return Err(ConsumerError::OtherMapping {
+            run: run.to_string(),
+            held: held.describe(),
+            ours: recorded.describe(),
+        });
+    }
     let mut client = pg::connect(&config.postgres.database_url).await?;
     schema::ensure_bookkeeping(&mut client).await?;
     for collection in mapping.collections.keys() {
@@ -67,8 +80,6 @@ pub async fn run(
         ),
         None => None,
     };
-    let broker = Broker::connect(&config.nats, config.nats.stream.clone()).await?;
-    let run = config.run.run.clone();
     let consumer = bind(&broker, &run, config.ack_wait).await?;
     let writers = config.writers();
     tracing::info!(run = %run, writers, stream = broker.names.stream(), "consumer started");
@@ -98,7 +109,6 @@ pub async fn run(
     if let Some(listener) = metrics_listener {
         tasks.spawn(metrics::serve(listener, shared.clone(), stop.clone()));
     }
-    let state = RunState::new(broker.state.clone(), broker.names.clone(), run.clone());
     tasks.spawn(follow_changes(
         state.clone(),
         consumer.clone(),

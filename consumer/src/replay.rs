@@ -13,7 +13,9 @@
 use std::borrow::Cow;
 use std::collections::BTreeMap;
 
+use common::broker::Broker;
 use common::naming::REJECTS_TABLE;
+use common::run_state::RunState;
 use landing::identifier::quote;
 use landing::landing::{land, Claim, Landed};
 use landing::ledger;
@@ -54,13 +56,47 @@ struct Stored {
     raw: Vec<u8>,
 }
 
+/// The mapping to replay with: the fixed file, which becomes the run's (consumers
+/// started later must have it), or the run's recorded mapping.
+async fn mapping(config: &ReplayConfig) -> Result<MappingFile, ConsumerError> {
+    let state = async {
+        let broker = Broker::open(&config.nats, config.nats.stream.clone()).await?;
+        Ok::<_, ConsumerError>(RunState::new(
+            broker.state.clone(),
+            broker.names.clone(),
+            config.run.run.clone(),
+        ))
+    }
+    .await;
+    match config.mapping.as_deref() {
+        Some(path) => {
+            let (file, recorded) = MappingFile::load_recorded(Some(path))?;
+            match state {
+                Ok(state) => state.replace_mapping(&recorded).await?,
+                // The run's state is gone (cleaned up): nothing to keep in step.
+                Err(err) => tracing::warn!(error = %err,
+                    "the run's state on NATS is not there; its recorded mapping is not updated"),
+            }
+            Ok(file)
+        }
+        None => match state?.mapping().await? {
+            Some(recorded) => {
+                tracing::info!(mapping = %recorded.describe(), "replaying with the run's mapping");
+                Ok(MappingFile::parse(&recorded)?)
+            }
+            // A run from before mappings were recorded.
+            None => Ok(MappingFile::default()),
+        },
+    }
+}
+
 /// Lands the run's rejects with the mapping of `config`.
 ///
 /// # Errors
 /// [`ConsumerError`] when PostgreSQL cannot be reached or fails, or the mapping is
 /// invalid. Each batch's rejects land whole or not at all.
 pub async fn replay(config: &ReplayConfig) -> Result<Replayed, ConsumerError> {
-    let mapping = MappingFile::load_or_default(config.mapping.as_deref())?;
+    let mapping = mapping(config).await?;
     let mut client = pg::connect(&config.postgres.database_url).await?;
     schema::ensure_bookkeeping(&mut client).await?;
     let run = config.run.run.as_str();

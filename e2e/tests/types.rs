@@ -551,3 +551,94 @@ async fn ids_that_print_alike_land_as_distinct_rows() {
         .get(0);
     assert_eq!(rejects, 0);
 }
+
+/// One mapping per run: the first consumer records it; a consumer with another (or
+/// none) is refused in one line naming both (they split a collection over two tables
+/// at random under "status: complete"); `consumer replay --mapping <fixed>` makes the
+/// fixed one the run's, and `replay` without `--mapping` takes the run's by itself.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_run_lands_with_one_mapping_and_replay_takes_it_by_itself() {
+    let env = TestEnv::new("one_mapping").await.expect("env");
+    env.db()
+        .collection::<Document>("scores")
+        .insert_many([
+            doc! { "_id": 1, "score": 10 },
+            doc! { "_id": 2, "score": "high" },
+            doc! { "_id": 3, "score": 30 },
+        ])
+        .await
+        .expect("insert");
+    let typed = env.write_file(
+        "typed.toml",
+        "[collections.scores]\ncolumns = [ { path = \"_id\", type = \"int4\" }, { path = \"score\", type = \"int4\" } ]\n",
+    );
+    let fixed = env.write_file(
+        "fixed.toml",
+        "[collections.scores]\ncolumns = [ { path = \"_id\", type = \"int4\" }, { name = \"score_text\", path = \"score\", type = \"text\" } ]\n",
+    );
+    let produced = env.producer("r7", &["run"]).await.expect("producer");
+    assert_success(&produced, "producer run");
+    env.run_consumers("r7", 1, &["--mapping", &typed], LIMIT)
+        .await
+        .expect("the first consumer records its mapping");
+
+    // Another mapping, or none, is refused before it lands anything.
+    for extra in [vec![], vec!["--mapping", fixed.as_str()]] {
+        let other = env
+            .spawn_consumer("r7", &extra)
+            .expect("consumer")
+            .wait_with_output()
+            .await
+            .expect("consumer output");
+        e2e::assert_one_line_error(&other, "lands with the mapping");
+        let said = String::from_utf8_lossy(&other.stderr);
+        assert!(said.contains("typed.toml"), "{said}");
+    }
+    let pg = env.pg().await.expect("pg");
+    let tables: i64 = pg
+        .query_one(
+            "SELECT count(*) FROM information_schema.tables WHERE table_name LIKE 'scores%'",
+            &[],
+        )
+        .await
+        .expect("tables")
+        .get(0);
+    assert_eq!(tables, 1, "no second table for the collection");
+
+    // The fix lands the reject and becomes the run's mapping.
+    let replayed = env
+        .command("consumer", "r7")
+        .args(["replay", "--mapping", &fixed])
+        .output()
+        .await
+        .expect("replay");
+    assert_success(&replayed, "replay with the fixed mapping");
+    let landed: String = pg
+        .query_one("SELECT score_text FROM scores WHERE _id = 2", &[])
+        .await
+        .expect("the replayed row")
+        .get(0);
+    assert_eq!(landed, "high");
+    let refused = env
+        .spawn_consumer("r7", &["--mapping", &typed])
+        .expect("consumer")
+        .wait_with_output()
+        .await
+        .expect("consumer output");
+    e2e::assert_one_line_error(&refused, "fixed.toml");
+    let accepted = env
+        .spawn_consumer("r7", &["--mapping", &fixed])
+        .expect("consumer")
+        .wait_with_output()
+        .await
+        .expect("consumer output");
+    assert_success(&accepted, "a consumer with the run's mapping");
+    // Without --mapping, replay uses the run's: nothing is left to land, nothing fails.
+    let again = env
+        .command("consumer", "r7")
+        .arg("replay")
+        .output()
+        .await
+        .expect("replay");
+    assert_success(&again, "replay with the run's mapping");
+}

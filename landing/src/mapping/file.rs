@@ -3,6 +3,7 @@
 use std::collections::{BTreeMap, HashSet};
 use std::path::Path;
 
+use common::run_state::RunMapping;
 use serde::{Deserialize, Serialize};
 
 use super::new_fields::NewFields;
@@ -166,6 +167,15 @@ pub fn is_reserved(table: &str) -> bool {
 impl MappingFile {
     /// Reads and checks a mapping file.
     pub fn load(path: &Path) -> Result<Self, MappingError> {
+        Self::load_recorded(Some(path)).map(|(file, _)| file)
+    }
+
+    /// Reads and checks a mapping file (none: the default tables), with what a run
+    /// records of it.
+    pub fn load_recorded(path: Option<&Path>) -> Result<(Self, RunMapping), MappingError> {
+        let Some(path) = path else {
+            return Ok((MappingFile::default(), RunMapping::default_tables()));
+        };
         let shown = path.display().to_string();
         let text = std::fs::read_to_string(path).map_err(|source| MappingError::Read {
             path: shown.clone(),
@@ -174,10 +184,20 @@ impl MappingFile {
         let yaml = path
             .extension()
             .is_some_and(|ext| ext.eq_ignore_ascii_case("yaml") || ext.eq_ignore_ascii_case("yml"));
+        let recorded = RunMapping::new(&shown, &text, yaml);
+        Ok((Self::parse(&recorded)?, recorded))
+    }
+
+    /// Reads and checks a run's recorded mapping.
+    pub fn parse(recorded: &RunMapping) -> Result<Self, MappingError> {
+        let (shown, text, yaml) = (recorded.source.clone(), &recorded.text, recorded.yaml);
+        if text.is_empty() && recorded == &RunMapping::default_tables() {
+            return Ok(MappingFile::default());
+        }
         let parsed = if yaml {
-            serde_yaml_ng::from_str::<MappingFile>(&text).map_err(|e| e.to_string())
+            serde_yaml_ng::from_str::<MappingFile>(text).map_err(|e| e.to_string())
         } else {
-            toml::from_str::<MappingFile>(&text).map_err(|e| e.to_string())
+            toml::from_str::<MappingFile>(text).map_err(|e| e.to_string())
         };
         let file = parsed.map_err(|detail| MappingError::Syntax {
             path: shown.clone(),
