@@ -86,6 +86,7 @@ impl Broker {
     /// when JetStream refuses a resource (JetStream disabled, a conflicting config).
     pub async fn connect(args: &NatsArgs, names: Names) -> Result<Self, BrokerError> {
         let client = client(args).await?;
+        let replicas = usize::from(args.stream_replicas);
         let jetstream = jetstream::new(client.clone());
         // Creating file-backed streams can take a busy server (several runs starting
         // at once on a loaded machine) longer than the usual 10 s API deadline.
@@ -109,6 +110,7 @@ impl Broker {
                 retention: stream::RetentionPolicy::WorkQueue,
                 storage: stream::StorageType::File,
                 duplicate_window: DUPLICATE_WINDOW,
+                num_replicas: replicas,
                 ..Default::default()
             })
             .await
@@ -133,6 +135,7 @@ impl Broker {
                 subjects: vec![format!("{}.dlq.>", names.stream())],
                 retention: stream::RetentionPolicy::Limits,
                 storage: stream::StorageType::File,
+                num_replicas: replicas,
                 ..Default::default()
             })
             .await
@@ -152,7 +155,7 @@ impl Broker {
                 deny_delete: true,
                 allow_direct: true,
                 discard: stream::DiscardPolicy::New,
-                num_replicas: 1,
+                num_replicas: replicas,
                 ..Default::default()
             })
             .await
@@ -168,6 +171,7 @@ impl Broker {
                 .create_object_store(object_store::Config {
                     bucket: bucket.clone(),
                     storage: stream::StorageType::File,
+                    num_replicas: replicas,
                     ..Default::default()
                 })
                 .await
@@ -222,13 +226,23 @@ impl Broker {
     }
 }
 
+/// The servers of `--nats-url`: one URL, or several separated by commas (the members
+/// of a cluster; the client moves to another when its own goes down).
+pub fn server_urls(raw: &str) -> Vec<&str> {
+    raw.split(',')
+        .map(str::trim)
+        .filter(|url| !url.is_empty())
+        .collect()
+}
+
 /// The user and password (`nats://user:pass@host`) or token (`nats://token@host`) of a
 /// NATS URL, as options: async-nats parses them out of the URL but never sends them.
 fn with_url_credentials(
     options: async_nats::ConnectOptions,
     raw: &str,
 ) -> async_nats::ConnectOptions {
-    let Ok(url) = url::Url::parse(raw) else {
+    // Of several servers, the first one's credentials (they are one cluster's).
+    let Some(Ok(url)) = server_urls(raw).first().map(|first| url::Url::parse(first)) else {
         return options;
     };
     let decoded = |s: &str| {
@@ -259,7 +273,7 @@ async fn client(args: &NatsArgs) -> Result<async_nats::Client, BrokerError> {
     options
         .connection_timeout(Duration::from_secs(5))
         .name("mongo2pg")
-        .connect(args.nats_url.as_str())
+        .connect(server_urls(&args.nats_url))
         .await
         .map_err(|source| match source.kind() {
             ConnectErrorKind::AuthorizationViolation | ConnectErrorKind::Authentication => {

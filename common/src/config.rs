@@ -22,6 +22,12 @@ pub struct NatsArgs {
     #[arg(long, env = "NATS_STREAM", default_value = "MIGRATE", value_parser = parse_names)]
     pub stream: Names,
 
+    /// Replicas of the streams and buckets created (1 to 5): 3 on a JetStream cluster,
+    /// so that losing a server loses no batch and stops nothing. Streams that exist
+    /// keep their own.
+    #[arg(long, env = "NATS_STREAM_REPLICAS", default_value = "1", value_parser = clap::value_parser!(u8).range(1..=5))]
+    pub stream_replicas: u8,
+
     #[command(flatten)]
     pub auth: NatsAuth,
 }
@@ -129,6 +135,15 @@ fn parse_names(s: &str) -> Result<Names, crate::naming::InvalidStreamName> {
 /// or `token` query parameters. Anything that does not parse as a URL is hidden
 /// entirely past its scheme.
 pub fn redact_url(raw: &str) -> String {
+    // Several servers of one cluster (`nats://a:4222,nats://b:4222`): each on its own.
+    let parts: Vec<&str> = raw.split(',').map(str::trim).collect();
+    if parts.len() > 1 && parts.iter().all(|part| part.contains("://")) {
+        return parts
+            .iter()
+            .map(|part| redact_url(part))
+            .collect::<Vec<_>>()
+            .join(",");
+    }
     // A password holding an unencoded `/`, `?` or `#` ends the URL's authority early,
     // and a URL parser sees no password at all (`postgres://u:2024/Spring@host/db`
     // reads as host `u`, port 2024): take everything up to the last `@` as the
@@ -216,6 +231,10 @@ mod tests {
             "postgres://app@db:1/x?password=***&sslmode=require"
         );
         assert_eq!(redact_url("nats://T0KEN@host:4222"), "nats://***@host:4222");
+        assert_eq!(
+            redact_url("nats://u:pw@a:4222,nats://u:pw@b:4222"),
+            "nats://u:***@a:4222,nats://u:***@b:4222"
+        );
     }
 
     /// Unencoded `/`, `?`, `#` in a password: a URL parser sees no password, and the

@@ -56,21 +56,29 @@ pub async fn run(
     let broker = Broker::connect(&config.nats, config.nats.stream.clone()).await?;
     let run = config.run.run.clone();
     // One mapping per run: the first consumer's holds, and another is refused before
-    // it touches a table (it would split collections over other tables).
+    // it touches a table (it would split collections over other tables). It is
+    // recorded only once this consumer's tables passed their checks.
     let state = RunState::new(broker.state.clone(), broker.names.clone(), run.clone());
-    let held = state.record_mapping(&recorded).await?;
-    if held.hash != recorded.hash {
-        return Err(ConsumerError::OtherMapping {
-            run: run.to_string(),
-            held: held.describe(),
-            ours: recorded.describe(),
-        });
+    let same_mapping = |held: common::run_state::RunMapping| {
+        if held.hash == recorded.hash {
+            Ok(())
+        } else {
+            Err(ConsumerError::OtherMapping {
+                run: run.to_string(),
+                held: held.describe(),
+                ours: recorded.describe(),
+            })
+        }
+    };
+    if let Some(held) = state.mapping().await? {
+        same_mapping(held)?;
     }
     let mut client = pg::connect(&config.postgres.database_url).await?;
     schema::ensure_bookkeeping(&mut client).await?;
     for collection in mapping.collections.keys() {
         schema::ensure_table(&mut client, &mapping.plan(collection)).await?;
     }
+    same_mapping(state.record_mapping(&recorded).await?)?;
 
     let metrics_listener = match config.metrics_addr {
         Some(addr) => Some(

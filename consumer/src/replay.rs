@@ -15,7 +15,7 @@ use std::collections::BTreeMap;
 
 use common::broker::Broker;
 use common::naming::REJECTS_TABLE;
-use common::run_state::RunState;
+use common::run_state::{RunMapping, RunState};
 use landing::identifier::quote;
 use landing::landing::{land, Claim, Landed};
 use landing::ledger;
@@ -58,7 +58,10 @@ struct Stored {
 
 /// The mapping to replay with: the fixed file, which becomes the run's (consumers
 /// started later must have it), or the run's recorded mapping.
-async fn mapping(config: &ReplayConfig) -> Result<MappingFile, ConsumerError> {
+async fn mapping(
+    config: &ReplayConfig,
+    fixed: Option<(MappingFile, RunMapping)>,
+) -> Result<MappingFile, ConsumerError> {
     let state = async {
         let broker = Broker::open(&config.nats, config.nats.stream.clone()).await?;
         Ok::<_, ConsumerError>(RunState::new(
@@ -68,9 +71,8 @@ async fn mapping(config: &ReplayConfig) -> Result<MappingFile, ConsumerError> {
         ))
     }
     .await;
-    match config.mapping.as_deref() {
-        Some(path) => {
-            let (file, recorded) = MappingFile::load_recorded(Some(path))?;
+    match fixed {
+        Some((file, recorded)) => {
             match state {
                 Ok(state) => state.replace_mapping(&recorded).await?,
                 // The run's state is gone (cleaned up): nothing to keep in step.
@@ -96,7 +98,11 @@ async fn mapping(config: &ReplayConfig) -> Result<MappingFile, ConsumerError> {
 /// [`ConsumerError`] when PostgreSQL cannot be reached or fails, or the mapping is
 /// invalid. Each batch's rejects land whole or not at all.
 pub async fn replay(config: &ReplayConfig) -> Result<Replayed, ConsumerError> {
-    let mapping = mapping(config).await?;
+    // A fixed mapping is checked before anything else.
+    let fixed = match config.mapping.as_deref() {
+        Some(path) => Some(MappingFile::load_recorded(Some(path))?),
+        None => None,
+    };
     let mut client = pg::connect(&config.postgres.database_url).await?;
     schema::ensure_bookkeeping(&mut client).await?;
     let run = config.run.run.as_str();
@@ -120,6 +126,7 @@ pub async fn replay(config: &ReplayConfig) -> Result<Replayed, ConsumerError> {
             collection: collection.map(str::to_string),
         });
     }
+    let mapping = mapping(config, fixed).await?;
     let mut after = 0_i64;
     let mut total = Replayed::default();
     let mut plans = Plans::default();

@@ -256,7 +256,7 @@ impl Cleanup {
     async fn remove(&self) -> Result<()> {
         let mongo = mongodb::Client::with_uri_str(&self.mongodb_uri).await?;
         let _ = mongo.database(&self.mongo_database).drop().await;
-        if let Ok(client) = async_nats::connect(&self.nats_url).await {
+        if let Ok(client) = async_nats::connect(common::broker::server_urls(&self.nats_url)).await {
             let js = async_nats::jetstream::new(client);
             for stream in [
                 self.stream.clone(),

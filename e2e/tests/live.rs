@@ -1429,3 +1429,256 @@ async fn a_repair_never_brings_back_a_document_deleted_meanwhile() -> Result<()>
     consumer.stop().await?;
     Ok(())
 }
+
+/// Writes at random like [`random_writer`] through failovers: a write refused while
+/// the replica set elects a new primary ends one writer, and another goes on with new
+/// `_id`s of its own.
+async fn writer_through_failovers(
+    db: mongodb::Database,
+    client: mongodb::Client,
+    seeded: u64,
+    stop: Arc<AtomicBool>,
+    ops: Arc<AtomicU64>,
+) -> Result<()> {
+    let mut round = 0;
+    while !stop.load(Ordering::Relaxed) {
+        let start = seeded + round * 1_000_000;
+        if random_writer(db.clone(), client.clone(), start, stop.clone(), ops.clone())
+            .await
+            .is_err()
+        {
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+        round += 1;
+    }
+    Ok(())
+}
+
+/// A three-member replica set loses its primary (kill -9) during the snapshot, and
+/// its next primary steps down while changes flow, with a random writer throughout:
+/// the same producer and consumers ride both out (the snapshot reads again after its
+/// last document, the change stream resumes from its checkpoint), and after cutover
+/// every document equals its row. Snapshot reads are majority reads: a write the dead
+/// primary had acknowledged alone is rolled back, and must not have been read either.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_replica_set_failing_over_twice_loses_and_duplicates_nothing() -> Result<()> {
+    let mut replica_set = e2e::private::PrivateReplicaSet::start("failover").await?;
+    let mut services = e2e::Services::shared();
+    services.mongodb_uri = replica_set.uri();
+    let env = TestEnv::on("live_failover", services).await?;
+    seed(&env, 20_000).await?;
+    let stop = Arc::new(AtomicBool::new(false));
+    let ops = Arc::new(AtomicU64::new(0));
+    let writer_client = mongodb::Client::with_uri_str(&env.mongodb_uri).await?;
+    let writer = tokio::spawn(writer_through_failovers(
+        writer_client.database(&env.mongo_database),
+        writer_client.clone(),
+        20_000,
+        stop.clone(),
+        ops.clone(),
+    ));
+    let args = [
+        "run",
+        "--follow",
+        "--collection",
+        COLLECTION,
+        "--batch-size",
+        "500",
+    ];
+    let mut producer = Proc::spawn(&env, "producer", &args, None)?;
+    let mut consumers = vec![
+        Proc::spawn(&env, "consumer0", CONSUMER_ARGS, None)?,
+        Proc::spawn(&env, "consumer1", CONSUMER_ARGS, None)?,
+    ];
+    let pg = env.pg().await?;
+    let changes_landed = || async {
+        pg.query_one(
+            "SELECT count(*) FROM _migrate_ledger WHERE kind = 'changes'",
+            &[],
+        )
+        .await
+        .and_then(|row| row.try_get::<_, i64>(0))
+        .unwrap_or(0)
+    };
+    wait_for(
+        || async { snapshot_batches(&pg).await > 3 },
+        "snapshot batches to land",
+    )
+    .await?;
+    let killed = replica_set.kill_primary().await?;
+    wait_for(
+        || async { changes_landed().await > 5 },
+        "change batches to land after the primary was killed",
+    )
+    .await?;
+    let stepped_down = replica_set.step_down().await?;
+    ensure!(killed != stepped_down, "the dead member cannot step down");
+    let landed = changes_landed().await;
+    wait_for(
+        || async { changes_landed().await > landed + 3 },
+        "change batches to land after the step-down",
+    )
+    .await?;
+    tokio::time::sleep(WRITE_AFTER).await;
+    stop.store(true, Ordering::Relaxed);
+    writer.await??;
+
+    let caught_up = env
+        .command("producer", RUN)
+        .args(["cutover", "--timeout", "180s"])
+        .output()
+        .await?;
+    if !caught_up.status.success() {
+        for proc in std::iter::once(&producer).chain(&consumers) {
+            eprintln!("--- {}:\n{}", proc.name, proc.output());
+        }
+        bail!("cutover: {}", String::from_utf8_lossy(&caught_up.stderr));
+    }
+    ensure!(
+        producer.child.try_wait()?.is_none(),
+        "the producer did not ride the failovers out: {}",
+        producer.output()
+    );
+    let differences = differences(&env, &pg).await?;
+    if !differences.is_empty() {
+        eprintln!("--- producer:\n{}", producer.output());
+        bail!(
+            "{} documents differ after {} writes; the first: {:#?}",
+            differences.len(),
+            ops.load(Ordering::Relaxed),
+            &differences[..differences.len().min(5)]
+        );
+    }
+    ensure!(producer.stop().await?.success(), "{}", producer.output());
+    for consumer in &mut consumers {
+        consumer.stop().await?;
+    }
+    Ok(())
+}
+
+/// A three-node NATS JetStream cluster, the run's streams and buckets at three
+/// replicas (`--stream-replicas 3`), a random writer throughout: one node is killed
+/// during the snapshot, another while changes flow, then the stream's leader; each
+/// comes back. The same producer and consumers ride it out, and after cutover every
+/// document equals its row.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_nats_cluster_losing_a_node_then_its_leader_loses_nothing() -> Result<()> {
+    let mut cluster = e2e::private::PrivateNatsCluster::start("m2p").await?;
+    let mut services = e2e::Services::shared();
+    services.nats_url = cluster.url();
+    services
+        .env
+        .push(("NATS_STREAM_REPLICAS".to_string(), "3".to_string()));
+    let env = TestEnv::on("live_nats_cluster", services).await?;
+    seed(&env, 20_000).await?;
+    let stop = Arc::new(AtomicBool::new(false));
+    let ops = Arc::new(AtomicU64::new(0));
+    let writer_client = mongodb::Client::with_uri_str(&env.mongodb_uri).await?;
+    let writer = tokio::spawn(random_writer(
+        writer_client.database(&env.mongo_database),
+        writer_client.clone(),
+        20_000,
+        stop.clone(),
+        ops.clone(),
+    ));
+    let args = [
+        "run",
+        "--follow",
+        "--collection",
+        COLLECTION,
+        "--batch-size",
+        "500",
+    ];
+    let mut producer = Proc::spawn(&env, "producer", &args, None)?;
+    let mut consumers = vec![
+        Proc::spawn(&env, "consumer0", CONSUMER_ARGS, None)?,
+        Proc::spawn(&env, "consumer1", CONSUMER_ARGS, None)?,
+    ];
+    let pg = env.pg().await?;
+    let changes_landed = || async {
+        pg.query_one(
+            "SELECT count(*) FROM _migrate_ledger WHERE kind = 'changes'",
+            &[],
+        )
+        .await
+        .and_then(|row| row.try_get::<_, i64>(0))
+        .unwrap_or(0)
+    };
+    let down = Duration::from_secs(3);
+    wait_for(
+        || async { snapshot_batches(&pg).await > 3 },
+        "snapshot batches to land",
+    )
+    .await?;
+    tokio::task::block_in_place(|| cluster.nodes[0].restart(down))?;
+    if let Err(err) = wait_for(
+        || async { changes_landed().await > 5 },
+        "change batches to land after node 0 came back",
+    )
+    .await
+    {
+        for proc in std::iter::once(&producer).chain(&consumers) {
+            eprintln!("--- {}:\n{}", proc.name, proc.output());
+        }
+        return Err(err);
+    }
+    tokio::task::block_in_place(|| cluster.nodes[1].restart(down))?;
+    let landed = changes_landed().await;
+    wait_for(
+        || async { changes_landed().await > landed + 3 },
+        "change batches to land after node 1 came back",
+    )
+    .await?;
+    let client = async_nats::connect(common::broker::server_urls(&cluster.url())).await?;
+    let mut stream = async_nats::jetstream::new(client)
+        .get_stream(&env.stream)
+        .await?;
+    let info = stream.info().await?;
+    ensure!(info.config.num_replicas == 3, "{:?}", info.config);
+    let leader = info
+        .cluster
+        .as_ref()
+        .and_then(|c| c.leader.clone())
+        .context("the stream has no leader")?;
+    let leader = cluster.index_of(&leader).context("an unknown leader")?;
+    tokio::task::block_in_place(|| cluster.nodes[leader].restart(down))?;
+    let landed = changes_landed().await;
+    wait_for(
+        || async { changes_landed().await > landed + 3 },
+        "change batches to land after the leader came back",
+    )
+    .await?;
+    tokio::time::sleep(WRITE_AFTER).await;
+    stop.store(true, Ordering::Relaxed);
+    writer.await??;
+
+    let caught_up = env
+        .command("producer", RUN)
+        .args(["cutover", "--timeout", "180s"])
+        .output()
+        .await?;
+    if !caught_up.status.success() {
+        for proc in std::iter::once(&producer).chain(&consumers) {
+            eprintln!("--- {}:\n{}", proc.name, proc.output());
+        }
+        bail!("cutover: {}", String::from_utf8_lossy(&caught_up.stderr));
+    }
+    ensure!(
+        producer.child.try_wait()?.is_none(),
+        "the producer did not ride the restarts out: {}",
+        producer.output()
+    );
+    let differences = differences(&env, &pg).await?;
+    ensure!(
+        differences.is_empty(),
+        "{} documents differ after {} writes; the first: {:#?}",
+        differences.len(),
+        ops.load(Ordering::Relaxed),
+        &differences[..differences.len().min(5)]
+    );
+    ensure!(producer.stop().await?.success(), "{}", producer.output());
+    for consumer in &mut consumers {
+        consumer.stop().await?;
+    }
+    Ok(())
+}

@@ -16,7 +16,8 @@ use crate::error::ProducerError;
 use crate::pager::Pager;
 use crate::publisher::Publisher;
 use crate::ranges::{self, Range, RangePager};
-use crate::source::{mongo_detail, SourceError};
+use crate::retry::{pause, ATTEMPTS};
+use crate::source::{self, mongo_detail, SourceError};
 
 /// How often a progress line is logged while a collection is published.
 const PROGRESS_EVERY: Duration = Duration::from_secs(5);
@@ -158,15 +159,18 @@ pub(crate) async fn publish_part(
     // depend on the collection.
     let cursor_batch = u32::try_from(config.batch_size.get().saturating_mul(4)).unwrap_or(u32::MAX);
     let source = database.collection::<RawDocumentBuf>(name);
-    let mut pager = match part {
-        Part::Whole => Reader::Whole(Box::new(Pager::new(source, last_id.as_ref(), cursor_batch))),
+    // Reading after `last` (from the start with `None`).
+    let open = |last: Option<&Bson>| match &part {
+        Part::Whole => Reader::Whole(Box::new(Pager::new(source.clone(), last, cursor_batch))),
         Part::Range(range) => Reader::Range(Box::new(RangePager::new(
-            source,
-            *range,
-            last_id,
+            source.clone(),
+            (**range).clone(),
+            last.cloned(),
             cursor_batch,
         ))),
     };
+    let mut pager = open(last_id.as_ref());
+    let mut read_failures = 0;
     let started = Instant::now();
     let mut last_report = Instant::now();
     let start_documents = batches.progress.documents;
@@ -177,14 +181,33 @@ pub(crate) async fn publish_part(
             batches.publisher.finish().await?;
             return Err(ProducerError::Interrupted);
         }
-        let next = pager.next().await.map_err(|e| SourceError::Read {
-            collection: name.to_string(),
-            detail: match &pager {
-                Reader::Whole(_) => mongo_detail(&e),
-                Reader::Range(range) => format!("{}: {}", range.describe(), mongo_detail(&e)),
-            },
-        })?;
+        let next = match pager.next().await {
+            Ok(next) => next,
+            // A replica set electing a new primary, a network blip: read again after
+            // the last document taken (it is in the batch being filled, or published).
+            Err(e) if source::is_transient(&e) && read_failures < ATTEMPTS => {
+                read_failures += 1;
+                tracing::warn!(collection = %name, attempt = read_failures, error = %mongo_detail(&e),
+                    "reading MongoDB failed; reading again after the last document read");
+                tokio::time::sleep(pause(read_failures)).await;
+                pager = open(batches.last_pushed.as_ref().or(last_id.as_ref()));
+                continue;
+            }
+            Err(e) => {
+                return Err(SourceError::Read {
+                    collection: name.to_string(),
+                    detail: match &pager {
+                        Reader::Whole(_) => mongo_detail(&e),
+                        Reader::Range(range) => {
+                            format!("{}: {}", range.describe(), mongo_detail(&e))
+                        }
+                    },
+                }
+                .into())
+            }
+        };
         let Some(document) = next else { break };
+        read_failures = 0;
         batches.add(document).await?;
         if batches.progress_bar.is_none() && last_report.elapsed() >= PROGRESS_EVERY {
             last_report = Instant::now();

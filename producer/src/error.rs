@@ -45,6 +45,8 @@ pub enum ProducerError {
     },
     #[error("following the change stream: {detail}")]
     Follow { detail: String },
+    #[error("following the change stream was interrupted and could not go on for minutes: {detail}; run the same command again to resume from the checkpoint")]
+    FollowInterrupted { detail: String },
     #[error(transparent)]
     Start(#[from] crate::follow::StartError),
     #[error("the change stream reports {operation:?} of collection {collection:?}: its changes can no longer be followed into the same table. What came before is published and the checkpoint stays before it; re-snapshot the collection under a new --run (see the README, \"Live migration\")")]

@@ -298,6 +298,7 @@ async fn follow_as_one(
 ) -> Result<follow::Followed, ProducerError> {
     let holder = lease::holder_id();
     let mut said = false;
+    let mut interruptions = 0;
     loop {
         let lost = shutdown.child_token();
         let held = lease::claim(state, follow::FOLLOWER, 0, &holder, lost.clone()).await?;
@@ -316,10 +317,27 @@ async fn follow_as_one(
         if said {
             tracing::info!("the follower stopped renewing its lease; this producer follows the change stream now");
         }
+        let stint = Instant::now();
         let followed =
             follow::follow(database, broker, state, config, collections, start, &lost).await;
         let lost_lease = held.is_lost() && !shutdown.is_cancelled();
         held.release().await;
+        if let Err(ProducerError::FollowInterrupted { detail }) = &followed {
+            // A primary stepping down or killed: follow again from the checkpoint once
+            // the replica set has a new one, as long as that keeps working now and then.
+            if stint.elapsed() > Duration::from_secs(60) {
+                interruptions = 0;
+            }
+            interruptions += 1;
+            if interruptions < retry::ATTEMPTS && !shutdown.is_cancelled() {
+                tracing::warn!(attempt = interruptions, error = %detail,
+                    "the change stream failed; following again from the checkpoint");
+                tokio::select! {
+                    _ = shutdown.cancelled() => return Ok(follow::Followed::default()),
+                    _ = tokio::time::sleep(retry::pause(interruptions)) => continue,
+                }
+            }
+        }
         if !lost_lease {
             return followed;
         }

@@ -109,6 +109,12 @@ pub async fn connect(args: &MongoArgs) -> Result<Database, SourceError> {
     options
         .app_name
         .get_or_insert_with(|| "mongo2pg-producer".to_string());
+    // Read only what a majority holds: a write the primary acknowledged alone is
+    // rolled back when it dies, and its change never reaches the change stream, so a
+    // snapshot that had read it would keep a document MongoDB no longer has.
+    options
+        .read_concern
+        .get_or_insert_with(mongodb::options::ReadConcern::majority);
     let client = Client::with_options(options).map_err(unreachable)?;
     if let Ok(mut clients) = CLIENTS.lock() {
         clients.push(client.clone());
@@ -229,6 +235,29 @@ fn last_server_error(message: &str) -> Option<&str> {
         .unwrap_or(rest.len());
     let error = rest[..end].trim();
     Some(error.strip_prefix("Kind: ").unwrap_or(error)).filter(|e| !e.is_empty())
+}
+
+/// Server error codes after which the same read, sent again, may succeed: a primary
+/// stepping down or shutting down, a node recovering, a network or host failure, a
+/// cursor lost with its server (the driver's retryable read codes, and 43).
+const TRANSIENT_READ_CODES: [i32; 14] = [
+    11600, 11602, 10107, 13435, 13436, 189, 91, 7, 6, 89, 9001, 134, 262, 43,
+];
+
+/// Whether a read failed in a way that passes: the network, no server selectable for
+/// a while, or a replica set changing its primary. Reading again from the last
+/// document read then continues where it stopped.
+pub fn is_transient(err: &mongodb::error::Error) -> bool {
+    use mongodb::error::ErrorKind;
+    match err.kind.as_ref() {
+        ErrorKind::Io(_) | ErrorKind::ConnectionPoolCleared { .. } => true,
+        ErrorKind::ServerSelection { .. } => true,
+        ErrorKind::Command(command) => TRANSIENT_READ_CODES.contains(&command.code),
+        _ => {
+            err.contains_label("RetryableReadError")
+                || err.contains_label("ResumableChangeStreamError")
+        }
+    }
 }
 
 /// Whether a MongoDB error is a refused login rather than an unreachable server.

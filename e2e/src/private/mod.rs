@@ -3,8 +3,10 @@
 //! services are never touched.
 //!
 //! - [`PrivateNats`]: nats-server with JetStream, optionally TLS, users, nkeys, operator mode.
+//! - [`PrivateNatsCluster`]: three of them in one JetStream cluster.
 //! - [`PrivatePostgres`]: a PostgreSQL cluster, optionally with passwords, TLS, client certificates.
 //! - [`PrivateMongo`]: mongod with auth and TLS or X.509, or a one-node replica set.
+//! - [`PrivateReplicaSet`]: three mongod of one replica set, for failover.
 
 use std::net::TcpListener;
 use std::path::PathBuf;
@@ -15,10 +17,12 @@ use anyhow::{bail, Result};
 mod mongo;
 mod nats;
 mod postgres;
+mod replica_set;
 
 pub use mongo::PrivateMongo;
-pub use nats::PrivateNats;
+pub use nats::{PrivateNats, PrivateNatsCluster};
 pub use postgres::PrivatePostgres;
+pub use replica_set::PrivateReplicaSet;
 
 /// A free port on loopback (free when asked; the server binds it right after).
 pub fn free_port() -> Result<u16> {

@@ -81,6 +81,11 @@ impl PrivateMongo {
 
     /// A one-node replica set named `rs0` without auth, initiated and primary, as
     /// compose.yaml's `mongo` service is once healthy.
+    /// A member of replica set `set`, not yet initiated (see `PrivateReplicaSet`).
+    pub(crate) fn spawn_member(name: &str, set: &str) -> Result<Self> {
+        Self::spawn_with(name, None, false, &["--replSet", set, "--oplogSize", "256"])
+    }
+
     /// A standalone mongod without login: no oplog, so no change stream.
     pub fn start_standalone(name: &str) -> Result<Self> {
         Self::spawn_with(name, None, false, &[])

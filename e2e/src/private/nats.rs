@@ -140,3 +140,78 @@ impl Drop for PrivateNats {
         let _ = std::fs::remove_dir_all(&self.dir);
     }
 }
+
+/// Three nats-servers with JetStream in one cluster, each with its own ports and
+/// store: streams of three replicas survive any one of them going down.
+pub struct PrivateNatsCluster {
+    pub nodes: Vec<PrivateNats>,
+    name: String,
+}
+
+impl PrivateNatsCluster {
+    pub async fn start(name: &str) -> Result<Self> {
+        let cluster_ports = [free_port()?, free_port()?, free_port()?];
+        let routes: Vec<String> = cluster_ports
+            .iter()
+            .map(|p| format!("nats-route://127.0.0.1:{p}"))
+            .collect();
+        let mut nodes = Vec::new();
+        for (i, port) in cluster_ports.iter().enumerate() {
+            nodes.push(PrivateNats::start_with_config(
+                &format!("{name}-{i}"),
+                &format!(
+                    "server_name: {name}-{i}\ncluster {{\n  name: {name}\n  listen: 127.0.0.1:{port}\n  routes: [{}]\n}}\n",
+                    routes.join(", ")
+                ),
+            )?);
+        }
+        let cluster = PrivateNatsCluster {
+            nodes,
+            name: name.to_string(),
+        };
+        cluster.wait_for_jetstream().await?;
+        Ok(cluster)
+    }
+
+    /// Every server's URL, comma-separated: clients move to another when theirs dies.
+    pub fn url(&self) -> String {
+        let urls: Vec<String> = self.nodes.iter().map(PrivateNats::url).collect();
+        urls.join(",")
+    }
+
+    /// Which node a server name (`<cluster>-<i>`) is.
+    pub fn index_of(&self, server_name: &str) -> Option<usize> {
+        server_name
+            .strip_prefix(&format!("{}-", self.name))?
+            .parse()
+            .ok()
+    }
+
+    /// Waits until the cluster places a stream of three replicas (its JetStream meta
+    /// leader is elected and every server has joined).
+    async fn wait_for_jetstream(&self) -> Result<()> {
+        let deadline = std::time::Instant::now() + Duration::from_secs(60);
+        let client = async_nats::connect(common::broker::server_urls(&self.url())).await?;
+        let jetstream = async_nats::jetstream::new(client);
+        loop {
+            let created = jetstream
+                .create_stream(async_nats::jetstream::stream::Config {
+                    name: "CLUSTER_READY".to_string(),
+                    subjects: vec!["cluster.ready".to_string()],
+                    num_replicas: 3,
+                    ..Default::default()
+                })
+                .await;
+            if created.is_ok() {
+                let _ = jetstream.delete_stream("CLUSTER_READY").await;
+                return Ok(());
+            }
+            if std::time::Instant::now() > deadline {
+                anyhow::bail!(
+                    "the NATS cluster placed no stream of 3 replicas in 60 s: {created:?}"
+                );
+            }
+            tokio::time::sleep(Duration::from_millis(500)).await;
+        }
+    }
+}

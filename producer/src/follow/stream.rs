@@ -137,9 +137,7 @@ pub async fn follow(
         .batch_size(u32::try_from(config.batch_size.get()).unwrap_or(u32::MAX))
         .resume_after(resume)
         .await
-        .map_err(|e| ProducerError::Follow {
-            detail: stream_detail(&e),
-        })?;
+        .map_err(|e| stream_error(&e))?;
     let mut stream: ChangeStream<RawDocumentBuf> = opened.with_type();
     tracing::info!(
         run = %config.run.run,
@@ -169,9 +167,7 @@ pub async fn follow(
             _ = shutdown.cancelled() => break,
             next = stream.next_if_any() => next,
         };
-        let raw = next.map_err(|e| ProducerError::Follow {
-            detail: stream_detail(&e),
-        })?;
+        let raw = next.map_err(|e| stream_error(&e))?;
         if let Some(raw) = raw {
             let read = event::read(&raw).map_err(|e| ProducerError::Follow {
                 detail: e.to_string(),
@@ -466,6 +462,21 @@ fn stream_token(stream: &ChangeStream<RawDocumentBuf>) -> Result<Document, Strin
         .ok_or_else(|| "the change stream has no resume token".to_string())?;
     bson::serialize_to_document(&token)
         .map_err(|e| format!("the change stream's resume token: {e}"))
+}
+
+/// A stream error: one that passes (a replica set electing a new primary beyond the
+/// driver's own resume) is [`ProducerError::FollowInterrupted`], followed again from
+/// the checkpoint; the others end following.
+fn stream_error(err: &mongodb::error::Error) -> ProducerError {
+    if crate::source::is_transient(err) {
+        ProducerError::FollowInterrupted {
+            detail: mongo_detail(err),
+        }
+    } else {
+        ProducerError::Follow {
+            detail: stream_detail(err),
+        }
+    }
 }
 
 /// What the driver said, with what it means when the history is gone.

@@ -77,6 +77,14 @@ impl std::fmt::Display for LiveStatus {
                 )?,
             }
             if self.follower.is_none() {
+                if let Some((window, headroom)) = self.oplog.filter(|_| self.history_lost()) {
+                    writeln!(
+                        f,
+                        "error: history lost: the run's position is {} s older than the oldest oplog entry (the oplog holds {window} s); the changes of {} after the cutover cannot be followed. If they are needed, start a new run with --follow for these collections",
+                        -headroom,
+                        self.collections.join(", ")
+                    )?;
+                }
                 return Ok(());
             }
         }
