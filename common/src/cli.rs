@@ -45,14 +45,18 @@ pub const SECRET_VARIABLES: &[&str] = &[
 /// For each variable that is unset while `<NAME>_FILE` is set, reads the file into it
 /// (without its trailing newline). Runs before any thread starts.
 ///
-/// A `*_FILE` variable naming a file that cannot be read.
+/// A `*_FILE` variable naming a file that cannot be read, or set beside its variable.
 #[derive(Debug, thiserror::Error)]
-#[error("{variable}={path}: cannot read it: {source}")]
-pub struct SecretFileError {
-    pub variable: String,
-    pub path: String,
-    #[source]
-    pub source: std::io::Error,
+pub enum SecretFileError {
+    #[error("{variable}={path}: cannot read it: {source}")]
+    Unreadable {
+        variable: String,
+        path: String,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("both {variable} and {variable}_FILE are set, and one would silently win: keep one")]
+    Both { variable: String },
 }
 
 /// # Errors
@@ -60,17 +64,20 @@ pub struct SecretFileError {
 pub fn secrets_from_files(names: &[&str]) -> Result<(), SecretFileError> {
     for name in names {
         let file_var = format!("{name}_FILE");
-        if std::env::var_os(name).is_some() {
-            continue;
-        }
         let Some(path) = std::env::var_os(&file_var) else {
             continue;
         };
-        let value = std::fs::read_to_string(&path).map_err(|source| SecretFileError {
-            variable: file_var.clone(),
-            path: std::path::Path::new(&path).display().to_string(),
-            source,
-        })?;
+        if std::env::var_os(name).is_some() {
+            return Err(SecretFileError::Both {
+                variable: name.to_string(),
+            });
+        }
+        let value =
+            std::fs::read_to_string(&path).map_err(|source| SecretFileError::Unreadable {
+                variable: file_var.clone(),
+                path: std::path::Path::new(&path).display().to_string(),
+                source,
+            })?;
         // Single-threaded here: nothing else reads the environment concurrently.
         std::env::set_var(name, value.trim_end_matches(['\n', '\r']));
     }

@@ -49,8 +49,13 @@ pub struct NatsAuth {
     )]
     pub nats_password: Option<String>,
 
-    /// NATS token (also NATS_TOKEN_FILE).
-    #[arg(long, env = "NATS_TOKEN", hide_env_values = true)]
+    /// NATS token (also NATS_TOKEN_FILE); not with a user and password.
+    #[arg(
+        long,
+        env = "NATS_TOKEN",
+        hide_env_values = true,
+        conflicts_with_all = ["nats_user", "nats_password"]
+    )]
     pub nats_token: Option<String>,
 
     /// A `.creds` file: the user JWT and its nkey seed, as `nsc` writes it.
@@ -275,6 +280,29 @@ pub enum DurationError {
     UnknownUnit(String),
     #[error("{0:?} is not a duration this program can wait for")]
     OutOfRange(String),
+}
+
+/// A duration flag of zero where zero cannot work (a batch given no time at all).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{0:?}: must be longer than zero")]
+pub struct ZeroDuration(String);
+
+/// [`parse_duration`], refusing zero.
+pub fn parse_positive_duration(text: &str) -> Result<std::time::Duration, PositiveDurationError> {
+    let duration = parse_duration(text)?;
+    if duration.is_zero() {
+        return Err(ZeroDuration(text.trim().to_string()).into());
+    }
+    Ok(duration)
+}
+
+/// Why [`parse_positive_duration`] refused a value.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum PositiveDurationError {
+    #[error(transparent)]
+    Unreadable(#[from] DurationError),
+    #[error(transparent)]
+    Zero(#[from] ZeroDuration),
 }
 
 /// Parses a duration such as `30s`, `500ms`, `2m` or a bare number of seconds.

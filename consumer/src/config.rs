@@ -69,7 +69,7 @@ pub struct ConsumerConfig {
     /// PostgreSQL that stopped answering mid-batch) is given up: its transaction is
     /// never committed, the batch is delivered again (a failed delivery, counted
     /// towards --max-deliver) and the writer connects anew.
-    #[arg(long, env = "BATCH_TIMEOUT", default_value = "10m", value_parser = parse_duration)]
+    #[arg(long, env = "BATCH_TIMEOUT", default_value = "10m", value_parser = common::config::parse_positive_duration)]
     pub batch_timeout: Duration,
 
     /// Deliveries after which a batch that keeps failing the same way goes to the

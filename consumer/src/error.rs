@@ -23,6 +23,8 @@ pub enum ConsumerError {
     #[error("binding the durable consumer {name:?}: {source}")]
     Consumer {
         name: String,
+        /// Whether trying again may succeed (no answer, a cluster between leaders).
+        transient: bool,
         #[source]
         source: async_nats::Error,
     },
@@ -53,4 +55,15 @@ pub enum ConsumerError {
     State(#[from] common::run_state::StateError),
     #[error("a writer task failed: {0}")]
     Writer(#[source] tokio::task::JoinError),
+}
+
+impl ConsumerError {
+    /// Whether the same operation, tried again later, may succeed.
+    pub fn is_transient(&self) -> bool {
+        match self {
+            ConsumerError::Consumer { transient, .. } => *transient,
+            ConsumerError::State(err) => err.is_transient(),
+            _ => false,
+        }
+    }
 }

@@ -10,6 +10,8 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use async_nats::jetstream::consumer::{pull, AckPolicy, PullConsumer};
+use async_nats::jetstream::context::GetStreamErrorKind;
+use async_nats::jetstream::stream::ConsumerErrorKind;
 use common::broker::Broker;
 use common::naming::RunName;
 use common::run_state::RunState;
@@ -70,7 +72,11 @@ pub async fn run(
             })
         }
     };
-    if let Some(held) = state.mapping().await? {
+    if let Some(held) = patiently("reading the run's mapping", || async {
+        Ok(state.mapping().await?)
+    })
+    .await?
+    {
         same_mapping(held)?;
     }
     let mut client = pg::connect(&config.postgres.database_url).await?;
@@ -78,7 +84,12 @@ pub async fn run(
     for collection in mapping.collections.keys() {
         schema::ensure_table(&mut client, &mapping.plan(collection)).await?;
     }
-    same_mapping(state.record_mapping(&recorded).await?)?;
+    same_mapping(
+        patiently("recording the run's mapping", || async {
+            Ok(state.record_mapping(&recorded).await?)
+        })
+        .await?,
+    )?;
 
     let metrics_listener = match config.metrics_addr {
         Some(addr) => Some(
@@ -163,7 +174,35 @@ async fn bind(
 ) -> Result<PullConsumer, ConsumerError> {
     let name = broker.names.durable_consumer(run);
     let subjects = broker.names.run_subjects(run);
-    bind_durable(broker, name, subjects, ack_wait).await
+    patiently("binding the durable consumer", || {
+        bind_durable(broker, name.clone(), subjects.clone(), ack_wait)
+    })
+    .await
+}
+
+/// Tries of [`patiently`]: with its pauses, about two minutes.
+const PATIENT_TRIES: u32 = 30;
+
+/// Runs `operation` again while it fails in a way that passes (NATS answering late
+/// while a JetStream cluster elects a leader, a server restarting), for about two
+/// minutes; any other failure is returned at once.
+async fn patiently<T, F, Fut>(what: &str, mut operation: F) -> Result<T, ConsumerError>
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Result<T, ConsumerError>>,
+{
+    let mut attempt = 1;
+    loop {
+        match operation().await {
+            Err(err) if err.is_transient() && attempt < PATIENT_TRIES => {
+                tracing::warn!(attempt, error = %err, "{what} failed; trying again");
+                let pause = Duration::from_millis(250) * 2u32.pow(attempt.min(4));
+                tokio::time::sleep(pause).await;
+                attempt += 1;
+            }
+            outcome => return outcome,
+        }
+    }
 }
 
 /// Binds a durable pull consumer of `subjects`, creating it when absent.
@@ -173,15 +212,25 @@ async fn bind_durable(
     subjects: String,
     ack_wait: Duration,
 ) -> Result<PullConsumer, ConsumerError> {
-    let failed = |source: async_nats::Error| ConsumerError::Consumer {
+    let failed = |transient: bool, source: async_nats::Error| ConsumerError::Consumer {
         name: name.clone(),
+        transient,
         source,
     };
+    // No answer, or a JetStream cluster between leaders (503): it passes.
+    let unavailable = |js: &async_nats::jetstream::Error| js.code() == 503;
     let stream = broker
         .jetstream
         .get_stream(broker.names.stream())
         .await
-        .map_err(|e| failed(e.into()))?;
+        .map_err(|e| {
+            let transient = match e.kind() {
+                GetStreamErrorKind::Request => true,
+                GetStreamErrorKind::JetStream(js) => unavailable(&js),
+                _ => false,
+            };
+            failed(transient, e.into())
+        })?;
     stream
         .get_or_create_consumer(
             &name,
@@ -198,7 +247,14 @@ async fn bind_durable(
             },
         )
         .await
-        .map_err(|e| failed(e.into()))
+        .map_err(|e| {
+            let transient = match e.kind() {
+                ConsumerErrorKind::TimedOut | ConsumerErrorKind::Request => true,
+                ConsumerErrorKind::JetStream(js) => unavailable(&js),
+                _ => false,
+            };
+            failed(transient, e.into())
+        })
 }
 
 /// Logs a throughput line every few seconds and refreshes the pending-batches gauge.
@@ -275,12 +331,14 @@ async fn follow_changes(
     }
     drop(client);
     let names = &shared.broker.names;
-    let bound = bind_durable(
-        &shared.broker,
-        names.change_consumer(&shared.run),
-        names.run_change_subjects(&shared.run),
-        ack_wait,
-    )
+    let bound = patiently("binding the change consumer", || {
+        bind_durable(
+            &shared.broker,
+            names.change_consumer(&shared.run),
+            names.run_change_subjects(&shared.run),
+            ack_wait,
+        )
+    })
     .await;
     let consumer = match bound {
         Ok(consumer) => consumer,

@@ -48,6 +48,11 @@ pub struct Writer {
     plans: Plans,
 }
 
+/// How long one read of a large document from the object store may take.
+const BLOB_FETCH_TIMEOUT: Duration = Duration::from_secs(60);
+/// Reads of a large document before its batch is retried as a whole.
+const BLOB_FETCH_TRIES: u32 = 3;
+
 impl Writer {
     pub fn new(id: usize, shared: Arc<Shared>) -> Self {
         Writer {
@@ -329,11 +334,30 @@ impl Writer {
         }
     }
 
-    async fn fetch_blob(&self, name: &str) -> Result<Vec<u8>, async_nats::Error> {
-        let mut object = self.shared.broker.blobs.get(name).await?;
-        let mut bytes = Vec::new();
-        object.read_to_end(&mut bytes).await?;
-        Ok(bytes)
+    /// Reads a large document from the object store: each try bounded in time (a read
+    /// that never returned held a batch for the whole `--batch-timeout`), tried again
+    /// a few times before the batch is retried as a whole.
+    async fn fetch_blob(&self, name: &str) -> Result<Vec<u8>, String> {
+        let mut failure = String::new();
+        for attempt in 1..=BLOB_FETCH_TRIES {
+            let read = async {
+                let mut object = self.shared.broker.blobs.get(name).await?;
+                let mut bytes = Vec::new();
+                object.read_to_end(&mut bytes).await?;
+                Ok::<_, async_nats::Error>(bytes)
+            };
+            match tokio::time::timeout(BLOB_FETCH_TIMEOUT, read).await {
+                Ok(Ok(bytes)) => return Ok(bytes),
+                Ok(Err(err)) => failure = err.to_string(),
+                Err(_) => {
+                    failure = format!("no answer within {BLOB_FETCH_TIMEOUT:?}");
+                }
+            }
+            tracing::warn!(writer = self.id, blob = name, attempt, error = %failure,
+                "reading a large document failed; reading it again");
+            tokio::time::sleep(Duration::from_millis(500) * attempt).await;
+        }
+        Err(failure)
     }
 
     async fn settle(&mut self, message: &Message, delivered: i64, outcome: Outcome) {

@@ -1611,24 +1611,31 @@ async fn a_nats_cluster_losing_a_node_then_its_leader_loses_nothing() -> Result<
     )
     .await?;
     tokio::task::block_in_place(|| cluster.nodes[0].restart(down))?;
+    let dump = |procs: &[&Proc]| {
+        for proc in procs {
+            eprintln!("--- {}:\n{}", proc.name, proc.output());
+        }
+    };
     if let Err(err) = wait_for(
         || async { changes_landed().await > 5 },
         "change batches to land after node 0 came back",
     )
     .await
     {
-        for proc in std::iter::once(&producer).chain(&consumers) {
-            eprintln!("--- {}:\n{}", proc.name, proc.output());
-        }
+        dump(&[&producer, &consumers[0], &consumers[1]]);
         return Err(err);
     }
     tokio::task::block_in_place(|| cluster.nodes[1].restart(down))?;
     let landed = changes_landed().await;
-    wait_for(
+    if let Err(err) = wait_for(
         || async { changes_landed().await > landed + 3 },
         "change batches to land after node 1 came back",
     )
-    .await?;
+    .await
+    {
+        dump(&[&producer, &consumers[0], &consumers[1]]);
+        return Err(err);
+    }
     let client = async_nats::connect(common::broker::server_urls(&cluster.url())).await?;
     let mut stream = async_nats::jetstream::new(client)
         .get_stream(&env.stream)
@@ -1643,11 +1650,15 @@ async fn a_nats_cluster_losing_a_node_then_its_leader_loses_nothing() -> Result<
     let leader = cluster.index_of(&leader).context("an unknown leader")?;
     tokio::task::block_in_place(|| cluster.nodes[leader].restart(down))?;
     let landed = changes_landed().await;
-    wait_for(
+    if let Err(err) = wait_for(
         || async { changes_landed().await > landed + 3 },
         "change batches to land after the leader came back",
     )
-    .await?;
+    .await
+    {
+        dump(&[&producer, &consumers[0], &consumers[1]]);
+        return Err(err);
+    }
     tokio::time::sleep(WRITE_AFTER).await;
     stop.store(true, Ordering::Relaxed);
     writer.await??;

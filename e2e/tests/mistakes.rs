@@ -199,3 +199,55 @@ async fn mongodb_srv_uris_are_looked_up() {
     assert!(!stderr.contains("malformed"), "{stderr}");
     assert!(!stderr.contains("SrvSecret"), "{stderr}");
 }
+
+/// Settings that silently did something else are refused in one line: a batch given
+/// no time at all (`--batch-timeout 0s` dead-lettered every healthy batch), a batch size
+/// no message can hold (past 2^31 it showed the driver's debug text), a variable set
+/// both directly and through its `_FILE` (the variable silently won), a NATS token
+/// beside a user and password (the token silently won).
+#[tokio::test(flavor = "multi_thread")]
+async fn settings_that_would_silently_do_something_else_are_refused() {
+    let env = TestEnv::new("mistakes_settings").await.expect("env");
+    let file = env.write_file("url", "postgres://somewhere/else");
+    let cases: Vec<(&str, Vec<&str>, Vec<(&str, &str)>, &str)> = vec![
+        (
+            "consumer",
+            vec!["run", "--batch-timeout", "0s"],
+            vec![],
+            "must be longer than zero",
+        ),
+        (
+            "producer",
+            vec!["run", "--batch-size", "4294967296"],
+            vec![],
+            "a batch holds from 1 to",
+        ),
+        (
+            "producer",
+            vec!["status"],
+            vec![("DATABASE_URL_FILE", file.as_str())],
+            "both DATABASE_URL and DATABASE_URL_FILE are set",
+        ),
+        (
+            "producer",
+            vec!["status"],
+            vec![
+                ("NATS_TOKEN", "t0ken"),
+                ("NATS_USER", "u"),
+                ("NATS_PASSWORD", "p"),
+            ],
+            "cannot be used with",
+        ),
+    ];
+    for (binary, args, vars, expected) in cases {
+        let out = env
+            .command(binary, "r")
+            .args(&args)
+            .envs(vars.iter().copied())
+            .output()
+            .await
+            .expect("ran");
+        e2e::assert_one_line_error(&out, expected);
+        assert_eq!(out.status.code(), Some(2), "{args:?}");
+    }
+}

@@ -136,7 +136,7 @@ pub struct RunConfig {
     /// measured on 1,000,000 flat users with 4 consumers, 1,000 per batch took 4.1 s,
     /// 2,000 took 3.0 s, 5,000 took 2.7 s and 10,000 took 2.5 s for twice the producer
     /// memory (docs/performance.md).
-    #[arg(long, env = "BATCH_SIZE", default_value = "5000")]
+    #[arg(long, env = "BATCH_SIZE", default_value = "5000", value_parser = parse_batch_size)]
     pub batch_size: NonZeroUsize,
 
     /// Batches published and not yet acknowledged by the stream, at most. Bounds the
@@ -270,4 +270,21 @@ pub enum MultiType {
     Widest,
     Jsonb,
     Reject,
+}
+
+/// Most documents a batch may be asked to hold: a batch is one NATS message (1 MiB by
+/// default), which a million documents of the smallest size already exceed.
+const MAX_BATCH_SIZE: usize = 1_000_000;
+
+/// A `--batch-size` that cannot be used.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{0:?}: a batch holds from 1 to {MAX_BATCH_SIZE} documents (it is one NATS message)")]
+pub struct BatchSizeError(String);
+
+fn parse_batch_size(text: &str) -> Result<NonZeroUsize, BatchSizeError> {
+    text.trim()
+        .parse::<NonZeroUsize>()
+        .ok()
+        .filter(|size| size.get() <= MAX_BATCH_SIZE)
+        .ok_or_else(|| BatchSizeError(text.to_string()))
 }

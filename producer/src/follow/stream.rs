@@ -23,6 +23,7 @@ use super::event::{self, Event};
 use crate::config::RunConfig;
 use crate::error::ProducerError;
 use crate::publisher::{self, Sent};
+use crate::retry;
 use crate::source::mongo_detail;
 
 /// Longest a change waits in the producer before it is published.
@@ -98,7 +99,10 @@ pub async fn follow(
     start: &StartPosition,
     shutdown: &CancellationToken,
 ) -> Result<Followed, ProducerError> {
-    let checkpoint = state.stream_checkpoint().await?;
+    let checkpoint = retry::with_retries("reading the stream checkpoint", || {
+        state.stream_checkpoint()
+    })
+    .await?;
     let (token, mut checkpoint) = match checkpoint {
         Some(checkpoint) => (checkpoint.resume_token.clone(), checkpoint),
         None => (
@@ -194,7 +198,7 @@ pub async fn follow(
         if batches.is_full() || due || idle {
             let token = stream_token(&stream).map_err(|detail| ProducerError::Follow { detail })?;
             batches.flush(&mut checkpoint, Some(token)).await?;
-            state.save_stream_checkpoint(&checkpoint).await?;
+            save(state, &checkpoint).await?;
             last_flush = Instant::now();
             last_checkpoint = Instant::now();
             if last_report.elapsed() >= REPORT_EVERY {
@@ -213,7 +217,7 @@ pub async fn follow(
     // Stopped: what was read is published and checkpointed before returning.
     let token = stream_token(&stream).map_err(|detail| ProducerError::Follow { detail })?;
     batches.flush(&mut checkpoint, Some(token)).await?;
-    state.save_stream_checkpoint(&checkpoint).await?;
+    save(state, &checkpoint).await?;
     Ok(Followed {
         events: checkpoint.events - started_events,
         batches: checkpoint.batches - started_batches,
@@ -444,6 +448,16 @@ impl ChangeBatches<'_> {
         checkpoint.saved_at_ms = now_ms();
         Ok(())
     }
+}
+
+/// Saves the checkpoint, riding out NATS answering late (a JetStream cluster electing
+/// a leader, a server restarting).
+async fn save(state: &RunState, checkpoint: &StreamCheckpoint) -> Result<(), ProducerError> {
+    retry::with_retries("saving the stream checkpoint", || {
+        state.save_stream_checkpoint(checkpoint)
+    })
+    .await?;
+    Ok(())
 }
 
 /// The recorded token, for the driver; the error says what is wrong with it.
