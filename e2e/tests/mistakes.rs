@@ -209,7 +209,9 @@ async fn mongodb_srv_uris_are_looked_up() {
 async fn settings_that_would_silently_do_something_else_are_refused() {
     let env = TestEnv::new("mistakes_settings").await.expect("env");
     let file = env.write_file("url", "postgres://somewhere/else");
-    let cases: Vec<(&str, Vec<&str>, Vec<(&str, &str)>, &str)> = vec![
+    /// Binary, arguments, variables, what the error line says.
+    type Case<'a> = (&'a str, Vec<&'a str>, Vec<(&'a str, &'a str)>, &'a str);
+    let cases: Vec<Case> = vec![
         (
             "consumer",
             vec!["run", "--batch-timeout", "0s"],
