@@ -642,3 +642,33 @@ async fn a_run_lands_with_one_mapping_and_replay_takes_it_by_itself() {
         .expect("replay");
     assert_success(&again, "replay with the run's mapping");
 }
+
+/// A document whose `_id` holds a NUL byte (text cannot store it) is a reject with its
+/// `_id` escaped, and `verify` counts it as rejected: it failed with PostgreSQL's
+/// 22021 (exit 1).
+#[tokio::test(flavor = "multi_thread")]
+async fn an_id_holding_a_nul_byte_is_a_reject_verify_can_name() {
+    let env = TestEnv::new("nul_id").await.expect("env");
+    env.db()
+        .collection::<Document>("nul")
+        .insert_many([
+            doc! { "_id": "a\0b", "v": 1 },
+            doc! { "_id": "plain", "v": 2 },
+        ])
+        .await
+        .expect("insert");
+    migrate(&env, "r1", None).await;
+    let pg = env.pg().await.expect("pg");
+    let doc_id: String = pg
+        .query_one("SELECT doc_id FROM _migrate_rejects", &[])
+        .await
+        .expect("one reject")
+        .get(0);
+    assert_eq!(doc_id, r#""a\u0000b""#);
+    let (code, text) = verify(&env, &["--collection", "nul"]).await;
+    assert_eq!(code, Some(0), "{text}");
+    assert!(
+        text.contains("1 rows equal, 1 in _migrate_rejects"),
+        "{text}"
+    );
+}

@@ -164,18 +164,12 @@ impl Cell {
     /// `{"$numberInt":"5"}`, `null` and `"null"` land as distinct rows.
     pub fn id_text(value: Option<RawBsonRef<'_>>) -> Result<Cell, CellError> {
         match value {
-            Some(RawBsonRef::String(s)) => text_cell(s)
-                .map(|cell| match cell {
-                    Cell::Text(text) if id_string_is_ambiguous(&text) => {
-                        Cell::Text(serde_json::Value::String(text).to_string())
-                    }
-                    cell => cell,
-                })
-                .map_err(|Refused(reason)| CellError {
-                    expected: ColumnType::Text,
-                    found: "string",
-                    reason,
-                }),
+            // A string holding a NUL byte (which text cannot store) is escaped the same
+            // way: its key exists, so rejects and `verify` can name it.
+            Some(RawBsonRef::String(s)) if id_string_is_ambiguous(s) || s.contains('\0') => Ok(
+                Cell::Text(serde_json::Value::String(s.to_string()).to_string()),
+            ),
+            Some(RawBsonRef::String(s)) => Ok(Cell::Text(s.to_string())),
             Some(RawBsonRef::ObjectId(oid)) => Ok(Cell::Text(oid.to_hex())),
             Some(other) => match json_cell(other, JsonMode::Canonical) {
                 Ok(Cell::Jsonb(json)) => Ok(Cell::Text(json)),

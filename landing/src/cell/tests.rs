@@ -198,4 +198,6 @@ fn id_text_is_injective() {
         Ok(Cell::Text(format!("\"{}\"", oid.to_hex())))
     );
     assert_eq!(key("null".into()), Ok(Cell::Text("\"null\"".into())));
+    // Text cannot hold a NUL byte: such a key is escaped too, so it can be named.
+    assert_eq!(key("a\0b".into()), Ok(Cell::Text(r#""a\u0000b""#.into())));
 }

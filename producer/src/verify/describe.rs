@@ -109,7 +109,12 @@ impl Check<'_> {
             }
         }
         if parts.is_empty() {
-            parts.push("its child rows differ".to_string());
+            parts.push(if plan.children.is_empty() {
+                // No child table: the fingerprints saw what the column reading did not.
+                "its fingerprint differs while every column reads equal (a jsonb value equal as JSON but written otherwise, say)".to_string()
+            } else {
+                "its child rows differ".to_string()
+            });
         }
         Ok(parts.join("; "))
     }

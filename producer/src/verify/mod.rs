@@ -251,6 +251,18 @@ impl Check<'_> {
                 "\n  the table holds {extra} rows whose key is in no source document (deleted from MongoDB since, or written by something else)"
             );
         }
+        if (totals.differing_ranges > 0 || extra > 0)
+            && exists
+            && landing::changes::changes_landed(self.client, plan)
+                .await
+                .map_err(|e| self.failed("reading the versions", e))?
+        {
+            let _ = write!(
+                text,
+                "\n  changes of a followed run land in {}: a difference may be a change not yet applied; verify after `producer cutover` to tell lag from loss",
+                plan.table
+            );
+        }
         let ranges = std::mem::replace(&mut self.report.text, before);
         let _ = writeln!(self.report.text, "{text}");
         self.report.text.push_str(&ranges);
