@@ -672,3 +672,55 @@ async fn an_id_holding_a_nul_byte_is_a_reject_verify_can_name() {
         "{text}"
     );
 }
+
+/// A collection whose top-level keys are data (here 1,000 keys spread over documents,
+/// like a browser-compatibility table's names) gets no column per key from `infer`:
+/// they stay in `_extra`, it says so, and the mapping lands every document. `infer`
+/// failed, advising a limit that could not help.
+#[tokio::test(flavor = "multi_thread")]
+async fn infer_keeps_keys_that_are_data_in_extra() {
+    let env = TestEnv::new("infer_wide").await.expect("env");
+    let docs: Vec<Document> = (0..100)
+        .map(|i| {
+            let mut doc = doc! { "_id": i };
+            for k in 0..10 {
+                doc.insert(format!("browser_{}", i * 10 + k), doc! { "since": k });
+            }
+            doc
+        })
+        .collect();
+    env.db()
+        .collection::<Document>("compat")
+        .insert_many(&docs)
+        .await
+        .expect("insert");
+    let out = std::env::temp_dir().join(format!("{}-wide.toml", env.name));
+    let sql = std::env::temp_dir().join(format!("{}-wide.sql", env.name));
+    let inferred = env
+        .producer(
+            "r1",
+            &[
+                "infer",
+                "--out",
+                &out.display().to_string(),
+                "--sql",
+                &sql.display().to_string(),
+            ],
+        )
+        .await
+        .expect("infer");
+    assert_success(&inferred, "infer");
+    assert!(
+        stdout(&inferred).contains("1000 top-level fields") && stdout(&inferred).contains("_extra"),
+        "{}",
+        stdout(&inferred)
+    );
+    let mapping = out.display().to_string();
+    migrate(&env, "r1", Some(&mapping)).await;
+    let (code, text) = verify(&env, &["--mapping", &mapping]).await;
+    assert_eq!(code, Some(0), "{text}");
+    assert!(
+        text.contains("100 rows equal, 0 in _migrate_rejects"),
+        "{text}"
+    );
+}

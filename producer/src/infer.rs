@@ -58,6 +58,10 @@ struct PathTypes {
     elements: BTreeMap<&'static str, u64>,
 }
 
+/// Top-level fields beyond which `infer` writes no columns for a collection (its keys
+/// are data, not a schema); PostgreSQL allows 1,600 columns a table.
+const MAX_INFERRED_COLUMNS: usize = 400;
+
 /// Paths deeper than this are counted as their ancestor's subdocument only.
 const MAX_DEPTH: usize = 16;
 
@@ -227,7 +231,17 @@ pub async fn infer(config: &InferConfig) -> Result<Inferred, InferError> {
         let top = paths
             .iter()
             .filter(|(path, _)| !path.contains('.') && !path.is_empty());
-        let (ids, others): (Vec<_>, Vec<_>) = top.partition(|(path, _)| *path == "_id");
+        let (ids, mut others): (Vec<_>, Vec<_>) = top.partition(|(path, _)| *path == "_id");
+        // Keys that are data (a name per browser, per day, per user) make a field per
+        // key: past a table's sensible width, they all stay in `_extra` as jsonb.
+        if others.len() > MAX_INFERRED_COLUMNS {
+            let _ = writeln!(
+                text,
+                "  {} top-level fields: more than {MAX_INFERRED_COLUMNS}, so they look like data used as keys; they stay whole in _extra (jsonb). Map the ones you need by hand",
+                others.len()
+            );
+            others.clear();
+        }
         for (path, types) in ids.into_iter().chain(others) {
             let name = if path == "_id" {
                 path.clone()
