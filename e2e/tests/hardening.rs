@@ -931,3 +931,35 @@ async fn a_run_whose_documents_were_all_landed_already_is_complete() {
         "cleanup",
     );
 }
+
+/// An empty collection gets its table, as an application reading it expects; it got
+/// none (no batch, so no consumer ever met it).
+#[tokio::test(flavor = "multi_thread")]
+async fn an_empty_collection_gets_its_table() {
+    let env = TestEnv::new("hard_empty").await.expect("env");
+    env.db()
+        .create_collection("nothing_yet")
+        .await
+        .expect("create");
+    env.db()
+        .collection::<Document>("something")
+        .insert_one(doc! { "_id": 1 })
+        .await
+        .expect("insert");
+    assert_success(&env.producer("r", &["run"]).await.expect("run"), "producer");
+    env.run_consumers("r", 1, &[], CONSUMERS_LIMIT)
+        .await
+        .expect("consumers");
+    let pg = env.pg().await.expect("pg");
+    let rows: i64 = pg
+        .query_one("SELECT count(*) FROM nothing_yet", &[])
+        .await
+        .expect("the empty collection's table")
+        .get(0);
+    assert_eq!(rows, 0);
+    let (code, text) = env.producer_report("r", &["status"]).await.expect("status");
+    assert_eq!(code, Some(0), "{text}");
+    e2e::compare::assert_exact_copy(&env, "something")
+        .await
+        .expect("the other collection");
+}

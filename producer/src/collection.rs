@@ -217,6 +217,15 @@ pub(crate) async fn publish_part(
         }
     }
     batches.flush().await?;
+    // An empty collection still gets its table: one batch of no documents, which the
+    // consumers land as such (and count like any other).
+    let whole = match &part {
+        Part::Whole => true,
+        Part::Range(range) => range.min.is_none() && range.max.is_none(),
+    };
+    if whole && batches.progress.batches == 0 {
+        batches.flush_empty().await?;
+    }
     let published = batches.publisher.finish().await?;
     if let Some(bar) = &batches.progress_bar {
         bar.finish_and_clear();
@@ -350,6 +359,15 @@ impl Batches<'_> {
         if docs.is_empty() {
             return Ok(());
         }
+        self.publish(docs).await
+    }
+
+    /// Publishes a batch of no documents: what makes an empty collection's table.
+    async fn flush_empty(&mut self) -> Result<(), ProducerError> {
+        self.publish(Vec::new()).await
+    }
+
+    async fn publish(&mut self, docs: Vec<Doc<'static>>) -> Result<(), ProducerError> {
         let (batch_span, page_span) = self
             .batch_span
             .take()
