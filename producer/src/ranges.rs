@@ -71,9 +71,16 @@ pub async fn ranges(
         Some(plan) => plan,
         None => {
             let planned = plan(collection, readers, planner, estimated).await?;
-            tracing::info!(collection = %name, ranges = planned.ranges(), method = %planned.method,
-                "planned the collection's _id ranges");
-            state.record_plan(name, &planned).await?
+            let held = state.record_plan(name, &planned).await?;
+            // Of producers racing to plan, one plan is recorded: say which one is used.
+            if held == planned {
+                tracing::info!(collection = %name, ranges = held.ranges(), method = %held.method,
+                    "planned the collection's _id ranges");
+            } else {
+                tracing::info!(collection = %name, ranges = held.ranges(), method = %held.method,
+                    "another producer planned the collection's _id ranges first; reading its ranges");
+            }
+            held
         }
     };
     from_plan(&plan).map_err(|detail| ProducerError::BadCheckpoint {
