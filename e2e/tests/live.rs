@@ -1693,3 +1693,82 @@ async fn a_nats_cluster_losing_a_node_then_its_leader_loses_nothing() -> Result<
     }
     Ok(())
 }
+
+/// PostgreSQL restarted (crash stop) while change batches are applied, with a random
+/// writer throughout: the consumers' transactions in flight are lost and their batches
+/// delivered again, and after cutover every document equals its row.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn postgres_restarting_while_changes_are_applied_loses_nothing() -> Result<()> {
+    let postgres = e2e::private::PrivatePostgres::start("live_restart")?;
+    let services = e2e::Services {
+        admin_database_url: postgres.admin_url(),
+        ..e2e::Services::shared()
+    };
+    let env = TestEnv::on("live_pg_restart", services).await?;
+    seed(&env, 5_000).await?;
+    let stop = Arc::new(AtomicBool::new(false));
+    let ops = Arc::new(AtomicU64::new(0));
+    let writer_client = mongodb::Client::with_uri_str(&env.mongodb_uri).await?;
+    let writer = tokio::spawn(random_writer(
+        writer_client.database(&env.mongo_database),
+        writer_client.clone(),
+        5_000,
+        stop.clone(),
+        ops.clone(),
+    ));
+    let mut producer = Proc::spawn(&env, "producer", PRODUCER_ARGS, None)?;
+    let mut consumers = vec![
+        Proc::spawn(&env, "consumer0", CONSUMER_ARGS, None)?,
+        Proc::spawn(&env, "consumer1", CONSUMER_ARGS, None)?,
+    ];
+    let changes_landed = || async {
+        let Ok(pg) = env.pg().await else { return 0 };
+        pg.query_one(
+            "SELECT count(*) FROM _migrate_ledger WHERE kind = 'changes'",
+            &[],
+        )
+        .await
+        .and_then(|row| row.try_get::<_, i64>(0))
+        .unwrap_or(0)
+    };
+    wait_for(
+        || async { changes_landed().await > 5 },
+        "change batches to land",
+    )
+    .await?;
+    tokio::task::block_in_place(|| postgres.restart(Duration::from_secs(2)))?;
+    let landed = changes_landed().await;
+    wait_for(
+        || async { changes_landed().await > landed + 3 },
+        "change batches to land after the restart",
+    )
+    .await?;
+    tokio::time::sleep(WRITE_AFTER).await;
+    stop.store(true, Ordering::Relaxed);
+    writer.await??;
+    let caught_up = env
+        .command("producer", RUN)
+        .args(["cutover", "--timeout", "180s"])
+        .output()
+        .await?;
+    if !caught_up.status.success() {
+        for proc in std::iter::once(&producer).chain(&consumers) {
+            eprintln!("--- {}:\n{}", proc.name, proc.output());
+        }
+        bail!("cutover: {}", String::from_utf8_lossy(&caught_up.stderr));
+    }
+    let pg = env.pg().await?;
+    let differences = differences(&env, &pg).await?;
+    ensure!(
+        differences.is_empty(),
+        "{} documents differ after {} writes; the first: {:#?}",
+        differences.len(),
+        ops.load(Ordering::Relaxed),
+        &differences[..differences.len().min(5)]
+    );
+    ensure!(producer.stop().await?.success(), "{}", producer.output());
+    for consumer in &mut consumers {
+        consumer.stop().await?;
+    }
+    Ok(())
+}
