@@ -21,6 +21,7 @@
 //! - [`fixture`]: hard documents: unicode, odd keys, deep nesting, 16 MiB, extremes.
 //! - [`otlp`]: an OTLP trace receiver.
 //! - [`scrape`]: a consumer's Prometheus metrics, as a scraper reads them.
+//! - [`proxy`]: a TCP proxy that drops traffic for a while.
 
 pub mod arbitrary;
 pub mod certs;
@@ -29,6 +30,7 @@ pub mod env;
 pub mod fixture;
 pub mod otlp;
 pub mod private;
+pub mod proxy;
 pub mod scrape;
 
 pub use env::*;

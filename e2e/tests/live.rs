@@ -1772,3 +1772,123 @@ async fn postgres_restarting_while_changes_are_applied_loses_nothing() -> Result
     }
     Ok(())
 }
+
+/// The address (`host:port`) of a URL, and the URL pointed at a local port instead.
+fn through(url: &str, port: u16) -> Result<(String, String)> {
+    let mut parsed = url::Url::parse(url)?;
+    let upstream = format!(
+        "{}:{}",
+        parsed.host_str().context("a host")?,
+        parsed.port().context("a port")?
+    );
+    parsed
+        .set_port(Some(port))
+        .map_err(|()| anyhow::anyhow!("cannot set the port of {url}"))?;
+    Ok((upstream, parsed.to_string()))
+}
+
+/// The network between the consumers and PostgreSQL, and between the producer and
+/// MongoDB, drops every byte for 30 s while changes flow (connections neither reset
+/// nor closed: silence), with a random writer throughout. Nothing wedges: once traffic
+/// flows again the same processes go on, and after cutover every document equals its
+/// row.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn thirty_seconds_of_dropped_traffic_wedge_nothing() -> Result<()> {
+    let env = TestEnv::new("live_proxy").await?;
+    seed(&env, 5_000).await?;
+    let mongo_proxy = e2e::proxy::Proxy::start(&through(&env.mongodb_uri, 1)?.0).await?;
+    let pg_proxy = e2e::proxy::Proxy::start(&through(&env.database_url, 1)?.0).await?;
+    let (_, proxied_mongo) = through(&env.mongodb_uri, mongo_proxy.port)?;
+    let (_, proxied_pg) = through(&env.database_url, pg_proxy.port)?;
+    let stop = Arc::new(AtomicBool::new(false));
+    let ops = Arc::new(AtomicU64::new(0));
+    let writer_client = mongodb::Client::with_uri_str(&env.mongodb_uri).await?;
+    let writer = tokio::spawn(random_writer(
+        writer_client.database(&env.mongo_database),
+        writer_client.clone(),
+        5_000,
+        stop.clone(),
+        ops.clone(),
+    ));
+    let mut producer = Proc::spawn_with(
+        &env,
+        "producer",
+        PRODUCER_ARGS,
+        None,
+        &[("MONGODB_URI", proxied_mongo.as_str())],
+    )?;
+    let mut consumers = Vec::new();
+    for i in 0..2 {
+        consumers.push(Proc::spawn_with(
+            &env,
+            &format!("consumer{i}"),
+            CONSUMER_ARGS,
+            None,
+            &[("DATABASE_URL", proxied_pg.as_str())],
+        )?);
+    }
+    let pg = env.pg().await?;
+    let changes_landed = || async {
+        pg.query_one(
+            "SELECT count(*) FROM _migrate_ledger WHERE kind = 'changes'",
+            &[],
+        )
+        .await
+        .and_then(|row| row.try_get::<_, i64>(0))
+        .unwrap_or(0)
+    };
+    wait_for(
+        || async { changes_landed().await > 5 },
+        "change batches to land",
+    )
+    .await?;
+    mongo_proxy.drop_traffic();
+    pg_proxy.drop_traffic();
+    tokio::time::sleep(Duration::from_secs(30)).await;
+    mongo_proxy.restore();
+    pg_proxy.restore();
+    let landed = changes_landed().await;
+    if let Err(err) = wait_for(
+        || async { changes_landed().await > landed + 3 },
+        "change batches to land once traffic flows again",
+    )
+    .await
+    {
+        for proc in std::iter::once(&producer).chain(&consumers) {
+            eprintln!("--- {}:\n{}", proc.name, proc.output());
+        }
+        return Err(err);
+    }
+    tokio::time::sleep(WRITE_AFTER).await;
+    stop.store(true, Ordering::Relaxed);
+    writer.await??;
+    let caught_up = env
+        .command("producer", RUN)
+        .args(["cutover", "--timeout", "180s"])
+        .output()
+        .await?;
+    if !caught_up.status.success() {
+        for proc in std::iter::once(&producer).chain(&consumers) {
+            eprintln!("--- {}:\n{}", proc.name, proc.output());
+        }
+        bail!("cutover: {}", String::from_utf8_lossy(&caught_up.stderr));
+    }
+    ensure!(
+        producer.child.try_wait()?.is_none(),
+        "the producer did not ride the silence out: {}",
+        producer.output()
+    );
+    let differences = differences(&env, &pg).await?;
+    ensure!(
+        differences.is_empty(),
+        "{} documents differ after {} writes; the first: {:#?}",
+        differences.len(),
+        ops.load(Ordering::Relaxed),
+        &differences[..differences.len().min(5)]
+    );
+    ensure!(producer.stop().await?.success(), "{}", producer.output());
+    for consumer in &mut consumers {
+        consumer.stop().await?;
+    }
+    Ok(())
+}

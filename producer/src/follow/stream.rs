@@ -121,7 +121,18 @@ pub async fn follow(
     common::crash::point("snapshot-done");
     // MongoDB resumes silently from its oldest entry when a position without an event
     // (an idle stream's token) has fallen out of the oplog: look first.
-    let now = crate::cutover::cluster_time(database).await?;
+    // A MongoDB that does not answer now (a primary being elected, the network
+    // silent): following is tried again, not given up.
+    let now = crate::cutover::cluster_time(database)
+        .await
+        .map_err(|err| match err {
+            ProducerError::Source(crate::source::SourceError::Read { .. }) => {
+                ProducerError::FollowInterrupted {
+                    detail: err.to_string(),
+                }
+            }
+            other => other,
+        })?;
     if let Some((window, headroom)) =
         crate::status::live::oplog(database, now, checkpoint.read_until).await
     {
