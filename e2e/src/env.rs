@@ -312,18 +312,23 @@ pub async fn pg_connect(url: &str) -> Result<tokio_postgres::Client> {
 /// P0001, at no row) and the batch is retried, then dead-lettered. Dropping trigger
 /// `refuse` fixes the cause.
 pub async fn refuse_bad_events(pg: &tokio_postgres::Client) -> Result<()> {
-    pg.batch_execute(
-        r#"CREATE TABLE events (_id text PRIMARY KEY, doc jsonb);
-           CREATE FUNCTION refuse_bad() RETURNS trigger AS $$
+    refuse_bad_documents(pg, "events").await
+}
+
+/// [`refuse_bad_events`] for any default-shaped `table`.
+pub async fn refuse_bad_documents(pg: &tokio_postgres::Client, table: &str) -> Result<()> {
+    pg.batch_execute(&format!(
+        r#"CREATE TABLE {table} (_id text PRIMARY KEY, doc jsonb);
+           CREATE FUNCTION refuse_bad_{table}() RETURNS trigger AS $$
            BEGIN
              IF EXISTS (SELECT 1 FROM new_rows WHERE doc->>'kind' = 'bad') THEN
                RAISE EXCEPTION 'refused by trigger';
              END IF;
              RETURN NULL;
            END $$ LANGUAGE plpgsql;
-           CREATE TRIGGER refuse AFTER INSERT ON events REFERENCING NEW TABLE AS new_rows
-             FOR EACH STATEMENT EXECUTE FUNCTION refuse_bad();"#,
-    )
+           CREATE TRIGGER refuse AFTER INSERT ON {table} REFERENCING NEW TABLE AS new_rows
+             FOR EACH STATEMENT EXECUTE FUNCTION refuse_bad_{table}();"#
+    ))
     .await
     .context("creating the refusing trigger")
 }

@@ -1274,19 +1274,7 @@ async fn a_requeued_snapshot_batch_never_lands_over_a_change() -> Result<()> {
     let pg = env.pg().await?;
     // The batch of the "bad" documents fails as a whole, every time, until the trigger
     // goes: it is dead-lettered.
-    pg.batch_execute(
-        r#"CREATE TABLE items (_id text PRIMARY KEY, doc jsonb);
-           CREATE FUNCTION refuse_bad_items() RETURNS trigger AS $$
-           BEGIN
-             IF EXISTS (SELECT 1 FROM new_rows WHERE doc->>'kind' = 'bad') THEN
-               RAISE EXCEPTION 'refused by trigger';
-             END IF;
-             RETURN NULL;
-           END $$ LANGUAGE plpgsql;
-           CREATE TRIGGER refuse AFTER INSERT ON items REFERENCING NEW TABLE AS new_rows
-             FOR EACH STATEMENT EXECUTE FUNCTION refuse_bad_items();"#,
-    )
-    .await?;
+    e2e::refuse_bad_documents(&pg, "items").await?;
     let args = [
         "run",
         "--follow",
@@ -1454,6 +1442,158 @@ async fn writer_through_failovers(
     Ok(())
 }
 
+/// A followed run under a fault: a seeded collection, a random writer, one producer
+/// and two consumers that must ride the fault out (never restarted), then cutover and
+/// every document compared with its row.
+struct Scenario {
+    env: TestEnv,
+    /// Connected anew when a fault (a restarted server) broke it.
+    pg: tokio::sync::Mutex<tokio_postgres::Client>,
+    producer: Proc,
+    consumers: Vec<Proc>,
+    writer: tokio::task::JoinHandle<Result<()>>,
+    stop: Arc<AtomicBool>,
+    ops: Arc<AtomicU64>,
+}
+
+impl Scenario {
+    /// Seeds `seeded` documents and starts the writer (through failovers when
+    /// `failovers`), the producer (with `producer_vars`) and two consumers (with
+    /// `consumer_vars`).
+    async fn start(
+        env: TestEnv,
+        seeded: u64,
+        failovers: bool,
+        producer_vars: &[(&str, &str)],
+        consumer_vars: &[(&str, &str)],
+    ) -> Result<Self> {
+        seed(&env, seeded).await?;
+        let stop = Arc::new(AtomicBool::new(false));
+        let ops = Arc::new(AtomicU64::new(0));
+        let client = mongodb::Client::with_uri_str(&env.mongodb_uri).await?;
+        let db = client.database(&env.mongo_database);
+        let writer = if failovers {
+            tokio::spawn(writer_through_failovers(
+                db,
+                client,
+                seeded,
+                stop.clone(),
+                ops.clone(),
+            ))
+        } else {
+            tokio::spawn(random_writer(db, client, seeded, stop.clone(), ops.clone()))
+        };
+        let args = [
+            "run",
+            "--follow",
+            "--collection",
+            COLLECTION,
+            "--batch-size",
+            "500",
+        ];
+        let producer = Proc::spawn_with(&env, "producer", &args, None, producer_vars)?;
+        let mut consumers = Vec::new();
+        for i in 0..2 {
+            let name = format!("consumer{i}");
+            consumers.push(Proc::spawn_with(
+                &env,
+                &name,
+                CONSUMER_ARGS,
+                None,
+                consumer_vars,
+            )?);
+        }
+        let pg = tokio::sync::Mutex::new(env.pg().await?);
+        Ok(Scenario {
+            env,
+            pg,
+            producer,
+            consumers,
+            writer,
+            stop,
+            ops,
+        })
+    }
+
+    /// Ledger rows of `kind`; 0 while PostgreSQL cannot be read.
+    async fn landed(&self, kind: &str) -> i64 {
+        let mut pg = self.pg.lock().await;
+        if pg.is_closed() {
+            match self.env.pg().await {
+                Ok(fresh) => *pg = fresh,
+                Err(_) => return 0,
+            }
+        }
+        pg.query_one(
+            "SELECT count(*) FROM _migrate_ledger WHERE kind = $1",
+            &[&kind],
+        )
+        .await
+        .and_then(|row| row.try_get::<_, i64>(0))
+        .unwrap_or(0)
+    }
+
+    /// Waits until more than `more` batches of `kind` landed after `now`; shows every
+    /// process's log when they do not.
+    async fn until_landed(&self, snapshot: bool, more: i64, what: &str) -> Result<()> {
+        let kind = if snapshot { "snapshot" } else { "changes" };
+        let count = || self.landed(kind);
+        let from = if snapshot { 0 } else { count().await };
+        let waited = wait_for(|| async { count().await > from + more }, what).await;
+        if waited.is_err() {
+            self.show_logs();
+        }
+        waited
+    }
+
+    fn show_logs(&self) {
+        for proc in std::iter::once(&self.producer).chain(&self.consumers) {
+            eprintln!("--- {}:\n{}", proc.name, proc.output());
+        }
+    }
+
+    /// Stops the writer, cuts over, and checks the same producer is still there and
+    /// every document equals its row; then stops everything.
+    async fn finish(mut self) -> Result<()> {
+        tokio::time::sleep(WRITE_AFTER).await;
+        self.stop.store(true, Ordering::Relaxed);
+        (&mut self.writer).await??;
+        let caught_up = self
+            .env
+            .command("producer", RUN)
+            .args(["cutover", "--timeout", "180s"])
+            .output()
+            .await?;
+        if !caught_up.status.success() {
+            self.show_logs();
+            bail!("cutover: {}", String::from_utf8_lossy(&caught_up.stderr));
+        }
+        ensure!(
+            self.producer.child.try_wait()?.is_none(),
+            "the producer did not ride the fault out: {}",
+            self.producer.output()
+        );
+        let pg = self.env.pg().await?;
+        let differences = differences(&self.env, &pg).await?;
+        ensure!(
+            differences.is_empty(),
+            "{} documents differ after {} writes; the first: {:#?}",
+            differences.len(),
+            self.ops.load(Ordering::Relaxed),
+            &differences[..differences.len().min(5)]
+        );
+        ensure!(
+            self.producer.stop().await?.success(),
+            "{}",
+            self.producer.output()
+        );
+        for consumer in &mut self.consumers {
+            consumer.stop().await?;
+        }
+        Ok(())
+    }
+}
+
 /// A three-member replica set loses its primary (kill -9) during the snapshot, and
 /// its next primary steps down while changes flow, with a random writer throughout:
 /// the same producer and consumers ride both out (the snapshot reads again after its
@@ -1466,94 +1606,21 @@ async fn a_replica_set_failing_over_twice_loses_and_duplicates_nothing() -> Resu
     let mut services = e2e::Services::shared();
     services.mongodb_uri = replica_set.uri();
     let env = TestEnv::on("live_failover", services).await?;
-    seed(&env, 20_000).await?;
-    let stop = Arc::new(AtomicBool::new(false));
-    let ops = Arc::new(AtomicU64::new(0));
-    let writer_client = mongodb::Client::with_uri_str(&env.mongodb_uri).await?;
-    let writer = tokio::spawn(writer_through_failovers(
-        writer_client.database(&env.mongo_database),
-        writer_client.clone(),
-        20_000,
-        stop.clone(),
-        ops.clone(),
-    ));
-    let args = [
-        "run",
-        "--follow",
-        "--collection",
-        COLLECTION,
-        "--batch-size",
-        "500",
-    ];
-    let mut producer = Proc::spawn(&env, "producer", &args, None)?;
-    let mut consumers = vec![
-        Proc::spawn(&env, "consumer0", CONSUMER_ARGS, None)?,
-        Proc::spawn(&env, "consumer1", CONSUMER_ARGS, None)?,
-    ];
-    let pg = env.pg().await?;
-    let changes_landed = || async {
-        pg.query_one(
-            "SELECT count(*) FROM _migrate_ledger WHERE kind = 'changes'",
-            &[],
-        )
-        .await
-        .and_then(|row| row.try_get::<_, i64>(0))
-        .unwrap_or(0)
-    };
-    wait_for(
-        || async { snapshot_batches(&pg).await > 3 },
-        "snapshot batches to land",
-    )
-    .await?;
+    let run = Scenario::start(env, 20_000, true, &[], &[]).await?;
+    run.until_landed(true, 3, "snapshot batches to land")
+        .await?;
     let killed = replica_set.kill_primary().await?;
-    wait_for(
-        || async { changes_landed().await > 5 },
+    run.until_landed(
+        false,
+        5,
         "change batches to land after the primary was killed",
     )
     .await?;
     let stepped_down = replica_set.step_down().await?;
     ensure!(killed != stepped_down, "the dead member cannot step down");
-    let landed = changes_landed().await;
-    wait_for(
-        || async { changes_landed().await > landed + 3 },
-        "change batches to land after the step-down",
-    )
-    .await?;
-    tokio::time::sleep(WRITE_AFTER).await;
-    stop.store(true, Ordering::Relaxed);
-    writer.await??;
-
-    let caught_up = env
-        .command("producer", RUN)
-        .args(["cutover", "--timeout", "180s"])
-        .output()
+    run.until_landed(false, 3, "change batches to land after the step-down")
         .await?;
-    if !caught_up.status.success() {
-        for proc in std::iter::once(&producer).chain(&consumers) {
-            eprintln!("--- {}:\n{}", proc.name, proc.output());
-        }
-        bail!("cutover: {}", String::from_utf8_lossy(&caught_up.stderr));
-    }
-    ensure!(
-        producer.child.try_wait()?.is_none(),
-        "the producer did not ride the failovers out: {}",
-        producer.output()
-    );
-    let differences = differences(&env, &pg).await?;
-    if !differences.is_empty() {
-        eprintln!("--- producer:\n{}", producer.output());
-        bail!(
-            "{} documents differ after {} writes; the first: {:#?}",
-            differences.len(),
-            ops.load(Ordering::Relaxed),
-            &differences[..differences.len().min(5)]
-        );
-    }
-    ensure!(producer.stop().await?.success(), "{}", producer.output());
-    for consumer in &mut consumers {
-        consumer.stop().await?;
-    }
-    Ok(())
+    run.finish().await
 }
 
 /// A three-node NATS JetStream cluster, the run's streams and buckets at three
@@ -1570,75 +1637,20 @@ async fn a_nats_cluster_losing_a_node_then_its_leader_loses_nothing() -> Result<
         .env
         .push(("NATS_STREAM_REPLICAS".to_string(), "3".to_string()));
     let env = TestEnv::on("live_nats_cluster", services).await?;
-    seed(&env, 20_000).await?;
-    let stop = Arc::new(AtomicBool::new(false));
-    let ops = Arc::new(AtomicU64::new(0));
-    let writer_client = mongodb::Client::with_uri_str(&env.mongodb_uri).await?;
-    let writer = tokio::spawn(random_writer(
-        writer_client.database(&env.mongo_database),
-        writer_client.clone(),
-        20_000,
-        stop.clone(),
-        ops.clone(),
-    ));
-    let args = [
-        "run",
-        "--follow",
-        "--collection",
-        COLLECTION,
-        "--batch-size",
-        "500",
-    ];
-    let mut producer = Proc::spawn(&env, "producer", &args, None)?;
-    let mut consumers = vec![
-        Proc::spawn(&env, "consumer0", CONSUMER_ARGS, None)?,
-        Proc::spawn(&env, "consumer1", CONSUMER_ARGS, None)?,
-    ];
-    let pg = env.pg().await?;
-    let changes_landed = || async {
-        pg.query_one(
-            "SELECT count(*) FROM _migrate_ledger WHERE kind = 'changes'",
-            &[],
-        )
-        .await
-        .and_then(|row| row.try_get::<_, i64>(0))
-        .unwrap_or(0)
-    };
+    let stream = env.stream.clone();
+    let run = Scenario::start(env, 20_000, false, &[], &[]).await?;
     let down = Duration::from_secs(3);
-    wait_for(
-        || async { snapshot_batches(&pg).await > 3 },
-        "snapshot batches to land",
-    )
-    .await?;
+    run.until_landed(true, 3, "snapshot batches to land")
+        .await?;
     tokio::task::block_in_place(|| cluster.nodes[0].restart(down))?;
-    let dump = |procs: &[&Proc]| {
-        for proc in procs {
-            eprintln!("--- {}:\n{}", proc.name, proc.output());
-        }
-    };
-    if let Err(err) = wait_for(
-        || async { changes_landed().await > 5 },
-        "change batches to land after node 0 came back",
-    )
-    .await
-    {
-        dump(&[&producer, &consumers[0], &consumers[1]]);
-        return Err(err);
-    }
+    run.until_landed(false, 5, "change batches to land after node 0 came back")
+        .await?;
     tokio::task::block_in_place(|| cluster.nodes[1].restart(down))?;
-    let landed = changes_landed().await;
-    if let Err(err) = wait_for(
-        || async { changes_landed().await > landed + 3 },
-        "change batches to land after node 1 came back",
-    )
-    .await
-    {
-        dump(&[&producer, &consumers[0], &consumers[1]]);
-        return Err(err);
-    }
+    run.until_landed(false, 3, "change batches to land after node 1 came back")
+        .await?;
     let client = async_nats::connect(common::broker::server_urls(&cluster.url())).await?;
     let mut stream = async_nats::jetstream::new(client)
-        .get_stream(&env.stream)
+        .get_stream(&stream)
         .await?;
     let info = stream.info().await?;
     ensure!(info.config.num_replicas == 3, "{:?}", info.config);
@@ -1649,49 +1661,13 @@ async fn a_nats_cluster_losing_a_node_then_its_leader_loses_nothing() -> Result<
         .context("the stream has no leader")?;
     let leader = cluster.index_of(&leader).context("an unknown leader")?;
     tokio::task::block_in_place(|| cluster.nodes[leader].restart(down))?;
-    let landed = changes_landed().await;
-    if let Err(err) = wait_for(
-        || async { changes_landed().await > landed + 3 },
+    run.until_landed(
+        false,
+        3,
         "change batches to land after the leader came back",
     )
-    .await
-    {
-        dump(&[&producer, &consumers[0], &consumers[1]]);
-        return Err(err);
-    }
-    tokio::time::sleep(WRITE_AFTER).await;
-    stop.store(true, Ordering::Relaxed);
-    writer.await??;
-
-    let caught_up = env
-        .command("producer", RUN)
-        .args(["cutover", "--timeout", "180s"])
-        .output()
-        .await?;
-    if !caught_up.status.success() {
-        for proc in std::iter::once(&producer).chain(&consumers) {
-            eprintln!("--- {}:\n{}", proc.name, proc.output());
-        }
-        bail!("cutover: {}", String::from_utf8_lossy(&caught_up.stderr));
-    }
-    ensure!(
-        producer.child.try_wait()?.is_none(),
-        "the producer did not ride the restarts out: {}",
-        producer.output()
-    );
-    let differences = differences(&env, &pg).await?;
-    ensure!(
-        differences.is_empty(),
-        "{} documents differ after {} writes; the first: {:#?}",
-        differences.len(),
-        ops.load(Ordering::Relaxed),
-        &differences[..differences.len().min(5)]
-    );
-    ensure!(producer.stop().await?.success(), "{}", producer.output());
-    for consumer in &mut consumers {
-        consumer.stop().await?;
-    }
-    Ok(())
+    .await?;
+    run.finish().await
 }
 
 /// PostgreSQL restarted (crash stop) while change batches are applied, with a random
@@ -1705,72 +1681,12 @@ async fn postgres_restarting_while_changes_are_applied_loses_nothing() -> Result
         ..e2e::Services::shared()
     };
     let env = TestEnv::on("live_pg_restart", services).await?;
-    seed(&env, 5_000).await?;
-    let stop = Arc::new(AtomicBool::new(false));
-    let ops = Arc::new(AtomicU64::new(0));
-    let writer_client = mongodb::Client::with_uri_str(&env.mongodb_uri).await?;
-    let writer = tokio::spawn(random_writer(
-        writer_client.database(&env.mongo_database),
-        writer_client.clone(),
-        5_000,
-        stop.clone(),
-        ops.clone(),
-    ));
-    let mut producer = Proc::spawn(&env, "producer", PRODUCER_ARGS, None)?;
-    let mut consumers = vec![
-        Proc::spawn(&env, "consumer0", CONSUMER_ARGS, None)?,
-        Proc::spawn(&env, "consumer1", CONSUMER_ARGS, None)?,
-    ];
-    let changes_landed = || async {
-        let Ok(pg) = env.pg().await else { return 0 };
-        pg.query_one(
-            "SELECT count(*) FROM _migrate_ledger WHERE kind = 'changes'",
-            &[],
-        )
-        .await
-        .and_then(|row| row.try_get::<_, i64>(0))
-        .unwrap_or(0)
-    };
-    wait_for(
-        || async { changes_landed().await > 5 },
-        "change batches to land",
-    )
-    .await?;
+    let run = Scenario::start(env, 5_000, false, &[], &[]).await?;
+    run.until_landed(false, 5, "change batches to land").await?;
     tokio::task::block_in_place(|| postgres.restart(Duration::from_secs(2)))?;
-    let landed = changes_landed().await;
-    wait_for(
-        || async { changes_landed().await > landed + 3 },
-        "change batches to land after the restart",
-    )
-    .await?;
-    tokio::time::sleep(WRITE_AFTER).await;
-    stop.store(true, Ordering::Relaxed);
-    writer.await??;
-    let caught_up = env
-        .command("producer", RUN)
-        .args(["cutover", "--timeout", "180s"])
-        .output()
+    run.until_landed(false, 3, "change batches to land after the restart")
         .await?;
-    if !caught_up.status.success() {
-        for proc in std::iter::once(&producer).chain(&consumers) {
-            eprintln!("--- {}:\n{}", proc.name, proc.output());
-        }
-        bail!("cutover: {}", String::from_utf8_lossy(&caught_up.stderr));
-    }
-    let pg = env.pg().await?;
-    let differences = differences(&env, &pg).await?;
-    ensure!(
-        differences.is_empty(),
-        "{} documents differ after {} writes; the first: {:#?}",
-        differences.len(),
-        ops.load(Ordering::Relaxed),
-        &differences[..differences.len().min(5)]
-    );
-    ensure!(producer.stop().await?.success(), "{}", producer.output());
-    for consumer in &mut consumers {
-        consumer.stop().await?;
-    }
-    Ok(())
+    run.finish().await
 }
 
 /// The address (`host:port`) of a URL, and the URL pointed at a local port instead.
@@ -1795,100 +1711,25 @@ fn through(url: &str, port: u16) -> Result<(String, String)> {
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn thirty_seconds_of_dropped_traffic_wedge_nothing() -> Result<()> {
     let env = TestEnv::new("live_proxy").await?;
-    seed(&env, 5_000).await?;
     let mongo_proxy = e2e::proxy::Proxy::start(&through(&env.mongodb_uri, 1)?.0).await?;
     let pg_proxy = e2e::proxy::Proxy::start(&through(&env.database_url, 1)?.0).await?;
     let (_, proxied_mongo) = through(&env.mongodb_uri, mongo_proxy.port)?;
     let (_, proxied_pg) = through(&env.database_url, pg_proxy.port)?;
-    let stop = Arc::new(AtomicBool::new(false));
-    let ops = Arc::new(AtomicU64::new(0));
-    let writer_client = mongodb::Client::with_uri_str(&env.mongodb_uri).await?;
-    let writer = tokio::spawn(random_writer(
-        writer_client.database(&env.mongo_database),
-        writer_client.clone(),
+    let run = Scenario::start(
+        env,
         5_000,
-        stop.clone(),
-        ops.clone(),
-    ));
-    let mut producer = Proc::spawn_with(
-        &env,
-        "producer",
-        PRODUCER_ARGS,
-        None,
+        false,
         &[("MONGODB_URI", proxied_mongo.as_str())],
-    )?;
-    let mut consumers = Vec::new();
-    for i in 0..2 {
-        consumers.push(Proc::spawn_with(
-            &env,
-            &format!("consumer{i}"),
-            CONSUMER_ARGS,
-            None,
-            &[("DATABASE_URL", proxied_pg.as_str())],
-        )?);
-    }
-    let pg = env.pg().await?;
-    let changes_landed = || async {
-        pg.query_one(
-            "SELECT count(*) FROM _migrate_ledger WHERE kind = 'changes'",
-            &[],
-        )
-        .await
-        .and_then(|row| row.try_get::<_, i64>(0))
-        .unwrap_or(0)
-    };
-    wait_for(
-        || async { changes_landed().await > 5 },
-        "change batches to land",
+        &[("DATABASE_URL", proxied_pg.as_str())],
     )
     .await?;
+    run.until_landed(false, 5, "change batches to land").await?;
     mongo_proxy.drop_traffic();
     pg_proxy.drop_traffic();
     tokio::time::sleep(Duration::from_secs(30)).await;
     mongo_proxy.restore();
     pg_proxy.restore();
-    let landed = changes_landed().await;
-    if let Err(err) = wait_for(
-        || async { changes_landed().await > landed + 3 },
-        "change batches to land once traffic flows again",
-    )
-    .await
-    {
-        for proc in std::iter::once(&producer).chain(&consumers) {
-            eprintln!("--- {}:\n{}", proc.name, proc.output());
-        }
-        return Err(err);
-    }
-    tokio::time::sleep(WRITE_AFTER).await;
-    stop.store(true, Ordering::Relaxed);
-    writer.await??;
-    let caught_up = env
-        .command("producer", RUN)
-        .args(["cutover", "--timeout", "180s"])
-        .output()
+    run.until_landed(false, 3, "change batches to land once traffic flows again")
         .await?;
-    if !caught_up.status.success() {
-        for proc in std::iter::once(&producer).chain(&consumers) {
-            eprintln!("--- {}:\n{}", proc.name, proc.output());
-        }
-        bail!("cutover: {}", String::from_utf8_lossy(&caught_up.stderr));
-    }
-    ensure!(
-        producer.child.try_wait()?.is_none(),
-        "the producer did not ride the silence out: {}",
-        producer.output()
-    );
-    let differences = differences(&env, &pg).await?;
-    ensure!(
-        differences.is_empty(),
-        "{} documents differ after {} writes; the first: {:#?}",
-        differences.len(),
-        ops.load(Ordering::Relaxed),
-        &differences[..differences.len().min(5)]
-    );
-    ensure!(producer.stop().await?.success(), "{}", producer.output());
-    for consumer in &mut consumers {
-        consumer.stop().await?;
-    }
-    Ok(())
+    run.finish().await
 }
