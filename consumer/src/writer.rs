@@ -53,6 +53,15 @@ const BLOB_FETCH_TIMEOUT: Duration = Duration::from_secs(60);
 /// Reads of a large document before its batch is retried as a whole.
 const BLOB_FETCH_TRIES: u32 = 3;
 
+/// A large document the object store did not give: the batch is retried as a whole
+/// (another delivery), then dead-lettered after `--max-deliver`.
+#[derive(Debug, thiserror::Error)]
+#[error("{tries} reads failed, the last: {last}")]
+struct BlobFetchError {
+    tries: u32,
+    last: String,
+}
+
 impl Writer {
     pub fn new(id: usize, shared: Arc<Shared>) -> Self {
         Writer {
@@ -337,7 +346,7 @@ impl Writer {
     /// Reads a large document from the object store: each try bounded in time (a read
     /// that never returned held a batch for the whole `--batch-timeout`), tried again
     /// a few times before the batch is retried as a whole.
-    async fn fetch_blob(&self, name: &str) -> Result<Vec<u8>, String> {
+    async fn fetch_blob(&self, name: &str) -> Result<Vec<u8>, BlobFetchError> {
         let mut failure = String::new();
         for attempt in 1..=BLOB_FETCH_TRIES {
             let read = async {
@@ -357,7 +366,10 @@ impl Writer {
                 "reading a large document failed; reading it again");
             tokio::time::sleep(Duration::from_millis(500) * attempt).await;
         }
-        Err(failure)
+        Err(BlobFetchError {
+            tries: BLOB_FETCH_TRIES,
+            last: failure,
+        })
     }
 
     async fn settle(&mut self, message: &Message, delivered: i64, outcome: Outcome) {

@@ -173,7 +173,7 @@ async fn land_carefully(
 
 /// Snapshot documents (a batch, or replayed rejects of one) landing once changes have
 /// landed in their table keep only those no change holds: see
-/// [`crate::changes::behind_changes`]. `None` when there is nothing to compare with.
+/// [`crate::versions::behind_changes`]. `None` when there is nothing to compare with.
 async fn behind_changes<'a>(
     tx: &Transaction<'_>,
     plan: &TablePlan,
@@ -182,7 +182,7 @@ async fn behind_changes<'a>(
 ) -> Result<Option<(Mapped<'a>, usize)>, PgError> {
     match claim {
         Claim::Batch { .. } | Claim::Rejects { .. } => {
-            crate::changes::behind_changes(tx, plan, batch).await
+            crate::versions::behind_changes(tx, plan, batch).await
         }
         Claim::Replace { .. } => Ok(None),
     }

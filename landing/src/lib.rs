@@ -29,6 +29,8 @@
 //!   (ledger row, rejects taken back, or rows replaced), COPY, rejects, commit.
 //! - [`changes`]: the transaction that lands a batch of change events, each only over
 //!   an older version of its document.
+//! - [`versions`]: the versions table for the other writers: snapshot documents landing
+//!   late claim their key at version zero, so none lands over a change.
 //!
 //! Data path: raw BSON → [`Mapped::map`](mapped::Mapped::map) (rows and rejects) →
 //! [`land`](landing::land): BEGIN, claim, binary COPY (refused rows isolated under
@@ -52,3 +54,4 @@ pub mod reject;
 pub mod schema;
 pub mod table_check;
 pub mod tls;
+pub mod versions;

@@ -6,6 +6,7 @@
 //! - [`stream`]: after the snapshot, every change since that position is read in
 //!   order, cut into change batches per collection and published; once the stream has
 //!   acknowledged them all, the checkpoint (resume token, versions) moves.
+//! - [`batches`]: the change batches being filled, cut by count and bytes.
 //! - [`event`]: the pipeline, and reading one raw event.
 //!
 //! Each change carries a [`Version`](common::batch::Version): its cluster time and its
@@ -14,6 +15,7 @@
 //! checkpoint's last version, so an event published twice has the same version twice
 //! and lands once (see `landing::changes`).
 
+mod batches;
 pub mod event;
 mod start;
 mod stream;

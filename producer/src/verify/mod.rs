@@ -253,7 +253,7 @@ impl Check<'_> {
         }
         if (totals.differing_ranges > 0 || extra > 0)
             && exists
-            && landing::changes::changes_landed(self.client, plan)
+            && landing::versions::changes_landed(self.client, plan)
                 .await
                 .map_err(|e| self.failed("reading the versions", e))?
         {

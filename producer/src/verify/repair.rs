@@ -32,7 +32,7 @@ impl Check<'_> {
         landing::schema::ensure_table(self.client, plan)
             .await
             .map_err(|e| self.failed("creating the table", e))?;
-        let followed = landing::changes::changes_landed(self.client, plan)
+        let followed = landing::versions::changes_landed(self.client, plan)
             .await
             .map_err(|e| self.failed("reading the versions", e))?;
         if followed {

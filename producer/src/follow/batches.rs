@@ -1,0 +1,267 @@
+//! The change batches being filled while the stream is read, one per collection:
+//! cut by count and by bytes (each change record counted), published together and
+//! acknowledged before the checkpoint moves (see [`super::stream`]).
+
+use std::borrow::Cow;
+use std::collections::BTreeMap;
+
+use async_nats::jetstream::context::PublishAckFuture;
+use bson::{doc, Bson, Document, RawDocumentBuf};
+use bytes::Bytes;
+use common::batch::{blob_name, BatchBuilder, BatchLimits, Change, Doc, Envelope, Version};
+use common::broker::Broker;
+use common::run_state::{ClusterTime, StreamCheckpoint};
+use mongodb::Database;
+use tokio_util::sync::CancellationToken;
+use tracing::Instrument;
+
+use super::event::{self, Event};
+use super::stream::now_ms;
+use crate::config::RunConfig;
+use crate::error::ProducerError;
+use crate::publisher::{self, Sent};
+use crate::source::mongo_detail;
+
+/// The change batches being filled, one per collection.
+pub(super) struct ChangeBatches<'a> {
+    broker: &'a Broker,
+    /// Ends a wait on a full stream.
+    shutdown: &'a CancellationToken,
+    config: &'a RunConfig,
+    database: &'a Database,
+    pending: BTreeMap<String, Pending>,
+    pub(super) events_pending: usize,
+    /// The version of the last event read: the next one of the same cluster time
+    /// comes after it.
+    last: Option<Version>,
+    pub(super) skipped: u64,
+}
+
+/// A change batch sent, waiting for its acknowledgement.
+struct SentChanges {
+    collection: String,
+    seq: u64,
+    subject: String,
+    batch_id: String,
+    payload: Bytes,
+    ack: Option<PublishAckFuture>,
+}
+
+struct Pending {
+    /// Batches closed at the byte limit, waiting for the next flush.
+    closed: Vec<(Vec<Doc<'static>>, Vec<Change>)>,
+    builder: BatchBuilder,
+    changes: Vec<Change>,
+}
+
+impl<'a> ChangeBatches<'a> {
+    pub(super) fn new(
+        broker: &'a Broker,
+        shutdown: &'a CancellationToken,
+        config: &'a RunConfig,
+        database: &'a Database,
+        last: Option<Version>,
+    ) -> Self {
+        ChangeBatches {
+            broker,
+            shutdown,
+            config,
+            database,
+            pending: BTreeMap::new(),
+            events_pending: 0,
+            last,
+            skipped: 0,
+        }
+    }
+
+    /// Whether to publish now: a batch is full, or the events held reach a batch's
+    /// worth (memory stays bounded whatever the write rate).
+    pub(super) fn is_full(&self) -> bool {
+        self.events_pending >= self.config.batch_size.get()
+            || self
+                .pending
+                .values()
+                .any(|p| p.builder.is_full() || !p.closed.is_empty())
+    }
+
+    pub(super) async fn add(&mut self, read: Event) -> Result<(), ProducerError> {
+        let Event::Change {
+            collection,
+            op,
+            document,
+            reread,
+            cluster_time,
+        } = read
+        else {
+            return Ok(());
+        };
+        let version = self.version(cluster_time);
+        let document = match reread {
+            Some(id) => self.reread(&collection, id).await?,
+            None => document,
+        };
+        let Some(document) = document else {
+            self.skipped += 1;
+            return Ok(());
+        };
+        let bytes = document.into_bytes();
+        let run = self.config.run.run.as_str();
+        let limits = BatchLimits::for_changes(
+            self.config.batch_size.get(),
+            self.broker.max_payload(),
+            run,
+            &collection,
+        );
+        let doc = if limits.fits_inline(bytes.len()) {
+            Doc::Inline(Cow::Owned(bytes))
+        } else {
+            let name = blob_name(run, &bytes);
+            let len = bytes.len();
+            self.broker
+                .blobs
+                .put(name.as_str(), &mut bytes.as_slice())
+                .await
+                .map_err(|e| ProducerError::Blob {
+                    collection: collection.clone(),
+                    len,
+                    detail: e.to_string(),
+                })?;
+            Doc::Blob {
+                name,
+                len: len as u64,
+            }
+        };
+        let pending = self.pending.entry(collection).or_insert_with(|| Pending {
+            closed: Vec::new(),
+            builder: BatchBuilder::new(limits),
+            changes: Vec::new(),
+        });
+        if pending.builder.would_overflow(&doc) {
+            let changes = std::mem::take(&mut pending.changes);
+            pending.closed.push((pending.builder.take(), changes));
+        }
+        pending.builder.push(doc);
+        pending.changes.push(Change { op, version });
+        self.events_pending += 1;
+        Ok(())
+    }
+
+    fn version(&mut self, cluster_time: ClusterTime) -> Version {
+        let ordinal = match self.last {
+            Some(last)
+                if last.time == cluster_time.time && last.increment == cluster_time.increment =>
+            {
+                last.ordinal + 1
+            }
+            _ => 0,
+        };
+        let version = Version {
+            time: cluster_time.time,
+            increment: cluster_time.increment,
+            ordinal,
+        };
+        self.last = Some(version);
+        version
+    }
+
+    /// A document left out of its event for its size, read again by `_id`: it is at
+    /// least as new as the event.
+    async fn reread(
+        &self,
+        collection: &str,
+        id: Bson,
+    ) -> Result<Option<RawDocumentBuf>, ProducerError> {
+        self.database
+            .collection::<RawDocumentBuf>(collection)
+            .find_one(doc! { "_id": id })
+            .await
+            .map_err(|e| ProducerError::Follow {
+                detail: format!(
+                    "reading a large document of {collection:?} again: {}",
+                    mongo_detail(&e)
+                ),
+            })
+    }
+
+    /// Publishes every pending batch, waits for the stream to acknowledge them all,
+    /// and moves the checkpoint to `token`. With `None` the checkpoint must not be
+    /// saved: its token would lag behind its last version.
+    pub(super) async fn flush(
+        &mut self,
+        checkpoint: &mut StreamCheckpoint,
+        token: Option<Document>,
+    ) -> Result<(), ProducerError> {
+        let run = self.config.run.run.as_str();
+        let mut sent: Vec<SentChanges> = Vec::new();
+        let pending = std::mem::take(&mut self.pending);
+        let events = self.events_pending as u64;
+        let batches = pending.into_iter().flat_map(|(collection, mut pending)| {
+            let open = (pending.builder.take(), pending.changes);
+            pending
+                .closed
+                .into_iter()
+                .chain(std::iter::once(open))
+                .map(move |batch| (collection.clone(), batch))
+        });
+        for (collection, (docs, changes)) in batches {
+            if docs.is_empty() {
+                continue;
+            }
+            let seq = checkpoint.batches;
+            let envelope = Envelope::changes(run, &collection, seq, docs, changes);
+            let payload = Bytes::from(envelope.encode());
+            // Each change batch is the root of its trace, continued by its consumer.
+            let span = tracing::info_span!(
+                parent: None,
+                "change_batch",
+                run,
+                collection = %collection,
+                seq,
+                batch_id = %envelope.batch_id,
+                changes = envelope.changes.len(),
+            );
+            let subject = self
+                .broker
+                .names
+                .change_subject(&self.config.run.run, &collection);
+            let batch_id = envelope.batch_id.to_string();
+            // A failed send is sent again while its acknowledgement is awaited.
+            let ack = publisher::send(&self.broker.jetstream, &subject, &batch_id, payload.clone())
+                .instrument(span)
+                .await
+                .ok();
+            common::crash::point("change-published");
+            sent.push(SentChanges {
+                collection,
+                seq,
+                subject,
+                batch_id,
+                payload,
+                ack,
+            });
+            checkpoint.batches += 1;
+        }
+        for batch in sent {
+            let again = Sent {
+                subject: &batch.subject,
+                batch_id: &batch.batch_id,
+                payload: &batch.payload,
+                collection: &batch.collection,
+                seq: batch.seq,
+            };
+            publisher::acknowledged(&self.broker.jetstream, again, batch.ack, self.shutdown)
+                .await?;
+        }
+        self.events_pending = 0;
+        checkpoint.events += events;
+        checkpoint.last = self.last;
+        if let Some(token) = token {
+            if let Some(time) = event::token_time(&token) {
+                checkpoint.read_until = checkpoint.read_until.max(time);
+            }
+            checkpoint.resume_token = Bson::Document(token).into_canonical_extjson();
+        }
+        checkpoint.saved_at_ms = now_ms();
+        Ok(())
+    }
+}
