@@ -552,6 +552,101 @@ async fn ids_that_print_alike_land_as_distinct_rows() {
     assert_eq!(rejects, 0);
 }
 
+const TYPED_KEYS: &str = r#"
+[collections.by_number]
+columns = [ { name = "id", path = "_id", type = "int8" } ]
+[collections.by_bytes]
+columns = [ { name = "id", path = "_id", type = "bytea" } ]
+"#;
+
+/// Distinct `_id`s that a typed key would give one cell (a timestamp and the int64
+/// t·2³²+i; an ObjectId and a binary of its 12 bytes) are never one row with the
+/// second skipped as "landed already": the one the key cannot tell apart is a reject
+/// naming the reason, in one batch or in two.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_typed_key_never_skips_a_different_document_as_landed() {
+    let env = TestEnv::new("typed_keys").await.expect("env");
+    let oid = bson::oid::ObjectId::new();
+    let binary = Bson::Binary(bson::Binary {
+        subtype: bson::spec::BinarySubtype::Generic,
+        bytes: oid.bytes().to_vec(),
+    });
+    insert(
+        &env,
+        "by_number",
+        &[
+            doc! { "_id": (1_i64 << 32) | 2, "v": "number" },
+            doc! { "_id": bson::Timestamp { time: 1, increment: 2 }, "v": "timestamp" },
+        ],
+    )
+    .await;
+    insert(
+        &env,
+        "by_bytes",
+        &[
+            doc! { "_id": oid, "v": "object id" },
+            doc! { "_id": binary, "v": "binary" },
+        ],
+    )
+    .await;
+    let mapping = env.write_file("keys.toml", TYPED_KEYS);
+    let consumer = env
+        .spawn_consumer("r1", &["--mapping", &mapping])
+        .expect("consumer");
+    let produced = env
+        .producer("r1", &["run", "--batch-size", "1"])
+        .await
+        .expect("producer");
+    assert_success(&produced, "producer run");
+    let output = tokio::time::timeout(LIMIT, consumer.wait_with_output())
+        .await
+        .expect("consumer finishes")
+        .expect("consumer output");
+    assert_success(&output, "consumer");
+
+    let pg = env.pg().await.expect("pg");
+    let number: Vec<(i64, String)> = pg
+        .query("SELECT id, _extra->>'v' FROM by_number", &[])
+        .await
+        .expect("rows")
+        .iter()
+        .map(|r| (r.get(0), r.get(1)))
+        .collect();
+    assert_eq!(number, [((1_i64 << 32) | 2, "number".to_string())]);
+    let bytes: Vec<(Vec<u8>, String)> = pg
+        .query("SELECT id, _extra->>'v' FROM by_bytes", &[])
+        .await
+        .expect("rows")
+        .iter()
+        .map(|r| (r.get(0), r.get(1)))
+        .collect();
+    assert_eq!(bytes, [(oid.bytes().to_vec(), "object id".to_string())]);
+    let rejected: Vec<(String, String, String)> = pg
+        .query(
+            "SELECT collection, field, error FROM _migrate_rejects ORDER BY collection",
+            &[],
+        )
+        .await
+        .expect("rejects")
+        .iter()
+        .map(|r| (r.get(0), r.get(1), r.get(2)))
+        .collect();
+    assert_eq!(rejected.len(), 2, "{rejected:?}");
+    assert_eq!((&*rejected[0].0, &*rejected[0].1), ("by_bytes", "_id"));
+    assert!(rejected[0].2.contains("12-byte binary"), "{rejected:?}");
+    assert_eq!((&*rejected[1].0, &*rejected[1].1), ("by_number", "_id"));
+    assert!(rejected[1].2.contains("timestamp"), "{rejected:?}");
+    let (code, report) = env
+        .producer_report("r1", &["status"])
+        .await
+        .expect("status");
+    assert_eq!(code, Some(5), "rejects are not a complete run: {report}");
+    assert!(
+        report.contains("landed with rejects: 2 documents"),
+        "{report}"
+    );
+}
+
 /// One mapping per run: the first consumer records it; a consumer with another (or
 /// none) is refused in one line naming both (they split a collection over two tables
 /// at random under "status: complete"); `consumer replay --mapping <fixed>` makes the

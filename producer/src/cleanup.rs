@@ -161,7 +161,8 @@ pub async fn cleanup(config: &CleanupConfig) -> Result<Cleaned, ProducerError> {
         }
         let verdict = status::status(status_config).await?.verdict();
         let verdict = match verdict {
-            Verdict::Complete => None,
+            // Rejects wait in PostgreSQL, raw BSON included: nothing on NATS is needed.
+            Verdict::Complete | Verdict::Rejected => None,
             Verdict::Incomplete => Some("incomplete"),
             Verdict::Inconsistent => Some("inconsistent"),
         };

@@ -19,7 +19,6 @@ use std::time::{Duration, Instant};
 use async_nats::jetstream::consumer::PullConsumer;
 use bson::{doc, RawBsonRef, RawDocumentBuf};
 use common::broker::Broker;
-use common::naming::{DEAD_LETTERS_TABLE, REJECTS_TABLE};
 use common::run_state::{ClusterTime, CutOver, RunState};
 
 use crate::config::CutoverConfig;
@@ -100,8 +99,10 @@ pub async fn cutover(config: &CutoverConfig) -> Result<Cutover, ProducerError> {
             let changes = durable(&broker, broker.names.change_consumer(&run)).await;
             if let (Some(snapshot), Some(changes)) = (snapshot, changes) {
                 if drained(&snapshot).await && drained(&changes).await {
-                    let (rejects, dead_letters) =
-                        not_landed(&config.postgres.database_url, run.as_str()).await?;
+                    let (rejects, dead_letters) = {
+                        let pg = landing::pg::connect(&config.postgres.database_url).await?;
+                        crate::status::not_landed(&pg, run.as_str()).await?
+                    };
                     if rejects + dead_letters > 0 {
                         return Err(ProducerError::NotLanded {
                             run: run.to_string(),
@@ -132,36 +133,6 @@ pub async fn cutover(config: &CutoverConfig) -> Result<Cutover, ProducerError> {
         timeout: config.timeout,
         waiting_for,
     })
-}
-
-/// The run's documents in `_migrate_rejects` and batches in the dead letters: what
-/// PostgreSQL does not hold although the stream is drained.
-async fn not_landed(database_url: &str, run: &str) -> Result<(u64, u64), ProducerError> {
-    let pg = landing::pg::connect(database_url).await?;
-    let mut counts = [0u64; 2];
-    for (count, table) in counts.iter_mut().zip([REJECTS_TABLE, DEAD_LETTERS_TABLE]) {
-        let counted = pg
-            .query_one(
-                &format!("SELECT count(*) FROM \"{table}\" WHERE run = $1"),
-                &[&run],
-            )
-            .await;
-        *count = match counted {
-            Ok(row) => row
-                .try_get::<_, i64>(0)
-                .map_err(|e| ProducerError::Status(landing::pg::PgError::new("counting", e)))?
-                as u64,
-            // No consumer has created the bookkeeping tables: nothing is there.
-            Err(err) if err.code() == Some(&tokio_postgres::error::SqlState::UNDEFINED_TABLE) => 0,
-            Err(err) => {
-                return Err(ProducerError::Status(landing::pg::PgError::new(
-                    format!("counting {table}"),
-                    err,
-                )))
-            }
-        };
-    }
-    Ok((counts[0], counts[1]))
 }
 
 async fn durable(broker: &Broker, name: String) -> Option<PullConsumer> {

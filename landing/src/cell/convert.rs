@@ -151,6 +151,77 @@ impl Cell {
         }
     }
 
+    /// The `_id` for a typed key column. A value column may give distinct BSON values
+    /// one cell (a timestamp and the int64 t·2³²+i, an ObjectId and a 12-byte binary,
+    /// a double and the shortest decimal that reads back as it); in a key that would
+    /// land two documents MongoDB tells apart as one, the second skipped as "landed
+    /// already". So a key takes only values whose cells differ whenever MongoDB's
+    /// `_id`s differ, and refuses the others with the reason (`text` takes every
+    /// type; see [`Cell::id_text`]):
+    /// - numbers compare by value in MongoDB as in PostgreSQL, but a double lands in a
+    ///   numeric key as its exact value (`0.1` is 0.1000000000000000055…, which a
+    ///   Decimal128 `0.1` is not), and a timestamp never lands in an int8 key;
+    /// - a uuid key takes one UUID subtype: 3 when the mapping sets `legacy_uuid`,
+    ///   4 otherwise;
+    /// - a bytea key takes ObjectIds and generic binaries (subtype 0) of any length
+    ///   but an ObjectId's 12 bytes.
+    pub fn key(
+        value: Option<RawBsonRef<'_>>,
+        ty: ColumnType,
+        options: &ValueOptions,
+    ) -> Result<Cell, CellError> {
+        let Some(value) = value else {
+            return Cell::convert(value, ty, options);
+        };
+        let refuse = |reason: &str| {
+            Err(CellError {
+                expected: ty,
+                found: type_name(value),
+                reason: format!(
+                    "{reason}, a different _id in MongoDB could share this key; map _id as text"
+                ),
+            })
+        };
+        match (ty, value) {
+            (ColumnType::Int8, RawBsonRef::Timestamp(_)) => {
+                refuse("a timestamp _id lands in int8 as the number t·2³²+i")
+            }
+            (ColumnType::Numeric, RawBsonRef::Double(v)) if v.is_finite() => {
+                // Fixed-precision formatting is exact; 1074 places hold any double.
+                let exact = format!("{v:.1074}");
+                let exact = exact.trim_end_matches('0').trim_end_matches('.');
+                Numeric::parse(exact)
+                    .map(Cell::Numeric)
+                    .map_err(|e| CellError {
+                        expected: ty,
+                        found: "double",
+                        reason: e.0,
+                    })
+            }
+            (ColumnType::Uuid, RawBsonRef::Binary(bin))
+                if (bin.subtype == BinarySubtype::UuidOld) != options.legacy_uuid.is_some() =>
+            {
+                refuse(if options.legacy_uuid.is_some() {
+                    "a standard UUID (subtype 4) _id in a key of legacy UUIDs"
+                } else {
+                    "a legacy UUID (subtype 3) _id in a key of standard UUIDs"
+                })
+            }
+            (ColumnType::Bytea, RawBsonRef::Binary(bin))
+                if bin.subtype != BinarySubtype::Generic =>
+            {
+                refuse(&format!(
+                    "a binary _id of subtype {:?} lands in bytea as its bytes alone",
+                    bin.subtype
+                ))
+            }
+            (ColumnType::Bytea, RawBsonRef::Binary(bin)) if bin.bytes.len() == 12 => {
+                refuse("a 12-byte binary _id lands in bytea as an ObjectId's bytes do")
+            }
+            _ => Cell::convert(Some(value), ty, options),
+        }
+    }
+
     /// The `_id` as text, whatever its type, so every document lands in the default
     /// table, and two different `_id`s never share a key (the encoding is injective):
     /// - an ObjectId as its 24 lowercase hex digits;

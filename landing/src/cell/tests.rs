@@ -201,3 +201,100 @@ fn id_text_is_injective() {
     // Text cannot hold a NUL byte: such a key is escaped too, so it can be named.
     assert_eq!(key("a\0b".into()), Ok(Cell::Text(r#""a\u0000b""#.into())));
 }
+
+/// A typed key never gives two `_id`s MongoDB tells apart one cell: each pair below
+/// shares a cell as values (so one of the two would be skipped as "landed already");
+/// as keys, the second is refused with the reason, or their cells differ.
+#[test]
+fn typed_keys_keep_distinct_ids_distinct() {
+    let key = |value: bson::Bson, ty: ColumnType, options: &ValueOptions| {
+        let doc = bson::RawDocumentBuf::try_from(&bson::doc! { "_id": value }).expect("encodes");
+        Cell::key(doc.get("_id").expect("readable"), ty, options)
+    };
+    let plain = ValueOptions::default();
+    let oid = bson::oid::ObjectId::new();
+    let ts = bson::Timestamp {
+        time: 1,
+        increment: 2,
+    };
+    let binary = |subtype, bytes: &[u8]| {
+        bson::Bson::Binary(bson::Binary {
+            subtype,
+            bytes: bytes.to_vec(),
+        })
+    };
+    let refused = |result: Result<Cell, CellError>| {
+        let error = result.expect_err("refused");
+        assert!(error.reason.contains("map _id as text"), "{}", error.reason);
+    };
+
+    assert_eq!(
+        key(bson::Bson::Int64((1 << 32) | 2), ColumnType::Int8, &plain),
+        Ok(Cell::Int8((1 << 32) | 2))
+    );
+    refused(key(bson::Bson::Timestamp(ts), ColumnType::Int8, &plain));
+
+    assert_eq!(
+        key(bson::Bson::ObjectId(oid), ColumnType::Bytea, &plain),
+        Ok(Cell::Bytea(oid.bytes().to_vec()))
+    );
+    refused(key(
+        binary(BinarySubtype::Generic, &oid.bytes()),
+        ColumnType::Bytea,
+        &plain,
+    ));
+    refused(key(
+        binary(BinarySubtype::Md5, &[7; 16]),
+        ColumnType::Bytea,
+        &plain,
+    ));
+    assert_eq!(
+        key(
+            binary(BinarySubtype::Generic, &[7; 16]),
+            ColumnType::Bytea,
+            &plain
+        ),
+        Ok(Cell::Bytea(vec![7; 16]))
+    );
+
+    let uuid = [9_u8; 16];
+    assert_eq!(
+        key(binary(BinarySubtype::Uuid, &uuid), ColumnType::Uuid, &plain),
+        Ok(Cell::Uuid(uuid))
+    );
+    let legacy = ValueOptions {
+        legacy_uuid: Some(LegacyUuid::Python),
+        ..ValueOptions::default()
+    };
+    assert_eq!(
+        key(
+            binary(BinarySubtype::UuidOld, &uuid),
+            ColumnType::Uuid,
+            &legacy
+        ),
+        Ok(Cell::Uuid(uuid))
+    );
+    refused(key(
+        binary(BinarySubtype::Uuid, &uuid),
+        ColumnType::Uuid,
+        &legacy,
+    ));
+
+    // 0.1 as a double and as a Decimal128 are two _ids in MongoDB.
+    let decimal: bson::Decimal128 = "0.1".parse().expect("decimal");
+    let tenth_double = key(bson::Bson::Double(0.1), ColumnType::Numeric, &plain).expect("key");
+    let tenth_decimal = key(bson::Bson::Decimal128(decimal), ColumnType::Numeric, &plain);
+    assert_ne!(Ok(tenth_double.clone()), tenth_decimal);
+    assert_eq!(
+        tenth_double,
+        Cell::Numeric(
+            Numeric::parse("0.1000000000000000055511151231257827021181583404541015625")
+                .expect("numeric")
+        )
+    );
+    // 5.0 and 5 are one _id in MongoDB, and one key.
+    assert_eq!(
+        key(bson::Bson::Double(5.0), ColumnType::Numeric, &plain),
+        key(bson::Bson::Int32(5), ColumnType::Numeric, &plain)
+    );
+}

@@ -65,6 +65,7 @@ impl TablePlan {
                 keep_unread(key, value, read, "", self.options.json, extra)?;
             }
         }
+        let key = self.primary_key;
         let mut cells = Vec::with_capacity(self.columns.len());
         let mut missing = Vec::new();
         for (column, value) in self.columns.iter().zip(top) {
@@ -81,8 +82,12 @@ impl TablePlan {
                     if value.is_none() {
                         missing.push(Cell::Text(field()));
                     }
-                    Cell::convert(value, column.ty, &self.options)
-                        .map_err(|e| row_error(field(), e, value))?
+                    if key == Some(cells.len()) {
+                        Cell::key(value, column.ty, &self.options)
+                    } else {
+                        Cell::convert(value, column.ty, &self.options)
+                    }
+                    .map_err(|e| row_error(field(), e, value))?
                 }
                 Source::IdText => {
                     Cell::id_text(value).map_err(|e| row_error("_id".to_string(), e, value))?
@@ -128,7 +133,7 @@ impl TablePlan {
         match &key.source {
             Source::IdText => Cell::id_text(Some(id)).ok(),
             Source::Field(path) if path.len() == 1 => {
-                Cell::convert(Some(id), key.ty, &self.options).ok()
+                Cell::key(Some(id), key.ty, &self.options).ok()
             }
             _ => None,
         }

@@ -4,7 +4,8 @@
 //! committed and rejected (the consumers' ledger), dead-lettered batches; and for the
 //! run, batches still pending in the stream. The verdict is the exit code:
 //! 0 complete, 3 incomplete (still running, or stopped before the end), 4 inconsistent
-//! (counts that cannot all be right: investigate before trusting the target).
+//! (counts that cannot all be right: investigate before trusting the target), 5 landed
+//! with rejects (every document accounted for, some waiting in `_migrate_rejects`).
 //!
 //! A run that follows the change stream also shows its phase, lag and oplog headroom
 //! ([`live`]); its source keeps changing, so its snapshot is not compared with the
@@ -16,7 +17,7 @@ use std::collections::BTreeMap;
 
 use bson::doc;
 use common::broker::Broker;
-use common::naming::{DEAD_LETTERS_TABLE, LEDGER_TABLE};
+use common::naming::{DEAD_LETTERS_TABLE, LEDGER_TABLE, REJECTS_TABLE};
 use common::run_state::RunState;
 
 use crate::config::StatusConfig;
@@ -66,11 +67,17 @@ pub struct RunStatus {
     pub source_counted: bool,
     /// For a run following the change stream.
     pub live: Option<live::LiveStatus>,
+    /// The run's documents waiting in `_migrate_rejects` now (those `consumer replay`
+    /// landed have left it).
+    pub waiting_rejects: u64,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Verdict {
     Complete,
+    /// Every document is accounted for, but some wait in `_migrate_rejects`: not what
+    /// a team switches its application on.
+    Rejected,
     Incomplete,
     Inconsistent,
 }
@@ -80,6 +87,7 @@ impl Verdict {
         match self {
             Verdict::Complete => 0,
             Verdict::Incomplete => 3,
+            Verdict::Rejected => 5,
             Verdict::Inconsistent => 4,
         }
     }
@@ -87,6 +95,14 @@ impl Verdict {
 
 impl RunStatus {
     pub fn verdict(&self) -> Verdict {
+        match self.landing_verdict() {
+            Verdict::Complete if self.waiting_rejects > 0 => Verdict::Rejected,
+            verdict => verdict,
+        }
+    }
+
+    /// The verdict on what was published and landed, rejects counted as landed.
+    fn landing_verdict(&self) -> Verdict {
         let mut verdict = Verdict::Complete;
         if self.collections.is_empty() {
             return Verdict::Incomplete;
@@ -254,7 +270,14 @@ impl std::fmt::Display for RunStatus {
             Verdict::Complete if self.live.is_some() => {
                 "complete: the snapshot is landed; changes are followed until `producer cutover`"
             }
-            Verdict::Complete => "complete: every source document is committed or rejected",
+            Verdict::Complete => "complete: every source document is committed",
+            Verdict::Rejected => {
+                return writeln!(
+                    f,
+                    "status: landed with rejects: {} documents wait in _migrate_rejects with their reason; fix the mapping (or the table) and `consumer replay --run {}` lands them",
+                    self.waiting_rejects, self.run
+                )
+            }
             Verdict::Incomplete => "incomplete",
             Verdict::Inconsistent => "INCONSISTENT: the counts disagree",
         };
@@ -341,6 +364,7 @@ pub async fn status(config: &StatusConfig) -> Result<RunStatus, ProducerError> {
                 entry.rejected = row.try_get::<_, i64>(2).map_err(pg_failed)? as u64;
                 entry.already = row.try_get::<_, i64>(3).map_err(pg_failed)? as u64;
             }
+            status.waiting_rejects = not_landed(&pg, run.as_str()).await?.0;
             let dead = pg
                 .query(
                     &format!("SELECT collection, count(*) FROM \"{DEAD_LETTERS_TABLE}\" WHERE run = $1 GROUP BY collection"),
@@ -379,6 +403,38 @@ pub async fn status(config: &StatusConfig) -> Result<RunStatus, ProducerError> {
         status.live = Some(live::live(&database, &broker, &state, &pg, run, &manifest).await?);
     }
     Ok(status)
+}
+
+/// The run's documents in `_migrate_rejects` and batches in the dead letters: what
+/// PostgreSQL does not hold although the stream is drained.
+pub async fn not_landed(
+    pg: &tokio_postgres::Client,
+    run: &str,
+) -> Result<(u64, u64), ProducerError> {
+    let mut counts = [0u64; 2];
+    for (count, table) in counts.iter_mut().zip([REJECTS_TABLE, DEAD_LETTERS_TABLE]) {
+        let counted = pg
+            .query_one(
+                &format!("SELECT count(*) FROM \"{table}\" WHERE run = $1"),
+                &[&run],
+            )
+            .await;
+        *count = match counted {
+            Ok(row) => row
+                .try_get::<_, i64>(0)
+                .map_err(|e| ProducerError::Status(landing::pg::PgError::new("counting", e)))?
+                as u64,
+            // No consumer has created the bookkeeping tables: nothing is there.
+            Err(err) if err.code() == Some(&tokio_postgres::error::SqlState::UNDEFINED_TABLE) => 0,
+            Err(err) => {
+                return Err(ProducerError::Status(landing::pg::PgError::new(
+                    format!("counting {table}"),
+                    err,
+                )))
+            }
+        };
+    }
+    Ok((counts[0], counts[1]))
 }
 
 /// Where the ranges of a collection read in ranges stand, and the documents they have
@@ -423,6 +479,7 @@ mod tests {
             unattributed_dead_letters: 0,
             source_counted: true,
             live: None,
+            waiting_rejects: 0,
         }
     }
 
@@ -446,6 +503,16 @@ mod tests {
             run(done.clone(), true, Some((1, 0))).verdict(),
             Verdict::Incomplete
         );
+        // Rejects still waiting (not replayed yet) are not a run to switch over to.
+        let waiting = RunStatus {
+            waiting_rejects: 2,
+            ..run(done.clone(), true, Some((0, 0)))
+        };
+        assert_eq!(waiting.verdict(), Verdict::Rejected);
+        assert_eq!(waiting.verdict().exit_code(), 5);
+        assert!(waiting
+            .to_string()
+            .contains("landed with rejects: 2 documents"));
         assert_eq!(
             run(done.clone(), false, Some((0, 0))).verdict(),
             Verdict::Incomplete
