@@ -110,7 +110,7 @@ async fn hard_documents_land_whole_or_are_rejected_with_their_reason() {
         );
     }
     let (code, text) = verify(&env, &[]).await;
-    assert_eq!(code, Some(0), "{text}");
+    assert_eq!(code, Some(5), "{text}");
     assert!(
         text.contains(&format!(
             "{} rows equal, 1 in _migrate_rejects",
@@ -231,7 +231,7 @@ async fn typed_rejects_name_the_field_and_replay_lands_them_after_the_fix() {
     assert_eq!(keys["x"]["$in"]["$numberInt"], "8");
 
     let (code, text) = verify(&env, &["--mapping", &mapping]).await;
-    assert_eq!(code, Some(0), "{text}");
+    assert_eq!(code, Some(5), "{text}");
     assert!(text.contains("7 in _migrate_rejects"), "{text}");
 
     // Fix the mapping (v as jsonb), change the column to match, and replay.
@@ -288,7 +288,7 @@ async fn typed_rejects_name_the_field_and_replay_lands_them_after_the_fix() {
     };
     assert_eq!((written, rejected), (docs.len() as i64 - 3, 3));
     let (code, text) = verify(&env, &["--mapping", &fixed]).await;
-    assert_eq!(code, Some(0), "{text}");
+    assert_eq!(code, Some(5), "{text}");
     // Replaying again finds nothing new to land.
     let again = env
         .command("consumer", "r1")
@@ -469,7 +469,7 @@ async fn inferred_mappings_migrate_and_verify() {
         "only what timestamptz cannot hold"
     );
     let (code, text) = verify(&env, &["--mapping", &mapping_path]).await;
-    assert_eq!(code, Some(0), "{text}");
+    assert_eq!(code, Some(5), "{text}");
 }
 
 /// `_id`s that print alike (an ObjectId and its hex string, 5 and the string of its
@@ -669,7 +669,7 @@ async fn a_run_lands_with_one_mapping_and_replay_takes_it_by_itself() {
     );
     let fixed = env.write_file(
         "fixed.toml",
-        "[collections.scores]\ncolumns = [ { path = \"_id\", type = \"int4\" }, { name = \"score_text\", path = \"score\", type = \"text\" } ]\n",
+        "[collections.scores]\ncolumns = [ { path = \"_id\", type = \"int4\" }, { name = \"score_any\", path = \"score\", type = \"jsonb\" } ]\n",
     );
     let produced = env.producer("r7", &["run"]).await.expect("producer");
     assert_success(&produced, "producer run");
@@ -709,7 +709,7 @@ async fn a_run_lands_with_one_mapping_and_replay_takes_it_by_itself() {
         .expect("replay");
     assert_success(&replayed, "replay with the fixed mapping");
     let landed: String = pg
-        .query_one("SELECT score_text FROM scores WHERE _id = 2", &[])
+        .query_one("SELECT score_any #>> '{}' FROM scores WHERE _id = 2", &[])
         .await
         .expect("the replayed row")
         .get(0);
@@ -736,6 +736,48 @@ async fn a_run_lands_with_one_mapping_and_replay_takes_it_by_itself() {
         .await
         .expect("replay");
     assert_success(&again, "replay with the run's mapping");
+
+    // verify takes the run's mapping by itself: the rows landed before the fix lack
+    // its new column, which it says, and --repair lands them again; another mapping
+    // than the run's is refused.
+    let (code, report) = env
+        .producer_report("r7", &["verify"])
+        .await
+        .expect("verify");
+    assert_eq!(code, Some(4), "{report}");
+    assert!(
+        report.contains("mapping: ") && report.contains("fixed.toml"),
+        "{report}"
+    );
+    let (code, report) = env
+        .producer_report("r7", &["verify", "--repair"])
+        .await
+        .expect("verify --repair");
+    assert_eq!(code, Some(0), "{report}");
+    let repaired: Vec<(i32, String)> = pg
+        .query("SELECT _id, score_any::text FROM scores ORDER BY _id", &[])
+        .await
+        .expect("rows")
+        .iter()
+        .map(|r| (r.get(0), r.get(1)))
+        .collect();
+    assert_eq!(
+        repaired,
+        [
+            (1, r#"{"$numberInt": "10"}"#.to_string()),
+            (2, r#""high""#.to_string()),
+            (3, r#"{"$numberInt": "30"}"#.to_string())
+        ]
+    );
+    let (code, report) = env
+        .producer_report("r7", &["verify", "--mapping", &typed])
+        .await
+        .expect("verify");
+    assert_eq!(code, Some(1), "{report}");
+    assert!(
+        report.contains("was landed with the mapping") && report.contains("fixed.toml"),
+        "{report}"
+    );
 }
 
 /// A document whose `_id` holds a NUL byte (text cannot store it) is a reject with its
@@ -761,7 +803,7 @@ async fn an_id_holding_a_nul_byte_is_a_reject_verify_can_name() {
         .get(0);
     assert_eq!(doc_id, r#""a\u0000b""#);
     let (code, text) = verify(&env, &["--collection", "nul"]).await;
-    assert_eq!(code, Some(0), "{text}");
+    assert_eq!(code, Some(5), "{text}");
     assert!(
         text.contains("1 rows equal, 1 in _migrate_rejects"),
         "{text}"

@@ -209,12 +209,20 @@ pub struct SeedConfig {
 #[derive(Debug, Clone, Args)]
 pub struct VerifyConfig {
     #[command(flatten)]
+    pub run: RunArgs,
+
+    #[command(flatten)]
     pub mongo: MongoArgs,
 
     #[command(flatten)]
     pub postgres: PostgresArgs,
 
-    /// The mapping the consumers used (none: the default `_id` + `doc` tables).
+    /// Where the run's mapping is recorded.
+    #[command(flatten)]
+    pub nats: NatsArgs,
+
+    /// The mapping the consumers used. None: the run's, as its first consumer recorded
+    /// it on NATS (the default `_id` + `doc` tables when it recorded none).
     #[arg(long = "mapping", env = "MAPPING_FILE")]
     pub mapping: Option<PathBuf>,
 

@@ -61,6 +61,10 @@ async fn execute_command(command: Command) -> anyhow::Result<ExitCode> {
             if report.differences > 0 {
                 return Ok(ExitCode::from(4));
             }
+            // As `status`: accounted for, not landed.
+            if report.rejected > 0 {
+                return Ok(ExitCode::from(5));
+            }
         }
     }
     Ok(ExitCode::SUCCESS)

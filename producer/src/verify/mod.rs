@@ -25,13 +25,14 @@ use futures::TryStreamExt;
 use landing::added_columns::RegistryError;
 use landing::cell::Cell;
 use landing::identifier::quote;
-use landing::mapping::{MappingError, MappingFile, RowError, TablePlan};
+use landing::mapping::{MappingError, RowError, TablePlan};
 use landing::pg::{self, ConnectError, PgError};
 use mongodb::Database;
 use tokio_postgres::Client;
 
 mod describe;
 mod fingerprint;
+mod mapping;
 mod repair;
 mod target;
 
@@ -49,6 +50,16 @@ pub enum VerifyError {
     Connect(#[from] ConnectError),
     #[error(transparent)]
     Mapping(#[from] MappingError),
+    #[error(transparent)]
+    Broker(#[from] common::broker::BrokerError),
+    #[error(transparent)]
+    State(#[from] common::run_state::StateError),
+    #[error("run {run} was landed with the mapping {held}, not {ours}; without --mapping, verify takes the run's")]
+    OtherMapping {
+        run: String,
+        held: String,
+        ours: String,
+    },
     #[error("verify {collection} ({doing}): {cause}")]
     Check {
         collection: String,
@@ -85,6 +96,9 @@ pub struct Report {
     pub text: String,
     /// Differences left (after repair, if asked).
     pub differences: u64,
+    /// Documents the mapping refuses that wait in `_migrate_rejects`: accounted for,
+    /// not landed.
+    pub rejected: u64,
 }
 
 impl std::fmt::Display for Report {
@@ -97,11 +111,12 @@ impl std::fmt::Display for Report {
 pub const REPAIR_RUN: &str = "verify-repair";
 
 pub async fn verify(config: &VerifyConfig) -> Result<Report, VerifyError> {
-    let mapping = MappingFile::load_or_default(config.mapping.as_deref())?;
+    let (mapping, named) = mapping::for_run(config).await?;
     let database = crate::source::connect(&config.mongo).await?;
     let collections = crate::source::collections(&database, &config.collections).await?;
     let mut client = pg::connect(&config.postgres.database_url).await?;
     let mut report = Report::default();
+    let _ = writeln!(report.text, "mapping: {named}");
     for collection in collections {
         let plan = landing::plans::load(&client, &mapping, &collection)
             .await
@@ -121,15 +136,14 @@ pub async fn verify(config: &VerifyConfig) -> Result<Report, VerifyError> {
         };
         check.collection().await?;
     }
-    let _ = writeln!(
-        report.text,
-        "verify: {}",
-        if report.differences == 0 {
-            "the target holds exactly what the mapping makes of the source".to_string()
-        } else {
-            format!("{} differences", report.differences)
-        }
-    );
+    let verdict = match (report.differences, report.rejected) {
+        (0, 0) => "the target holds exactly what the mapping makes of the source".to_string(),
+        (0, rejected) => format!(
+            "no differences, but {rejected} documents wait in {REJECTS_TABLE} with their reason; fix the mapping (or the table) and `consumer replay` lands them"
+        ),
+        (differences, _) => format!("{differences} differences"),
+    };
+    let _ = writeln!(report.text, "verify: {verdict}");
     Ok(report)
 }
 
@@ -238,6 +252,7 @@ impl Check<'_> {
             totals.rejected,
             totals.differing_ranges
         );
+        self.report.rejected += totals.rejected;
         if totals.repaired > 0 {
             let _ = write!(text, "; {} documents landed again", totals.repaired);
         }
