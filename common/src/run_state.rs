@@ -25,6 +25,10 @@ pub struct RunManifest {
     /// stopped, and `status` no longer counts its absence as lag.
     #[serde(default)]
     pub cut_over: Option<CutOver>,
+    /// The run was started without `--collection`: it stands for the whole database,
+    /// so a collection created after its start is one it lacks.
+    #[serde(default)]
+    pub all_collections: bool,
 }
 
 /// When a followed run was cut over.

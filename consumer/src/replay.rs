@@ -182,6 +182,7 @@ async fn replay_group(
             .for_documents(
                 client,
                 mapping,
+                origin.run,
                 origin.collection,
                 stored.iter().map(|s| s.raw.as_slice()),
             )

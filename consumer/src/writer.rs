@@ -251,6 +251,7 @@ impl Writer {
             .for_documents(
                 client,
                 &self.shared.mapping,
+                &envelope.run,
                 &envelope.collection,
                 docs.iter().map(AsRef::as_ref),
             )
@@ -315,8 +316,10 @@ impl Writer {
             Ok(Landed::AlreadyClaimed) => Outcome::Duplicate,
             Err(err) => {
                 // After a failed COPY the protocol may be out of step (the server still
-                // answering the copy): the next batch gets a new connection.
+                // answering the copy): the next batch gets a new connection, and its
+                // table is made sure of again (it may have been dropped).
                 self.client = None;
+                self.plans.forget(&envelope.collection);
                 self.classified(
                     delivered,
                     err.is_transient(),

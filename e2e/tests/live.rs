@@ -1258,6 +1258,95 @@ async fn status_cleanup_and_cutover_agree_on_a_followed_run() -> Result<()> {
     Ok(())
 }
 
+/// A followed run of the whole database never says caught up while it lacks
+/// something: a collection created after it started (neither snapshotted nor
+/// followed) keeps `status` incomplete and `cutover` failing, naming it; a target
+/// table dropped in PostgreSQL mid-run is not recreated to hold only the later
+/// changes: the batch is dead-lettered with the reason and `cutover` fails.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_followed_run_never_says_caught_up_while_it_lacks_something() -> Result<()> {
+    let env = TestEnv::new("live_lacks").await?;
+    seed(&env, 200).await?;
+    let whole_database = ["run", "--follow", "--batch-size", "1000"];
+    let mut producer = Proc::spawn(&env, "producer", &whole_database, None)?;
+    let mut consumer = Proc::spawn(
+        &env,
+        "consumer",
+        &["run", "--ack-wait", "5s", "--max-deliver", "2"],
+        None,
+    )?;
+    let pg = env.pg().await?;
+    wait_for(
+        || async { snapshot_batches(&pg).await >= 1 },
+        "the snapshot to land",
+    )
+    .await?;
+    let env = &env;
+    let cutover = |timeout: &'static str| async move {
+        env.producer_report(RUN, &["cutover", "--timeout", timeout])
+            .await
+    };
+    let (code, said) = cutover("120s").await?;
+    ensure!(
+        code == Some(0),
+        "cutover before anything is lacking: {said}"
+    );
+
+    let late = env.db().collection::<Document>("late");
+    late.insert_one(doc! { "_id": 1 }).await?;
+    let (code, status) = env.producer_report(RUN, &["status"]).await?;
+    ensure!(
+        code == Some(3),
+        "a collection lacking: exit {code:?}: {status}"
+    );
+    ensure!(
+        status.contains("not in it") && status.contains("late"),
+        "{status}"
+    );
+    let (code, said) = cutover("60s").await?;
+    ensure!(
+        code == Some(4) && said.contains("collections it lacks") && said.contains("late"),
+        "exit {code:?}: {said}"
+    );
+    late.drop().await?;
+    let (code, said) = cutover("120s").await?;
+    ensure!(code == Some(0), "nothing lacking again: {said}");
+
+    pg.batch_execute(&format!("DROP TABLE {COLLECTION}"))
+        .await?;
+    let items = env.db().collection::<Document>(COLLECTION);
+    items
+        .update_one(doc! {}, doc! { "$set": { "after_the_drop": true } })
+        .await?;
+    wait_for(
+        || async {
+            pg.query_one("SELECT count(*) FROM _migrate_dead_letters", &[])
+                .await
+                .is_ok_and(|row| row.get::<_, i64>(0) > 0)
+        },
+        "the change batch to be dead-lettered",
+    )
+    .await?;
+    let reason: String = pg
+        .query_one("SELECT reason FROM _migrate_dead_letters", &[])
+        .await?
+        .get(0);
+    ensure!(reason.contains("is gone although run"), "{reason}");
+    let recreated: bool = pg
+        .query_one("SELECT to_regclass($1) IS NOT NULL", &[&COLLECTION])
+        .await?
+        .get(0);
+    ensure!(!recreated, "the dropped table was recreated");
+    let (code, said) = cutover("60s").await?;
+    ensure!(
+        code == Some(4) && said.contains("_migrate_dead_letters"),
+        "exit {code:?}: {said}"
+    );
+    producer.stop().await?;
+    consumer.stop().await?;
+    Ok(())
+}
+
 /// A snapshot batch dead-lettered during a followed run, requeued once changes have
 /// landed, never lands a document over a newer change: the documents deleted
 /// meanwhile stay deleted (they came back, 3,000 rows for 2,900 documents, under a

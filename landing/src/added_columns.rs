@@ -21,7 +21,7 @@
 //! The `ALTER TABLE` runs outside any batch transaction; it waits for COPYs in flight on
 //! the table to commit and holds new ones back for the moment it takes.
 
-use common::naming::ADDED_COLUMNS_TABLE;
+use common::naming::{ADDED_COLUMNS_TABLE, VERSIONS_TABLE};
 use tokio_postgres::{Client, GenericClient};
 
 use crate::identifier::{quote, Taken};
@@ -39,6 +39,8 @@ pub enum RegistryError {
     Table(#[from] TableError),
     #[error("collection {collection:?} would land in {table:?}, a name the migration keeps for its bookkeeping; map the collection to another table in the mapping file")]
     Reserved { collection: String, table: String },
+    #[error("table {table:?} is gone although run {run:?} landed rows in it (dropped in PostgreSQL mid-run?): recreated, it would hold only what lands from now on; land the collection again under a new --run, after `DELETE FROM {VERSIONS_TABLE} WHERE target_table = '{table}'`")]
+    Dropped { table: String, run: String },
     #[error("{ADDED_COLUMNS_TABLE} lists column {column:?} of {table:?} with kind {kind:?}, which this version does not know; upgrade the consumer")]
     UnknownKind {
         table: String,
@@ -53,7 +55,9 @@ impl RegistryError {
         match self {
             RegistryError::Postgres(err) => err.is_transient(),
             RegistryError::Table(err) => err.is_transient(),
-            RegistryError::UnknownKind { .. } | RegistryError::Reserved { .. } => false,
+            RegistryError::UnknownKind { .. }
+            | RegistryError::Reserved { .. }
+            | RegistryError::Dropped { .. } => false,
         }
     }
 }

@@ -1,7 +1,7 @@
 //! Questions about the ledger, the table with one row per landed batch (made in
 //! [`crate::schema`], written by [`crate::landing`]).
 
-use common::naming::{DEAD_LETTERS_TABLE, LEDGER_TABLE, REJECTS_TABLE};
+use common::naming::{DEAD_LETTERS_TABLE, LEDGER_TABLE, REJECTS_TABLE, VERSIONS_TABLE};
 use tokio_postgres::Client;
 
 use crate::identifier::quote;
@@ -32,4 +32,30 @@ pub async fn has_run(
         .doing("looking for the run in the ledger")?
         .try_get(0)
         .doing("looking for the run in the ledger")
+}
+
+/// Whether `run` committed rows into `table`, or any change landed in it: a table
+/// that is gone although this holds was dropped after rows landed, and recreating it
+/// would pass the later batches off as the whole run (the earlier ones are claimed in
+/// the ledger and would never land again).
+pub async fn landed_into(client: &Client, run: &str, table: &str) -> Result<bool, PgError> {
+    let found = client
+        .query_one(
+            &format!(
+                "SELECT EXISTS (SELECT 1 FROM {} WHERE run = $1 AND target_table = $2 AND rows_written > 0)
+                     OR EXISTS (SELECT 1 FROM {} WHERE target_table = $2)",
+                quote(LEDGER_TABLE),
+                quote(VERSIONS_TABLE),
+            ),
+            &[&run, &table],
+        )
+        .await;
+    match found {
+        Ok(row) => row.try_get(0).doing("looking for the table in the ledger"),
+        // No bookkeeping tables yet: nothing landed anywhere.
+        Err(err) if err.code() == Some(&tokio_postgres::error::SqlState::UNDEFINED_TABLE) => {
+            Ok(false)
+        }
+        Err(err) => Err(PgError::new("looking for the table in the ledger", err)),
+    }
 }

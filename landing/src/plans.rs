@@ -28,6 +28,7 @@ impl Plans {
         &mut self,
         client: &mut Client,
         mapping: &MappingFile,
+        run: &str,
         collection: &str,
         docs: impl IntoIterator<Item = &'a [u8]>,
     ) -> Result<&TablePlan, RegistryError> {
@@ -42,6 +43,16 @@ impl Plans {
                     });
                 }
                 let plan = load(client, mapping, collection).await?;
+                // The ledger outlives a table dropped by hand: recreated, the table
+                // would hold only the later batches under a run that looks landed.
+                if !schema::table_exists(client, &plan.table).await?
+                    && crate::ledger::landed_into(client, run, &plan.table).await?
+                {
+                    return Err(RegistryError::Dropped {
+                        table: plan.table.clone(),
+                        run: run.to_string(),
+                    });
+                }
                 schema::ensure_table(client, &plan).await?;
                 plan
             }
@@ -52,6 +63,14 @@ impl Plans {
             plan = mapping.plan(collection).with_added(&added);
         }
         Ok(self.ready.entry(collection.to_string()).or_insert(plan))
+    }
+}
+
+impl Plans {
+    /// Forgets a collection's plan, so the next batch makes sure of its tables again
+    /// (after a failed write: the table may have been dropped or altered).
+    pub fn forget(&mut self, collection: &str) {
+        self.ready.remove(collection);
     }
 }
 

@@ -110,6 +110,13 @@ pub async fn cutover(config: &CutoverConfig) -> Result<Cutover, ProducerError> {
                             dead_letters,
                         });
                     }
+                    let lacking = source::not_in_run(&database, &manifest).await?;
+                    if !lacking.is_empty() {
+                        return Err(ProducerError::NotInRun {
+                            run: run.to_string(),
+                            advice: crate::status::live::not_in_run_advice(&lacking),
+                        });
+                    }
                     let cut_over = CutOver {
                         at_ms: crate::lease::now_ms(),
                         cluster_time: target,

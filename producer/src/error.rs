@@ -72,6 +72,8 @@ pub enum ProducerError {
         rejects: u64,
         dead_letters: u64,
     },
+    #[error("run {run:?} is caught up, but the database has collections it lacks: {advice}")]
+    NotInRun { run: String, advice: String },
     #[error("run {run:?} follows the change stream: its snapshot cannot be published again under the same run (rows landed again after its changes could bring back deleted documents); start a new --run instead")]
     RestartFollowed { run: String },
     #[error("history lost: the run's position in the change stream is {behind} s older than the oldest entry of MongoDB's oplog (it holds {window} s), so the changes of {collections} since cannot be followed; re-snapshot them under a new --run with --follow (see the README, \"Live migration\"), and grow the oplog (replSetResizeOplog)")]

@@ -206,9 +206,11 @@ async fn run_collections(
         estimates.push((name.clone(), estimated));
     }
     let follow = config.follow;
+    let all_collections = config.collections.is_empty();
     update_manifest(&state, |manifest| {
         manifest.complete = false;
         manifest.follow |= follow;
+        manifest.all_collections |= all_collections;
         manifest.source = Some(source.clone());
         for (name, estimated) in &estimates {
             let totals = manifest.collections.entry(name.clone()).or_default();

@@ -44,7 +44,8 @@ async fn execute_command(command: Command) -> anyhow::Result<ExitCode> {
             Ok(cutover) => common::cli::print_out(&cutover),
             Err(
                 err @ (producer::error::ProducerError::NotCaughtUp { .. }
-                | producer::error::ProducerError::NotLanded { .. }),
+                | producer::error::ProducerError::NotLanded { .. }
+                | producer::error::ProducerError::NotInRun { .. }),
             ) => {
                 common::cli::report(&err.into());
                 return Ok(ExitCode::from(4));

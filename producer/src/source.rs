@@ -130,6 +130,30 @@ pub async fn connect(args: &MongoArgs) -> Result<Database, SourceError> {
 /// The collections to migrate: those asked for, which must exist and be collections,
 /// or every collection of the database. Views (read through their pipeline, with no
 /// `_id` order of their own to resume by) and MongoDB's own `system.*` collections are
+
+/// For a run of the whole database, the collections it lacks: created after it
+/// started, they are neither snapshotted nor followed. None for a run of named
+/// collections.
+pub async fn not_in_run(
+    database: &Database,
+    manifest: &common::run_state::RunManifest,
+) -> Result<Vec<String>, SourceError> {
+    if !manifest.all_collections {
+        return Ok(Vec::new());
+    }
+    let mut names = database
+        .list_collection_names()
+        .filter(doc! { "type": "collection" })
+        .await
+        .map_err(|e| SourceError::Read {
+            collection: "(listing collections)".to_string(),
+            detail: mongo_detail(&e),
+        })?;
+    names.retain(|name| !name.starts_with("system.") && !manifest.collections.contains_key(name));
+    names.sort();
+    Ok(names)
+}
+
 /// left out, with a warning naming them.
 pub async fn collections(
     database: &Database,

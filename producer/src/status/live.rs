@@ -44,6 +44,8 @@ pub struct LiveStatus {
     pub follower: Option<String>,
     /// The last `producer cutover` that said go.
     pub cut_over: Option<CutOver>,
+    /// Collections created since a run of the whole database started: not in it.
+    pub not_in_run: Vec<String>,
 }
 
 impl LiveStatus {
@@ -87,6 +89,9 @@ impl std::fmt::Display for LiveStatus {
                 }
                 return Ok(());
             }
+        }
+        if !self.not_in_run.is_empty() {
+            writeln!(f, "error: {}", not_in_run_advice(&self.not_in_run))?;
         }
         writeln!(f, "phase: {phase}")?;
         match (&self.follower, self.phase) {
@@ -133,6 +138,14 @@ impl std::fmt::Display for LiveStatus {
         }
         Ok(())
     }
+}
+
+/// What to say of collections created since a run of the whole database started.
+pub fn not_in_run_advice(collections: &[String]) -> String {
+    format!(
+        "created since the run started, not in it (neither snapshotted nor followed): {}; migrate them with a run of their own (`producer run --run <new> --follow --collection <name>`)",
+        collections.join(", ")
+    )
 }
 
 fn human(seconds: u64) -> String {
@@ -202,6 +215,7 @@ pub async fn live(
         pending,
         oplog: oplog(database, now, position).await,
         collections: manifest.collections.keys().cloned().collect(),
+        not_in_run: crate::source::not_in_run(database, manifest).await?,
     })
 }
 

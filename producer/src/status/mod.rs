@@ -171,7 +171,8 @@ impl RunStatus {
         let unfollowed = live.phase == live::Phase::Streaming
             && live.follower.is_none()
             && live.cut_over.is_none();
-        if unfinished || pending || unfollowed || !self.producer_finished {
+        let lacking = !live.not_in_run.is_empty();
+        if unfinished || pending || unfollowed || lacking || !self.producer_finished {
             Verdict::Incomplete
         } else {
             Verdict::Complete
