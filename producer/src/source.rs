@@ -127,10 +127,6 @@ pub async fn connect(args: &MongoArgs) -> Result<Database, SourceError> {
     Ok(database)
 }
 
-/// The collections to migrate: those asked for, which must exist and be collections,
-/// or every collection of the database. Views (read through their pipeline, with no
-/// `_id` order of their own to resume by) and MongoDB's own `system.*` collections are
-
 /// For a run of the whole database, the collections it lacks: created after it
 /// started, they are neither snapshotted nor followed. None for a run of named
 /// collections.
@@ -154,6 +150,9 @@ pub async fn not_in_run(
     Ok(names)
 }
 
+/// The collections to migrate: those asked for, which must exist and be collections,
+/// or every collection of the database. Views (read through their pipeline, with no
+/// `_id` order of their own to resume by) and MongoDB's own `system.*` collections are
 /// left out, with a warning naming them.
 pub async fn collections(
     database: &Database,
