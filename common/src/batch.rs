@@ -128,8 +128,8 @@ pub struct Change {
 pub enum Doc<'a> {
     /// The document's raw BSON bytes.
     Inline(#[serde(borrow, with = "serde_bytes")] Cow<'a, [u8]>),
-    /// A document stored in the object store under `name` (its content hash), because
-    /// it is larger than a NATS message may be.
+    /// A document stored in the object store under `name` (its content hash, or for a
+    /// change its event's version), because it is larger than a NATS message may be.
     Blob { name: String, len: u64 },
 }
 
@@ -247,6 +247,31 @@ pub fn blob_name(run: &str, bytes: &[u8]) -> String {
         crate::naming::blob_prefix(run),
         blake3::hash(bytes).to_hex()
     )
+}
+
+/// The name of a change's large document in the object store: one object per event
+/// (by its version), so the consumer that commits the change deletes it without asking
+/// which other batch shares it, and a document updated often does not keep every
+/// version of itself until cleanup. An event published again (after a restart) has the
+/// same version, so the same name.
+pub fn change_blob_name(run: &str, version: Version) -> String {
+    format!(
+        "{}{CHANGE_BLOB}{}-{}-{}",
+        crate::naming::blob_prefix(run),
+        version.time,
+        version.increment,
+        version.ordinal
+    )
+}
+
+/// What follows the run's prefix in the name of a change's large document.
+const CHANGE_BLOB: &str = "change-";
+
+/// Whether a blob is a change's own (see [`change_blob_name`]); the snapshot's are
+/// named by content and may be shared within the run.
+pub fn is_change_blob(name: &str) -> bool {
+    name.split_once('/')
+        .is_some_and(|(_, rest)| rest.starts_with(CHANGE_BLOB))
 }
 
 /// How large a batch may grow.
@@ -369,6 +394,21 @@ mod tests {
         assert_eq!(decoded, envelope);
         assert!(matches!(decoded.docs[0], Doc::Inline(Cow::Borrowed(_))));
         assert!(matches!(decoded.collection, Cow::Borrowed(_)));
+    }
+
+    #[test]
+    fn change_blobs_are_named_by_event_and_told_apart() {
+        let version = Version {
+            time: 7,
+            increment: 2,
+            ordinal: 1,
+        };
+        let name = change_blob_name("run-1", version);
+        assert_eq!(name, "run-1/change-7-2-1");
+        assert!(is_change_blob(&name));
+        assert!(!is_change_blob(&blob_name("run-1", b"big")));
+        // A run named like the marker is still told apart by what follows its prefix.
+        assert!(!is_change_blob(&blob_name("change-", b"big")));
     }
 
     #[test]

@@ -235,6 +235,12 @@ impl Writer {
                 Doc::Inline(bytes) => Cow::Borrowed(bytes.as_ref()),
                 Doc::Blob { name, .. } => match self.fetch_blob(name).await {
                     Ok(bytes) => Cow::Owned(bytes),
+                    // A change batch committed before a crash (its ack lost) has had
+                    // its large documents deleted already.
+                    Err(_) if self.in_ledger(&envelope.batch_id).await => {
+                        self.forget_change_blobs(&envelope).await;
+                        return Outcome::Duplicate;
+                    }
                     Err(err) => {
                         return self
                             .failed(delivered, format!("fetching large document {name}: {err}"))
@@ -311,9 +317,13 @@ impl Writer {
                 } else {
                     "change-committed"
                 });
+                self.forget_change_blobs(&envelope).await;
                 Outcome::Committed { rows, rejects }
             }
-            Ok(Landed::AlreadyClaimed) => Outcome::Duplicate,
+            Ok(Landed::AlreadyClaimed) => {
+                self.forget_change_blobs(&envelope).await;
+                Outcome::Duplicate
+            }
             Err(err) => {
                 // After a failed COPY the protocol may be out of step (the server still
                 // answering the copy): the next batch gets a new connection, and its
@@ -325,6 +335,35 @@ impl Writer {
                     err.is_transient(),
                     format!("writing the batch: {err}"),
                 )
+            }
+        }
+    }
+
+    /// Whether the batch is in the ledger already (false when that cannot be read: the
+    /// batch is then tried as usual).
+    async fn in_ledger(&mut self, batch_id: &str) -> bool {
+        match ensure_client(&mut self.client, &self.shared.database_url).await {
+            Ok(client) => landing::ledger::has_batch(client, batch_id)
+                .await
+                .unwrap_or(false),
+            Err(_) => false,
+        }
+    }
+
+    /// Deletes the object-store copies of a landed change batch's large documents: each
+    /// is its event's own (see [`common::batch::change_blob_name`]). A failure costs
+    /// space until `producer cleanup`, not data: logged.
+    async fn forget_change_blobs(&self, envelope: &Envelope<'_>) {
+        for doc in &envelope.docs {
+            let Doc::Blob { name, .. } = doc else {
+                continue;
+            };
+            if !common::batch::is_change_blob(name) {
+                continue;
+            }
+            if let Err(err) = self.shared.broker.blobs.delete(name.as_str()).await {
+                tracing::warn!(blob = %name, error = %err,
+                    "a landed change's large document could not be deleted; producer cleanup removes it");
             }
         }
     }

@@ -647,6 +647,23 @@ async fn large_documents_follow_and_a_dropped_collection_stops_the_producer() ->
             .map(|d| d.chars().take(200).collect::<String>())
             .collect::<Vec<_>>()
     );
+    // Each change's large document is an object of its own, deleted once landed: none
+    // of the run's stays (they were named by content and kept until cleanup, every
+    // version of a document updated often).
+    let store = async_nats::jetstream::new(async_nats::connect(&env.nats_url).await?)
+        .get_object_store(format!("{}_blobs", env.stream))
+        .await?;
+    let mut listed = store.list().await?;
+    let mut left = Vec::new();
+    while let Some(info) = listed.try_next().await? {
+        if info.name.starts_with(&format!("{RUN}/")) {
+            left.push(info.name);
+        }
+    }
+    ensure!(
+        left.is_empty(),
+        "large documents left after landing: {left:?}"
+    );
     let metrics = e2e::scrape::metrics(port).await;
     let applied: u64 = metrics
         .lines()

@@ -59,3 +59,18 @@ pub async fn landed_into(client: &Client, run: &str, table: &str) -> Result<bool
         Err(err) => Err(PgError::new("looking for the table in the ledger", err)),
     }
 }
+
+/// Whether the batch is in the ledger: landed (or its rejects kept) once already.
+pub async fn has_batch(client: &Client, batch_id: &str) -> Result<bool, PgError> {
+    client
+        .query_one(
+            &format!(
+                "SELECT EXISTS (SELECT 1 FROM {} WHERE batch_id = $1)",
+                quote(LEDGER_TABLE)
+            ),
+            &[&batch_id],
+        )
+        .await
+        .and_then(|row| row.try_get(0))
+        .doing("looking for the batch in the ledger")
+}

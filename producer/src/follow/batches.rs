@@ -8,7 +8,7 @@ use std::collections::BTreeMap;
 use async_nats::jetstream::context::PublishAckFuture;
 use bson::{doc, Bson, Document, RawDocumentBuf};
 use bytes::Bytes;
-use common::batch::{blob_name, BatchBuilder, BatchLimits, Change, Doc, Envelope, Version};
+use common::batch::{change_blob_name, BatchBuilder, BatchLimits, Change, Doc, Envelope, Version};
 use common::broker::Broker;
 use common::run_state::{ClusterTime, StreamCheckpoint};
 use mongodb::Database;
@@ -115,7 +115,7 @@ impl<'a> ChangeBatches<'a> {
         let doc = if limits.fits_inline(bytes.len()) {
             Doc::Inline(Cow::Owned(bytes))
         } else {
-            let name = blob_name(run, &bytes);
+            let name = change_blob_name(run, version);
             let len = bytes.len();
             self.broker
                 .blobs
