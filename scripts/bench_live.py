@@ -11,9 +11,15 @@
   3. lag at a steady write rate: the consumers running, a writer makes R updates/s for
      S seconds while `producer cutover` is run back to back; each cutover's wait is
      the time from "this write is committed in MongoDB" to "it is committed in
-     PostgreSQL" (plus the command's start, ~0.1 s), reported as median and max.
+     PostgreSQL" (plus the command's start, ~0.1 s), reported as median and max;
+  4. with --soak-seconds, a soak: the writer goes on at R writes/s for that long while
+     the resident memory (RSS) of the producer and of every consumer is sampled every
+     few seconds; each process's median RSS over the first and the last tenth of the
+     soak, and its peak, are reported (flat is the goal: what a process holds must not
+     grow with a change backlog or with time), then a cutover shows it caught up.
 
   scripts/bench.sh --live --docs 100000 --changes 200000 --rate 2000 --seconds 30
+  scripts/bench.sh --live --rate 2000 --soak-seconds 1800     # the 30-minute soak
 """
 
 import argparse
@@ -91,6 +97,63 @@ def copy_seconds(db_url, table, rows):
         psql(db_url, f'DROP TABLE IF EXISTS "{table}_copy"')
 
 
+def rss_mb(pid):
+    """Resident memory of a process in MB, from /proc; None once it has exited."""
+    try:
+        with open(f"/proc/{pid}/status") as f:
+            for line in f:
+                if line.startswith("VmRSS:"):
+                    return int(line.split()[1]) / 1024
+    except OSError:
+        return None
+    return None
+
+
+def soak(fleet, producer, users, ids, rate, seconds):
+    """Writes at `rate` for `seconds`, sampling each process's RSS; see the docstring."""
+    processes = {"producer": producer.pid}
+    processes.update({f"consumer-{i + 1}": proc.pid for i, (proc, _) in enumerate(fleet.consumers)})
+    samples = {name: [] for name in processes}
+    stop = threading.Event()
+    written = [0]
+
+    def writer():
+        tick = 0.05
+        per_tick = max(1, int(rate * tick))
+        next_at = time.monotonic()
+        while not stop.is_set():
+            users.bulk_write(updates(ids, per_tick), ordered=False)
+            written[0] += per_tick
+            next_at += tick
+            time.sleep(max(0.0, next_at - time.monotonic()))
+
+    every = max(1.0, min(10.0, seconds / 20))
+    thread = threading.Thread(target=writer)
+    started = time.monotonic()
+    thread.start()
+    while time.monotonic() - started < seconds:
+        for name, pid in processes.items():
+            mb = rss_mb(pid)
+            if mb is None:
+                stop.set()
+                die(f"{name} exited during the soak")
+            samples[name].append((time.monotonic() - started, mb))
+        time.sleep(every)
+    stop.set()
+    thread.join()
+    achieved = written[0] / (time.monotonic() - started)
+    caught_up = fleet.cutover()
+    tenth = max(seconds / 10, every)
+    report = {}
+    for name, taken in samples.items():
+        first = [mb for at, mb in taken if at <= tenth] or [taken[0][1]]
+        last = [mb for at, mb in taken if at >= seconds - tenth] or [taken[-1][1]]
+        report[name] = {"first_mb": round(statistics.median(first), 1), "last_mb": round(statistics.median(last), 1),
+                        "peak_mb": round(max(mb for _, mb in taken), 1), "samples": len(taken)}
+    return {"seconds": seconds, "rate_target": rate, "rate_achieved": round(achieved),
+            "cutover_after_s": round(caught_up, 2), "rss": report}
+
+
 def updates(ids, count):
     return [UpdateOne({"_id": random.choice(ids)}, {"$inc": {"age": 1}, "$set": {"note": f"n{random.random()}"}})
             for _ in range(count)]
@@ -103,6 +166,8 @@ def main():
     parser.add_argument("--consumers", type=int, default=4)
     parser.add_argument("--rate", type=int, default=2000, help="writes per second of the lag measurement")
     parser.add_argument("--seconds", type=int, default=30, help="how long the lag is measured")
+    parser.add_argument("--soak-seconds", type=int, default=0,
+                        help="after the lag, write at --rate this long sampling every process's RSS (0: no soak)")
     parser.add_argument("--bin-dir", default=os.path.join(ROOT, "target", "release"))
     parser.add_argument("--out", default=os.path.join(ROOT, "target", "bench-live.json"))
     parser.add_argument("--mongodb-database", default="mongo2pg_bench_live")
@@ -184,6 +249,7 @@ def main():
     stop.set()
     thread.join()
     achieved_rate = written[0] / (time.monotonic() - started)
+    soaked = soak(fleet, producer, users, ids, args.rate, args.soak_seconds) if args.soak_seconds > 0 else None
 
     fleet.stop_consumers()
     producer.send_signal(signal.SIGTERM)
@@ -200,6 +266,7 @@ def main():
         "ratio_to_psql_copy": round(copy / apply_seconds, 3),
         "lag_rate_target": args.rate, "lag_rate_achieved": round(achieved_rate),
         "lag_samples": len(lags), "lag_median_s": round(statistics.median(lags), 2), "lag_max_s": round(max(lags), 2),
+        "soak": soaked,
     }
     os.makedirs(os.path.dirname(os.path.abspath(args.out)), exist_ok=True)
     with open(args.out, "w") as f:
@@ -214,6 +281,12 @@ def main():
     print(f"  lag at {r['lag_rate_achieved']} writes/s (target {r['lag_rate_target']}): median "
           f"{r['lag_median_s']} s, max {r['lag_max_s']} s over {r['lag_samples']} cutovers "
           f"(each includes ~0.1 s of the command's own start)")
+    if soaked:
+        print(f"  soak: {soaked['seconds']} s at {soaked['rate_achieved']} writes/s (target {soaked['rate_target']}), "
+              f"caught up {soaked['cutover_after_s']} s after; RSS, median of the first and last tenth, and peak:")
+        for name, rss in soaked["rss"].items():
+            print(f"    {name}: {rss['first_mb']} MB -> {rss['last_mb']} MB (peak {rss['peak_mb']} MB, "
+                  f"{rss['samples']} samples)")
     print(f"results: {args.out}")
 
 

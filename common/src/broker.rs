@@ -20,6 +20,8 @@ pub const DUPLICATE_WINDOW: Duration = Duration::from_secs(30 * 60);
 
 /// How long creating the stream and buckets may take before it is an error.
 const SETUP_TIMEOUT: Duration = Duration::from_secs(30);
+/// How long the setup is tried again while JetStream answers late.
+const SETUP_DEADLINE: Duration = Duration::from_secs(120);
 
 #[derive(Debug, thiserror::Error)]
 pub enum BrokerError {
@@ -68,6 +70,25 @@ pub enum BrokerError {
     },
 }
 
+impl BrokerError {
+    /// A setup JetStream did not answer in time (its API timed out, or its cluster has
+    /// no leader yet): worth trying again, unlike a refusal.
+    fn is_late(&self) -> bool {
+        let BrokerError::Setup { detail, .. } = self else {
+            return false;
+        };
+        let detail = detail.to_lowercase();
+        [
+            "timed out",
+            "timeout",
+            "temporarily unavailable",
+            "no responders",
+        ]
+        .iter()
+        .any(|late| detail.contains(late))
+    }
+}
+
 /// A connected client with the pipeline's JetStream resources in place.
 #[derive(Clone)]
 pub struct Broker {
@@ -86,100 +107,23 @@ impl Broker {
     /// when JetStream refuses a resource (JetStream disabled, a conflicting config).
     pub async fn connect(args: &NatsArgs, names: Names) -> Result<Self, BrokerError> {
         let client = client(args).await?;
-        let replicas = usize::from(args.stream_replicas);
-        let jetstream = jetstream::new(client.clone());
-        // Creating file-backed streams can take a busy server (several runs starting
-        // at once on a loaded machine) longer than the usual 10 s API deadline.
-        let creating = jetstream::ContextBuilder::new()
-            .timeout(SETUP_TIMEOUT)
-            .build(client.clone());
-        let setup = |what: &'static str, name: &str| {
-            let name = name.to_string();
-            move |err: &dyn std::fmt::Display| BrokerError::Setup {
-                what,
-                name,
-                detail: err.to_string(),
+        // Every resource is made idempotently, so the whole setup is tried again while
+        // JetStream answers late: a cluster's leaders being elected, or several
+        // processes creating the same replicated streams at once on a loaded machine.
+        let deadline = std::time::Instant::now() + SETUP_DEADLINE;
+        let (state, blobs) = loop {
+            match resources(&client, args, &names).await {
+                Ok(made) => break made,
+                Err(err) if err.is_late() && std::time::Instant::now() < deadline => {
+                    tracing::warn!(error = %err, "JetStream did not answer in time; setting up again");
+                    tokio::time::sleep(Duration::from_secs(1)).await;
+                }
+                Err(err) => return Err(err),
             }
         };
-
-        let subjects = vec![names.batch_subjects(), names.change_subjects()];
-        let mut work = creating
-            .get_or_create_stream(stream::Config {
-                name: names.stream().to_string(),
-                subjects: subjects.clone(),
-                retention: stream::RetentionPolicy::WorkQueue,
-                storage: stream::StorageType::File,
-                duplicate_window: DUPLICATE_WINDOW,
-                num_replicas: replicas,
-                ..Default::default()
-            })
-            .await
-            .map_err(|e| setup("stream", names.stream())(&e))?;
-        // A stream made by an earlier version carries batches only: it takes the change
-        // subjects too, its messages kept.
-        let mut config = work.cached_info().config.clone();
-        if subjects.iter().any(|s| !config.subjects.contains(s)) {
-            config.subjects = subjects;
-            creating
-                .update_stream(config)
-                .await
-                .map_err(|e| setup("stream", names.stream())(&e))?;
-            work.info()
-                .await
-                .map_err(|e| setup("stream", names.stream())(&e))?;
-        }
-        let dlq = names.dead_letter_stream();
-        creating
-            .get_or_create_stream(stream::Config {
-                name: dlq.clone(),
-                subjects: vec![format!("{}.dlq.>", names.stream())],
-                retention: stream::RetentionPolicy::Limits,
-                storage: stream::StorageType::File,
-                num_replicas: replicas,
-                ..Default::default()
-            })
-            .await
-            .map_err(|e| setup("stream", &dlq)(&e))?;
-
-        // The key-value bucket's stream is created here with the settings async-nats
-        // gives one: `create_key_value` first asks for the account info, whose reply
-        // from nats-server 2.9 it cannot parse.
-        let bucket = names.state_bucket();
-        creating
-            .get_or_create_stream(stream::Config {
-                name: names.state_stream(),
-                subjects: vec![format!("$KV.{bucket}.>")],
-                max_messages_per_subject: 1,
-                storage: stream::StorageType::File,
-                allow_rollup: true,
-                deny_delete: true,
-                allow_direct: true,
-                discard: stream::DiscardPolicy::New,
-                num_replicas: replicas,
-                ..Default::default()
-            })
-            .await
-            .map_err(|e| setup("key-value bucket", &bucket)(&e))?;
-        let state = creating
-            .get_key_value(bucket.as_str())
-            .await
-            .map_err(|e| setup("key-value bucket", &bucket)(&e))?;
-        let bucket = names.blob_bucket();
-        let blobs = match creating.get_object_store(bucket.as_str()).await {
-            Ok(store) => store,
-            Err(_) => creating
-                .create_object_store(object_store::Config {
-                    bucket: bucket.clone(),
-                    storage: stream::StorageType::File,
-                    num_replicas: replicas,
-                    ..Default::default()
-                })
-                .await
-                .map_err(|e| setup("object store", &bucket)(&e))?,
-        };
         Ok(Broker {
+            jetstream: jetstream::new(client.clone()),
             client,
-            jetstream,
             names,
             state,
             blobs,
@@ -331,4 +275,122 @@ async fn with_auth(
             .require_tls(true);
     }
     Ok(options)
+}
+
+/// The run's streams and buckets, made when absent: the stream of batches and changes,
+/// its dead-letter stream, the state bucket and the object store.
+async fn resources(
+    client: &async_nats::Client,
+    args: &NatsArgs,
+    names: &Names,
+) -> Result<(kv::Store, object_store::ObjectStore), BrokerError> {
+    let replicas = usize::from(args.stream_replicas);
+    // Creating file-backed streams can take a busy server (several runs starting
+    // at once on a loaded machine) longer than the usual 10 s API deadline.
+    let creating = jetstream::ContextBuilder::new()
+        .timeout(SETUP_TIMEOUT)
+        .build(client.clone());
+    let setup = |what: &'static str, name: &str| {
+        let name = name.to_string();
+        move |err: &dyn std::fmt::Display| BrokerError::Setup {
+            what,
+            name,
+            detail: err.to_string(),
+        }
+    };
+
+    let subjects = vec![names.batch_subjects(), names.change_subjects()];
+    let mut work = creating
+        .get_or_create_stream(stream::Config {
+            name: names.stream().to_string(),
+            subjects: subjects.clone(),
+            retention: stream::RetentionPolicy::WorkQueue,
+            storage: stream::StorageType::File,
+            duplicate_window: DUPLICATE_WINDOW,
+            num_replicas: replicas,
+            ..Default::default()
+        })
+        .await
+        .map_err(|e| setup("stream", names.stream())(&e))?;
+    // A stream made by an earlier version carries batches only: it takes the change
+    // subjects too, its messages kept.
+    let mut config = work.cached_info().config.clone();
+    if subjects.iter().any(|s| !config.subjects.contains(s)) {
+        config.subjects = subjects;
+        creating
+            .update_stream(config)
+            .await
+            .map_err(|e| setup("stream", names.stream())(&e))?;
+        work.info()
+            .await
+            .map_err(|e| setup("stream", names.stream())(&e))?;
+    }
+    let dlq = names.dead_letter_stream();
+    creating
+        .get_or_create_stream(stream::Config {
+            name: dlq.clone(),
+            subjects: vec![format!("{}.dlq.>", names.stream())],
+            retention: stream::RetentionPolicy::Limits,
+            storage: stream::StorageType::File,
+            num_replicas: replicas,
+            ..Default::default()
+        })
+        .await
+        .map_err(|e| setup("stream", &dlq)(&e))?;
+
+    // The key-value bucket's stream is created here with the settings async-nats
+    // gives one: `create_key_value` first asks for the account info, whose reply
+    // from nats-server 2.9 it cannot parse.
+    let bucket = names.state_bucket();
+    creating
+        .get_or_create_stream(stream::Config {
+            name: names.state_stream(),
+            subjects: vec![format!("$KV.{bucket}.>")],
+            max_messages_per_subject: 1,
+            storage: stream::StorageType::File,
+            allow_rollup: true,
+            deny_delete: true,
+            allow_direct: true,
+            discard: stream::DiscardPolicy::New,
+            num_replicas: replicas,
+            ..Default::default()
+        })
+        .await
+        .map_err(|e| setup("key-value bucket", &bucket)(&e))?;
+    let state = creating
+        .get_key_value(bucket.as_str())
+        .await
+        .map_err(|e| setup("key-value bucket", &bucket)(&e))?;
+    let bucket = names.blob_bucket();
+    let blobs = match creating.get_object_store(bucket.as_str()).await {
+        Ok(store) => store,
+        Err(_) => creating
+            .create_object_store(object_store::Config {
+                bucket: bucket.clone(),
+                storage: stream::StorageType::File,
+                num_replicas: replicas,
+                ..Default::default()
+            })
+            .await
+            .map_err(|e| setup("object store", &bucket)(&e))?,
+    };
+    Ok((state, blobs))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_setup_answered_late_is_tried_again_a_refusal_is_not() {
+        let setup = |detail: &str| BrokerError::Setup {
+            what: "stream",
+            name: "S_DLQ".to_string(),
+            detail: detail.to_string(),
+        };
+        assert!(setup("jetstream request timed out").is_late());
+        assert!(setup("JetStream system temporarily unavailable").is_late());
+        assert!(!setup("insufficient resources").is_late());
+        assert!(!setup("subjects overlap with an existing stream").is_late());
+    }
 }

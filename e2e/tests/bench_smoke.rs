@@ -134,6 +134,8 @@ async fn the_live_benchmark_runs_and_reports_every_figure() {
             "200",
             "--seconds",
             "4",
+            "--soak-seconds",
+            "6",
         ])
         .arg("--bin-dir")
         .arg(&bin_dir)
@@ -181,6 +183,17 @@ async fn the_live_benchmark_runs_and_reports_every_figure() {
             "{key} in {results}"
         );
     }
+    // The soak samples every process's memory: the producer and both consumers.
+    let rss = &results["soak"]["rss"];
+    for process in ["producer", "consumer-1", "consumer-2"] {
+        for key in ["first_mb", "last_mb", "peak_mb"] {
+            assert!(
+                rss[process][key].as_f64().is_some_and(|v| v > 0.0),
+                "{process} {key} in {results}"
+            );
+        }
+    }
+    assert!(stdout.contains("soak: "), "{stdout}");
 }
 
 /// The parallel snapshot's benchmark (`scripts/bench.sh --readers`) at a small size, so

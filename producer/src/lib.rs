@@ -369,7 +369,10 @@ async fn check_source(
     source: &RunSource,
     restart: bool,
 ) -> Result<(), ProducerError> {
-    let Some(was) = state.manifest().await?.and_then(|manifest| manifest.source) else {
+    // The first reads of a run ride out NATS answering late, as every later one does
+    // (a JetStream cluster just started, or electing a leader).
+    let manifest = retry::with_retries("reading the run's manifest", || state.manifest()).await?;
+    let Some(was) = manifest.and_then(|manifest| manifest.source) else {
         return Ok(());
     };
     if was.database != source.database && !restart {
@@ -404,8 +407,11 @@ async fn check_follow(
 ) -> Result<(), ProducerError> {
     // The manifest first: a producer racing this one records its start position before
     // its manifest, so a manifest seen here means any start position is seen too.
-    let published_before = state.manifest().await?.is_some();
-    match state.start().await? {
+    let published_before = retry::with_retries("reading the run's manifest", || state.manifest())
+        .await?
+        .is_some();
+    let start = retry::with_retries("reading the run's start position", || state.start()).await?;
+    match start {
         None if follow && published_before => Err(ProducerError::FollowAddedLater {
             run: run.to_string(),
         }),
