@@ -24,9 +24,20 @@ pub fn parse<T: Parser>() -> T {
             ) {
                 err.exit();
             }
+            // clap's message runs to the first blank line: for a missing argument, the
+            // arguments are on the lines after the first.
             let rendered = err.render().to_string();
-            let first = rendered.lines().next().unwrap_or("invalid arguments");
-            eprintln!("{first} (see --help)");
+            let message: Vec<&str> = rendered
+                .lines()
+                .take_while(|line| !line.trim().is_empty())
+                .map(str::trim)
+                .collect();
+            let message = if message.is_empty() {
+                "invalid arguments".to_string()
+            } else {
+                message.join(" ")
+            };
+            eprintln!("{message} (see --help)");
             std::process::exit(2);
         }
     }

@@ -240,6 +240,13 @@ async fn settings_that_would_silently_do_something_else_are_refused() {
             ],
             "cannot be used with",
         ),
+        // The missing argument is named (the line stopped before it).
+        (
+            "producer",
+            vec!["status"],
+            vec![("NATS_PASSWORD", "p")],
+            "required arguments were not provided: --nats-user <NATS_USER>",
+        ),
     ];
     for (binary, args, vars, expected) in cases {
         let out = env
