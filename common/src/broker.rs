@@ -37,11 +37,12 @@ pub enum BrokerError {
         #[source]
         source: async_nats::ConnectError,
     },
-    #[error("TLS to NATS at {url}: {source}; check NATS_CA (the CA that signed the server's certificate), the host name in the URL, and NATS_CERT/NATS_KEY")]
+    #[error("TLS to NATS at {url}: {source}; {hint}")]
     Tls {
         url: String,
         #[source]
         source: async_nats::ConnectError,
+        hint: &'static str,
     },
     #[error("cannot read the NATS {what} {path}: {source}")]
     Credentials {
@@ -224,11 +225,18 @@ async fn client(args: &NatsArgs) -> Result<async_nats::Client, BrokerError> {
                 BrokerError::Login { url, source }
             }
             ConnectErrorKind::ServerParse => BrokerError::Malformed { url, source },
-            ConnectErrorKind::Tls => BrokerError::Tls { url, source },
+            ConnectErrorKind::Tls => tls_failed(url, source),
             // rustls' refusals arrive as I/O errors ("invalid peer certificate: …").
-            _ if source.to_string().contains("certificate") => BrokerError::Tls { url, source },
+            _ if source.to_string().contains("certificate") => tls_failed(url, source),
             _ => BrokerError::Connect { url, source },
         })
+}
+
+fn tls_failed(url: String, source: async_nats::ConnectError) -> BrokerError {
+    let hint = crate::certificate::advice(&source.to_string()).unwrap_or(
+        "check NATS_CA (the CA that signed the server's certificate), the host name in the URL, and NATS_CERT/NATS_KEY",
+    );
+    BrokerError::Tls { url, source, hint }
 }
 
 /// A credentials or certificate file that could not be read: what it is, where, why.

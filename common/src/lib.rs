@@ -8,6 +8,7 @@
 //! - [`broker`]: connecting to NATS and creating the JetStream resources.
 //! - [`config`]: command-line/environment arguments both binaries take.
 //! - [`cli`]: one-line errors at the binaries' edge.
+//! - [`certificate`]: naming an expired (or not yet valid) server certificate.
 //! - [`crash`]: named crash points for the kill -9 tests.
 //! - [`telemetry`]: logs and OTLP traces.
 //! - [`shutdown`]: SIGINT/SIGTERM as a cancellation token.
@@ -15,6 +16,7 @@
 
 pub mod batch;
 pub mod broker;
+pub mod certificate;
 pub mod cli;
 pub mod config;
 pub mod crash;

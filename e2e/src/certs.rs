@@ -97,6 +97,18 @@ impl TestCa {
     /// A certificate for `name` (its common name) valid for `alt_names`
     /// (`DNS:localhost`, `IP:127.0.0.1`), for servers and clients alike.
     pub fn issue(&self, name: &str, alt_names: &[&str]) -> Result<Issued> {
+        self.issue_for_days(name, alt_names, 2)
+    }
+
+    /// A certificate like [`TestCa::issue`]'s that has expired: valid until the moment
+    /// it was signed, which this waits past.
+    pub fn issue_expired(&self, name: &str, alt_names: &[&str]) -> Result<Issued> {
+        let issued = self.issue_for_days(name, alt_names, 0)?;
+        std::thread::sleep(std::time::Duration::from_millis(1100));
+        Ok(issued)
+    }
+
+    fn issue_for_days(&self, name: &str, alt_names: &[&str], days: u32) -> Result<Issued> {
         let key = format!("{name}.key");
         let csr = format!("{name}.csr");
         let cert = format!("{name}.pem");
@@ -138,7 +150,7 @@ impl TestCa {
                 "-out",
                 &cert,
                 "-days",
-                "2",
+                &days.to_string(),
                 "-extfile",
                 &ext,
             ],

@@ -604,3 +604,59 @@ mod jwt {
         )
     }
 }
+
+/// A server presenting an expired certificate is said to be one (it was a generic
+/// handshake failure, pointing at the CA). PostgreSQL and NATS serve with one; mongod
+/// refuses to start with it, so MongoDB's side is not shown here.
+#[tokio::test(flavor = "multi_thread")]
+async fn an_expired_server_certificate_is_named_as_expired() {
+    use e2e::private::PrivateNats;
+
+    let dir = scratch("certs-dated");
+    let _remove = RemoveOnDrop(dir.clone());
+    let ca = TestCa::new(&dir.join("ca")).expect("ca");
+    let server = ca
+        .issue_expired("expired", &["DNS:localhost", "IP:127.0.0.1"])
+        .expect("cert");
+    let ca_file = ca.cert().display().to_string();
+    let pg = PrivatePostgres::start_with_tls("expired", PASSWORD, &server).expect("pg");
+    let nats = PrivateNats::start_with_tls("expired", "mig", PASSWORD, &server).expect("nats");
+    let shared = Services::shared();
+    let database_url = format!(
+        "postgres://postgres:{PASSWORD}@127.0.0.1:{}/postgres?sslmode=verify-full&sslrootcert={ca_file}",
+        pg.port
+    );
+    let nats_url = format!("tls://127.0.0.1:{}", nats.port);
+    // Each case: one server secured with the expired certificate, the others shared.
+    let cases = [
+        ("PostgreSQL", vec![("DATABASE_URL", database_url.as_str())]),
+        (
+            "NATS",
+            vec![
+                ("NATS_URL", nats_url.as_str()),
+                ("NATS_CA", ca_file.as_str()),
+                ("NATS_USER", "mig"),
+                ("NATS_PASSWORD", PASSWORD),
+            ],
+        ),
+    ];
+    for (server, vars) in cases {
+        let mut command = tokio::process::Command::new(e2e::binary("producer"));
+        command
+            .arg("status")
+            .env("MONGODB_URI", &shared.mongodb_uri)
+            .env("MONGODB_DATABASE", "expired")
+            .env("NATS_URL", &shared.nats_url)
+            .env("DATABASE_URL", &shared.admin_database_url)
+            .env("MIGRATION_RUN", "expired")
+            .envs(vars)
+            .env_remove("OTEL_EXPORTER_OTLP_ENDPOINT")
+            .kill_on_drop(true);
+        let out = assert_fails_fast(command, "expired", PASSWORD, Duration::from_secs(40)).await;
+        let said = String::from_utf8_lossy(&out.stderr);
+        assert!(
+            said.contains(server) && said.contains("the server's certificate has expired"),
+            "{server}: {said}"
+        );
+    }
+}

@@ -146,6 +146,9 @@ fn tls_hint(err: &tokio_postgres::Error, detail: &str) -> Option<&'static str> {
     if err.code().is_some() || !detail.starts_with("error performing TLS handshake") {
         return None;
     }
+    if let Some(advice) = common::certificate::advice(detail) {
+        return Some(advice);
+    }
     Some(if detail.contains("does not support TLS") {
         "the server does not offer TLS: turn ssl on at the server, or use sslmode=prefer"
     } else {
@@ -216,7 +219,20 @@ pub fn detail(err: &tokio_postgres::Error) -> String {
             }
             text
         }
-        None => err.to_string(),
+        // The cause is in the sources ("error performing TLS handshake: invalid peer
+        // certificate: …"); no URL or password is among them.
+        None => {
+            let mut text = err.to_string();
+            let mut source = std::error::Error::source(err);
+            while let Some(cause) = source {
+                let said = cause.to_string();
+                if !text.contains(&said) {
+                    text.push_str(&format!(": {said}"));
+                }
+                source = cause.source();
+            }
+            text
+        }
     }
 }
 

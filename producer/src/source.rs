@@ -20,6 +20,12 @@ pub enum SourceError {
     MongoLogin { uri: String, detail: String },
     #[error("cannot reach MongoDB at {uri}: {detail}; is mongod running? Set --mongodb-uri or MONGODB_URI")]
     MongoConnect { uri: String, detail: String },
+    #[error("TLS to MongoDB at {uri}: {detail}; {advice}")]
+    MongoCertificate {
+        uri: String,
+        detail: String,
+        advice: &'static str,
+    },
     #[error(
         "collection {collection:?} does not exist in database {database:?} (it has: {available})"
     )]
@@ -80,9 +86,17 @@ pub async fn connect(args: &MongoArgs) -> Result<Database, SourceError> {
                 detail: mongo_detail(&e),
             }
         } else {
-            SourceError::MongoConnect {
-                uri: uri.clone(),
-                detail: mongo_detail(&e),
+            let detail = mongo_detail(&e);
+            match common::certificate::advice(&detail) {
+                Some(advice) => SourceError::MongoCertificate {
+                    uri: uri.clone(),
+                    detail,
+                    advice,
+                },
+                None => SourceError::MongoConnect {
+                    uri: uri.clone(),
+                    detail,
+                },
             }
         }
     };
