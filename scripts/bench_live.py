@@ -109,6 +109,18 @@ def rss_mb(pid):
     return None
 
 
+def steady_writer(users, ids, rate, stop, written):
+    """Updates random documents at `rate` per second until `stop`, counting in `written`."""
+    tick = 0.05
+    per_tick = max(1, int(rate * tick))
+    next_at = time.monotonic()
+    while not stop.is_set():
+        users.bulk_write(updates(ids, per_tick), ordered=False)
+        written[0] += per_tick
+        next_at += tick
+        time.sleep(max(0.0, next_at - time.monotonic()))
+
+
 def soak(fleet, producer, users, ids, rate, seconds):
     """Writes at `rate` for `seconds`, sampling each process's RSS; see the docstring."""
     processes = {"producer": producer.pid}
@@ -116,19 +128,8 @@ def soak(fleet, producer, users, ids, rate, seconds):
     samples = {name: [] for name in processes}
     stop = threading.Event()
     written = [0]
-
-    def writer():
-        tick = 0.05
-        per_tick = max(1, int(rate * tick))
-        next_at = time.monotonic()
-        while not stop.is_set():
-            users.bulk_write(updates(ids, per_tick), ordered=False)
-            written[0] += per_tick
-            next_at += tick
-            time.sleep(max(0.0, next_at - time.monotonic()))
-
     every = max(1.0, min(10.0, seconds / 20))
-    thread = threading.Thread(target=writer)
+    thread = threading.Thread(target=steady_writer, args=(users, ids, rate, stop, written))
     started = time.monotonic()
     thread.start()
     while time.monotonic() - started < seconds:
@@ -227,18 +228,7 @@ def main():
     # Lag at a steady write rate.
     stop = threading.Event()
     written = [0]
-
-    def writer():
-        tick = 0.05
-        per_tick = max(1, int(args.rate * tick))
-        next_at = time.monotonic()
-        while not stop.is_set():
-            users.bulk_write(updates(ids, per_tick), ordered=False)
-            written[0] += per_tick
-            next_at += tick
-            time.sleep(max(0.0, next_at - time.monotonic()))
-
-    thread = threading.Thread(target=writer)
+    thread = threading.Thread(target=steady_writer, args=(users, ids, args.rate, stop, written))
     started = time.monotonic()
     thread.start()
     time.sleep(2)  # past the start

@@ -17,6 +17,9 @@
 //! | point | where |
 //! |---|---|
 //! | `repair-read` | `verify --repair`: the documents to repair were read from MongoDB, not yet landed |
+//!
+//! `MIGRATE_CLOCK_SKEW_MS=<ms>` runs the process's wall clock that far ahead (as a
+//! host whose clock is off would), for the leases' tests.
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::OnceLock;
@@ -28,6 +31,20 @@ pub const CRASH_AT: &str = "MIGRATE_CRASH_AT";
 pub const PAUSE_AT: &str = "MIGRATE_PAUSE_AT";
 
 static PAUSE: OnceLock<Option<(String, u64)>> = OnceLock::new();
+
+/// The environment variable that runs the wall clock ahead.
+pub const CLOCK_SKEW: &str = "MIGRATE_CLOCK_SKEW_MS";
+
+/// Milliseconds `MIGRATE_CLOCK_SKEW_MS` puts the wall clock ahead; 0 unset.
+pub fn clock_skew_ms() -> u64 {
+    static SKEW: OnceLock<u64> = OnceLock::new();
+    *SKEW.get_or_init(|| {
+        std::env::var(CLOCK_SKEW)
+            .ok()
+            .and_then(|ms| ms.parse().ok())
+            .unwrap_or(0)
+    })
+}
 
 /// Sleeps here if `MIGRATE_PAUSE_AT` names this point (and how many milliseconds).
 pub async fn pause(name: &str) {

@@ -1,7 +1,9 @@
 //! What the producer records about a run in the key-value bucket, for the consumers
 //! (`--exit-when-done`), `status`, and its own resumption.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
+use std::sync::{Arc, Mutex, PoisonError};
+use std::time::{Duration, Instant};
 
 use serde::{Deserialize, Serialize};
 
@@ -259,6 +261,9 @@ pub struct RunState {
     kv: async_nats::jetstream::kv::Store,
     names: crate::naming::Names,
     run: crate::naming::RunName,
+    /// Leases held by others, by key: the revision last seen and since when (this
+    /// process's monotonic clock), to tell a lease nobody renews any more.
+    watched: Arc<Mutex<HashMap<String, (u64, Instant)>>>,
 }
 
 impl RunState {
@@ -267,7 +272,28 @@ impl RunState {
         names: crate::naming::Names,
         run: crate::naming::RunName,
     ) -> Self {
-        RunState { kv, names, run }
+        RunState {
+            kv,
+            names,
+            run,
+            watched: Arc::default(),
+        }
+    }
+
+    /// Whether the lease at `key` has stayed at `revision` for `ttl` of this process's
+    /// own clock: its holder stopped renewing it. A lease's expiry time, written by its
+    /// holder's clock, is never compared with this host's (a standby whose clock ran
+    /// 120 s ahead took a healthy follower's lease at once).
+    fn unrenewed_for(&self, key: &str, revision: u64, ttl: Duration) -> bool {
+        let mut watched = self.watched.lock().unwrap_or_else(PoisonError::into_inner);
+        let now = Instant::now();
+        match watched.get(key) {
+            Some((seen, since)) if *seen == revision => now.duration_since(*since) >= ttl,
+            _ => {
+                watched.insert(key.to_string(), (revision, now));
+                false
+            }
+        }
     }
 
     /// The run's manifest, if a producer has started it.
@@ -438,16 +464,16 @@ impl RunState {
         }
     }
 
-    /// Takes the lease on range `index` of `collection` for `holder` until
-    /// `expires_ms`, when nobody holds it, its holder let it expire, or `holder` holds
-    /// it already. Returns the lease's revision (to renew it with), or `None` when
-    /// another producer holds it.
+    /// Takes the lease on range `index` of `collection` for `holder`, when nobody
+    /// holds it, its holder released it, `holder` holds it already, or this process
+    /// has seen it unrenewed for `ttl` (see [`RunState::unrenewed_for`]). Returns the
+    /// lease's revision (to renew it with), or `None` when another producer holds it.
     pub async fn claim_range(
         &self,
         collection: &str,
         index: usize,
         lease: &RangeLease,
-        now_ms: u64,
+        ttl: Duration,
     ) -> Result<Option<u64>, StateError> {
         use async_nats::jetstream::kv::{CreateErrorKind, Operation, UpdateErrorKind};
         let key = self.names.lease_key(&self.run, collection, index);
@@ -467,7 +493,11 @@ impl RunState {
         if entry.operation == Operation::Put {
             let held: Option<RangeLease> = serde_json::from_slice(&entry.value).ok();
             if let Some(held) = held {
-                if held.holder != lease.holder && held.expires_ms > now_ms {
+                let released = held.expires_ms == 0;
+                if held.holder != lease.holder
+                    && !released
+                    && !self.unrenewed_for(&key, entry.revision, ttl)
+                {
                     return Ok(None);
                 }
             }

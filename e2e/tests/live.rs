@@ -922,8 +922,10 @@ async fn a_position_lost_from_the_oplog_is_said_by_status_and_the_producer() -> 
 }
 
 /// Two producers of one followed run: one holds the follower lease and streams the
-/// changes, the other stands by. The follower is killed -9; the standby takes over from
-/// the checkpoint once the lease expires, and nothing is lost.
+/// changes, the other stands by, its clock 120 s ahead: it does not take a lease its
+/// holder keeps renewing (it took it at once). The follower is killed -9; the standby
+/// takes over from the checkpoint once it has seen the lease unrenewed, and nothing is
+/// lost.
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_standby_producer_takes_over_following_when_the_follower_is_killed() -> Result<()> {
     let env = TestEnv::new("live_standby").await?;
@@ -939,10 +941,19 @@ async fn a_standby_producer_takes_over_following_when_the_follower_is_killed() -
         ops.clone(),
     ));
     let logs = [("RUST_LOG", "producer=info")];
-    let mut producers = [
-        Proc::spawn_with(&env, "producer-a", PRODUCER_ARGS, None, &logs)?,
-        Proc::spawn_with(&env, "producer-b", PRODUCER_ARGS, None, &logs)?,
+    let following = |p: &Proc| p.output().contains("following the change stream");
+    let standing_by = |p: &Proc| p.output().contains("standing by to take over");
+    let mut follower = Proc::spawn_with(&env, "producer-a", PRODUCER_ARGS, None, &logs)?;
+    wait_for(
+        || async { following(&follower) },
+        "the first producer to follow",
+    )
+    .await?;
+    let skewed = [
+        ("RUST_LOG", "producer=info"),
+        (common::crash::CLOCK_SKEW, "120000"),
     ];
+    let mut standby = Proc::spawn_with(&env, "producer-b", PRODUCER_ARGS, None, &skewed)?;
     let mut consumers = Vec::new();
     for i in 0..2 {
         consumers.push(Proc::spawn(
@@ -952,27 +963,22 @@ async fn a_standby_producer_takes_over_following_when_the_follower_is_killed() -
             None,
         )?);
     }
-    let following = |p: &Proc| p.output().contains("following the change stream");
-    let standing_by = |p: &Proc| p.output().contains("standing by to take over");
     wait_for(
-        || async { producers.iter().any(following) && producers.iter().any(standing_by) },
-        "one producer to follow and the other to stand by",
+        || async { standing_by(&standby) },
+        "the second producer to stand by",
     )
     .await?;
-    let (follower, standby) = if following(&producers[0]) {
-        (0, 1)
-    } else {
-        (1, 0)
-    };
-    ensure!(!following(&producers[standby]), "both producers follow");
-    producers[follower].kill().await;
+    // Longer than a lease lasts: a healthy follower keeps it.
+    tokio::time::sleep(Duration::from_secs(20)).await;
+    ensure!(
+        !standby.output().contains("follows the change stream now"),
+        "the standby whose clock runs ahead took the lease of a healthy follower: {}",
+        standby.output()
+    );
+    follower.kill().await;
     wait_for(
-        || async {
-            producers[standby]
-                .output()
-                .contains("follows the change stream now")
-        },
-        "the standby to take over once the lease expires",
+        || async { standby.output().contains("follows the change stream now") },
+        "the standby to take over once the lease goes unrenewed",
     )
     .await?;
     tokio::time::sleep(WRITE_AFTER).await;
@@ -991,7 +997,7 @@ async fn a_standby_producer_takes_over_following_when_the_follower_is_killed() -
     );
     let (_, status) = env.producer_report(RUN, &["status"]).await?;
     ensure!(status.contains("change stream followed by "), "{status}");
-    ensure!(producers[standby].stop().await?.success());
+    ensure!(standby.stop().await?.success());
     for consumer in &mut consumers {
         consumer.stop().await?;
     }

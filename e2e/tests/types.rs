@@ -13,9 +13,14 @@ const LIMIT: Duration = Duration::from_secs(240);
 
 /// Publishes the collections and lands them with one consumer.
 async fn migrate(env: &TestEnv, run: &str, mapping: Option<&str>) {
+    migrate_with(env, run, mapping, &["run"]).await;
+}
+
+/// [`migrate`] with the producer's arguments.
+async fn migrate_with(env: &TestEnv, run: &str, mapping: Option<&str>, producer: &[&str]) {
     let extra: Vec<&str> = mapping.map(|m| vec!["--mapping", m]).unwrap_or_default();
     let consumer = env.spawn_consumer(run, &extra).expect("consumer");
-    let produced = env.producer(run, &["run"]).await.expect("producer");
+    let produced = env.producer(run, producer).await.expect("producer");
     assert_success(&produced, "producer run");
     let output = tokio::time::timeout(LIMIT, consumer.wait_with_output())
         .await
@@ -590,19 +595,7 @@ async fn a_typed_key_never_skips_a_different_document_as_landed() {
     )
     .await;
     let mapping = env.write_file("keys.toml", TYPED_KEYS);
-    let consumer = env
-        .spawn_consumer("r1", &["--mapping", &mapping])
-        .expect("consumer");
-    let produced = env
-        .producer("r1", &["run", "--batch-size", "1"])
-        .await
-        .expect("producer");
-    assert_success(&produced, "producer run");
-    let output = tokio::time::timeout(LIMIT, consumer.wait_with_output())
-        .await
-        .expect("consumer finishes")
-        .expect("consumer output");
-    assert_success(&output, "consumer");
+    migrate_with(&env, "r1", Some(&mapping), &["run", "--batch-size", "1"]).await;
 
     let pg = env.pg().await.expect("pg");
     let number: Vec<(i64, String)> = pg

@@ -1,8 +1,10 @@
 //! Leases on `_id` ranges, so that several producer processes of one run share a
 //! collection's ranges: a reader claims a range in the state bucket before reading it
-//! and renews the claim while it reads. A producer killed -9 stops renewing; once its
-//! lease expires another producer claims the range and resumes it from the range's
-//! checkpoint. A reader that finds its lease taken over stops reading that range.
+//! and renews the claim while it reads. A producer killed -9 stops renewing; once
+//! another producer has seen its lease unrenewed for [`LEASE_TTL`] (by its own clock:
+//! hosts' clocks are never compared), it claims the range and resumes it from the
+//! range's checkpoint. A reader that finds its lease taken over stops reading that
+//! range. The follower lease (one follower per run) works the same way.
 //!
 //! Two readers on one range for a moment (a holder that stalled past its lease) publish
 //! nothing twice that lands twice: batch ids come from content, and the consumers skip
@@ -65,7 +67,7 @@ pub async fn claim(
 ) -> Result<Option<Held>, ProducerError> {
     let lease = lease_for(holder);
     let Some(mut revision) = state
-        .claim_range(collection, index, &lease, now_ms())
+        .claim_range(collection, index, &lease, LEASE_TTL)
         .await?
     else {
         return Ok(None);
@@ -143,7 +145,7 @@ impl Held {
         if !self.is_lost() {
             let _ = self
                 .state
-                .claim_range(&self.collection, self.index, &expired, now_ms())
+                .claim_range(&self.collection, self.index, &expired, LEASE_TTL)
                 .await;
         }
     }
@@ -156,10 +158,11 @@ fn lease_for(holder: &str) -> RangeLease {
     }
 }
 
-/// Milliseconds since the Unix epoch. Leases compare the clocks of several hosts: they
-/// must agree to well within [`LEASE_TTL`].
+/// Milliseconds since the Unix epoch, for what a lease shows (`status`). Taking a
+/// lease over never compares hosts' clocks: see [`RunState::claim_range`].
 pub fn now_ms() -> u64 {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .map_or(0, |d| d.as_millis() as u64)
+        + common::crash::clock_skew_ms()
 }
