@@ -266,6 +266,9 @@ impl Writer {
             .await;
         let plan = match planned {
             Ok(plan) => plan,
+            Err(err) if err.is_permanent() => {
+                return Outcome::Poison(format!("preparing the target table: {err}"));
+            }
             Err(err) => {
                 // The connection may be gone, or out of step after a failed statement.
                 self.client = None;

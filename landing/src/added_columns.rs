@@ -50,6 +50,16 @@ pub enum RegistryError {
 }
 
 impl RegistryError {
+    /// Whether every delivery of the batch would fail the same way, for a reason no
+    /// retry changes (a name the migration keeps, a table dropped under a run): the
+    /// batch goes to the dead letters at once.
+    pub fn is_permanent(&self) -> bool {
+        matches!(
+            self,
+            RegistryError::Reserved { .. } | RegistryError::Dropped { .. }
+        )
+    }
+
     /// Whether trying again later may succeed.
     pub fn is_transient(&self) -> bool {
         match self {
