@@ -966,3 +966,38 @@ async fn an_empty_collection_gets_its_table() {
         .await
         .expect("the other collection");
 }
+
+/// A collection whose name holds a comma can be chosen (`--collection 'a\,b'`); it
+/// was split into two names that did not exist.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_collection_named_with_a_comma_can_be_chosen() {
+    let env = TestEnv::new("hard_comma").await.expect("env");
+    for name in ["a,b", "a", "b"] {
+        env.db()
+            .collection::<Document>(name)
+            .insert_one(doc! { "_id": 1, "from": name })
+            .await
+            .expect("insert");
+    }
+    assert_success(
+        &env.producer("r", &["run", "--collection", r"a\,b"])
+            .await
+            .expect("run"),
+        "producer",
+    );
+    env.run_consumers("r", 1, &[], CONSUMERS_LIMIT)
+        .await
+        .expect("consumers");
+    let pg = env.pg().await.expect("pg");
+    let landed: Vec<String> = pg
+        .query("SELECT DISTINCT collection FROM _migrate_ledger", &[])
+        .await
+        .expect("ledger")
+        .iter()
+        .map(|row| row.get(0))
+        .collect();
+    assert_eq!(landed, ["a,b"]);
+    e2e::compare::assert_exact_copy(&env, "a,b")
+        .await
+        .expect("the collection with a comma");
+}

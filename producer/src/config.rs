@@ -122,13 +122,14 @@ pub struct RunConfig {
     #[command(flatten)]
     pub run: RunArgs,
 
-    /// Collection to migrate; repeat for several. None: every collection of the database.
+    /// Collection to migrate; repeat for several, or separate them with commas (a comma
+    /// in a name is written `\,`). None: every collection of the database.
     #[arg(
         long = "collection",
         env = "MIGRATION_COLLECTIONS",
-        value_delimiter = ','
+        value_parser = parse_collection_names
     )]
-    pub collections: Vec<String>,
+    pub collections: Vec<CollectionNames>,
 
     /// Most documents in one batch; batches are also cut at the NATS server's
     /// max_payload in bytes (1 MiB by default). Each batch is one transaction with a
@@ -226,9 +227,10 @@ pub struct VerifyConfig {
     #[arg(long = "mapping", env = "MAPPING_FILE")]
     pub mapping: Option<PathBuf>,
 
-    /// Collection to verify; repeat for several. None: every collection.
-    #[arg(long = "collection", value_delimiter = ',')]
-    pub collections: Vec<String>,
+    /// Collection to verify; repeat for several, or separate them with commas (a comma
+    /// in a name is written `\,`). None: every collection.
+    #[arg(long = "collection", value_parser = parse_collection_names)]
+    pub collections: Vec<CollectionNames>,
 
     /// Documents per `_id` range.
     #[arg(long, default_value = "10000")]
@@ -252,9 +254,10 @@ pub struct InferConfig {
     #[command(flatten)]
     pub mongo: MongoArgs,
 
-    /// Collection to sample; repeat for several. None: every collection.
-    #[arg(long = "collection", value_delimiter = ',')]
-    pub collections: Vec<String>,
+    /// Collection to sample; repeat for several, or separate them with commas (a comma
+    /// in a name is written `\,`). None: every collection.
+    #[arg(long = "collection", value_parser = parse_collection_names)]
+    pub collections: Vec<CollectionNames>,
 
     /// Documents sampled per collection, spread over it.
     #[arg(long, default_value = "5000")]
@@ -289,10 +292,59 @@ const MAX_BATCH_SIZE: usize = 1_000_000;
 #[error("{0:?}: a batch holds from 1 to {MAX_BATCH_SIZE} documents (it is one NATS message)")]
 pub struct BatchSizeError(String);
 
+/// The collection names of one `--collection`: separated by commas, a comma inside a
+/// name written `\,` and a backslash `\\` (MongoDB allows both in names).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CollectionNames(pub Vec<String>);
+
+fn parse_collection_names(text: &str) -> Result<CollectionNames, std::convert::Infallible> {
+    let mut names = Vec::new();
+    let mut name = String::new();
+    let mut chars = text.chars();
+    while let Some(c) = chars.next() {
+        match c {
+            '\\' => match chars.next() {
+                Some(escaped) => name.push(escaped),
+                None => name.push('\\'),
+            },
+            ',' => names.push(std::mem::take(&mut name)),
+            c => name.push(c),
+        }
+    }
+    names.push(name);
+    names.retain(|n| !n.is_empty());
+    Ok(CollectionNames(names))
+}
+
+/// Every name of every `--collection`, in order.
+pub fn collection_names(given: &[CollectionNames]) -> Vec<String> {
+    given
+        .iter()
+        .flat_map(|names| names.0.iter().cloned())
+        .collect()
+}
+
 fn parse_batch_size(text: &str) -> Result<NonZeroUsize, BatchSizeError> {
     text.trim()
         .parse::<NonZeroUsize>()
         .ok()
         .filter(|size| size.get() <= MAX_BATCH_SIZE)
         .ok_or_else(|| BatchSizeError(text.to_string()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn collection_names_split_on_commas_but_escaped_ones() {
+        let names = |text: &str| parse_collection_names(text).map(|n| n.0);
+        assert_eq!(
+            names("users,orders"),
+            Ok(vec!["users".into(), "orders".into()])
+        );
+        assert_eq!(names(r"a\,b,c"), Ok(vec!["a,b".into(), "c".into()]));
+        assert_eq!(names(r"back\\slash"), Ok(vec![r"back\slash".into()]));
+        assert_eq!(names("users,"), Ok(vec!["users".into()]));
+    }
 }

@@ -181,7 +181,11 @@ pub struct Inferred {
 
 pub async fn infer(config: &InferConfig) -> Result<Inferred, InferError> {
     let database = crate::source::connect(&config.mongo).await?;
-    let collections = crate::source::collections(&database, &config.collections).await?;
+    let collections = crate::source::collections(
+        &database,
+        &crate::config::collection_names(&config.collections),
+    )
+    .await?;
     let mut file = MappingFile::default();
     let mut text = String::new();
     for collection in collections {

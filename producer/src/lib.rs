@@ -163,7 +163,8 @@ async fn run_collections(
 ) -> Result<Summary, ProducerError> {
     let started = Instant::now();
     let database = source::connect(&config.mongo).await?;
-    let collections = source::collections(&database, &config.collections).await?;
+    let collections =
+        source::collections(&database, &config::collection_names(&config.collections)).await?;
     let broker = Broker::connect(&config.nats, config.nats.stream.clone()).await?;
     let run = config.run.run.clone();
     let state = RunState::new(broker.state.clone(), broker.names.clone(), run.clone());

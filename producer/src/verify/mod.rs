@@ -113,7 +113,11 @@ pub const REPAIR_RUN: &str = "verify-repair";
 pub async fn verify(config: &VerifyConfig) -> Result<Report, VerifyError> {
     let (mapping, named) = mapping::for_run(config).await?;
     let database = crate::source::connect(&config.mongo).await?;
-    let collections = crate::source::collections(&database, &config.collections).await?;
+    let collections = crate::source::collections(
+        &database,
+        &crate::config::collection_names(&config.collections),
+    )
+    .await?;
     let mut client = pg::connect(&config.postgres.database_url).await?;
     let mut report = Report::default();
     let _ = writeln!(report.text, "mapping: {named}");
