@@ -40,8 +40,11 @@ pub fn init(service: &'static str, format: LogFormat) -> Telemetry {
         EnvFilter::try_new(&directives).unwrap_or_else(|_| EnvFilter::new("info,async_nats=off"))
     };
     let fmt = match format {
+        // Colours only for a person at a terminal: a file or a log collector gets
+        // plain lines, not escape codes.
         LogFormat::Text => tracing_subscriber::fmt::layer()
             .with_writer(std::io::stderr)
+            .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
             .with_target(false)
             .with_filter(filter())
             .boxed(),

@@ -166,12 +166,22 @@ pub async fn assert_exact_copy_in(
         repeated == 0,
         "{repeated} _id values appear more than once in {collection}"
     );
-    ensure!(
-        target.count == source.count,
-        "{} rows + rejects in PostgreSQL for {} source documents",
-        target.count,
-        source.count
-    );
+    if target.count != source.count {
+        // What the dead letters say is where a missing batch went, if it went there.
+        let dead: Vec<String> = pg
+            .query(
+                "SELECT deliveries::text || ' deliveries: ' || reason FROM _migrate_dead_letters",
+                &[],
+            )
+            .await
+            .map(|rows| rows.iter().map(|row| row.get(0)).collect())
+            .unwrap_or_default();
+        anyhow::bail!(
+            "{} rows + rejects in PostgreSQL for {} source documents; dead letters: {dead:?}",
+            target.count,
+            source.count
+        );
+    }
     ensure!(
         target.checksum == source.checksum,
         "content checksums differ: {target:?} vs {source:?}"

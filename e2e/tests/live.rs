@@ -968,6 +968,12 @@ async fn a_standby_producer_takes_over_following_when_the_follower_is_killed() -
         "the second producer to stand by",
     )
     .await?;
+    // Its log, written to a file, is plain text: no colour codes.
+    ensure!(
+        !standby.output().contains('\x1b'),
+        "colour codes in a log file: {:?}",
+        standby.output()
+    );
     // Longer than a lease lasts: a healthy follower keeps it.
     tokio::time::sleep(Duration::from_secs(20)).await;
     ensure!(
