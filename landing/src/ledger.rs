@@ -34,16 +34,19 @@ pub async fn has_run(
         .doing("looking for the run in the ledger")
 }
 
-/// Whether `run` committed rows into `table`, or any change landed in it: a table
-/// that is gone although this holds was dropped after rows landed, and recreating it
-/// would pass the later batches off as the whole run (the earlier ones are claimed in
-/// the ledger and would never land again).
-pub async fn landed_into(client: &Client, run: &str, table: &str) -> Result<bool, PgError> {
+/// Whether `table` is gone although `run` committed rows into it, or changes landed in
+/// it: dropped after rows landed. Recreating it would pass the later batches off as
+/// the whole run (the earlier ones are claimed in the ledger and never land again).
+///
+/// One statement, so one snapshot: asked in two, a table created and filled by
+/// another writer between the two looked dropped.
+pub async fn dropped_under_run(client: &Client, run: &str, table: &str) -> Result<bool, PgError> {
     let found = client
         .query_one(
             &format!(
-                "SELECT EXISTS (SELECT 1 FROM {} WHERE run = $1 AND target_table = $2 AND rows_written > 0)
-                     OR EXISTS (SELECT 1 FROM {} WHERE target_table = $2)",
+                "SELECT to_regclass(quote_ident($2)) IS NULL
+                    AND (EXISTS (SELECT 1 FROM {} WHERE run = $1 AND target_table = $2 AND rows_written > 0)
+                         OR EXISTS (SELECT 1 FROM {} WHERE target_table = $2))",
                 quote(LEDGER_TABLE),
                 quote(VERSIONS_TABLE),
             ),

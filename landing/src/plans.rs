@@ -45,9 +45,7 @@ impl Plans {
                 let plan = load(client, mapping, collection).await?;
                 // The ledger outlives a table dropped by hand: recreated, the table
                 // would hold only the later batches under a run that looks landed.
-                if !schema::table_exists(client, &plan.table).await?
-                    && crate::ledger::landed_into(client, run, &plan.table).await?
-                {
+                if crate::ledger::dropped_under_run(client, run, &plan.table).await? {
                     return Err(RegistryError::Dropped {
                         table: plan.table.clone(),
                         run: run.to_string(),

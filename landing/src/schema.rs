@@ -97,19 +97,6 @@ pub async fn ensure_bookkeeping(client: &mut Client) -> Result<(), PgError> {
     locked(client, "creating the bookkeeping tables", &ddl).await
 }
 
-/// Whether `table` exists in the current schema.
-pub async fn table_exists(client: &Client, table: &str) -> Result<bool, PgError> {
-    client
-        .query_one(
-            "SELECT EXISTS (SELECT 1 FROM information_schema.tables
-             WHERE table_schema = current_schema() AND table_name = $1)",
-            &[&table],
-        )
-        .await
-        .and_then(|row| row.try_get(0))
-        .doing(&format!("looking for table {table}"))
-}
-
 /// Creates a plan's target table (and child tables) when absent. A table that exists
 /// already (created by hand, or by an earlier mapping) gets the plan's columns it
 /// lacks, `_extra` among them, so that no field is dropped for want of a column; then
