@@ -9,7 +9,7 @@ In one run, for each shape (realistic users, and flat 3-field users):
      spent meanwhile (from /proc);
   3. exports the same mapped rows to a file and times `psql \\copy` of them into an
      identical fresh table: PostgreSQL's own limit, which our rate is reported against;
-  4. times `producer status` on the finished run, with MongoDB's metadata count and
+  4. times `mongo2pg status` on the finished run, with MongoDB's metadata count and
      with --exact (counted);
   5. writes everything to a JSON file and prints a short table, with the machine.
 
@@ -188,7 +188,7 @@ def run_shape(shape, args, env, bin_dir, extra_env=None):
     db_url = env["DATABASE_URL"]
     if mongo_count(env["MONGODB_URI"], env["MONGODB_DATABASE"], collection) != args.docs:
         print(f"bench: seeding {args.docs} {shape} documents into {collection}", file=sys.stderr)
-        subprocess.run([f"{bin_dir}/producer", "seed", "--count", str(args.docs), "--collection", collection,
+        subprocess.run([f"{bin_dir}/mongo2pg", "seed", "--count", str(args.docs), "--collection", collection,
                         "--shape", shape, "--drop"], env=env, check=True, stdout=subprocess.DEVNULL)
     psql(db_url, f'DROP TABLE IF EXISTS "{collection}", "{collection}_copy", _migrate_ledger, '
                  "_migrate_rejects, _migrate_dead_letters")
@@ -231,16 +231,16 @@ def run_shape(shape, args, env, bin_dir, extra_env=None):
         file_mb = os.path.getsize(rows_file) / 1e6
     psql(db_url, f'DROP TABLE "{collection}_copy"')
 
-    # `producer status` on the finished run: MongoDB's metadata count (must not scan the
+    # `mongo2pg status` on the finished run: MongoDB's metadata count (must not scan the
     # collection, whatever its size), then --exact (a count, for comparison).
     status_seconds = {}
     for label, extra in (("metadata", []), ("exact", ["--exact"])):
         status_start = time.time()
-        status = subprocess.run([f"{bin_dir}/producer", "status", *extra], env=run_env,
+        status = subprocess.run([f"{bin_dir}/mongo2pg", "status", *extra], env=run_env,
                                 stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
         status_seconds[label] = round(time.time() - status_start, 3)
         if status.returncode != 0:
-            die(f"producer status {' '.join(extra)} exited {status.returncode}: {status.stdout}{status.stderr}")
+            die(f"mongo2pg status {' '.join(extra)} exited {status.returncode}: {status.stdout}{status.stderr}")
 
     ours_cpu = produced["cpu_s"] + sum(c["cpu_s"] for c in consumed)
     return {
@@ -354,7 +354,7 @@ def main():
               f"{r['our_cpu_us_per_doc']:>7.1f} {r['producer']['peak_rss_mib']:>8} "
               f"{max(c['peak_rss_mib'] for c in r['consumers_detail']):>8}  {infra}")
     for r in results["runs"]:
-        print(f"producer status on the {r['documents']}-document {r['shape']} run: {r['status_seconds']:.2f} s "
+        print(f"mongo2pg status on the {r['documents']}-document {r['shape']} run: {r['status_seconds']:.2f} s "
               f"(metadata count), {r['status_exact_seconds']:.2f} s with --exact (counted)")
     if "baseline" in results:
         b = results["baseline"]

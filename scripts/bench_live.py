@@ -2,14 +2,14 @@
 """Benchmark of the change path (`producer run --follow`), in one run:
 
   1. seeds flat users, starts the producer following them and K consumers, and waits
-     for `producer cutover` (the snapshot has landed);
+     for `mongo2pg cutover` (the snapshot has landed);
   2. applied changes per second: stops the consumers, makes M updates ($inc on random
      documents, unordered bulk writes) while the producer publishes them, then starts
      the K consumers again and times them from start to `cutover` returning: M changes
      applied in that time. The same number of rows copied by `psql \\copy` into a
      fresh table gives the ratio, measured in the same run;
   3. lag at a steady write rate: the consumers running, a writer makes R updates/s for
-     S seconds while `producer cutover` is run back to back; each cutover's wait is
+     S seconds while `mongo2pg cutover` is run back to back; each cutover's wait is
      the time from "this write is committed in MongoDB" to "it is committed in
      PostgreSQL" (plus the command's start, ~0.1 s), reported as median and max;
   4. with --soak-seconds, a soak: the writer goes on at R writes/s for that long while
@@ -70,14 +70,14 @@ class Fleet:
 
     def cutover(self, timeout="600s"):
         started = time.monotonic()
-        done = subprocess.run([f"{self.bin_dir}/producer", "cutover", "--timeout", timeout], env=self.env,
+        done = subprocess.run([f"{self.bin_dir}/mongo2pg", "cutover", "--timeout", timeout], env=self.env,
                               capture_output=True, text=True)
         if done.returncode != 0:
             die(f"cutover failed: {done.stderr.strip()}")
         return time.monotonic() - started
 
     def events_published(self):
-        done = subprocess.run([f"{self.bin_dir}/producer", "status"], env=self.env, capture_output=True, text=True)
+        done = subprocess.run([f"{self.bin_dir}/mongo2pg", "status"], env=self.env, capture_output=True, text=True)
         match = re.search(r"change stream: (\d+) events published", done.stdout)
         return int(match.group(1)) if match else 0
 
@@ -189,7 +189,7 @@ def main():
     env.pop("OTEL_EXPORTER_OTLP_ENDPOINT", None)
     fleet = Fleet(args.bin_dir, env)
 
-    subprocess.run([f"{args.bin_dir}/producer", "seed", "--count", str(args.docs), "--collection", collection,
+    subprocess.run([f"{args.bin_dir}/mongo2pg", "seed", "--count", str(args.docs), "--collection", collection,
                     "--shape", "flat", "--drop"], env=env, check=True, stdout=subprocess.DEVNULL)
     mongo = MongoClient(env.get("MONGODB_URI", "mongodb://127.0.0.1:27017"))
     users = mongo[args.mongodb_database][collection]
@@ -198,7 +198,7 @@ def main():
     producer, producer_out = fleet.spawn("producer", "run", "--follow", "--collection", collection)
     fleet.start_consumers(args.consumers)
     deadline = time.monotonic() + 60
-    while subprocess.run([f"{args.bin_dir}/producer", "status"], env=env, capture_output=True).returncode == 1:
+    while subprocess.run([f"{args.bin_dir}/mongo2pg", "status"], env=env, capture_output=True).returncode == 1:
         if time.monotonic() > deadline:
             die("the producer did not start the run within a minute")
         time.sleep(0.2)
@@ -246,7 +246,7 @@ def main():
     if producer.wait(timeout=120) != 0:
         producer_out.seek(0)
         die(f"the producer failed: {producer_out.read().decode(errors='replace')}")
-    subprocess.run([f"{args.bin_dir}/producer", "cleanup", "--force"], env=env, capture_output=True)
+    subprocess.run([f"{args.bin_dir}/mongo2pg", "cleanup", "--force"], env=env, capture_output=True)
 
     results = {
         "documents": args.docs, "consumers": args.consumers, "changes": args.changes,

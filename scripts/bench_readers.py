@@ -30,7 +30,7 @@ ROOT = bench.ROOT
 def seed(bin_dir, env, collection, docs):
     if bench.mongo_count(env["MONGODB_URI"], env["MONGODB_DATABASE"], collection) != docs:
         print(f"bench: seeding {docs} flat documents into {collection}", file=sys.stderr)
-        subprocess.run([f"{bin_dir}/producer", "seed", "--count", str(docs), "--collection", collection,
+        subprocess.run([f"{bin_dir}/mongo2pg", "seed", "--count", str(docs), "--collection", collection,
                         "--shape", "flat", "--drop"], env=env, check=True, stdout=subprocess.DEVNULL)
 
 
@@ -59,7 +59,7 @@ def publish(bin_dir, env, collection, docs, readers):
     infra = sampler.finish()
     if f"{docs} documents" not in done["output"]:
         bench.die(f"the producer did not publish {docs} documents: {done['output']}")
-    subprocess.run([f"{bin_dir}/producer", "cleanup", "--force"], env=run_env, capture_output=True)
+    subprocess.run([f"{bin_dir}/mongo2pg", "cleanup", "--force"], env=run_env, capture_output=True)
     return {"readers": readers, "seconds": round(seconds, 2), "docs_per_s": round(docs / seconds),
             "producer_cpu_s": done["cpu_s"], "producer_peak_rss_mib": done["peak_rss_mib"],
             "mongod_cpu_s": infra["mongod"], "nats_cpu_s": infra["nats-server"]}

@@ -32,7 +32,7 @@ export DATABASE_URL="${ADMIN_URL%/*}/mongo2pg_demo"
 psql "$ADMIN_URL" -qc "DROP DATABASE IF EXISTS mongo2pg_demo WITH (FORCE)" -c "CREATE DATABASE mongo2pg_demo"
 
 echo "== seeding $COUNT users into MongoDB ($MONGODB_DATABASE.users)"
-$BIN/producer seed --count "$COUNT" --collection users --drop
+$BIN/mongo2pg seed --count "$COUNT" --collection users --drop
 
 echo "== migrating with $CONSUMERS consumers (run $MIGRATION_RUN)"
 start=$(date +%s.%N)

@@ -239,7 +239,7 @@ impl BatchId {
 
 /// The name of a document in the object store: the run's prefix, then the content
 /// hash. Within a run a document stored twice (a rerun) is one object; across runs
-/// nothing is shared, so `producer cleanup` can delete a run's blobs by their prefix
+/// nothing is shared, so `mongo2pg cleanup` can delete a run's blobs by their prefix
 /// without asking which other run still needs them.
 pub fn blob_name(run: &str, bytes: &[u8]) -> String {
     format!(

@@ -96,7 +96,7 @@ pub fn secrets_from_files(names: &[&str]) -> Result<(), SecretFileError> {
 }
 
 /// Writes a command's report to standard output. A reader that went away early
-/// (`producer status | head -1`) is not an error of ours: the rest is dropped quietly
+/// (`mongo2pg status | head -1`) is not an error of ours: the rest is dropped quietly
 /// instead of the panic `print!` would give.
 pub fn print_out(text: impl std::fmt::Display) {
     use std::io::Write as _;

@@ -219,9 +219,53 @@ pub fn unencoded_credentials(raw: &str) -> bool {
         .is_some_and(|userinfo| userinfo.contains(['/', '?', '#']))
 }
 
+/// The collection names of one `--collection`: separated by commas, a comma inside a
+/// name written `\,` and a backslash `\\` (MongoDB allows both in names).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CollectionNames(pub Vec<String>);
+
+pub fn parse_collection_names(text: &str) -> Result<CollectionNames, std::convert::Infallible> {
+    let mut names = Vec::new();
+    let mut name = String::new();
+    let mut chars = text.chars();
+    while let Some(c) = chars.next() {
+        match c {
+            '\\' => match chars.next() {
+                Some(escaped) => name.push(escaped),
+                None => name.push('\\'),
+            },
+            ',' => names.push(std::mem::take(&mut name)),
+            c => name.push(c),
+        }
+    }
+    names.push(name);
+    names.retain(|n| !n.is_empty());
+    Ok(CollectionNames(names))
+}
+
+/// Every name of every `--collection`, in order.
+pub fn collection_names(given: &[CollectionNames]) -> Vec<String> {
+    given
+        .iter()
+        .flat_map(|names| names.0.iter().cloned())
+        .collect()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn collection_names_split_on_commas_but_escaped_ones() {
+        let names = |text: &str| parse_collection_names(text).map(|n| n.0);
+        assert_eq!(
+            names("users,orders"),
+            Ok(vec!["users".into(), "orders".into()])
+        );
+        assert_eq!(names(r"a\,b,c"), Ok(vec!["a,b".into(), "c".into()]));
+        assert_eq!(names(r"back\\slash"), Ok(vec![r"back\slash".into()]));
+        assert_eq!(names("users,"), Ok(vec!["users".into()]));
+    }
 
     #[test]
     fn passwords_are_redacted() {

@@ -46,6 +46,16 @@ pub fn clock_skew_ms() -> u64 {
     })
 }
 
+/// Milliseconds since the Unix epoch by this host's wall clock (run ahead by
+/// `MIGRATE_CLOCK_SKEW_MS` in tests), for what leases show. Taking a lease over never
+/// compares hosts' clocks: see [`crate::run_state::RunState::claim_range`].
+pub fn now_ms() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as u64)
+        + clock_skew_ms()
+}
+
 /// Sleeps here if `MIGRATE_PAUSE_AT` names this point (and how many milliseconds).
 pub async fn pause(name: &str) {
     let armed = PAUSE.get_or_init(|| {

@@ -7,6 +7,11 @@
 use std::fmt;
 use std::str::FromStr;
 
+/// The lease name of a run's follower: of several producers of a run (`--readers`
+/// across processes), the one holding it streams the changes (`$` is in no collection
+/// name). `status` and `cleanup` read it to say who follows.
+pub const FOLLOWER: &str = "$follow";
+
 /// The bookkeeping tables the consumers keep in the target database.
 pub const LEDGER_TABLE: &str = "_migrate_ledger";
 pub const REJECTS_TABLE: &str = "_migrate_rejects";

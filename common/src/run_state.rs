@@ -23,7 +23,7 @@ pub struct RunManifest {
     /// The run follows the change stream after its snapshot (`producer run --follow`).
     #[serde(default)]
     pub follow: bool,
-    /// The last `producer cutover` that said go: from then on the producer may be
+    /// The last `mongo2pg cutover` that said go: from then on the producer may be
     /// stopped, and `status` no longer counts its absence as lag.
     #[serde(default)]
     pub cut_over: Option<CutOver>,
@@ -427,7 +427,7 @@ impl RunState {
         }
     }
 
-    /// Makes `mapping` the run's (`consumer replay --mapping` with a fixed one).
+    /// Makes `mapping` the run's (`mongo2pg replay --mapping` with a fixed one).
     pub async fn replace_mapping(&self, mapping: &RunMapping) -> Result<(), StateError> {
         let key = self.names.mapping_key(&self.run);
         let bytes: bytes::Bytes = serde_json::to_vec(mapping).unwrap_or_default().into();

@@ -25,13 +25,6 @@ pub enum Command {
     /// Pull batches and write them until stopped (SIGINT/SIGTERM) or, with
     /// --exit-when-done, until the run is complete.
     Run(ConsumerConfig),
-    /// Land a run's rejects again with the (fixed) mapping; what lands leaves the
-    /// rejects table, what still cannot land stays with its new reason.
-    /// Exit status: 0 all landed, 3 some still rejected.
-    Replay(ReplayConfig),
-    /// Publish a run's dead letters back onto the stream once their cause is fixed;
-    /// consumers of the run land them (or dead-letter them again with the new reason).
-    Requeue(RequeueConfig),
 }
 
 #[derive(Debug, Clone, Args)]
@@ -93,40 +86,4 @@ impl ConsumerConfig {
             .map(NonZeroUsize::get)
             .unwrap_or_else(|| std::thread::available_parallelism().map_or(2, NonZeroUsize::get))
     }
-}
-
-#[derive(Debug, Clone, Args)]
-pub struct ReplayConfig {
-    #[command(flatten)]
-    pub run: RunArgs,
-
-    #[command(flatten)]
-    pub postgres: PostgresArgs,
-
-    /// Where the run's mapping is recorded.
-    #[command(flatten)]
-    pub nats: NatsArgs,
-
-    /// The fixed mapping file; it becomes the run's. None: the run's recorded mapping.
-    #[arg(long = "mapping", env = "MAPPING_FILE")]
-    pub mapping: Option<PathBuf>,
-
-    /// Replay only this collection's rejects.
-    #[arg(long)]
-    pub collection: Option<String>,
-}
-
-#[derive(Debug, Clone, Args)]
-pub struct RequeueConfig {
-    #[command(flatten)]
-    pub nats: NatsArgs,
-    #[command(flatten)]
-    pub run: RunArgs,
-
-    #[command(flatten)]
-    pub postgres: PostgresArgs,
-
-    /// Requeue only this collection's dead letters.
-    #[arg(long)]
-    pub collection: Option<String>,
 }

@@ -34,18 +34,7 @@ pub enum ConsumerError {
         #[source]
         source: std::io::Error,
     },
-    #[error("publishing a dead letter again on {subject}: {source}; run the same command again")]
-    Requeue {
-        subject: String,
-        #[source]
-        source: async_nats::Error,
-    },
-    #[error("run {run:?}{} has landed nothing in this database (no batch, reject or dead letter): check --run, --collection and DATABASE_URL", collection.as_deref().map(|c| format!(", collection {c:?},")).unwrap_or_default())]
-    UnknownRun {
-        run: String,
-        collection: Option<String>,
-    },
-    #[error("run {run:?} lands with the mapping {held}; this consumer has {ours}: start it with the run's mapping, or after fixing the mapping land the run's rejects with `consumer replay --run {run} --mapping <fixed>`, which makes it the run's")]
+    #[error("run {run:?} lands with the mapping {held}; this consumer has {ours}: start it with the run's mapping, or after fixing the mapping land the run's rejects with `mongo2pg replay --run {run} --mapping <fixed>`, which makes it the run's")]
     OtherMapping {
         run: String,
         held: String,

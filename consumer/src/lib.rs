@@ -1,7 +1,8 @@
 //! The consumer: lands a run's batches in PostgreSQL, exactly once.
 //!
 //! The PostgreSQL side (mapping, tables, the landing transaction) is the `landing`
-//! library; this crate is the NATS daemon around it, and `consumer replay`.
+//! library; this crate is the NATS daemon around it. Replaying rejects and requeueing
+//! dead letters are `mongo2pg` commands.
 //!
 //! # Layout
 //! - [`config`]: command line and environment.
@@ -13,8 +14,6 @@
 //! - [`done`]: knowing when a run is finished.
 //! - [`stats`]: counters for logs, reports and metrics.
 //! - [`metrics`]: the Prometheus `/metrics` endpoint.
-//! - [`replay`]: `consumer replay`, landing a run's rejects after the mapping is fixed.
-//! - [`requeue`]: `consumer requeue`, sending a run's dead letters back to the stream.
 //! - [`error`]: what stops a consumer.
 //!
 //! Data path: pull (NATS) → `Envelope::decode` (borrowed) → `Mapped::map` (rows and
@@ -24,8 +23,6 @@
 pub mod config;
 pub mod error;
 pub mod pool;
-pub mod replay;
-pub mod requeue;
 
 mod dead_letter;
 mod done;

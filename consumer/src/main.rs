@@ -23,17 +23,6 @@ async fn execute(command: Command) -> anyhow::Result<ExitCode> {
                 report.elapsed.as_secs_f64()
             ));
         }
-        Command::Replay(config) => {
-            let replayed = consumer::replay::replay(&config).await?;
-            common::cli::print_out(format_args!("{replayed}\n"));
-            if replayed.still_rejected > 0 {
-                return Ok(ExitCode::from(3));
-            }
-        }
-        Command::Requeue(config) => {
-            let requeued = consumer::requeue::requeue(&config).await?;
-            common::cli::print_out(format_args!("{requeued}\n"));
-        }
     }
     Ok(ExitCode::SUCCESS)
 }

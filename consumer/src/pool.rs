@@ -394,7 +394,7 @@ async fn watch_done(
         match checked {
             Ok(Progress::Done) => {
                 tracing::info!(run = %run,
-                    "every batch of the run is accounted for; stopping (once `producer status --run {run}` says complete, `producer cleanup --run {run}` removes the run from NATS)");
+                    "every batch of the run is accounted for; stopping (once `mongo2pg status --run {run}` says complete, `mongo2pg cleanup --run {run}` removes the run from NATS)");
                 stop.cancel();
                 return;
             }

@@ -355,7 +355,7 @@ impl Writer {
 
     /// Deletes the object-store copies of a landed change batch's large documents: each
     /// is its event's own (see [`common::batch::change_blob_name`]). A failure costs
-    /// space until `producer cleanup`, not data: logged.
+    /// space until `mongo2pg cleanup`, not data: logged.
     async fn forget_change_blobs(&self, envelope: &Envelope<'_>) {
         for doc in &envelope.docs {
             let Doc::Blob { name, .. } = doc else {
@@ -366,7 +366,7 @@ impl Writer {
             }
             if let Err(err) = self.shared.broker.blobs.delete(name.as_str()).await {
                 tracing::warn!(blob = %name, error = %err,
-                    "a landed change's large document could not be deleted; producer cleanup removes it");
+                    "a landed change's large document could not be deleted; mongo2pg cleanup removes it");
             }
         }
     }

@@ -189,10 +189,21 @@ impl TestEnv {
         Ok(output)
     }
 
-    /// Runs `producer <args>` to completion; its exit code and everything it printed
+    /// Runs `mongo2pg <args>` (an operator command) to completion.
+    pub async fn mongo2pg(&self, run: &str, args: &[&str]) -> Result<Output> {
+        let output = self
+            .command("mongo2pg", run)
+            .args(args)
+            .output()
+            .await
+            .context("running mongo2pg")?;
+        Ok(output)
+    }
+
+    /// Runs `mongo2pg <args>` to completion; its exit code and everything it printed
     /// (stdout, then stderr), for commands whose report is the result (`verify`).
-    pub async fn producer_report(&self, run: &str, args: &[&str]) -> Result<(Option<i32>, String)> {
-        let output = self.producer(run, args).await?;
+    pub async fn mongo2pg_report(&self, run: &str, args: &[&str]) -> Result<(Option<i32>, String)> {
+        let output = self.mongo2pg(run, args).await?;
         let text = format!(
             "{}{}",
             stdout(&output),

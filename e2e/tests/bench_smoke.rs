@@ -65,7 +65,7 @@ async fn the_benchmark_runs_and_reports_every_figure() {
     assert!(
         stdout.contains("machine: ")
             && stdout.contains("ratio")
-            && stdout.contains("producer status on the 10000-document users run"),
+            && stdout.contains("mongo2pg status on the 10000-document users run"),
         "{stdout}"
     );
 

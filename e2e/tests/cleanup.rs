@@ -1,4 +1,4 @@
-//! `producer cleanup` (issue #13): a complete run's messages, durable consumer,
+//! `mongo2pg cleanup` (issue #13): a complete run's messages, durable consumer,
 //! dead-letter copies, state keys and blobs leave NATS, listed through the NATS API;
 //! other runs on the same stream keep theirs; an incomplete run, or one consumers
 //! are still bound to, is refused unless `--force`.
@@ -79,14 +79,14 @@ async fn stream_exists(js: &Context, name: &str) -> bool {
 async fn cleanup(env: &TestEnv, run: &str, extra: &[&str]) -> std::process::Output {
     let mut args = vec!["cleanup"];
     args.extend_from_slice(extra);
-    env.producer(run, &args).await.expect("cleanup")
+    env.mongo2pg(run, &args).await.expect("cleanup")
 }
 
 async fn wait_complete(env: &TestEnv, run: &str) {
     let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
     loop {
         let out = env
-            .producer(run, &["status", "--exact"])
+            .mongo2pg(run, &["status", "--exact"])
             .await
             .expect("status");
         if out.status.code() == Some(0) {
@@ -129,7 +129,7 @@ async fn cleanup_removes_a_complete_run_and_nothing_of_the_others() {
             .expect("producer");
         assert_success(&out, "producer");
         assert!(
-            e2e::stdout(&out).contains(&format!("`producer cleanup --run {run}`")),
+            e2e::stdout(&out).contains(&format!("`mongo2pg cleanup --run {run}`")),
             "the end of a run says how to clean up: {}",
             e2e::stdout(&out)
         );
@@ -199,7 +199,7 @@ async fn cleanup_removes_a_complete_run_and_nothing_of_the_others() {
     e2e::compare::assert_exact_copy(&env, "users")
         .await
         .expect("users still there");
-    let out = env.producer("a", &["status"]).await.expect("status");
+    let out = env.mongo2pg("a", &["status"]).await.expect("status");
     e2e::assert_one_line_error(&out, "run \"a\" is unknown");
 
     // b, now that its consumer is gone.

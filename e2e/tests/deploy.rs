@@ -226,6 +226,8 @@ fn the_image_is_multi_stage_and_runs_as_a_user() {
         dockerfile.contains("--bins")
             && dockerfile.contains("producer")
             && dockerfile.contains("consumer")
+            && dockerfile.contains("target/release/mongo2pg"),
+        "the image holds the daemons and the operator's command"
     );
     assert!(
         !dockerfile.contains("PASSWORD") && !dockerfile.contains("DATABASE_URL="),

@@ -294,7 +294,7 @@ async fn new_fields_become_columns_while_several_writers_run() {
         async move {
             let mut all = vec!["verify", "--mapping", mapping.as_str()];
             all.extend_from_slice(args);
-            env.producer_report("r1", &all).await.expect("verify")
+            env.mongo2pg_report("r1", &all).await.expect("verify")
         }
     };
     let (code, text) = verify(&[]).await;

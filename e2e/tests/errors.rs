@@ -34,10 +34,10 @@ async fn a_wrong_postgres_password_is_said_at_once_and_never_printed() {
         .args(["run", "--exit-when-done"])
         .env("DATABASE_URL", &url);
     fails_fast(consumer, "refused the login").await;
-    let mut replay = env.command("consumer", "r");
+    let mut replay = env.command("mongo2pg", "r");
     replay.arg("replay").env("DATABASE_URL", &url);
     fails_fast(replay, "refused the login").await;
-    let mut status = env.command("producer", "r");
+    let mut status = env.command("mongo2pg", "r");
     status.arg("status").env("DATABASE_URL", &url);
     fails_fast(status, "refused the login").await;
     // The password as a query parameter is hidden too.
@@ -146,7 +146,7 @@ async fn unknown_collections_databases_and_bad_mappings_are_said_at_once() {
         "[collections.present]\ncolumns = [ { path = \"_id\", type = \"int4\" } ]\nmax_new_columns = 18446744073709551615\n",
     )
     .expect("write");
-    let mut overflow = env.command("producer", "r");
+    let mut overflow = env.command("mongo2pg", "r");
     overflow.args(["verify", "--mapping"]).arg(&mapping);
     fails_fast(overflow, "lower max_new_columns").await;
     let _ = std::fs::remove_dir_all(&dir);
@@ -172,7 +172,7 @@ async fn a_password_with_unencoded_special_characters_is_never_printed() {
         ("MONGODB_URI", &mongo_url),
         ("NATS_URL", &nats_url),
     ] {
-        let mut status = env.command("producer", "r");
+        let mut status = env.command("mongo2pg", "r");
         status.arg("status").env(variable, url);
         let out = tokio::time::timeout(Duration::from_secs(60), status.output())
             .await

@@ -100,7 +100,7 @@ async fn rows_a_trigger_skips_are_rejects_not_silently_counted_as_written() {
         .await
         .expect("ledger");
     assert_eq!((ledger.get::<_, i64>(0), ledger.get::<_, i64>(1)), (90, 10));
-    let (code, text) = env.producer_report("r", &["status"]).await.expect("status");
+    let (code, text) = env.mongo2pg_report("r", &["status"]).await.expect("status");
     // Every document accounted for, the skipped ones waiting in the rejects: not done.
     assert_eq!(code, Some(5), "every document accounted for: {text}");
     assert!(text.contains("landed with rejects: 10 documents"), "{text}");

@@ -19,7 +19,7 @@ const LIMIT: Duration = Duration::from_secs(300);
 
 async fn seed(env: &TestEnv) {
     let out = env
-        .producer("r", &["seed", "--count", DOCS, "--collection", "users"])
+        .mongo2pg("r", &["seed", "--count", DOCS, "--collection", "users"])
         .await
         .expect("seed");
     assert_success(&out, "seed");
@@ -348,7 +348,7 @@ async fn two_producers_started_for_the_same_run_duplicate_nothing() {
 async fn a_full_stream_holds_the_producer_back_until_consumers_make_room() {
     let env = TestEnv::new("full_stream").await.expect("env");
     let out = env
-        .producer("r", &["seed", "--count", "20000", "--collection", "users"])
+        .mongo2pg("r", &["seed", "--count", "20000", "--collection", "users"])
         .await
         .expect("seed");
     assert_success(&out, "seed");

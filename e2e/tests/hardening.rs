@@ -153,7 +153,7 @@ async fn debug_logs_and_errors_never_print_a_nats_password_or_token() {
     assert!(!printed.contains("Passw0rdSecret"), "{printed}");
 }
 
-/// Bug 13: `producer status | head -1` panicked on the closed pipe (exit 101).
+/// Bug 13: `mongo2pg status | head -1` panicked on the closed pipe (exit 101).
 #[tokio::test(flavor = "multi_thread")]
 async fn a_reader_that_closes_the_pipe_early_is_no_panic() {
     let env = TestEnv::new("hard_pipe").await.expect("env");
@@ -164,7 +164,7 @@ async fn a_reader_that_closes_the_pipe_early_is_no_panic() {
         .expect("insert");
     assert_success(&env.producer("r", &["run"]).await.expect("run"), "producer");
     let mut child = env
-        .command("producer", "r")
+        .command("mongo2pg", "r")
         .arg("status")
         .stdout(std::process::Stdio::piped())
         .stderr(std::process::Stdio::piped())
@@ -440,7 +440,7 @@ async fn restarting_one_collection_keeps_the_others_totals() {
         .expect("restart a"),
         "producer --restart --collection a",
     );
-    let (code, text) = env.producer_report("r", &["status"]).await.expect("status");
+    let (code, text) = env.mongo2pg_report("r", &["status"]).await.expect("status");
     assert_eq!(code, Some(0), "{text}");
     let line = |name: &str| {
         text.lines()
@@ -624,14 +624,14 @@ async fn every_document_lands_once_whatever_the_batch_boundaries() {
             ("unkeyed".to_string(), 2001, 0, 2000)
         ]
     );
-    let (code, text) = env.producer_report("r", &["status"]).await.expect("status");
+    let (code, text) = env.mongo2pg_report("r", &["status"]).await.expect("status");
     assert_eq!(code, Some(0), "{text}");
     assert!(
         text.contains("skipped as already landed: 4000 documents"),
         "status says what the ledger skipped: {text}"
     );
     let (code, text) = env
-        .producer_report("r", &["verify", "--mapping", &mapping_arg])
+        .mongo2pg_report("r", &["verify", "--mapping", &mapping_arg])
         .await
         .expect("verify");
     assert_eq!(code, Some(0), "{text}");
@@ -819,7 +819,7 @@ async fn a_batch_postgres_never_answers_is_given_up_and_lands_later_once() {
 
 /// Bug 8 (second half): a dead-lettered batch could not be landed again once its
 /// cause was fixed: publishing it again inside the dedupe window was dropped, and no
-/// command sent it back. `consumer requeue` does.
+/// command sent it back. `mongo2pg requeue` does.
 #[tokio::test(flavor = "multi_thread")]
 async fn dead_letters_land_after_their_cause_is_fixed_with_requeue() {
     let env = TestEnv::new("hard_requeue").await.expect("env");
@@ -852,12 +852,12 @@ async fn dead_letters_land_after_their_cause_is_fixed_with_requeue() {
         .await
         .expect("the cause fixed");
     let out = env
-        .command("consumer", "r")
+        .command("mongo2pg", "r")
         .arg("requeue")
         .output()
         .await
         .expect("requeue");
-    assert_success(&out, "consumer requeue");
+    assert_success(&out, "mongo2pg requeue");
     assert!(
         e2e::stdout(&out).contains("1 dead letters published again"),
         "{}",
@@ -868,7 +868,7 @@ async fn dead_letters_land_after_their_cause_is_fixed_with_requeue() {
         .expect("consumers land the requeued batch");
     assert_eq!(count("SELECT count(*) FROM events").await, 30);
     assert_eq!(count("SELECT count(*) FROM _migrate_dead_letters").await, 0);
-    let (code, text) = env.producer_report("r", &["status"]).await.expect("status");
+    let (code, text) = env.mongo2pg_report("r", &["status"]).await.expect("status");
     assert_eq!(code, Some(0), "{text}");
 }
 
@@ -884,11 +884,11 @@ async fn status_of_an_unknown_run_or_stream_says_so_and_creates_nothing() {
         .await
         .expect("insert");
     assert_success(&env.producer("r", &["run"]).await.expect("run"), "producer");
-    let out = env.producer("nope", &["status"]).await.expect("status");
+    let out = env.mongo2pg("nope", &["status"]).await.expect("status");
     e2e::assert_one_line_error(&out, "run \"nope\" is unknown");
     let typo = format!("{}_TYPO", env.stream);
     let out = env
-        .command("producer", "r")
+        .command("mongo2pg", "r")
         .arg("status")
         .env("NATS_STREAM", &typo)
         .output()
@@ -921,7 +921,7 @@ async fn a_run_whose_documents_were_all_landed_already_is_complete() {
             .expect("consumers");
     }
     let (code, status) = env
-        .producer_report("second", &["status"])
+        .mongo2pg_report("second", &["status"])
         .await
         .expect("status");
     assert!(
@@ -930,7 +930,7 @@ async fn a_run_whose_documents_were_all_landed_already_is_complete() {
     );
     assert_eq!(code, Some(0), "{status}");
     assert_success(
-        &env.producer("second", &["cleanup"]).await.expect("cleanup"),
+        &env.mongo2pg("second", &["cleanup"]).await.expect("cleanup"),
         "cleanup",
     );
 }
@@ -960,7 +960,7 @@ async fn an_empty_collection_gets_its_table() {
         .expect("the empty collection's table")
         .get(0);
     assert_eq!(rows, 0);
-    let (code, text) = env.producer_report("r", &["status"]).await.expect("status");
+    let (code, text) = env.mongo2pg_report("r", &["status"]).await.expect("status");
     assert_eq!(code, Some(0), "{text}");
     e2e::compare::assert_exact_copy(&env, "something")
         .await

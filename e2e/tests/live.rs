@@ -2,7 +2,7 @@
 //! stream, 3 consumer processes, and a random writer (inserts with ObjectId, integer,
 //! string and UUID `_id`s; `$set`/`$inc`/`$unset`/`$push` updates; replaces; deletes;
 //! delete-then-reinsert of one `_id`; multi-document transactions) writing all along,
-//! while processes are killed -9 and started again. After `producer cutover`, every
+//! while processes are killed -9 and started again. After `mongo2pg cutover`, every
 //! MongoDB document must equal its row and no row may exist for a deleted document.
 //!
 //! One test kills a consumer, then the producer, from outside at arbitrary moments; the
@@ -391,7 +391,7 @@ async fn live_migration_with(
     writer.await??;
 
     let cutover = env
-        .command("producer", RUN)
+        .command("mongo2pg", RUN)
         .args(["cutover", "--timeout", "120s"])
         .output()
         .await?;
@@ -424,7 +424,7 @@ async fn live_migration_with(
     ensure!(ops.load(Ordering::Relaxed) > 500, "the writer barely wrote");
 
     // Where the run stands: streaming, caught up, the oplog's headroom known.
-    let (code, status) = env.producer_report(RUN, &["status"]).await?;
+    let (code, status) = env.mongo2pg_report(RUN, &["status"]).await?;
     ensure!(code == Some(0), "status exit {code:?}: {status}");
     for expected in [
         "phase: streaming",
@@ -457,11 +457,11 @@ async fn live_migration_with(
 
     // After cutover: cleanup removes the run, change batches and consumer included
     // (once the server has dropped the stopped consumers' pull requests).
-    let mut cleaned = env.producer(RUN, &["cleanup"]).await?;
+    let mut cleaned = env.mongo2pg(RUN, &["cleanup"]).await?;
     let deadline = Instant::now() + Duration::from_secs(30);
     while !cleaned.status.success() && Instant::now() < deadline {
         tokio::time::sleep(Duration::from_millis(500)).await;
-        cleaned = env.producer(RUN, &["cleanup"]).await?;
+        cleaned = env.mongo2pg(RUN, &["cleanup"]).await?;
     }
     e2e::assert_success(&cleaned, "cleanup");
     let nats = async_nats::connect(&env.nats_url).await?;
@@ -599,7 +599,7 @@ async fn large_documents_follow_and_a_dropped_collection_stops_the_producer() ->
     consumer_args.extend(["--metrics-addr", &addr]);
     let mut consumer = Proc::spawn(&env, "consumer", &consumer_args, None)?;
     let cutover = |env: &TestEnv| {
-        let mut command = env.command("producer", RUN);
+        let mut command = env.command("mongo2pg", RUN);
         command.args(["cutover", "--timeout", "120s"]);
         command
     };
@@ -725,7 +725,7 @@ async fn changes_land_through_the_mapping_and_refused_updates_are_rejects() -> R
     )
     .await?;
     let cutover = |timeout: &'static str| {
-        let mut command = env.command("producer", RUN);
+        let mut command = env.command("mongo2pg", RUN);
         command.args(["cutover", "--timeout", timeout]);
         command
     };
@@ -749,7 +749,7 @@ async fn changes_land_through_the_mapping_and_refused_updates_are_rejects() -> R
     ensure!(
         said.lines().count() == 1
             && said.contains("1 documents in _migrate_rejects")
-            && said.contains("consumer replay --run"),
+            && said.contains("mongo2pg replay --run"),
         "{said}"
     );
 
@@ -883,7 +883,7 @@ async fn a_position_lost_from_the_oplog_is_said_by_status_and_the_producer() -> 
         "the snapshot to land",
     )
     .await?;
-    let caught_up = env.producer(RUN, &["cutover", "--timeout", "120s"]).await?;
+    let caught_up = env.mongo2pg(RUN, &["cutover", "--timeout", "120s"]).await?;
     e2e::assert_success(&caught_up, "cutover");
     ensure!(producer.stop().await?.success(), "{}", producer.output());
     consumer.stop().await?;
@@ -906,7 +906,7 @@ async fn a_position_lost_from_the_oplog_is_said_by_status_and_the_producer() -> 
     kv.put(&key, serde_json::to_vec(&checkpoint)?.into())
         .await?;
 
-    let (code, status) = env.producer_report(RUN, &["status"]).await?;
+    let (code, status) = env.mongo2pg_report(RUN, &["status"]).await?;
     ensure!(code == Some(4), "status exit {code:?}: {status}");
     ensure!(
         status.contains("history lost")
@@ -991,7 +991,7 @@ async fn a_standby_producer_takes_over_following_when_the_follower_is_killed() -
     stop.store(true, Ordering::Relaxed);
     writer.await??;
 
-    let caught_up = env.producer(RUN, &["cutover", "--timeout", "120s"]).await?;
+    let caught_up = env.mongo2pg(RUN, &["cutover", "--timeout", "120s"]).await?;
     e2e::assert_success(&caught_up, "cutover");
     let pg = env.pg().await?;
     let differences = differences(&env, &pg).await?;
@@ -1001,7 +1001,7 @@ async fn a_standby_producer_takes_over_following_when_the_follower_is_killed() -
         differences.len(),
         &differences[..differences.len().min(5)]
     );
-    let (_, status) = env.producer_report(RUN, &["status"]).await?;
+    let (_, status) = env.mongo2pg_report(RUN, &["status"]).await?;
     ensure!(status.contains("change stream followed by "), "{status}");
     ensure!(standby.stop().await?.success());
     for consumer in &mut consumers {
@@ -1032,7 +1032,7 @@ async fn a_backlog_of_small_changes_fills_batches_to_the_byte_limit_and_lands() 
     let mut producer = Proc::spawn(&env, "producer", &args, None)?;
     let mut consumer = Proc::spawn(&env, "consumer", CONSUMER_ARGS, None)?;
     let cutover = || async {
-        env.command("producer", RUN)
+        env.command("mongo2pg", RUN)
             .args(["cutover", "--timeout", "120s"])
             .output()
             .await
@@ -1116,7 +1116,7 @@ async fn a_backlog_of_small_changes_fills_batches_to_the_byte_limit_and_lands() 
         said.lines().count() == 1
             && said.contains("0 documents in _migrate_rejects")
             && said.contains("1 batches in _migrate_dead_letters")
-            && said.contains("consumer requeue --run"),
+            && said.contains("mongo2pg requeue --run"),
         "{said}"
     );
     ensure!(producer.stop().await?.success(), "{}", producer.output());
@@ -1197,7 +1197,7 @@ async fn a_followed_run_refuses_what_it_could_not_follow() -> Result<()> {
         .await
         .context("the consumer did not exit by itself")??;
     e2e::assert_success(&landed, "consumer");
-    let (code, status) = env.producer_report("s", &["status"]).await?;
+    let (code, status) = env.mongo2pg_report("s", &["status"]).await?;
     ensure!(code == Some(0), "status exit {code:?}: {status}");
     e2e::compare::assert_exact_copy(&env, COLLECTION).await?;
     Ok(())
@@ -1225,15 +1225,15 @@ async fn status_cleanup_and_cutover_agree_on_a_followed_run() -> Result<()> {
     .await?;
     let items = env.db().collection::<Document>(COLLECTION);
     items.insert_one(doc! { "_id": "new", "n": 1 }).await?;
-    let caught_up = env.producer(RUN, &["cutover", "--timeout", "120s"]).await?;
+    let caught_up = env.mongo2pg(RUN, &["cutover", "--timeout", "120s"]).await?;
     e2e::assert_success(&caught_up, "cutover");
 
-    let refused = env.producer(RUN, &["cleanup"]).await?;
+    let refused = env.mongo2pg(RUN, &["cleanup"]).await?;
     e2e::assert_one_line_error(&refused, "is still followed by producer");
 
     // Nobody follows; changes are made, no cutover since them counts.
     ensure!(producer.stop().await?.success(), "{}", producer.output());
-    let (code, status) = env.producer_report(RUN, &["status"]).await?;
+    let (code, status) = env.mongo2pg_report(RUN, &["status"]).await?;
     ensure!(
         code == Some(0),
         "cut over, then stopped: exit {code:?}: {status}"
@@ -1261,7 +1261,7 @@ async fn status_cleanup_and_cutover_agree_on_a_followed_run() -> Result<()> {
     wait_for(
         || async {
             let (_, status) = env
-                .producer_report("second", &["status"])
+                .mongo2pg_report("second", &["status"])
                 .await
                 .unwrap_or_default();
             status.contains("change stream followed by")
@@ -1276,12 +1276,12 @@ async fn status_cleanup_and_cutover_agree_on_a_followed_run() -> Result<()> {
     }
     second.wait().await?;
     items.delete_one(doc! { "_id": "new" }).await?;
-    let (code, status) = env.producer_report("second", &["status"]).await?;
+    let (code, status) = env.mongo2pg_report("second", &["status"]).await?;
     ensure!(code == Some(3), "nobody follows: exit {code:?}: {status}");
     ensure!(status.contains("no producer follows"), "{status}");
     let _ = second_consumer.start_kill();
 
-    let unknown = env.producer("never-was", &["cleanup", "--force"]).await?;
+    let unknown = env.mongo2pg("never-was", &["cleanup", "--force"]).await?;
     e2e::assert_one_line_error(&unknown, "is unknown");
     consumer.stop().await?;
     Ok(())
@@ -1312,7 +1312,7 @@ async fn a_followed_run_never_says_caught_up_while_it_lacks_something() -> Resul
     .await?;
     let env = &env;
     let cutover = |timeout: &'static str| async move {
-        env.producer_report(RUN, &["cutover", "--timeout", timeout])
+        env.mongo2pg_report(RUN, &["cutover", "--timeout", timeout])
             .await
     };
     let (code, said) = cutover("120s").await?;
@@ -1323,7 +1323,7 @@ async fn a_followed_run_never_says_caught_up_while_it_lacks_something() -> Resul
 
     let late = env.db().collection::<Document>("late");
     late.insert_one(doc! { "_id": 1 }).await?;
-    let (code, status) = env.producer_report(RUN, &["status"]).await?;
+    let (code, status) = env.mongo2pg_report(RUN, &["status"]).await?;
     ensure!(
         code == Some(3),
         "a collection lacking: exit {code:?}: {status}"
@@ -1424,7 +1424,7 @@ async fn a_requeued_snapshot_batch_never_lands_over_a_change() -> Result<()> {
             doc! { "$set": { "kind": "good", "v": 1 } },
         )
         .await?;
-    let held = env.producer(RUN, &["cutover", "--timeout", "120s"]).await?;
+    let held = env.mongo2pg(RUN, &["cutover", "--timeout", "120s"]).await?;
     ensure!(
         held.status.code() == Some(4),
         "a dead letter is not a go: {held:?}"
@@ -1432,10 +1432,10 @@ async fn a_requeued_snapshot_batch_never_lands_over_a_change() -> Result<()> {
 
     // The cause fixed, the batch requeued: it lands only where no change did.
     pg.batch_execute("DROP TRIGGER refuse ON items").await?;
-    let requeued = env.command("consumer", RUN).arg("requeue").output().await?;
-    e2e::assert_success(&requeued, "consumer requeue");
+    let requeued = env.command("mongo2pg", RUN).arg("requeue").output().await?;
+    e2e::assert_success(&requeued, "mongo2pg requeue");
     wait_for(|| async { dead().await == 0 }, "the requeue").await?;
-    let caught_up = env.producer(RUN, &["cutover", "--timeout", "120s"]).await?;
+    let caught_up = env.mongo2pg(RUN, &["cutover", "--timeout", "120s"]).await?;
     if !caught_up.status.success() {
         bail!(
             "cutover: {}\n--- producer: {}\n--- consumer: {}",
@@ -1478,7 +1478,7 @@ async fn a_repair_never_brings_back_a_document_deleted_meanwhile() -> Result<()>
     items
         .update_one(doc! { "_id": "d1" }, doc! { "$set": { "v": 100 } })
         .await?;
-    let caught_up = env.producer(RUN, &["cutover", "--timeout", "120s"]).await?;
+    let caught_up = env.mongo2pg(RUN, &["cutover", "--timeout", "120s"]).await?;
     e2e::assert_success(&caught_up, "cutover");
 
     // A difference for the repair to find: d7's row altered by hand.
@@ -1487,7 +1487,7 @@ async fn a_repair_never_brings_back_a_document_deleted_meanwhile() -> Result<()>
         &[],
     )
     .await?;
-    let mut repair = env.command("producer", RUN);
+    let mut repair = env.command("mongo2pg", RUN);
     let repair = repair
         .args([
             "verify",
@@ -1527,7 +1527,7 @@ async fn a_repair_never_brings_back_a_document_deleted_meanwhile() -> Result<()>
         .await?
         .get(0);
     ensure!(rows == 0, "the repair brought d7 back: {said}");
-    let caught_up = env.producer(RUN, &["cutover", "--timeout", "120s"]).await?;
+    let caught_up = env.mongo2pg(RUN, &["cutover", "--timeout", "120s"]).await?;
     e2e::assert_success(&caught_up, "cutover");
     let differences = differences(&env, &pg).await?;
     ensure!(differences.is_empty(), "{differences:#?}");
@@ -1678,7 +1678,7 @@ impl Scenario {
         (&mut self.writer).await??;
         let caught_up = self
             .env
-            .command("producer", RUN)
+            .command("mongo2pg", RUN)
             .args(["cutover", "--timeout", "180s"])
             .output()
             .await?;

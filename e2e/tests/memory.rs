@@ -13,7 +13,7 @@ use e2e::{assert_success, TestEnv};
 async fn consumer_peak_rss(env: &TestEnv, run: &str, docs: u64) -> u64 {
     let collection = format!("flat{docs}");
     let seeded = env
-        .producer(
+        .mongo2pg(
             run,
             &[
                 "seed",

@@ -7,14 +7,14 @@ use bson::{doc, Document};
 use e2e::{assert_success, TestEnv};
 use tokio::io::{AsyncBufReadExt, BufReader};
 
-/// `consumer replay` and `consumer requeue` of a run that never reached the database
+/// `mongo2pg replay` and `mongo2pg requeue` of a run that never reached the database
 /// said "0 rejects landed" and exited 0. Now: one line naming the run, non-zero.
 #[tokio::test(flavor = "multi_thread")]
 async fn replay_and_requeue_of_an_unknown_run_say_so() {
     let env = TestEnv::new("mis_unknown_run").await.expect("env");
     for command in ["replay", "requeue"] {
         let out = env
-            .command("consumer", "no-such-run")
+            .command("mongo2pg", "no-such-run")
             .arg(command)
             .output()
             .await
@@ -32,7 +32,7 @@ async fn replay_and_requeue_of_an_unknown_run_say_so() {
         .await
         .expect("consumer");
     let out = env
-        .command("consumer", "r")
+        .command("mongo2pg", "r")
         .arg("replay")
         .output()
         .await
@@ -40,7 +40,7 @@ async fn replay_and_requeue_of_an_unknown_run_say_so() {
     assert_success(&out, "replay of a run without rejects");
     assert!(e2e::stdout(&out).contains("0 rejects landed"));
     let out = env
-        .command("consumer", "r")
+        .command("mongo2pg", "r")
         .args(["replay", "--collection", "userz"])
         .output()
         .await
@@ -225,13 +225,13 @@ async fn settings_that_would_silently_do_something_else_are_refused() {
             "a batch holds from 1 to",
         ),
         (
-            "producer",
+            "mongo2pg",
             vec!["status"],
             vec![("DATABASE_URL_FILE", file.as_str())],
             "both DATABASE_URL and DATABASE_URL_FILE are set",
         ),
         (
-            "producer",
+            "mongo2pg",
             vec!["status"],
             vec![
                 ("NATS_TOKEN", "t0ken"),
@@ -242,7 +242,7 @@ async fn settings_that_would_silently_do_something_else_are_refused() {
         ),
         // The missing argument is named (the line stopped before it).
         (
-            "producer",
+            "mongo2pg",
             vec!["status"],
             vec![("NATS_PASSWORD", "p")],
             "required arguments were not provided: --nats-user <NATS_USER>",

@@ -205,7 +205,7 @@ async fn three_producers_share_the_ranges_and_survive_one_killed() -> Result<()>
         "the producer was not killed at its crash point: {killed:?}"
     );
     // While the survivors wait for the dead producer's leases, `status` shows ranges.
-    let (_, status) = env.producer_report("r", &["status"]).await?;
+    let (_, status) = env.mongo2pg_report("r", &["status"]).await?;
     ensure!(status.contains("ranges"), "{status}");
     for survivor in survivors {
         let output = tokio::time::timeout(LIMIT, survivor.wait_with_output()).await??;
@@ -214,7 +214,7 @@ async fn three_producers_share_the_ranges_and_survive_one_killed() -> Result<()>
     env.run_consumers("r", 2, &[], LIMIT).await?;
     let digest = assert_exact_copy(&env, COLLECTION).await?;
     ensure!(digest.count == DOCS);
-    let (code, status) = env.producer_report("r", &["status"]).await?;
+    let (code, status) = env.mongo2pg_report("r", &["status"]).await?;
     ensure!(code == Some(0), "status: {status}");
     ensure!(
         status.contains(" done, 0 in progress, 0 waiting"),
@@ -254,7 +254,7 @@ async fn collections_are_read_concurrently_each_in_ranges() -> Result<()> {
         let digest = assert_exact_copy(&env, name).await?;
         ensure!(digest.count == 9_000, "{name}");
     }
-    let (code, status) = env.producer_report("r", &["status"]).await?;
+    let (code, status) = env.mongo2pg_report("r", &["status"]).await?;
     ensure!(code == Some(0), "{status}");
     ensure!(
         names.iter().all(|name| status

@@ -62,7 +62,7 @@ async fn source_documents(env: &TestEnv, collection: &str) -> Vec<Document> {
 async fn hundred_thousand_users_land_field_by_field_with_four_consumers() {
     let env = TestEnv::new("users100k").await.expect("env");
     let seeded = env
-        .producer(
+        .mongo2pg(
             "r1",
             &["seed", "--count", "100000", "--collection", "users"],
         )
@@ -241,7 +241,7 @@ async fn a_wrong_typed_field_is_rejected_and_the_rest_of_its_batch_lands() {
     );
 
     // Published, not landed yet: `status` says so, and exits 3.
-    let status = env.producer("r", &["status"]).await.expect("status");
+    let status = env.mongo2pg("r", &["status"]).await.expect("status");
     assert_eq!(status.status.code(), Some(3), "{}", e2e::stdout(&status));
     let text = e2e::stdout(&status);
     assert!(
@@ -253,14 +253,14 @@ async fn a_wrong_typed_field_is_rejected_and_the_rest_of_its_batch_lands() {
         .await
         .expect("consumers");
 
-    let status = env.producer("r", &["status"]).await.expect("status");
+    let status = env.mongo2pg("r", &["status"]).await.expect("status");
     let text = e2e::stdout(&status);
     // One document waits in the rejects: every document is accounted for, but the
     // run is not done (exit 5), and the line says how to land it.
     assert_eq!(status.status.code(), Some(5), "{text}");
     assert!(
         text.contains("landed with rejects: 1 documents wait in _migrate_rejects")
-            && text.contains("consumer replay --run r"),
+            && text.contains("mongo2pg replay --run r"),
         "{text}"
     );
     let line = text
@@ -640,7 +640,7 @@ async fn a_batch_refused_on_every_delivery_is_dead_lettered_and_the_run_goes_on(
     assert_eq!(envelope.docs.len(), 10);
 
     // status: incomplete, with the dead batch shown.
-    let status = env.producer("r", &["status"]).await.expect("status");
+    let status = env.mongo2pg("r", &["status"]).await.expect("status");
     assert_eq!(status.status.code(), Some(3), "{}", e2e::stdout(&status));
     let text = e2e::stdout(&status);
     let line = text

@@ -173,7 +173,7 @@ async fn migrate_and_compare(case: usize, docs: Vec<Document>) {
     assert_eq!(landed.len() + rejected.len(), docs.len());
 
     let verified = env
-        .producer("r1", &["verify", "--range-size", "16"])
+        .mongo2pg("r1", &["verify", "--range-size", "16"])
         .await
         .expect("verify");
     // No row differs; the expected rejects, if any, wait in _migrate_rejects (exit 5).

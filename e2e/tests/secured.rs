@@ -81,7 +81,7 @@ async fn postgres_over_tls_lands_every_row_and_refuses_what_libpq_refuses() {
     // verify-ca checks the chain only: the certificate names localhost, not 127.0.0.1.
     let (code, text) = {
         let out = env
-            .command("producer", "r")
+            .command("mongo2pg", "r")
             .arg("status")
             .env("DATABASE_URL", {
                 let mut by_address = url::Url::parse(&env.database_url).expect("url");
@@ -499,7 +499,7 @@ async fn nats_logs_in_with_a_creds_file() {
         .args(["run", "--exit-when-done"])
         .env("NATS_CREDS", &stranger_creds);
     assert_fails_fast(refused, "refused the login", &stranger_seed, FAST).await;
-    let mut missing = env.command("producer", "r");
+    let mut missing = env.command("mongo2pg", "r");
     missing
         .arg("status")
         .env("NATS_CREDS", dir.join("no-such.creds"));
@@ -641,7 +641,7 @@ async fn an_expired_server_certificate_is_named_as_expired() {
         ),
     ];
     for (server, vars) in cases {
-        let mut command = tokio::process::Command::new(e2e::binary("producer"));
+        let mut command = tokio::process::Command::new(e2e::binary("mongo2pg"));
         command
             .arg("status")
             .env("MONGODB_URI", &shared.mongodb_uri)

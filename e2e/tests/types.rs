@@ -32,7 +32,7 @@ async fn migrate_with(env: &TestEnv, run: &str, mapping: Option<&str>, producer:
 async fn verify(env: &TestEnv, args: &[&str]) -> (Option<i32>, String) {
     let mut all = vec!["verify", "--range-size", "7"];
     all.extend_from_slice(args);
-    env.producer_report("r1", &all).await.expect("verify")
+    env.mongo2pg_report("r1", &all).await.expect("verify")
 }
 
 /// Rejects by document id: (field, expected type, found type, error, excerpt).
@@ -253,7 +253,7 @@ async fn typed_rejects_name_the_field_and_replay_lands_them_after_the_fix() {
     .await
     .expect("alter");
     let replayed = env
-        .command("consumer", "r1")
+        .command("mongo2pg", "r1")
         .args(["replay", "--mapping", &fixed])
         .output()
         .await
@@ -296,7 +296,7 @@ async fn typed_rejects_name_the_field_and_replay_lands_them_after_the_fix() {
     assert_eq!(code, Some(5), "{text}");
     // Replaying again finds nothing new to land.
     let again = env
-        .command("consumer", "r1")
+        .command("mongo2pg", "r1")
         .args(["replay", "--mapping", &fixed])
         .output()
         .await
@@ -424,7 +424,7 @@ async fn inferred_mappings_migrate_and_verify() {
     let out = std::env::temp_dir().join(format!("{}-inferred.toml", env.name));
     let sql = std::env::temp_dir().join(format!("{}-inferred.sql", env.name));
     let inferred = env
-        .producer(
+        .mongo2pg(
             "r1",
             &[
                 "infer",
@@ -630,7 +630,7 @@ async fn a_typed_key_never_skips_a_different_document_as_landed() {
     assert_eq!((&*rejected[1].0, &*rejected[1].1), ("by_number", "_id"));
     assert!(rejected[1].2.contains("timestamp"), "{rejected:?}");
     let (code, report) = env
-        .producer_report("r1", &["status"])
+        .mongo2pg_report("r1", &["status"])
         .await
         .expect("status");
     assert_eq!(code, Some(5), "rejects are not a complete run: {report}");
@@ -642,7 +642,7 @@ async fn a_typed_key_never_skips_a_different_document_as_landed() {
 
 /// One mapping per run: the first consumer records it; a consumer with another (or
 /// none) is refused in one line naming both (they split a collection over two tables
-/// at random under "status: complete"); `consumer replay --mapping <fixed>` makes the
+/// at random under "status: complete"); `mongo2pg replay --mapping <fixed>` makes the
 /// fixed one the run's, and `replay` without `--mapping` takes the run's by itself.
 #[tokio::test(flavor = "multi_thread")]
 async fn a_run_lands_with_one_mapping_and_replay_takes_it_by_itself() {
@@ -695,7 +695,7 @@ async fn a_run_lands_with_one_mapping_and_replay_takes_it_by_itself() {
 
     // The fix lands the reject and becomes the run's mapping.
     let replayed = env
-        .command("consumer", "r7")
+        .command("mongo2pg", "r7")
         .args(["replay", "--mapping", &fixed])
         .output()
         .await
@@ -723,7 +723,7 @@ async fn a_run_lands_with_one_mapping_and_replay_takes_it_by_itself() {
     assert_success(&accepted, "a consumer with the run's mapping");
     // Without --mapping, replay uses the run's: nothing is left to land, nothing fails.
     let again = env
-        .command("consumer", "r7")
+        .command("mongo2pg", "r7")
         .arg("replay")
         .output()
         .await
@@ -734,7 +734,7 @@ async fn a_run_lands_with_one_mapping_and_replay_takes_it_by_itself() {
     // its new column, which it says, and --repair lands them again; another mapping
     // than the run's is refused.
     let (code, report) = env
-        .producer_report("r7", &["verify"])
+        .mongo2pg_report("r7", &["verify"])
         .await
         .expect("verify");
     assert_eq!(code, Some(4), "{report}");
@@ -743,7 +743,7 @@ async fn a_run_lands_with_one_mapping_and_replay_takes_it_by_itself() {
         "{report}"
     );
     let (code, report) = env
-        .producer_report("r7", &["verify", "--repair"])
+        .mongo2pg_report("r7", &["verify", "--repair"])
         .await
         .expect("verify --repair");
     assert_eq!(code, Some(0), "{report}");
@@ -763,7 +763,7 @@ async fn a_run_lands_with_one_mapping_and_replay_takes_it_by_itself() {
         ]
     );
     let (code, report) = env
-        .producer_report("r7", &["verify", "--mapping", &typed])
+        .mongo2pg_report("r7", &["verify", "--mapping", &typed])
         .await
         .expect("verify");
     assert_eq!(code, Some(1), "{report}");
@@ -827,7 +827,7 @@ async fn infer_keeps_keys_that_are_data_in_extra() {
     let out = std::env::temp_dir().join(format!("{}-wide.toml", env.name));
     let sql = std::env::temp_dir().join(format!("{}-wide.sql", env.name));
     let inferred = env
-        .producer(
+        .mongo2pg(
             "r1",
             &[
                 "infer",

@@ -1,5 +1,5 @@
 //! The one transaction that lands mapped documents: a claim, their rows (binary COPY),
-//! their rejects, commit. The writers, `consumer replay` and `verify --repair` all land
+//! their rejects, commit. The writers, `mongo2pg replay` and `verify --repair` all land
 //! through [`land`]; they differ only in their [`Claim`], the first statement of the
 //! transaction, which is what makes each of them safe to run twice:
 //!
@@ -36,7 +36,7 @@ pub enum Claim<'a> {
     /// A batch from the stream, landed once: its ledger row (keyed by the batch id)
     /// is inserted first; a batch already in the ledger is a duplicate.
     Batch { seq: u64 },
-    /// Rejects landed again by `consumer replay`: they leave the rejects table, and
+    /// Rejects landed again by `mongo2pg replay`: they leave the rejects table, and
     /// what lands moves from rejected to written on the batch's ledger row. When
     /// another replay has taken any of them, nothing is written.
     Rejects { ids: &'a [i64] },

@@ -1,5 +1,5 @@
 //! The PostgreSQL side of a migration, shared by the consumer (which lands batches),
-//! `consumer replay` (which lands rejects again) and the producer's `verify --repair`
+//! `mongo2pg replay` (which lands rejects again) and `mongo2pg verify --repair`
 //! and `infer`.
 //!
 //! # Layout

@@ -3,7 +3,7 @@
 //! Each reject keeps the document's `_id`, the field at fault, the expected and found
 //! types, an excerpt of the value, the error in words, the document as jsonb (when it
 //! can be rendered) and its exact BSON bytes, so nothing is lost and, once the mapping
-//! is fixed, `consumer replay` can land it.
+//! is fixed, `mongo2pg replay` can land it.
 
 use bson::{RawBsonRef, RawDocument};
 use common::naming::REJECTS_TABLE;

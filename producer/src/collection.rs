@@ -13,11 +13,11 @@ use tokio_util::sync::CancellationToken;
 
 use crate::config::RunConfig;
 use crate::error::ProducerError;
-use crate::pager::Pager;
 use crate::publisher::Publisher;
-use crate::ranges::{self, Range, RangePager};
 use crate::retry::{pause, ATTEMPTS};
-use crate::source::{self, mongo_detail, SourceError};
+use source::pager::Pager;
+use source::ranges::{self, Range, RangePager};
+use source::{mongo_detail, ReadFailure, SourceError};
 
 /// How often a progress line is logged while a collection is published.
 const PROGRESS_EVERY: Duration = Duration::from_secs(5);
@@ -105,9 +105,9 @@ pub(crate) async fn publish_part(
         .as_deref()
         .map(ranges::decode)
         .transpose()
-        .map_err(|detail| ProducerError::BadCheckpoint {
+        .map_err(|err| ProducerError::BadCheckpoint {
             collection: name.to_string(),
-            detail,
+            detail: err.to_string(),
         })?;
     let last_id = match (&checkpoint.last_id, exact) {
         (_, Some(exact)) => Some(exact),
@@ -185,7 +185,7 @@ pub(crate) async fn publish_part(
             Ok(next) => next,
             // A replica set electing a new primary, a network blip: read again after
             // the last document taken (it is in the batch being filled, or published).
-            Err(e) if source::is_transient(&e) && read_failures < ATTEMPTS => {
+            Err(e) if source::error::is_transient(&e) && read_failures < ATTEMPTS => {
                 read_failures += 1;
                 tracing::warn!(collection = %name, attempt = read_failures, error = %mongo_detail(&e),
                     "reading MongoDB failed; reading again after the last document read");
@@ -202,6 +202,7 @@ pub(crate) async fn publish_part(
                             format!("{}: {}", range.describe(), mongo_detail(&e))
                         }
                     },
+                    failure: ReadFailure::of(&e),
                 }
                 .into())
             }

@@ -13,7 +13,7 @@
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::Duration;
 
 use common::run_state::{RangeLease, RunState};
 use tokio::task::JoinHandle;
@@ -154,15 +154,6 @@ impl Held {
 fn lease_for(holder: &str) -> RangeLease {
     RangeLease {
         holder: holder.to_string(),
-        expires_ms: now_ms() + LEASE_TTL.as_millis() as u64,
+        expires_ms: common::crash::now_ms() + LEASE_TTL.as_millis() as u64,
     }
-}
-
-/// Milliseconds since the Unix epoch, for what a lease shows (`status`). Taking a
-/// lease over never compares hosts' clocks: see [`RunState::claim_range`].
-pub fn now_ms() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| d.as_millis() as u64)
-        + common::crash::clock_skew_ms()
 }

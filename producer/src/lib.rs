@@ -2,48 +2,35 @@
 //!
 //! # Layout
 //! - [`config`]: command line and environment.
-//! - [`source`]: connecting to MongoDB and choosing the collections.
 //! - [`follow`]: the change stream after the snapshot (`run --follow`).
-//! - [`pager`]: reading a collection in `_id` order across BSON type brackets.
 //! - [`collection`]: one collection, page to batch to publish, with its checkpoint.
 //! - [`range_readers`]: reading a collection's ranges with several tasks and processes.
-//! - [`lease`]: leases on ranges, shared by several producer processes.
-//! - [`ranges`]: splitting a collection into `_id` ranges read at once (`--readers`).
+//! - [`ranges`]: a collection's `_id` ranges, planned once per run and recorded.
+//! - [`lease`]: leases on ranges and on following, shared by several producers.
 //! - [`progress`]: the progress bar on a terminal.
 //! - [`publisher`]: the bounded window of publish acknowledgements.
 //! - [`checkpointer`]: saving the newest acknowledged position, off the publish path.
 //! - [`retry`]: riding out a NATS restart.
-//! - [`seed`]: generated users for demos and benchmarks.
-//! - [`status`]: where a run stands, and its verdict as an exit code.
-//! - [`cutover`]: waiting until the target holds every change committed until now.
-//! - [`cleanup`]: removing a finished run's messages, consumer, state and blobs from NATS.
-//! - [`infer`]: a mapping file and CREATE TABLE statements from a sample.
-//! - [`verify`]: does the target hold what the mapping makes of every document?
 //! - [`error`]: what stops the producer.
+//!
+//! Reading MongoDB (connecting, paging, planning ranges, change events) is the
+//! `source` library; the commands a person runs are the `mongo2pg` binary.
 //!
 //! Data path: `pager` → raw BSON bytes → `BatchBuilder` (count and byte limits; large
 //! documents to the object store) → msgpack `Envelope` → `publisher` → PubAck →
 //! checkpoint in the key-value bucket → manifest totals when the collection ends.
 
 mod checkpointer;
-pub mod cleanup;
 mod collection;
 pub mod config;
-pub mod cutover;
 pub mod error;
 pub mod follow;
-pub mod infer;
 pub mod lease;
-mod pager;
 mod progress;
 mod publisher;
 mod range_readers;
-pub mod ranges;
+mod ranges;
 mod retry;
-pub mod seed;
-pub mod source;
-pub mod status;
-pub mod verify;
 
 use std::time::{Duration, Instant};
 
@@ -126,7 +113,7 @@ impl std::fmt::Display for Summary {
         }
         writeln!(
             f,
-            "once `producer status --run {run}` says complete, `producer cleanup --run {run}` removes the run from NATS",
+            "once `mongo2pg status --run {run}` says complete, `mongo2pg cleanup --run {run}` removes the run from NATS",
             run = self.run
         )
     }
@@ -163,8 +150,11 @@ async fn run_collections(
 ) -> Result<Summary, ProducerError> {
     let started = Instant::now();
     let database = source::connect(&config.mongo).await?;
-    let collections =
-        source::collections(&database, &config::collection_names(&config.collections)).await?;
+    let collections = source::collections(
+        &database,
+        &common::config::collection_names(&config.collections),
+    )
+    .await?;
     let broker = Broker::connect(&config.nats, config.nats.stream.clone()).await?;
     let run = config.run.run.clone();
     let state = RunState::new(broker.state.clone(), broker.names.clone(), run.clone());

@@ -17,7 +17,7 @@ use crate::collection::{publish_part, summary, CollectionSummary, Part};
 use crate::config::RunConfig;
 use crate::error::ProducerError;
 use crate::lease;
-use crate::ranges::{self, Range};
+use source::ranges::Range;
 
 /// Publishes the collection's ranges with `--readers` tasks. Each task claims a range
 /// not yet complete and not leased by another producer (of this process or another),
@@ -34,7 +34,7 @@ pub(crate) async fn publish_ranges(
     shutdown: &CancellationToken,
 ) -> Result<CollectionSummary, ProducerError> {
     let readers = config.readers.get();
-    let ranges = ranges::ranges(
+    let ranges = crate::ranges::ranges(
         &database.collection(name),
         state,
         readers,

@@ -2,7 +2,7 @@
 //!
 //! A mapping file (`--mapping FILE`, TOML, or YAML when it ends in `.yaml`/`.yml`)
 //! names, per collection, a table and its columns, each with a source field path
-//! (`address.city`) and a type; `producer infer` writes one from a sample:
+//! (`address.city`) and a type; `mongo2pg infer` writes one from a sample:
 //!
 //! ```toml
 //! [collections.users]

@@ -15,12 +15,12 @@ use mongodb::Database;
 use tokio_util::sync::CancellationToken;
 use tracing::Instrument;
 
-use super::event::{self, Event};
 use super::stream::now_ms;
 use crate::config::RunConfig;
 use crate::error::ProducerError;
 use crate::publisher::{self, Sent};
-use crate::source::mongo_detail;
+use source::change::{self as event, Event};
+use source::mongo_detail;
 
 /// The change batches being filled, one per collection.
 pub(super) struct ChangeBatches<'a> {

@@ -7,23 +7,20 @@
 //!   order, cut into change batches per collection and published; once the stream has
 //!   acknowledged them all, the checkpoint (resume token, versions) moves.
 //! - [`batches`]: the change batches being filled, cut by count and bytes.
-//! - [`event`]: the pipeline, and reading one raw event.
+//!
+//! The pipeline and reading one raw event are `source::change`.
 //!
 //! Each change carries a [`Version`](common::batch::Version): its cluster time and its
 //! position among the events of that time (a transaction's events share one). A
 //! restart resumes from the checkpoint's token and continues the ordinals after the
 //! checkpoint's last version, so an event published twice has the same version twice
-//! and lands once (see `landing::changes`).
+//! and lands once (see the consumer's landing).
 
 mod batches;
-pub mod event;
 mod start;
 mod stream;
 
-pub use start::{follows, record_start, StartError};
+pub use start::{follows, record_start};
 
-/// The lease name of a run's follower: of several producers of a run (`--readers`
-/// across processes), the one holding it streams the changes (`$` is in no collection
-/// name).
-pub const FOLLOWER: &str = "$follow";
+pub use common::naming::FOLLOWER;
 pub use stream::{follow, Followed};

@@ -1,24 +1,12 @@
 //! The run's start position in the change stream, taken once.
 
-use common::run_state::{RunState, StartPosition, StateError};
+use common::run_state::{RunState, StartPosition};
 use mongodb::options::FullDocumentType;
 use mongodb::Database;
+use source::change::{pipeline, token_time};
+use source::mongo_detail;
 
-use super::event::{pipeline, token_time};
-use crate::source::mongo_detail;
-
-/// Why the start position could not be taken.
-#[derive(Debug, thiserror::Error)]
-pub enum StartError {
-    #[error("cannot open MongoDB's change stream on {database:?}: {detail}; --follow needs a replica set or a sharded cluster (a standalone mongod has no oplog), and a user allowed `changeStream` and `find` on the database")]
-    Open { database: String, detail: String },
-    #[error("the change stream gave no resume token; cannot record where the run starts")]
-    NoToken,
-    #[error("run {run:?} was started following other collections (its change stream pipeline differs); follow the same collections, or choose another --run")]
-    OtherPipeline { run: String },
-    #[error(transparent)]
-    State(#[from] StateError),
-}
+use crate::error::StartError;
 
 /// Whether the run that started at `start` follows exactly `collections` of `database`.
 pub fn follows(start: &StartPosition, database: &str, collections: &[String]) -> bool {

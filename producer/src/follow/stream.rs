@@ -12,12 +12,13 @@ use mongodb::options::FullDocumentType;
 use mongodb::Database;
 use tokio_util::sync::CancellationToken;
 
+use source::change::{self as event, Event};
+use source::{mongo_detail, ReadFailure, SourceError};
+
 use super::batches::ChangeBatches;
-use super::event::{self, Event};
 use crate::config::RunConfig;
 use crate::error::ProducerError;
 use crate::retry;
-use crate::source::mongo_detail;
 
 /// Longest a change waits in the producer before it is published.
 const FLUSH_EVERY: Duration = Duration::from_millis(200);
@@ -40,14 +41,12 @@ async fn report(
     elapsed: Duration,
 ) {
     let rate = (checkpoint.events - reported_events) as f64 / elapsed.as_secs_f64().max(1e-9);
-    let Ok(now) = crate::cutover::cluster_time(database).await else {
+    let Ok(now) = source::clock::cluster_time(database).await else {
         return;
     };
     let lag = now.time.saturating_sub(checkpoint.read_until.time);
-    match crate::status::live::oplog(database, now, checkpoint.read_until).await {
-        Some((window, headroom))
-            if headroom < crate::status::live::SHORT_HEADROOM.as_secs() as i64 =>
-        {
+    match source::clock::oplog_window(database, now, checkpoint.read_until).await {
+        Some((window, headroom)) if headroom < source::clock::SHORT_HEADROOM.as_secs() as i64 => {
             tracing::warn!(
                 events_per_sec = rate as u64,
                 lag_seconds = lag,
@@ -110,24 +109,22 @@ pub async fn follow(
             },
         ),
     };
-    let resume = resume_token(&token).map_err(|detail| ProducerError::Follow { detail })?;
+    let resume = resume_token(&token)?;
     common::crash::point("snapshot-done");
     // MongoDB resumes silently from its oldest entry when a position without an event
     // (an idle stream's token) has fallen out of the oplog: look first.
     // A MongoDB that does not answer now (a primary being elected, the network
     // silent): following is tried again, not given up.
-    let now = crate::cutover::cluster_time(database)
+    let now = source::clock::cluster_time(database)
         .await
         .map_err(|err| match err {
-            ProducerError::Source(crate::source::SourceError::Read { .. }) => {
-                ProducerError::FollowInterrupted {
-                    detail: err.to_string(),
-                }
-            }
-            other => other,
+            SourceError::Read { .. } => ProducerError::FollowInterrupted {
+                detail: err.to_string(),
+            },
+            other => ProducerError::Source(other),
         })?;
     if let Some((window, headroom)) =
-        crate::status::live::oplog(database, now, checkpoint.read_until).await
+        source::clock::oplog_window(database, now, checkpoint.read_until).await
     {
         if headroom < 0 {
             return Err(ProducerError::HistoryLost {
@@ -191,7 +188,7 @@ pub async fn follow(
         let idle =
             batches.events_pending == 0 && last_checkpoint.elapsed() >= IDLE_CHECKPOINT_EVERY;
         if batches.is_full() || due || idle {
-            let token = stream_token(&stream).map_err(|detail| ProducerError::Follow { detail })?;
+            let token = stream_token(&stream)?;
             batches.flush(&mut checkpoint, Some(token)).await?;
             save(state, &checkpoint).await?;
             last_flush = Instant::now();
@@ -210,7 +207,7 @@ pub async fn follow(
         }
     }
     // Stopped: what was read is published and checkpointed before returning.
-    let token = stream_token(&stream).map_err(|detail| ProducerError::Follow { detail })?;
+    let token = stream_token(&stream)?;
     batches.flush(&mut checkpoint, Some(token)).await?;
     save(state, &checkpoint).await?;
     Ok(Followed {
@@ -230,49 +227,36 @@ async fn save(state: &RunState, checkpoint: &StreamCheckpoint) -> Result<(), Pro
     Ok(())
 }
 
-/// The recorded token, for the driver; the error says what is wrong with it.
-fn resume_token(json: &serde_json::Value) -> Result<ResumeToken, String> {
-    let bad = |detail: String| {
-        format!("the recorded resume token is unreadable ({detail}); start another --run")
+/// The recorded token, for the driver.
+fn resume_token(json: &serde_json::Value) -> Result<ResumeToken, ProducerError> {
+    let bad = |detail: String| ProducerError::Follow {
+        detail: format!("the recorded resume token is unreadable ({detail}); start another --run"),
     };
     let token = Bson::try_from(json.clone()).map_err(|e| bad(e.to_string()))?;
     bson::deserialize_from_bson(token).map_err(|e| bad(e.to_string()))
 }
 
 /// Where the stream stands now, as a document to record.
-fn stream_token(stream: &ChangeStream<RawDocumentBuf>) -> Result<Document, String> {
+fn stream_token(stream: &ChangeStream<RawDocumentBuf>) -> Result<Document, ProducerError> {
+    let bad = |detail: String| ProducerError::Follow { detail };
     let token = stream
         .resume_token()
-        .ok_or_else(|| "the change stream has no resume token".to_string())?;
+        .ok_or_else(|| bad("the change stream has no resume token".to_string()))?;
     bson::serialize_to_document(&token)
-        .map_err(|e| format!("the change stream's resume token: {e}"))
+        .map_err(|e| bad(format!("the change stream's resume token: {e}")))
 }
 
 /// A stream error: one that passes (a replica set electing a new primary beyond the
 /// driver's own resume) is [`ProducerError::FollowInterrupted`], followed again from
-/// the checkpoint; the others end following.
+/// the checkpoint; the others end following, saying so when the history is gone.
 fn stream_error(err: &mongodb::error::Error) -> ProducerError {
-    if crate::source::is_transient(err) {
-        ProducerError::FollowInterrupted {
-            detail: mongo_detail(err),
-        }
-    } else {
-        ProducerError::Follow {
-            detail: stream_detail(err),
-        }
-    }
-}
-
-/// What the driver said, with what it means when the history is gone.
-fn stream_detail(err: &mongodb::error::Error) -> String {
     let detail = mongo_detail(err);
-    if detail.contains("ChangeStreamHistoryLost")
-        || detail.contains("code 286")
-        || detail.contains("code 280")
-    {
-        format!("{detail}: the run's position is no longer in MongoDB's oplog (changes were lost to it); see the README's \"history lost\" section to re-snapshot")
-    } else {
-        detail
+    match ReadFailure::of(err) {
+        ReadFailure::Transient => ProducerError::FollowInterrupted { detail },
+        ReadFailure::HistoryLost => ProducerError::Follow {
+            detail: format!("{detail}: the run's position is no longer in MongoDB's oplog (changes were lost to it); see the README's \"history lost\" section to re-snapshot"),
+        },
+        ReadFailure::Permanent => ProducerError::Follow { detail },
     }
 }
 

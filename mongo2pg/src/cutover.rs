@@ -1,4 +1,4 @@
-//! `producer cutover --run R`: waits until PostgreSQL holds every change MongoDB had
+//! `mongo2pg cutover --run R`: waits until PostgreSQL holds every change MongoDB had
 //! committed when the command started, the moment to switch the application over.
 //!
 //! Caught up means, in this order:
@@ -11,19 +11,17 @@
 //!
 //! Caught up is not yet a go: the verdict also requires that no document of the run
 //! waits in `_migrate_rejects` and no batch in the dead letters, since PostgreSQL does
-//! not hold those ([`ProducerError::NotLanded`], exit 4, naming the commands that land
+//! not hold those ([`OperatorError::NotLanded`], exit 4, naming the commands that land
 //! them).
 
 use std::time::{Duration, Instant};
 
 use async_nats::jetstream::consumer::PullConsumer;
-use bson::{doc, RawBsonRef, RawDocumentBuf};
 use common::broker::Broker;
 use common::run_state::{ClusterTime, CutOver, RunState};
 
 use crate::config::CutoverConfig;
-use crate::error::ProducerError;
-use crate::source::{self, mongo_detail, SourceError};
+use crate::error::OperatorError;
 
 /// How often the state is read while waiting.
 const POLL_EVERY: Duration = Duration::from_millis(200);
@@ -57,22 +55,22 @@ impl std::fmt::Display for Cutover {
 /// Waits for the target to catch up with MongoDB as of now.
 ///
 /// # Errors
-/// [`ProducerError::NotCaughtUp`] after `--timeout` (exit status 4), or when a server
+/// [`OperatorError::NotCaughtUp`] after `--timeout` (exit status 4), or when a server
 /// cannot be reached or the run does not follow.
-pub async fn cutover(config: &CutoverConfig) -> Result<Cutover, ProducerError> {
+pub async fn cutover(config: &CutoverConfig) -> Result<Cutover, OperatorError> {
     let started = Instant::now();
     let database = source::connect(&config.mongo).await?;
-    let target = cluster_time(&database).await?;
+    let target = source::clock::cluster_time(&database).await?;
     let broker = Broker::open(&config.nats, config.nats.stream.clone()).await?;
     let run = config.run.run.clone();
     let state = RunState::new(broker.state.clone(), broker.names.clone(), run.clone());
-    let unknown = || ProducerError::UnknownRun {
+    let unknown = || OperatorError::UnknownRun {
         run: run.to_string(),
         stream: broker.names.stream().to_string(),
     };
     let manifest = state.manifest().await?.ok_or_else(unknown)?;
     if !manifest.follow {
-        return Err(ProducerError::NotFollowing {
+        return Err(OperatorError::NotFollowing {
             run: run.to_string(),
         });
     }
@@ -104,7 +102,7 @@ pub async fn cutover(config: &CutoverConfig) -> Result<Cutover, ProducerError> {
                         crate::status::not_landed(&pg, run.as_str()).await?
                     };
                     if rejects + dead_letters > 0 {
-                        return Err(ProducerError::NotLanded {
+                        return Err(OperatorError::NotLanded {
                             run: run.to_string(),
                             rejects,
                             dead_letters,
@@ -112,13 +110,13 @@ pub async fn cutover(config: &CutoverConfig) -> Result<Cutover, ProducerError> {
                     }
                     let lacking = source::not_in_run(&database, &manifest).await?;
                     if !lacking.is_empty() {
-                        return Err(ProducerError::NotInRun {
+                        return Err(OperatorError::NotInRun {
                             run: run.to_string(),
                             advice: crate::status::live::not_in_run_advice(&lacking),
                         });
                     }
                     let cut_over = CutOver {
-                        at_ms: crate::lease::now_ms(),
+                        at_ms: common::crash::now_ms(),
                         cluster_time: target,
                     };
                     state
@@ -135,7 +133,7 @@ pub async fn cutover(config: &CutoverConfig) -> Result<Cutover, ProducerError> {
         }
         tokio::time::sleep(POLL_EVERY).await;
     }
-    Err(ProducerError::NotCaughtUp {
+    Err(OperatorError::NotCaughtUp {
         run: run.to_string(),
         timeout: config.timeout,
         waiting_for,
@@ -157,28 +155,5 @@ async fn drained(consumer: &PullConsumer) -> bool {
     match consumer.info().await {
         Ok(info) => info.num_pending == 0 && info.num_ack_pending == 0,
         Err(_) => false,
-    }
-}
-
-/// MongoDB's cluster time now: the operation time of a `hello`.
-pub async fn cluster_time(database: &mongodb::Database) -> Result<ClusterTime, ProducerError> {
-    let reply = database
-        .run_command(doc! { "hello": 1 })
-        .await
-        .map_err(|e| SourceError::Read {
-            collection: "(hello)".to_string(),
-            detail: mongo_detail(&e),
-        })?;
-    let reply = RawDocumentBuf::try_from(&reply).map_err(|e| ProducerError::Follow {
-        detail: e.to_string(),
-    })?;
-    match reply.get("operationTime") {
-        Ok(Some(RawBsonRef::Timestamp(ts))) => Ok(ClusterTime {
-            time: ts.time,
-            increment: ts.increment,
-        }),
-        _ => Err(ProducerError::Follow {
-            detail: "MongoDB's hello has no operationTime: live migration needs a replica set or a sharded cluster".to_string(),
-        }),
     }
 }

@@ -13,8 +13,8 @@ use rand::rngs::SmallRng;
 use rand::{Rng, SeedableRng};
 
 use crate::config::{SeedConfig, Shape};
-use crate::error::ProducerError;
-use crate::source::mongo_detail;
+use crate::error::OperatorError;
+use source::mongo_detail;
 
 /// Documents per `insert_many`: large enough that round trips do not matter, small
 /// enough to stay far under MongoDB's 48 MB message limit.
@@ -50,11 +50,11 @@ pub struct Seeded {
 }
 
 /// Inserts `config.count` generated documents into the collection.
-pub async fn seed(config: &SeedConfig) -> Result<Seeded, ProducerError> {
+pub async fn seed(config: &SeedConfig) -> Result<Seeded, OperatorError> {
     let started = Instant::now();
-    let database = crate::source::connect(&config.mongo).await?;
+    let database = source::connect(&config.mongo).await?;
     let collection = database.collection::<Document>(&config.collection);
-    let fail = |e: mongodb::error::Error| ProducerError::Seed {
+    let fail = |e: mongodb::error::Error| OperatorError::Seed {
         collection: config.collection.clone(),
         detail: mongo_detail(&e),
     };

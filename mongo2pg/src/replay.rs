@@ -1,11 +1,11 @@
-//! `consumer replay`: landing a run's rejects again once the mapping is fixed.
+//! `mongo2pg replay`: landing a run's rejects again once the mapping is fixed.
 //!
 //! Rejects are read in chunks by id, up to the largest id present when the replay
 //! starts (so rejects it writes back are not read again). Each chunk, per collection
 //! and batch, lands through the one landing transaction with a [`Claim::Rejects`]:
 //! the rejects leave the table, what now maps is copied (refused rows isolated), what
 //! still cannot land is written back with its new reason, and the landed count moves
-//! from rejected to written on the batch's ledger row, so `producer status` still adds
+//! from rejected to written on the batch's ledger row, so `mongo2pg status` still adds
 //! up. A crash at any point leaves each reject either landed or still in the rejects
 //! table, never both, never neither. When another replay took some of a group first,
 //! the group is read again and what is left of it landed.
@@ -28,13 +28,24 @@ use landing::schema;
 use tokio_postgres::Client;
 
 use crate::config::ReplayConfig;
-use crate::error::ConsumerError;
+use crate::error::OperatorError;
 
 /// What a replay did.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct Replayed {
     pub landed: u64,
     pub still_rejected: u64,
+}
+
+impl Replayed {
+    /// 3 when some rejects still cannot land, else 0.
+    pub fn exit_status(&self) -> crate::error::ExitStatus {
+        if self.still_rejected > 0 {
+            crate::error::ExitStatus::INCOMPLETE
+        } else {
+            crate::error::ExitStatus::SUCCESS
+        }
+    }
 }
 
 impl std::fmt::Display for Replayed {
@@ -61,10 +72,10 @@ struct Stored {
 async fn mapping(
     config: &ReplayConfig,
     fixed: Option<(MappingFile, RunMapping)>,
-) -> Result<MappingFile, ConsumerError> {
+) -> Result<MappingFile, OperatorError> {
     let state = async {
         let broker = Broker::open(&config.nats, config.nats.stream.clone()).await?;
-        Ok::<_, ConsumerError>(RunState::new(
+        Ok::<_, OperatorError>(RunState::new(
             broker.state.clone(),
             broker.names.clone(),
             config.run.run.clone(),
@@ -95,9 +106,9 @@ async fn mapping(
 /// Lands the run's rejects with the mapping of `config`.
 ///
 /// # Errors
-/// [`ConsumerError`] when PostgreSQL cannot be reached or fails, or the mapping is
+/// [`OperatorError`] when PostgreSQL cannot be reached or fails, or the mapping is
 /// invalid. Each batch's rejects land whole or not at all.
-pub async fn replay(config: &ReplayConfig) -> Result<Replayed, ConsumerError> {
+pub async fn replay(config: &ReplayConfig) -> Result<Replayed, OperatorError> {
     // A fixed mapping is checked before anything else.
     let fixed = match config.mapping.as_deref() {
         Some(path) => Some(MappingFile::load_recorded(Some(path))?),
@@ -121,7 +132,7 @@ pub async fn replay(config: &ReplayConfig) -> Result<Replayed, ConsumerError> {
         .try_get(0)
         .doing("reading the rejects")?;
     if last == 0 && !ledger::has_run(&client, run, collection).await? {
-        return Err(ConsumerError::UnknownRun {
+        return Err(OperatorError::LandedNothing {
             run: run.to_string(),
             collection: collection.map(str::to_string),
         });
@@ -176,7 +187,7 @@ async fn replay_group(
     mapping: &MappingFile,
     origin: &Origin<'_>,
     mut stored: Vec<Stored>,
-) -> Result<Replayed, ConsumerError> {
+) -> Result<Replayed, OperatorError> {
     while !stored.is_empty() {
         let plan = plans
             .for_documents(

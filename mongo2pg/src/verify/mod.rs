@@ -1,4 +1,4 @@
-//! `producer verify`: does PostgreSQL hold what the mapping makes of every document?
+//! `mongo2pg verify`: does PostgreSQL hold what the mapping makes of every document?
 //!
 //! The source is read in `_id` order (one cursor, memory bounded by one range) and cut
 //! into ranges of `--range-size` documents. Each document is mapped exactly as a writer
@@ -38,8 +38,8 @@ mod target;
 
 use self::fingerprint::{cell_bytes, Fingerprint, FingerprintError};
 use crate::config::VerifyConfig;
-use crate::pager::Pager;
-use crate::source::{mongo_detail, SourceError};
+use source::pager::Pager;
+use source::{mongo_detail, SourceError};
 
 /// Why `verify` could not finish.
 #[derive(Debug, thiserror::Error)]
@@ -101,6 +101,21 @@ pub struct Report {
     pub rejected: u64,
 }
 
+impl Report {
+    /// 4 when differences are left; else 5 when rejects wait, as `status` (accounted
+    /// for, not landed); else 0.
+    pub fn exit_status(&self) -> crate::error::ExitStatus {
+        use crate::error::ExitStatus;
+        if self.differences > 0 {
+            ExitStatus::DIFFERENT
+        } else if self.rejected > 0 {
+            ExitStatus::REJECTED
+        } else {
+            ExitStatus::SUCCESS
+        }
+    }
+}
+
 impl std::fmt::Display for Report {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.write_str(&self.text)
@@ -112,10 +127,10 @@ pub const REPAIR_RUN: &str = "verify-repair";
 
 pub async fn verify(config: &VerifyConfig) -> Result<Report, VerifyError> {
     let (mapping, named) = mapping::for_run(config).await?;
-    let database = crate::source::connect(&config.mongo).await?;
-    let collections = crate::source::collections(
+    let database = source::connect(&config.mongo).await?;
+    let collections = source::collections(
         &database,
-        &crate::config::collection_names(&config.collections),
+        &common::config::collection_names(&config.collections),
     )
     .await?;
     let mut client = pg::connect(&config.postgres.database_url).await?;
@@ -143,7 +158,7 @@ pub async fn verify(config: &VerifyConfig) -> Result<Report, VerifyError> {
     let verdict = match (report.differences, report.rejected) {
         (0, 0) => "the target holds exactly what the mapping makes of the source".to_string(),
         (0, rejected) => format!(
-            "no differences, but {rejected} documents wait in {REJECTS_TABLE} with their reason; fix the mapping (or the table) and `consumer replay` lands them"
+            "no differences, but {rejected} documents wait in {REJECTS_TABLE} with their reason; fix the mapping (or the table) and `mongo2pg replay` lands them"
         ),
         (differences, _) => format!("{differences} differences"),
     };
@@ -278,7 +293,7 @@ impl Check<'_> {
         {
             let _ = write!(
                 text,
-                "\n  changes of a followed run land in {}: a difference may be a change not yet applied; verify after `producer cutover` to tell lag from loss",
+                "\n  changes of a followed run land in {}: a difference may be a change not yet applied; verify after `mongo2pg cutover` to tell lag from loss",
                 plan.table
             );
         }

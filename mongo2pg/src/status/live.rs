@@ -1,18 +1,12 @@
-//! The live part of `producer status` for a run that follows the change stream: its
+//! The live part of `mongo2pg status` for a run that follows the change stream: its
 //! phase, how far behind MongoDB it is, and how long before its position falls out of
 //! the oplog.
 
-use std::time::Duration;
-
-use bson::{doc, Document};
 use common::broker::Broker;
 use common::naming::{RunName, LEDGER_TABLE};
-use common::run_state::{ClusterTime, CutOver, RunManifest, RunState};
+use common::run_state::{CutOver, RunManifest, RunState};
 
-use crate::error::ProducerError;
-
-/// Below this much oplog left before the run's position, `status` warns.
-pub const SHORT_HEADROOM: Duration = Duration::from_secs(3600);
+use crate::error::OperatorError;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Phase {
@@ -42,7 +36,7 @@ pub struct LiveStatus {
     pub collections: Vec<String>,
     /// The producer holding the follower lease, if its lease is live.
     pub follower: Option<String>,
-    /// The last `producer cutover` that said go.
+    /// The last `mongo2pg cutover` that said go.
     pub cut_over: Option<CutOver>,
     /// Collections created since a run of the whole database started: not in it.
     pub not_in_run: Vec<String>,
@@ -127,7 +121,7 @@ impl std::fmt::Display for LiveStatus {
                     human(headroom as u64),
                     human(u64::from(window))
                 )?;
-                if (headroom as u64) < SHORT_HEADROOM.as_secs() {
+                if (headroom as u64) < source::clock::SHORT_HEADROOM.as_secs() {
                     writeln!(f, "warning: oplog headroom is short: let the producer catch up, or grow the oplog (replSetResizeOplog)")?;
                 }
             }
@@ -166,8 +160,8 @@ pub async fn live(
     pg: &tokio_postgres::Client,
     run: &RunName,
     manifest: &RunManifest,
-) -> Result<LiveStatus, ProducerError> {
-    let now = crate::cutover::cluster_time(database).await?;
+) -> Result<LiveStatus, OperatorError> {
+    let now = source::clock::cluster_time(database).await?;
     let checkpoint = state.stream_checkpoint().await?;
     let start = state.start().await?;
     let position = checkpoint
@@ -201,9 +195,9 @@ pub async fn live(
         }
     }
     let follower = state
-        .range_lease(crate::follow::FOLLOWER, 0)
+        .range_lease(common::naming::FOLLOWER, 0)
         .await?
-        .filter(|lease| lease.expires_ms > crate::lease::now_ms())
+        .filter(|lease| lease.expires_ms > common::crash::now_ms())
         .map(|lease| lease.holder);
     Ok(LiveStatus {
         follower,
@@ -213,31 +207,8 @@ pub async fn live(
         lag_events: events_published.saturating_sub(landed.max(0) as u64),
         events_published,
         pending,
-        oplog: oplog(database, now, position).await,
+        oplog: source::clock::oplog_window(database, now, position).await,
         collections: manifest.collections.keys().cloned().collect(),
-        not_in_run: crate::source::not_in_run(database, manifest).await?,
+        not_in_run: source::not_in_run(database, manifest).await?,
     })
-}
-
-/// The oplog's window and the headroom before `position`, in seconds; `None` when the
-/// oplog cannot be read.
-pub async fn oplog(
-    database: &mongodb::Database,
-    now: ClusterTime,
-    position: ClusterTime,
-) -> Option<(u32, i64)> {
-    let oldest = database
-        .client()
-        .database("local")
-        .collection::<Document>("oplog.rs")
-        .find_one(doc! {})
-        .sort(doc! { "$natural": 1 })
-        .projection(doc! { "ts": 1 })
-        .await
-        .ok()??;
-    let ts = oldest.get_timestamp("ts").ok()?;
-    Some((
-        now.time.saturating_sub(ts.time),
-        i64::from(position.time) - i64::from(ts.time),
-    ))
 }

@@ -96,6 +96,8 @@ pub struct Pager {
 }
 
 impl Pager {
+    /// A pager over the collection, after `last` when given, reading `cursor_batch`
+    /// documents per round trip.
     pub fn new(
         collection: Collection<RawDocumentBuf>,
         last: Option<&Bson>,

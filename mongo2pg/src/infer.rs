@@ -1,4 +1,4 @@
-//! `producer infer`: a mapping file and CREATE TABLE statements from a sample.
+//! `mongo2pg infer`: a mapping file and CREATE TABLE statements from a sample.
 //!
 //! `$sample` draws `--sample` documents spread over the collection. Every field path is
 //! counted per BSON type (binary UUIDs apart from other binary), then each top-level
@@ -31,7 +31,7 @@ use landing::mapping::{
 };
 
 use crate::config::{InferConfig, MultiType};
-use crate::source::{mongo_detail, SourceError};
+use source::SourceError;
 
 /// Why `infer` could not write its mapping.
 #[derive(Debug, thiserror::Error)]
@@ -180,19 +180,16 @@ pub struct Inferred {
 }
 
 pub async fn infer(config: &InferConfig) -> Result<Inferred, InferError> {
-    let database = crate::source::connect(&config.mongo).await?;
-    let collections = crate::source::collections(
+    let database = source::connect(&config.mongo).await?;
+    let collections = source::collections(
         &database,
-        &crate::config::collection_names(&config.collections),
+        &common::config::collection_names(&config.collections),
     )
     .await?;
     let mut file = MappingFile::default();
     let mut text = String::new();
     for collection in collections {
-        let failed = |e: mongodb::error::Error| SourceError::Read {
-            collection: collection.clone(),
-            detail: mongo_detail(&e),
-        };
+        let failed = |e: mongodb::error::Error| SourceError::read(collection.clone(), &e);
         let mut cursor = database
             .collection::<RawDocumentBuf>(&collection)
             .aggregate(vec![doc! { "$sample": { "size": config.sample } }])
@@ -284,7 +281,7 @@ pub async fn infer(config: &InferConfig) -> Result<Inferred, InferError> {
     }
     let mapping = toml::to_string(&file).map_err(InferError::from)?;
     file.check().map_err(InferError::from)?;
-    let header = "# Written by `producer infer` from a sample: review before migrating.\n# Fields not listed land in each table's _extra jsonb column.\n\n";
+    let header = "# Written by `mongo2pg infer` from a sample: review before migrating.\n# Fields not listed land in each table's _extra jsonb column.\n\n";
     write_file(&config.out, &format!("{header}{mapping}"))?;
     let mut sql = String::new();
     for collection in file.collections.keys() {

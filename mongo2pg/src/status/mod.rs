@@ -1,4 +1,4 @@
-//! `producer status`: where a run stands, for people and for scripts.
+//! `mongo2pg status`: where a run stands, for people and for scripts.
 //!
 //! Per collection: documents in the source, published (the producer's totals),
 //! committed and rejected (the consumers' ledger), dead-lettered batches; and for the
@@ -21,7 +21,7 @@ use common::naming::{DEAD_LETTERS_TABLE, LEDGER_TABLE, REJECTS_TABLE};
 use common::run_state::RunState;
 
 use crate::config::StatusConfig;
-use crate::error::ProducerError;
+use crate::error::{ExitStatus, OperatorError};
 
 /// One collection's numbers.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -67,7 +67,7 @@ pub struct RunStatus {
     pub source_counted: bool,
     /// For a run following the change stream.
     pub live: Option<live::LiveStatus>,
-    /// The run's documents waiting in `_migrate_rejects` now (those `consumer replay`
+    /// The run's documents waiting in `_migrate_rejects` now (those `mongo2pg replay`
     /// landed have left it).
     pub waiting_rejects: u64,
 }
@@ -83,12 +83,13 @@ pub enum Verdict {
 }
 
 impl Verdict {
-    pub fn exit_code(self) -> u8 {
+    /// The verdict as the command's exit status.
+    pub fn exit_code(self) -> ExitStatus {
         match self {
-            Verdict::Complete => 0,
-            Verdict::Incomplete => 3,
-            Verdict::Rejected => 5,
-            Verdict::Inconsistent => 4,
+            Verdict::Complete => ExitStatus::SUCCESS,
+            Verdict::Incomplete => ExitStatus::INCOMPLETE,
+            Verdict::Rejected => ExitStatus::REJECTED,
+            Verdict::Inconsistent => ExitStatus::DIFFERENT,
         }
     }
 }
@@ -269,13 +270,13 @@ impl std::fmt::Display for RunStatus {
                 "complete: cut over"
             }
             Verdict::Complete if self.live.is_some() => {
-                "complete: the snapshot is landed; changes are followed until `producer cutover`"
+                "complete: the snapshot is landed; changes are followed until `mongo2pg cutover`"
             }
             Verdict::Complete => "complete: every source document is committed",
             Verdict::Rejected => {
                 return writeln!(
                     f,
-                    "status: landed with rejects: {} documents wait in _migrate_rejects with their reason; fix the mapping (or the table) and `consumer replay --run {}` lands them",
+                    "status: landed with rejects: {} documents wait in _migrate_rejects with their reason; fix the mapping (or the table) and `mongo2pg replay --run {}` lands them",
                     self.waiting_rejects, self.run
                 )
             }
@@ -287,8 +288,8 @@ impl std::fmt::Display for RunStatus {
 }
 
 /// Reads the run's state from MongoDB, NATS and PostgreSQL.
-pub async fn status(config: &StatusConfig) -> Result<RunStatus, ProducerError> {
-    let database = crate::source::connect(&config.mongo).await?;
+pub async fn status(config: &StatusConfig) -> Result<RunStatus, OperatorError> {
+    let database = source::connect(&config.mongo).await?;
     let pg = landing::pg::connect(&config.postgres.database_url).await?;
     // Only looks: a mistyped stream or run is said, not created.
     let broker = Broker::open(&config.nats, config.nats.stream.clone()).await?;
@@ -297,7 +298,7 @@ pub async fn status(config: &StatusConfig) -> Result<RunStatus, ProducerError> {
     let manifest = state
         .manifest()
         .await?
-        .ok_or_else(|| ProducerError::UnknownRun {
+        .ok_or_else(|| OperatorError::UnknownRun {
             run: run.to_string(),
             stream: broker.names.stream().to_string(),
         })?;
@@ -315,10 +316,7 @@ pub async fn status(config: &StatusConfig) -> Result<RunStatus, ProducerError> {
         } else {
             collection.estimated_document_count().await
         };
-        let source = counted.map_err(|e| crate::source::SourceError::Read {
-            collection: name.clone(),
-            detail: crate::source::mongo_detail(&e),
-        })?;
+        let source = counted.map_err(|e| source::SourceError::read(name.clone(), &e))?;
         let ranges = range_status(&state, name).await?;
         // Until a collection is finished, its checkpoint has the latest count (its
         // ranges' checkpoints, when it is read in ranges).
@@ -342,7 +340,7 @@ pub async fn status(config: &StatusConfig) -> Result<RunStatus, ProducerError> {
     }
 
     let pg_failed = |e: tokio_postgres::Error| {
-        ProducerError::Status(landing::pg::PgError::new("reading the ledger", e))
+        OperatorError::Pg(landing::pg::PgError::new("reading the ledger", e))
     };
     let ledger = pg
         .query(
@@ -411,7 +409,7 @@ pub async fn status(config: &StatusConfig) -> Result<RunStatus, ProducerError> {
 pub async fn not_landed(
     pg: &tokio_postgres::Client,
     run: &str,
-) -> Result<(u64, u64), ProducerError> {
+) -> Result<(u64, u64), OperatorError> {
     let mut counts = [0u64; 2];
     for (count, table) in counts.iter_mut().zip([REJECTS_TABLE, DEAD_LETTERS_TABLE]) {
         let counted = pg
@@ -423,12 +421,12 @@ pub async fn not_landed(
         *count = match counted {
             Ok(row) => row
                 .try_get::<_, i64>(0)
-                .map_err(|e| ProducerError::Status(landing::pg::PgError::new("counting", e)))?
+                .map_err(|e| OperatorError::Pg(landing::pg::PgError::new("counting", e)))?
                 as u64,
             // No consumer has created the bookkeeping tables: nothing is there.
             Err(err) if err.code() == Some(&tokio_postgres::error::SqlState::UNDEFINED_TABLE) => 0,
             Err(err) => {
-                return Err(ProducerError::Status(landing::pg::PgError::new(
+                return Err(OperatorError::Pg(landing::pg::PgError::new(
                     format!("counting {table}"),
                     err,
                 )))
@@ -443,11 +441,11 @@ pub async fn not_landed(
 async fn range_status(
     state: &RunState,
     collection: &str,
-) -> Result<Option<(RangeStatus, u64)>, ProducerError> {
+) -> Result<Option<(RangeStatus, u64)>, OperatorError> {
     let Some(plan) = state.plan(collection).await? else {
         return Ok(None);
     };
-    let now = crate::lease::now_ms();
+    let now = common::crash::now_ms();
     let mut status = RangeStatus::default();
     let mut documents = 0;
     for index in 0..plan.ranges() {
@@ -510,7 +508,7 @@ mod tests {
             ..run(done.clone(), true, Some((0, 0)))
         };
         assert_eq!(waiting.verdict(), Verdict::Rejected);
-        assert_eq!(waiting.verdict().exit_code(), 5);
+        assert_eq!(waiting.verdict().exit_code(), ExitStatus::REJECTED);
         assert!(waiting
             .to_string()
             .contains("landed with rejects: 2 documents"));

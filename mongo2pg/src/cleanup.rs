@@ -1,4 +1,4 @@
-//! `producer cleanup`: removing what a finished run left on NATS.
+//! `mongo2pg cleanup`: removing what a finished run left on NATS.
 //!
 //! A run leaves, under its stream's names: its batch subjects in the stream (empty
 //! once every batch is acknowledged, since the stream is a work queue), its durable
@@ -25,30 +25,12 @@ use common::run_state::RunState;
 use futures::TryStreamExt;
 
 use crate::config::CleanupConfig;
-use crate::error::ProducerError;
+use crate::error::OperatorError;
 use crate::status::{self, Verdict};
 
-/// Why a run was not cleaned up.
-#[derive(Debug, thiserror::Error)]
-pub enum CleanupError {
-    #[error("run \"{run}\" is {verdict}: cleanup would delete batches that have not landed; `producer status --run {run}` says what is missing (add --exact if only MongoDB's estimated count disagrees); wait for it, or pass --force to delete anyway")]
-    NotComplete { run: RunName, verdict: &'static str },
-    #[error("consumer processes are still bound to run \"{run}\" ({waiting} pull requests waiting, {unacked} batches being written on {consumer:?}): stop them first (`consumer run --exit-when-done` stops by itself), or pass --force")]
-    ConsumersBound {
-        run: RunName,
-        consumer: String,
-        waiting: usize,
-        unacked: usize,
-    },
-    #[error("run \"{run}\" is still followed by producer {holder}: `producer cutover --run {run}`, then stop that producer (SIGTERM) before cleaning up, or pass --force")]
-    Following { run: RunName, holder: String },
-    #[error("NATS: {doing}: {detail}")]
-    Nats { doing: String, detail: String },
-}
-
-fn nats(doing: impl Into<String>) -> impl FnOnce(&dyn std::fmt::Display) -> CleanupError {
+fn nats(doing: impl Into<String>) -> impl FnOnce(&dyn std::fmt::Display) -> OperatorError {
     let doing = doing.into();
-    move |err| CleanupError::Nats {
+    move |err| OperatorError::Nats {
         doing,
         detail: err.to_string(),
     }
@@ -100,9 +82,9 @@ impl std::fmt::Display for Cleaned {
 /// Removes the run's messages, consumer, state and blobs from NATS.
 ///
 /// # Errors
-/// [`CleanupError::NotComplete`] / [`CleanupError::ConsumersBound`] without `--force`;
-/// [`ProducerError::UnknownRun`] when the stream holds no such run.
-pub async fn cleanup(config: &CleanupConfig) -> Result<Cleaned, ProducerError> {
+/// [`OperatorError::NotComplete`] / [`OperatorError::ConsumersBound`] without `--force`;
+/// [`OperatorError::UnknownRun`] when the stream holds no such run.
+pub async fn cleanup(config: &CleanupConfig) -> Result<Cleaned, OperatorError> {
     let status_config = &config.status;
     let run = &status_config.run.run;
     // Only looks until it deletes: a mistyped stream is said, not created.
@@ -122,7 +104,7 @@ pub async fn cleanup(config: &CleanupConfig) -> Result<Cleaned, ProducerError> {
         .await
         .is_ok();
     if state.manifest().await?.is_none() && (!config.force || (bound.is_none() && !bound_changes)) {
-        return Err(ProducerError::UnknownRun {
+        return Err(OperatorError::UnknownRun {
             run: run.to_string(),
             stream: names.stream().to_string(),
         });
@@ -130,15 +112,14 @@ pub async fn cleanup(config: &CleanupConfig) -> Result<Cleaned, ProducerError> {
     if !config.force {
         // A producer still following would die, and its consumers wait forever.
         if let Some(lease) = state
-            .range_lease(crate::follow::FOLLOWER, 0)
+            .range_lease(common::naming::FOLLOWER, 0)
             .await?
-            .filter(|lease| lease.expires_ms > crate::lease::now_ms())
+            .filter(|lease| lease.expires_ms > common::crash::now_ms())
         {
-            return Err(CleanupError::Following {
+            return Err(OperatorError::Following {
                 run: run.clone(),
                 holder: lease.holder,
-            }
-            .into());
+            });
         }
         // The change consumer of a followed run counts as much as the snapshot's.
         let changes = names.change_consumer(run);
@@ -150,13 +131,12 @@ pub async fn cleanup(config: &CleanupConfig) -> Result<Cleaned, ProducerError> {
         for (name, info) in durables {
             let Some(info) = info else { continue };
             if info.num_waiting > 0 || info.num_ack_pending > 0 {
-                return Err(CleanupError::ConsumersBound {
+                return Err(OperatorError::ConsumersBound {
                     run: run.clone(),
                     consumer: name.clone(),
                     waiting: info.num_waiting,
                     unacked: info.num_ack_pending,
-                }
-                .into());
+                });
             }
         }
         let verdict = status::status(status_config).await?.verdict();
@@ -167,11 +147,10 @@ pub async fn cleanup(config: &CleanupConfig) -> Result<Cleaned, ProducerError> {
             Verdict::Inconsistent => Some("inconsistent"),
         };
         if let Some(verdict) = verdict {
-            return Err(CleanupError::NotComplete {
+            return Err(OperatorError::NotComplete {
                 run: run.clone(),
                 verdict,
-            }
-            .into());
+            });
         }
     }
 
@@ -222,14 +201,14 @@ pub async fn cleanup(config: &CleanupConfig) -> Result<Cleaned, ProducerError> {
     Ok(cleaned)
 }
 
-async fn open_stream(js: &jetstream::Context, name: &str) -> Result<Stream, CleanupError> {
+async fn open_stream(js: &jetstream::Context, name: &str) -> Result<Stream, OperatorError> {
     js.get_stream(name)
         .await
         .map_err(|e| nats(format!("opening stream {name}"))(&e))
 }
 
 /// Purges every message on `subject` (a filter), returning how many went.
-async fn purge(stream: &Stream, subject: &str) -> Result<u64, CleanupError> {
+async fn purge(stream: &Stream, subject: &str) -> Result<u64, OperatorError> {
     stream
         .purge()
         .filter(subject)
@@ -240,7 +219,7 @@ async fn purge(stream: &Stream, subject: &str) -> Result<u64, CleanupError> {
 
 /// Deletes the run's objects: their chunks, then their metadata subject, so not even
 /// the tombstone a plain delete leaves names the run any more.
-async fn delete_blobs(broker: &Broker, run: &RunName) -> Result<u64, CleanupError> {
+async fn delete_blobs(broker: &Broker, run: &RunName) -> Result<u64, OperatorError> {
     let prefix = blob_prefix(run.as_str());
     let bucket = broker.names.blob_bucket();
     let mut names = Vec::new();
@@ -278,7 +257,7 @@ async fn nothing_left(
     stream: &mut Stream,
     names: &Names,
     js: &jetstream::Context,
-) -> Result<bool, CleanupError> {
+) -> Result<bool, OperatorError> {
     let info = stream
         .info()
         .await

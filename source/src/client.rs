@@ -1,4 +1,4 @@
-//! Connecting to MongoDB and choosing what to read.
+//! Connecting to MongoDB, closing the clients at exit, and choosing what to read.
 
 use std::time::Duration;
 
@@ -10,37 +10,7 @@ use mongodb::results::{CollectionSpecification, CollectionType};
 use mongodb::{Client, Database};
 
 use crate::config::MongoArgs;
-
-/// Why MongoDB could not be read.
-#[derive(Debug, thiserror::Error)]
-pub enum SourceError {
-    #[error("the MongoDB URI {uri} is malformed: {detail}; fix --mongodb-uri or MONGODB_URI")]
-    MongoMalformed { uri: String, detail: String },
-    #[error("MongoDB at {uri} refused the login: {detail}; check the user, password and authSource in --mongodb-uri or MONGODB_URI")]
-    MongoLogin { uri: String, detail: String },
-    #[error("cannot reach MongoDB at {uri}: {detail}; is mongod running? Set --mongodb-uri or MONGODB_URI")]
-    MongoConnect { uri: String, detail: String },
-    #[error("TLS to MongoDB at {uri}: {detail}; {advice}")]
-    MongoCertificate {
-        uri: String,
-        detail: String,
-        advice: &'static str,
-    },
-    #[error(
-        "collection {collection:?} does not exist in database {database:?} (it has: {available})"
-    )]
-    MissingCollection {
-        collection: String,
-        database: String,
-        available: String,
-    },
-    #[error("{view:?} in database {database:?} is a view, which is not migrated (it has no _id order of its own to resume by): migrate the collections it reads, or write it to a collection with $out and migrate that")]
-    View { view: String, database: String },
-    #[error("database {0:?} has no collections to migrate; check --mongodb-database or MONGODB_DATABASE")]
-    NoCollections(String),
-    #[error("reading {collection:?} from MongoDB: {detail}")]
-    Read { collection: String, detail: String },
-}
+use crate::error::{is_login_failure, mongo_detail, SourceError};
 
 /// How long to look for a MongoDB server before saying it cannot be reached, unless
 /// the connection string sets `serverSelectionTimeoutMS`.
@@ -122,7 +92,7 @@ pub async fn connect(args: &MongoArgs) -> Result<Database, SourceError> {
         .get_or_insert(SERVER_SELECTION_TIMEOUT);
     options
         .app_name
-        .get_or_insert_with(|| "mongo2pg-producer".to_string());
+        .get_or_insert_with(|| "mongo2pg".to_string());
     // Read only what a majority holds: a write the primary acknowledged alone is
     // rolled back when it dies, and its change never reaches the change stream, so a
     // snapshot that had read it would keep a document MongoDB no longer has.
@@ -155,10 +125,7 @@ pub async fn not_in_run(
         .list_collection_names()
         .filter(doc! { "type": "collection" })
         .await
-        .map_err(|e| SourceError::Read {
-            collection: "(listing collections)".to_string(),
-            detail: mongo_detail(&e),
-        })?;
+        .map_err(|e| SourceError::read("(listing collections)", &e))?;
     names.retain(|name| !name.starts_with("system.") && !manifest.collections.contains_key(name));
     names.sort();
     Ok(names)
@@ -172,10 +139,7 @@ pub async fn collections(
     database: &Database,
     requested: &[String],
 ) -> Result<Vec<String>, SourceError> {
-    let listing_failed = |e: mongodb::error::Error| SourceError::Read {
-        collection: "(listing collections)".to_string(),
-        detail: mongo_detail(&e),
-    };
+    let listing_failed = |e: mongodb::error::Error| SourceError::read("(listing collections)", &e);
     let specs: Vec<CollectionSpecification> = database
         .list_collections()
         .await
@@ -235,87 +199,4 @@ pub async fn collections(
         }
     }
     Ok(chosen)
-}
-
-/// A MongoDB error in one line: server selection failures otherwise print the whole
-/// topology description.
-pub fn mongo_detail(err: &mongodb::error::Error) -> String {
-    match err.kind.as_ref() {
-        mongodb::error::ErrorKind::ServerSelection { message, .. } => {
-            match last_server_error(message) {
-                Some(error) => format!("no server answered (server selection timed out): {error}"),
-                None => "no server answered (server selection timed out)".to_string(),
-            }
-        }
-        mongodb::error::ErrorKind::Authentication { message, .. } => message.clone(),
-        mongodb::error::ErrorKind::Command(command) => {
-            format!(
-                "{} ({}, code {})",
-                command.message, command.code_name, command.code
-            )
-        }
-        _ => err.to_string(),
-    }
-}
-
-/// The error the driver last saw on a server, from a server selection failure's
-/// topology description ("… Servers: [ { Address: …, Error: Kind: I/O error: invalid
-/// peer certificate: UnknownIssuer, labels: {} } ] }"): the reason a TLS or network
-/// problem gives, without the whole description.
-fn last_server_error(message: &str) -> Option<&str> {
-    let start = message.rfind("Error: ")? + "Error: ".len();
-    let rest = &message[start..];
-    let end = [", labels", " }"]
-        .iter()
-        .filter_map(|stop| rest.find(stop))
-        .min()
-        .unwrap_or(rest.len());
-    let error = rest[..end].trim();
-    Some(error.strip_prefix("Kind: ").unwrap_or(error)).filter(|e| !e.is_empty())
-}
-
-/// Server error codes after which the same read, sent again, may succeed: a primary
-/// stepping down or shutting down, a node recovering, a network or host failure, a
-/// cursor lost with its server (the driver's retryable read codes, and 43).
-const TRANSIENT_READ_CODES: [i32; 14] = [
-    11600, 11602, 10107, 13435, 13436, 189, 91, 7, 6, 89, 9001, 134, 262, 43,
-];
-
-/// Whether a read failed in a way that passes: the network, no server selectable for
-/// a while, or a replica set changing its primary. Reading again from the last
-/// document read then continues where it stopped.
-pub fn is_transient(err: &mongodb::error::Error) -> bool {
-    use mongodb::error::ErrorKind;
-    match err.kind.as_ref() {
-        ErrorKind::Io(_) | ErrorKind::ConnectionPoolCleared { .. } => true,
-        ErrorKind::ServerSelection { .. } => true,
-        ErrorKind::Command(command) => TRANSIENT_READ_CODES.contains(&command.code),
-        _ => {
-            err.contains_label("RetryableReadError")
-                || err.contains_label("ResumableChangeStreamError")
-        }
-    }
-}
-
-/// Whether a MongoDB error is a refused login rather than an unreachable server.
-pub fn is_login_failure(err: &mongodb::error::Error) -> bool {
-    match err.kind.as_ref() {
-        mongodb::error::ErrorKind::Authentication { .. } => true,
-        // AuthenticationFailed, Unauthorized.
-        mongodb::error::ErrorKind::Command(command) => matches!(command.code, 18 | 13),
-        _ => false,
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    #[test]
-    fn a_server_selection_failure_names_the_servers_error() {
-        let message = "Server selection timeout: No available servers. Topology: { Type: Single, Servers: [ { Address: 127.0.0.1:1, Type: Unknown, Error: Kind: I/O error: invalid peer certificate: UnknownIssuer, labels: {} } ] }";
-        assert_eq!(
-            super::last_server_error(message),
-            Some("I/O error: invalid peer certificate: UnknownIssuer")
-        );
-        assert_eq!(super::last_server_error("No available servers."), None);
-    }
 }

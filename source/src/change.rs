@@ -46,7 +46,9 @@ pub fn pipeline(database: &str, collections: &[String]) -> Vec<Document> {
 pub enum Event {
     /// A change to a document of a followed collection.
     Change {
+        /// The collection changed.
         collection: String,
+        /// What happened to the document.
         op: ChangeOp,
         /// The document after the change (`{_id}` alone for a delete); `None` when
         /// MongoDB found it gone or replaced when it looked it up: a later event of
@@ -54,12 +56,15 @@ pub enum Event {
         document: Option<RawDocumentBuf>,
         /// The full document was left out for its size: read it again by `_id`.
         reread: Option<Bson>,
+        /// When, in MongoDB's cluster time.
         cluster_time: ClusterTime,
     },
     /// An event after which the collection's changes cannot be followed: it was
     /// dropped or renamed, or the whole stream was invalidated.
     End {
+        /// The collection whose changes end (`None`: all of them).
         collection: Option<String>,
+        /// What ended them (`drop`, `rename`, `dropDatabase`, `invalidate`).
         operation: String,
     },
 }

@@ -1,4 +1,4 @@
-//! `consumer requeue`: sending a run's dead letters back to the stream once their
+//! `mongo2pg requeue`: sending a run's dead letters back to the stream once their
 //! cause is fixed (a table altered, a trigger dropped, a server's limit raised).
 //!
 //! Each dead letter of the run (or of one collection) is published again, byte for
@@ -18,7 +18,7 @@ use landing::pg::{self, Doing, PgError};
 use landing::schema;
 
 use crate::config::RequeueConfig;
-use crate::error::ConsumerError;
+use crate::error::OperatorError;
 
 /// What a requeue did.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -39,9 +39,9 @@ impl std::fmt::Display for Requeued {
 /// Publishes the run's dead letters again, one at a time (memory holds one message).
 ///
 /// # Errors
-/// [`ConsumerError`] when PostgreSQL or NATS cannot be reached or a publish is not
+/// [`OperatorError`] when PostgreSQL or NATS cannot be reached or a publish is not
 /// acknowledged; what was requeued before stays requeued.
-pub async fn requeue(config: &RequeueConfig) -> Result<Requeued, ConsumerError> {
+pub async fn requeue(config: &RequeueConfig) -> Result<Requeued, OperatorError> {
     let mut client = pg::connect(&config.postgres.database_url).await?;
     schema::ensure_bookkeeping(&mut client).await?;
     let broker = Broker::connect(&config.nats, config.nats.stream.clone()).await?;
@@ -63,7 +63,7 @@ pub async fn requeue(config: &RequeueConfig) -> Result<Requeued, ConsumerError> 
     if ids.is_empty()
         && !ledger::has_run(&client, run.as_str(), config.collection.as_deref()).await?
     {
-        return Err(ConsumerError::UnknownRun {
+        return Err(OperatorError::LandedNothing {
             run: run.to_string(),
             collection: config.collection.clone(),
         });
@@ -96,7 +96,7 @@ pub async fn requeue(config: &RequeueConfig) -> Result<Requeued, ConsumerError> 
                 .await
         }
         .await
-        .map_err(|e| ConsumerError::Requeue {
+        .map_err(|e| OperatorError::Requeue {
             subject: subject.clone(),
             source: e.into(),
         })?;

@@ -1,0 +1,20 @@
+//! Where MongoDB is: the arguments every command that reads it flattens in.
+
+use clap::Args;
+
+/// Where MongoDB is.
+#[derive(Debug, Clone, Args)]
+pub struct MongoArgs {
+    /// MongoDB connection string (credentials are never logged).
+    #[arg(
+        long,
+        env = "MONGODB_URI",
+        default_value = "mongodb://127.0.0.1:27017",
+        hide_env_values = true
+    )]
+    pub mongodb_uri: String,
+
+    /// Database to read.
+    #[arg(long, env = "MONGODB_DATABASE", default_value = "app")]
+    pub mongodb_database: String,
+}

@@ -1,0 +1,24 @@
+//! Reading MongoDB for a migration. Everything the daemons and the operator commands
+//! ask of the source lives here; nothing here talks to NATS or PostgreSQL.
+//!
+//! # Layout
+//! - [`config`]: where MongoDB is (`--mongodb-uri`, `--mongodb-database`).
+//! - [`client`]: connecting, closing at exit, choosing the collections.
+//! - [`error`]: why a read failed, and whether it passes (by the driver's codes).
+//! - [`pager`]: a collection in `_id` order across BSON type brackets, resumably.
+//! - [`ranges`]: planning `_id` ranges and reading one.
+//! - [`change`]: the change stream's pipeline and one raw change event.
+//! - [`clock`]: the cluster time now and the oplog's window.
+#![warn(unreachable_pub, missing_docs)]
+
+pub mod change;
+pub mod client;
+pub mod clock;
+pub mod config;
+pub mod error;
+pub mod pager;
+pub mod ranges;
+
+pub use client::{collections, connect, not_in_run, shutdown};
+pub use config::MongoArgs;
+pub use error::{mongo_detail, ReadFailure, SourceError};

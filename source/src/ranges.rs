@@ -1,0 +1,438 @@
+//! Splitting a collection into `_id` ranges that several readers publish at once
+//! (`--readers N`).
+//!
+//! **Planning** ([`Planner`]): the server's `splitVector` on the `_id` index where the
+//! user may run it (boundaries of equal data size); otherwise `$sample` takes a few
+//! dozen `_id`s per range wanted, the server sorts them (in its canonical order, across
+//! BSON types) and every k-th becomes a boundary; otherwise, for `_id`s that are all
+//! numbers or all ObjectIds, evenly spaced values between the smallest and the largest.
+//! Any of them splits every type bracket in proportion to its size.
+//! The producer records the plan once per run, so a rerun reads the same ranges its
+//! checkpoints refer to.
+//!
+//! **Reading.** A range is read as bounds of the `_id` index (`min`/`max` with a
+//! `hint`), which hold every BSON type between the boundaries: `{_id: {$gt: a, $lt: b}}`
+//! would match only the type of `a` and `b` and silently skip the others. `min` is
+//! inclusive, `max` exclusive, so consecutive ranges share no document and miss none; a
+//! range resumed from its checkpoint starts at the last `_id` published and skips it.
+
+use bson::{doc, Bson, Document, RawDocumentBuf};
+use futures::TryStreamExt;
+use mongodb::options::Hint;
+use mongodb::Collection;
+
+use crate::error::{mongo_detail, ReadFailure, SourceError};
+
+/// Ranges per reader: more ranges than readers keeps every reader busy to the end when
+/// ranges turn out uneven.
+pub const RANGES_PER_READER: usize = 4;
+/// `_id`s sampled per range wanted.
+const SAMPLES_PER_RANGE: usize = 32;
+/// A range holds at least this many documents (by the estimate); a smaller collection
+/// gets fewer ranges, down to one.
+const MIN_DOCS_PER_RANGE: u64 = 1000;
+
+/// One range of a collection's `_id`s: from `min` (included; the start when `None`) to
+/// `max` (excluded; the end when `None`).
+#[derive(Debug, Clone, PartialEq)]
+pub struct Range {
+    /// Its place among the collection's ranges, from 0.
+    pub index: usize,
+    /// Its first `_id` (included); the collection's start when `None`.
+    pub min: Option<Bson>,
+    /// The next range's first `_id` (excluded); the collection's end when `None`.
+    pub max: Option<Bson>,
+}
+
+/// How a collection's range boundaries are found (`--planner`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum Planner {
+    /// `splitVector`, then `$sample` where it is not allowed, then arithmetic.
+    Auto,
+    /// The server's `splitVector` on the `_id` index: boundaries of equal data size.
+    /// Needs the `splitVector` privilege (clusterManager, or a custom role).
+    SplitVector,
+    /// `$sample` of `_id`s, sorted by the server: boundaries of about equal counts.
+    Sample,
+    /// Evenly spaced values between the smallest and largest `_id`, for a collection
+    /// whose `_id`s are all numbers or all ObjectIds (by their creation time).
+    Arithmetic,
+}
+
+/// A collection's range boundaries and how they were found.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Plan {
+    /// The `_id`s where ranges meet, in order; none for one range.
+    pub boundaries: Vec<Bson>,
+    /// How they were found (`splitVector`, `$sample`, `arithmetic`, `one range`).
+    pub method: &'static str,
+}
+
+/// Splits the collection into about `readers * RANGES_PER_READER` ranges.
+pub async fn plan(
+    collection: &Collection<Document>,
+    readers: usize,
+    planner: Planner,
+    estimated: u64,
+) -> Result<Plan, SourceError> {
+    let by_size = usize::try_from(estimated / MIN_DOCS_PER_RANGE).unwrap_or(usize::MAX);
+    let wanted = readers
+        .saturating_mul(RANGES_PER_READER)
+        .min(by_size)
+        .max(1);
+    let planned = |method: &'static str, boundaries: Vec<Bson>| Plan { boundaries, method };
+    if wanted == 1 {
+        return Ok(planned("one range", Vec::new()));
+    }
+    let failed = |doing: &str, e: mongodb::error::Error| SourceError::Read {
+        collection: collection.name().to_string(),
+        detail: format!("{doing} to plan ranges: {}", mongo_detail(&e)),
+        failure: ReadFailure::of(&e),
+    };
+    if matches!(planner, Planner::Auto | Planner::SplitVector) {
+        match split_vector(collection, wanted, estimated).await {
+            Ok(ids) => return Ok(planned("splitVector", ids)),
+            Err(e) if planner == Planner::SplitVector => return Err(failed("splitVector", e)),
+            Err(e) => tracing::info!(collection = %collection.name(), error = %mongo_detail(&e),
+                "splitVector is not available; planning ranges from a sample of _ids"),
+        }
+    }
+    if matches!(planner, Planner::Auto | Planner::Sample) {
+        match sample(collection, wanted).await {
+            Ok(ids) => return Ok(planned("$sample", ids)),
+            Err(e) if planner == Planner::Sample => return Err(failed("sampling _ids", e)),
+            Err(e) => tracing::info!(collection = %collection.name(), error = %mongo_detail(&e),
+                "$sample is not available; planning ranges by arithmetic between the smallest and largest _id"),
+        }
+    }
+    let ids = arithmetic(collection, wanted)
+        .await
+        .map_err(|e| failed("reading the smallest and largest _id", e))?;
+    Ok(planned("arithmetic", ids))
+}
+
+/// Boundaries of about equal data size from the server's `splitVector` on `_id`.
+async fn split_vector(
+    collection: &Collection<Document>,
+    wanted: usize,
+    estimated: u64,
+) -> mongodb::error::Result<Vec<Bson>> {
+    let database = collection.client().database(&collection.namespace().db);
+    let stats = database
+        .run_command(doc! { "collStats": collection.name() })
+        .await?;
+    let size = match stats.get("size") {
+        Some(Bson::Int32(n)) => i64::from(*n),
+        Some(Bson::Int64(n)) => *n,
+        Some(Bson::Double(n)) => *n as i64,
+        _ => 0,
+    };
+    let reply = database
+        .run_command(doc! {
+            "splitVector": collection.namespace().to_string(),
+            "keyPattern": { "_id": 1 },
+            // The server takes 1 MiB at least; below that, the count per range decides.
+            "maxChunkSizeBytes": (size / wanted as i64).max(1 << 20),
+            "maxChunkObjects": i64::try_from(estimated / wanted as u64).unwrap_or(i64::MAX).max(1),
+        })
+        .await?;
+    let keys: Vec<Bson> = reply
+        .get_array("splitKeys")
+        .map(|keys| {
+            keys.iter()
+                .filter_map(|key| key.as_document().and_then(|k| k.get("_id")).cloned())
+                .collect()
+        })
+        .unwrap_or_default();
+    // splitVector cuts by size: take evenly among its keys when it gave more.
+    if keys.len() < wanted {
+        return Ok(keys);
+    }
+    Ok((1..wanted)
+        .map(|k| keys[k * keys.len() / wanted].clone())
+        .collect())
+}
+
+/// Boundaries of about equal counts from a `$sample` of `_id`s sorted by the server.
+async fn sample(
+    collection: &Collection<Document>,
+    wanted: usize,
+) -> mongodb::error::Result<Vec<Bson>> {
+    let size = i64::try_from(wanted * SAMPLES_PER_RANGE).unwrap_or(i64::MAX);
+    let sampled: Vec<Document> = collection
+        .aggregate([
+            doc! { "$sample": { "size": size } },
+            doc! { "$project": { "_id": 1 } },
+            doc! { "$sort": { "_id": 1 } },
+        ])
+        .await?
+        .try_collect()
+        .await?;
+    let ids: Vec<Bson> = sampled
+        .into_iter()
+        .filter_map(|mut d| d.remove("_id"))
+        .collect();
+    Ok(boundaries(&ids, wanted))
+}
+
+/// Evenly spaced boundaries between the smallest and largest `_id` when both are
+/// numbers or both ObjectIds (then every `_id` between them is too); none otherwise.
+async fn arithmetic(
+    collection: &Collection<Document>,
+    wanted: usize,
+) -> mongodb::error::Result<Vec<Bson>> {
+    let end = |order: i32| async move {
+        collection
+            .find_one(doc! {})
+            .sort(doc! { "_id": order })
+            .projection(doc! { "_id": 1 })
+            .await
+            .map(|doc| doc.and_then(|mut d| d.remove("_id")))
+    };
+    let (Some(first), Some(last)) = (end(1).await?, end(-1).await?) else {
+        return Ok(Vec::new());
+    };
+    Ok(spaced(&first, &last, wanted))
+}
+
+fn spaced(first: &Bson, last: &Bson, wanted: usize) -> Vec<Bson> {
+    let number = |b: &Bson| match b {
+        Bson::Int32(n) => Some(f64::from(*n)),
+        Bson::Int64(n) => Some(*n as f64),
+        Bson::Double(n) if n.is_finite() => Some(*n),
+        _ => None,
+    };
+    let mut out: Vec<Bson> = Vec::new();
+    let mut push = |id: Bson| {
+        if out.last() != Some(&id) {
+            out.push(id);
+        }
+    };
+    match (first, last) {
+        (Bson::ObjectId(lo), Bson::ObjectId(hi)) => {
+            let (lo, hi) = (
+                lo.timestamp().timestamp_millis() / 1000,
+                hi.timestamp().timestamp_millis() / 1000,
+            );
+            for k in 1..wanted as i64 {
+                let t = lo + (hi - lo) * k / wanted as i64;
+                if t > lo && t <= hi {
+                    let mut bytes = [0u8; 12];
+                    bytes[..4].copy_from_slice(&(t as u32).to_be_bytes());
+                    push(Bson::ObjectId(bson::oid::ObjectId::from_bytes(bytes)));
+                }
+            }
+        }
+        _ => {
+            let (Some(lo), Some(hi)) = (number(first), number(last)) else {
+                return out;
+            };
+            let integers = !matches!(first, Bson::Double(_)) && !matches!(last, Bson::Double(_));
+            for k in 1..wanted {
+                let x = lo + (hi - lo) * k as f64 / wanted as f64;
+                if x > lo && x <= hi {
+                    push(if integers {
+                        Bson::Int64(x.round() as i64)
+                    } else {
+                        Bson::Double(x)
+                    });
+                }
+            }
+        }
+    }
+    out
+}
+
+/// An `_id` as the hex of `{_id: …}`: exact, key order included (range boundaries,
+/// checkpoints).
+pub fn encode(id: Bson) -> String {
+    hex::encode(bson::serialize_to_vec(&doc! { "_id": id }).unwrap_or_default())
+}
+
+/// The `_id` [`encode`] wrote.
+pub fn decode(hex_bson: &str) -> Result<Bson, SourceError> {
+    let bad = |detail: String| SourceError::BadBoundary(format!("{hex_bson:?}: {detail}"));
+    let bytes = hex::decode(hex_bson).map_err(|e| bad(e.to_string()))?;
+    let mut doc: Document = bson::deserialize_from_slice(&bytes).map_err(|e| bad(e.to_string()))?;
+    doc.remove("_id")
+        .ok_or_else(|| bad("a boundary without _id".to_string()))
+}
+
+/// Every `len / wanted`-th of the sorted sample, without repeats.
+fn boundaries(sorted: &[Bson], wanted: usize) -> Vec<Bson> {
+    let mut out: Vec<Bson> = Vec::new();
+    if sorted.is_empty() {
+        return out;
+    }
+    for k in 1..wanted {
+        let id = &sorted[k * sorted.len() / wanted];
+        if out.last() != Some(id) && Some(id) != sorted.first() {
+            out.push(id.clone());
+        }
+    }
+    out
+}
+
+/// The ranges between recorded boundaries (written by [`encode`]).
+pub fn between(boundaries: &[String]) -> Result<Vec<Range>, SourceError> {
+    let mut bounds = Vec::with_capacity(boundaries.len());
+    for boundary in boundaries {
+        bounds.push(decode(boundary)?);
+    }
+    Ok((0..=bounds.len())
+        .map(|index| Range {
+            index,
+            min: index.checked_sub(1).map(|i| bounds[i].clone()),
+            max: bounds.get(index).cloned(),
+        })
+        .collect())
+}
+
+/// Reads one range in `_id` order, after `resume_after` when given.
+pub struct RangePager {
+    collection: Collection<RawDocumentBuf>,
+    range: Range,
+    resume_after: Option<Bson>,
+    cursor: Option<mongodb::Cursor<RawDocumentBuf>>,
+    cursor_batch: u32,
+}
+
+impl RangePager {
+    /// A pager over `range`, reading `cursor_batch` documents per round trip.
+    pub fn new(
+        collection: Collection<RawDocumentBuf>,
+        range: Range,
+        resume_after: Option<Bson>,
+        cursor_batch: u32,
+    ) -> Self {
+        RangePager {
+            collection,
+            range,
+            resume_after,
+            cursor: None,
+            cursor_batch,
+        }
+    }
+
+    /// The range and where it resumed, for messages.
+    pub fn describe(&self) -> String {
+        let show = |b: &Option<Bson>| {
+            b.as_ref().map_or("-".to_string(), |b| {
+                b.clone().into_relaxed_extjson().to_string()
+            })
+        };
+        format!(
+            "range {} [{}, {}) resumed after {}",
+            self.range.index,
+            show(&self.range.min),
+            show(&self.range.max),
+            show(&self.resume_after)
+        )
+    }
+
+    /// The next document, or `None` at the end of the range.
+    pub async fn next(&mut self) -> mongodb::error::Result<Option<RawDocumentBuf>> {
+        if self.cursor.is_none() {
+            let lower = self.resume_after.clone().or_else(|| self.range.min.clone());
+            let mut find = self
+                .collection
+                .find(doc! {})
+                .hint(Hint::Keys(doc! { "_id": 1 }))
+                .sort(doc! { "_id": 1 })
+                .batch_size(self.cursor_batch);
+            if let Some(lower) = lower {
+                find = find.min(doc! { "_id": lower });
+            }
+            if let Some(upper) = &self.range.max {
+                find = find.max(doc! { "_id": upper.clone() });
+            }
+            self.cursor = Some(find.await?);
+        }
+        let Some(cursor) = self.cursor.as_mut() else {
+            return Ok(None);
+        };
+        loop {
+            let Some(doc) = cursor.try_next().await? else {
+                return Ok(None);
+            };
+            // `min` is inclusive: the document the checkpoint names was published.
+            if let Some(last) = self.resume_after.take() {
+                let id = doc
+                    .get("_id")
+                    .ok()
+                    .flatten()
+                    .and_then(|id| Bson::try_from(id).ok());
+                if id.as_ref() == Some(&last) {
+                    continue;
+                }
+            }
+            return Ok(Some(doc));
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn boundaries_split_the_sample_evenly_without_repeats() {
+        let ids: Vec<Bson> = (0..100).map(Bson::Int32).collect();
+        assert_eq!(
+            boundaries(&ids, 4),
+            vec![Bson::Int32(25), Bson::Int32(50), Bson::Int32(75)]
+        );
+        let few: Vec<Bson> = vec![Bson::Int32(1), Bson::Int32(1), Bson::Int32(2)];
+        assert_eq!(boundaries(&few, 3), vec![Bson::Int32(2)]);
+        assert!(boundaries(&[], 4).is_empty());
+    }
+
+    #[test]
+    fn boundaries_keep_the_key_order_of_subdocuments() {
+        let id = Bson::Document(doc! { "tenant": 1, "n": 22413 });
+        let back = decode(&encode(id.clone())).expect("decodes");
+        assert_eq!(back, id);
+        let Bson::Document(back) = back else {
+            panic!("not a document")
+        };
+        assert_eq!(back.keys().collect::<Vec<_>>(), ["tenant", "n"]);
+    }
+
+    #[test]
+    fn arithmetic_spaces_numbers_and_object_ids_and_nothing_else() {
+        assert_eq!(
+            spaced(&Bson::Int32(0), &Bson::Int64(100), 4),
+            vec![Bson::Int64(25), Bson::Int64(50), Bson::Int64(75)]
+        );
+        assert_eq!(
+            spaced(&Bson::Double(0.0), &Bson::Double(1.0), 2),
+            vec![Bson::Double(0.5)]
+        );
+        let oid = |t: u32| {
+            let mut bytes = [0u8; 12];
+            bytes[..4].copy_from_slice(&t.to_be_bytes());
+            bytes[11] = 7;
+            Bson::ObjectId(bson::oid::ObjectId::from_bytes(bytes))
+        };
+        let spaced_ids = spaced(&oid(1000), &oid(2000), 2);
+        assert_eq!(spaced_ids.len(), 1);
+        assert!(
+            matches!(&spaced_ids[0], Bson::ObjectId(id) if id.timestamp().timestamp_millis() == 1_500_000)
+        );
+        assert!(spaced(&Bson::Int32(1), &Bson::String("z".into()), 4).is_empty());
+        assert!(spaced(&Bson::Int32(5), &Bson::Int32(5), 4).is_empty());
+    }
+
+    #[test]
+    fn ranges_cover_everything_once() {
+        let boundaries = [encode(Bson::Int32(10)), encode(Bson::String("m".into()))];
+        let ranges = between(&boundaries).expect("ranges");
+        assert_eq!(ranges.len(), 3);
+        assert_eq!(ranges[0].min, None);
+        assert_eq!(ranges[0].max, Some(Bson::Int32(10)));
+        assert_eq!(ranges[1].min, Some(Bson::Int32(10)));
+        assert_eq!(ranges[1].max, Some(Bson::String("m".into())));
+        assert_eq!(ranges[2].min, Some(Bson::String("m".into())));
+        assert_eq!(ranges[2].max, None);
+    }
+}
