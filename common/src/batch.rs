@@ -237,43 +237,6 @@ impl BatchId {
     }
 }
 
-/// The name of a document in the object store: the run's prefix, then the content
-/// hash. Within a run a document stored twice (a rerun) is one object; across runs
-/// nothing is shared, so `mongo2pg cleanup` can delete a run's blobs by their prefix
-/// without asking which other run still needs them.
-pub fn blob_name(run: &str, bytes: &[u8]) -> String {
-    format!(
-        "{}{}",
-        crate::naming::blob_prefix(run),
-        blake3::hash(bytes).to_hex()
-    )
-}
-
-/// The name of a change's large document in the object store: one object per event
-/// (by its version), so the consumer that commits the change deletes it without asking
-/// which other batch shares it, and a document updated often does not keep every
-/// version of itself until cleanup. An event published again (after a restart) has the
-/// same version, so the same name.
-pub fn change_blob_name(run: &str, version: Version) -> String {
-    format!(
-        "{}{CHANGE_BLOB}{}-{}-{}",
-        crate::naming::blob_prefix(run),
-        version.time,
-        version.increment,
-        version.ordinal
-    )
-}
-
-/// What follows the run's prefix in the name of a change's large document.
-const CHANGE_BLOB: &str = "change-";
-
-/// Whether a blob is a change's own (see [`change_blob_name`]); the snapshot's are
-/// named by content and may be shared within the run.
-pub fn is_change_blob(name: &str) -> bool {
-    name.split_once('/')
-        .is_some_and(|(_, rest)| rest.starts_with(CHANGE_BLOB))
-}
-
 /// How large a batch may grow.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct BatchLimits {
@@ -383,7 +346,7 @@ mod tests {
         let docs = vec![
             inline(10, 1),
             Doc::Blob {
-                name: blob_name("run-1", b"big"),
+                name: crate::blob::snapshot_name("run-1", b"big"),
                 len: 3,
             },
             inline(0, 0),
@@ -394,21 +357,6 @@ mod tests {
         assert_eq!(decoded, envelope);
         assert!(matches!(decoded.docs[0], Doc::Inline(Cow::Borrowed(_))));
         assert!(matches!(decoded.collection, Cow::Borrowed(_)));
-    }
-
-    #[test]
-    fn change_blobs_are_named_by_event_and_told_apart() {
-        let version = Version {
-            time: 7,
-            increment: 2,
-            ordinal: 1,
-        };
-        let name = change_blob_name("run-1", version);
-        assert_eq!(name, "run-1/change-7-2-1");
-        assert!(is_change_blob(&name));
-        assert!(!is_change_blob(&blob_name("run-1", b"big")));
-        // A run named like the marker is still told apart by what follows its prefix.
-        assert!(!is_change_blob(&blob_name("change-", b"big")));
     }
 
     #[test]

@@ -3,6 +3,7 @@
 //! # Layout
 //! - [`batch`]: the msgpack envelope of one page of documents, its deterministic id,
 //!   and splitting pages into batches that fit a NATS message.
+//! - [`blob`]: the object store of large documents, written and read by both sides.
 //! - [`naming`]: stream, subject, consumer, bucket and table names, all in one place.
 //! - [`run_state`]: the run manifest and producer checkpoints kept in the KV bucket.
 //! - [`broker`]: connecting to NATS and creating the JetStream resources.
@@ -15,6 +16,7 @@
 //! - [`trace_context`]: W3C trace context carried in NATS headers.
 
 pub mod batch;
+pub mod blob;
 pub mod broker;
 pub mod certificate;
 pub mod cli;

@@ -16,6 +16,7 @@ use std::time::Duration;
 use async_nats::jetstream::consumer::PullConsumer;
 use async_nats::jetstream::{AckKind, Message};
 use common::batch::{Doc, Envelope};
+use common::blob;
 use futures::StreamExt;
 use landing::changes::{self, ChangeDoc};
 use landing::landing::{land, Claim, Landed};
@@ -23,7 +24,6 @@ use landing::mapped::Mapped;
 use landing::pg::{self, ConnectError};
 use landing::plans::Plans;
 use landing::reject::Origin;
-use tokio::io::AsyncReadExt;
 use tokio_postgres::Client;
 use tokio_util::sync::CancellationToken;
 use tracing::Instrument;
@@ -46,20 +46,6 @@ pub struct Writer {
     client: Option<Client>,
     /// The plans of the collections this writer has met, their tables made sure of.
     plans: Plans,
-}
-
-/// How long one read of a large document from the object store may take.
-const BLOB_FETCH_TIMEOUT: Duration = Duration::from_secs(60);
-/// Reads of a large document before its batch is retried as a whole.
-const BLOB_FETCH_TRIES: u32 = 3;
-
-/// A large document the object store did not give: the batch is retried as a whole
-/// (another delivery), then dead-lettered after `--max-deliver`.
-#[derive(Debug, thiserror::Error)]
-#[error("{tries} reads failed, the last: {last}")]
-struct BlobFetchError {
-    tries: u32,
-    last: String,
 }
 
 impl Writer {
@@ -233,19 +219,18 @@ impl Writer {
         for doc in &envelope.docs {
             docs.push(match doc {
                 Doc::Inline(bytes) => Cow::Borrowed(bytes.as_ref()),
-                Doc::Blob { name, .. } => match self.fetch_blob(name).await {
-                    Ok(bytes) => Cow::Owned(bytes),
-                    // A change batch committed before a crash (its ack lost) has had
-                    // its large documents deleted already.
-                    Err(_) if self.in_ledger(&envelope.batch_id).await => {
-                        self.forget_change_blobs(&envelope).await;
-                        return Outcome::Duplicate;
+                Doc::Blob { name, .. } => {
+                    match blob::fetch(&self.shared.broker.blobs, name).await {
+                        Ok(bytes) => Cow::Owned(bytes),
+                        // A change batch committed before a crash (its ack lost) has had
+                        // its large documents deleted already.
+                        Err(_) if self.in_ledger(&envelope.batch_id).await => {
+                            self.forget_change_blobs(&envelope).await;
+                            return Outcome::Duplicate;
+                        }
+                        Err(err) => return self.failed(delivered, err.to_string()),
                     }
-                    Err(err) => {
-                        return self
-                            .failed(delivered, format!("fetching large document {name}: {err}"))
-                    }
-                },
+                }
             });
         }
         let client = match ensure_client(&mut self.client, &self.shared.database_url).await {
@@ -353,22 +338,9 @@ impl Writer {
         }
     }
 
-    /// Deletes the object-store copies of a landed change batch's large documents: each
-    /// is its event's own (see [`common::batch::change_blob_name`]). A failure costs
-    /// space until `mongo2pg cleanup`, not data: logged.
+    /// Deletes the object-store copies of a landed change batch's large documents.
     async fn forget_change_blobs(&self, envelope: &Envelope<'_>) {
-        for doc in &envelope.docs {
-            let Doc::Blob { name, .. } = doc else {
-                continue;
-            };
-            if !common::batch::is_change_blob(name) {
-                continue;
-            }
-            if let Err(err) = self.shared.broker.blobs.delete(name.as_str()).await {
-                tracing::warn!(blob = %name, error = %err,
-                    "a landed change's large document could not be deleted; mongo2pg cleanup removes it");
-            }
-        }
+        blob::forget_changes(&self.shared.broker.blobs, &envelope.docs).await;
     }
 
     /// A failure that may pass: retried, until it has failed on every allowed delivery.
@@ -386,35 +358,6 @@ impl Writer {
         } else {
             self.failed(delivered, detail)
         }
-    }
-
-    /// Reads a large document from the object store: each try bounded in time (a read
-    /// that never returned held a batch for the whole `--batch-timeout`), tried again
-    /// a few times before the batch is retried as a whole.
-    async fn fetch_blob(&self, name: &str) -> Result<Vec<u8>, BlobFetchError> {
-        let mut failure = String::new();
-        for attempt in 1..=BLOB_FETCH_TRIES {
-            let read = async {
-                let mut object = self.shared.broker.blobs.get(name).await?;
-                let mut bytes = Vec::new();
-                object.read_to_end(&mut bytes).await?;
-                Ok::<_, async_nats::Error>(bytes)
-            };
-            match tokio::time::timeout(BLOB_FETCH_TIMEOUT, read).await {
-                Ok(Ok(bytes)) => return Ok(bytes),
-                Ok(Err(err)) => failure = err.to_string(),
-                Err(_) => {
-                    failure = format!("no answer within {BLOB_FETCH_TIMEOUT:?}");
-                }
-            }
-            tracing::warn!(writer = self.id, blob = name, attempt, error = %failure,
-                "reading a large document failed; reading it again");
-            tokio::time::sleep(Duration::from_millis(500) * attempt).await;
-        }
-        Err(BlobFetchError {
-            tries: BLOB_FETCH_TRIES,
-            last: failure,
-        })
     }
 
     async fn settle(&mut self, message: &Message, delivered: i64, outcome: Outcome) {

@@ -1,5 +1,5 @@
 //! The harness of the end-to-end tests: real MongoDB, NATS JetStream and PostgreSQL,
-//! and the built `producer` and `consumer` binaries run as processes.
+//! and the built `producer`, `consumer` and `mongo2pg` binaries run as processes.
 //!
 //! Each test makes a [`TestEnv`]: its own MongoDB database, PostgreSQL database and
 //! stream (with its buckets), all removed when the env is dropped, so tests run in any
@@ -18,6 +18,7 @@
 //! - [`env`]: a test's own databases and stream, and the binaries run against them.
 //! - [`private`]: private NATS and PostgreSQL servers for tests that stop them.
 //! - [`compare`]: what landed against the source, by content.
+//! - [`docs`]: the book's command-line reference and link checks.
 //! - [`fixture`]: hard documents: unicode, odd keys, deep nesting, 16 MiB, extremes.
 //! - [`otlp`]: an OTLP trace receiver.
 //! - [`scrape`]: a consumer's Prometheus metrics, as a scraper reads them.
@@ -26,6 +27,7 @@
 pub mod arbitrary;
 pub mod certs;
 pub mod compare;
+pub mod docs;
 pub mod env;
 pub mod fixture;
 pub mod otlp;

@@ -2,7 +2,7 @@
 //!
 //! `$sample` draws `--sample` documents spread over the collection. Every field path is
 //! counted per BSON type (binary UUIDs apart from other binary), then each top-level
-//! field becomes a column: one type maps to its PostgreSQL type (see the README's type
+//! field becomes a column: one type maps to its PostgreSQL type (see docs/reference/mapping.md's type
 //! table); an array whose elements share one scalar type becomes a PostgreSQL array;
 //! subdocuments and anything else become jsonb. A field seen with several types
 //! follows `--multi-type`:

@@ -18,11 +18,10 @@ pub enum ProducerError {
         seq: u64,
         detail: String,
     },
-    #[error("storing a {len}-byte document of {collection:?} in the object store: {detail}")]
+    #[error("a large document of {collection:?}: {source}")]
     Blob {
         collection: String,
-        len: usize,
-        detail: String,
+        source: common::blob::BlobError,
     },
     #[error("the checkpoint of {collection:?} is unreadable ({detail}); rerun with --restart")]
     BadCheckpoint { collection: String, detail: String },
@@ -40,7 +39,7 @@ pub enum ProducerError {
     FollowInterrupted { detail: String },
     #[error(transparent)]
     Start(#[from] StartError),
-    #[error("the change stream reports {operation:?} of collection {collection:?}: its changes can no longer be followed into the same table. What came before is published and the checkpoint stays before it; re-snapshot the collection under a new --run (see the README, \"Live migration\")")]
+    #[error("the change stream reports {operation:?} of collection {collection:?}: its changes can no longer be followed into the same table. What came before is published and the checkpoint stays before it; re-snapshot the collection under a new --run (see the book, docs/guides/live-migration.md)")]
     StreamEnded {
         collection: String,
         operation: String,
@@ -51,7 +50,7 @@ pub enum ProducerError {
     OtherCollectionsOfFollowedRun { run: String },
     #[error("run {run:?} follows the change stream: its snapshot cannot be published again under the same run (rows landed again after its changes could bring back deleted documents); start a new --run instead")]
     RestartFollowed { run: String },
-    #[error("history lost: the run's position in the change stream is {behind} s older than the oldest entry of MongoDB's oplog (it holds {window} s), so the changes of {collections} since cannot be followed; re-snapshot them under a new --run with --follow (see the README, \"Live migration\"), and grow the oplog (replSetResizeOplog)")]
+    #[error("history lost: the run's position in the change stream is {behind} s older than the oldest entry of MongoDB's oplog (it holds {window} s), so the changes of {collections} since cannot be followed; re-snapshot them under a new --run with --follow (see the book, docs/guides/live-migration.md), and grow the oplog (replSetResizeOplog)")]
     HistoryLost {
         behind: u64,
         window: u32,

@@ -3,7 +3,9 @@
 //! # Layout
 //! - [`config`]: command line and environment.
 //! - [`follow`]: the change stream after the snapshot (`run --follow`).
-//! - [`collection`]: one collection, page to batch to publish, with its checkpoint.
+//! - [`context`]: what every task of a run works with, as one value.
+//! - [`collection`]: one collection, whole or in ranges.
+//! - [`part`]: one part of a collection, page to batch to publish, with its checkpoint.
 //! - [`range_readers`]: reading a collection's ranges with several tasks and processes.
 //! - [`ranges`]: a collection's `_id` ranges, planned once per run and recorded.
 //! - [`lease`]: leases on ranges and on following, shared by several producers.
@@ -23,9 +25,11 @@
 mod checkpointer;
 mod collection;
 pub mod config;
+mod context;
 pub mod error;
 pub mod follow;
 pub mod lease;
+mod part;
 mod progress;
 mod publisher;
 mod range_readers;
@@ -41,9 +45,10 @@ use futures::{StreamExt, TryStreamExt};
 use tokio_util::sync::CancellationToken;
 use tracing::Instrument;
 
-use crate::collection::CollectionSummary;
 use crate::config::RunConfig;
+use crate::context::RunContext;
 use crate::error::ProducerError;
+use crate::part::CollectionSummary;
 
 /// What one `producer run` published.
 #[derive(Debug, Clone)]
@@ -210,10 +215,17 @@ async fn run_collections(
     })
     .await?;
 
+    let concurrency = config.concurrency.get();
+    let ctx = RunContext {
+        database,
+        broker,
+        state,
+        config,
+        shutdown,
+    };
     // `--concurrency` collections at once; each records its totals when it is done.
     let published = futures::stream::iter(estimates.iter().map(|(name, estimated)| {
-        let (database, broker, state, config, shutdown, run) =
-            (&database, &broker, &state, &config, &shutdown, &run);
+        let (ctx, run) = (&ctx, &run);
         async move {
             let span = tracing::info_span!(
                 "collection",
@@ -222,12 +234,10 @@ async fn run_collections(
                 documents = tracing::field::Empty,
                 docs_per_sec = tracing::field::Empty,
             );
-            let summary = collection::publish_collection(
-                database, broker, state, config, name, *estimated, shutdown,
-            )
-            .instrument(span)
-            .await?;
-            update_manifest(state, |manifest| {
+            let summary = collection::publish_collection(ctx, name, *estimated)
+                .instrument(span)
+                .await?;
+            update_manifest(&ctx.state, |manifest| {
                 manifest.collections.insert(
                     name.clone(),
                     CollectionTotals {
@@ -243,31 +253,23 @@ async fn run_collections(
             Ok::<_, ProducerError>(summary)
         }
     }))
-    .buffer_unordered(config.concurrency.get());
+    .buffer_unordered(concurrency);
     let mut summaries: Vec<CollectionSummary> = published.try_collect().await?;
     summaries.sort_by_key(|s| collections.iter().position(|c| *c == s.name));
-    update_manifest(&state, |manifest| {
+    update_manifest(&ctx.state, |manifest| {
         manifest.complete = manifest.collections.values().all(|c| c.complete);
     })
     .await?;
     let followed = match &start {
         Some(start) => Some(
-            follow_as_one(
-                &database,
-                &broker,
-                &state,
-                &config,
-                &collections,
-                start,
-                &shutdown,
-            )
-            .instrument(tracing::info_span!("follow", run = %run))
-            .await?,
+            follow_as_one(&ctx, &collections, start)
+                .instrument(tracing::info_span!("follow", run = %run))
+                .await?,
         ),
         None => None,
     };
     Ok(Summary {
-        run: config.run.run.to_string(),
+        run: ctx.config.run.run.to_string(),
         collections: summaries,
         followed,
         elapsed: started.elapsed(),
@@ -281,14 +283,17 @@ const STANDBY_POLL: Duration = Duration::from_secs(1);
 /// producers of a run only one streams the changes; the others stand by and take over
 /// once the follower stops renewing (killed), until `shutdown`.
 async fn follow_as_one(
-    database: &mongodb::Database,
-    broker: &Broker,
-    state: &RunState,
-    config: &RunConfig,
+    ctx: &RunContext,
     collections: &[String],
     start: &common::run_state::StartPosition,
-    shutdown: &CancellationToken,
 ) -> Result<follow::Followed, ProducerError> {
+    let RunContext {
+        database,
+        broker,
+        state,
+        config,
+        shutdown,
+    } = ctx;
     let holder = lease::holder_id();
     let mut said = false;
     let mut interruptions = 0;

@@ -1,22 +1,19 @@
 //! Reading one collection's `_id` ranges with `--readers` tasks, shared with the run's
 //! other producer processes through leases ([`crate::lease`]); each range is published
-//! like a whole collection ([`crate::collection`]), under its own checkpoint.
+//! like a whole collection ([`crate::part`]), under its own checkpoint.
 
 use std::collections::HashSet;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use common::broker::Broker;
-use common::run_state::{Checkpoint, RunState};
-use mongodb::Database;
+use common::run_state::Checkpoint;
 use tokio::task::JoinSet;
-use tokio_util::sync::CancellationToken;
 use tracing::Instrument;
 
-use crate::collection::{publish_part, summary, CollectionSummary, Part};
-use crate::config::RunConfig;
+use crate::context::RunContext;
 use crate::error::ProducerError;
 use crate::lease;
+use crate::part::{publish_part, summary, CollectionSummary, Part};
 use source::ranges::Range;
 
 /// Publishes the collection's ranges with `--readers` tasks. Each task claims a range
@@ -25,20 +22,16 @@ use source::ranges::Range;
 /// ranges leased elsewhere are waited for, and taken over if their lease expires. Then
 /// the collection's checkpoint holds the ranges' totals, complete.
 pub(crate) async fn publish_ranges(
-    database: &Database,
-    broker: &Broker,
-    state: &RunState,
-    config: &RunConfig,
+    ctx: &RunContext,
     name: &str,
     estimated: u64,
-    shutdown: &CancellationToken,
 ) -> Result<CollectionSummary, ProducerError> {
-    let readers = config.readers.get();
+    let readers = ctx.config.readers.get();
     let ranges = crate::ranges::ranges(
-        &database.collection(name),
-        state,
+        &ctx.database.collection(name),
+        &ctx.state,
         readers,
-        config.planner,
+        ctx.config.planner,
         estimated,
     )
     .await?;
@@ -53,23 +46,18 @@ pub(crate) async fn publish_ranges(
         holder: lease::holder_id(),
     });
     // A reader that fails stops the others: the run ends with its error.
-    let stop = shutdown.child_token();
+    let stop = ctx.shutdown.child_token();
     let per_range = estimated / count.max(1) as u64;
     let mut tasks = JoinSet::new();
     for _ in 0..readers {
-        let (database, broker, state, config) = (
-            database.clone(),
-            broker.clone(),
-            state.clone(),
-            config.clone(),
-        );
+        let reader = RunContext {
+            shutdown: stop.clone(),
+            ..ctx.clone()
+        };
         let (shared, stop, name) = (shared.clone(), stop.clone(), name.to_string());
         tasks.spawn(
             async move {
-                let read = read_ranges(
-                    &database, &broker, &state, &config, &name, &shared, per_range, &stop,
-                )
-                .await;
+                let read = read_ranges(&reader, &name, &shared, per_range).await;
                 if read.is_err() {
                     stop.cancel();
                 }
@@ -105,7 +93,8 @@ pub(crate) async fn publish_ranges(
         ..Checkpoint::default()
     };
     for index in 0..count {
-        let part = state
+        let part = ctx
+            .state
             .checkpoint(&common::naming::range_part(name, index))
             .await?
             .unwrap_or_default();
@@ -113,7 +102,7 @@ pub(crate) async fn publish_ranges(
         total.documents += part.documents;
         total.bytes += part.bytes;
     }
-    state.save_checkpoint(name, &total).await?;
+    ctx.state.save_checkpoint(name, &total).await?;
     Ok(summary(name, &total, duplicates, resumed))
 }
 
@@ -128,18 +117,14 @@ struct RangeWork {
 /// range left is leased by another producer.
 const CLAIM_RETRY: Duration = Duration::from_secs(1);
 
-/// One reader: claims and publishes ranges until all are complete.
-#[allow(clippy::too_many_arguments)]
+/// One reader: claims and publishes ranges until all are complete, or `ctx.shutdown`.
 async fn read_ranges(
-    database: &Database,
-    broker: &Broker,
-    state: &RunState,
-    config: &RunConfig,
+    ctx: &RunContext,
     name: &str,
     work: &RangeWork,
     estimated: u64,
-    stop: &CancellationToken,
 ) -> Result<Vec<CollectionSummary>, ProducerError> {
+    let (state, stop) = (&ctx.state, &ctx.shutdown);
     let mut published = Vec::new();
     loop {
         let mut left = 0;
@@ -184,10 +169,11 @@ async fn read_ranges(
         };
         let index = range.index;
         let part = Part::Range(Box::new(range));
-        let result = publish_part(
-            database, broker, state, config, name, part, estimated, &lost,
-        )
-        .await;
+        let range_ctx = RunContext {
+            shutdown: lost,
+            ..ctx.clone()
+        };
+        let result = publish_part(&range_ctx, name, part, estimated).await;
         let lost_lease = held.is_lost();
         held.release().await;
         if let Ok(mut taken) = work.taken.lock() {

@@ -110,7 +110,7 @@ impl std::fmt::Display for LiveStatus {
         match self.oplog {
             Some((window, headroom)) if headroom < 0 => writeln!(
                 f,
-                "error: history lost: the run's position is {} s older than the oldest oplog entry (the oplog holds {window} s); the changes of {} since cannot be followed. Re-snapshot: start a new run with --follow for these collections (see the README, \"Live migration\")",
+                "error: history lost: the run's position is {} s older than the oldest oplog entry (the oplog holds {window} s); the changes of {} since cannot be followed. Re-snapshot: start a new run with --follow for these collections (see the book, docs/guides/live-migration.md)",
                 -headroom,
                 self.collections.join(", ")
             )?,

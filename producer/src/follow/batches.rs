@@ -8,7 +8,8 @@ use std::collections::BTreeMap;
 use async_nats::jetstream::context::PublishAckFuture;
 use bson::{doc, Bson, Document, RawDocumentBuf};
 use bytes::Bytes;
-use common::batch::{change_blob_name, BatchBuilder, BatchLimits, Change, Doc, Envelope, Version};
+use common::batch::{BatchBuilder, BatchLimits, Change, Doc, Envelope, Version};
+use common::blob;
 use common::broker::Broker;
 use common::run_state::{ClusterTime, StreamCheckpoint};
 use mongodb::Database;
@@ -115,21 +116,13 @@ impl<'a> ChangeBatches<'a> {
         let doc = if limits.fits_inline(bytes.len()) {
             Doc::Inline(Cow::Owned(bytes))
         } else {
-            let name = change_blob_name(run, version);
-            let len = bytes.len();
-            self.broker
-                .blobs
-                .put(name.as_str(), &mut bytes.as_slice())
+            let name = blob::change_name(run, version);
+            blob::store(&self.broker.blobs, name, &bytes)
                 .await
-                .map_err(|e| ProducerError::Blob {
+                .map_err(|err| ProducerError::Blob {
                     collection: collection.clone(),
-                    len,
-                    detail: e.to_string(),
-                })?;
-            Doc::Blob {
-                name,
-                len: len as u64,
-            }
+                    source: err,
+                })?
         };
         let pending = self.pending.entry(collection).or_insert_with(|| Pending {
             closed: Vec::new(),

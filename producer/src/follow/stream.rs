@@ -254,7 +254,7 @@ fn stream_error(err: &mongodb::error::Error) -> ProducerError {
     match ReadFailure::of(err) {
         ReadFailure::Transient => ProducerError::FollowInterrupted { detail },
         ReadFailure::HistoryLost => ProducerError::Follow {
-            detail: format!("{detail}: the run's position is no longer in MongoDB's oplog (changes were lost to it); see the README's \"history lost\" section to re-snapshot"),
+            detail: format!("{detail}: the run's position is no longer in MongoDB's oplog (changes were lost to it); see docs/guides/live-migration.md, \"History lost\", to re-snapshot"),
         },
         ReadFailure::Permanent => ProducerError::Follow { detail },
     }

@@ -1,0 +1,25 @@
+//! What every task of a run works with, handed around as one value.
+
+use common::broker::Broker;
+use common::run_state::RunState;
+use mongodb::Database;
+use tokio_util::sync::CancellationToken;
+
+use crate::config::RunConfig;
+
+/// The source, the broker, the run's state, its configuration and its stop signal.
+/// Cheap to clone (handles); a task that may be stopped alone (a range whose lease is
+/// lost) gets a clone with its own `shutdown`.
+#[derive(Clone)]
+pub(crate) struct RunContext {
+    /// The source database.
+    pub database: Database,
+    /// NATS: the stream, the buckets and the object store.
+    pub broker: Broker,
+    /// The run's manifest, checkpoints and leases.
+    pub state: RunState,
+    /// The command line.
+    pub config: RunConfig,
+    /// Cancelled on SIGINT/SIGTERM, or when this task must stop.
+    pub shutdown: CancellationToken,
+}

@@ -1,0 +1,362 @@
+//! Publishing one part of a collection (the whole of it, or one `_id` range): documents
+//! from the pager become batches, batches become messages, and each acknowledged
+//! message moves the part's checkpoint.
+
+use std::borrow::Cow;
+use std::time::{Duration, Instant};
+
+use bson::{Bson, RawDocumentBuf};
+use common::batch::{BatchBuilder, BatchLimits, Doc, Envelope};
+use common::blob;
+use common::broker::Broker;
+use common::run_state::Checkpoint;
+
+use crate::context::RunContext;
+use crate::error::ProducerError;
+use crate::publisher::Publisher;
+use crate::retry::{pause, ATTEMPTS};
+use source::pager::Pager;
+use source::ranges::{self, Range, RangePager};
+use source::{mongo_detail, ReadFailure, SourceError};
+
+/// How often a progress line is logged while a collection is published.
+const PROGRESS_EVERY: Duration = Duration::from_secs(5);
+
+/// What was published of one collection, over the whole run (a resumed run included).
+#[derive(Debug, Clone)]
+pub struct CollectionSummary {
+    pub name: String,
+    pub documents: u64,
+    pub batches: u64,
+    pub bytes: u64,
+    /// Batches the stream already held (a rerun within the duplicate window).
+    pub duplicates: u64,
+    /// Whether this run picked up a checkpoint left by an earlier one.
+    pub resumed: bool,
+}
+
+/// What one publishing pass reads: the whole collection, or one of its ranges.
+pub(crate) enum Part {
+    Whole,
+    Range(Box<Range>),
+}
+
+/// Publishes one part of `name` (the whole collection, or one range) after its
+/// checkpoint.
+pub(crate) async fn publish_part(
+    ctx: &RunContext,
+    name: &str,
+    part: Part,
+    estimated: u64,
+) -> Result<CollectionSummary, ProducerError> {
+    let RunContext {
+        database,
+        broker,
+        state,
+        config,
+        shutdown,
+    } = ctx;
+    let run = config.run.run.as_str();
+    // A range is checkpointed under its own name; the collection under its own.
+    let key = match &part {
+        Part::Whole => name.to_string(),
+        Part::Range(range) => common::naming::range_part(name, range.index),
+    };
+    let checkpoint = state.checkpoint(&key).await?.unwrap_or_default();
+    let resumed = checkpoint.batches > 0;
+    if checkpoint.complete {
+        return Ok(summary(name, &checkpoint, 0, true));
+    }
+    let exact = checkpoint
+        .last_id_bson
+        .as_deref()
+        .map(ranges::decode)
+        .transpose()
+        .map_err(|err| ProducerError::BadCheckpoint {
+            collection: name.to_string(),
+            detail: err.to_string(),
+        })?;
+    let last_id = match (&checkpoint.last_id, exact) {
+        (_, Some(exact)) => Some(exact),
+        (Some(json), None) => {
+            Some(
+                Bson::try_from(json.clone()).map_err(|e| ProducerError::BadCheckpoint {
+                    collection: name.to_string(),
+                    detail: e.to_string(),
+                })?,
+            )
+        }
+        (None, None) => None,
+    };
+    if resumed {
+        tracing::info!(collection = %name, part = %key, batches = checkpoint.batches, documents = checkpoint.documents,
+            "resuming from the checkpoint of an earlier producer of this run");
+    }
+    let ranged = matches!(part, Part::Range(_));
+
+    let limits = BatchLimits::new(config.batch_size.get(), broker.max_payload(), run, name);
+    let mut batches = Batches {
+        broker,
+        name,
+        run,
+        limits,
+        builder: BatchBuilder::new(limits),
+        publisher: Publisher::new(
+            broker.jetstream.clone(),
+            state.clone(),
+            broker.names.batch_subject(&config.run.run, name),
+            key.clone(),
+            config.max_in_flight.get(),
+            shutdown.clone(),
+        ),
+        progress: Checkpoint {
+            complete: false,
+            ..checkpoint
+        },
+        last_pushed: None,
+        batch_span: None,
+        // Ranges read at once would draw over each other: they log instead.
+        progress_bar: if ranged {
+            None
+        } else {
+            crate::progress::bar(name, estimated)
+        },
+    };
+    // Four batches per round trip to MongoDB: few round trips, and memory that does not
+    // depend on the collection.
+    let cursor_batch = u32::try_from(config.batch_size.get().saturating_mul(4)).unwrap_or(u32::MAX);
+    let source = database.collection::<RawDocumentBuf>(name);
+    // Reading after `last` (from the start with `None`).
+    let open = |last: Option<&Bson>| match &part {
+        Part::Whole => Reader::Whole(Box::new(Pager::new(source.clone(), last, cursor_batch))),
+        Part::Range(range) => Reader::Range(Box::new(RangePager::new(
+            source.clone(),
+            (**range).clone(),
+            last.cloned(),
+            cursor_batch,
+        ))),
+    };
+    let mut pager = open(last_id.as_ref());
+    let mut read_failures = 0;
+    let started = Instant::now();
+    let mut last_report = Instant::now();
+    let start_documents = batches.progress.documents;
+
+    loop {
+        if shutdown.is_cancelled() {
+            // Keep what was sent: wait for its acknowledgements so the checkpoint is exact.
+            batches.publisher.finish().await?;
+            return Err(ProducerError::Interrupted);
+        }
+        let next = match pager.next().await {
+            Ok(next) => next,
+            // A replica set electing a new primary, a network blip: read again after
+            // the last document taken (it is in the batch being filled, or published).
+            Err(e) if source::error::is_transient(&e) && read_failures < ATTEMPTS => {
+                read_failures += 1;
+                tracing::warn!(collection = %name, attempt = read_failures, error = %mongo_detail(&e),
+                    "reading MongoDB failed; reading again after the last document read");
+                tokio::time::sleep(pause(read_failures)).await;
+                pager = open(batches.last_pushed.as_ref().or(last_id.as_ref()));
+                continue;
+            }
+            Err(e) => {
+                return Err(SourceError::Read {
+                    collection: name.to_string(),
+                    detail: match &pager {
+                        Reader::Whole(_) => mongo_detail(&e),
+                        Reader::Range(range) => {
+                            format!("{}: {}", range.describe(), mongo_detail(&e))
+                        }
+                    },
+                    failure: ReadFailure::of(&e),
+                }
+                .into())
+            }
+        };
+        let Some(document) = next else { break };
+        read_failures = 0;
+        batches.add(document).await?;
+        if batches.progress_bar.is_none() && last_report.elapsed() >= PROGRESS_EVERY {
+            last_report = Instant::now();
+            let done = batches.progress.documents;
+            let rate = (done - start_documents) as f64 / started.elapsed().as_secs_f64().max(1e-9);
+            tracing::info!(collection = %name, documents = done, estimated, docs_per_sec = rate as u64, "publishing");
+        }
+    }
+    batches.flush().await?;
+    // An empty collection still gets its table: one batch of no documents, which the
+    // consumers land as such (and count like any other).
+    let whole = match &part {
+        Part::Whole => true,
+        Part::Range(range) => range.min.is_none() && range.max.is_none(),
+    };
+    if whole && batches.progress.batches == 0 {
+        batches.flush_empty().await?;
+    }
+    let published = batches.publisher.finish().await?;
+    if let Some(bar) = &batches.progress_bar {
+        bar.finish_and_clear();
+    }
+    let mut progress = batches.progress;
+    let seconds = started.elapsed().as_secs_f64().max(1e-9);
+    let span = tracing::Span::current();
+    span.record("documents", progress.documents);
+    span.record(
+        "docs_per_sec",
+        ((progress.documents - start_documents) as f64 / seconds) as u64,
+    );
+    progress.complete = true;
+    state.save_checkpoint(&key, &progress).await?;
+    Ok(summary(name, &progress, published.duplicates, resumed))
+}
+
+/// The documents of one part, in `_id` order.
+enum Reader {
+    Whole(Box<Pager>),
+    Range(Box<RangePager>),
+}
+
+impl Reader {
+    async fn next(&mut self) -> mongodb::error::Result<Option<RawDocumentBuf>> {
+        match self {
+            Reader::Whole(pager) => pager.next().await,
+            Reader::Range(pager) => pager.next().await,
+        }
+    }
+}
+
+pub(crate) fn summary(
+    name: &str,
+    progress: &Checkpoint,
+    duplicates: u64,
+    resumed: bool,
+) -> CollectionSummary {
+    CollectionSummary {
+        name: name.to_string(),
+        documents: progress.documents,
+        batches: progress.batches,
+        bytes: progress.bytes,
+        duplicates,
+        resumed,
+    }
+}
+
+/// The batch being filled and where the collection will stand once it is acknowledged.
+struct Batches<'a> {
+    broker: &'a Broker,
+    name: &'a str,
+    run: &'a str,
+    limits: BatchLimits,
+    builder: BatchBuilder,
+    publisher: Publisher,
+    progress: Checkpoint,
+    /// `_id` of the last document added: the checkpoint of the batch it closes.
+    last_pushed: Option<Bson>,
+    /// The trace of the batch being filled, and its `page` child (reading from MongoDB).
+    batch_span: Option<(tracing::Span, tracing::Span)>,
+    progress_bar: Option<indicatif::ProgressBar>,
+}
+
+impl Batches<'_> {
+    async fn add(&mut self, document: RawDocumentBuf) -> Result<(), ProducerError> {
+        let id = document
+            .get("_id")
+            .ok()
+            .flatten()
+            .and_then(|id| Bson::try_from(id).ok());
+        let bytes = document.into_bytes();
+        let doc = if self.limits.fits_inline(bytes.len()) {
+            Doc::Inline(Cow::Owned(bytes))
+        } else {
+            self.store_blob(bytes).await?
+        };
+        if self.builder.would_overflow(&doc) {
+            self.flush().await?;
+        }
+        if self.batch_span.is_none() {
+            self.batch_span = Some(self.start_batch_span());
+        }
+        self.builder.push(doc);
+        self.last_pushed = id;
+        if self.builder.is_full() {
+            self.flush().await?;
+        }
+        Ok(())
+    }
+
+    /// A document larger than a message goes to the object store, named by its hash.
+    async fn store_blob(&self, bytes: Vec<u8>) -> Result<Doc<'static>, ProducerError> {
+        let name = blob::snapshot_name(self.run, &bytes);
+        blob::store(&self.broker.blobs, name, &bytes)
+            .await
+            .map_err(|err| ProducerError::Blob {
+                collection: self.name.to_string(),
+                source: err,
+            })
+    }
+
+    /// Each batch is the root of its own trace, so that trace sampling picks whole
+    /// batches, from MongoDB page to PostgreSQL commit.
+    fn start_batch_span(&self) -> (tracing::Span, tracing::Span) {
+        let batch = tracing::info_span!(
+            parent: None,
+            "batch",
+            run = self.run,
+            collection = self.name,
+            seq = self.progress.batches,
+            batch_id = tracing::field::Empty,
+            documents = tracing::field::Empty,
+            bytes = tracing::field::Empty,
+        );
+        let page = tracing::info_span!(parent: &batch, "page", source = "mongodb");
+        (batch, page)
+    }
+
+    async fn flush(&mut self) -> Result<(), ProducerError> {
+        let docs = self.builder.take();
+        if docs.is_empty() {
+            return Ok(());
+        }
+        self.publish(docs).await
+    }
+
+    /// Publishes a batch of no documents: what makes an empty collection's table.
+    async fn flush_empty(&mut self) -> Result<(), ProducerError> {
+        self.publish(Vec::new()).await
+    }
+
+    async fn publish(&mut self, docs: Vec<Doc<'static>>) -> Result<(), ProducerError> {
+        let (batch_span, page_span) = self
+            .batch_span
+            .take()
+            .unwrap_or_else(|| self.start_batch_span());
+        page_span.record("documents", docs.len());
+        drop(page_span);
+        let count = docs.len() as u64;
+        let seq = self.progress.batches;
+        let envelope = Envelope::new(self.run, self.name, seq, docs);
+        let payload = envelope.encode();
+        self.progress.batches += 1;
+        self.progress.documents += count;
+        self.progress.bytes += payload.len() as u64;
+        self.progress.last_id = self.last_pushed.clone().map(Bson::into_canonical_extjson);
+        self.progress.last_id_bson = self.last_pushed.clone().map(ranges::encode);
+        let batch_id = envelope.batch_id.into_owned();
+        batch_span.record("batch_id", batch_id.as_str());
+        batch_span.record("documents", count);
+        batch_span.record("bytes", payload.len());
+        if let Some(bar) = &self.progress_bar {
+            bar.set_position(self.progress.documents);
+        }
+        self.publisher
+            .publish(
+                seq,
+                batch_id,
+                payload.into(),
+                self.progress.clone(),
+                batch_span,
+            )
+            .await
+    }
+}
