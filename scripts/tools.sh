@@ -15,4 +15,4 @@ install() {
 }
 
 install mdbook mdbook "${MDBOOK_VERSION:-0.5.4}"
-install cargo-deny cargo-deny "${CARGO_DENY_VERSION:-0.20.0}"
+install cargo-deny cargo-deny "${CARGO_DENY_VERSION:-0.20.2}"

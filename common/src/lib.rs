@@ -14,6 +14,7 @@
 //! - [`telemetry`]: logs and OTLP traces.
 //! - [`shutdown`]: SIGINT/SIGTERM as a cancellation token.
 //! - [`trace_context`]: W3C trace context carried in NATS headers.
+#![warn(unreachable_pub)]
 
 pub mod batch;
 pub mod blob;

@@ -14,7 +14,7 @@ use tokio_postgres::Client;
 
 /// Why a dead letter could not be kept yet; the message is retried, not dropped.
 #[derive(Debug, thiserror::Error)]
-pub enum DeadLetterError {
+pub(crate) enum DeadLetterError {
     #[error("the message has no JetStream metadata: {0}")]
     Metadata(#[source] async_nats::Error),
     #[error(transparent)]
@@ -28,7 +28,7 @@ pub enum DeadLetterError {
 ///
 /// # Errors
 /// [`DeadLetterError`] when either could not be written; recording again is harmless.
-pub async fn record(
+pub(crate) async fn record(
     client: &mut Client,
     broker: &Broker,
     run: &RunName,

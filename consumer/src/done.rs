@@ -22,7 +22,7 @@ use tokio_postgres::Client;
 
 /// Why the done check could not tell this time; the watcher tries again.
 #[derive(Debug, thiserror::Error)]
-pub enum DoneError {
+pub(crate) enum DoneError {
     #[error("reading the durable consumer: {0}")]
     Stream(#[from] async_nats::jetstream::context::ConsumerInfoError),
     #[error(transparent)]
@@ -34,7 +34,7 @@ pub enum DoneError {
 }
 
 /// Batches landed or dead-lettered per collection of a run.
-pub async fn accounted_batches(
+pub(crate) async fn accounted_batches(
     client: &Client,
     run: &str,
 ) -> Result<HashMap<String, u64>, tokio_postgres::Error> {
@@ -62,7 +62,7 @@ pub async fn accounted_batches(
 }
 
 /// Whether every batch of a complete manifest is accounted for.
-pub fn is_done(manifest: &RunManifest, accounted: &HashMap<String, u64>) -> bool {
+pub(crate) fn is_done(manifest: &RunManifest, accounted: &HashMap<String, u64>) -> bool {
     manifest.complete
         && manifest
             .collections
@@ -72,7 +72,7 @@ pub fn is_done(manifest: &RunManifest, accounted: &HashMap<String, u64>) -> bool
 
 /// Where a run stands, as far as a consumer waiting for its end can tell.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Progress {
+pub(crate) enum Progress {
     /// No producer has announced the run: no manifest in the state bucket.
     NoProducer,
     /// The producer is still publishing (or stopped before it finished).
@@ -87,7 +87,7 @@ pub enum Progress {
 }
 
 /// One check: reads the manifest, the stream's view of the run, and the ledger.
-pub async fn check(
+pub(crate) async fn check(
     state: &RunState,
     stream: &PullConsumer,
     client: &Client,

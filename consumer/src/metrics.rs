@@ -20,7 +20,7 @@ use crate::shared::Shared;
 const REQUEST_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// Serves scrapes one at a time until `stop` is cancelled.
-pub async fn serve(listener: TcpListener, shared: Arc<Shared>, stop: CancellationToken) {
+pub(crate) async fn serve(listener: TcpListener, shared: Arc<Shared>, stop: CancellationToken) {
     loop {
         let accepted = tokio::select! {
             _ = stop.cancelled() => return,
@@ -62,7 +62,7 @@ async fn answer(mut stream: TcpStream, shared: &Shared) -> std::io::Result<()> {
 }
 
 /// The exposition text.
-pub fn render(shared: &Shared) -> String {
+pub(crate) fn render(shared: &Shared) -> String {
     let totals = shared.stats.totals();
     let latency = shared.stats.latency();
     let run = shared.run.as_str();

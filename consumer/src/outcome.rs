@@ -11,7 +11,7 @@
 use std::time::Duration;
 
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Outcome {
+pub(crate) enum Outcome {
     Committed {
         rows: u64,
         rejects: u64,
@@ -28,7 +28,7 @@ pub enum Outcome {
 }
 
 /// Redelivery delay after `delivered` failed deliveries: 1 s, 2 s, 4 s … up to 30 s.
-pub fn retry_delay(delivered: i64) -> Duration {
+pub(crate) fn retry_delay(delivered: i64) -> Duration {
     let exponent = delivered.clamp(1, 6) as u32 - 1;
     Duration::from_secs((1u64 << exponent).min(30))
 }

@@ -10,7 +10,7 @@ use landing::mapping::MappingFile;
 use crate::stats::Stats;
 
 /// What the writers of a process share.
-pub struct Shared {
+pub(crate) struct Shared {
     pub run: RunName,
     pub database_url: String,
     pub mapping: MappingFile,

@@ -4,7 +4,7 @@
 use std::sync::atomic::{AtomicU64, Ordering};
 
 #[derive(Debug, Default)]
-pub struct Stats {
+pub(crate) struct Stats {
     batches: AtomicU64,
     rows: AtomicU64,
     rejects: AtomicU64,
@@ -23,11 +23,12 @@ pub struct Stats {
 }
 
 /// Upper bounds, in seconds, of the write latency histogram's buckets.
-pub const LATENCY_BUCKETS: [f64; 10] = [0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 10.0];
+pub(crate) const LATENCY_BUCKETS: [f64; 10] =
+    [0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 10.0];
 
 /// The write latency histogram, cumulative as Prometheus counts buckets.
 #[derive(Debug, Default, Clone, PartialEq)]
-pub struct Latency {
+pub(crate) struct Latency {
     pub buckets: Vec<(f64, u64)>,
     pub count: u64,
     pub sum_seconds: f64,
@@ -44,7 +45,7 @@ pub struct Totals {
 }
 
 impl Stats {
-    pub fn committed(&self, rows: u64, rejects: u64) {
+    pub(crate) fn committed(&self, rows: u64, rejects: u64) {
         self.batches.fetch_add(1, Ordering::Relaxed);
         self.rows.fetch_add(rows, Ordering::Relaxed);
         self.rejects.fetch_add(rejects, Ordering::Relaxed);
@@ -52,7 +53,7 @@ impl Stats {
 
     /// Counts a committed change batch and the lag of its newest event, whose cluster
     /// time is `newest_seconds`.
-    pub fn changes(&self, events: u64, newest_seconds: u32) {
+    pub(crate) fn changes(&self, events: u64, newest_seconds: u32) {
         self.changes.fetch_add(events, Ordering::Relaxed);
         let now_ms = std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)
@@ -63,24 +64,24 @@ impl Stats {
         );
     }
 
-    pub fn changes_applied(&self) -> u64 {
+    pub(crate) fn changes_applied(&self) -> u64 {
         self.changes.load(Ordering::Relaxed)
     }
 
     /// Seconds between the newest change applied and its commit here.
-    pub fn apply_lag_seconds(&self) -> f64 {
+    pub(crate) fn apply_lag_seconds(&self) -> f64 {
         self.apply_lag_ms.load(Ordering::Relaxed) as f64 / 1000.0
     }
 
-    pub fn duplicate(&self) {
+    pub(crate) fn duplicate(&self) {
         self.duplicates.fetch_add(1, Ordering::Relaxed);
     }
 
-    pub fn dead_letter(&self) {
+    pub(crate) fn dead_letter(&self) {
         self.dead_letters.fetch_add(1, Ordering::Relaxed);
     }
 
-    pub fn write_latency(&self, elapsed: std::time::Duration) {
+    pub(crate) fn write_latency(&self, elapsed: std::time::Duration) {
         let seconds = elapsed.as_secs_f64();
         for (bound, bucket) in LATENCY_BUCKETS.iter().zip(&self.write_buckets) {
             if seconds <= *bound {
@@ -92,15 +93,15 @@ impl Stats {
             .fetch_add(elapsed.as_micros() as u64, Ordering::Relaxed);
     }
 
-    pub fn set_pending(&self, pending: u64) {
+    pub(crate) fn set_pending(&self, pending: u64) {
         self.pending.store(pending, Ordering::Relaxed);
     }
 
-    pub fn pending(&self) -> u64 {
+    pub(crate) fn pending(&self) -> u64 {
         self.pending.load(Ordering::Relaxed)
     }
 
-    pub fn latency(&self) -> Latency {
+    pub(crate) fn latency(&self) -> Latency {
         Latency {
             buckets: LATENCY_BUCKETS
                 .iter()
@@ -112,7 +113,7 @@ impl Stats {
         }
     }
 
-    pub fn totals(&self) -> Totals {
+    pub(crate) fn totals(&self) -> Totals {
         Totals {
             batches: self.batches.load(Ordering::Relaxed),
             rows: self.rows.load(Ordering::Relaxed),

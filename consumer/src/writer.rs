@@ -40,7 +40,7 @@ const RECONNECT_PAUSE: Duration = Duration::from_secs(1);
 /// stops instead of waiting on a server forever.
 const STOP_GRACE: Duration = Duration::from_secs(10);
 
-pub struct Writer {
+pub(crate) struct Writer {
     id: usize,
     shared: Arc<Shared>,
     client: Option<Client>,
@@ -49,7 +49,7 @@ pub struct Writer {
 }
 
 impl Writer {
-    pub fn new(id: usize, shared: Arc<Shared>) -> Self {
+    pub(crate) fn new(id: usize, shared: Arc<Shared>) -> Self {
         Writer {
             id,
             shared,
@@ -59,7 +59,7 @@ impl Writer {
     }
 
     /// Runs until `shutdown` is cancelled.
-    pub async fn run(mut self, consumer: PullConsumer, shutdown: CancellationToken) {
+    pub(crate) async fn run(mut self, consumer: PullConsumer, shutdown: CancellationToken) {
         'stream: while !shutdown.is_cancelled() {
             let mut messages = match consumer
                 .stream()

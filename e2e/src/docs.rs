@@ -51,7 +51,7 @@ pub fn cli_reference(binary: impl Fn(&str) -> PathBuf) -> String {
     let mut out = String::from(
         "# Command line\n\n\
          Generated from the binaries' own `--help` (`UPDATE_CLI_REFERENCE=1 cargo test -p e2e \
-         --test docs`); the test command fails when it differs from them. Every flag can \
+         --test e2e docs::`); the test command fails when it differs from them. Every flag can \
          come from the environment variable its `[env: …]` names.\n",
     );
     for name in BINARIES {

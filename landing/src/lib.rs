@@ -35,6 +35,7 @@
 //! Data path: raw BSON → [`Mapped::map`](mapped::Mapped::map) (rows and rejects) →
 //! [`land`](landing::land): BEGIN, claim, binary COPY (refused rows isolated under
 //! savepoints), rejects, COMMIT.
+#![warn(unreachable_pub)]
 
 pub mod added_columns;
 pub mod cell;

@@ -19,13 +19,13 @@ use crate::retry;
 /// for the last position to be saved.
 ///
 /// [`finish`]: Checkpointer::finish
-pub struct Checkpointer {
+pub(crate) struct Checkpointer {
     latest: watch::Sender<Option<Checkpoint>>,
     task: JoinHandle<Result<(), ProducerError>>,
 }
 
 impl Checkpointer {
-    pub fn start(state: RunState, collection: String) -> Self {
+    pub(crate) fn start(state: RunState, collection: String) -> Self {
         let (latest, mut rx) = watch::channel(None::<Checkpoint>);
         let task = tokio::spawn(async move {
             // Ends when the sender is dropped, after saving any position not yet saved.
@@ -44,12 +44,12 @@ impl Checkpointer {
     }
 
     /// Records the position reached once a batch is acknowledged.
-    pub fn save(&self, checkpoint: Checkpoint) {
+    pub(crate) fn save(&self, checkpoint: Checkpoint) {
         self.latest.send_replace(Some(checkpoint));
     }
 
     /// Waits until the newest position is saved.
-    pub async fn finish(self) -> Result<(), ProducerError> {
+    pub(crate) async fn finish(self) -> Result<(), ProducerError> {
         drop(self.latest);
         self.task.await.map_err(ProducerError::Checkpointer)?
     }

@@ -21,6 +21,7 @@
 //! Data path: `pager` → raw BSON bytes → `BatchBuilder` (count and byte limits; large
 //! documents to the object store) → msgpack `Envelope` → `publisher` → PubAck →
 //! checkpoint in the key-value bucket → manifest totals when the collection ends.
+#![warn(unreachable_pub)]
 
 mod checkpointer;
 mod collection;

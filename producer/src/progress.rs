@@ -8,7 +8,7 @@ use std::io::IsTerminal;
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 
 /// A bar for one collection, or `None` when stderr is not a terminal.
-pub fn bar(collection: &str, estimated: u64) -> Option<ProgressBar> {
+pub(crate) fn bar(collection: &str, estimated: u64) -> Option<ProgressBar> {
     if !std::io::stderr().is_terminal() {
         return None;
     }

@@ -32,7 +32,7 @@ use crate::retry::{pause, ATTEMPTS};
 
 /// What the publisher counted for one collection.
 #[derive(Debug, Default, Clone, Copy)]
-pub struct Published {
+pub(crate) struct Published {
     pub batches: u64,
     /// Batches the stream already had (same `Nats-Msg-Id` within its duplicate window).
     pub duplicates: u64,
@@ -50,7 +50,7 @@ struct InFlight {
     _ack_span: tracing::Span,
 }
 
-pub struct Publisher {
+pub(crate) struct Publisher {
     jetstream: jetstream::Context,
     shutdown: CancellationToken,
     checkpointer: Checkpointer,
@@ -62,7 +62,7 @@ pub struct Publisher {
 }
 
 impl Publisher {
-    pub fn new(
+    pub(crate) fn new(
         jetstream: jetstream::Context,
         state: RunState,
         subject: String,
@@ -83,7 +83,7 @@ impl Publisher {
     }
 
     /// Sends one batch; waits for the oldest PubAck first when the window is full.
-    pub async fn publish(
+    pub(crate) async fn publish(
         &mut self,
         seq: u64,
         batch_id: String,
@@ -115,7 +115,7 @@ impl Publisher {
     }
 
     /// Waits for every batch in flight to be acknowledged.
-    pub async fn finish(mut self) -> Result<Published, ProducerError> {
+    pub(crate) async fn finish(mut self) -> Result<Published, ProducerError> {
         while !self.window.is_empty() {
             self.settle_oldest().await?;
         }

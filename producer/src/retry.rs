@@ -10,19 +10,19 @@ use common::run_state::StateError;
 
 /// Tries per operation: with [`pause`], about 110 s before giving up, longer than a
 /// NATS restart takes.
-pub const ATTEMPTS: u32 = 30;
+pub(crate) const ATTEMPTS: u32 = 30;
 const FIRST_PAUSE: Duration = Duration::from_millis(250);
 const LONGEST_PAUSE: Duration = Duration::from_secs(4);
 
 /// The pause after failed try number `attempt` (from 1): 250 ms, doubling, at most 4 s.
-pub fn pause(attempt: u32) -> Duration {
+pub(crate) fn pause(attempt: u32) -> Duration {
     FIRST_PAUSE
         .saturating_mul(1 << attempt.saturating_sub(1).min(8))
         .min(LONGEST_PAUSE)
 }
 
 /// An error that says whether trying again later may succeed.
-pub trait Transient: std::fmt::Display {
+pub(crate) trait Transient: std::fmt::Display {
     fn is_transient(&self) -> bool;
 }
 
@@ -34,7 +34,7 @@ impl Transient for StateError {
 
 /// Runs `operation` until it succeeds, fails permanently, or has failed [`ATTEMPTS`]
 /// times.
-pub async fn with_retries<T, E, F, Fut>(what: &str, mut operation: F) -> Result<T, E>
+pub(crate) async fn with_retries<T, E, F, Fut>(what: &str, mut operation: F) -> Result<T, E>
 where
     E: Transient,
     F: FnMut() -> Fut,

@@ -14,25 +14,13 @@ use tokio_postgres::types::{FromSql, IsNull, ToSql, Type};
 use landing::cell::Cell;
 use landing::column_type::ColumnType;
 use landing::mapping::{ChildPlan, Row, TablePlan};
-use landing::numeric::{Numeric, NumericError};
+use landing::numeric::Numeric;
 
-/// A value that cannot be put in canonical form: bytes PostgreSQL would not send for
-/// the column's type, or a cell that cannot be encoded.
-#[derive(Debug, thiserror::Error)]
-pub enum FingerprintError {
-    #[error("encoding a value: {0}")]
-    Encode(#[source] Box<dyn std::error::Error + Sync + Send>),
-    #[error(transparent)]
-    Numeric(#[from] NumericError),
-    #[error("jsonb that is not JSON: {0}")]
-    Json(#[from] serde_json::Error),
-    #[error("{0}")]
-    Malformed(String),
-}
+use super::error::FingerprintError;
 
 /// A value as PostgreSQL sent it, undecoded.
 #[derive(Debug, Clone, Copy)]
-pub struct RawValue<'a>(pub &'a [u8]);
+pub(super) struct RawValue<'a>(pub &'a [u8]);
 
 impl<'a> FromSql<'a> for RawValue<'a> {
     fn from_sql(_: &Type, raw: &'a [u8]) -> Result<Self, Box<dyn std::error::Error + Sync + Send>> {
@@ -45,7 +33,7 @@ impl<'a> FromSql<'a> for RawValue<'a> {
 }
 
 /// The binary bytes a cell is written as; `None` for NULL.
-pub fn cell_bytes(cell: &Cell, ty: ColumnType) -> Result<Option<Vec<u8>>, FingerprintError> {
+pub(super) fn cell_bytes(cell: &Cell, ty: ColumnType) -> Result<Option<Vec<u8>>, FingerprintError> {
     let mut out = BytesMut::new();
     match cell.to_sql(&ty.pg_type(), &mut out) {
         Ok(IsNull::Yes) => Ok(None),
@@ -55,7 +43,7 @@ pub fn cell_bytes(cell: &Cell, ty: ColumnType) -> Result<Option<Vec<u8>>, Finger
 }
 
 /// A canonical form of a binary value of type `ty`, equal for equal values.
-pub fn normalized(ty: ColumnType, bytes: &[u8]) -> Result<Vec<u8>, FingerprintError> {
+pub(super) fn normalized(ty: ColumnType, bytes: &[u8]) -> Result<Vec<u8>, FingerprintError> {
     if let Some(element) = ty.element() {
         return normalized_array(element, bytes);
     }
@@ -165,12 +153,12 @@ impl<'a> Reader<'a> {
 /// A 128-bit hash of a row's canonical values; rows add up (wrapping) into the
 /// fingerprint of a set of rows, whatever their order.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash)]
-pub struct Fingerprint(pub u128);
+pub(super) struct Fingerprint(pub u128);
 
 impl Fingerprint {
     /// The fingerprint of one row of values (`None` for NULL) of the given types;
     /// `table` tells a parent row from a row of child table `n` (`Some(n)`).
-    pub fn of_row<'v>(
+    pub(super) fn of_row<'v>(
         table: Option<usize>,
         values: impl IntoIterator<Item = (ColumnType, Option<&'v [u8]>)>,
     ) -> Result<Fingerprint, FingerprintError> {
@@ -195,12 +183,15 @@ impl Fingerprint {
         Ok(Fingerprint(u128::from_be_bytes(first)))
     }
 
-    pub fn add(&mut self, other: Fingerprint) {
+    pub(super) fn add(&mut self, other: Fingerprint) {
         self.0 = self.0.wrapping_add(other.0);
     }
 
     /// A document's fingerprint: its row and its child rows, as the mapping writes them.
-    pub fn of_document(plan: &TablePlan, row: &Row) -> Result<Fingerprint, FingerprintError> {
+    pub(super) fn of_document(
+        plan: &TablePlan,
+        row: &Row,
+    ) -> Result<Fingerprint, FingerprintError> {
         let mut total = Fingerprint::of_cells(None, plan.columns.iter().map(|c| c.ty), &row.cells)?;
         let parent_type = plan.primary_key_type().unwrap_or(ColumnType::Text);
         for (i, (child, rows)) in plan.children.iter().zip(&row.children).enumerate() {
@@ -229,7 +220,10 @@ impl Fingerprint {
 }
 
 /// The column types of a child table, in [`ChildPlan::COLUMNS`] order.
-pub fn child_types(child: &ChildPlan, parent: ColumnType) -> impl Iterator<Item = ColumnType> {
+pub(super) fn child_types(
+    child: &ChildPlan,
+    parent: ColumnType,
+) -> impl Iterator<Item = ColumnType> {
     [parent, ColumnType::Int4, child.ty].into_iter()
 }
 

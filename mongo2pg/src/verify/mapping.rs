@@ -14,7 +14,7 @@ use crate::config::VerifyConfig;
 /// - otherwise the run's recorded mapping;
 /// - otherwise (a run cleaned up from NATS, or from before mappings were recorded)
 ///   the default tables, and the report says the run recorded none.
-pub async fn for_run(config: &VerifyConfig) -> Result<(MappingFile, String), VerifyError> {
+pub(super) async fn for_run(config: &VerifyConfig) -> Result<(MappingFile, String), VerifyError> {
     let given = match config.mapping.as_deref() {
         Some(path) => Some(MappingFile::load_recorded(Some(path))?),
         None => None,

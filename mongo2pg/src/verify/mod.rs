@@ -22,73 +22,24 @@ use std::fmt::Write as _;
 use bson::{doc, Bson, RawDocumentBuf};
 use common::naming::REJECTS_TABLE;
 use futures::TryStreamExt;
-use landing::added_columns::RegistryError;
 use landing::cell::Cell;
 use landing::identifier::quote;
-use landing::mapping::{MappingError, RowError, TablePlan};
-use landing::pg::{self, ConnectError, PgError};
+use landing::mapping::{RowError, TablePlan};
+use landing::pg::{self};
 use mongodb::Database;
 use tokio_postgres::Client;
 
 mod describe;
+mod error;
 mod fingerprint;
 mod mapping;
 mod repair;
 mod target;
 
-use self::fingerprint::{cell_bytes, Fingerprint, FingerprintError};
+pub use self::error::{Cause, VerifyError};
+use self::fingerprint::{cell_bytes, Fingerprint};
 use crate::config::VerifyConfig;
 use source::pager::Pager;
-use source::{mongo_detail, SourceError};
-
-/// Why `verify` could not finish.
-#[derive(Debug, thiserror::Error)]
-pub enum VerifyError {
-    #[error(transparent)]
-    Source(#[from] SourceError),
-    #[error(transparent)]
-    Connect(#[from] ConnectError),
-    #[error(transparent)]
-    Mapping(#[from] MappingError),
-    #[error(transparent)]
-    Broker(#[from] common::broker::BrokerError),
-    #[error(transparent)]
-    State(#[from] common::run_state::StateError),
-    #[error("run {run} was landed with the mapping {held}, not {ours}; without --mapping, verify takes the run's")]
-    OtherMapping {
-        run: String,
-        held: String,
-        ours: String,
-    },
-    #[error("verify {collection} ({doing}): {cause}")]
-    Check {
-        collection: String,
-        doing: &'static str,
-        #[source]
-        cause: Cause,
-    },
-}
-
-/// What failed under [`VerifyError`].
-#[derive(Debug, thiserror::Error)]
-pub enum Cause {
-    #[error("{}", pg::detail(.0))]
-    Postgres(#[from] tokio_postgres::Error),
-    #[error(transparent)]
-    Landing(#[from] PgError),
-    #[error(transparent)]
-    Registry(#[from] RegistryError),
-    #[error(transparent)]
-    Table(#[from] landing::table_check::TableError),
-    #[error("{}", mongo_detail(.0))]
-    Mongo(#[from] mongodb::error::Error),
-    #[error(transparent)]
-    Fingerprint(#[from] FingerprintError),
-    #[error("table {0:?} has no column mapped from _id, so rows cannot be matched to documents; map _id to a column")]
-    NoKey(String),
-    #[error("MongoDB gave the read no operation time, which a repair of a followed run needs as its version; live migration needs a replica set")]
-    NoOperationTime,
-}
 
 /// What verification found, for people (Display) and scripts (`differences`).
 #[derive(Debug, Default)]

@@ -650,3 +650,5 @@ async fn a_batch_refused_on_every_delivery_is_dead_lettered_and_the_run_goes_on(
     let numbers: Vec<&str> = line.split_whitespace().skip(1).collect();
     assert_eq!(numbers, ["30", "30", "20", "0", "1"], "{text}");
 }
+
+mod edges;

@@ -14,7 +14,7 @@ fn the_cli_reference_is_what_the_binaries_say() {
     let written = std::fs::read_to_string(&path).unwrap_or_default();
     assert!(
         written == generated,
-        "docs/reference/cli.md differs from the binaries' --help: run `UPDATE_CLI_REFERENCE=1 cargo test -p e2e --test docs` and commit it"
+        "docs/reference/cli.md differs from the binaries' --help: run `UPDATE_CLI_REFERENCE=1 cargo test -p e2e --test e2e docs::` and commit it"
     );
     // Every operator command is in the operator's binary, and only the daemons in theirs.
     let mongo2pg = docs::subcommands(&docs::help(&e2e::binary("mongo2pg"), &[]));

@@ -1851,3 +1851,5 @@ async fn thirty_seconds_of_dropped_traffic_wedge_nothing() -> Result<()> {
         .await?;
     run.finish().await
 }
+
+mod change_order;

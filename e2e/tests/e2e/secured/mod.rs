@@ -660,3 +660,5 @@ async fn an_expired_server_certificate_is_named_as_expired() {
         );
     }
 }
+
+mod secrets;

@@ -299,3 +299,5 @@ fn the_services_script_installs_mongod_even_when_a_server_answers() {
     assert!(said.contains("MongoDB already on"), "{said}");
     assert!(installed, "mongod was not installed: {said}");
 }
+
+mod compose_rehearsal;

@@ -395,3 +395,5 @@ async fn a_full_stream_holds_the_producer_back_until_consumers_make_room() {
     finish(consumers).await.expect("consumers finish");
     assert_exact_copy(&env, "users").await.expect("exact copy");
 }
+
+mod stalls;

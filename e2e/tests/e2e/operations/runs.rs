@@ -1,0 +1,202 @@
+//! Running, rerunning and inspecting runs: status, requeue and restarts say what is
+//! true and complete what they start.
+
+use std::time::Duration;
+
+use bson::{doc, Document};
+use e2e::{assert_success, TestEnv};
+
+const CONSUMERS_LIMIT: Duration = Duration::from_secs(120);
+
+/// Bug 13: `mongo2pg status | head -1` panicked on the closed pipe (exit 101).
+#[tokio::test(flavor = "multi_thread")]
+async fn a_reader_that_closes_the_pipe_early_is_no_panic() {
+    let env = TestEnv::new("hard_pipe").await.expect("env");
+    env.db()
+        .collection::<Document>("users")
+        .insert_one(doc! { "_id": 1 })
+        .await
+        .expect("insert");
+    assert_success(&env.producer("r", &["run"]).await.expect("run"), "producer");
+    let mut child = env
+        .command("mongo2pg", "r")
+        .arg("status")
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("status");
+    // The reader is gone before the report is written, as `| head -1` is once it has
+    // its line.
+    drop(child.stdout.take());
+    let out = child.wait_with_output().await.expect("status ends");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_ne!(out.status.code(), Some(101), "panicked: {stderr}");
+    assert!(!stderr.contains("panicked"), "{stderr}");
+}
+
+/// Bug 7: `--restart --collection X` purged the whole run's manifest, so every other
+/// collection showed source 0 and `status` said INCONSISTENT forever. Now only X's
+/// checkpoint and totals are forgotten.
+#[tokio::test(flavor = "multi_thread")]
+async fn restarting_one_collection_keeps_the_others_totals() {
+    let env = TestEnv::new("hard_restart_one").await.expect("env");
+    for (name, count) in [("a", 30), ("b", 20)] {
+        env.db()
+            .collection::<Document>(name)
+            .insert_many((0..count).map(|i| doc! { "_id": i, "c": name }))
+            .await
+            .expect("insert");
+    }
+    assert_success(
+        &env.producer("r", &["run", "--batch-size", "10"])
+            .await
+            .expect("run"),
+        "producer",
+    );
+    env.run_consumers("r", 1, &[], CONSUMERS_LIMIT)
+        .await
+        .expect("consumers");
+    assert_success(
+        &env.producer(
+            "r",
+            &[
+                "run",
+                "--batch-size",
+                "10",
+                "--restart",
+                "--collection",
+                "a",
+            ],
+        )
+        .await
+        .expect("restart a"),
+        "producer --restart --collection a",
+    );
+    let (code, text) = env.mongo2pg_report("r", &["status"]).await.expect("status");
+    assert_eq!(code, Some(0), "{text}");
+    let line = |name: &str| {
+        text.lines()
+            .find(|l| l.split_whitespace().next() == Some(name))
+            .map(|l| l.split_whitespace().take(4).collect::<Vec<_>>().join(" "))
+    };
+    assert_eq!(line("b").as_deref(), Some("b 20 20 20"), "{text}");
+    assert_eq!(line("a").as_deref(), Some("a 30 30 30"), "{text}");
+}
+
+/// Bug 8 (second half): a dead-lettered batch could not be landed again once its
+/// cause was fixed: publishing it again inside the dedupe window was dropped, and no
+/// command sent it back. `mongo2pg requeue` does.
+#[tokio::test(flavor = "multi_thread")]
+async fn dead_letters_land_after_their_cause_is_fixed_with_requeue() {
+    let env = TestEnv::new("hard_requeue").await.expect("env");
+    env.db()
+        .collection::<Document>("events")
+        .insert_many(
+            (0..30).map(|i| doc! { "_id": i, "kind": if i < 10 { "bad" } else { "good" } }),
+        )
+        .await
+        .expect("insert");
+    let pg = env.pg().await.expect("pg");
+    e2e::refuse_bad_events(&pg).await.expect("trigger");
+    assert_success(
+        &env.producer("r", &["run", "--batch-size", "10"])
+            .await
+            .expect("run"),
+        "producer",
+    );
+    env.run_consumers("r", 1, &["--max-deliver", "2"], CONSUMERS_LIMIT)
+        .await
+        .expect("consumers: the refused batch is dead-lettered");
+    let count = |sql: &'static str| {
+        let pg = &pg;
+        async move { pg.query_one(sql, &[]).await.expect(sql).get::<_, i64>(0) }
+    };
+    assert_eq!(count("SELECT count(*) FROM events").await, 20);
+    assert_eq!(count("SELECT count(*) FROM _migrate_dead_letters").await, 1);
+
+    pg.batch_execute("DROP TRIGGER refuse ON events")
+        .await
+        .expect("the cause fixed");
+    let out = env
+        .command("mongo2pg", "r")
+        .arg("requeue")
+        .output()
+        .await
+        .expect("requeue");
+    assert_success(&out, "mongo2pg requeue");
+    assert!(
+        e2e::stdout(&out).contains("1 dead letters published again"),
+        "{}",
+        e2e::stdout(&out)
+    );
+    env.run_consumers("r", 1, &[], CONSUMERS_LIMIT)
+        .await
+        .expect("consumers land the requeued batch");
+    assert_eq!(count("SELECT count(*) FROM events").await, 30);
+    assert_eq!(count("SELECT count(*) FROM _migrate_dead_letters").await, 0);
+    let (code, text) = env.mongo2pg_report("r", &["status"]).await.expect("status");
+    assert_eq!(code, Some(0), "{text}");
+}
+
+/// Weak spot: typos passed as success. `status` of a run that does not exist reported
+/// an empty run, and of a stream that does not exist created it. Now both are one
+/// clear line and a non-zero exit, and nothing is created.
+#[tokio::test(flavor = "multi_thread")]
+async fn status_of_an_unknown_run_or_stream_says_so_and_creates_nothing() {
+    let env = TestEnv::new("hard_status_typo").await.expect("env");
+    env.db()
+        .collection::<Document>("users")
+        .insert_one(doc! { "_id": 1 })
+        .await
+        .expect("insert");
+    assert_success(&env.producer("r", &["run"]).await.expect("run"), "producer");
+    let out = env.mongo2pg("nope", &["status"]).await.expect("status");
+    e2e::assert_one_line_error(&out, "run \"nope\" is unknown");
+    let typo = format!("{}_TYPO", env.stream);
+    let out = env
+        .command("mongo2pg", "r")
+        .arg("status")
+        .env("NATS_STREAM", &typo)
+        .output()
+        .await
+        .expect("status");
+    e2e::assert_one_line_error(&out, &format!("has no stream \"{typo}\""));
+    let js = async_nats::jetstream::new(async_nats::connect(&env.nats_url).await.expect("nats"));
+    assert!(
+        js.get_stream(&typo).await.is_err(),
+        "status created the mistyped stream"
+    );
+}
+
+/// A run whose every document was landed already (here by an earlier run into the
+/// same table) is complete: `status` exits 0 and `cleanup` takes it. It stayed
+/// "incomplete" forever, its documents counted as already landed and not as landed.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_run_whose_documents_were_all_landed_already_is_complete() {
+    let env = TestEnv::new("hard_all_already").await.expect("env");
+    let docs: Vec<Document> = (0..50).map(|i| doc! { "_id": i, "v": i }).collect();
+    env.db()
+        .collection::<Document>("again")
+        .insert_many(&docs)
+        .await
+        .expect("insert");
+    for run in ["first", "second"] {
+        assert_success(&env.producer(run, &["run"]).await.expect("run"), "producer");
+        env.run_consumers(run, 1, &[], CONSUMERS_LIMIT)
+            .await
+            .expect("consumers");
+    }
+    let (code, status) = env
+        .mongo2pg_report("second", &["status"])
+        .await
+        .expect("status");
+    assert!(
+        status.contains("skipped as already landed: 50"),
+        "the second run landed nothing itself: {status}"
+    );
+    assert_eq!(code, Some(0), "{status}");
+    assert_success(
+        &env.mongo2pg("second", &["cleanup"]).await.expect("cleanup"),
+        "cleanup",
+    );
+}

@@ -1,0 +1,262 @@
+//! The snapshot path at its edges: batch boundaries, duplicates, empty collections,
+//! odd names, restarts.
+
+use std::time::Duration;
+
+use bson::{doc, Document};
+use e2e::{assert_success, TestEnv};
+
+const CONSUMERS_LIMIT: Duration = Duration::from_secs(120);
+
+/// Bug 8 (in part): a batch published again within the stream's dedupe window was
+/// dropped by the stream while the producer said "published". Now it says how many
+/// the stream discarded.
+#[tokio::test(flavor = "multi_thread")]
+async fn the_producer_says_when_the_stream_discards_a_batch_as_a_duplicate() {
+    let env = TestEnv::new("hard_discarded").await.expect("env");
+    env.db()
+        .collection::<Document>("users")
+        .insert_many((0..25).map(|i| doc! { "_id": i }))
+        .await
+        .expect("insert");
+    let first = env
+        .producer("r", &["run", "--batch-size", "10"])
+        .await
+        .expect("run");
+    assert_success(&first, "producer");
+    assert!(
+        !e2e::stdout(&first).contains("discarded"),
+        "{}",
+        e2e::stdout(&first)
+    );
+    let again = env
+        .producer("r", &["run", "--batch-size", "10", "--restart"])
+        .await
+        .expect("run again");
+    assert_success(&again, "producer --restart");
+    let text = e2e::stdout(&again);
+    assert!(
+        text.contains(
+            "users: 25 documents, 3 batches; 3 of them discarded by the stream as duplicates"
+        ),
+        "{text}"
+    );
+}
+
+/// Bug 5 (when is a run done): `--exit-when-done` counted ledger rows, so after a
+/// `--restart` with another batch size the earlier publication's batches made a
+/// consumer stop at once while this publication's were still in the stream. Now the
+/// stream must be drained too.
+#[tokio::test(flavor = "multi_thread")]
+async fn exit_when_done_waits_for_this_publications_batches_after_a_restart() {
+    let env = TestEnv::new("hard_done_restart").await.expect("env");
+    env.db()
+        .collection::<Document>("users")
+        .insert_many((0..2000).map(|i| doc! { "_id": i }))
+        .await
+        .expect("insert");
+    assert_success(
+        &env.producer("r", &["run", "--batch-size", "500"])
+            .await
+            .expect("run"),
+        "producer",
+    );
+    env.run_consumers("r", 1, &[], CONSUMERS_LIMIT)
+        .await
+        .expect("first publication consumed");
+    assert_success(
+        &env.producer("r", &["run", "--batch-size", "700", "--restart"])
+            .await
+            .expect("run again"),
+        "producer --restart --batch-size 700",
+    );
+    env.run_consumers("r", 1, &[], CONSUMERS_LIMIT)
+        .await
+        .expect("second publication consumed");
+    let js = async_nats::jetstream::new(async_nats::connect(&env.nats_url).await.expect("nats"));
+    let info = js
+        .get_stream(&env.stream)
+        .await
+        .expect("stream")
+        .consumer_info("writers-r")
+        .await
+        .expect("consumer info");
+    assert_eq!(
+        (info.num_pending, info.num_ack_pending),
+        (0, 0),
+        "the consumer said done with batches still in the stream"
+    );
+    let ledger: i64 = env
+        .pg()
+        .await
+        .expect("pg")
+        .query_one("SELECT count(*) FROM _migrate_ledger WHERE run = 'r'", &[])
+        .await
+        .expect("ledger")
+        .get(0);
+    assert_eq!(
+        ledger,
+        4 + 3,
+        "both publications' batches are in the ledger"
+    );
+}
+
+/// Bugs 5 and 6: exactly-once depended on batch boundaries. Publishing a run again cut
+/// into other batches (another `--batch-size`, a `--restart`, a document inserted
+/// before the others meanwhile) landed every document twice where the mapping had no
+/// `_id` column, and otherwise rejected all of them as duplicate keys, leaving `status`
+/// INCONSISTENT. Now every table has a key from `_id`, and documents whose key is in
+/// the table already are skipped and counted as such, never written twice or rejected.
+#[tokio::test(flavor = "multi_thread")]
+async fn every_document_lands_once_whatever_the_batch_boundaries() {
+    let env = TestEnv::new("hard_boundaries").await.expect("env");
+    for name in ["keyed", "unkeyed"] {
+        env.db()
+            .collection::<Document>(name)
+            .insert_many((0..2000).map(|i| doc! { "_id": i, "name": format!("n{i}") }))
+            .await
+            .expect("insert");
+    }
+    let mapping_arg = env.write_file(
+        "m.toml",
+        "[collections.unkeyed]\ncolumns = [ { path = \"name\", type = \"text\" } ]\n",
+    );
+    assert_success(
+        &env.producer("r", &["run", "--batch-size", "500"])
+            .await
+            .expect("run"),
+        "producer",
+    );
+    env.run_consumers("r", 2, &["--mapping", &mapping_arg], CONSUMERS_LIMIT)
+        .await
+        .expect("first publication");
+    // A document before all others shifts every batch's contents.
+    for name in ["keyed", "unkeyed"] {
+        env.db()
+            .collection::<Document>(name)
+            .insert_one(doc! { "_id": -1, "name": "first" })
+            .await
+            .expect("insert");
+    }
+    assert_success(
+        &env.producer("r", &["run", "--batch-size", "700", "--restart"])
+            .await
+            .expect("run again"),
+        "producer --restart --batch-size 700",
+    );
+    env.run_consumers("r", 2, &["--mapping", &mapping_arg], CONSUMERS_LIMIT)
+        .await
+        .expect("second publication");
+
+    let pg = env.pg().await.expect("pg");
+    for (table, name) in [("keyed", "doc->>'name'"), ("unkeyed", "name")] {
+        let row = pg
+            .query_one(
+                &format!("SELECT count(*), count(DISTINCT {name}) FROM {table}"),
+                &[],
+            )
+            .await
+            .expect("count");
+        assert_eq!(
+            (row.get::<_, i64>(0), row.get::<_, i64>(1)),
+            (2001, 2001),
+            "{table}: every document once"
+        );
+    }
+    let ledger = pg
+        .query(
+            "SELECT collection, sum(rows_written)::int8, sum(rows_rejected)::int8, sum(rows_already)::int8 FROM _migrate_ledger GROUP BY collection ORDER BY collection",
+            &[],
+        )
+        .await
+        .expect("ledger");
+    let ledger: Vec<(String, i64, i64, i64)> = ledger
+        .iter()
+        .map(|r| (r.get(0), r.get(1), r.get(2), r.get(3)))
+        .collect();
+    assert_eq!(
+        ledger,
+        [
+            ("keyed".to_string(), 2001, 0, 2000),
+            ("unkeyed".to_string(), 2001, 0, 2000)
+        ]
+    );
+    let (code, text) = env.mongo2pg_report("r", &["status"]).await.expect("status");
+    assert_eq!(code, Some(0), "{text}");
+    assert!(
+        text.contains("skipped as already landed: 4000 documents"),
+        "status says what the ledger skipped: {text}"
+    );
+    let (code, text) = env
+        .mongo2pg_report("r", &["verify", "--mapping", &mapping_arg])
+        .await
+        .expect("verify");
+    assert_eq!(code, Some(0), "{text}");
+}
+
+/// An empty collection gets its table, as an application reading it expects; it got
+/// none (no batch, so no consumer ever met it).
+#[tokio::test(flavor = "multi_thread")]
+async fn an_empty_collection_gets_its_table() {
+    let env = TestEnv::new("hard_empty").await.expect("env");
+    env.db()
+        .create_collection("nothing_yet")
+        .await
+        .expect("create");
+    env.db()
+        .collection::<Document>("something")
+        .insert_one(doc! { "_id": 1 })
+        .await
+        .expect("insert");
+    assert_success(&env.producer("r", &["run"]).await.expect("run"), "producer");
+    env.run_consumers("r", 1, &[], CONSUMERS_LIMIT)
+        .await
+        .expect("consumers");
+    let pg = env.pg().await.expect("pg");
+    let rows: i64 = pg
+        .query_one("SELECT count(*) FROM nothing_yet", &[])
+        .await
+        .expect("the empty collection's table")
+        .get(0);
+    assert_eq!(rows, 0);
+    let (code, text) = env.mongo2pg_report("r", &["status"]).await.expect("status");
+    assert_eq!(code, Some(0), "{text}");
+    e2e::compare::assert_exact_copy(&env, "something")
+        .await
+        .expect("the other collection");
+}
+
+/// A collection whose name holds a comma can be chosen (`--collection 'a\,b'`); it
+/// was split into two names that did not exist.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_collection_named_with_a_comma_can_be_chosen() {
+    let env = TestEnv::new("hard_comma").await.expect("env");
+    for name in ["a,b", "a", "b"] {
+        env.db()
+            .collection::<Document>(name)
+            .insert_one(doc! { "_id": 1, "from": name })
+            .await
+            .expect("insert");
+    }
+    assert_success(
+        &env.producer("r", &["run", "--collection", r"a\,b"])
+            .await
+            .expect("run"),
+        "producer",
+    );
+    env.run_consumers("r", 1, &[], CONSUMERS_LIMIT)
+        .await
+        .expect("consumers");
+    let pg = env.pg().await.expect("pg");
+    let landed: Vec<String> = pg
+        .query("SELECT DISTINCT collection FROM _migrate_ledger", &[])
+        .await
+        .expect("ledger")
+        .iter()
+        .map(|row| row.get(0))
+        .collect();
+    assert_eq!(landed, ["a,b"]);
+    e2e::compare::assert_exact_copy(&env, "a,b")
+        .await
+        .expect("the collection with a comma");
+}
