@@ -18,8 +18,8 @@ use async_nats::jetstream::{AckKind, Message};
 use common::batch::{Doc, Envelope};
 use common::blob;
 use futures::StreamExt;
-use landing::changes::{self, ChangeDoc};
-use landing::landing::{land, Claim, Landed};
+use landing::changes::ChangeDoc;
+use landing::landing::{land, land_changes, Claim, Landed};
 use landing::mapped::Mapped;
 use landing::pg::{self, ConnectError};
 use landing::plans::Plans;
@@ -289,7 +289,7 @@ impl Writer {
                     bytes,
                 })
                 .collect();
-            changes::apply(client, plan, &origin, envelope.seq, &changes).await
+            land_changes(client, plan, &origin, envelope.seq, &changes).await
         };
         self.shared.stats.write_latency(started.elapsed());
         match landed {

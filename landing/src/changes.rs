@@ -1,23 +1,25 @@
-//! Landing a batch of change events (`producer run --follow`) in one transaction.
+//! Change events (`producer run --follow`): what makes a change batch land through
+//! [`crate::landing::land`] like any other, with its `Claim::Changes`.
 //!
 //! Change batches land in any order, on any number of consumers, and a batch may
 //! arrive twice (a redelivery, or a producer that restarted and cut its batches
 //! otherwise). What keeps the target equal to MongoDB is one rule: **a change lands
 //! only over an older version of its document**. The versions table
 //! ([`VERSIONS_TABLE`]) holds, per target table and `_id`, the newest version landed
-//! and whether it was a delete (a tombstone). The transaction:
+//! and whether it was a delete (a tombstone). Before the transaction, [`map`] keeps, per
+//! `_id`, the newest change of the batch and maps it (a delete has no row). The
+//! transaction, [`land`]'s:
 //!
 //! 1. claims the batch in the ledger (`kind = 'changes'`); a batch already there is a
 //!    duplicate;
-//! 2. keeps, per `_id`, the newest change of the batch;
-//! 3. **arbitrates**: `INSERT … ON CONFLICT DO UPDATE … WHERE version < excluded.version
+//! 2. **arbitrates** ([`settle`]): `INSERT … ON CONFLICT DO UPDATE … WHERE version < excluded.version
 //!    RETURNING` into the versions table, in `_id` order. The row lock this takes is
 //!    held to commit, so two transactions touching one `_id` go one after the other,
 //!    and the second sees the first's version. What the statement returns are the
 //!    changes that win; the others are older than what landed and are dropped;
-//! 4. deletes the winners' rows, child rows and rejects, then copies the rows of the
+//! 3. deletes the winners' rows, child rows and rejects, then copies the rows of the
 //!    winners that are not deletes (refused rows become rejects with their operation);
-//! 5. counts, commits.
+//! 4. counts, commits.
 //!
 //! Snapshot rows are older than any change (the stream starts before the snapshot is
 //! read), and the consumers land changes only once the snapshot has landed, so in the
@@ -33,180 +35,120 @@ use std::collections::HashMap;
 
 use bson::{RawBsonRef, RawDocument};
 use common::batch::{Change, ChangeOp};
-use common::naming::{LEDGER_TABLE, VERSIONS_TABLE};
-use tokio_postgres::{Client, Transaction};
+use common::naming::VERSIONS_TABLE;
+use tokio_postgres::Transaction;
 use tracing::Instrument;
 
 use crate::cell::Cell;
-use crate::copy::{copy_accounted, copy_isolating, Isolated};
+use crate::delete::delete_documents;
 use crate::identifier::quote;
-use crate::landing::{delete_documents, Landed};
-use crate::mapping::{Row, RowError, TablePlan};
-use crate::pg::{self, Doing, PgError};
-use crate::reject::{self, Origin, Reject};
+use crate::mapped::{Mapped, Slot};
+use crate::mapping::{RowError, TablePlan};
+use crate::pg::{Doing, PgError};
+use crate::reject::{Origin, Reject};
 
 /// One change event of a batch: what happened and the document after it (`{_id}`
 /// alone for a delete).
 #[derive(Debug, Clone)]
 pub struct ChangeDoc<'a> {
+    /// The operation and its version.
     pub change: Change,
+    /// The document after the change.
     pub bytes: Cow<'a, [u8]>,
 }
 
-/// A change that can be arbitrated: its document's `_id` is readable.
-struct Keyed<'b, 'a> {
-    doc: &'b ChangeDoc<'a>,
+/// The newest change of one document in a batch, ready to be arbitrated.
+#[derive(Debug, Clone)]
+pub struct Keyed {
     /// The `_id` as the bytes of `{_id: …}`: exact, whatever its BSON type.
     key: Vec<u8>,
+    change: Change,
     /// The `_id` as text, as the rejects table keeps it.
     id_text: Option<String>,
     /// The key column's value, when the `_id` converts to it.
     key_cell: Option<Cell>,
+    /// Its row or reject in the batch's [`Mapped`]; `None` for a delete.
+    slot: Option<Slot>,
 }
 
-/// Lands a batch of change events once, letting each change win only over older
-/// versions of its document.
-///
-/// # Errors
-/// [`PgError`] when PostgreSQL fails the transaction; nothing of it is kept.
-pub async fn apply(
-    client: &mut Client,
-    plan: &TablePlan,
-    origin: &Origin<'_>,
-    seq: u64,
-    docs: &[ChangeDoc<'_>],
-) -> Result<Landed, PgError> {
-    let mut unreadable = Vec::new();
-    let mut newest: HashMap<Vec<u8>, Keyed<'_, '_>> = HashMap::new();
+/// The newest change per `_id` of a batch, in `_id` order, each mapped (a delete has
+/// no row); documents without a readable `_id` are rejects, first in the batch.
+pub fn map<'a>(plan: &TablePlan, docs: &[ChangeDoc<'a>]) -> (Mapped<'a>, Vec<Keyed>) {
+    let mut batch = Mapped::default();
+    let mut newest: HashMap<Vec<u8>, (Keyed, &ChangeDoc<'a>)> = HashMap::new();
     for doc in docs {
         match keyed(plan, doc) {
             Ok(keyed) => {
                 let newer = newest
                     .get(&keyed.key)
-                    .is_none_or(|held| held.doc.change.version < keyed.doc.change.version);
+                    .is_none_or(|(held, _)| held.change.version < keyed.change.version);
                 if newer {
-                    newest.insert(keyed.key.clone(), keyed);
+                    newest.insert(keyed.key.clone(), (keyed, doc));
                 }
             }
-            Err(error) => unreadable.push(with_operation(
-                Reject::new(&doc.bytes, error),
-                doc.change.op,
-            )),
+            Err(error) => {
+                let mut reject = Reject::new(&doc.bytes, error);
+                reject.operation = Some(doc.change.op.as_str());
+                batch.rejects.push(reject);
+            }
         }
     }
-    let mut changes: Vec<Keyed<'_, '_>> = newest.into_values().collect();
+    let mut changes: Vec<(Keyed, &ChangeDoc<'a>)> = newest.into_values().collect();
     // One order for every writer: two transactions lock their common `_id`s in the
     // same order and cannot deadlock on them.
-    changes.sort_by(|a, b| a.key.cmp(&b.key));
-
-    let mut isolate = false;
-    loop {
-        let tx = client
-            .transaction()
-            .await
-            .doing("beginning a transaction")?;
-        if !claim(&tx, plan, origin, seq, docs.len()).await? {
-            tx.rollback().await.doing("rolling back")?;
-            return Ok(Landed::AlreadyClaimed);
-        }
-        let winners = arbitrate(&tx, plan, &changes)
-            .instrument(tracing::info_span!("arbitrate", changes = changes.len()))
-            .await?;
-        remove(&tx, plan, origin, &winners).await?;
-
-        let mut rows: Vec<Row> = Vec::new();
-        let mut sources: Vec<&[u8]> = Vec::new();
-        let mut rejects: Vec<Reject> = unreadable.clone();
-        for change in winners
-            .iter()
-            .filter(|c| c.doc.change.op != ChangeOp::Delete)
-        {
-            match plan.row_from_bytes(&change.doc.bytes) {
-                Ok(row) => {
-                    rows.push(row);
-                    sources.push(&change.doc.bytes);
-                }
-                Err(error) => rejects.push(with_operation(
-                    Reject::new(&change.doc.bytes, error),
-                    change.doc.change.op,
-                )),
+    changes.sort_by(|a, b| a.0.key.cmp(&b.0.key));
+    let keyed = changes
+        .into_iter()
+        .map(|(mut keyed, doc)| {
+            if doc.change.op != ChangeOp::Delete {
+                keyed.slot = Some(batch.push(plan, doc.bytes.clone(), Some(doc.change.op)));
             }
-        }
-        let copied = if isolate {
-            copy_isolating(&tx, plan, &rows, &sources).await
-        } else {
-            copy_accounted(&tx, plan, &rows, &sources)
-                .instrument(tracing::info_span!("copy", table = %plan.table, rows = rows.len()))
-                .await
-        };
-        let copied = match copied {
-            Ok(copied) => copied,
-            Err(err) if !isolate && pg::is_row_error(&err) => {
-                tx.rollback().await.doing("rolling back")?;
-                tracing::info!(batch = origin.batch_id, error = %pg::detail(&err),
-                    "PostgreSQL refused a row of a change batch; applying it again, row by row where it must");
-                isolate = true;
-                continue;
-            }
-            Err(err) => {
-                return Err(PgError::new(
-                    format!("copying rows into {}", plan.table),
-                    err,
-                ))
-            }
-        };
-        let operations: HashMap<&[u8], ChangeOp> = winners
-            .iter()
-            .map(|c| (c.doc.bytes.as_ref(), c.doc.change.op))
-            .collect();
-        let Isolated {
-            written, refused, ..
-        } = copied;
-        rejects.extend(refused.into_iter().map(|r| {
-            let op = operations
-                .get(r.raw.as_slice())
-                .copied()
-                .unwrap_or(ChangeOp::Update);
-            with_operation(r, op)
-        }));
-        let refs: Vec<&Reject> = rejects.iter().collect();
-        reject::insert(&tx, origin, &refs)
-            .await
-            .doing("recording the rejects")?;
-        tx.execute(
-            &format!(
-                "UPDATE {} SET rows_written = $2, rows_rejected = $3, rows_already = $4 WHERE batch_id = $1",
-                quote(LEDGER_TABLE)
-            ),
-            &[
-                &origin.batch_id,
-                &count(written as usize),
-                &count(rejects.len()),
-                // Changes older than what had landed: applied already, or overtaken.
-                &count(docs.len() - unreadable.len() - winners.len()),
-            ],
-        )
-        .await
-        .doing("counting the batch in the ledger")?;
-        tx.commit()
-            .instrument(tracing::info_span!("commit"))
-            .await
-            .doing("committing")?;
-        return Ok(Landed::Committed {
-            rows: written,
-            rejects: rejects.len() as u64,
-            already: (docs.len() - unreadable.len() - winners.len()) as u64,
-        });
-    }
+            keyed
+        })
+        .collect();
+    (batch, keyed)
 }
 
-fn with_operation(mut reject: Reject, op: ChangeOp) -> Reject {
-    reject.operation = Some(op.as_str());
-    reject
+/// Inside the transaction, after the claim: arbitrates the changes, deletes what the
+/// target holds of the winners, and returns the part of `batch` that lands (the
+/// winners' rows and rejects, and the unreadable documents) with how many changes
+/// were older than what had landed.
+pub(crate) async fn settle<'a>(
+    tx: &Transaction<'_>,
+    plan: &TablePlan,
+    origin: &Origin<'_>,
+    changes: &[Keyed],
+    batch: &Mapped<'a>,
+) -> Result<(Mapped<'a>, usize), PgError> {
+    let winners = arbitrate(tx, plan, changes)
+        .instrument(tracing::info_span!("arbitrate", changes = changes.len()))
+        .await?;
+    remove(tx, plan, origin, &winners).await?;
+    let mapped_rejects = changes
+        .iter()
+        .filter(|c| matches!(c.slot, Some(Slot::Reject(_))))
+        .count();
+    let unreadable = batch.rejects.len() - mapped_rejects;
+    let mut kept = Mapped {
+        rejects: batch.rejects[..unreadable].to_vec(),
+        ..Mapped::default()
+    };
+    for winner in &winners {
+        match winner.slot {
+            Some(Slot::Row(i)) => {
+                kept.rows.push(batch.rows[i].clone());
+                kept.sources.push(batch.sources[i].clone());
+                kept.operations.push(batch.operations[i]);
+            }
+            Some(Slot::Reject(i)) => kept.rejects.push(batch.rejects[i].clone()),
+            None => {}
+        }
+    }
+    Ok((kept, changes.len() - winners.len()))
 }
 
 /// The `_id` of a change's document, in the forms the transaction needs.
-fn keyed<'b, 'a>(plan: &TablePlan, doc: &'b ChangeDoc<'a>) -> Result<Keyed<'b, 'a>, RowError> {
+fn keyed(plan: &TablePlan, doc: &ChangeDoc<'_>) -> Result<Keyed, RowError> {
     let unreadable = |reason: String| RowError {
         field: "_id".to_string(),
         expected: None,
@@ -226,60 +168,32 @@ fn keyed<'b, 'a>(plan: &TablePlan, doc: &'b ChangeDoc<'a>) -> Result<Keyed<'b, '
         _ => None,
     };
     Ok(Keyed {
-        doc,
         key: key.into_bytes(),
+        change: doc.change,
         id_text,
         key_cell: plan.key_cell(id),
+        slot: None,
     })
-}
-
-/// Claims the batch in the ledger; false when it is there already.
-async fn claim(
-    tx: &Transaction<'_>,
-    plan: &TablePlan,
-    origin: &Origin<'_>,
-    seq: u64,
-    events: usize,
-) -> Result<bool, PgError> {
-    let inserted = tx
-        .execute(
-            &format!(
-                "INSERT INTO {} (batch_id, run, collection, seq, target_table, rows_written, rows_rejected, kind, events)
-                 VALUES ($1, $2, $3, $4, $5, 0, 0, 'changes', $6) ON CONFLICT (batch_id) DO NOTHING",
-                quote(LEDGER_TABLE)
-            ),
-            &[
-                &origin.batch_id,
-                &origin.run,
-                &origin.collection,
-                &(seq as i64),
-                &plan.table,
-                &count(events),
-            ],
-        )
-        .await
-        .doing("claiming the change batch in the ledger")?;
-    Ok(inserted == 1)
 }
 
 /// The changes newer than what the target holds of their document, their versions
 /// recorded; the others are left out.
-async fn arbitrate<'c, 'b, 'a>(
+async fn arbitrate<'c>(
     tx: &Transaction<'_>,
     plan: &TablePlan,
-    changes: &'c [Keyed<'b, 'a>],
-) -> Result<Vec<&'c Keyed<'b, 'a>>, PgError> {
+    changes: &'c [Keyed],
+) -> Result<Vec<&'c Keyed>, PgError> {
     if changes.is_empty() {
         return Ok(Vec::new());
     }
     let keys: Vec<&[u8]> = changes.iter().map(|c| c.key.as_slice()).collect();
     let versions: Vec<Vec<u8>> = changes
         .iter()
-        .map(|c| c.doc.change.version.to_bytes().to_vec())
+        .map(|c| c.change.version.to_bytes().to_vec())
         .collect();
     let deleted: Vec<bool> = changes
         .iter()
-        .map(|c| c.doc.change.op == ChangeOp::Delete)
+        .map(|c| c.change.op == ChangeOp::Delete)
         .collect();
     let won = tx
         .query(
@@ -314,7 +228,7 @@ async fn remove(
     tx: &Transaction<'_>,
     plan: &TablePlan,
     origin: &Origin<'_>,
-    winners: &[&Keyed<'_, '_>],
+    winners: &[&Keyed],
 ) -> Result<(), PgError> {
     if winners.is_empty() {
         return Ok(());
@@ -325,9 +239,4 @@ async fn remove(
         .filter_map(|c| c.id_text.as_deref())
         .collect();
     delete_documents(tx, plan, origin.collection, &keys, &ids).await
-}
-
-/// A count for the ledger's `integer` columns.
-fn count(n: usize) -> i32 {
-    i32::try_from(n).unwrap_or(i32::MAX)
 }

@@ -6,6 +6,7 @@
 //! | claim | first statement | a second try |
 //! |---|---|---|
 //! | [`Claim::Batch`] | insert the batch's ledger row | finds the key taken: a duplicate, nothing written |
+//! | [`Claim::Changes`] | insert the change batch's ledger row, then arbitrate each change against the newest version landed ([`crate::changes`]) | finds the key taken: a duplicate, nothing written |
 //! | [`Claim::Rejects`] | delete the rejects being landed | finds them gone: taken by another replay |
 //! | [`Claim::Replace`] | delete the documents' rows and rejects | replaces them again, the same way |
 //!
@@ -15,18 +16,19 @@
 //! batch with a row PostgreSQL refuses is landed again with refused rows isolated
 //! (see [`crate::copy`]).
 
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 
+use common::batch::ChangeOp;
 use common::naming::{LEDGER_TABLE, REJECTS_TABLE};
-use tokio_postgres::types::ToSql;
 use tokio_postgres::{Client, Transaction};
 use tracing::Instrument;
 
 use crate::cell::Cell;
+use crate::changes::{ChangeDoc, Keyed};
 use crate::copy::{already_landed, copy_accounted, copy_isolating, Isolated};
 use crate::identifier::quote;
 use crate::mapped::Mapped;
-use crate::mapping::{ChildPlan, Row, TablePlan};
+use crate::mapping::{Row, TablePlan};
 use crate::pg::{self, Doing, PgError};
 use crate::reject::{self, Origin, Reject};
 
@@ -36,6 +38,15 @@ pub enum Claim<'a> {
     /// A batch from the stream, landed once: its ledger row (keyed by the batch id)
     /// is inserted first; a batch already in the ledger is a duplicate.
     Batch { seq: u64 },
+    /// A batch of change events from the stream: its ledger row (`kind = 'changes'`)
+    /// first, as a batch's; then only the changes newer than what landed of their
+    /// document land (see [`crate::changes`]). `changes` are the batch's newest change
+    /// per `_id`, as [`crate::changes::map`] made them with the batch.
+    Changes {
+        seq: u64,
+        events: usize,
+        changes: &'a [Keyed],
+    },
     /// Rejects landed again by `mongo2pg replay`: they leave the rejects table, and
     /// what lands moves from rejected to written on the batch's ledger row. When
     /// another replay has taken any of them, nothing is written.
@@ -77,16 +88,16 @@ pub async fn land(
     let Some(tx) = begin_claimed(client, plan, origin, claim, batch).await? else {
         return Ok(Landed::AlreadyClaimed);
     };
-    let late = behind_changes(&tx, plan, claim, batch).await?;
-    let (rows, sources, behind) = match &late {
-        Some((kept, behind)) => (&kept.rows, &kept.sources, *behind),
-        None => (&batch.rows, &batch.sources, 0),
+    let settled = settle(&tx, plan, origin, claim, batch).await?;
+    let (kept, behind) = match &settled {
+        Some((kept, behind)) => (kept, *behind),
+        None => (batch, 0),
     };
-    let copied = copy_accounted(&tx, plan, rows, sources)
-        .instrument(tracing::info_span!("copy", table = %plan.table, rows = rows.len()))
+    let copied = copy_accounted(&tx, plan, &kept.rows, &kept.sources)
+        .instrument(tracing::info_span!("copy", table = %plan.table, rows = kept.rows.len()))
         .await;
     let refused = match copied {
-        Ok(copied) => return finish(tx, origin, claim, &batch.rejects, copied, behind).await,
+        Ok(copied) => return finish(tx, origin, claim, kept, copied, behind).await,
         Err(err) if pg::is_row_error(&err) => err,
         Err(err) => {
             return Err(PgError::new(
@@ -99,6 +110,28 @@ pub async fn land(
     tracing::info!(batch = origin.batch_id, error = %pg::detail(&refused),
         "PostgreSQL refused a row; landing the batch again, row by row where it must");
     land_carefully(client, plan, origin, claim, batch).await
+}
+
+/// Lands a batch of change events once, letting each change win only over older
+/// versions of its document: [`crate::changes::map`], then [`land`] with
+/// [`Claim::Changes`].
+///
+/// # Errors
+/// [`PgError`] when PostgreSQL fails the transaction; nothing of it is kept.
+pub async fn land_changes(
+    client: &mut Client,
+    plan: &TablePlan,
+    origin: &Origin<'_>,
+    seq: u64,
+    docs: &[ChangeDoc<'_>],
+) -> Result<Landed, PgError> {
+    let (batch, changes) = crate::changes::map(plan, docs);
+    let claim = Claim::Changes {
+        seq,
+        events: docs.len(),
+        changes: &changes,
+    };
+    land(client, plan, origin, claim, &batch).await
 }
 
 /// Tries of [`land_carefully`] while keys keep being taken by other writers.
@@ -124,8 +157,8 @@ async fn land_carefully(
         let Some(tx) = begin_claimed(client, plan, origin, claim, batch).await? else {
             return Ok(Landed::AlreadyClaimed);
         };
-        let late = behind_changes(&tx, plan, claim, batch).await?;
-        let (batch, behind) = match &late {
+        let settled = settle(&tx, plan, origin, claim, batch).await?;
+        let (batch, behind) = match &settled {
             Some((kept, behind)) => (kept, *behind),
             None => (batch, 0),
         };
@@ -159,28 +192,26 @@ async fn land_carefully(
                 "documents of the batch were landed already by another batch of the run; skipped"
             );
         }
-        return finish(
-            tx,
-            origin,
-            claim,
-            &batch.rejects,
-            copied,
-            landed.len() + behind,
-        )
-        .await;
+        return finish(tx, origin, claim, batch, copied, landed.len() + behind).await;
     }
 }
 
-/// Snapshot documents (a batch, or replayed rejects of one) landing once changes have
-/// landed in their table keep only those no change holds: see
-/// [`crate::versions::behind_changes`]. `None` when there is nothing to compare with.
-async fn behind_changes<'a>(
+/// What of the batch lands, once claimed, and how many of its documents were behind
+/// what had landed: a change batch keeps its changes newer than what landed of their
+/// document ([`crate::changes::settle`]); snapshot documents (a batch, or replayed
+/// rejects of one) landing once changes have landed in their table keep only those no
+/// change holds ([`crate::versions::behind_changes`]). `None`: all of it lands.
+async fn settle<'a>(
     tx: &Transaction<'_>,
     plan: &TablePlan,
+    origin: &Origin<'_>,
     claim: Claim<'_>,
     batch: &Mapped<'a>,
 ) -> Result<Option<(Mapped<'a>, usize)>, PgError> {
     match claim {
+        Claim::Changes { changes, .. } => Ok(Some(
+            crate::changes::settle(tx, plan, origin, changes, batch).await?,
+        )),
         Claim::Batch { .. } | Claim::Rejects { .. } => {
             crate::versions::behind_changes(tx, plan, batch).await
         }
@@ -240,6 +271,27 @@ async fn claimed(
                 .doing("claiming the batch in the ledger")?;
             Ok(inserted == 1)
         }
+        Claim::Changes { seq, events, .. } => {
+            let inserted = tx
+                .execute(
+                    &format!(
+                        "INSERT INTO {} (batch_id, run, collection, seq, target_table, rows_written, rows_rejected, kind, events)
+                         VALUES ($1, $2, $3, $4, $5, 0, 0, 'changes', $6) ON CONFLICT (batch_id) DO NOTHING",
+                        quote(LEDGER_TABLE)
+                    ),
+                    &[
+                        &origin.batch_id,
+                        &origin.run,
+                        &origin.collection,
+                        &(seq as i64),
+                        &plan.table,
+                        &count(events),
+                    ],
+                )
+                .await
+                .doing("claiming the change batch in the ledger")?;
+            Ok(inserted == 1)
+        }
         Claim::Rejects { ids } => {
             let taken = tx
                 .execute(
@@ -251,53 +303,10 @@ async fn claimed(
             Ok(taken == ids.len() as u64)
         }
         Claim::Replace { keys, doc_ids } => {
-            delete_documents(tx, plan, origin.collection, &keys, doc_ids).await?;
+            crate::delete::delete_documents(tx, plan, origin.collection, &keys, doc_ids).await?;
             Ok(true)
         }
     }
-}
-
-/// Deletes what the target holds of some documents: their rows and child rows (by
-/// their key cells, `keys`: a slice of [`Cell`]s of the key's type) and their rejects
-/// (by `_id` text). What `verify --repair` replaces, and what a change that won
-/// replaces ([`crate::changes`]).
-pub(crate) async fn delete_documents(
-    tx: &Transaction<'_>,
-    plan: &TablePlan,
-    collection: &str,
-    keys: &(dyn ToSql + Sync),
-    doc_ids: &[&str],
-) -> Result<(), PgError> {
-    if let Some(pk) = plan.primary_key {
-        let pk_type = plan.columns[pk].ty.sql();
-        let tables = std::iter::once((&plan.table, plan.columns[pk].name.as_str())).chain(
-            plan.children
-                .iter()
-                .map(|child| (&child.table, ChildPlan::COLUMNS[0])),
-        );
-        for (table, key_column) in tables {
-            tx.execute(
-                &format!(
-                    "DELETE FROM {} WHERE {} = ANY($1::{pk_type}[])",
-                    quote(table),
-                    quote(key_column)
-                ),
-                &[keys],
-            )
-            .await
-            .doing(&format!("deleting the rows to replace from {table}"))?;
-        }
-    }
-    tx.execute(
-        &format!(
-            "DELETE FROM {} WHERE collection = $1 AND doc_id = ANY($2)",
-            quote(REJECTS_TABLE)
-        ),
-        &[&collection, &doc_ids],
-    )
-    .await
-    .doing("deleting the rejects to replace")?;
-    Ok(())
 }
 
 /// Rejects, the ledger's counts, commit.
@@ -305,18 +314,47 @@ async fn finish(
     tx: Transaction<'_>,
     origin: &Origin<'_>,
     claim: Claim<'_>,
-    unmapped: &[Reject],
-    copied: Isolated,
+    batch: &Mapped<'_>,
+    mut copied: Isolated,
     already: usize,
 ) -> Result<Landed, PgError> {
-    let rejects: Vec<&Reject> = unmapped.iter().chain(copied.refused.iter()).collect();
+    if !batch.operations.is_empty() {
+        // A change's row PostgreSQL refused is kept with its operation.
+        let operations: HashMap<&[u8], ChangeOp> = batch
+            .sources
+            .iter()
+            .map(AsRef::as_ref)
+            .zip(batch.operations.iter().copied())
+            .collect();
+        for reject in &mut copied.refused {
+            let op = operations.get(reject.raw.as_slice()).copied();
+            reject.operation = Some(op.unwrap_or(ChangeOp::Update).as_str());
+        }
+    }
+    let rejects: Vec<&Reject> = batch.rejects.iter().chain(copied.refused.iter()).collect();
     reject::insert(&tx, origin, &rejects)
         .await
         .doing("recording the rejects")?;
     let ledger = quote(LEDGER_TABLE);
     let written = count(copied.written as usize);
     match claim {
-        // The claim counted every mapped row as written.
+        // The claim counted every mapped row as written (a change batch's, none).
+        Claim::Changes { .. } => {
+            tx.execute(
+                &format!(
+                    "UPDATE {ledger} SET rows_written = $2, rows_rejected = $3, rows_already = $4 WHERE batch_id = $1"
+                ),
+                &[
+                    &origin.batch_id,
+                    &written,
+                    &count(rejects.len()),
+                    // Changes older than what had landed: applied already, or overtaken.
+                    &count(already),
+                ],
+            )
+            .await
+            .doing("counting the batch in the ledger")?;
+        }
         Claim::Batch { .. } if !copied.refused.is_empty() || already > 0 => {
             tx.execute(
                 &format!(

@@ -26,9 +26,11 @@
 //! - [`ledger`]: whether a run reached the database at all.
 //! - [`reject`]: documents that could not become rows, kept with their reason.
 //! - [`landing`](mod@landing): the one transaction that lands a batch: its claim
-//!   (ledger row, rejects taken back, or rows replaced), COPY, rejects, commit.
-//! - [`changes`]: the transaction that lands a batch of change events, each only over
-//!   an older version of its document.
+//!   (ledger row of a batch or a change batch, rejects taken back, or rows replaced),
+//!   COPY, rejects, commit.
+//! - [`changes`]: change events in that transaction: the newest change per `_id`, and
+//!   each landing only over an older version of its document.
+//! - [`delete`]: deleting what the target holds of documents being replaced.
 //! - [`versions`]: the versions table for the other writers: snapshot documents landing
 //!   late claim their key at version zero, so none lands over a change.
 //!
@@ -42,6 +44,7 @@ pub mod cell;
 pub mod changes;
 pub mod column_type;
 pub mod copy;
+mod delete;
 pub mod extjson;
 pub mod identifier;
 pub mod landing;

@@ -4,6 +4,8 @@
 
 use std::borrow::Cow;
 
+use common::batch::ChangeOp;
+
 use crate::mapping::{Row, TablePlan};
 use crate::reject::Reject;
 
@@ -16,6 +18,18 @@ pub struct Mapped<'a> {
     pub sources: Vec<Cow<'a, [u8]>>,
     /// The documents that did not map, with their reason.
     pub rejects: Vec<Reject>,
+    /// For change events, each row's operation, in the order of `rows` (empty for
+    /// snapshot documents), so that a row PostgreSQL refuses is kept with it.
+    pub operations: Vec<ChangeOp>,
+}
+
+/// Where [`Mapped::push`] put a document.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Slot {
+    /// The row at this index of `rows`.
+    Row(usize),
+    /// The reject at this index of `rejects`.
+    Reject(usize),
 }
 
 impl<'a> Mapped<'a> {
@@ -23,15 +37,35 @@ impl<'a> Mapped<'a> {
     pub fn map(plan: &TablePlan, docs: impl IntoIterator<Item = Cow<'a, [u8]>>) -> Self {
         let mut mapped = Mapped::default();
         for bytes in docs {
-            match plan.row_from_bytes(&bytes) {
-                Ok(row) => {
-                    mapped.rows.push(row);
-                    mapped.sources.push(bytes);
-                }
-                Err(error) => mapped.rejects.push(Reject::new(&bytes, error)),
-            }
+            mapped.push(plan, bytes, None);
         }
         mapped
+    }
+
+    /// Maps one document, a change event's when `operation` is given, into a row or
+    /// a reject; says which.
+    pub fn push(
+        &mut self,
+        plan: &TablePlan,
+        bytes: Cow<'a, [u8]>,
+        operation: Option<ChangeOp>,
+    ) -> Slot {
+        match plan.row_from_bytes(&bytes) {
+            Ok(row) => {
+                self.rows.push(row);
+                self.sources.push(bytes);
+                if let Some(op) = operation {
+                    self.operations.push(op);
+                }
+                Slot::Row(self.rows.len() - 1)
+            }
+            Err(error) => {
+                let mut reject = Reject::new(&bytes, error);
+                reject.operation = operation.map(ChangeOp::as_str);
+                self.rejects.push(reject);
+                Slot::Reject(self.rejects.len() - 1)
+            }
+        }
     }
 
     /// How many documents were mapped, rows and rejects together.

@@ -83,9 +83,8 @@ pub(crate) async fn behind_changes<'a>(
     }
     ours.sort();
     let mut kept = Mapped {
-        rows: Vec::new(),
-        sources: Vec::new(),
         rejects: batch.rejects.clone(),
+        ..Mapped::default()
     };
     let mut left = 0;
     for ((row, source), key) in batch.rows.iter().zip(&batch.sources).zip(&keys) {

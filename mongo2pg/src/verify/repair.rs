@@ -141,7 +141,7 @@ impl Check<'_> {
             collection: self.collection,
             batch_id: &batch_id,
         };
-        match landing::changes::apply(self.client, self.plan, &origin, 0, &changes).await {
+        match landing::landing::land_changes(self.client, self.plan, &origin, 0, &changes).await {
             Ok(Landed::Committed { rows, .. }) => Ok(rows),
             Ok(Landed::AlreadyClaimed) => Ok(0),
             Err(e) => Err(self.failed("repairing", e)),

@@ -224,9 +224,9 @@ async fn compose_services_run_as_local_processes_complete_the_migration() {
         String::from_utf8_lossy(&out.stderr)
     );
 
-    // Where the run stands, as the README says to ask, with the producer's settings.
+    // Where the run stands, as the book says to ask, with the producer's settings.
     let status_service = Service {
-        command: vec!["producer".into(), "status".into(), "--exact".into()],
+        command: vec!["mongo2pg".into(), "status".into(), "--exact".into()],
         environment: producer.environment.clone(),
         secrets: producer.secrets.clone(),
     };

@@ -203,7 +203,7 @@ async fn a_postgres_that_never_answers_is_given_up_on_after_connect_timeout() {
         let binary = if args == ["run"] {
             "consumer"
         } else {
-            "producer"
+            "mongo2pg"
         };
         let started = std::time::Instant::now();
         let out = tokio::time::timeout(

@@ -1,6 +1,6 @@
 //! The change path's one rule, checked deterministically against PostgreSQL: a change
 //! lands only over an older version of its document, whatever order batches arrive
-//! in and however many writers apply them at once (`landing::changes::apply`, the
+//! in and however many writers apply them at once (`landing::landing::land_changes`, the
 //! transaction the consumers run).
 
 use std::borrow::Cow;
@@ -9,7 +9,8 @@ use anyhow::{ensure, Result};
 use bson::{doc, Bson, Document};
 use common::batch::{Change, ChangeOp, Version};
 use e2e::TestEnv;
-use landing::changes::{apply, ChangeDoc};
+use landing::changes::ChangeDoc;
+use landing::landing::land_changes;
 use landing::landing::Landed;
 use landing::mapping::{MappingFile, TablePlan};
 use landing::reject::Origin;
@@ -47,7 +48,7 @@ async fn land(
         collection: "things",
         batch_id: id,
     };
-    Ok(apply(client, plan, &origin, 0, changes).await?)
+    Ok(land_changes(client, plan, &origin, 0, changes).await?)
 }
 
 /// The document of "x" in the table: its `n`, or `None` when there is no row.

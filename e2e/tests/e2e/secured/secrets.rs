@@ -11,7 +11,7 @@ async fn help_never_prints_the_values_of_secret_variables() {
     for (binary, command) in [
         ("consumer", "run"),
         ("producer", "run"),
-        ("producer", "status"),
+        ("mongo2pg", "status"),
     ] {
         let out = env
             .command(binary, "r")
