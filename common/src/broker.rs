@@ -308,8 +308,9 @@ async fn resources(
     };
 
     let subjects = vec![names.batch_subjects(), names.change_subjects()];
-    let mut work = creating
-        .get_or_create_stream(stream::Config {
+    let mut work = get_or_create(
+        &creating,
+        stream::Config {
             name: names.stream().to_string(),
             subjects: subjects.clone(),
             retention: stream::RetentionPolicy::WorkQueue,
@@ -317,9 +318,10 @@ async fn resources(
             duplicate_window: DUPLICATE_WINDOW,
             num_replicas: replicas,
             ..Default::default()
-        })
-        .await
-        .map_err(|e| setup("stream", names.stream())(&e))?;
+        },
+    )
+    .await
+    .map_err(|e| setup("stream", names.stream())(&e))?;
     // A stream made by an earlier version carries batches only: it takes the change
     // subjects too, its messages kept.
     let mut config = work.cached_info().config.clone();
@@ -334,24 +336,27 @@ async fn resources(
             .map_err(|e| setup("stream", names.stream())(&e))?;
     }
     let dlq = names.dead_letter_stream();
-    creating
-        .get_or_create_stream(stream::Config {
+    get_or_create(
+        &creating,
+        stream::Config {
             name: dlq.clone(),
             subjects: vec![format!("{}.dlq.>", names.stream())],
             retention: stream::RetentionPolicy::Limits,
             storage: stream::StorageType::File,
             num_replicas: replicas,
             ..Default::default()
-        })
-        .await
-        .map_err(|e| setup("stream", &dlq)(&e))?;
+        },
+    )
+    .await
+    .map_err(|e| setup("stream", &dlq)(&e))?;
 
     // The key-value bucket's stream is created here with the settings async-nats
     // gives one: `create_key_value` first asks for the account info, whose reply
     // from nats-server 2.9 it cannot parse.
     let bucket = names.state_bucket();
-    creating
-        .get_or_create_stream(stream::Config {
+    get_or_create(
+        &creating,
+        stream::Config {
             name: names.state_stream(),
             subjects: vec![format!("$KV.{bucket}.>")],
             max_messages_per_subject: 1,
@@ -362,9 +367,10 @@ async fn resources(
             discard: stream::DiscardPolicy::New,
             num_replicas: replicas,
             ..Default::default()
-        })
-        .await
-        .map_err(|e| setup("key-value bucket", &bucket)(&e))?;
+        },
+    )
+    .await
+    .map_err(|e| setup("key-value bucket", &bucket)(&e))?;
     let state = creating
         .get_key_value(bucket.as_str())
         .await
@@ -372,7 +378,7 @@ async fn resources(
     let bucket = names.blob_bucket();
     let blobs = match creating.get_object_store(bucket.as_str()).await {
         Ok(store) => store,
-        Err(_) => creating
+        Err(_) => match creating
             .create_object_store(object_store::Config {
                 bucket: bucket.clone(),
                 storage: stream::StorageType::File,
@@ -380,9 +386,36 @@ async fn resources(
                 ..Default::default()
             })
             .await
-            .map_err(|e| setup("object store", &bucket)(&e))?,
+        {
+            Ok(store) => store,
+            // Created by another process between the look and the create.
+            Err(err) => creating
+                .get_object_store(bucket.as_str())
+                .await
+                .map_err(|_| setup("object store", &bucket)(&err))?,
+        },
     };
     Ok((state, blobs))
+}
+
+/// The stream `config` names, made when absent. Several processes starting at once on
+/// a fresh stream race to create it: nats-server 2.9 may refuse the loser's create
+/// ("subjects overlap with an existing stream", the stream the winner just made), so
+/// a refused create looks again before it is an error: a stream that exists now was
+/// made meanwhile, and a real conflict (another stream holding those subjects) is
+/// still refused.
+async fn get_or_create(
+    context: &jetstream::Context,
+    config: stream::Config,
+) -> Result<stream::Stream, async_nats::Error> {
+    let name = config.name.clone();
+    match context.get_or_create_stream(config).await {
+        Ok(stream) => Ok(stream),
+        Err(err) => match context.get_stream(&name).await {
+            Ok(stream) => Ok(stream),
+            Err(_) => Err(err.into()),
+        },
+    }
 }
 
 #[cfg(test)]
