@@ -7,12 +7,15 @@ use std::time::Duration;
 use clap::{Args, Parser, Subcommand};
 use common::config::{parse_duration, LogArgs, NatsArgs, PostgresArgs, RunArgs};
 
+/// The command line. Its doc is its `--help` (clap turns doc comments into help text,
+/// so the structs below document their flattened parts there, not here).
 #[derive(Debug, Parser)]
 #[command(
     name = "consumer",
     version,
     about = "Lands the batches of a migration run in PostgreSQL with binary COPY, exactly once. Start as many as you like: they share the work."
 )]
+#[allow(missing_docs)]
 pub struct Cli {
     #[command(subcommand)]
     pub command: Command,
@@ -20,6 +23,7 @@ pub struct Cli {
     pub log: LogArgs,
 }
 
+/// The daemon's one command.
 #[derive(Debug, Subcommand)]
 pub enum Command {
     /// Pull batches and write them until stopped (SIGINT/SIGTERM) or, with
@@ -27,6 +31,8 @@ pub enum Command {
     Run(ConsumerConfig),
 }
 
+// Documented by its `--help`: clap makes help text of doc comments.
+#[allow(missing_docs)]
 #[derive(Debug, Clone, Args)]
 pub struct ConsumerConfig {
     #[command(flatten)]
@@ -81,6 +87,7 @@ pub struct ConsumerConfig {
 }
 
 impl ConsumerConfig {
+    /// How many writers to run: `--writers`, or one per available core.
     pub fn writers(&self) -> usize {
         self.writers
             .map(NonZeroUsize::get)

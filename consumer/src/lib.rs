@@ -19,7 +19,7 @@
 //! Data path: pull (NATS) → `Envelope::decode` (borrowed) → `Mapped::map` (rows and
 //! rejects) → `landing::land` with the batch's ledger claim: BEGIN, ledger row, binary
 //! COPY (refused rows isolated into rejects), rejects, COMMIT → ack.
-#![warn(unreachable_pub)]
+#![warn(unreachable_pub, missing_docs)]
 
 pub mod config;
 pub mod error;

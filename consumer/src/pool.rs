@@ -39,7 +39,9 @@ const MAX_ACK_PENDING: i64 = 1024;
 /// What this process did.
 #[derive(Debug, Clone, Copy)]
 pub struct Report {
+    /// Batches, rows, rejects, duplicates and dead letters of this process.
     pub totals: Totals,
+    /// From start to stop.
     pub elapsed: Duration,
 }
 

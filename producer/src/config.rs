@@ -6,12 +6,15 @@ use clap::{Args, Parser, Subcommand};
 use common::config::{parse_collection_names, CollectionNames, LogArgs, NatsArgs, RunArgs};
 use source::MongoArgs;
 
+/// The command line. Its doc is its `--help` (clap turns doc comments into help text,
+/// so the structs below document their flattened parts there, not here).
 #[derive(Debug, Parser)]
 #[command(
     name = "producer",
     version,
     about = "Pages MongoDB collections by _id into NATS JetStream batches for the consumers to land in PostgreSQL."
 )]
+#[allow(missing_docs)]
 pub struct Cli {
     #[command(subcommand)]
     pub command: Command,
@@ -19,6 +22,7 @@ pub struct Cli {
     pub log: LogArgs,
 }
 
+/// The daemon's one command.
 #[derive(Debug, Subcommand)]
 pub enum Command {
     /// Publish every document of the collections as batches, resuming the run if it was
@@ -27,6 +31,8 @@ pub enum Command {
     Run(RunConfig),
 }
 
+// Documented by its `--help`: clap makes help text of doc comments.
+#[allow(missing_docs)]
 #[derive(Debug, Clone, Args)]
 pub struct RunConfig {
     #[command(flatten)]

@@ -21,7 +21,7 @@
 //! Data path: `pager` → raw BSON bytes → `BatchBuilder` (count and byte limits; large
 //! documents to the object store) → msgpack `Envelope` → `publisher` → PubAck →
 //! checkpoint in the key-value bucket → manifest totals when the collection ends.
-#![warn(unreachable_pub)]
+#![warn(unreachable_pub, missing_docs)]
 
 mod checkpointer;
 mod collection;
@@ -54,22 +54,28 @@ use crate::part::CollectionSummary;
 /// What one `producer run` published.
 #[derive(Debug, Clone)]
 pub struct Summary {
+    /// The run's name.
     pub run: String,
+    /// Per collection, in the order they were named.
     pub collections: Vec<CollectionSummary>,
     /// What `--follow` published of the change stream.
     pub followed: Option<follow::Followed>,
+    /// From start to the last acknowledgement (or to the stop, when following).
     pub elapsed: Duration,
 }
 
 impl Summary {
+    /// Documents published, over every collection.
     pub fn documents(&self) -> u64 {
         self.collections.iter().map(|c| c.documents).sum()
     }
 
+    /// Batches published, over every collection.
     pub fn batches(&self) -> u64 {
         self.collections.iter().map(|c| c.batches).sum()
     }
 
+    /// Bytes of documents published, over every collection.
     pub fn bytes(&self) -> u64 {
         self.collections.iter().map(|c| c.bytes).sum()
     }

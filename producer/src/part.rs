@@ -25,9 +25,13 @@ const PROGRESS_EVERY: Duration = Duration::from_secs(5);
 /// What was published of one collection, over the whole run (a resumed run included).
 #[derive(Debug, Clone)]
 pub struct CollectionSummary {
+    /// The collection.
     pub name: String,
+    /// Documents published, over the whole run.
     pub documents: u64,
+    /// Batches published, over the whole run.
     pub batches: u64,
+    /// Bytes of documents published, over the whole run.
     pub bytes: u64,
     /// Batches the stream already held (a rerun within the duplicate window).
     pub duplicates: u64,

@@ -68,7 +68,9 @@ async fn report(
 /// What following published, until it was stopped.
 #[derive(Debug, Clone, Copy, Default)]
 pub struct Followed {
+    /// Change events published.
     pub events: u64,
+    /// Change batches published.
     pub batches: u64,
     /// Events whose document MongoDB found gone when it looked it up: a later event
     /// says what became of it.
