@@ -53,12 +53,15 @@ pub struct Envelope<'a> {
     /// Deterministic id: see [`BatchId::compute`].
     #[serde(borrow)]
     pub batch_id: Cow<'a, str>,
+    /// The run the batch belongs to.
     #[serde(borrow)]
     pub run: Cow<'a, str>,
+    /// The collection its documents come from.
     #[serde(borrow)]
     pub collection: Cow<'a, str>,
     /// Position of this page in the collection's `_id` order, from 0.
     pub seq: u64,
+    /// The documents, as raw BSON or references to the object store.
     #[serde(borrow)]
     pub docs: Vec<Doc<'a>>,
     /// For a batch of the change stream, one entry per document of `docs`, in the
@@ -70,9 +73,13 @@ pub struct Envelope<'a> {
 /// What a change event did to its document.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 pub enum ChangeOp {
+    /// A new document.
     Insert,
+    /// Fields of a document changed (the event carries the whole document after it).
     Update,
+    /// A document replaced whole.
     Replace,
+    /// A document deleted (the event carries `{_id}` alone).
     Delete,
 }
 
@@ -119,7 +126,9 @@ impl Version {
 /// One change event of a change batch.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Change {
+    /// What happened.
     pub op: ChangeOp,
+    /// When, in the order of the change stream.
     pub version: Version,
 }
 
@@ -130,17 +139,27 @@ pub enum Doc<'a> {
     Inline(#[serde(borrow, with = "serde_bytes")] Cow<'a, [u8]>),
     /// A document stored in the object store under `name` (its content hash, or for a
     /// change its event's version), because it is larger than a NATS message may be.
-    Blob { name: String, len: u64 },
+    Blob {
+        /// The object's name.
+        name: String,
+        /// The document's size in bytes.
+        len: u64,
+    },
 }
 
 /// Why an envelope could not be read. Every variant is a poison message: the same bytes
 /// fail the same way on every delivery.
 #[derive(Debug, thiserror::Error)]
 pub enum DecodeError {
+    /// The bytes are not an envelope.
     #[error("not a batch envelope: {0}")]
     Malformed(#[from] rmp_serde::decode::Error),
+    /// An envelope of a format this build does not read.
     #[error("envelope format version {found} is not supported (this build reads versions {OLDEST_READABLE} to {FORMAT_VERSION}); upgrade the consumers")]
-    UnknownVersion { found: u16 },
+    UnknownVersion {
+        /// The format version found.
+        found: u16,
+    },
 }
 
 #[derive(Deserialize)]
@@ -211,6 +230,9 @@ impl<'a> Envelope<'a> {
 pub struct BatchId(pub String);
 
 impl BatchId {
+    /// The id of a batch: a hash of its run, collection and documents, so the same
+    /// batch published again has the same id and is dropped by the stream's dedupe
+    /// window or skipped by the ledger.
     pub fn compute(run: &str, collection: &str, docs: &[Doc<'_>]) -> Self {
         let mut hasher = blake3::Hasher::new();
         for part in [run.as_bytes(), collection.as_bytes()] {
@@ -286,6 +308,7 @@ pub struct BatchBuilder {
 }
 
 impl BatchBuilder {
+    /// An empty batch that will hold at most what `limits` allow.
     pub fn new(limits: BatchLimits) -> Self {
         BatchBuilder {
             limits,
@@ -319,6 +342,7 @@ impl BatchBuilder {
         std::mem::take(&mut self.docs)
     }
 
+    /// Whether no document has been pushed since the last take.
     pub fn is_empty(&self) -> bool {
         self.docs.is_empty()
     }

@@ -23,50 +23,77 @@ const SETUP_TIMEOUT: Duration = Duration::from_secs(30);
 /// How long the setup is tried again while JetStream answers late.
 const SETUP_DEADLINE: Duration = Duration::from_secs(120);
 
+/// Why NATS could not be reached or set up, each saying what to do about it.
 #[derive(Debug, thiserror::Error)]
 pub enum BrokerError {
+    /// No server answered.
     #[error("cannot reach NATS at {url}: {source}; is nats-server running with JetStream (-js)? Set --nats-url or NATS_URL")]
     Connect {
+        /// The URL, without credentials.
         url: String,
+        /// What the client saw.
         #[source]
         source: async_nats::ConnectError,
     },
+    /// The server refused the credentials.
     #[error("NATS at {url} refused the login ({source}); check the user and password, token, creds or nkey (--nats-url, NATS_USER/NATS_PASSWORD, NATS_TOKEN, NATS_CREDS, NATS_NKEY)")]
     Login {
+        /// The URL, without credentials.
         url: String,
+        /// What the server said.
         #[source]
         source: async_nats::ConnectError,
     },
+    /// The TLS handshake failed.
     #[error("TLS to NATS at {url}: {source}; {hint}")]
     Tls {
+        /// The URL, without credentials.
         url: String,
+        /// What the TLS library said.
         #[source]
         source: async_nats::ConnectError,
+        /// What to do about it (an expired certificate is named as such).
         hint: &'static str,
     },
+    /// A credentials, nkey or certificate file could not be read.
     #[error("cannot read the NATS {what} {path}: {source}")]
     Credentials {
+        /// What the file was for.
         what: &'static str,
+        /// Its path.
         path: String,
+        /// Why not.
         #[source]
         source: std::io::Error,
     },
+    /// The URL does not parse.
     #[error("the NATS URL {url} is malformed: {source}; fix --nats-url or NATS_URL")]
     Malformed {
+        /// The URL, without credentials.
         url: String,
+        /// What is wrong with it.
         #[source]
         source: async_nats::ConnectError,
     },
+    /// A resource a reading command needs does not exist (it creates none).
     #[error("NATS at {url} has no {what} {name:?}: no producer has run with this --stream (NATS_STREAM) there; check it and --nats-url")]
     Missing {
+        /// The kind of resource.
         what: &'static str,
+        /// Its name.
         name: String,
+        /// The URL, without credentials.
         url: String,
     },
+    /// JetStream refused a resource (disabled, a conflicting config) or kept not
+    /// answering.
     #[error("JetStream {what} {name:?}: {detail}")]
     Setup {
+        /// The kind of resource.
         what: &'static str,
+        /// Its name.
         name: String,
+        /// What JetStream said.
         detail: String,
     },
 }
@@ -93,10 +120,15 @@ impl BrokerError {
 /// A connected client with the pipeline's JetStream resources in place.
 #[derive(Clone)]
 pub struct Broker {
+    /// The connection.
     pub client: async_nats::Client,
+    /// JetStream over it.
     pub jetstream: jetstream::Context,
+    /// The stream's, subjects', consumers' and buckets' names.
     pub names: Names,
+    /// The run state bucket (manifests, checkpoints, plans, leases).
     pub state: kv::Store,
+    /// The object store of large documents.
     pub blobs: object_store::ObjectStore,
 }
 

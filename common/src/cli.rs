@@ -59,15 +59,23 @@ pub const SECRET_VARIABLES: &[&str] = &[
 /// A `*_FILE` variable naming a file that cannot be read, or set beside its variable.
 #[derive(Debug, thiserror::Error)]
 pub enum SecretFileError {
+    /// The file a `<NAME>_FILE` variable names cannot be read.
     #[error("{variable}={path}: cannot read it: {source}")]
     Unreadable {
+        /// The `<NAME>_FILE` variable.
         variable: String,
+        /// The file it names.
         path: String,
+        /// Why not.
         #[source]
         source: std::io::Error,
     },
+    /// Both the variable and its `_FILE` are set.
     #[error("both {variable} and {variable}_FILE are set, and one would silently win: keep one")]
-    Both { variable: String },
+    Both {
+        /// The variable.
+        variable: String,
+    },
 }
 
 /// # Errors

@@ -29,6 +29,7 @@ pub struct NatsArgs {
     pub stream_replicas: u8,
 
     #[command(flatten)]
+    #[allow(missing_docs)] // its arguments' help documents it
     pub auth: NatsAuth,
 }
 
@@ -125,6 +126,9 @@ pub struct LogArgs {
     pub log_format: LogFormat,
 }
 
+/// How log lines are written (`--log-format`). Its variants carry no doc comment: clap
+/// would print one next to each possible value.
+#[allow(missing_docs)]
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
 pub enum LogFormat {
     Text,
@@ -224,6 +228,7 @@ pub fn unencoded_credentials(raw: &str) -> bool {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct CollectionNames(pub Vec<String>);
 
+/// Parses one `--collection` value (clap's value parser).
 pub fn parse_collection_names(text: &str) -> Result<CollectionNames, std::convert::Infallible> {
     let mut names = Vec::new();
     let mut name = String::new();
@@ -318,10 +323,13 @@ mod tests {
 /// A duration flag that cannot be read.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum DurationError {
+    /// No number where one was expected.
     #[error("{0:?} is not a duration such as 30s, 500ms or 2m")]
     NotANumber(String),
+    /// A unit other than ms, s, m or h.
     #[error("{0:?}: unit must be ms, s, m or h")]
     UnknownUnit(String),
+    /// Too long to wait for.
     #[error("{0:?} is not a duration this program can wait for")]
     OutOfRange(String),
 }
@@ -343,8 +351,10 @@ pub fn parse_positive_duration(text: &str) -> Result<std::time::Duration, Positi
 /// Why [`parse_positive_duration`] refused a value.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum PositiveDurationError {
+    /// Not a duration.
     #[error(transparent)]
     Unreadable(#[from] DurationError),
+    /// Zero.
     #[error(transparent)]
     Zero(#[from] ZeroDuration),
 }

@@ -14,7 +14,7 @@
 //! - [`telemetry`]: logs and OTLP traces.
 //! - [`shutdown`]: SIGINT/SIGTERM as a cancellation token.
 //! - [`trace_context`]: W3C trace context carried in NATS headers.
-#![warn(unreachable_pub)]
+#![warn(unreachable_pub, missing_docs)]
 
 pub mod batch;
 pub mod blob;

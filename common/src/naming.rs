@@ -12,9 +12,11 @@ use std::str::FromStr;
 /// name). `status` and `cleanup` read it to say who follows.
 pub const FOLLOWER: &str = "$follow";
 
-/// The bookkeeping tables the consumers keep in the target database.
+/// One row per committed batch: what lands each batch exactly once.
 pub const LEDGER_TABLE: &str = "_migrate_ledger";
+/// One row per document that could not become a row, with its reason.
 pub const REJECTS_TABLE: &str = "_migrate_rejects";
+/// One row per message that can never land, with its reason and bytes.
 pub const DEAD_LETTERS_TABLE: &str = "_migrate_dead_letters";
 /// The newest version landed of each document a change touched, deleted or not.
 pub const VERSIONS_TABLE: &str = "_migrate_versions";
@@ -45,6 +47,7 @@ impl FromStr for RunName {
 }
 
 impl RunName {
+    /// The name as written.
     pub fn as_str(&self) -> &str {
         &self.0
     }
@@ -148,6 +151,7 @@ impl Names {
         format!("{}_DLQ", self.stream)
     }
 
+    /// The subject a run's dead-letter copies are published on.
     pub fn dead_letter_subject(&self, run: &RunName) -> String {
         format!("{}.dlq.{run}", self.stream)
     }

@@ -39,13 +39,19 @@ fn nats(doing: impl Into<String>) -> impl FnOnce(&dyn std::fmt::Display) -> Oper
 /// What cleanup removed.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Cleaned {
+    /// The run cleaned up.
     pub run: String,
+    /// Its stream.
     pub stream: String,
     /// Batches still in the stream (only with `--force`).
     pub batches: u64,
+    /// Whether its durable consumer was deleted.
     pub durable_consumer: bool,
+    /// Dead-letter copies purged from the `_DLQ` stream.
     pub dead_letter_copies: u64,
+    /// Manifest, checkpoint, plan and lease keys purged from the state bucket.
     pub state_keys: u64,
+    /// Large documents deleted from the object store.
     pub blobs: u64,
     /// Whether the stream, dead-letter stream and buckets were deleted, no other run
     /// having anything in them.

@@ -1,4 +1,9 @@
 //! The operator's command line: every command a person runs against a migration.
+//!
+//! Documented by its `--help` (and docs/reference/cli.md, generated from it): clap
+//! turns doc comments into help text, so the structs and their flattened parts carry
+//! none of their own.
+#![allow(missing_docs)]
 
 use std::num::NonZeroUsize;
 use std::path::PathBuf;

@@ -29,6 +29,7 @@ const POLL_EVERY: Duration = Duration::from_millis(200);
 /// What the cutover saw.
 #[derive(Debug, Clone)]
 pub struct Cutover {
+    /// The run cut over.
     pub run: String,
     /// MongoDB's cluster time when the command started.
     pub target: ClusterTime,

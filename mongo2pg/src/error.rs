@@ -32,66 +32,133 @@ impl ExitStatus {
 /// Why an operator command failed, each saying what to do about it.
 #[derive(Debug, thiserror::Error)]
 pub enum OperatorError {
+    /// MongoDB could not be read.
     #[error(transparent)]
     Source(#[from] SourceError),
+    /// NATS could not be reached or set up.
     #[error(transparent)]
     Broker(#[from] BrokerError),
+    /// The run's state bucket could not be read or written.
     #[error(transparent)]
     State(#[from] StateError),
+    /// PostgreSQL could not be reached or refused the login.
     #[error(transparent)]
     PgConnect(#[from] ConnectError),
+    /// A PostgreSQL statement failed.
     #[error("{0}")]
     Pg(#[from] PgError),
+    /// A target table that exists already does not fit the mapping.
     #[error("preparing the target table: {0}")]
     Table(#[from] TableError),
+    /// The columns added for new fields could not be read or recorded.
     #[error("preparing the target table: {0}")]
     Registry(#[from] RegistryError),
+    /// The mapping file cannot be used.
     #[error(transparent)]
     Mapping(#[from] MappingError),
+    /// No producer has started the run on this stream.
     #[error("run {run:?} is unknown on stream {stream:?}: no producer has started it; check --run (MIGRATION_RUN) and --stream (NATS_STREAM)")]
-    UnknownRun { run: String, stream: String },
+    UnknownRun {
+        /// The run asked for.
+        run: String,
+        /// The stream looked in.
+        stream: String,
+    },
+    /// The run (or its collection) left nothing in this database.
     #[error("run {run:?}{} has landed nothing in this database (no batch, reject or dead letter): check --run, --collection and DATABASE_URL", collection.as_deref().map(|c| format!(", collection {c:?},")).unwrap_or_default())]
     LandedNothing {
+        /// The run asked for.
         run: String,
+        /// The collection asked for, if any.
         collection: Option<String>,
     },
+    /// `cutover` of a run that does not follow the change stream.
     #[error("run {run:?} does not follow the change stream (it was started without --follow): there is nothing to cut over; `mongo2pg status` says whether its snapshot is complete")]
-    NotFollowing { run: String },
+    NotFollowing {
+        /// The run.
+        run: String,
+    },
+    /// `cutover` waited `--timeout` without the target catching up.
     #[error("run {run:?}: not caught up within {timeout:?}, still waiting for {waiting_for}; `mongo2pg status --run {run}` shows the lag, the consumers' logs why they are slow")]
     NotCaughtUp {
+        /// The run.
         run: String,
+        /// How long it waited.
         timeout: std::time::Duration,
+        /// What it was still waiting for.
         waiting_for: &'static str,
     },
+    /// Caught up, but rejects or dead letters of the run are not in the tables.
     #[error("run {run:?} is caught up, but PostgreSQL does not hold all of it: {rejects} documents in _migrate_rejects (fix the mapping or the data, then `mongo2pg replay --run {run}`), {dead_letters} batches in _migrate_dead_letters (fix their cause, then `mongo2pg requeue --run {run}`); cut over once both are 0")]
     NotLanded {
+        /// The run.
         run: String,
+        /// Its documents waiting in the rejects table.
         rejects: u64,
+        /// Its batches in the dead letters.
         dead_letters: u64,
     },
+    /// Caught up, but a run of the whole database lacks collections created since.
     #[error("run {run:?} is caught up, but the database has collections it lacks: {advice}")]
-    NotInRun { run: String, advice: String },
+    NotInRun {
+        /// The run.
+        run: String,
+        /// Which collections, and what to do.
+        advice: String,
+    },
+    /// `cleanup` of a run `status` does not call complete.
     #[error("run \"{run}\" is {verdict}: cleanup would delete batches that have not landed; `mongo2pg status --run {run}` says what is missing (add --exact if only MongoDB's estimated count disagrees); wait for it, or pass --force to delete anyway")]
-    NotComplete { run: RunName, verdict: &'static str },
+    NotComplete {
+        /// The run.
+        run: RunName,
+        /// What `status` says of it.
+        verdict: &'static str,
+    },
+    /// `cleanup` while consumers still pull from the run.
     #[error("consumer processes are still bound to run \"{run}\" ({waiting} pull requests waiting, {unacked} batches being written on {consumer:?}): stop them first (`consumer run --exit-when-done` stops by itself), or pass --force")]
     ConsumersBound {
+        /// The run.
         run: RunName,
+        /// The durable consumer they are bound to.
         consumer: String,
+        /// Pull requests waiting.
         waiting: usize,
+        /// Batches delivered and not yet acknowledged.
         unacked: usize,
     },
+    /// `cleanup` while a producer still follows the run.
     #[error("run \"{run}\" is still followed by producer {holder}: `mongo2pg cutover --run {run}`, then stop that producer (SIGTERM) before cleaning up, or pass --force")]
-    Following { run: RunName, holder: String },
+    Following {
+        /// The run.
+        run: RunName,
+        /// The producer holding the follower lease.
+        holder: String,
+    },
+    /// A NATS operation of `cleanup` failed.
     #[error("NATS: {doing}: {detail}")]
-    Nats { doing: String, detail: String },
+    Nats {
+        /// What was being done.
+        doing: String,
+        /// What NATS said.
+        detail: String,
+    },
+    /// A dead letter could not be published again.
     #[error("publishing a dead letter again on {subject}: {source}; run the same command again")]
     Requeue {
+        /// Its subject.
         subject: String,
+        /// What NATS said.
         #[source]
         source: async_nats::Error,
     },
+    /// `seed` could not insert.
     #[error("seeding {collection:?}: {detail}")]
-    Seed { collection: String, detail: String },
+    Seed {
+        /// The collection.
+        collection: String,
+        /// What MongoDB said.
+        detail: String,
+    },
 }
 
 impl OperatorError {

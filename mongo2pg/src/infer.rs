@@ -36,15 +36,21 @@ use source::SourceError;
 /// Why `infer` could not write its mapping.
 #[derive(Debug, thiserror::Error)]
 pub enum InferError {
+    /// MongoDB could not be read.
     #[error(transparent)]
     Source(#[from] SourceError),
+    /// The mapping could not be written as TOML.
     #[error("infer: cannot render the mapping as TOML: {0}")]
     Render(#[from] toml::ser::Error),
+    /// The mapping inferred fails the checks every mapping passes: a bug of ours.
     #[error("infer wrote a mapping it cannot use ({0}); please report this")]
     Invalid(#[from] InvalidMapping),
+    /// An output file could not be written.
     #[error("infer: cannot write {path}: {source}")]
     Write {
+        /// The file.
         path: String,
+        /// Why not.
         #[source]
         source: std::io::Error,
     },
@@ -176,9 +182,15 @@ fn column_type(types: &PathTypes, policy: MultiType) -> ColumnType {
 
 /// What `infer` found and wrote.
 pub struct Inferred {
+    /// The report printed: each field path with the types seen and how often.
     pub text: String,
 }
 
+/// Samples the collections, writes the mapping file and the `CREATE TABLE`
+/// statements, and reports what it saw.
+///
+/// # Errors
+/// [`InferError`] when MongoDB cannot be read or a file cannot be written.
 pub async fn infer(config: &InferConfig) -> Result<Inferred, InferError> {
     let database = source::connect(&config.mongo).await?;
     let collections = source::collections(

@@ -15,7 +15,7 @@
 //!
 //! Reading MongoDB is the `source` library, the PostgreSQL side `landing`, NATS and
 //! the run's state `common`.
-#![warn(unreachable_pub)]
+#![warn(unreachable_pub, missing_docs)]
 
 pub mod cleanup;
 pub mod config;

@@ -33,7 +33,9 @@ use crate::error::OperatorError;
 /// What a replay did.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct Replayed {
+    /// Rejects that landed and left the rejects table.
     pub landed: u64,
+    /// Rejects that still cannot land, with their new reason.
     pub still_rejected: u64,
 }
 

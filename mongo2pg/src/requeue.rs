@@ -23,6 +23,7 @@ use crate::error::OperatorError;
 /// What a requeue did.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct Requeued {
+    /// Dead letters published again.
     pub messages: u64,
 }
 

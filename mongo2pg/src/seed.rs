@@ -45,7 +45,9 @@ const TAGS: &[&str] = &[
 /// What `seed` did.
 #[derive(Debug, Clone, Copy)]
 pub struct Seeded {
+    /// Documents inserted.
     pub documents: u64,
+    /// How long it took.
     pub elapsed: Duration,
 }
 

@@ -16,16 +16,23 @@ pub use records::*;
 /// Why the state bucket could not be read or written.
 #[derive(Debug, thiserror::Error)]
 pub enum StateError {
+    /// NATS failed the read or write.
     #[error("state bucket: {doing} {key:?}: {source}")]
     Nats {
+        /// What was being done.
         doing: &'static str,
+        /// The key.
         key: String,
+        /// What NATS said.
         #[source]
         source: async_nats::Error,
     },
+    /// A value does not decode.
     #[error("state bucket key {key:?} holds something unreadable: {source}; rerun the producer with --restart")]
     Corrupt {
+        /// The key.
         key: String,
+        /// Why it does not decode.
         #[source]
         source: serde_json::Error,
     },
@@ -59,6 +66,7 @@ pub struct RunState {
 }
 
 impl RunState {
+    /// The state of `run` in the bucket `kv`.
     pub fn new(
         kv: async_nats::jetstream::kv::Store,
         names: crate::naming::Names,
@@ -153,6 +161,8 @@ impl RunState {
         }
     }
 
+    /// The checkpoint of a collection (or of one of its ranges); `None` before its
+    /// first acknowledged batch.
     pub async fn checkpoint(&self, collection: &str) -> Result<Option<Checkpoint>, StateError> {
         let key = self.names.checkpoint_key(&self.run, collection);
         match self.kv.get(key.as_str()).await {
@@ -164,6 +174,7 @@ impl RunState {
         }
     }
 
+    /// Saves the checkpoint of a collection (or of one of its ranges).
     pub async fn save_checkpoint(
         &self,
         collection: &str,
@@ -335,6 +346,7 @@ impl RunState {
             .await
     }
 
+    /// Saves where the follower stands in the change stream.
     pub async fn save_stream_checkpoint(
         &self,
         checkpoint: &StreamCheckpoint,

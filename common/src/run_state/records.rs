@@ -11,7 +11,9 @@ use serde::{Deserialize, Serialize};
 /// waiting, across a producer crash and its rerun.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct RunManifest {
+    /// The run's collections and their totals.
     pub collections: BTreeMap<String, CollectionTotals>,
+    /// Every collection is published completely.
     pub complete: bool,
     /// Where the run reads from, so that a run name reused on another database is
     /// refused instead of resumed (absent in manifests of older versions).
@@ -79,7 +81,9 @@ impl RunMapping {
 /// A cluster time: seconds and the operation's ordinal within them.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
 pub struct ClusterTime {
+    /// Seconds since the Unix epoch.
     pub time: u32,
+    /// The operation's ordinal within that second.
     pub increment: u32,
 }
 
@@ -110,6 +114,7 @@ pub struct StreamCheckpoint {
     pub last: Option<crate::batch::Version>,
     /// Change events and batches published, over the run.
     pub events: u64,
+    /// Change batches published, over the run.
     pub batches: u64,
     /// When this was saved, milliseconds since the Unix epoch.
     pub saved_at_ms: u64,
@@ -118,6 +123,7 @@ pub struct StreamCheckpoint {
 /// The MongoDB database a run reads, as the producer was told it.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct RunSource {
+    /// The database name.
     pub database: String,
     /// The connection string without its credentials.
     pub uri: String,
@@ -126,11 +132,15 @@ pub struct RunSource {
 /// What the producer published of one collection.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct CollectionTotals {
+    /// Documents published.
     pub documents: u64,
+    /// Batches published.
     pub batches: u64,
+    /// Bytes of documents published.
     pub bytes: u64,
     /// Documents MongoDB estimated at the start, for progress and `status`.
     pub estimated: u64,
+    /// Every batch of the collection is acknowledged by the stream.
     pub complete: bool,
 }
 
@@ -146,12 +156,16 @@ pub struct Checkpoint {
     pub last_id_bson: Option<String>,
     /// Batches published so far: the next batch's sequence number.
     pub batches: u64,
+    /// Documents published so far.
     pub documents: u64,
+    /// Bytes of documents published so far.
     pub bytes: u64,
+    /// The collection (or range) is published completely.
     pub complete: bool,
 }
 
 impl RunManifest {
+    /// As stored in the bucket (JSON).
     pub fn to_bytes(&self) -> bytes::Bytes {
         serde_json::to_vec(self).unwrap_or_default().into()
     }
@@ -164,6 +178,7 @@ impl RunManifest {
 }
 
 impl Checkpoint {
+    /// As stored in the bucket (JSON).
     pub fn to_bytes(&self) -> bytes::Bytes {
         serde_json::to_vec(self).unwrap_or_default().into()
     }
@@ -184,6 +199,7 @@ impl Checkpoint {
 /// run, so every producer and every rerun reads the same ranges.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct RangePlan {
+    /// The boundaries, hex of `{_id: boundary}`, in `_id` order.
     pub boundaries: Vec<String>,
     /// How the boundaries were found (`splitVector`, `$sample`, `arithmetic`).
     #[serde(default)]
@@ -202,17 +218,21 @@ impl RangePlan {
 /// range over once the lease has expired, resuming from the range's checkpoint.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct RangeLease {
+    /// The producer holding it (host, process and a random suffix).
     pub holder: String,
+    /// Until when by the holder's clock, for display; takeover never compares clocks.
     pub expires_ms: u64,
 }
 
 impl StartPosition {
+    /// As stored in the bucket (JSON).
     pub fn to_bytes(&self) -> bytes::Bytes {
         serde_json::to_vec(self).unwrap_or_default().into()
     }
 }
 
 impl StreamCheckpoint {
+    /// As stored in the bucket (JSON).
     pub fn to_bytes(&self) -> bytes::Bytes {
         serde_json::to_vec(self).unwrap_or_default().into()
     }

@@ -8,6 +8,7 @@ use common::run_state::{CutOver, RunManifest, RunState};
 
 use crate::error::OperatorError;
 
+/// Where a followed run is in its life.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Phase {
     /// The snapshot is being published; changes wait in MongoDB's oplog.
@@ -19,12 +20,14 @@ pub enum Phase {
 /// Where a followed run stands in the change stream.
 #[derive(Debug, Clone)]
 pub struct LiveStatus {
+    /// Snapshot or streaming.
     pub phase: Phase,
     /// Seconds between MongoDB's cluster time now and how far the producer has read.
     pub lag_seconds: u32,
     /// Change events published and not yet landed (an estimate after a producer
     /// restart, which may publish some events twice).
     pub lag_events: u64,
+    /// Change events the producer has published since the run started.
     pub events_published: u64,
     /// Change batches in the stream: waiting, and being written.
     pub pending: Option<(u64, u64)>,

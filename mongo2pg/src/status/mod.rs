@@ -26,11 +26,17 @@ use crate::error::{ExitStatus, OperatorError};
 /// One collection's numbers.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct CollectionStatus {
+    /// Documents in MongoDB: its metadata count, or counted with `--exact`.
     pub source: u64,
+    /// Documents the producer published.
     pub published: u64,
+    /// Whether the producer published the whole collection.
     pub published_complete: bool,
+    /// Rows committed, by the consumers' ledger.
     pub committed: u64,
+    /// Documents in `_migrate_rejects`, by the ledger.
     pub rejected: u64,
+    /// Batches in `_migrate_dead_letters`.
     pub dead_letter_batches: u64,
     /// Documents a batch found landed already by another batch of the run (published
     /// again in other batches, after a rerun with another `--batch-size`): skipped,
@@ -43,6 +49,7 @@ pub struct CollectionStatus {
 /// The ranges of a collection read in `_id` ranges.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct RangeStatus {
+    /// Ranges published completely.
     pub done: usize,
     /// Ranges being read: their index and the producer holding the lease.
     pub in_progress: Vec<(usize, String)>,
@@ -53,8 +60,11 @@ pub struct RangeStatus {
 /// Where a run stands.
 #[derive(Debug, Clone, Default)]
 pub struct RunStatus {
+    /// The run.
     pub run: String,
+    /// Whether the producer published every collection (the manifest is complete).
     pub producer_finished: bool,
+    /// Per collection.
     pub collections: BTreeMap<String, CollectionStatus>,
     /// Batches in the stream not yet delivered, and delivered but not acknowledged;
     /// `None` when no consumer has bound the run yet.
@@ -72,13 +82,17 @@ pub struct RunStatus {
     pub waiting_rejects: u64,
 }
 
+/// What `status` concludes, and its exit status.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Verdict {
+    /// Every source document is committed (0).
     Complete,
     /// Every document is accounted for, but some wait in `_migrate_rejects`: not what
     /// a team switches its application on.
     Rejected,
+    /// Still running, or stopped before the end (3).
     Incomplete,
+    /// Counts that cannot all be right: investigate before trusting the target (4).
     Inconsistent,
 }
 
@@ -95,6 +109,7 @@ impl Verdict {
 }
 
 impl RunStatus {
+    /// The verdict the numbers give.
     pub fn verdict(&self) -> Verdict {
         match self.landing_verdict() {
             Verdict::Complete if self.waiting_rejects > 0 => Verdict::Rejected,

@@ -44,6 +44,7 @@ use source::pager::Pager;
 /// What verification found, for people (Display) and scripts (`differences`).
 #[derive(Debug, Default)]
 pub struct Report {
+    /// The report printed.
     pub text: String,
     /// Differences left (after repair, if asked).
     pub differences: u64,
@@ -76,6 +77,12 @@ impl std::fmt::Display for Report {
 /// The run name repaired rows' rejects are filed under.
 pub const REPAIR_RUN: &str = "verify-repair";
 
+/// Compares the target with the source, collection by collection, by the run's
+/// mapping; with `--repair`, lands the differing documents again.
+///
+/// # Errors
+/// [`VerifyError`] when a server cannot be reached or read, or the mapping is not the
+/// run's. Differences are not errors: they are in the [`Report`].
 pub async fn verify(config: &VerifyConfig) -> Result<Report, VerifyError> {
     let (mapping, named) = mapping::for_run(config).await?;
     let database = source::connect(&config.mongo).await?;
