@@ -33,18 +33,36 @@ use crate::table_check::TableError;
 /// Why the registry of added columns could not be read or written.
 #[derive(Debug, thiserror::Error)]
 pub enum RegistryError {
+    /// A statement failed.
     #[error(transparent)]
     Postgres(#[from] PgError),
+    /// The table exists and does not fit the plan.
     #[error(transparent)]
     Table(#[from] TableError),
+    /// A collection mapped to a bookkeeping table's name.
     #[error("collection {collection:?} would land in {table:?}, a name the migration keeps for its bookkeeping; map the collection to another table in the mapping file")]
-    Reserved { collection: String, table: String },
+    Reserved {
+        /// The collection.
+        collection: String,
+        /// The table it would land in.
+        table: String,
+    },
+    /// A table the run landed rows in was dropped.
     #[error("table {table:?} is gone although run {run:?} landed rows in it (dropped in PostgreSQL mid-run?): recreated, it would hold only what lands from now on; land the collection again under a new --run, after `DELETE FROM {VERSIONS_TABLE} WHERE target_table = '{table}'`")]
-    Dropped { table: String, run: String },
+    Dropped {
+        /// The table.
+        table: String,
+        /// The run that landed rows in it.
+        run: String,
+    },
+    /// An added column of a kind this version does not know.
     #[error("{ADDED_COLUMNS_TABLE} lists column {column:?} of {table:?} with kind {kind:?}, which this version does not know; upgrade the consumer")]
     UnknownKind {
+        /// The table.
         table: String,
+        /// The column.
         column: String,
+        /// The kind recorded.
         kind: String,
     },
 }

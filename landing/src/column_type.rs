@@ -8,39 +8,60 @@ use tokio_postgres::types::Type;
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Deserialize, Serialize)]
 #[serde(rename_all = "lowercase")]
 pub enum ColumnType {
+    /// PostgreSQL `text`.
     Text,
+    /// PostgreSQL `int4`.
     Int4,
+    /// PostgreSQL `int8`.
     Int8,
+    /// PostgreSQL `float8`.
     Float8,
+    /// PostgreSQL `numeric`.
     Numeric,
+    /// PostgreSQL `bool`.
     Bool,
+    /// PostgreSQL `timestamptz`.
     Timestamptz,
+    /// PostgreSQL `uuid`.
     Uuid,
+    /// PostgreSQL `bytea`.
     Bytea,
+    /// PostgreSQL `jsonb`.
     Jsonb,
+    /// PostgreSQL `text[]`.
     #[serde(rename = "text[]")]
     TextArray,
+    /// PostgreSQL `int4[]`.
     #[serde(rename = "int4[]")]
     Int4Array,
+    /// PostgreSQL `int8[]`.
     #[serde(rename = "int8[]")]
     Int8Array,
+    /// PostgreSQL `float8[]`.
     #[serde(rename = "float8[]")]
     Float8Array,
+    /// PostgreSQL `numeric[]`.
     #[serde(rename = "numeric[]")]
     NumericArray,
+    /// PostgreSQL `bool[]`.
     #[serde(rename = "bool[]")]
     BoolArray,
+    /// PostgreSQL `timestamptz[]`.
     #[serde(rename = "timestamptz[]")]
     TimestamptzArray,
+    /// PostgreSQL `uuid[]`.
     #[serde(rename = "uuid[]")]
     UuidArray,
+    /// PostgreSQL `bytea[]`.
     #[serde(rename = "bytea[]")]
     ByteaArray,
+    /// PostgreSQL `jsonb[]`.
     #[serde(rename = "jsonb[]")]
     JsonbArray,
 }
 
 impl ColumnType {
+    /// The type as SQL writes it (`int8`, `text[]`).
     pub fn sql(self) -> &'static str {
         match self {
             ColumnType::Text => "text",
@@ -66,6 +87,7 @@ impl ColumnType {
         }
     }
 
+    /// The type as the binary COPY protocol knows it.
     pub fn pg_type(self) -> Type {
         match self {
             ColumnType::Text => Type::TEXT,

@@ -21,8 +21,10 @@ use bson::{Bson, RawArray, RawBsonRef, RawDocument};
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Deserialize, serde::Serialize)]
 #[serde(rename_all = "lowercase")]
 pub enum JsonMode {
+    /// Canonical Extended JSON: every BSON type kept (`{"$numberInt": "5"}`).
     #[default]
     Canonical,
+    /// Relaxed Extended JSON: numbers as JSON numbers, dates as ISO strings.
     Relaxed,
 }
 
@@ -31,6 +33,7 @@ pub enum JsonMode {
 pub struct JsonError {
     /// Dotted path to the value at fault, empty for the value itself.
     pub path: Vec<String>,
+    /// Why it cannot.
     pub reason: String,
 }
 
@@ -133,6 +136,7 @@ fn write_relaxed(value: RawBsonRef<'_>, out: &mut String) -> Option<()> {
     Some(())
 }
 
+/// Writes a document as Extended JSON in `mode` to `out`.
 pub fn write_document(
     doc: &RawDocument,
     mode: JsonMode,

@@ -37,24 +37,35 @@ use crate::reject::{self, Origin, Reject};
 pub enum Claim<'a> {
     /// A batch from the stream, landed once: its ledger row (keyed by the batch id)
     /// is inserted first; a batch already in the ledger is a duplicate.
-    Batch { seq: u64 },
+    Batch {
+        /// The batch's sequence number in its collection.
+        seq: u64,
+    },
     /// A batch of change events from the stream: its ledger row (`kind = 'changes'`)
     /// first, as a batch's; then only the changes newer than what landed of their
     /// document land (see [`crate::changes`]). `changes` are the batch's newest change
     /// per `_id`, as [`crate::changes::map`] made them with the batch.
     Changes {
+        /// The batch's sequence number.
         seq: u64,
+        /// Change events in the batch.
         events: usize,
+        /// The newest change per `_id`.
         changes: &'a [Keyed],
     },
     /// Rejects landed again by `mongo2pg replay`: they leave the rejects table, and
     /// what lands moves from rejected to written on the batch's ledger row. When
     /// another replay has taken any of them, nothing is written.
-    Rejects { ids: &'a [i64] },
+    Rejects {
+        /// The rejects' ids in the rejects table.
+        ids: &'a [i64],
+    },
     /// Documents landed again by `verify --repair`: the rows and child rows with these
     /// keys, and the rejects of these `_id`s, are deleted first.
     Replace {
+        /// The documents' key cells.
         keys: &'a [Cell],
+        /// The documents' `_id`s as text, as the rejects table keeps them.
         doc_ids: &'a [&'a str],
     },
 }
@@ -62,8 +73,11 @@ pub enum Claim<'a> {
 /// What a landing did.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Landed {
+    /// The transaction committed.
     Committed {
+        /// Rows written.
         rows: u64,
+        /// Documents kept as rejects.
         rejects: u64,
         /// Documents skipped because the table held their key already.
         already: u64,

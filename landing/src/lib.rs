@@ -37,7 +37,7 @@
 //! Data path: raw BSON → [`Mapped::map`](mapped::Mapped::map) (rows and rejects) →
 //! [`land`](landing::land): BEGIN, claim, binary COPY (refused rows isolated under
 //! savepoints), rejects, COMMIT.
-#![warn(unreachable_pub)]
+#![warn(unreachable_pub, missing_docs)]
 
 pub mod added_columns;
 pub mod cell;

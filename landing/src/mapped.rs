@@ -12,6 +12,7 @@ use crate::reject::Reject;
 /// Documents mapped by one plan, ready to land.
 #[derive(Debug, Default)]
 pub struct Mapped<'a> {
+    /// The rows, in the order the documents came.
     pub rows: Vec<Row>,
     /// Each row's source document, in the order of `rows`, for a reject if PostgreSQL
     /// refuses the row.

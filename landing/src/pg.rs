@@ -21,37 +21,65 @@ pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
 /// Why no connection was made.
 #[derive(Debug, thiserror::Error)]
 pub enum ConnectError {
+    /// The URL does not parse.
     #[error("the PostgreSQL URL {url} is malformed: {detail}; fix --database-url or DATABASE_URL")]
-    Malformed { url: String, detail: String },
+    Malformed {
+        /// The URL, without its password.
+        url: String,
+        /// What is wrong with it.
+        detail: String,
+    },
+    /// The server refused the credentials.
     #[error("PostgreSQL at {url} refused the login: {detail}; check the user and password in --database-url or DATABASE_URL")]
     Login {
+        /// The URL, without its password.
         url: String,
+        /// What the server or driver said.
         detail: String,
+        /// The driver's error.
         #[source]
         source: tokio_postgres::Error,
     },
+    /// The database does not exist.
     #[error("PostgreSQL at {url}: {detail}; create it or name another database in --database-url or DATABASE_URL")]
     UnknownDatabase {
+        /// The URL, without its password.
         url: String,
+        /// What the server or driver said.
         detail: String,
+        /// The driver's error.
         #[source]
         source: tokio_postgres::Error,
     },
+    /// No server answered.
     #[error("cannot reach PostgreSQL at {url}: {detail}; is it running? Set --database-url or DATABASE_URL")]
     Unreachable {
+        /// The URL, without its password.
         url: String,
+        /// What the server or driver said.
         detail: String,
+        /// The driver's error.
         #[source]
         source: tokio_postgres::Error,
     },
+    /// The TLS handshake failed.
     #[error("TLS to PostgreSQL at {url}: {detail}; {hint}")]
     Tls {
+        /// The URL, without its password.
         url: String,
+        /// What the server or driver said.
         detail: String,
+        /// What to do about it.
         hint: &'static str,
     },
+    /// A server that accepted the connection and never answered.
     #[error("PostgreSQL at {url} did not complete a connection within {} s; is something else listening on that port?", .timeout.as_secs_f64())]
-    Timeout { url: String, timeout: Duration },
+    Timeout {
+        /// The URL, without its password.
+        url: String,
+        /// How long it waited.
+        timeout: Duration,
+    },
 }
 
 impl ConnectError {
@@ -240,12 +268,15 @@ pub fn detail(err: &tokio_postgres::Error) -> String {
 #[derive(Debug, thiserror::Error)]
 #[error("{doing}: {}", detail(.source))]
 pub struct PgError {
+    /// What was being done.
     pub doing: String,
+    /// The driver's error.
     #[source]
     pub source: tokio_postgres::Error,
 }
 
 impl PgError {
+    /// The failure `source` of the operation `doing`.
     pub fn new(doing: impl Into<String>, source: tokio_postgres::Error) -> Self {
         PgError {
             doing: doing.into(),

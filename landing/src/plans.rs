@@ -16,6 +16,9 @@ use crate::added_columns::{self, RegistryError};
 use crate::mapping::{MappingFile, TablePlan};
 use crate::schema;
 
+/// The table plans one connection lands with, by collection: made (and the tables
+/// checked or created) the first time a collection is met, kept current with the
+/// columns added for new fields.
 #[derive(Debug, Default)]
 pub struct Plans {
     ready: HashMap<String, TablePlan>,

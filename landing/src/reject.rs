@@ -16,7 +16,9 @@ use crate::mapping::RowError;
 /// A document that did not become a row.
 #[derive(Debug, Clone)]
 pub struct Reject {
+    /// The document's `_id` as text, when it has a readable one.
     pub doc_id: Option<String>,
+    /// Why it did not become a row.
     pub error: RowError,
     /// The document as canonical Extended JSON, when jsonb can hold it.
     pub document: Option<String>,
@@ -28,6 +30,7 @@ pub struct Reject {
 }
 
 impl Reject {
+    /// The reject of the document `raw`, for `error`.
     pub fn new(raw: &[u8], error: RowError) -> Self {
         let doc = RawDocument::from_bytes(raw).ok();
         let doc_id = doc.and_then(|doc| match Cell::id_text(doc.get("_id").ok().flatten()) {
@@ -83,8 +86,11 @@ impl Reject {
 
 /// Where rejects come from, for the rejects table's run/collection/batch columns.
 pub struct Origin<'a> {
+    /// The run.
     pub run: &'a str,
+    /// The collection.
     pub collection: &'a str,
+    /// The batch (or the replay or repair) that landed them.
     pub batch_id: &'a str,
 }
 

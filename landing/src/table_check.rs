@@ -19,18 +19,28 @@ use crate::pg::{Doing, PgError};
 /// Why a table cannot take the plan's rows.
 #[derive(Debug, thiserror::Error)]
 pub enum TableMismatch {
+    /// A column of another type than the mapping writes.
     #[error("table {table:?} does not fit the mapping: column {column:?} is {found}, the mapping writes {expected}; alter the column, drop the table, or map the collection to another table")]
     ColumnType {
+        /// The table.
         table: String,
+        /// The column.
         column: String,
+        /// The column's type in the table.
         found: String,
+        /// The type the mapping writes.
         expected: &'static str,
     },
+    /// No unique index on the key column: a document published twice would land twice.
     #[error("table {table:?} has no unique index on {column:?} alone: without one a document published twice would land twice; add one (ALTER TABLE {table_sql} ADD PRIMARY KEY ({column_sql})) or map the collection to another table")]
     NoUniqueKey {
+        /// The table.
         table: String,
+        /// The column.
         column: String,
+        /// The table, quoted for SQL.
         table_sql: String,
+        /// The column, quoted for SQL.
         column_sql: String,
     },
 }
@@ -38,8 +48,10 @@ pub enum TableMismatch {
 /// Why a target table could not be made ready.
 #[derive(Debug, thiserror::Error)]
 pub enum TableError {
+    /// A statement failed.
     #[error(transparent)]
     Postgres(#[from] PgError),
+    /// The table exists and does not fit.
     #[error(transparent)]
     Mismatch(#[from] TableMismatch),
 }

@@ -47,28 +47,39 @@ pub enum Verify {
 /// What the URL asked for.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct TlsSettings {
+    /// `sslmode`.
     pub mode: SslMode,
+    /// What the server's certificate is checked for.
     pub verify: Verify,
     /// `sslrootcert`; `None` (or `system`) for the system's roots.
     pub root_cert: Option<PathBuf>,
+    /// `sslcert` and `sslkey`, given together.
     pub client_cert: Option<(PathBuf, PathBuf)>,
 }
 
 /// Why the TLS settings could not be used.
 #[derive(Debug, thiserror::Error)]
 pub enum TlsError {
+    /// An `sslmode` libpq does not know.
     #[error("sslmode {0:?} is not one of disable, allow, prefer, require, verify-ca, verify-full")]
     UnknownMode(String),
+    /// `sslcert` without `sslkey`, or the other way round.
     #[error("sslcert and sslkey go together: give both or neither")]
     HalfClientCert,
+    /// A certificate or key file that cannot be read.
     #[error("cannot read {what} {path}: {detail}")]
     File {
+        /// What the file is for.
         what: &'static str,
+        /// Its path.
         path: String,
+        /// What reading it said.
         detail: String,
     },
+    /// No root to check the server's certificate against.
     #[error("no trusted root certificate: {0}; give one with sslrootcert")]
     NoRoots(String),
+    /// A client certificate rustls cannot use.
     #[error("the client certificate is refused by rustls: {0}")]
     ClientCert(String),
 }

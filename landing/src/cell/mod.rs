@@ -53,6 +53,7 @@ impl LegacyUuid {
 /// How values convert, set per collection in the mapping.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct ValueOptions {
+    /// How jsonb values are written.
     pub json: JsonMode,
     /// `None`: subtype 3 is refused by uuid columns.
     pub legacy_uuid: Option<LegacyUuid>,
@@ -61,16 +62,25 @@ pub struct ValueOptions {
 /// A value ready for binary COPY.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Cell {
+    /// SQL `NULL`.
     Null,
+    /// `text`.
     Text(String),
+    /// `int4`.
     Int4(i32),
+    /// `int8`.
     Int8(i64),
+    /// `float8`, NaN bits and -0 kept.
     Float8(f64),
+    /// `numeric`, exact.
     Numeric(Numeric),
+    /// `bool`.
     Bool(bool),
     /// Microseconds since 2000-01-01 UTC, PostgreSQL's epoch.
     Timestamptz(i64),
+    /// `uuid`, in RFC 4122 byte order.
     Uuid([u8; 16]),
+    /// `bytea`.
     Bytea(Vec<u8>),
     /// Extended JSON text.
     Jsonb(String),
@@ -86,9 +96,11 @@ pub struct Refused(pub String);
 /// Why a value cannot land in its column.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct CellError {
+    /// What the column expects.
     pub expected: ColumnType,
     /// The BSON type found, in MongoDB's `$type` spelling.
     pub found: &'static str,
+    /// Why it cannot land.
     pub reason: String,
 }
 
@@ -119,6 +131,7 @@ pub fn type_name(value: RawBsonRef<'_>) -> &'static str {
     }
 }
 
+/// A short excerpt of a value as canonical Extended JSON, for the rejects table.
 pub fn excerpt(value: RawBsonRef<'_>) -> String {
     let mut text = String::new();
     if crate::extjson::write_value(value, JsonMode::Canonical, &mut text).is_err() {

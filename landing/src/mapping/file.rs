@@ -23,26 +23,34 @@ pub const ID_COLUMN: &str = "_id";
 #[derive(Debug, Clone, Default, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct MappingFile {
+    /// Per collection, by its name.
     #[serde(default)]
     pub collections: BTreeMap<String, CollectionMapping>,
 }
 
+/// One collection's table (`[collections.<name>]`); the keys are in
+/// docs/reference/mapping.md.
 #[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct CollectionMapping {
     /// Target table; the collection's name when absent.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub table: Option<String>,
+    /// Typed columns read from field paths; the one from `_id` is the key.
     pub columns: Vec<ColumnMapping>,
     /// Arrays landed as child tables, one row per element.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub children: Vec<ChildMapping>,
+    /// How `jsonb` values are written: canonical or relaxed Extended JSON.
     #[serde(default)]
     pub json: JsonMode,
+    /// The byte order of binary subtype 3 UUIDs, for `uuid` columns.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub legacy_uuid: Option<LegacyUuid>,
+    /// Whether a missing field can be told from a null one.
     #[serde(default)]
     pub missing: Missing,
+    /// Where fields no column reads land: `_extra`, or columns of their own.
     #[serde(default)]
     pub new_fields: NewFields,
     /// How many columns `new_fields = "columns"` may add to the table; later new fields
@@ -73,6 +81,7 @@ pub enum Missing {
     Distinct,
 }
 
+/// One typed column of a table.
 #[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct ColumnMapping {
@@ -82,6 +91,7 @@ pub struct ColumnMapping {
     pub name: Option<String>,
     /// Dotted path of the source field.
     pub path: String,
+    /// The column's type, which the value must convert to exactly.
     #[serde(rename = "type")]
     pub ty: ColumnType,
 }
@@ -91,10 +101,12 @@ pub struct ColumnMapping {
 #[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct ChildMapping {
+    /// Dotted path of the array.
     pub path: String,
     /// The elements' type.
     #[serde(rename = "type")]
     pub ty: ColumnType,
+    /// The child table; `<table>_<field>` when absent.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub table: Option<String>,
 }
@@ -102,17 +114,29 @@ pub struct ChildMapping {
 /// Why a mapping file cannot be used.
 #[derive(Debug, thiserror::Error)]
 pub enum MappingError {
+    /// The file cannot be read.
     #[error("cannot read mapping file {path}: {source}")]
     Read {
+        /// The file.
         path: String,
+        /// Why not.
         #[source]
         source: std::io::Error,
     },
+    /// The file is not TOML or YAML of a mapping.
     #[error("mapping file {path}: {detail}")]
-    Syntax { path: String, detail: String },
+    Syntax {
+        /// The file.
+        path: String,
+        /// What the parser said.
+        detail: String,
+    },
+    /// The mapping parses but cannot work.
     #[error("mapping file {path}: {invalid}")]
     Invalid {
+        /// The file.
         path: String,
+        /// What is wrong.
         #[source]
         invalid: InvalidMapping,
     },
@@ -122,34 +146,58 @@ pub enum MappingError {
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error("collection {collection:?}: {problem}")]
 pub struct InvalidMapping {
+    /// The collection whose mapping is wrong.
     pub collection: String,
+    /// What is wrong with it.
     pub problem: Problem,
 }
 
 /// What is wrong with one collection's mapping.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum Problem {
+    /// A table without columns.
     #[error("no columns")]
     NoColumns,
+    /// A name longer than PostgreSQL keeps.
     #[error("{what} {name:?} is {} bytes; PostgreSQL keeps only {MAX_IDENTIFIER_BYTES}: choose a shorter one, or leave the name out to have one generated", .name.len())]
-    NameTooLong { what: &'static str, name: String },
+    NameTooLong {
+        /// What is named (a table, a column).
+        what: &'static str,
+        /// The name.
+        name: String,
+    },
+    /// More columns than a table may hold.
     #[error("{columns} columns and max_new_columns = {max_new_columns} exceed PostgreSQL's {MAX_TABLE_COLUMNS} columns per table; lower max_new_columns")]
     TooManyColumns {
+        /// Columns mapped.
         columns: usize,
+        /// Columns that may be added.
         max_new_columns: usize,
     },
+    /// A column with an empty name or path.
     #[error("a column with an empty name or path")]
     Empty,
+    /// A column named twice.
     #[error("column {0:?} appears twice")]
     ColumnTwice(String),
+    /// A child table whose parent has no key from `_id`.
     #[error("child table for {0:?} needs a column with path \"_id\" to refer to its parent")]
     ChildWithoutParentKey(String),
+    /// A child table of arrays.
     #[error("child table for {path:?}: elements must have a scalar type, not {}", .ty.sql())]
-    ChildOfArrays { path: String, ty: ColumnType },
+    ChildOfArrays {
+        /// The array's path.
+        path: String,
+        /// The element type given.
+        ty: ColumnType,
+    },
+    /// A path read by two columns.
     #[error("path {0:?} is mapped twice")]
     PathTwice(String),
+    /// A `jsonb` key column.
     #[error("the _id column is jsonb, whose equality ignores key order: the _ids {{a: 1, b: 2}} and {{b: 2, a: 1}}, distinct in MongoDB, would share one row; use type = \"text\" (canonical Extended JSON, order kept)")]
     JsonbKey,
+    /// A bookkeeping table's name.
     #[error("table {0:?} is a name the migration keeps for its bookkeeping (every table starting with {RESERVED_PREFIX}); choose another table")]
     Reserved(String),
 }

@@ -34,15 +34,25 @@ pub enum NewFields {
 /// The kind of value an added column was made for.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum FieldKind {
+    /// int32 or int64: an `int8` column.
     Integer,
+    /// A double: `float8`.
     Double,
+    /// A Decimal128: `numeric`.
     Decimal,
+    /// A string: `text`.
     String,
+    /// An ObjectId: `text`.
     ObjectId,
+    /// A boolean: `bool`.
     Boolean,
+    /// A date: `timestamptz`.
     Date,
+    /// A UUID (binary subtype 4): `uuid`.
     Uuid,
+    /// Other binary: `bytea`.
     Binary,
+    /// Anything else: `jsonb`.
     Json,
 }
 
@@ -81,6 +91,7 @@ impl FieldKind {
         })
     }
 
+    /// The column type an added column of this kind gets.
     pub fn column_type(self) -> ColumnType {
         match self {
             FieldKind::Integer => ColumnType::Int8,
@@ -111,6 +122,7 @@ impl FieldKind {
         }
     }
 
+    /// The kind the registry names `text`; `None` for one this version does not know.
     pub fn parse(text: &str) -> Option<FieldKind> {
         FieldKind::ALL
             .into_iter()
@@ -121,15 +133,20 @@ impl FieldKind {
 /// A top-level field seen in a batch that its table has no column for.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct NewField {
+    /// The field.
     pub field: String,
+    /// The kind of its first non-null value.
     pub kind: FieldKind,
 }
 
 /// A column added for a new field, as the registry keeps it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct AddedColumn {
+    /// The field's name in the documents.
     pub field: String,
+    /// The column's name.
     pub name: String,
+    /// The kind of value it holds.
     pub kind: FieldKind,
 }
 

@@ -27,20 +27,31 @@ pub enum Source {
     Missing,
     /// A top-level field that appeared after the mapping was written, when its value
     /// is of `kind`; other values of the field stay in `_extra`.
-    Added { field: String, kind: FieldKind },
+    Added {
+        /// The field.
+        field: String,
+        /// The kind of value the column holds.
+        kind: FieldKind,
+    },
 }
 
+/// One column of a table: its name, where its value comes from, its type.
 #[derive(Debug, Clone)]
 pub struct ColumnPlan {
+    /// The column's name, fitted to PostgreSQL's limits.
     pub name: String,
+    /// Where the column's value comes from.
     pub source: Source,
+    /// Its type.
     pub ty: ColumnType,
 }
 
 /// A child table: one row per element of an array field.
 #[derive(Debug, Clone)]
 pub struct ChildPlan {
+    /// The table.
     pub table: String,
+    /// The array's path, split at its dots.
     pub path: Vec<String>,
     /// The elements' type.
     pub ty: ColumnType,
@@ -54,12 +65,17 @@ impl ChildPlan {
 /// A collection's target table and how to fill it.
 #[derive(Debug, Clone)]
 pub struct TablePlan {
+    /// The table.
     pub table: String,
+    /// Its columns, in COPY order.
     pub columns: Vec<ColumnPlan>,
     /// Index of the primary-key column, if any.
     pub primary_key: Option<usize>,
+    /// Its child tables.
     pub children: Vec<ChildPlan>,
+    /// How values convert.
     pub options: ValueOptions,
+    /// Where fields no column reads land.
     pub new_fields: NewFields,
     /// How many columns may be added for new fields.
     pub max_new_columns: usize,
@@ -91,6 +107,7 @@ fn split_path(path: &str) -> Vec<String> {
 }
 
 impl TablePlan {
+    /// The default table of a collection without a mapping: `_id text` and `doc jsonb`.
     pub fn default_for(collection: &str) -> Self {
         TablePlan {
             table: identifier::fitted(collection),

@@ -15,7 +15,9 @@ use crate::extjson::JsonMode;
 /// the order of [`TablePlan::children`]).
 #[derive(Debug, Clone, PartialEq)]
 pub struct Row {
+    /// The cells of the table's row, in column order.
     pub cells: Vec<Cell>,
+    /// Per child table, the rows of its elements.
     pub children: Vec<Vec<Vec<Cell>>>,
 }
 

@@ -8,8 +8,11 @@ use crate::column_type::ColumnType;
 pub struct RowError {
     /// The field path at fault (empty when the document itself is unreadable).
     pub field: String,
+    /// What the column expects.
     pub expected: Option<ColumnType>,
+    /// The BSON type found, or what the document is instead.
     pub found: String,
+    /// Why it cannot land.
     pub reason: String,
     /// A short rendering of the value at fault.
     pub excerpt: Option<String>,
