@@ -3,10 +3,9 @@
 
 For every crate of the workspace, each source file is a module (`a/b.rs` and
 `a/b/mod.rs` are `a::b`); an arrow runs from a module to every module of the same crate
-it names (`crate::x`, `super::x`, `self::x`), folded to the top-level module (`a`), and
-to the crate root when it names an item the root itself defines. Prints each crate's
-arrows with --verbose, and every circle (a strongly connected set of more than one
-module); exits 1 when there is one. Test modules (`#[cfg(test)]` blocks, tests.rs) are
+it names (`crate::x::y`, `super::y`, `self::y`). Prints each crate's arrows with
+--verbose, and every circle (a strongly connected set of more than one module); exits 1
+when there is one. Test modules (`#[cfg(test)]` blocks, tests.rs) are
 left out: a test may look anywhere.
 """
 import os, re, sys
@@ -41,28 +40,32 @@ def strip_tests(text):
 
 
 def arrows(crate):
+    """Every module of the crate and the modules it names. A path is resolved to the
+    longest module it starts with (`crate::follow::stream::now_ms` names
+    `follow::stream`); the crate root (`lib.rs`, which declares every module and
+    re-exports some) is left out."""
     src = os.path.join(ROOT, crate, "src")
     mods = modules(src)
-    tops = {m[0] for m in mods if m}
+    names = set(mods)
     edges = set()
+    pattern = r"\b(crate|super|self)::((?:[A-Za-z_][A-Za-z_0-9]*::)*)(\{[^}]*\}|[A-Za-z_][A-Za-z_0-9]*)"
     for mod, path in mods.items():
+        if not mod:
+            continue
         text = strip_tests(open(path).read())
-        here = mod[0] if mod else "<root>"
-        for m in re.finditer(r"\b(crate|super|self)::(\{[^}]*\}|[A-Za-z_][A-Za-z_0-9]*)", text):
-            kind, name = m.group(1), m.group(2)
-            names = [n.strip().split("::")[0] for n in name.strip("{}").split(",")] if name.startswith("{") else [name]
-            for name in names:
-                if kind == "crate":
-                    target = name if name in tops else "<root>"
-                elif kind == "super":
-                    parent = mod[:-1]
-                    target = parent[0] if parent else (name if name in tops else "<root>")
-                else:
-                    target = here
-                if target != here:
-                    edges.add((here, target))
-    # The root declares every top-level module: it reaches them all.
-    return tops | {"<root>"}, edges
+        for m in re.finditer(pattern, text):
+            kind, middle, last = m.group(1), m.group(2), m.group(3)
+            base = () if kind == "crate" else (mod[:-1] if kind == "super" else mod)
+            prefix = list(base) + [s for s in middle.split("::") if s]
+            items = last.strip("{}").split(",") if last.startswith("{") else [last]
+            for item in items:
+                wanted = tuple(prefix + [item.strip().split("::")[0]])
+                for k in range(len(wanted), 0, -1):
+                    if wanted[:k] in names:
+                        if wanted[:k] != mod:
+                            edges.add((mod, wanted[:k]))
+                        break
+    return {m for m in mods if m}, edges
 
 
 def circles(nodes, edges):
@@ -103,16 +106,14 @@ def main():
     found = False
     for crate in CRATES:
         nodes, edges = arrows(crate)
-        # Arrows to the root are the root's items used by a module; the root holds the
-        # module declarations, which are no import.
-        found_here = circles(nodes, {(a, b) for a, b in edges})
+        found_here = circles(nodes, edges)
         if verbose:
             print(f"{crate}: {len(nodes)} modules, {len(edges)} arrows")
             for a, b in sorted(edges):
-                print(f"  {a} -> {b}")
+                print(f"  {'::'.join(a)} -> {'::'.join(b)}")
         for circle in found_here:
             found = True
-            print(f"{crate}: circle: {' <-> '.join(circle)}")
+            print(f"{crate}: circle: {' <-> '.join('::'.join(m) for m in circle)}")
     if not found:
         print("no import circles")
     sys.exit(1 if found else 0)

@@ -4,6 +4,7 @@
 
 use std::borrow::Cow;
 use std::collections::BTreeMap;
+use std::time::{SystemTime, UNIX_EPOCH};
 
 use async_nats::jetstream::context::PublishAckFuture;
 use bson::{doc, Bson, Document, RawDocumentBuf};
@@ -16,7 +17,6 @@ use mongodb::Database;
 use tokio_util::sync::CancellationToken;
 use tracing::Instrument;
 
-use super::stream::now_ms;
 use crate::config::RunConfig;
 use crate::error::ProducerError;
 use crate::publisher::{self, Sent};
@@ -257,4 +257,11 @@ impl<'a> ChangeBatches<'a> {
         checkpoint.saved_at_ms = now_ms();
         Ok(())
     }
+}
+
+/// Milliseconds since the Unix epoch, for when a checkpoint was saved.
+pub(super) fn now_ms() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as u64)
 }

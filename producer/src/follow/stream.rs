@@ -1,7 +1,7 @@
 //! Reading the change stream from the checkpoint and publishing change batches until
 //! stopped.
 
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant};
 
 use bson::{Bson, Document, RawDocumentBuf};
 use common::broker::Broker;
@@ -15,7 +15,7 @@ use tokio_util::sync::CancellationToken;
 use source::change::{self as event, Event};
 use source::{mongo_detail, ReadFailure, SourceError};
 
-use super::batches::ChangeBatches;
+use super::batches::{now_ms, ChangeBatches};
 use crate::config::RunConfig;
 use crate::error::ProducerError;
 use crate::retry;
@@ -260,10 +260,4 @@ fn stream_error(err: &mongodb::error::Error) -> ProducerError {
         },
         ReadFailure::Permanent => ProducerError::Follow { detail },
     }
-}
-
-pub(super) fn now_ms() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| d.as_millis() as u64)
 }
