@@ -111,15 +111,17 @@ pub fn map<'a>(plan: &TablePlan, docs: &[ChangeDoc<'a>]) -> (Mapped<'a>, Vec<Key
 
 /// Inside the transaction, after the claim: arbitrates the changes, deletes what the
 /// target holds of the winners, and returns the part of `batch` that lands (the
-/// winners' rows and rejects, and the unreadable documents) with how many changes
-/// were older than what had landed.
+/// winners' rows and rejects, and the unreadable documents; `None` when every change
+/// won, the common case, so no row is copied) with how many of the batch's `events`
+/// were older than what had landed or than a later change of the same batch.
 pub(crate) async fn settle<'a>(
     tx: &Transaction<'_>,
     plan: &TablePlan,
     origin: &Origin<'_>,
+    events: usize,
     changes: &[Keyed],
     batch: &Mapped<'a>,
-) -> Result<(Mapped<'a>, usize), PgError> {
+) -> Result<(Option<Mapped<'a>>, usize), PgError> {
     let winners = arbitrate(tx, plan, changes)
         .instrument(tracing::info_span!("arbitrate", changes = changes.len()))
         .await?;
@@ -129,6 +131,10 @@ pub(crate) async fn settle<'a>(
         .filter(|c| matches!(c.slot, Some(Slot::Reject(_))))
         .count();
     let unreadable = batch.rejects.len() - mapped_rejects;
+    let behind = events - unreadable - winners.len();
+    if winners.len() == changes.len() {
+        return Ok((None, behind));
+    }
     let mut kept = Mapped {
         rejects: batch.rejects[..unreadable].to_vec(),
         ..Mapped::default()
@@ -144,7 +150,7 @@ pub(crate) async fn settle<'a>(
             None => {}
         }
     }
-    Ok((kept, changes.len() - winners.len()))
+    Ok((Some(kept), behind))
 }
 
 /// The `_id` of a change's document, in the forms the transaction needs.

@@ -102,11 +102,8 @@ pub async fn land(
     let Some(tx) = begin_claimed(client, plan, origin, claim, batch).await? else {
         return Ok(Landed::AlreadyClaimed);
     };
-    let settled = settle(&tx, plan, origin, claim, batch).await?;
-    let (kept, behind) = match &settled {
-        Some((kept, behind)) => (kept, *behind),
-        None => (batch, 0),
-    };
+    let (settled, behind) = settle(&tx, plan, origin, claim, batch).await?;
+    let kept = settled.as_ref().unwrap_or(batch);
     let copied = copy_accounted(&tx, plan, &kept.rows, &kept.sources)
         .instrument(tracing::info_span!("copy", table = %plan.table, rows = kept.rows.len()))
         .await;
@@ -171,11 +168,8 @@ async fn land_carefully(
         let Some(tx) = begin_claimed(client, plan, origin, claim, batch).await? else {
             return Ok(Landed::AlreadyClaimed);
         };
-        let settled = settle(&tx, plan, origin, claim, batch).await?;
-        let (batch, behind) = match &settled {
-            Some((kept, behind)) => (kept, *behind),
-            None => (batch, 0),
-        };
+        let (settled, behind) = settle(&tx, plan, origin, claim, batch).await?;
+        let batch = settled.as_ref().unwrap_or(batch);
         let landed: HashSet<usize> = already_landed(&tx, plan, &batch.rows)
             .await
             .doing(&format!("finding documents {} holds already", plan.table))?
@@ -221,15 +215,18 @@ async fn settle<'a>(
     origin: &Origin<'_>,
     claim: Claim<'_>,
     batch: &Mapped<'a>,
-) -> Result<Option<(Mapped<'a>, usize)>, PgError> {
+) -> Result<(Option<Mapped<'a>>, usize), PgError> {
     match claim {
-        Claim::Changes { changes, .. } => Ok(Some(
-            crate::changes::settle(tx, plan, origin, changes, batch).await?,
-        )),
-        Claim::Batch { .. } | Claim::Rejects { .. } => {
-            crate::versions::behind_changes(tx, plan, batch).await
-        }
-        Claim::Replace { .. } => Ok(None),
+        Claim::Changes {
+            events, changes, ..
+        } => crate::changes::settle(tx, plan, origin, events, changes, batch).await,
+        Claim::Batch { .. } | Claim::Rejects { .. } => Ok(
+            match crate::versions::behind_changes(tx, plan, batch).await? {
+                Some((kept, behind)) => (Some(kept), behind),
+                None => (None, 0),
+            },
+        ),
+        Claim::Replace { .. } => Ok((None, 0)),
     }
 }
 
