@@ -24,7 +24,7 @@
 use common::naming::{ADDED_COLUMNS_TABLE, VERSIONS_TABLE};
 use tokio_postgres::{Client, GenericClient};
 
-use crate::identifier::{quote, Taken};
+use crate::identifier::{quote, quote_table, split_table, Taken};
 use crate::mapping::{AddedColumn, FieldKind, NewField, TablePlan};
 use crate::pg::{Doing, PgError};
 use crate::schema;
@@ -174,8 +174,8 @@ pub async fn add(
     for row in tx
         .query(
             "SELECT column_name::text FROM information_schema.columns
-             WHERE table_schema = current_schema() AND table_name = $1",
-            &[&plan.table],
+             WHERE table_schema = coalesce($1, current_schema()) AND table_name = $2",
+            &[&split_table(&plan.table).0, &split_table(&plan.table).1],
         )
         .await
         .doing("adding columns for new fields")?
@@ -196,7 +196,7 @@ pub async fn add(
         }
         let column = AddedColumn {
             field: new.field.clone(),
-            name: taken.generate(&new.field),
+            name: taken.generate(&plan.naming.apply(&new.field)),
             kind: new.kind,
         };
         tx.execute(
@@ -215,7 +215,7 @@ pub async fn add(
         .doing("adding columns for new fields")?;
         tx.batch_execute(&format!(
             "ALTER TABLE {} ADD COLUMN {} {}",
-            quote(&plan.table),
+            quote_table(&plan.table),
             quote(&column.name),
             column.kind.column_type().sql()
         ))

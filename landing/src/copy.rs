@@ -20,9 +20,8 @@ use tokio_postgres::types::{ToSql, Type};
 use tokio_postgres::Transaction;
 
 use crate::cell::Cell;
-use crate::column_type::ColumnType;
-use crate::identifier::quote;
-use crate::mapping::{ChildPlan, Row, TablePlan};
+use crate::identifier::{quote, quote_table};
+use crate::mapping::{Row, TablePlan};
 use crate::pg::is_row_error;
 use crate::reject::Reject;
 
@@ -154,7 +153,7 @@ async fn key_positions(
                     Present::Yes => "",
                     Present::No => "NOT",
                 },
-                quote(&plan.table),
+                quote_table(&plan.table),
                 quote(&plan.columns[pk].name)
             ),
             &[&keys as &(dyn ToSql + Sync)],
@@ -184,14 +183,11 @@ pub async fn copy_rows(
     let types: Vec<_> = plan.columns.iter().map(|c| c.ty.pg_type()).collect();
     let parents: Vec<&Vec<Cell>> = rows.iter().map(|r| &r.cells).collect();
     let written = copy_into(tx, &plan.table, &names, &types, &parents).await?;
-    let parent_type = plan
-        .primary_key_type()
-        .unwrap_or(ColumnType::Text)
-        .pg_type();
     for (i, child) in plan.children.iter().enumerate() {
-        let types = [parent_type.clone(), Type::INT4, child.ty.pg_type()];
+        let names: Vec<&str> = child.columns.iter().map(|c| c.name.as_str()).collect();
+        let types: Vec<Type> = child.columns.iter().map(|c| c.ty.pg_type()).collect();
         let elements: Vec<&Vec<Cell>> = rows.iter().flat_map(|r| r.children[i].iter()).collect();
-        copy_into(tx, &child.table, &ChildPlan::COLUMNS, &types, &elements).await?;
+        copy_into(tx, &child.table, &names, &types, &elements).await?;
     }
     Ok(written)
 }
@@ -211,7 +207,7 @@ async fn copy_into(
     let sink = tx
         .copy_in(&format!(
             "COPY {} ({}) FROM STDIN (FORMAT binary)",
-            quote(table),
+            quote_table(table),
             columns.join(", ")
         ))
         .await?;

@@ -5,8 +5,8 @@ use common::naming::REJECTS_TABLE;
 use tokio_postgres::types::ToSql;
 use tokio_postgres::Transaction;
 
-use crate::identifier::quote;
-use crate::mapping::{ChildPlan, TablePlan};
+use crate::identifier::{quote, quote_table};
+use crate::mapping::TablePlan;
 use crate::pg::{Doing, PgError};
 
 /// Deletes what the target holds of some documents: their rows and child rows (by
@@ -25,13 +25,13 @@ pub(crate) async fn delete_documents(
         let tables = std::iter::once((&plan.table, plan.columns[pk].name.as_str())).chain(
             plan.children
                 .iter()
-                .map(|child| (&child.table, ChildPlan::COLUMNS[0])),
+                .map(|child| (&child.table, child.document_key())),
         );
         for (table, key_column) in tables {
             tx.execute(
                 &format!(
                     "DELETE FROM {} WHERE {} = ANY($1::{pk_type}[])",
-                    quote(table),
+                    quote_table(table),
                     quote(key_column)
                 ),
                 &[keys],

@@ -18,6 +18,58 @@ pub fn quote(ident: &str) -> String {
     format!("\"{}\"", ident.replace('"', "\"\""))
 }
 
+/// Quotes a table name for SQL: `shop.orders` is the table `orders` in the schema
+/// `shop` (`"shop"."orders"`); a name without a dot is looked up on the search path.
+/// A mapping's names are checked so that a dot always means a schema.
+pub fn quote_table(table: &str) -> String {
+    match split_table(table) {
+        (Some(schema), name) => format!("{}.{}", quote(schema), quote(name)),
+        (None, name) => quote(name),
+    }
+}
+
+/// A table name's schema, if it names one, and its name within it.
+pub fn split_table(table: &str) -> (Option<&str>, &str) {
+    match table.split_once('.') {
+        Some((schema, name)) => (Some(schema), name),
+        None => (None, table),
+    }
+}
+
+/// `createdAt`, `CreatedAt`, `created-at` and `created at` as `created_at`: lower
+/// case, words joined by `_`. A capital starts a word unless it follows another
+/// capital that a lowercase letter does not follow (`userID` → `user_id`,
+/// `HTTPServer` → `http_server`); characters other than letters, digits and `_`
+/// become `_`, never two in a row.
+pub fn snake_case(name: &str) -> String {
+    let chars: Vec<char> = name.chars().collect();
+    let mut out = String::with_capacity(name.len() + 4);
+    for (i, &c) in chars.iter().enumerate() {
+        if c.is_uppercase() {
+            let previous = i.checked_sub(1).map(|p| chars[p]);
+            let next = chars.get(i + 1);
+            let starts_word = match previous {
+                Some(p) if p.is_lowercase() || p.is_ascii_digit() => true,
+                Some(p) if p.is_uppercase() => next.is_some_and(|n| n.is_lowercase()),
+                _ => false,
+            };
+            if starts_word && !out.ends_with('_') {
+                out.push('_');
+            }
+            out.extend(c.to_lowercase());
+        } else if c.is_alphanumeric() || c == '_' {
+            out.push(c);
+        } else if !out.ends_with('_') && !out.is_empty() {
+            out.push('_');
+        }
+    }
+    if out.is_empty() {
+        name.to_string()
+    } else {
+        out
+    }
+}
+
 /// PostgreSQL's identifier limit (`NAMEDATALEN - 1`).
 pub const MAX_IDENTIFIER_BYTES: usize = 63;
 const KEPT_BYTES: usize = 54;
@@ -77,6 +129,32 @@ mod tests {
     fn identifiers_are_always_quoted() {
         assert_eq!(quote("users"), "\"users\"");
         assert_eq!(quote("we\"ird"), "\"we\"\"ird\"");
+    }
+
+    #[test]
+    fn table_names_with_a_dot_name_a_schema() {
+        assert_eq!(quote_table("shop.orders"), "\"shop\".\"orders\"");
+        assert_eq!(quote_table("orders"), "\"orders\"");
+        assert_eq!(split_table("shop.orders"), (Some("shop"), "orders"));
+    }
+
+    #[test]
+    fn snake_case_splits_words_at_capitals() {
+        for (from, to) in [
+            ("createdAt", "created_at"),
+            ("CreatedAt", "created_at"),
+            ("userID", "user_id"),
+            ("HTTPServer", "http_server"),
+            ("address_city", "address_city"),
+            ("address.zipCode", "address_zip_code"),
+            ("order items", "order_items"),
+            ("likedBy", "liked_by"),
+            ("v2Name", "v2_name"),
+            ("_id", "_id"),
+            ("Straße", "straße"),
+        ] {
+            assert_eq!(snake_case(from), to, "{from}");
+        }
     }
 
     #[test]

@@ -4,7 +4,7 @@
 use common::naming::{DEAD_LETTERS_TABLE, LEDGER_TABLE, REJECTS_TABLE, VERSIONS_TABLE};
 use tokio_postgres::Client;
 
-use crate::identifier::quote;
+use crate::identifier::{quote, quote_table};
 use crate::pg::{Doing, PgError};
 
 /// Whether anything of `run` (of `collection`, when given) reached this database: a
@@ -44,13 +44,13 @@ pub async fn dropped_under_run(client: &Client, run: &str, table: &str) -> Resul
     let found = client
         .query_one(
             &format!(
-                "SELECT to_regclass(quote_ident($2)) IS NULL
+                "SELECT to_regclass($3) IS NULL
                     AND (EXISTS (SELECT 1 FROM {} WHERE run = $1 AND target_table = $2 AND rows_written > 0)
                          OR EXISTS (SELECT 1 FROM {} WHERE target_table = $2))",
                 quote(LEDGER_TABLE),
                 quote(VERSIONS_TABLE),
             ),
-            &[&run, &table],
+            &[&run, &table, &quote_table(table)],
         )
         .await;
     match found {

@@ -8,8 +8,8 @@ use common::naming::{DEAD_LETTERS_TABLE, LEDGER_TABLE, REJECTS_TABLE, VERSIONS_T
 use tokio_postgres::{Client, Transaction};
 
 use crate::column_type::ColumnType;
-use crate::identifier::quote;
-use crate::mapping::{ChildPlan, TablePlan};
+use crate::identifier::{quote, quote_table, split_table};
+use crate::mapping::TablePlan;
 use crate::pg::{Doing, PgError};
 use crate::table_check::{self, TableError};
 
@@ -97,31 +97,35 @@ pub async fn ensure_bookkeeping(client: &mut Client) -> Result<(), PgError> {
     locked(client, "creating the bookkeeping tables", &ddl).await
 }
 
-/// Creates a plan's target table (and child tables) when absent. A table that exists
-/// already (created by hand, or by an earlier mapping) gets the plan's columns it
-/// lacks, `_extra` among them, so that no field is dropped for want of a column; then
-/// the tables are checked against the plan ([`table_check`]).
+/// Creates a plan's target table (and child tables, and their schema) when absent.
+/// A table that exists already (created by hand, or by an earlier mapping) gets the
+/// plan's columns it lacks, `_extra` among them, so that no field is dropped for want
+/// of a column; then the tables are checked against the plan ([`table_check`]).
 pub async fn ensure_table(client: &mut Client, plan: &TablePlan) -> Result<(), TableError> {
     let doing = format!("creating table {}", plan.table);
-    let existing: Vec<String> = client
-        .query(
-            "SELECT column_name::text FROM information_schema.columns
-             WHERE table_schema = current_schema() AND table_name = $1",
-            &[&plan.table],
-        )
-        .await
-        .doing(&doing)?
-        .iter()
-        .map(|row| row.get(0))
-        .collect();
     let mut ddl = create_table_sql(plan);
-    if !existing.is_empty() {
-        for column in plan.columns.iter().filter(|c| !existing.contains(&c.name)) {
+    for (table, columns) in tables(plan) {
+        let (schema, name) = split_table(table);
+        let existing: Vec<String> = client
+            .query(
+                "SELECT column_name::text FROM information_schema.columns
+                 WHERE table_schema = coalesce($1, current_schema()) AND table_name = $2",
+                &[&schema, &name],
+            )
+            .await
+            .doing(&doing)?
+            .iter()
+            .map(|row| row.get(0))
+            .collect();
+        if existing.is_empty() {
+            continue;
+        }
+        for (column, ty) in columns.iter().filter(|(c, _)| !existing.contains(c)) {
             ddl.push_str(&format!(
                 "ALTER TABLE {} ADD COLUMN IF NOT EXISTS {} {};\n",
-                quote(&plan.table),
-                quote(&column.name),
-                column.ty.sql()
+                quote_table(table),
+                quote(column),
+                ty.sql()
             ));
         }
     }
@@ -129,34 +133,71 @@ pub async fn ensure_table(client: &mut Client, plan: &TablePlan) -> Result<(), T
     table_check::check(client, plan).await
 }
 
-/// The `CREATE TABLE IF NOT EXISTS` statements of a plan's table and child tables.
+/// Each table of a plan (its own, then its child tables) with its columns' names and
+/// types.
+pub fn tables(plan: &TablePlan) -> Vec<(&str, Vec<(String, ColumnType)>)> {
+    let mut tables = vec![(
+        plan.table.as_str(),
+        plan.columns
+            .iter()
+            .map(|c| (c.name.clone(), c.ty))
+            .collect(),
+    )];
+    for child in &plan.children {
+        tables.push((
+            child.table.as_str(),
+            child
+                .columns
+                .iter()
+                .map(|c| (c.name.clone(), c.ty))
+                .collect(),
+        ));
+    }
+    tables
+}
+
+/// The `CREATE SCHEMA` and `CREATE TABLE IF NOT EXISTS` statements of a plan's table
+/// and child tables.
 pub fn create_table_sql(plan: &TablePlan) -> String {
+    let mut ddl = String::new();
+    let mut schemas: Vec<&str> = std::iter::once(plan.table.as_str())
+        .chain(plan.children.iter().map(|c| c.table.as_str()))
+        .filter_map(|t| split_table(t).0)
+        .collect();
+    schemas.dedup();
+    for schema in schemas {
+        ddl.push_str(&format!("CREATE SCHEMA IF NOT EXISTS {};\n", quote(schema)));
+    }
+    let not_null = |required: bool| if required { " NOT NULL" } else { "" };
     let mut columns: Vec<String> = plan
         .columns
         .iter()
-        .map(|c| format!("{} {}", quote(&c.name), c.ty.sql()))
+        .map(|c| format!("{} {}{}", quote(&c.name), c.ty.sql(), not_null(c.required)))
         .collect();
     if let Some(pk) = plan.primary_key {
         columns.push(format!("PRIMARY KEY ({})", quote(&plan.columns[pk].name)));
     }
-    let mut ddl = format!(
+    ddl.push_str(&format!(
         "CREATE TABLE IF NOT EXISTS {} (\n  {}\n);\n",
-        quote(&plan.table),
+        quote_table(&plan.table),
         columns.join(",\n  ")
-    );
-    let parent_type = plan.primary_key_type().unwrap_or(ColumnType::Text);
+    ));
     for child in &plan.children {
-        let [parent, position, value] = ChildPlan::COLUMNS;
+        let mut columns: Vec<String> = child
+            .columns
+            .iter()
+            .map(|c| format!("{} {}{}", quote(&c.name), c.ty.sql(), not_null(c.required)))
+            .collect();
+        let key: Vec<String> = child
+            .primary_key
+            .iter()
+            .map(|&k| quote(&child.columns[k].name))
+            .collect();
+        columns.push(format!("PRIMARY KEY ({})", key.join(", ")));
         ddl.push_str(&format!(
-            "CREATE TABLE IF NOT EXISTS {} (\n  {} {} NOT NULL,\n  {} int4 NOT NULL,\n  {} {},\n  PRIMARY KEY ({}, {})\n);\n",
-            quote(&child.table),
-            quote(parent),
-            parent_type.sql(),
-            quote(position),
-            quote(value),
-            child.ty.sql(),
-            quote(parent),
-            quote(position),
+            "CREATE TABLE IF NOT EXISTS {} (\n  {}\n);\n",
+            quote_table(&child.table),
+            columns.join(",\n  ")
         ));
     }
     ddl

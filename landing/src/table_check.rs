@@ -12,8 +12,8 @@ use tokio_postgres::types::{Oid, Type};
 use tokio_postgres::Client;
 
 use crate::column_type::ColumnType;
-use crate::identifier::quote;
-use crate::mapping::{ChildPlan, TablePlan};
+use crate::identifier::{quote, quote_table};
+use crate::mapping::TablePlan;
 use crate::pg::{Doing, PgError};
 
 /// Why a table cannot take the plan's rows.
@@ -87,20 +87,18 @@ pub async fn check(client: &Client, plan: &TablePlan) -> Result<(), TableError> 
             return Err(TableMismatch::NoUniqueKey {
                 table: plan.table.clone(),
                 column: column.clone(),
-                table_sql: quote(&plan.table),
+                table_sql: quote_table(&plan.table),
                 column_sql: quote(column),
             }
             .into());
         }
     }
-    let parent_type = plan.primary_key_type().unwrap_or(ColumnType::Text);
     for child in &plan.children {
-        let [parent, position, value] = ChildPlan::COLUMNS;
-        let columns = [
-            (parent, parent_type),
-            (position, ColumnType::Int4),
-            (value, child.ty),
-        ];
+        let columns: Vec<(&str, ColumnType)> = child
+            .columns
+            .iter()
+            .map(|c| (c.name.as_str(), c.ty))
+            .collect();
         let doing = format!("reading the columns of {}", child.table);
         check_columns(client, &child.table, &columns, &doing).await?;
     }
@@ -121,7 +119,7 @@ async fn check_columns(
                     format_type(a.atttypid, a.atttypmod)
              FROM pg_attribute a JOIN pg_type t ON t.oid = a.atttypid
              WHERE a.attrelid = to_regclass($1) AND a.attnum > 0 AND NOT a.attisdropped",
-            &[&quote(table)],
+            &[&quote_table(table)],
         )
         .await
         .doing(doing)?;
@@ -171,7 +169,7 @@ async fn has_unique_index(
                 JOIN pg_attribute a ON a.attrelid = i.indrelid AND a.attnum = i.indkey[0]
                 WHERE i.indrelid = to_regclass($1) AND i.indisunique AND i.indnkeyatts = 1
                   AND i.indpred IS NULL AND i.indexprs IS NULL AND a.attname = $2)",
-            &[&quote(table), &column],
+            &[&quote_table(table), &column],
         )
         .await?
         .try_get(0)

@@ -46,6 +46,9 @@ pub enum Command {
     /// Sample collections and write a mapping file and CREATE TABLE statements for
     /// review, printing each field path with the types seen and how often.
     Infer(InferConfig),
+    /// Print the CREATE SCHEMA and CREATE TABLE statements of a mapping file's tables
+    /// (after editing what `infer` proposed, say).
+    Schema(SchemaConfig),
     /// Land a run's rejects again with the (fixed) mapping; what lands leaves the
     /// rejects table, what still cannot land stays with its new reason.
     /// Exit status: 0 all landed, 3 some still rejected.
@@ -198,6 +201,19 @@ pub struct InferConfig {
     #[arg(long, value_enum, default_value = "widest")]
     pub multi_type: MultiType,
 
+    /// The PostgreSQL schema the tables land in; the database's name (snake_case)
+    /// when absent, the search path's first (public) when empty.
+    #[arg(long)]
+    pub schema: Option<String>,
+
+    /// Subdocuments nested deeper than this stay jsonb instead of becoming columns.
+    #[arg(long, default_value = "2")]
+    pub flatten_depth: usize,
+
+    /// Subdocuments with more fields than this stay jsonb instead of becoming columns.
+    #[arg(long, default_value = "20")]
+    pub flatten_width: usize,
+
     /// Where to write the mapping file.
     #[arg(long, default_value = "mapping.toml")]
     pub out: PathBuf,
@@ -205,6 +221,18 @@ pub struct InferConfig {
     /// Where to write the CREATE TABLE statements.
     #[arg(long, default_value = "schema.sql")]
     pub sql: PathBuf,
+
+    /// Overwrite --out and --sql when they exist; without it a differing proposal is
+    /// written next to them as <file>.new.
+    #[arg(long)]
+    pub force: bool,
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct SchemaConfig {
+    /// The mapping file whose tables to print the DDL of.
+    #[arg(long = "mapping", env = "MAPPING_FILE")]
+    pub mapping: PathBuf,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]

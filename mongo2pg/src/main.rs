@@ -47,6 +47,12 @@ async fn execute_command(command: Command) -> anyhow::Result<ExitCode> {
             common::cli::print_out(&inferred.text);
             ExitStatus::SUCCESS
         }
+        Command::Schema(config) => {
+            let file = landing::mapping::MappingFile::load(&config.mapping)
+                .map_err(mongo2pg::error::OperatorError::from)?;
+            common::cli::print_out(mongo2pg::infer::schema_sql(&file));
+            ExitStatus::SUCCESS
+        }
         Command::Replay(config) => {
             let replayed = mongo2pg::replay::replay(&config).await?;
             common::cli::print_out(format_args!("{replayed}\n"));

@@ -10,7 +10,7 @@ use super::new_fields::NewFields;
 use crate::cell::LegacyUuid;
 use crate::column_type::ColumnType;
 use crate::extjson::JsonMode;
-use crate::identifier::MAX_IDENTIFIER_BYTES;
+use crate::identifier::{self, MAX_IDENTIFIER_BYTES};
 
 /// The column that keeps the fields no other column reads.
 pub const EXTRA_COLUMN: &str = "_extra";
@@ -23,6 +23,14 @@ pub const ID_COLUMN: &str = "_id";
 #[derive(Debug, Clone, Default, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct MappingFile {
+    /// How generated names (tables, columns, child and join tables, columns added for
+    /// new fields) are written; names the file gives are kept as written.
+    #[serde(default, skip_serializing_if = "Naming::is_source")]
+    pub naming: Naming,
+    /// The PostgreSQL schema of the tables, created when missing; the search path's
+    /// first schema (`public`) when absent. A collection may name its own.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub schema: Option<String>,
     /// Per collection, by its name.
     #[serde(default)]
     pub collections: BTreeMap<String, CollectionMapping>,
@@ -33,9 +41,16 @@ pub struct MappingFile {
 #[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct CollectionMapping {
-    /// Target table; the collection's name when absent.
+    /// Target table; the collection's name when absent. `shop.orders` is the table
+    /// `orders` in the schema `shop`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub table: Option<String>,
+    /// The table's schema, over the file's `schema`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub schema: Option<String>,
+    /// How this collection's generated names are written, over the file's `naming`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub naming: Option<Naming>,
     /// Typed columns read from field paths; the one from `_id` is the key.
     pub columns: Vec<ColumnMapping>,
     /// Arrays landed as child tables, one row per element.
@@ -81,6 +96,31 @@ pub enum Missing {
     Distinct,
 }
 
+/// How generated names are written.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Naming {
+    /// As the source spells them: `createdAt` stays `createdAt` (quoted in SQL).
+    #[default]
+    Source,
+    /// `createdAt` becomes `created_at`, which SQL needs no quotes for.
+    SnakeCase,
+}
+
+impl Naming {
+    /// A generated name for the source's `name`.
+    pub fn apply(self, name: &str) -> String {
+        match self {
+            Naming::Source => name.to_string(),
+            Naming::SnakeCase => identifier::snake_case(name),
+        }
+    }
+
+    fn is_source(&self) -> bool {
+        *self == Naming::Source
+    }
+}
+
 /// One typed column of a table.
 #[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
@@ -94,21 +134,71 @@ pub struct ColumnMapping {
     /// The column's type, which the value must convert to exactly.
     #[serde(rename = "type")]
     pub ty: ColumnType,
+    /// A document without the field, or with it null, is a reject naming the field;
+    /// the column is `NOT NULL`.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub required: bool,
+    /// The collection whose `_id` this field holds (an ObjectId, any `_id` value, or a
+    /// DBRef to that collection): the value is converted as that collection's key is,
+    /// so the column joins its table's key, and its type must be that key's.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub references: Option<String>,
 }
 
-/// An array field landed as a child table `<table>_<field>` with columns `_parent`
-/// (the parent's primary key), `_position` (the element's index, from 0) and `value`.
-#[derive(Debug, Clone, Deserialize, Serialize)]
+impl ColumnMapping {
+    /// A column of `ty` read from `path`, named from the path.
+    pub fn new(path: &str, ty: ColumnType) -> Self {
+        ColumnMapping {
+            name: None,
+            path: path.to_string(),
+            ty,
+            required: false,
+            references: None,
+        }
+    }
+}
+
+/// An array field landed as a child table, one row per element, keyed by the
+/// document's key (`_parent`) and the element's position (`_position`, from 0) or a
+/// field of the element (`key`).
+///
+/// An array of scalars gives `type` (and, for references, `references`): its
+/// elements land in one column, `value` unless `name` says otherwise. An array of
+/// subdocuments gives `columns`, read from each element like a table's from its
+/// document, with the element fields no column reads in the child's `_extra`; its
+/// own arrays may be child tables in turn (`children`), keyed by their parent
+/// element's key and their own.
+#[derive(Debug, Clone, Default, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct ChildMapping {
-    /// Dotted path of the array.
+    /// Dotted path of the array, from the document (or from the parent's element).
     pub path: String,
-    /// The elements' type.
-    #[serde(rename = "type")]
-    pub ty: ColumnType,
     /// The child table; `<table>_<field>` when absent.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub table: Option<String>,
+    /// An array of scalars: the elements' type.
+    #[serde(rename = "type", default, skip_serializing_if = "Option::is_none")]
+    pub ty: Option<ColumnType>,
+    /// An array of scalars: the value column's name (`value` when absent).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub name: Option<String>,
+    /// An array of scalars holding other documents' `_id`s (or DBRefs): a join table,
+    /// its values converted as that collection's key is.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub references: Option<String>,
+    /// An array of subdocuments: the columns read from each element.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub columns: Vec<ColumnMapping>,
+    /// An array of subdocuments: the path of the column that keys an element within
+    /// its parent, instead of its position.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub key: Option<String>,
+    /// The column holding the document's key (`_parent` when absent).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub parent_column: Option<String>,
+    /// Arrays inside each element, as child tables of this one.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub children: Vec<ChildMapping>,
 }
 
 /// Why a mapping file cannot be used.
@@ -183,6 +273,34 @@ pub enum Problem {
     /// A child table whose parent has no key from `_id`.
     #[error("child table for {0:?} needs a column with path \"_id\" to refer to its parent")]
     ChildWithoutParentKey(String),
+    /// A child table that says neither what its elements are nor how to read them, or
+    /// says both.
+    #[error("child table for {0:?}: give either `type` (an array of scalars) or `columns` (an array of subdocuments)")]
+    ChildShape(String),
+    /// A child key that no column of the child reads.
+    #[error("child table for {path:?}: key {key:?} must be the path of one of its columns")]
+    ChildKey {
+        /// The array's path.
+        path: String,
+        /// The key given.
+        key: String,
+    },
+    /// A table name with more than one dot, or an empty part.
+    #[error("table {0:?}: a dot separates a schema from a table (`shop.orders`), so a name has at most one, with a name on each side")]
+    TableName(String),
+    /// A reference whose type is not the referenced key's.
+    #[error("{path:?} references {collection:?}, whose key is {}; the column must be {} too, so that it joins that key", .key.sql(), .key.sql())]
+    ReferenceType {
+        /// The referencing field.
+        path: String,
+        /// The referenced collection.
+        collection: String,
+        /// The referenced key's type.
+        key: ColumnType,
+    },
+    /// A reference held in an array column.
+    #[error("{0:?}: an array of references lands in a join table: children = [{{ path = {0:?}, references = \"...\" }}]")]
+    ReferenceArray(String),
     /// A child table of arrays.
     #[error("child table for {path:?}: elements must have a scalar type, not {}", .ty.sql())]
     ChildOfArrays {
@@ -264,7 +382,7 @@ impl MappingFile {
     /// The first collection whose mapping cannot work, and why.
     pub fn check(&self) -> Result<(), InvalidMapping> {
         for (collection, mapping) in &self.collections {
-            mapping.check().map_err(|problem| InvalidMapping {
+            mapping.check(self).map_err(|problem| InvalidMapping {
                 collection: collection.clone(),
                 problem,
             })?;
@@ -277,27 +395,154 @@ impl MappingFile {
     pub fn load_or_default(path: Option<&Path>) -> Result<Self, MappingError> {
         path.map_or_else(|| Ok(MappingFile::default()), MappingFile::load)
     }
+
+    /// The type of a collection's key, which references to it take: its `_id`
+    /// column's, or text (the key a collection without one gets).
+    pub fn key_type(&self, collection: &str) -> ColumnType {
+        self.collections
+            .get(collection)
+            .and_then(|m| m.columns.iter().find(|c| c.path == "_id"))
+            .map_or(ColumnType::Text, |c| c.ty)
+    }
+}
+
+/// Whether a name fits PostgreSQL and is not the migration's own.
+fn fits(what: &'static str, name: &str) -> Result<(), Problem> {
+    if what == "table" {
+        let parts: Vec<&str> = name.split('.').collect();
+        if parts.len() > 2 || parts.iter().any(|p| p.is_empty()) {
+            return Err(Problem::TableName(name.to_string()));
+        }
+        if is_reserved(identifier::split_table(name).1) {
+            return Err(Problem::Reserved(name.to_string()));
+        }
+        for part in parts {
+            if part.len() > MAX_IDENTIFIER_BYTES {
+                return Err(Problem::NameTooLong {
+                    what,
+                    name: part.to_string(),
+                });
+            }
+        }
+        return Ok(());
+    }
+    if name.len() > MAX_IDENTIFIER_BYTES {
+        return Err(Problem::NameTooLong {
+            what,
+            name: name.to_string(),
+        });
+    }
+    Ok(())
+}
+
+/// Checks the columns of a table or child table: names fit and are unique, paths
+/// are read once, references have their key's type.
+fn check_columns<'a>(
+    columns: &'a [ColumnMapping],
+    file: &MappingFile,
+    paths: &mut HashSet<&'a str>,
+) -> Result<(), Problem> {
+    let mut names = HashSet::new();
+    for column in columns {
+        if column.path.is_empty() || column.name.as_deref() == Some("") {
+            return Err(Problem::Empty);
+        }
+        if let Some(name) = &column.name {
+            fits("column", name)?;
+            if !names.insert(name.as_str()) {
+                return Err(Problem::ColumnTwice(name.clone()));
+            }
+        }
+        if let Some(collection) = &column.references {
+            if column.ty.element().is_some() {
+                return Err(Problem::ReferenceArray(column.path.clone()));
+            }
+            let key = file.key_type(collection);
+            if column.ty != key {
+                return Err(Problem::ReferenceType {
+                    path: column.path.clone(),
+                    collection: collection.clone(),
+                    key,
+                });
+            }
+        }
+        if !paths.insert(column.path.as_str()) {
+            return Err(Problem::PathTwice(column.path.clone()));
+        }
+    }
+    Ok(())
+}
+
+impl ChildMapping {
+    fn check(&self, file: &MappingFile) -> Result<(), Problem> {
+        if let Some(table) = &self.table {
+            fits("table", table)?;
+        }
+        for name in [&self.name, &self.parent_column].into_iter().flatten() {
+            fits("column", name)?;
+        }
+        match (self.ty, self.columns.is_empty()) {
+            (Some(ty), true) => {
+                if ty.element().is_some() {
+                    return Err(Problem::ChildOfArrays {
+                        path: self.path.clone(),
+                        ty,
+                    });
+                }
+                if let Some(collection) = &self.references {
+                    let key = file.key_type(collection);
+                    if ty != key {
+                        return Err(Problem::ReferenceType {
+                            path: self.path.clone(),
+                            collection: collection.clone(),
+                            key,
+                        });
+                    }
+                }
+                if self.key.is_some() || !self.children.is_empty() {
+                    return Err(Problem::ChildShape(self.path.clone()));
+                }
+            }
+            (None, false) => {
+                if self.references.is_some() || self.name.is_some() {
+                    return Err(Problem::ChildShape(self.path.clone()));
+                }
+                let mut paths = HashSet::new();
+                check_columns(&self.columns, file, &mut paths)?;
+                if let Some(key) = &self.key {
+                    if !paths.contains(key.as_str()) {
+                        return Err(Problem::ChildKey {
+                            path: self.path.clone(),
+                            key: key.clone(),
+                        });
+                    }
+                }
+                for child in &self.children {
+                    child.check(file)?;
+                    if !paths.insert(child.path.as_str()) {
+                        return Err(Problem::PathTwice(child.path.clone()));
+                    }
+                }
+            }
+            _ => return Err(Problem::ChildShape(self.path.clone())),
+        }
+        Ok(())
+    }
 }
 
 impl CollectionMapping {
-    fn check(&self) -> Result<(), Problem> {
+    fn check(&self, file: &MappingFile) -> Result<(), Problem> {
         if self.columns.is_empty() {
             return Err(Problem::NoColumns);
         }
-        let fits = |what: &'static str, name: &str| {
-            if what == "table" && is_reserved(name) {
-                Err(Problem::Reserved(name.to_string()))
-            } else if name.len() > MAX_IDENTIFIER_BYTES {
-                Err(Problem::NameTooLong {
-                    what,
-                    name: name.to_string(),
-                })
-            } else {
-                Ok(())
-            }
-        };
         if let Some(table) = &self.table {
             fits("table", table)?;
+        }
+        for schema in [&self.schema, &file.schema].into_iter().flatten() {
+            if schema.is_empty() || schema.contains('.') {
+                return Err(Problem::TableName(format!("{schema}.")));
+            }
+            fits("column", schema)?;
         }
         // Mapped columns, _extra, _missing, the key and the added ones.
         let most = self
@@ -311,38 +556,22 @@ impl CollectionMapping {
                 max_new_columns: self.max_new_columns,
             });
         }
-        let mut names = HashSet::new();
-        let mut paths = HashSet::new();
-        for column in &self.columns {
-            if column.path.is_empty() || column.name.as_deref() == Some("") {
-                return Err(Problem::Empty);
-            }
-            if let Some(name) = &column.name {
-                fits("column", name)?;
-                if !names.insert(name.as_str()) {
-                    return Err(Problem::ColumnTwice(name.clone()));
-                }
-            }
-            if column.path == "_id" && column.ty == ColumnType::Jsonb {
-                return Err(Problem::JsonbKey);
-            }
-            paths.insert(column.path.as_str());
+        if self
+            .columns
+            .iter()
+            .any(|c| c.path == "_id" && c.ty == ColumnType::Jsonb)
+        {
+            return Err(Problem::JsonbKey);
         }
+        let mut paths = HashSet::new();
+        check_columns(&self.columns, file, &mut paths)?;
         for child in &self.children {
             if !self.columns.iter().any(|c| c.path == "_id") {
                 return Err(Problem::ChildWithoutParentKey(child.path.clone()));
             }
-            if child.ty.element().is_some() {
-                return Err(Problem::ChildOfArrays {
-                    path: child.path.clone(),
-                    ty: child.ty,
-                });
-            }
+            child.check(file)?;
             if !paths.insert(child.path.as_str()) {
                 return Err(Problem::PathTwice(child.path.clone()));
-            }
-            if let Some(table) = &child.table {
-                fits("table", table)?;
             }
         }
         Ok(())

@@ -34,6 +34,7 @@
 //! - [`file`]: the mapping file, and the checks it must pass.
 //! - [`plan`]: a collection's target table and how each column is filled.
 //! - [`new_fields`]: what happens to fields the mapping does not name.
+//! - [`reference`]: fields holding another document's `_id`, written as its key.
 //! - [`row`]: one document to its rows.
 //! - [`row_error`]: why a document cannot be a row.
 //! - [`extra`]: the `_extra` column, written as fields go unread.
@@ -42,16 +43,18 @@ mod extra;
 pub mod file;
 pub mod new_fields;
 pub mod plan;
+pub mod reference;
 pub mod row;
 pub mod row_error;
 
 pub use file::{
     is_reserved, ChildMapping, CollectionMapping, ColumnMapping, InvalidMapping, MappingError,
-    MappingFile, Missing, DEFAULT_MAX_NEW_COLUMNS, EXTRA_COLUMN, ID_COLUMN, MISSING_COLUMN,
-    RESERVED_PREFIX,
+    MappingFile, Missing, Naming, Problem, DEFAULT_MAX_NEW_COLUMNS, EXTRA_COLUMN, ID_COLUMN,
+    MISSING_COLUMN, RESERVED_PREFIX,
 };
 pub use new_fields::{AddedColumn, FieldKind, NewField, NewFields};
-pub use plan::{ChildPlan, ColumnPlan, Source, TablePlan};
+pub use plan::{ChildColumn, ChildPlan, ChildSource, ColumnPlan, Source, TablePlan};
+pub use reference::{is_dbref, KeyForm, Reference};
 pub use row::Row;
 pub use row_error::RowError;
 

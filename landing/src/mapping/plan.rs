@@ -5,9 +5,11 @@ use std::collections::{BTreeMap, HashSet};
 use bson::RawDocument;
 
 use super::file::{
-    CollectionMapping, MappingFile, Missing, EXTRA_COLUMN, ID_COLUMN, MISSING_COLUMN,
+    ChildMapping, CollectionMapping, MappingFile, Missing, Naming, EXTRA_COLUMN, ID_COLUMN,
+    MISSING_COLUMN,
 };
 use super::new_fields::{AddedColumn, FieldKind, NewField, NewFields};
+use super::reference::Reference;
 use crate::cell::ValueOptions;
 use crate::column_type::ColumnType;
 use crate::identifier::{self, Taken};
@@ -17,6 +19,8 @@ use crate::identifier::{self, Taken};
 pub enum Source {
     /// A field, by path.
     Field(Vec<String>),
+    /// A field holding another document's `_id`, by path.
+    Reference(Vec<String>, Reference),
     /// The `_id`, as text whatever its type (the default table's key).
     IdText,
     /// The whole document as jsonb.
@@ -44,34 +48,83 @@ pub struct ColumnPlan {
     pub source: Source,
     /// Its type.
     pub ty: ColumnType,
+    /// `NOT NULL`: a document without a value is a reject.
+    pub required: bool,
 }
 
-/// A child table: one row per element of an array field.
+/// A child table: one row per element of an array, in the document or in an element
+/// of its parent child table.
 #[derive(Debug, Clone)]
 pub struct ChildPlan {
     /// The table.
     pub table: String,
-    /// The array's path, split at its dots.
+    /// The child table whose elements hold this array (an index into
+    /// [`TablePlan::children`], always lower than this one's); `None`: the document.
+    pub parent: Option<usize>,
+    /// The array's path from the document, or from the parent's element.
     pub path: Vec<String>,
-    /// The elements' type.
+    /// The array's path from the document, dotted (`items.options`), for messages.
+    pub shown: String,
+    /// Its columns, in COPY order; the first holds the document's key.
+    pub columns: Vec<ChildColumn>,
+    /// Indexes of the primary key's columns: the document's key, the parent
+    /// element's key, the element's position or key field.
+    pub primary_key: Vec<usize>,
+    /// The element fields its columns and child tables read; `None` for an array of
+    /// scalars.
+    pub(super) read: Option<PathTree>,
+}
+
+/// One column of a child table.
+#[derive(Debug, Clone)]
+pub struct ChildColumn {
+    /// The column's name.
+    pub name: String,
+    /// Where its value comes from.
+    pub source: ChildSource,
+    /// Its type.
     pub ty: ColumnType,
+    /// `NOT NULL`: an element without a value is a reject.
+    pub required: bool,
+}
+
+/// Where a child table's column gets its value.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ChildSource {
+    /// The document's key.
+    Document,
+    /// A key column of the parent element's row, by index.
+    Parent(usize),
+    /// The element's position in its array, from 0.
+    Position,
+    /// The element itself (an array of scalars), as its type or as a reference.
+    Element(Option<Reference>),
+    /// A field of the element (an array of subdocuments), by path.
+    Field(Vec<String>),
+    /// A field of the element holding another document's `_id`.
+    Reference(Vec<String>, Reference),
+    /// The element's fields no column reads, as a jsonb object.
+    Extra,
 }
 
 impl ChildPlan {
-    /// The child table's columns, in COPY order.
-    pub const COLUMNS: [&'static str; 3] = ["_parent", "_position", "value"];
+    /// The column holding the document's key: what a document's child rows are found
+    /// (and deleted) by.
+    pub fn document_key(&self) -> &str {
+        &self.columns[0].name
+    }
 }
 
 /// A collection's target table and how to fill it.
 #[derive(Debug, Clone)]
 pub struct TablePlan {
-    /// The table.
+    /// The table: `name`, or `schema.name`.
     pub table: String,
     /// Its columns, in COPY order.
     pub columns: Vec<ColumnPlan>,
     /// Index of the primary-key column, if any.
     pub primary_key: Option<usize>,
-    /// Its child tables.
+    /// Its child tables, each after its parent.
     pub children: Vec<ChildPlan>,
     /// How values convert.
     pub options: ValueOptions,
@@ -79,6 +132,8 @@ pub struct TablePlan {
     pub new_fields: NewFields,
     /// How many columns may be added for new fields.
     pub max_new_columns: usize,
+    /// How names of columns added for new fields are written.
+    pub naming: Naming,
     /// The fields that have had a column added, whether or not the plan uses it.
     pub(super) registered: HashSet<String>,
     /// The paths columns and children read; `None` when the whole document is kept.
@@ -106,38 +161,63 @@ fn split_path(path: &str) -> Vec<String> {
     path.split('.').map(str::to_string).collect()
 }
 
+/// A table's name in its schema: a name with a dot names its schema already.
+fn qualified(schema: Option<&String>, name: String) -> String {
+    match schema {
+        Some(schema) if !name.contains('.') => format!("{schema}.{name}"),
+        _ => name,
+    }
+}
+
+/// A generated table name: dots (which would name a schema) become `_`.
+fn generated_table(naming: Naming, wanted: &str) -> String {
+    identifier::fitted(&naming.apply(&wanted.replace('.', "_")))
+}
+
 impl TablePlan {
     /// The default table of a collection without a mapping: `_id text` and `doc jsonb`.
     pub fn default_for(collection: &str) -> Self {
+        Self::default_in(collection, Naming::Source, None)
+    }
+
+    fn default_in(collection: &str, naming: Naming, schema: Option<&String>) -> Self {
+        let column = |name: &str, source, ty| ColumnPlan {
+            name: name.to_string(),
+            source,
+            ty,
+            required: false,
+        };
         TablePlan {
-            table: identifier::fitted(collection),
+            table: qualified(schema, generated_table(naming, collection)),
             columns: vec![
-                ColumnPlan {
-                    name: "_id".to_string(),
-                    source: Source::IdText,
-                    ty: ColumnType::Text,
-                },
-                ColumnPlan {
-                    name: "doc".to_string(),
-                    source: Source::Document,
-                    ty: ColumnType::Jsonb,
-                },
+                column("_id", Source::IdText, ColumnType::Text),
+                column("doc", Source::Document, ColumnType::Jsonb),
             ],
             primary_key: Some(0),
             children: Vec::new(),
             options: ValueOptions::default(),
             new_fields: NewFields::Extra,
             max_new_columns: 0,
+            naming,
             registered: HashSet::new(),
             read: None,
         }
     }
 
-    pub(super) fn mapped(collection: &str, mapping: &CollectionMapping) -> Self {
-        let table = mapping
-            .table
-            .clone()
-            .unwrap_or_else(|| identifier::fitted(collection));
+    pub(super) fn mapped(
+        collection: &str,
+        mapping: &CollectionMapping,
+        file: &MappingFile,
+    ) -> Self {
+        let naming = mapping.naming.unwrap_or(file.naming);
+        let schema = mapping.schema.as_ref().or(file.schema.as_ref());
+        let table = qualified(
+            schema,
+            mapping
+                .table
+                .clone()
+                .unwrap_or_else(|| generated_table(naming, collection)),
+        );
         let mut taken = Taken::default();
         for name in mapping.columns.iter().filter_map(|c| c.name.as_deref()) {
             taken.claim(name);
@@ -150,47 +230,36 @@ impl TablePlan {
                 let path = split_path(&c.path);
                 read.insert(&path);
                 ColumnPlan {
-                    name: c
-                        .name
-                        .clone()
-                        .unwrap_or_else(|| taken.generate(&c.path.replace('.', "_"))),
+                    name: c.name.clone().unwrap_or_else(|| {
+                        taken.generate(&naming.apply(&c.path.replace('.', "_")))
+                    }),
                     // A text key takes every `_id` type, written so that two `_id`s
                     // never share a key (see `Cell::id_text`).
                     source: if c.path == "_id" && c.ty == ColumnType::Text {
                         Source::IdText
+                    } else if let Some(to) = &c.references {
+                        Source::Reference(path, Reference::to(file, to))
                     } else {
                         Source::Field(path)
                     },
                     ty: c.ty,
+                    required: c.required,
                 }
             })
             .collect();
         let primary_key = mapping.columns.iter().position(|c| c.path == "_id");
-        let children = mapping
-            .children
-            .iter()
-            .map(|child| {
-                let path = split_path(&child.path);
-                read.insert(&path);
-                ChildPlan {
-                    table: child.table.clone().unwrap_or_else(|| {
-                        identifier::fitted(&format!("{table}_{}", child.path.replace('.', "_")))
-                    }),
-                    path,
-                    ty: child.ty,
-                }
-            })
-            .collect();
         columns.push(ColumnPlan {
             name: taken.generate(EXTRA_COLUMN),
             source: Source::Extra,
             ty: ColumnType::Jsonb,
+            required: false,
         });
         if mapping.missing == Missing::Distinct {
             columns.push(ColumnPlan {
                 name: taken.generate(MISSING_COLUMN),
                 source: Source::Missing,
                 ty: ColumnType::TextArray,
+                required: false,
             });
         }
         // Every table has a key from `_id`: it is what lands each document once,
@@ -202,9 +271,23 @@ impl TablePlan {
                 name: taken.generate(ID_COLUMN),
                 source: Source::IdText,
                 ty: ColumnType::Text,
+                required: false,
             });
             Some(columns.len() - 1)
         });
+        let key = primary_key.map_or(ColumnType::Text, |pk| columns[pk].ty);
+        let mut children = Vec::new();
+        let (schema_of_table, table_name) = identifier::split_table(&table);
+        let context = ChildContext {
+            file,
+            naming,
+            schema: schema_of_table.map(str::to_string),
+            document_key: key,
+        };
+        for child in &mapping.children {
+            read.insert(&split_path(&child.path));
+            context.plan(child, table_name, None, &mut children);
+        }
         TablePlan {
             table,
             columns,
@@ -216,6 +299,7 @@ impl TablePlan {
             },
             new_fields: mapping.new_fields,
             max_new_columns: mapping.max_new_columns,
+            naming,
             registered: HashSet::new(),
             read: Some(read),
         }
@@ -256,6 +340,7 @@ impl TablePlan {
                     kind: column.kind,
                 },
                 ty: column.kind.column_type(),
+                required: false,
             });
         }
         self
@@ -271,10 +356,140 @@ impl Source {
     /// The top-level field this source reads, if it reads one.
     pub(super) fn top_key(&self) -> Option<&str> {
         match self {
-            Source::Field(path) => path.first().map(String::as_str),
+            Source::Field(path) | Source::Reference(path, _) => path.first().map(String::as_str),
             Source::IdText => Some("_id"),
             Source::Added { field, .. } => Some(field),
             Source::Document | Source::Extra | Source::Missing => None,
+        }
+    }
+}
+
+/// What every child table of one collection shares.
+struct ChildContext<'a> {
+    file: &'a MappingFile,
+    naming: Naming,
+    schema: Option<String>,
+    document_key: ColumnType,
+}
+
+impl ChildContext<'_> {
+    /// Adds the plan of `mapping`'s table, then its own child tables', to `out`.
+    fn plan(
+        &self,
+        mapping: &ChildMapping,
+        parent_table: &str,
+        parent: Option<usize>,
+        out: &mut Vec<ChildPlan>,
+    ) {
+        let path = split_path(&mapping.path);
+        let shown = match parent {
+            Some(p) => format!("{}.{}", out[p].shown, mapping.path),
+            None => mapping.path.clone(),
+        };
+        let name = mapping.table.clone().unwrap_or_else(|| {
+            generated_table(self.naming, &format!("{parent_table}_{}", mapping.path))
+        });
+        let table = qualified(self.schema.as_ref(), name);
+        let mut taken = Taken::default();
+        for name in mapping.columns.iter().filter_map(|c| c.name.as_deref()) {
+            taken.claim(name);
+        }
+        let column = |name: String, source, ty, required| ChildColumn {
+            name,
+            source,
+            ty,
+            required,
+        };
+        let document_key = mapping
+            .parent_column
+            .clone()
+            .unwrap_or_else(|| "_parent".to_string());
+        taken.claim(&document_key);
+        let mut columns = vec![column(
+            document_key,
+            ChildSource::Document,
+            self.document_key,
+            true,
+        )];
+        // A nested table carries its parent element's key: the parent's own key
+        // column gets the parent array's name (`_items_position`).
+        if let Some(p) = parent {
+            let above = &out[p];
+            let segment = self
+                .naming
+                .apply(above.path.last().map_or("", String::as_str));
+            for &k in above.primary_key.iter().skip(1) {
+                let key = &above.columns[k];
+                let name = match key.source {
+                    ChildSource::Parent(_) => key.name.clone(),
+                    _ => format!("_{segment}_{}", key.name.trim_start_matches('_')),
+                };
+                let name = taken.generate(&name);
+                columns.push(column(name, ChildSource::Parent(k), key.ty, true));
+            }
+        }
+        let mut primary_key: Vec<usize> = (0..columns.len()).collect();
+        if mapping.key.is_none() {
+            let name = taken.generate("_position");
+            primary_key.push(columns.len());
+            columns.push(column(name, ChildSource::Position, ColumnType::Int4, true));
+        }
+        let read = match mapping.ty {
+            Some(ty) => {
+                let name = mapping
+                    .name
+                    .clone()
+                    .unwrap_or_else(|| taken.generate("value"));
+                let to = mapping
+                    .references
+                    .as_ref()
+                    .map(|c| Reference::to(self.file, c));
+                columns.push(column(name, ChildSource::Element(to), ty, false));
+                None
+            }
+            None => {
+                let mut read = PathTree::default();
+                for c in &mapping.columns {
+                    let path = split_path(&c.path);
+                    read.insert(&path);
+                    let is_key = mapping.key.as_deref() == Some(c.path.as_str());
+                    if is_key {
+                        primary_key.push(columns.len());
+                    }
+                    let name = c.name.clone().unwrap_or_else(|| {
+                        taken.generate(&self.naming.apply(&c.path.replace('.', "_")))
+                    });
+                    let source = match &c.references {
+                        Some(to) => ChildSource::Reference(path, Reference::to(self.file, to)),
+                        None => ChildSource::Field(path),
+                    };
+                    columns.push(column(name, source, c.ty, c.required || is_key));
+                }
+                for nested in &mapping.children {
+                    read.insert(&split_path(&nested.path));
+                }
+                columns.push(column(
+                    taken.generate(EXTRA_COLUMN),
+                    ChildSource::Extra,
+                    ColumnType::Jsonb,
+                    false,
+                ));
+                Some(read)
+            }
+        };
+        let index = out.len();
+        let table_name = identifier::split_table(&table).1.to_string();
+        out.push(ChildPlan {
+            table,
+            parent,
+            path,
+            shown,
+            columns,
+            primary_key,
+            read,
+        });
+        for nested in &mapping.children {
+            self.plan(nested, &table_name, Some(index), out);
         }
     }
 }
@@ -283,8 +498,8 @@ impl MappingFile {
     /// The plan for a collection: its mapping, or the default `_id` + `doc` table.
     pub fn plan(&self, collection: &str) -> TablePlan {
         match self.collections.get(collection) {
-            Some(mapping) => TablePlan::mapped(collection, mapping),
-            None => TablePlan::default_for(collection),
+            Some(mapping) => TablePlan::mapped(collection, mapping, self),
+            None => TablePlan::default_in(collection, self.naming, self.schema.as_ref()),
         }
     }
 }

@@ -5,7 +5,7 @@ use bson::{RawBsonRef, RawDocument};
 
 use super::extra::{keep_unread, JsonObject};
 use super::new_fields::FieldKind;
-use super::plan::{ChildPlan, Source, TablePlan};
+use super::plan::{ChildSource, Source, TablePlan};
 use super::row_error::{unreadable, RowError};
 use crate::cell::{excerpt, json_cell, type_name, Cell, CellError, Refused};
 use crate::column_type::ColumnType;
@@ -72,6 +72,21 @@ impl TablePlan {
         let mut missing = Vec::new();
         for (column, value) in self.columns.iter().zip(top) {
             let cell = match &column.source {
+                Source::Reference(path, to) => {
+                    let field = || path.join(".");
+                    let value = descend(value, &path[1..]).map_err(|Refused(reason)| RowError {
+                        field: field(),
+                        expected: Some(column.ty),
+                        found: "unreadable".to_string(),
+                        reason,
+                        excerpt: None,
+                    })?;
+                    if value.is_none() {
+                        missing.push(Cell::Text(field()));
+                    }
+                    to.cell(value, column.ty)
+                        .map_err(|e| row_error(field(), e, value))?
+                }
                 Source::Field(path) => {
                     let field = || path.join(".");
                     let value = descend(value, &path[1..]).map_err(|Refused(reason)| RowError {
@@ -113,6 +128,9 @@ impl TablePlan {
                     .and_then(Option::take)
                     .unwrap_or(Cell::Null),
             };
+            if column.required && cell == Cell::Null {
+                return Err(required(column.source.path_shown(), column.ty));
+            }
             cells.push(cell);
         }
         for (cell, column) in cells.iter_mut().zip(&self.columns) {
@@ -120,9 +138,29 @@ impl TablePlan {
                 *cell = Cell::Array(ColumnType::Text, std::mem::take(&mut missing));
             }
         }
-        let mut children = Vec::with_capacity(self.children.len());
-        for (child, value) in self.children.iter().zip(child_top) {
-            children.push(self.child_rows(child, value, &cells)?);
+        let mut children = vec![Vec::new(); self.children.len()];
+        let document_key = self
+            .primary_key
+            .and_then(|pk| cells.get(pk))
+            .cloned()
+            .unwrap_or(Cell::Null);
+        for (index, (child, value)) in self.children.iter().zip(child_top).enumerate() {
+            if child.parent.is_some() {
+                continue;
+            }
+            let array = descend(value, &child.path[1..]).map_err(|Refused(reason)| RowError {
+                field: child.shown.clone(),
+                expected: None,
+                found: "unreadable".to_string(),
+                reason,
+                excerpt: None,
+            })?;
+            let scope = Scope {
+                document_key: &document_key,
+                parent: &[],
+                shown: child.shown.clone(),
+            };
+            self.child_rows(index, array, &scope, &mut children)?;
         }
         Ok(Row { cells, children })
     }
@@ -149,53 +187,177 @@ impl TablePlan {
         Cell::convert(Some(value), ty, &self.options).ok()
     }
 
+    /// The rows of child table `index` for one array (and, through its elements, of
+    /// the child tables below it), added to `out`.
     fn child_rows(
         &self,
-        child: &ChildPlan,
-        top: Option<RawBsonRef<'_>>,
-        parent: &[Cell],
-    ) -> Result<Vec<Vec<Cell>>, RowError> {
-        let field = child.path.join(".");
-        let value = descend(top, &child.path[1..]).map_err(|Refused(reason)| RowError {
-            field: field.clone(),
-            expected: Some(child.ty),
-            found: "unreadable".to_string(),
-            reason,
-            excerpt: None,
-        })?;
+        index: usize,
+        value: Option<RawBsonRef<'_>>,
+        scope: &Scope<'_>,
+        out: &mut [Vec<Vec<Cell>>],
+    ) -> Result<(), RowError> {
+        let child = &self.children[index];
         let array = match value {
-            None | Some(RawBsonRef::Null) => return Ok(Vec::new()),
+            None | Some(RawBsonRef::Null) => return Ok(()),
             Some(RawBsonRef::Array(array)) => array,
             Some(other) => {
                 return Err(RowError {
-                    field,
-                    expected: Some(child.ty),
+                    field: scope.shown.clone(),
+                    expected: None,
                     found: type_name(other).to_string(),
                     reason: "the field lands in a child table and must be an array".to_string(),
                     excerpt: Some(excerpt(other)),
                 })
             }
         };
-        let parent_id = self
-            .primary_key
-            .and_then(|pk| parent.get(pk))
-            .cloned()
-            .unwrap_or(Cell::Null);
-        let mut rows = Vec::new();
         for (position, element) in array.into_iter().enumerate() {
             let element = element.map_err(|e| unreadable(e.to_string()))?;
-            let cell = Cell::convert(Some(element), child.ty, &self.options)
-                .map_err(|e| row_error(format!("{field}.{position}"), e, Some(element)))?;
+            let at = format!("{}[{position}]", scope.shown);
             let position = i32::try_from(position).map_err(|_| RowError {
-                field: field.clone(),
-                expected: Some(child.ty),
+                field: scope.shown.clone(),
+                expected: None,
                 found: "array".to_string(),
                 reason: "more elements than int4 positions".to_string(),
                 excerpt: None,
             })?;
-            rows.push(vec![parent_id.clone(), Cell::Int4(position), cell]);
+            let fields = match (&child.read, element) {
+                (None, _) => None,
+                (Some(_), RawBsonRef::Document(fields)) => Some(fields),
+                (Some(_), other) => return Err(RowError {
+                    field: at,
+                    expected: None,
+                    found: type_name(other).to_string(),
+                    reason:
+                        "the elements land in a child table with columns and must be subdocuments"
+                            .to_string(),
+                    excerpt: Some(excerpt(other)),
+                }),
+            };
+            let mut cells = Vec::with_capacity(child.columns.len());
+            for column in &child.columns {
+                let field = |path: &[String]| format!("{at}.{}", path.join("."));
+                let read = |path: &[String]| {
+                    let top = fields
+                        .and_then(|f| f.get(&path[0]).transpose())
+                        .transpose()
+                        .map_err(|e| unreadable(e.to_string()))?;
+                    descend(top, &path[1..]).map_err(|Refused(reason)| RowError {
+                        field: field(path),
+                        expected: Some(column.ty),
+                        found: "unreadable".to_string(),
+                        reason,
+                        excerpt: None,
+                    })
+                };
+                let cell = match &column.source {
+                    ChildSource::Document => scope.document_key.clone(),
+                    ChildSource::Parent(k) => scope.parent.get(*k).cloned().unwrap_or(Cell::Null),
+                    ChildSource::Position => Cell::Int4(position),
+                    ChildSource::Element(None) => {
+                        Cell::convert(Some(element), column.ty, &self.options)
+                            .map_err(|e| row_error(at.clone(), e, Some(element)))?
+                    }
+                    ChildSource::Element(Some(to)) => to
+                        .cell(Some(element), column.ty)
+                        .map_err(|e| row_error(at.clone(), e, Some(element)))?,
+                    ChildSource::Field(path) => {
+                        let value = read(path)?;
+                        Cell::convert(value, column.ty, &self.options)
+                            .map_err(|e| row_error(field(path), e, value))?
+                    }
+                    ChildSource::Reference(path, to) => {
+                        let value = read(path)?;
+                        to.cell(value, column.ty)
+                            .map_err(|e| row_error(field(path), e, value))?
+                    }
+                    ChildSource::Extra => match (fields, &child.read) {
+                        (Some(fields), Some(read)) => {
+                            let mut extra = JsonObject::default();
+                            for item in fields.iter() {
+                                let (key, value) = item.map_err(|e| unreadable(e.to_string()))?;
+                                keep_unread(
+                                    key.as_str(),
+                                    value,
+                                    read,
+                                    &at,
+                                    self.options.json,
+                                    &mut extra,
+                                )?;
+                            }
+                            if extra.is_empty() {
+                                Cell::Null
+                            } else {
+                                Cell::Jsonb(extra.finish())
+                            }
+                        }
+                        _ => Cell::Null,
+                    },
+                };
+                if column.required && cell == Cell::Null {
+                    let shown = match &column.source {
+                        ChildSource::Field(path) | ChildSource::Reference(path, _) => field(path),
+                        _ => at.clone(),
+                    };
+                    return Err(required(shown, column.ty));
+                }
+                cells.push(cell);
+            }
+            for (nested, below) in self.children.iter().enumerate().skip(index + 1) {
+                if below.parent != Some(index) {
+                    continue;
+                }
+                let top = fields
+                    .and_then(|f| f.get(&below.path[0]).transpose())
+                    .transpose()
+                    .map_err(|e| unreadable(e.to_string()))?;
+                let array = descend(top, &below.path[1..]).map_err(|Refused(reason)| RowError {
+                    field: format!("{at}.{}", below.path.join(".")),
+                    expected: None,
+                    found: "unreadable".to_string(),
+                    reason,
+                    excerpt: None,
+                })?;
+                let scope = Scope {
+                    document_key: scope.document_key,
+                    parent: &cells,
+                    shown: format!("{at}.{}", below.path.join(".")),
+                };
+                self.child_rows(nested, array, &scope, out)?;
+            }
+            out[index].push(cells);
         }
-        Ok(rows)
+        Ok(())
+    }
+}
+
+/// Where a child table's array is: the document's key, the parent element's row,
+/// and the array's path as rejects name it (`items[3].options`).
+struct Scope<'a> {
+    document_key: &'a Cell,
+    parent: &'a [Cell],
+    shown: String,
+}
+
+/// A required column without a value.
+fn required(field: String, ty: ColumnType) -> RowError {
+    RowError {
+        field,
+        expected: Some(ty),
+        found: "missing".to_string(),
+        reason: "the column is required (NOT NULL), and the field is missing or null".to_string(),
+        excerpt: None,
+    }
+}
+
+impl Source {
+    /// The dotted path a column reads, for messages.
+    fn path_shown(&self) -> String {
+        match self {
+            Source::Field(path) | Source::Reference(path, _) => path.join("."),
+            Source::IdText => "_id".to_string(),
+            Source::Added { field, .. } => field.clone(),
+            Source::Document | Source::Extra | Source::Missing => String::new(),
+        }
     }
 }
 

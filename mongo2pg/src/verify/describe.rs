@@ -6,7 +6,7 @@ use std::fmt::Write as _;
 use bson::{doc, Bson, RawDocumentBuf};
 use common::naming::REJECTS_TABLE;
 use landing::column_type::ColumnType;
-use landing::identifier::quote;
+use landing::identifier::{quote, quote_table};
 
 use super::VerifyError;
 use super::{Check, Seen, Verdict};
@@ -72,7 +72,7 @@ impl Check<'_> {
                     &format!(
                         "SELECT ($1::{ty})::text, t.{name}::text, ($1::{ty}) IS NOT DISTINCT FROM t.{name}
                          FROM {} t WHERE t.{} = $2::{}",
-                        quote(&plan.table),
+                        quote_table(&plan.table),
                         quote(&plan.columns[pk].name),
                         plan.columns[pk].ty.sql()
                     ),

@@ -193,14 +193,9 @@ impl Fingerprint {
         row: &Row,
     ) -> Result<Fingerprint, FingerprintError> {
         let mut total = Fingerprint::of_cells(None, plan.columns.iter().map(|c| c.ty), &row.cells)?;
-        let parent_type = plan.primary_key_type().unwrap_or(ColumnType::Text);
         for (i, (child, rows)) in plan.children.iter().zip(&row.children).enumerate() {
             for cells in rows {
-                total.add(Fingerprint::of_cells(
-                    Some(i),
-                    child_types(child, parent_type),
-                    cells,
-                )?);
+                total.add(Fingerprint::of_cells(Some(i), child_types(child), cells)?);
             }
         }
         Ok(total)
@@ -219,12 +214,9 @@ impl Fingerprint {
     }
 }
 
-/// The column types of a child table, in [`ChildPlan::COLUMNS`] order.
-pub(super) fn child_types(
-    child: &ChildPlan,
-    parent: ColumnType,
-) -> impl Iterator<Item = ColumnType> {
-    [parent, ColumnType::Int4, child.ty].into_iter()
+/// The column types of a child table, in its columns' order.
+pub(super) fn child_types(child: &ChildPlan) -> impl Iterator<Item = ColumnType> + '_ {
+    child.columns.iter().map(|c| c.ty)
 }
 
 impl std::fmt::Display for Fingerprint {

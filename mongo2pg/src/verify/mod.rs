@@ -23,7 +23,7 @@ use bson::{doc, Bson, RawDocumentBuf};
 use common::naming::REJECTS_TABLE;
 use futures::TryStreamExt;
 use landing::cell::Cell;
-use landing::identifier::quote;
+use landing::identifier::{quote, quote_table};
 use landing::mapping::{RowError, TablePlan};
 use landing::pg::{self};
 use mongodb::Database;
@@ -182,7 +182,10 @@ impl Check<'_> {
         };
         let exists: bool = self
             .client
-            .query_one("SELECT to_regclass($1) IS NOT NULL", &[&quote(&plan.table)])
+            .query_one(
+                "SELECT to_regclass($1) IS NOT NULL",
+                &[&quote_table(&plan.table)],
+            )
             .await
             .map_err(|e| self.failed("finding the table", e))?
             .get(0);
@@ -212,7 +215,10 @@ impl Check<'_> {
         }
         let target_rows: i64 = if exists {
             self.client
-                .query_one(&format!("SELECT count(*) FROM {}", quote(&plan.table)), &[])
+                .query_one(
+                    &format!("SELECT count(*) FROM {}", quote_table(&plan.table)),
+                    &[],
+                )
                 .await
                 .map_err(|e| self.failed("counting rows", e))?
                 .get(0)

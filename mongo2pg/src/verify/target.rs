@@ -5,8 +5,7 @@ use std::collections::HashMap;
 use super::fingerprint::{child_types, Fingerprint, RawValue};
 use landing::cell::Cell;
 use landing::column_type::ColumnType;
-use landing::identifier::quote;
-use landing::mapping::ChildPlan;
+use landing::identifier::{quote, quote_table};
 use tokio_postgres::types::ToSql;
 
 use super::VerifyError;
@@ -33,7 +32,7 @@ impl Check<'_> {
                 &format!(
                     "SELECT {} FROM {} WHERE {} = ANY($1::{}[])",
                     columns.join(", "),
-                    quote(&plan.table),
+                    quote_table(&plan.table),
                     quote(&plan.columns[pk].name),
                     pk_type.sql()
                 ),
@@ -57,14 +56,16 @@ impl Check<'_> {
             );
         }
         for (i, child) in plan.children.iter().enumerate() {
-            let types: Vec<ColumnType> = child_types(child, pk_type).collect();
-            let [parent, position, value] = ChildPlan::COLUMNS.map(quote);
+            let types: Vec<ColumnType> = child_types(child).collect();
+            let columns: Vec<String> = child.columns.iter().map(|c| quote(&c.name)).collect();
             let rows = self
                 .client
                 .query(
                     &format!(
-                        "SELECT {parent}, {position}, {value} FROM {} WHERE {parent} = ANY($1::{}[])",
-                        quote(&child.table),
+                        "SELECT {} FROM {} WHERE {} = ANY($1::{}[])",
+                        columns.join(", "),
+                        quote_table(&child.table),
+                        quote(child.document_key()),
                         pk_type.sql()
                     ),
                     &[&keys as &(dyn ToSql + Sync)],

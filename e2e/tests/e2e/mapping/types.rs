@@ -454,7 +454,13 @@ async fn inferred_mappings_migrate_and_verify() {
         "{mapping}"
     );
     let ddl = std::fs::read_to_string(&sql).expect("sql written");
-    assert!(ddl.contains("CREATE TABLE IF NOT EXISTS \"hard\""), "{ddl}");
+    // In a schema named after the database, created first.
+    let schema = env.db().name().to_string();
+    assert!(
+        ddl.starts_with(&format!("CREATE SCHEMA IF NOT EXISTS \"{schema}\";"))
+            && ddl.contains(&format!("CREATE TABLE IF NOT EXISTS \"{schema}\".\"hard\"")),
+        "{ddl}"
+    );
     // The 200-character key got a name PostgreSQL keeps whole.
     let long_column = format!("{}_", "k".repeat(54));
     assert!(ddl.contains(&long_column), "{ddl}");
