@@ -47,8 +47,10 @@ struct At<'a> {
     depth: usize,
     /// Whether the enclosing subdocument is always there.
     always: bool,
-    /// The table's name in the singular, for child table and key column names.
+    /// The table's name in the singular, for child table names.
     singular: &'a str,
+    /// The collection's name in the singular, for the column holding its key.
+    document: &'a str,
 }
 
 impl Proposer<'_> {
@@ -76,12 +78,14 @@ impl Proposer<'_> {
         if wide(shape) {
             return (columns, children);
         }
+        let one = singular(table);
         let at = At {
             prefix: "",
             from_document: "",
             depth: 0,
             always: true,
-            singular: &singular(table),
+            singular: &one,
+            document: &one,
         };
         self.fields(shape, &at, &mut taken, &mut columns, &mut children, true);
         (columns, children)
@@ -121,13 +125,14 @@ impl Proposer<'_> {
                         depth: at.depth + 1,
                         always,
                         singular: at.singular,
+                        document: at.document,
                     };
                     self.fields(inner, &at, taken, columns, children, false);
                     continue;
                 }
             }
             if labels == ["array"] {
-                if let Some(child) = self.array(field, &path, &from_document, at.singular) {
+                if let Some(child) = self.array(field, &path, &from_document, at) {
                     children.push(child);
                     continue;
                 }
@@ -157,11 +162,11 @@ impl Proposer<'_> {
         field: &Field,
         path: &str,
         from_document: &str,
-        singular: &str,
+        at: &At<'_>,
     ) -> Option<ChildMapping> {
         let elements = field.elements.as_deref()?;
-        let table = format!("{singular}_{}", snake_case(&path.replace('.', "_")));
-        let parent_column = Some(format!("{singular}_id"));
+        let table = format!("{}_{}", at.singular, snake_case(&path.replace('.', "_")));
+        let parent_column = Some(format!("{}_id", at.document));
         let from_document = format!("{from_document}[]");
         if elements.labels() == ["object"] {
             let inner = elements.document.as_deref()?;
@@ -177,6 +182,7 @@ impl Proposer<'_> {
                 depth: 0,
                 always: true,
                 singular: &own,
+                document: at.document,
             };
             let (mut columns, mut children) = (Vec::new(), Vec::new());
             self.fields(inner, &at, &mut taken, &mut columns, &mut children, false);
