@@ -6,6 +6,9 @@
 #   scripts/bench.sh --live --docs 100000 --changes 200000 --rate 2000 --seconds 30
 # or, with --readers first, the parallel snapshot's, scripts/bench_readers.py:
 #   scripts/bench.sh --readers --docs 1000000,10000000 --readers-list 1,2,4
+# or, with --relational first, typed child tables against a jsonb child,
+# scripts/bench_relational.py:
+#   scripts/bench.sh --relational --docs 1000000 --consumers 4 --rounds 3
 set -euo pipefail
 cd "$(dirname "$0")/.."
 scripts/services.sh up
@@ -17,6 +20,10 @@ if [ "${1:-}" = "--readers" ]; then
   shift
   cargo build --release --quiet -p e2e --bin scan
   exec python3 scripts/bench_readers.py "$@"
+fi
+if [ "${1:-}" = "--relational" ]; then
+  shift
+  exec python3 scripts/bench_relational.py "$@"
 fi
 if [ "${1:-}" = "--live" ]; then
   shift

@@ -117,6 +117,9 @@ pub enum Shape {
     Users,
     /// Users of three fields (username, email, age), to compare with simple scripts.
     Flat,
+    /// Orders with a user reference, a date, a status and 1 to 5 lines of a product
+    /// reference, a quantity and a Decimal128 price: typed child tables' benchmark.
+    Orders,
 }
 
 #[derive(Debug, Clone, Args)]

@@ -73,7 +73,8 @@ pub async fn seed(config: &SeedConfig) -> Result<Seeded, OperatorError> {
                 let start = chunk * CHUNK;
                 let end = (start + CHUNK).min(count);
                 let mut rng = SmallRng::seed_from_u64(start);
-                let docs: Vec<Document> = (start..end).map(|i| user(shape, i, &mut rng)).collect();
+                let docs: Vec<Document> =
+                    (start..end).map(|i| document(shape, i, &mut rng)).collect();
                 collection
                     .insert_many(docs)
                     .ordered(false)
@@ -91,9 +92,12 @@ pub async fn seed(config: &SeedConfig) -> Result<Seeded, OperatorError> {
     })
 }
 
-/// The `i`-th generated user. `Users` carries one field of every type a mapping column
-/// can take, so one mapping can exercise them all.
-pub fn user(shape: Shape, i: u64, rng: &mut impl Rng) -> Document {
+/// Products the generated orders' lines refer to.
+const PRODUCTS: u32 = 10_000;
+
+/// The `i`-th generated document. `Users` carries one field of every type a mapping
+/// column can take, so one mapping can exercise them all.
+pub fn document(shape: Shape, i: u64, rng: &mut impl Rng) -> Document {
     let username = format!("user{i:07}");
     let email = format!(
         "{username}@example.{}",
@@ -101,6 +105,7 @@ pub fn user(shape: Shape, i: u64, rng: &mut impl Rng) -> Document {
     );
     let age = rng.random_range(18..90_i32);
     match shape {
+        Shape::Orders => order(rng),
         Shape::Flat => {
             doc! { "_id": ObjectId::new(), "username": username, "email": email, "age": age }
         }
@@ -134,5 +139,34 @@ pub fn user(shape: Shape, i: u64, rng: &mut impl Rng) -> Document {
                 "password_hash": Binary { subtype: BinarySubtype::Generic, bytes: rng.random::<[u8; 32]>().to_vec() },
             }
         }
+    }
+}
+
+fn order(rng: &mut impl Rng) -> Document {
+    // Ids made of a counter, so the lines refer to PRODUCTS distinct products.
+    let product = |n: u32| {
+        let mut bytes = [0_u8; 12];
+        bytes[8..].copy_from_slice(&n.to_be_bytes());
+        ObjectId::from_bytes(bytes)
+    };
+    let items: Vec<Document> = (0..rng.random_range(1..6))
+        .map(|_| {
+            let cents = rng.random_range(100..100_000_i64);
+            let price: Decimal128 = format!("{}.{:02}", cents / 100, cents % 100)
+                .parse()
+                .unwrap_or_else(|_| Decimal128::from_bytes([0; 16]));
+            doc! {
+                "productId": product(rng.random_range(0..PRODUCTS)),
+                "qty": rng.random_range(1..10_i32),
+                "price": price,
+            }
+        })
+        .collect();
+    doc! {
+        "_id": ObjectId::new(),
+        "userId": ObjectId::new(),
+        "createdAt": DateTime::from_millis(rng.random_range(1_420_070_400_000_i64..1_767_225_600_000)),
+        "status": (["new", "paid", "shipped", "returned"][rng.random_range(0..4)]),
+        "items": items,
     }
 }

@@ -222,6 +222,38 @@ impl Cell {
         }
     }
 
+    /// The surrogate key of an ObjectId `_id` (`key = "uuid"`): a version 7 UUID whose
+    /// first 48 bits are the ObjectId's time in milliseconds (its seconds × 1000), so
+    /// keys are ordered by creation like the ObjectIds and new rows land at the right
+    /// end of a B-tree; the ObjectId's other 8 bytes follow in the UUID's 12 + 62 free
+    /// bits (the last 10 zero). Every ObjectId gives another UUID, and the same one
+    /// everywhere: in the table and in every reference to it. Any other `_id` is
+    /// refused: there is no ObjectId to derive from.
+    pub fn uuid_of_object_id(value: Option<RawBsonRef<'_>>) -> Result<Cell, CellError> {
+        let id = match value {
+            Some(RawBsonRef::ObjectId(id)) => id.bytes(),
+            other => {
+                return Err(CellError {
+                    expected: ColumnType::Uuid,
+                    found: other.map_or("missing", type_name),
+                    reason: "key = \"uuid\" derives the key from an ObjectId _id".to_string(),
+                })
+            }
+        };
+        let seconds = u64::from(u32::from_be_bytes([id[0], id[1], id[2], id[3]]));
+        let millis = (seconds * 1000).to_be_bytes();
+        let rest = u64::from_be_bytes([id[4], id[5], id[6], id[7], id[8], id[9], id[10], id[11]]);
+        let mut uuid = [0_u8; 16];
+        uuid[..6].copy_from_slice(&millis[2..]);
+        // Version 7, then the top 12 bits of the rest.
+        let rand_a = (rest >> 52) as u16;
+        uuid[6..8].copy_from_slice(&(0x7000 | rand_a).to_be_bytes());
+        // Variant 10, then the remaining 52 bits, then 10 zero bits.
+        let rand_b = (0b10_u64 << 62) | ((rest & ((1 << 52) - 1)) << 10);
+        uuid[8..].copy_from_slice(&rand_b.to_be_bytes());
+        Ok(Cell::Uuid(uuid))
+    }
+
     /// The `_id` as text, whatever its type, so every document lands in the default
     /// table, and two different `_id`s never share a key (the encoding is injective):
     /// - an ObjectId as its 24 lowercase hex digits;

@@ -51,6 +51,11 @@ pub struct CollectionMapping {
     /// How this collection's generated names are written, over the file's `naming`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub naming: Option<Naming>,
+    /// A surrogate key instead of `_id` itself: `"uuid"` derives a time-ordered UUID
+    /// from each ObjectId `_id` (see [`crate::cell::Cell::uuid_of_object_id`]), and every
+    /// reference to the collection is written the same way.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub key: Option<SurrogateKey>,
     /// Typed columns read from field paths; the one from `_id` is the key.
     pub columns: Vec<ColumnMapping>,
     /// Arrays landed as child tables, one row per element.
@@ -94,6 +99,15 @@ pub enum Missing {
     Null,
     /// Both are NULL, and `_missing` lists the paths that were absent.
     Distinct,
+}
+
+/// A key derived from `_id` rather than `_id` itself.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum SurrogateKey {
+    /// A UUID made of the ObjectId's bytes, its time first (see
+    /// [`crate::cell::Cell::uuid_of_object_id`]).
+    Uuid,
 }
 
 /// How generated names are written.
@@ -298,6 +312,9 @@ pub enum Problem {
         /// The referenced key's type.
         key: ColumnType,
     },
+    /// A surrogate key with an `_id` column of another type.
+    #[error("key = \"uuid\" makes the _id column a uuid: write type = \"uuid\" for path \"_id\" (or leave the column out)")]
+    SurrogateType,
     /// A reference held in an array column.
     #[error("{0:?}: an array of references lands in a join table: children = [{{ path = {0:?}, references = \"...\" }}]")]
     ReferenceArray(String),
@@ -399,9 +416,16 @@ impl MappingFile {
     /// The type of a collection's key, which references to it take: its `_id`
     /// column's, or text (the key a collection without one gets).
     pub fn key_type(&self, collection: &str) -> ColumnType {
-        self.collections
-            .get(collection)
-            .and_then(|m| m.columns.iter().find(|c| c.path == "_id"))
+        let Some(mapping) = self.collections.get(collection) else {
+            return ColumnType::Text;
+        };
+        if mapping.key == Some(SurrogateKey::Uuid) {
+            return ColumnType::Uuid;
+        }
+        mapping
+            .columns
+            .iter()
+            .find(|c| c.path == "_id")
             .map_or(ColumnType::Text, |c| c.ty)
     }
 }
@@ -562,6 +586,14 @@ impl CollectionMapping {
             .any(|c| c.path == "_id" && c.ty == ColumnType::Jsonb)
         {
             return Err(Problem::JsonbKey);
+        }
+        if self.key == Some(SurrogateKey::Uuid)
+            && self
+                .columns
+                .iter()
+                .any(|c| c.path == "_id" && c.ty != ColumnType::Uuid)
+        {
+            return Err(Problem::SurrogateType);
         }
         let mut paths = HashSet::new();
         check_columns(&self.columns, file, &mut paths)?;

@@ -5,8 +5,8 @@ use std::collections::{BTreeMap, HashSet};
 use bson::RawDocument;
 
 use super::file::{
-    ChildMapping, CollectionMapping, MappingFile, Missing, Naming, EXTRA_COLUMN, ID_COLUMN,
-    MISSING_COLUMN,
+    ChildMapping, CollectionMapping, MappingFile, Missing, Naming, SurrogateKey, EXTRA_COLUMN,
+    ID_COLUMN, MISSING_COLUMN,
 };
 use super::new_fields::{AddedColumn, FieldKind, NewField, NewFields};
 use super::reference::Reference;
@@ -23,6 +23,8 @@ pub enum Source {
     Reference(Vec<String>, Reference),
     /// The `_id`, as text whatever its type (the default table's key).
     IdText,
+    /// A UUID derived from an ObjectId `_id` (`key = "uuid"`).
+    IdUuid,
     /// The whole document as jsonb.
     Document,
     /// The fields no other column reads, as a jsonb object.
@@ -235,7 +237,9 @@ impl TablePlan {
                     }),
                     // A text key takes every `_id` type, written so that two `_id`s
                     // never share a key (see `Cell::id_text`).
-                    source: if c.path == "_id" && c.ty == ColumnType::Text {
+                    source: if c.path == "_id" && mapping.key == Some(SurrogateKey::Uuid) {
+                        Source::IdUuid
+                    } else if c.path == "_id" && c.ty == ColumnType::Text {
                         Source::IdText
                     } else if let Some(to) = &c.references {
                         Source::Reference(path, Reference::to(file, to))
@@ -267,10 +271,14 @@ impl TablePlan {
         // gets one, as text (see [`Cell::id_text`](crate::cell::Cell::id_text)).
         let primary_key = primary_key.or_else(|| {
             read.insert(&["_id".to_string()]);
+            let (source, ty) = match mapping.key {
+                Some(SurrogateKey::Uuid) => (Source::IdUuid, ColumnType::Uuid),
+                None => (Source::IdText, ColumnType::Text),
+            };
             columns.push(ColumnPlan {
                 name: taken.generate(ID_COLUMN),
-                source: Source::IdText,
-                ty: ColumnType::Text,
+                source,
+                ty,
                 required: false,
             });
             Some(columns.len() - 1)
@@ -357,7 +365,7 @@ impl Source {
     pub(super) fn top_key(&self) -> Option<&str> {
         match self {
             Source::Field(path) | Source::Reference(path, _) => path.first().map(String::as_str),
-            Source::IdText => Some("_id"),
+            Source::IdText | Source::IdUuid => Some("_id"),
             Source::Added { field, .. } => Some(field),
             Source::Document | Source::Extra | Source::Missing => None,
         }

@@ -3,7 +3,7 @@
 
 use bson::{RawBsonRef, RawDocument};
 
-use super::file::MappingFile;
+use super::file::{MappingFile, SurrogateKey};
 use crate::cell::{type_name, Cell, CellError, ValueOptions};
 use crate::column_type::ColumnType;
 
@@ -23,6 +23,8 @@ pub enum KeyForm {
     IdText,
     /// A typed key, written by [`Cell::key`] with the referenced collection's options.
     Typed(ValueOptions),
+    /// A UUID derived from an ObjectId, written by [`Cell::uuid_of_object_id`].
+    Uuid,
 }
 
 impl Reference {
@@ -30,6 +32,7 @@ impl Reference {
     pub fn to(file: &MappingFile, collection: &str) -> Self {
         let mapping = file.collections.get(collection);
         let key = match mapping {
+            Some(m) if m.key == Some(SurrogateKey::Uuid) => KeyForm::Uuid,
             Some(m) if file.key_type(collection) != ColumnType::Text => {
                 KeyForm::Typed(ValueOptions {
                     json: m.json,
@@ -55,6 +58,7 @@ impl Reference {
         match self.key {
             KeyForm::IdText => Cell::id_text(Some(value)),
             KeyForm::Typed(options) => Cell::key(Some(value), ty, &options),
+            KeyForm::Uuid => Cell::uuid_of_object_id(Some(value)),
         }
     }
 

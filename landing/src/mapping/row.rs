@@ -109,6 +109,8 @@ impl TablePlan {
                 Source::IdText => {
                     Cell::id_text(value).map_err(|e| row_error("_id".to_string(), e, value))?
                 }
+                Source::IdUuid => Cell::uuid_of_object_id(value)
+                    .map_err(|e| row_error("_id".to_string(), e, value))?,
                 Source::Document => json_cell(RawBsonRef::Document(doc), JsonMode::Canonical)
                     .map_err(|Refused(reason)| RowError {
                         field: String::new(),
@@ -172,6 +174,7 @@ impl TablePlan {
         let key = &self.columns[self.primary_key?];
         match &key.source {
             Source::IdText => Cell::id_text(Some(id)).ok(),
+            Source::IdUuid => Cell::uuid_of_object_id(Some(id)).ok(),
             Source::Field(path) if path.len() == 1 => {
                 Cell::key(Some(id), key.ty, &self.options).ok()
             }
@@ -354,7 +357,7 @@ impl Source {
     fn path_shown(&self) -> String {
         match self {
             Source::Field(path) | Source::Reference(path, _) => path.join("."),
-            Source::IdText => "_id".to_string(),
+            Source::IdText | Source::IdUuid => "_id".to_string(),
             Source::Added { field, .. } => field.clone(),
             Source::Document | Source::Extra | Source::Missing => String::new(),
         }

@@ -617,3 +617,64 @@ fn generated_names_are_snake_case_and_never_a_dotted_table() {
     assert_eq!(file.plan("logs.2024").table, "logs_2024");
     assert_eq!(MappingFile::default().plan("logs.2024").table, "logs_2024");
 }
+
+#[test]
+fn a_uuid_surrogate_key_is_time_ordered_and_the_same_in_every_reference() {
+    let file: MappingFile = toml::from_str(
+        r#"
+        [collections.users]
+        key = "uuid"
+        columns = [ { path = "name", type = "text" } ]
+
+        [collections.orders]
+        columns = [
+          { path = "_id", type = "text" },
+          { path = "userId", type = "uuid", references = "users" },
+        ]
+        children = [ { path = "likedBy", type = "uuid", references = "users" } ]
+        "#,
+    )
+    .expect("parses");
+    file.check().expect("valid");
+    let users = file.plan("users");
+    let orders = file.plan("orders");
+    let early = bson::oid::ObjectId::from_bytes([0x60, 0, 0, 0, 9, 9, 9, 9, 9, 0, 0, 1]);
+    let late = bson::oid::ObjectId::from_bytes([0x61, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0]);
+    let key = |id| {
+        users
+            .row(&rawdoc! { "_id": id, "name": "n" })
+            .expect("maps")
+            .cells[2]
+            .clone()
+    };
+    let (Cell::Uuid(a), Cell::Uuid(b)) = (key(early), key(late)) else {
+        panic!("uuid keys")
+    };
+    assert!(a < b, "later ObjectIds give later keys");
+    assert_eq!(a[6] >> 4, 7, "version 7");
+    assert_eq!(a[8] >> 6, 0b10, "RFC 4122 variant");
+    assert_eq!(
+        users.key_cell(bson::RawBsonRef::ObjectId(early)),
+        Some(Cell::Uuid(a))
+    );
+    let row = orders
+        .row(&rawdoc! { "_id": "o1", "userId": early, "likedBy": [ { "$ref": "users", "$id": late } ] })
+        .expect("maps");
+    assert_eq!(
+        row.cells[1],
+        Cell::Uuid(a),
+        "the reference is the user's key"
+    );
+    assert_eq!(row.children[0][0][2], Cell::Uuid(b), "a DBRef too");
+    let err = users
+        .row(&rawdoc! { "_id": "u1" })
+        .expect_err("no ObjectId");
+    assert!(err.reason.contains("ObjectId"), "{err}");
+    let wrong = toml::from_str::<MappingFile>(
+        "[collections.u]\nkey = \"uuid\"\ncolumns = [ { path = \"_id\", type = \"text\" } ]",
+    )
+    .expect("parses")
+    .check()
+    .expect_err("refused");
+    assert!(wrong.to_string().contains("type = \"uuid\""), "{wrong}");
+}

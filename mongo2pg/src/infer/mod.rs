@@ -145,6 +145,7 @@ pub async fn infer(config: &InferConfig) -> Result<Inferred, InferError> {
                 table: Some(table),
                 schema: None,
                 naming: None,
+                key: None,
                 columns,
                 children,
                 json: JsonMode::Relaxed,
