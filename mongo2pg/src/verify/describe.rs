@@ -8,6 +8,7 @@ use common::naming::REJECTS_TABLE;
 use landing::column_type::ColumnType;
 use landing::identifier::{quote, quote_table};
 
+use super::fingerprint::{child_types, Fingerprint};
 use super::VerifyError;
 use super::{Check, Seen, Verdict};
 
@@ -108,13 +109,32 @@ impl Check<'_> {
                 ));
             }
         }
+        for (i, child) in plan.children.iter().enumerate() {
+            let types: Vec<ColumnType> = child_types(child).collect();
+            let mut source = Fingerprint::default();
+            for cells in &row.children[i] {
+                source.add(
+                    Fingerprint::of_cells(Some(i), types.iter().copied(), cells)
+                        .map_err(|e| self.failed("comparing child rows", e))?,
+                );
+            }
+            let found = self.child_fingerprints(i, &[&row.cells[pk]]).await?;
+            let mut target = Fingerprint::default();
+            for (_, fp) in &found {
+                target.add(*fp);
+            }
+            if source != target {
+                parts.push(format!(
+                    "its rows in {} differ (source {}, target {})",
+                    child.table,
+                    row.children[i].len(),
+                    found.len()
+                ));
+            }
+        }
         if parts.is_empty() {
-            parts.push(if plan.children.is_empty() {
-                // No child table: the fingerprints saw what the column reading did not.
-                "its fingerprint differs while every column reads equal (a jsonb value equal as JSON but written otherwise, say)".to_string()
-            } else {
-                "its child rows differ".to_string()
-            });
+            // The fingerprints saw what the column reading did not.
+            parts.push("its fingerprint differs while every column reads equal (a jsonb value equal as JSON but written otherwise, say)".to_string());
         }
         Ok(parts.join("; "))
     }

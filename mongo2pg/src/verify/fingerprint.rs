@@ -201,7 +201,7 @@ impl Fingerprint {
         Ok(total)
     }
 
-    fn of_cells(
+    pub(super) fn of_cells(
         table: Option<usize>,
         types: impl Iterator<Item = ColumnType>,
         cells: &[Cell],

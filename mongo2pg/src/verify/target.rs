@@ -55,32 +55,53 @@ impl Check<'_> {
                 },
             );
         }
-        for (i, child) in plan.children.iter().enumerate() {
-            let types: Vec<ColumnType> = child_types(child).collect();
-            let columns: Vec<String> = child.columns.iter().map(|c| quote(&c.name)).collect();
-            let rows = self
-                .client
-                .query(
-                    &format!(
-                        "SELECT {} FROM {} WHERE {} = ANY($1::{}[])",
-                        columns.join(", "),
-                        quote_table(&child.table),
-                        quote(child.document_key()),
-                        pk_type.sql()
-                    ),
-                    &[&keys as &(dyn ToSql + Sync)],
-                )
-                .await
-                .map_err(|e| self.failed("reading a child table", e))?;
-            for row in &rows {
-                let values = read_values(row, &types)
-                    .map_err(|e| self.failed("reading a child table", e))?;
-                let key = values[0].map(<[u8]>::to_vec).unwrap_or_default();
-                let fp = Fingerprint::of_row(Some(i), types.iter().copied().zip(values))
-                    .map_err(|e| self.failed("reading a child table", e))?;
+        for i in 0..plan.children.len() {
+            for (key, fp) in self.child_fingerprints(i, &keys).await? {
                 // A child row whose parent is gone is remembered, not taken for a row.
                 found.entry(key).or_default().fingerprint.add(fp);
             }
+        }
+        Ok(found)
+    }
+}
+
+impl Check<'_> {
+    /// The fingerprint of each row child table `i` holds for the documents' `keys`,
+    /// with the document's key as PostgreSQL sent it.
+    pub(super) async fn child_fingerprints(
+        &mut self,
+        i: usize,
+        keys: &[&Cell],
+    ) -> Result<Vec<(Vec<u8>, Fingerprint)>, VerifyError> {
+        let plan = self.plan;
+        let Some(pk) = plan.primary_key else {
+            return Ok(Vec::new());
+        };
+        let child = &plan.children[i];
+        let types: Vec<ColumnType> = child_types(child).collect();
+        let columns: Vec<String> = child.columns.iter().map(|c| quote(&c.name)).collect();
+        let rows = self
+            .client
+            .query(
+                &format!(
+                    "SELECT {} FROM {} WHERE {} = ANY($1::{}[])",
+                    columns.join(", "),
+                    quote_table(&child.table),
+                    quote(child.document_key()),
+                    plan.columns[pk].ty.sql()
+                ),
+                &[&keys as &(dyn ToSql + Sync)],
+            )
+            .await
+            .map_err(|e| self.failed("reading a child table", e))?;
+        let mut found = Vec::with_capacity(rows.len());
+        for row in &rows {
+            let values =
+                read_values(row, &types).map_err(|e| self.failed("reading a child table", e))?;
+            let key = values[0].map(<[u8]>::to_vec).unwrap_or_default();
+            let fp = Fingerprint::of_row(Some(i), types.iter().copied().zip(values))
+                .map_err(|e| self.failed("reading a child table", e))?;
+            found.push((key, fp));
         }
         Ok(found)
     }

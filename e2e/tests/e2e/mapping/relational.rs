@@ -487,7 +487,13 @@ async fn infer_proposes_a_relational_model_the_shop_lands_in_and_queries_agree()
     let (code, text) = env
         .mongo2pg_report("r1", &["verify", "--mapping", &mapping])
         .await?;
-    ensure!(code == Some(4) && text.contains("3 differences"), "{text}");
+    ensure!(
+        code == Some(4)
+            && text.contains("3 differences")
+            && text.contains(&format!("its rows in {s}.order_items differ (source"))
+            && text.contains(&format!("its rows in {s}.product_liked_by differ (source")),
+        "{text}"
+    );
     let (code, text) = env
         .mongo2pg_report("r1", &["verify", "--mapping", &mapping, "--repair"])
         .await?;
