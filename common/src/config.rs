@@ -108,6 +108,20 @@ pub struct PostgresArgs {
         hide_env_values = true
     )]
     pub database_url: String,
+
+    /// The schema of the migration's own tables (ledger, rejects, dead letters,
+    /// versions, added columns), created when missing; the search path's first
+    /// (public) when absent. Every consumer and command of a run needs the same.
+    #[arg(long, env = "MIGRATE_BOOKKEEPING_SCHEMA")]
+    pub bookkeeping_schema: Option<String>,
+}
+
+impl PostgresArgs {
+    /// Makes `--bookkeeping-schema` this process's (see
+    /// [`crate::naming::set_bookkeeping_schema`]).
+    pub fn use_bookkeeping_schema(&self) {
+        crate::naming::set_bookkeeping_schema(self.bookkeeping_schema.clone());
+    }
 }
 
 /// Which run this process works on.

@@ -6,6 +6,7 @@
 
 use std::fmt;
 use std::str::FromStr;
+use std::sync::OnceLock;
 
 /// The lease name of a run's follower: of several producers of a run (`--readers`
 /// across processes), the one holding it streams the changes (`$` is in no collection
@@ -22,6 +23,38 @@ pub const DEAD_LETTERS_TABLE: &str = "_migrate_dead_letters";
 pub const VERSIONS_TABLE: &str = "_migrate_versions";
 /// The registry of columns added for fields that appeared after the mapping was written.
 pub const ADDED_COLUMNS_TABLE: &str = "_migrate_added_columns";
+
+/// Where this process finds the bookkeeping tables: `--bookkeeping-schema`, or none
+/// (the search path's first schema).
+static BOOKKEEPING_SCHEMA: OnceLock<Option<String>> = OnceLock::new();
+
+/// Sets the bookkeeping tables' schema for this process, once, at startup, from
+/// `--bookkeeping-schema` (see [`crate::config::PostgresArgs`]); a later call changes
+/// nothing. A process-wide setting rather than a value handed down: every statement
+/// on the ledger, rejects, dead letters, versions and added columns reads it, in
+/// three crates, and a process works for one target database.
+pub fn set_bookkeeping_schema(schema: Option<String>) {
+    let _ = BOOKKEEPING_SCHEMA.set(schema.filter(|s| !s.is_empty()));
+}
+
+/// The bookkeeping tables' schema, if one was set.
+pub fn bookkeeping_schema() -> Option<&'static str> {
+    BOOKKEEPING_SCHEMA.get().and_then(Option::as_deref)
+}
+
+/// A bookkeeping table (one of the `*_TABLE` names) as SQL names it: quoted, and in
+/// the bookkeeping schema when one is set.
+pub fn bookkeeping_table(table: &str) -> String {
+    match bookkeeping_schema() {
+        Some(schema) => format!("{}.{}", quote(schema), quote(table)),
+        None => quote(table),
+    }
+}
+
+/// Quotes an identifier for SQL: always, so any collection or field name is safe.
+pub fn quote(ident: &str) -> String {
+    format!("\"{}\"", ident.replace('"', "\"\""))
+}
 
 /// A run's name: one migration, resumable under this name. It becomes a subject token
 /// and a key-value key, hence the narrow alphabet.

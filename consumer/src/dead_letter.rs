@@ -7,8 +7,7 @@ use async_nats::jetstream::Message;
 use async_nats::HeaderMap;
 use common::batch::Envelope;
 use common::broker::Broker;
-use common::naming::{RunName, DEAD_LETTERS_TABLE};
-use landing::identifier::quote;
+use common::naming::{bookkeeping_table, RunName, DEAD_LETTERS_TABLE};
 use landing::pg::{Doing, PgError};
 use tokio_postgres::Client;
 
@@ -50,7 +49,7 @@ pub(crate) async fn record(
             &format!(
                 "INSERT INTO {} (stream, stream_seq, subject, run, collection, batch_id, deliveries, reason, payload)
                  VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9) ON CONFLICT (stream, stream_seq) DO NOTHING",
-                quote(DEAD_LETTERS_TABLE)
+                bookkeeping_table(DEAD_LETTERS_TABLE)
             ),
             &[
                 &stream,

@@ -14,9 +14,8 @@
 use std::collections::HashMap;
 
 use async_nats::jetstream::consumer::PullConsumer;
-use common::naming::{DEAD_LETTERS_TABLE, LEDGER_TABLE};
+use common::naming::{bookkeeping_table, DEAD_LETTERS_TABLE, LEDGER_TABLE};
 use common::run_state::{RunManifest, RunState, StateError};
-use landing::identifier::quote;
 use landing::pg::{Doing, PgError};
 use tokio_postgres::Client;
 
@@ -45,9 +44,9 @@ pub(crate) async fn accounted_batches(
                  UNION ALL
                  SELECT collection, count(DISTINCT batch_id) FROM {} WHERE run = $1 AND batch_id IS NOT NULL
                    AND batch_id NOT IN (SELECT batch_id FROM {} WHERE run = $1) GROUP BY collection",
-                quote(LEDGER_TABLE),
-                quote(DEAD_LETTERS_TABLE),
-                quote(LEDGER_TABLE)
+                bookkeeping_table(LEDGER_TABLE),
+                bookkeeping_table(DEAD_LETTERS_TABLE),
+                bookkeeping_table(LEDGER_TABLE)
             ),
             &[&run],
         )

@@ -10,6 +10,7 @@ fn main() -> ExitCode {
 async fn execute(command: Command) -> anyhow::Result<ExitCode> {
     match command {
         Command::Run(config) => {
+            config.postgres.use_bookkeeping_schema();
             let shutdown = common::shutdown::on_signal();
             let report = consumer::run(config, shutdown).await?;
             let t = report.totals;

@@ -21,7 +21,7 @@
 //! The `ALTER TABLE` runs outside any batch transaction; it waits for COPYs in flight on
 //! the table to commit and holds new ones back for the moment it takes.
 
-use common::naming::{ADDED_COLUMNS_TABLE, VERSIONS_TABLE};
+use common::naming::{bookkeeping_table, ADDED_COLUMNS_TABLE, VERSIONS_TABLE};
 use tokio_postgres::{Client, GenericClient};
 
 use crate::identifier::{quote, quote_table, split_table, Taken};
@@ -99,7 +99,7 @@ pub async fn load(
     let exists: bool = client
         .query_one(
             "SELECT to_regclass($1) IS NOT NULL",
-            &[&quote(ADDED_COLUMNS_TABLE)],
+            &[&bookkeeping_table(ADDED_COLUMNS_TABLE)],
         )
         .await
         .doing("reading the registry of added columns")?
@@ -111,7 +111,7 @@ pub async fn load(
         .query(
             &format!(
                 "SELECT field, column_name, kind FROM {} WHERE target_table = $1 ORDER BY id",
-                quote(ADDED_COLUMNS_TABLE)
+                bookkeeping_table(ADDED_COLUMNS_TABLE)
             ),
             &[&table],
         )
@@ -157,7 +157,7 @@ pub async fn add(
             UNIQUE (target_table, field),
             UNIQUE (target_table, column_name)
         )",
-        quote(ADDED_COLUMNS_TABLE)
+        bookkeeping_table(ADDED_COLUMNS_TABLE)
     ))
     .await
     .doing("adding columns for new fields")?;
@@ -202,7 +202,7 @@ pub async fn add(
         tx.execute(
             &format!(
                 "INSERT INTO {} (target_table, field, column_name, kind) VALUES ($1, $2, $3, $4)",
-                quote(ADDED_COLUMNS_TABLE)
+                bookkeeping_table(ADDED_COLUMNS_TABLE)
             ),
             &[
                 &plan.table,

@@ -35,13 +35,12 @@ use std::collections::HashMap;
 
 use bson::{RawBsonRef, RawDocument};
 use common::batch::{Change, ChangeOp};
-use common::naming::VERSIONS_TABLE;
+use common::naming::{bookkeeping_table, VERSIONS_TABLE};
 use tokio_postgres::Transaction;
 use tracing::Instrument;
 
 use crate::cell::Cell;
 use crate::delete::delete_documents;
-use crate::identifier::quote;
 use crate::mapped::{Mapped, Slot};
 use crate::mapping::{RowError, TablePlan};
 use crate::pg::{Doing, PgError};
@@ -211,7 +210,7 @@ async fn arbitrate<'c>(
                    SET version = excluded.version, deleted = excluded.deleted
                    WHERE held.version < excluded.version
                  RETURNING doc_key",
-                v = quote(VERSIONS_TABLE)
+                v = bookkeeping_table(VERSIONS_TABLE)
             ),
             &[&plan.table, &keys, &versions, &deleted],
         )

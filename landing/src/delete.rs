@@ -1,7 +1,7 @@
 //! Deleting what the target holds of some documents: their rows, child rows and
 //! rejects. What `verify --repair` replaces, and what a change that won replaces.
 
-use common::naming::REJECTS_TABLE;
+use common::naming::{bookkeeping_table, REJECTS_TABLE};
 use tokio_postgres::types::ToSql;
 use tokio_postgres::Transaction;
 
@@ -43,7 +43,7 @@ pub(crate) async fn delete_documents(
     tx.execute(
         &format!(
             "DELETE FROM {} WHERE collection = $1 AND doc_id = ANY($2)",
-            quote(REJECTS_TABLE)
+            bookkeeping_table(REJECTS_TABLE)
         ),
         &[&collection, &doc_ids],
     )

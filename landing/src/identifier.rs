@@ -13,10 +13,7 @@
 
 use std::collections::HashSet;
 
-/// Quotes an identifier for SQL: always, so any collection or field name is safe.
-pub fn quote(ident: &str) -> String {
-    format!("\"{}\"", ident.replace('"', "\"\""))
-}
+pub use common::naming::quote;
 
 /// Quotes a table name for SQL: `shop.orders` is the table `orders` in the schema
 /// `shop` (`"shop"."orders"`); a name without a dot is looked up on the search path.

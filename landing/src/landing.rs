@@ -19,14 +19,13 @@
 use std::collections::{HashMap, HashSet};
 
 use common::batch::ChangeOp;
-use common::naming::{LEDGER_TABLE, REJECTS_TABLE};
+use common::naming::{bookkeeping_table, LEDGER_TABLE, REJECTS_TABLE};
 use tokio_postgres::{Client, Transaction};
 use tracing::Instrument;
 
 use crate::cell::Cell;
 use crate::changes::{ChangeDoc, Keyed};
 use crate::copy::{already_landed, copy_accounted, copy_isolating, Isolated};
-use crate::identifier::quote;
 use crate::mapped::Mapped;
 use crate::mapping::{Row, TablePlan};
 use crate::pg::{self, Doing, PgError};
@@ -266,7 +265,7 @@ async fn claimed(
                     &format!(
                         "INSERT INTO {} (batch_id, run, collection, seq, target_table, rows_written, rows_rejected)
                          VALUES ($1, $2, $3, $4, $5, $6, $7) ON CONFLICT (batch_id) DO NOTHING",
-                        quote(LEDGER_TABLE)
+                        bookkeeping_table(LEDGER_TABLE)
                     ),
                     &[
                         &origin.batch_id,
@@ -288,7 +287,7 @@ async fn claimed(
                     &format!(
                         "INSERT INTO {} (batch_id, run, collection, seq, target_table, rows_written, rows_rejected, kind, events)
                          VALUES ($1, $2, $3, $4, $5, 0, 0, 'changes', $6) ON CONFLICT (batch_id) DO NOTHING",
-                        quote(LEDGER_TABLE)
+                        bookkeeping_table(LEDGER_TABLE)
                     ),
                     &[
                         &origin.batch_id,
@@ -306,7 +305,10 @@ async fn claimed(
         Claim::Rejects { ids } => {
             let taken = tx
                 .execute(
-                    &format!("DELETE FROM {} WHERE id = ANY($1)", quote(REJECTS_TABLE)),
+                    &format!(
+                        "DELETE FROM {} WHERE id = ANY($1)",
+                        bookkeeping_table(REJECTS_TABLE)
+                    ),
                     &[&ids],
                 )
                 .await
@@ -346,7 +348,7 @@ async fn finish(
     reject::insert(&tx, origin, &rejects)
         .await
         .doing("recording the rejects")?;
-    let ledger = quote(LEDGER_TABLE);
+    let ledger = bookkeeping_table(LEDGER_TABLE);
     let written = count(copied.written as usize);
     match claim {
         // The claim counted every mapped row as written (a change batch's, none).

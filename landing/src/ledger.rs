@@ -1,10 +1,12 @@
 //! Questions about the ledger, the table with one row per landed batch (made in
 //! [`crate::schema`], written by [`crate::landing`]).
 
-use common::naming::{DEAD_LETTERS_TABLE, LEDGER_TABLE, REJECTS_TABLE, VERSIONS_TABLE};
+use common::naming::{
+    bookkeeping_table, DEAD_LETTERS_TABLE, LEDGER_TABLE, REJECTS_TABLE, VERSIONS_TABLE,
+};
 use tokio_postgres::Client;
 
-use crate::identifier::{quote, quote_table};
+use crate::identifier::quote_table;
 use crate::pg::{Doing, PgError};
 
 /// Whether anything of `run` (of `collection`, when given) reached this database: a
@@ -22,9 +24,9 @@ pub async fn has_run(
                 "SELECT EXISTS (SELECT 1 FROM {} WHERE {filter})
                      OR EXISTS (SELECT 1 FROM {} WHERE {filter})
                      OR EXISTS (SELECT 1 FROM {} WHERE {filter})",
-                quote(LEDGER_TABLE),
-                quote(REJECTS_TABLE),
-                quote(DEAD_LETTERS_TABLE),
+                bookkeeping_table(LEDGER_TABLE),
+                bookkeeping_table(REJECTS_TABLE),
+                bookkeeping_table(DEAD_LETTERS_TABLE),
             ),
             &[&run, &collection],
         )
@@ -47,8 +49,8 @@ pub async fn dropped_under_run(client: &Client, run: &str, table: &str) -> Resul
                 "SELECT to_regclass($3) IS NULL
                     AND (EXISTS (SELECT 1 FROM {} WHERE run = $1 AND target_table = $2 AND rows_written > 0)
                          OR EXISTS (SELECT 1 FROM {} WHERE target_table = $2))",
-                quote(LEDGER_TABLE),
-                quote(VERSIONS_TABLE),
+                bookkeeping_table(LEDGER_TABLE),
+                bookkeeping_table(VERSIONS_TABLE),
             ),
             &[&run, &table, &quote_table(table)],
         )
@@ -69,7 +71,7 @@ pub async fn has_batch(client: &Client, batch_id: &str) -> Result<bool, PgError>
         .query_one(
             &format!(
                 "SELECT EXISTS (SELECT 1 FROM {} WHERE batch_id = $1)",
-                quote(LEDGER_TABLE)
+                bookkeeping_table(LEDGER_TABLE)
             ),
             &[&batch_id],
         )

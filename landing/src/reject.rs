@@ -6,11 +6,10 @@
 //! is fixed, `mongo2pg replay` can land it.
 
 use bson::{RawBsonRef, RawDocument};
-use common::naming::REJECTS_TABLE;
+use common::naming::{bookkeeping_table, REJECTS_TABLE};
 
 use crate::cell::{json_cell, Cell};
 use crate::extjson::JsonMode;
-use crate::identifier::quote;
 use crate::mapping::RowError;
 
 /// A document that did not become a row.
@@ -129,7 +128,7 @@ pub async fn insert(
             "INSERT INTO {} (run, collection, batch_id, doc_id, field, expected_type, found_type, error, document, raw_bson, excerpt, operation)
              SELECT $1, $2, $3, d, f, e, t, r, j::jsonb, b, x, o
              FROM unnest($4::text[], $5::text[], $6::text[], $7::text[], $8::text[], $9::text[], $10::bytea[], $11::text[], $12::text[]) AS u(d, f, e, t, r, j, b, x, o)",
-            quote(REJECTS_TABLE)
+            bookkeeping_table(REJECTS_TABLE)
         ),
         &[
             &origin.run,

@@ -4,7 +4,10 @@
 //! meeting a new collection at once would otherwise race inside `CREATE TABLE IF NOT
 //! EXISTS` and one of them fail on a duplicate catalog entry.
 
-use common::naming::{DEAD_LETTERS_TABLE, LEDGER_TABLE, REJECTS_TABLE, VERSIONS_TABLE};
+use common::naming::{
+    bookkeeping_schema, bookkeeping_table, DEAD_LETTERS_TABLE, LEDGER_TABLE, REJECTS_TABLE,
+    VERSIONS_TABLE,
+};
 use tokio_postgres::{Client, Transaction};
 
 use crate::column_type::ColumnType;
@@ -34,8 +37,12 @@ async fn locked(client: &mut Client, doing: &str, ddl: &str) -> Result<(), PgErr
 
 /// Creates the ledger, rejects and dead-letter tables when absent.
 pub async fn ensure_bookkeeping(client: &mut Client) -> Result<(), PgError> {
+    let schema = match bookkeeping_schema() {
+        Some(schema) => format!("CREATE SCHEMA IF NOT EXISTS {};\n", quote(schema)),
+        None => String::new(),
+    };
     let ddl = format!(
-        "CREATE TABLE IF NOT EXISTS {ledger} (
+        "{schema}CREATE TABLE IF NOT EXISTS {ledger} (
             batch_id text PRIMARY KEY,
             run text NOT NULL,
             collection text NOT NULL,
@@ -87,12 +94,12 @@ pub async fn ensure_bookkeeping(client: &mut Client) -> Result<(), PgError> {
             dead_at timestamptz NOT NULL DEFAULT now(),
             UNIQUE (stream, stream_seq)
         );",
-        ledger = quote(LEDGER_TABLE),
-        versions = quote(VERSIONS_TABLE),
+        ledger = bookkeeping_table(LEDGER_TABLE),
+        versions = bookkeeping_table(VERSIONS_TABLE),
         ledger_run = quote(&format!("{LEDGER_TABLE}_run")),
-        rejects = quote(REJECTS_TABLE),
+        rejects = bookkeeping_table(REJECTS_TABLE),
         rejects_run = quote(&format!("{REJECTS_TABLE}_run")),
-        dead = quote(DEAD_LETTERS_TABLE),
+        dead = bookkeeping_table(DEAD_LETTERS_TABLE),
     );
     locked(client, "creating the bookkeeping tables", &ddl).await
 }

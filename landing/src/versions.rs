@@ -5,10 +5,9 @@
 
 use bson::RawDocument;
 use common::batch::Version;
-use common::naming::VERSIONS_TABLE;
+use common::naming::{bookkeeping_table, VERSIONS_TABLE};
 use tokio_postgres::{Client, Transaction};
 
-use crate::identifier::quote;
 use crate::mapped::Mapped;
 use crate::mapping::TablePlan;
 use crate::pg::{Doing, PgError};
@@ -23,7 +22,7 @@ pub async fn changes_landed(client: &Client, plan: &TablePlan) -> Result<bool, P
         .query_one(
             &format!(
                 "SELECT EXISTS (SELECT 1 FROM {} WHERE target_table = $1)",
-                quote(VERSIONS_TABLE)
+                bookkeeping_table(VERSIONS_TABLE)
             ),
             &[&plan.table],
         )
@@ -49,7 +48,7 @@ pub(crate) async fn behind_changes<'a>(
     plan: &TablePlan,
     batch: &Mapped<'a>,
 ) -> Result<Option<(Mapped<'a>, usize)>, PgError> {
-    let versions = quote(VERSIONS_TABLE);
+    let versions = bookkeeping_table(VERSIONS_TABLE);
     let changed: bool = tx
         .query_one(
             &format!("SELECT EXISTS (SELECT 1 FROM {versions} WHERE target_table = $1)"),

@@ -65,6 +65,21 @@ pub enum Command {
     Seed(SeedConfig),
 }
 
+impl Command {
+    /// The target database's settings, for the commands that use it.
+    pub fn postgres(&self) -> Option<&PostgresArgs> {
+        match self {
+            Command::Status(c) => Some(&c.postgres),
+            Command::Cleanup(c) => Some(&c.status.postgres),
+            Command::Cutover(c) => Some(&c.postgres),
+            Command::Verify(c) => Some(&c.postgres),
+            Command::Replay(c) => Some(&c.postgres),
+            Command::Requeue(c) => Some(&c.postgres),
+            Command::Infer(_) | Command::Schema(_) | Command::Seed(_) => None,
+        }
+    }
+}
+
 #[derive(Debug, Clone, Args)]
 pub struct StatusConfig {
     #[command(flatten)]

@@ -18,6 +18,9 @@ async fn execute(command: Command) -> anyhow::Result<ExitCode> {
 /// Runs the command and prints its report; a verdict that is not a success is an exit
 /// status (see each command's help), with its reason on stderr.
 async fn execute_command(command: Command) -> anyhow::Result<ExitCode> {
+    if let Some(postgres) = command.postgres() {
+        postgres.use_bookkeeping_schema();
+    }
     let status = match command {
         Command::Status(config) => {
             let status = mongo2pg::status::status(&config).await?;

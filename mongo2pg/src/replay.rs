@@ -14,9 +14,8 @@ use std::borrow::Cow;
 use std::collections::BTreeMap;
 
 use common::broker::Broker;
-use common::naming::REJECTS_TABLE;
+use common::naming::{bookkeeping_table, REJECTS_TABLE};
 use common::run_state::{RunMapping, RunState};
-use landing::identifier::quote;
 use landing::landing::{land, Claim, Landed};
 use landing::ledger;
 use landing::mapped::Mapped;
@@ -125,7 +124,7 @@ pub async fn replay(config: &ReplayConfig) -> Result<Replayed, OperatorError> {
         .query_one(
             &format!(
                 "SELECT coalesce(max(id), 0) FROM {} WHERE {filter}",
-                quote(REJECTS_TABLE)
+                bookkeeping_table(REJECTS_TABLE)
             ),
             &[&run, &collection],
         )
@@ -148,7 +147,7 @@ pub async fn replay(config: &ReplayConfig) -> Result<Replayed, OperatorError> {
             .query(
                 &format!(
                     "SELECT id, collection, batch_id, raw_bson FROM {} WHERE {filter} AND id > $3 AND id <= $4 ORDER BY id LIMIT {CHUNK}",
-                    quote(REJECTS_TABLE)
+                    bookkeeping_table(REJECTS_TABLE)
                 ),
                 &[&run, &collection, &after, &last],
             )
@@ -237,7 +236,7 @@ async fn still_stored(client: &Client, ids: &[i64]) -> Result<Vec<Stored>, PgErr
         .query(
             &format!(
                 "SELECT id, raw_bson FROM {} WHERE id = ANY($1) ORDER BY id",
-                quote(REJECTS_TABLE)
+                bookkeeping_table(REJECTS_TABLE)
             ),
             &[&ids],
         )

@@ -11,8 +11,7 @@
 
 use async_nats::HeaderMap;
 use common::broker::Broker;
-use common::naming::DEAD_LETTERS_TABLE;
-use landing::identifier::quote;
+use common::naming::{bookkeeping_table, DEAD_LETTERS_TABLE};
 use landing::ledger;
 use landing::pg::{self, Doing, PgError};
 use landing::schema;
@@ -47,7 +46,7 @@ pub async fn requeue(config: &RequeueConfig) -> Result<Requeued, OperatorError> 
     schema::ensure_bookkeeping(&mut client).await?;
     let broker = Broker::connect(&config.nats, config.nats.stream.clone()).await?;
     let run = &config.run.run;
-    let table = quote(DEAD_LETTERS_TABLE);
+    let table = bookkeeping_table(DEAD_LETTERS_TABLE);
     let ids: Vec<i64> = client
         .query(
             &format!(

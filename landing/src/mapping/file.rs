@@ -344,7 +344,9 @@ pub const RESERVED_PREFIX: &str = "_migrate_";
 /// Whether `table` is a bookkeeping table's name, compared as PostgreSQL folds
 /// nothing: quoted identifiers are case-sensitive, so only this exact prefix.
 pub fn is_reserved(table: &str) -> bool {
-    table.starts_with(RESERVED_PREFIX)
+    identifier::split_table(table)
+        .1
+        .starts_with(RESERVED_PREFIX)
 }
 
 impl MappingFile {
@@ -437,7 +439,7 @@ fn fits(what: &'static str, name: &str) -> Result<(), Problem> {
         if parts.len() > 2 || parts.iter().any(|p| p.is_empty()) {
             return Err(Problem::TableName(name.to_string()));
         }
-        if is_reserved(identifier::split_table(name).1) {
+        if is_reserved(name) {
             return Err(Problem::Reserved(name.to_string()));
         }
         for part in parts {

@@ -3,7 +3,7 @@
 //! the oplog.
 
 use common::broker::Broker;
-use common::naming::{RunName, LEDGER_TABLE};
+use common::naming::{bookkeeping_table, RunName, LEDGER_TABLE};
 use common::run_state::{CutOver, RunManifest, RunState};
 
 use crate::error::OperatorError;
@@ -180,7 +180,10 @@ pub async fn live(
     let events_published = checkpoint.as_ref().map_or(0, |c| c.events);
     let landed: i64 = match pg
         .query_one(
-            &format!("SELECT coalesce(sum(events), 0)::int8 FROM \"{LEDGER_TABLE}\" WHERE run = $1 AND kind = 'changes'"),
+            &format!(
+                "SELECT coalesce(sum(events), 0)::int8 FROM {} WHERE run = $1 AND kind = 'changes'",
+                bookkeeping_table(LEDGER_TABLE)
+            ),
             &[&run.as_str()],
         )
         .await

@@ -17,7 +17,7 @@ use std::collections::BTreeMap;
 
 use bson::doc;
 use common::broker::Broker;
-use common::naming::{DEAD_LETTERS_TABLE, LEDGER_TABLE, REJECTS_TABLE};
+use common::naming::{bookkeeping_table, DEAD_LETTERS_TABLE, LEDGER_TABLE, REJECTS_TABLE};
 use common::run_state::RunState;
 
 use crate::config::StatusConfig;
@@ -362,7 +362,8 @@ pub async fn status(config: &StatusConfig) -> Result<RunStatus, OperatorError> {
             &format!(
                 "SELECT collection, coalesce(sum(rows_written), 0)::int8, coalesce(sum(rows_rejected), 0)::int8,
                         coalesce(sum(rows_already), 0)::int8
-                 FROM \"{LEDGER_TABLE}\" WHERE run = $1 AND kind = 'snapshot' GROUP BY collection"
+                 FROM {} WHERE run = $1 AND kind = 'snapshot' GROUP BY collection",
+                bookkeeping_table(LEDGER_TABLE)
             ),
             &[&run.as_str()],
         )
@@ -381,7 +382,10 @@ pub async fn status(config: &StatusConfig) -> Result<RunStatus, OperatorError> {
             status.waiting_rejects = not_landed(&pg, run.as_str()).await?.0;
             let dead = pg
                 .query(
-                    &format!("SELECT collection, count(*) FROM \"{DEAD_LETTERS_TABLE}\" WHERE run = $1 GROUP BY collection"),
+                    &format!(
+                        "SELECT collection, count(*) FROM {} WHERE run = $1 GROUP BY collection",
+                        bookkeeping_table(DEAD_LETTERS_TABLE)
+                    ),
                     &[&run.as_str()],
                 )
                 .await
@@ -429,7 +433,10 @@ pub async fn not_landed(
     for (count, table) in counts.iter_mut().zip([REJECTS_TABLE, DEAD_LETTERS_TABLE]) {
         let counted = pg
             .query_one(
-                &format!("SELECT count(*) FROM \"{table}\" WHERE run = $1"),
+                &format!(
+                    "SELECT count(*) FROM {} WHERE run = $1",
+                    bookkeeping_table(table)
+                ),
                 &[&run],
             )
             .await;

@@ -20,10 +20,10 @@ use std::collections::{HashMap, HashSet};
 use std::fmt::Write as _;
 
 use bson::{doc, Bson, RawDocumentBuf};
-use common::naming::REJECTS_TABLE;
+use common::naming::{bookkeeping_table, REJECTS_TABLE};
 use futures::TryStreamExt;
 use landing::cell::Cell;
-use landing::identifier::{quote, quote_table};
+use landing::identifier::quote_table;
 use landing::mapping::{RowError, TablePlan};
 use landing::pg::{self};
 use mongodb::Database;
@@ -375,7 +375,7 @@ impl Check<'_> {
             .query(
                 &format!(
                     "SELECT DISTINCT doc_id FROM {} WHERE collection = $1 AND doc_id = ANY($2)",
-                    quote(REJECTS_TABLE)
+                    bookkeeping_table(REJECTS_TABLE)
                 ),
                 &[&self.collection, &id_texts],
             )

@@ -1,4 +1,4 @@
-//! Names a mapping may not use.
+//! Names a mapping may not use, and where the migration's own tables go.
 
 use std::time::Duration;
 
@@ -71,4 +71,87 @@ async fn bookkeeping_table_names_are_refused() {
             "events"
         ]
     );
+}
+
+/// `--bookkeeping-schema` (here through `MIGRATE_BOOKKEEPING_SCHEMA`) puts the ledger,
+/// rejects, dead letters and versions in a schema of their own, created when missing,
+/// apart from the tables the mapping lands in another; `status` and `verify` given the
+/// same find them there, and nothing of the migration lands in `public`.
+#[tokio::test(flavor = "multi_thread")]
+async fn bookkeeping_tables_live_in_a_schema_of_their_own() {
+    let env = TestEnv::new("bookkeeping_schema").await.expect("env");
+    let mut docs: Vec<Document> = (0..20).map(|i| doc! { "_id": i, "n": i }).collect();
+    docs.push(doc! { "_id": 20, "n": "twenty" });
+    env.db()
+        .collection::<Document>("things")
+        .insert_many(&docs)
+        .await
+        .expect("insert");
+    let mapping = env.write_file(
+        "m.toml",
+        "schema = \"app\"\n[collections.things]\ncolumns = [ { path = \"_id\", type = \"int4\" }, { path = \"n\", type = \"int4\" } ]\n",
+    );
+    const SCHEMA: (&str, &str) = ("MIGRATE_BOOKKEEPING_SCHEMA", "migrate");
+    assert_success(
+        &env.producer("r1", &["run"]).await.expect("producer"),
+        "producer",
+    );
+    let consumed = env
+        .command("consumer", "r1")
+        .env(SCHEMA.0, SCHEMA.1)
+        .args(["run", "--exit-when-done", "--mapping", &mapping])
+        .output()
+        .await
+        .expect("consumer");
+    assert_success(&consumed, "consumer");
+    let pg = env.pg().await.expect("pg");
+    let tables: Vec<String> = pg
+        .query(
+            "SELECT table_schema || '.' || table_name FROM information_schema.tables
+             WHERE table_schema NOT IN ('pg_catalog', 'information_schema') ORDER BY 1",
+            &[],
+        )
+        .await
+        .expect("tables")
+        .iter()
+        .map(|r| r.get(0))
+        .collect();
+    assert_eq!(
+        tables,
+        [
+            "app.things",
+            "migrate._migrate_dead_letters",
+            "migrate._migrate_ledger",
+            "migrate._migrate_rejects",
+            "migrate._migrate_versions",
+        ]
+    );
+    let reject: String = pg
+        .query_one(
+            "SELECT doc_id || ':' || field FROM migrate._migrate_rejects",
+            &[],
+        )
+        .await
+        .expect("one reject")
+        .get(0);
+    assert_eq!(reject, r#"{"$numberInt":"20"}:n"#);
+    for (command, expected) in [
+        (&["status"][..], 5),
+        (&["verify", "--mapping", &mapping][..], 5),
+    ] {
+        let out = env
+            .command("mongo2pg", "r1")
+            .env(SCHEMA.0, SCHEMA.1)
+            .args(command)
+            .output()
+            .await
+            .expect("mongo2pg");
+        let text = format!(
+            "{}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        assert_eq!(out.status.code(), Some(expected), "{command:?}: {text}");
+        assert!(text.contains("1 documents"), "{command:?}: {text}");
+    }
 }
