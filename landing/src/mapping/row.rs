@@ -72,7 +72,7 @@ impl TablePlan {
         let mut missing = Vec::new();
         for (column, value) in self.columns.iter().zip(top) {
             let cell = match &column.source {
-                Source::Reference(path, to) => {
+                Source::Field(path) | Source::Reference(path, _) => {
                     let field = || path.join(".");
                     let value = descend(value, &path[1..]).map_err(|Refused(reason)| RowError {
                         field: field(),
@@ -84,25 +84,10 @@ impl TablePlan {
                     if value.is_none() {
                         missing.push(Cell::Text(field()));
                     }
-                    to.cell(value, column.ty)
-                        .map_err(|e| row_error(field(), e, value))?
-                }
-                Source::Field(path) => {
-                    let field = || path.join(".");
-                    let value = descend(value, &path[1..]).map_err(|Refused(reason)| RowError {
-                        field: field(),
-                        expected: Some(column.ty),
-                        found: "unreadable".to_string(),
-                        reason,
-                        excerpt: None,
-                    })?;
-                    if value.is_none() {
-                        missing.push(Cell::Text(field()));
-                    }
-                    if key == Some(cells.len()) {
-                        Cell::key(value, column.ty, &self.options)
-                    } else {
-                        Cell::convert(value, column.ty, &self.options)
+                    match &column.source {
+                        Source::Reference(_, to) => to.cell(value, column.ty),
+                        _ if key == Some(cells.len()) => Cell::key(value, column.ty, &self.options),
+                        _ => Cell::convert(value, column.ty, &self.options),
                     }
                     .map_err(|e| row_error(field(), e, value))?
                 }

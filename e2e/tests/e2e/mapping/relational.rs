@@ -559,7 +559,7 @@ async fn a_followed_shop_keeps_order_lines_references_and_likes_in_step() -> Res
         .stderr(Stdio::piped())
         .spawn()?;
     let cutover = || env.mongo2pg_report("r1", &["cutover", "--timeout", "120s"]);
-    // The producer makes the stream and records the run as it starts.
+    // The producer makes the stream, the buckets and the run's record as it starts.
     let started = tokio::time::Instant::now();
     loop {
         let (code, text) = cutover().await?;
