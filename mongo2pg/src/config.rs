@@ -46,6 +46,12 @@ pub enum Command {
     /// Sample collections and write a mapping file and CREATE TABLE statements for
     /// review, printing each field path with the types seen and how often.
     Infer(InferConfig),
+    /// After the load: build MongoDB's indexes (translated through the mapping,
+    /// CONCURRENTLY, --jobs at once) and the mapping's references as foreign keys
+    /// (NOT VALID, then validated when no orphan is found); report what has no
+    /// counterpart. Exit status: 0 all built and valid, 4 an index failed or orphans
+    /// keep a foreign key not valid.
+    Finish(FinishConfig),
     /// Print the CREATE SCHEMA and CREATE TABLE statements of a mapping file's tables
     /// (after editing what `infer` proposed, say).
     Schema(SchemaConfig),
@@ -75,6 +81,7 @@ impl Command {
             Command::Verify(c) => Some(&c.postgres),
             Command::Replay(c) => Some(&c.postgres),
             Command::Requeue(c) => Some(&c.postgres),
+            Command::Finish(c) => Some(&c.postgres),
             Command::Infer(_) | Command::Schema(_) | Command::Seed(_) => None,
         }
     }
@@ -244,6 +251,29 @@ pub struct InferConfig {
     /// written next to them as <file>.new.
     #[arg(long)]
     pub force: bool,
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct FinishConfig {
+    #[command(flatten)]
+    pub mongo: MongoArgs,
+
+    #[command(flatten)]
+    pub postgres: PostgresArgs,
+
+    /// The mapping the run landed with: where each indexed path is, which columns
+    /// are references.
+    #[arg(long = "mapping", env = "MAPPING_FILE")]
+    pub mapping: PathBuf,
+
+    /// Print the statements instead of running them.
+    #[arg(long)]
+    pub plan: bool,
+
+    /// Tables whose indexes are built at once, each on a connection of its own (a
+    /// table's indexes one after another: two concurrent builds on one table deadlock).
+    #[arg(long, default_value = "2")]
+    pub jobs: usize,
 }
 
 #[derive(Debug, Clone, Args)]

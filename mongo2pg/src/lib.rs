@@ -6,6 +6,7 @@
 //! - [`status`]: where a run stands, and its verdict as an exit code.
 //! - [`cutover`]: waiting until the target holds every change committed until now.
 //! - [`verify`]: does the target hold what the mapping makes of every document?
+//! - [`finish`]: after the load, MongoDB's indexes and the references' foreign keys.
 //! - [`infer`]: a mapping file and CREATE TABLE statements from a sample.
 //! - [`replay`]: landing a run's rejects after the mapping is fixed.
 //! - [`requeue`]: sending a run's dead letters back to the stream.
@@ -21,6 +22,7 @@ pub mod cleanup;
 pub mod config;
 pub mod cutover;
 pub mod error;
+pub mod finish;
 pub mod infer;
 pub mod replay;
 pub mod requeue;

@@ -50,6 +50,11 @@ async fn execute_command(command: Command) -> anyhow::Result<ExitCode> {
             common::cli::print_out(&inferred.text);
             ExitStatus::SUCCESS
         }
+        Command::Finish(config) => {
+            let finished = mongo2pg::finish::finish(&config).await?;
+            common::cli::print_out(&finished);
+            finished.exit_status()
+        }
         Command::Schema(config) => {
             let file = landing::mapping::MappingFile::load(&config.mapping)
                 .map_err(mongo2pg::error::OperatorError::from)?;

@@ -665,3 +665,213 @@ async fn a_followed_shop_keeps_order_lines_references_and_likes_in_step() -> Res
     let _ = consumer.wait().await;
     Ok(())
 }
+
+/// The shop's MongoDB indexes, of every kind `finish` meets.
+async fn index_the_shop(env: &TestEnv) -> Result<()> {
+    use mongodb::options::IndexOptions;
+    use mongodb::IndexModel;
+    let db = env.db();
+    let index = |keys: Document, options: Option<IndexOptions>| {
+        IndexModel::builder().keys(keys).options(options).build()
+    };
+    db.collection::<Document>("users")
+        .create_indexes([
+            index(
+                doc! { "email": 1 },
+                Some(IndexOptions::builder().unique(true).build()),
+            ),
+            index(doc! { "address.city": 1 }, None),
+        ])
+        .await?;
+    db.collection::<Document>("orders")
+        .create_indexes([
+            index(doc! { "userId": 1, "createdAt": -1 }, None),
+            index(
+                doc! { "createdAt": 1 },
+                Some(
+                    IndexOptions::builder()
+                        .partial_filter_expression(doc! { "status": "paid" })
+                        .build(),
+                ),
+            ),
+            index(doc! { "items.productId": 1 }, None),
+        ])
+        .await?;
+    db.collection::<Document>("reviews")
+        .create_index(index(doc! { "body": "text" }, None))
+        .await?;
+    db.collection::<Document>("products")
+        .create_index(index(doc! { "sku": "hashed" }, None))
+        .await?;
+    db.collection::<Document>("sessions")
+        .insert_many((0..5).map(|i| doc! { "lastSeen": DateTime::now(), "n": i }))
+        .await?;
+    db.collection::<Document>("sessions")
+        .create_index(index(
+            doc! { "lastSeen": 1 },
+            Some(
+                IndexOptions::builder()
+                    .expire_after(Duration::from_secs(3600))
+                    .build(),
+            ),
+        ))
+        .await?;
+    Ok(())
+}
+
+/// `finish` after the shop's snapshot: MongoDB's indexes built (unique, compound and
+/// descending, partial, multikey on the child table, text as GIN, hashed), the TTL
+/// index reported with its DELETE, the references' foreign keys validated, and an
+/// order whose user does not exist named with its `_id`, its key left NOT VALID, exit
+/// 4. Run again: nothing built twice. The application's queries use the indexes.
+#[tokio::test(flavor = "multi_thread")]
+async fn finish_builds_the_shops_indexes_and_foreign_keys_and_names_orphans() -> Result<()> {
+    let env = TestEnv::new("shop_finish").await?;
+    build_shop(&env).await?;
+    index_the_shop(&env).await?;
+    let orphan = ObjectId::new();
+    let ghost = ObjectId::new();
+    env.db()
+        .collection::<Document>("orders")
+        .insert_one(doc! {
+            "_id": orphan,
+            "userId": ghost,
+            "createdAt": DateTime::from_millis(1_800_000_000_000),
+            "status": "new",
+            "items": [],
+        })
+        .await?;
+    let mapping = infer(&env).await?;
+    let consumer = env.spawn_consumer("r1", &["--mapping", &mapping])?;
+    assert_success(&env.producer("r1", &["run"]).await?, "producer run");
+    let output = tokio::time::timeout(LIMIT, consumer.wait_with_output())
+        .await
+        .context("consumer finishes")??;
+    assert_success(&output, "consumer");
+
+    let s = schema(&env);
+    let (code, planned) = env
+        .mongo2pg_report("r1", &["finish", "--mapping", &mapping, "--plan"])
+        .await?;
+    ensure!(code == Some(0), "{planned}");
+    for statement in [
+        format!("CREATE UNIQUE INDEX CONCURRENTLY IF NOT EXISTS \"users_email_1\" ON \"{s}\".\"users\" (\"email\")"),
+        format!("CREATE INDEX CONCURRENTLY IF NOT EXISTS \"orders_userId_1_createdAt_desc\" ON \"{s}\".\"orders\" (\"user_id\", \"created_at\" DESC)"),
+        format!("ON \"{s}\".\"orders\" (\"created_at\") WHERE \"status\" = 'paid'"),
+        format!("ON \"{s}\".\"order_items\" (\"product_id\")"),
+        format!("ON \"{s}\".\"reviews\" USING gin ((to_tsvector('english'::regconfig, coalesce(\"body\", ''))))"),
+        format!("ON \"{s}\".\"products\" USING hash (\"sku\")"),
+        format!("ALTER TABLE \"{s}\".\"order_items\" ADD CONSTRAINT \"order_items_product_id_fkey\" FOREIGN KEY (\"product_id\") REFERENCES \"{s}\".\"products\" (\"_id\") NOT VALID"),
+        format!("TTL index: PostgreSQL does not expire rows; schedule DELETE FROM \"{s}\".\"sessions\" WHERE \"last_seen\" < now() - interval '3600 seconds'"),
+    ] {
+        ensure!(planned.contains(&statement), "{statement:?} not in\n{planned}");
+    }
+
+    // What a build killed midway leaves: an INVALID index of the same name (here a
+    // unique one that failed on the repeated cities).
+    let failed = env
+        .pg()
+        .await?
+        .batch_execute(&format!(
+            "CREATE UNIQUE INDEX CONCURRENTLY \"users_address_city_1\" ON \"{s}\".users (address_city)"
+        ))
+        .await;
+    ensure!(failed.is_err(), "the cities repeat");
+    let (code, text) = env
+        .mongo2pg_report("r1", &["finish", "--mapping", &mapping, "--jobs", "3"])
+        .await?;
+    ensure!(code == Some(4), "{text}");
+    ensure!(
+        text.contains("users_address_city_1 on")
+            && text.contains("rebuilt (a crash had left it invalid)"),
+        "{text}"
+    );
+    ensure!(
+        text.contains(&format!(
+            "foreign key  {s}.orders.user_id -> {s}.users: 1 orphans, e.g. {} -> {}",
+            orphan.to_hex(),
+            ghost.to_hex()
+        )),
+        "{text}"
+    );
+    ensure!(
+        text.contains("finish: 8 of 8 indexes built, 5 of 6 foreign keys valid"),
+        "{text}"
+    );
+    let pg = env.pg().await?;
+    let invalid: i64 = pg
+        .query_one(
+            "SELECT count(*) FROM pg_index i JOIN pg_class c ON c.oid = i.indrelid
+             JOIN pg_namespace n ON n.oid = c.relnamespace WHERE n.nspname = $1 AND NOT i.indisvalid",
+            &[&s],
+        )
+        .await?
+        .get(0);
+    ensure!(invalid == 0, "{invalid} invalid indexes");
+    let constraints: Vec<(String, bool)> = pg
+        .query(
+            "SELECT conname::text, convalidated FROM pg_constraint c JOIN pg_namespace n ON n.oid = c.connamespace
+             WHERE n.nspname = $1 AND contype = 'f' ORDER BY 1",
+            &[&s],
+        )
+        .await?
+        .iter()
+        .map(|r| (r.get(0), r.get(1)))
+        .collect();
+    ensure!(
+        constraints
+            == [
+                ("order_items_product_id_fkey".to_string(), true),
+                ("orders_coupon_fkey".to_string(), true),
+                ("orders_user_id_fkey".to_string(), false),
+                ("product_liked_by_user_id_fkey".to_string(), true),
+                ("reviews_author_id_fkey".to_string(), true),
+                ("reviews_product_id_fkey".to_string(), true),
+            ],
+        "{constraints:?}"
+    );
+    ensure!(
+        pg.query_one(
+            &format!("SELECT count(*) FROM \"{s}\".orders WHERE _id = $1"),
+            &[&orphan.to_hex()]
+        )
+        .await?
+        .get::<_, i64>(0)
+            == 1,
+        "the orphan order is kept"
+    );
+    // The application's queries use the indexes (the tables are small: the planner is
+    // asked not to scan them whole, so that a missing index shows).
+    pg.batch_execute("SET enable_seqscan = off").await?;
+    for (query, index) in [
+        (format!("SELECT _id FROM \"{s}\".orders WHERE user_id = 'x' ORDER BY created_at DESC LIMIT 10"), "orders_userId_1_createdAt_desc"),
+        (format!("SELECT * FROM \"{s}\".order_items WHERE product_id = 'x'"), "order_items_items_productId_1"),
+        (format!("SELECT _id FROM \"{s}\".reviews WHERE to_tsvector('english'::regconfig, coalesce(body, '')) @@ plainto_tsquery('english', 'review')"), "reviews_body_text"),
+    ] {
+        let plan: Vec<String> = pg
+            .query(&format!("EXPLAIN {query}"), &[])
+            .await?
+            .iter()
+            .map(|r| r.get(0))
+            .collect();
+        ensure!(plan.iter().any(|line| line.contains(index)), "{query}: {plan:?}");
+    }
+
+    // Again, after the missing user is there: everything valid, nothing built twice.
+    env.pg()
+        .await?
+        .execute(
+            &format!("INSERT INTO \"{s}\".users (_id, name, email, address_street, address_city, address_zip_code, roles, created_at) VALUES ($1, 'ghost', 'ghost@example.com', '', '', '', '{{}}', now())"),
+            &[&ghost.to_hex()],
+        )
+        .await?;
+    let (code, text) = env
+        .mongo2pg_report("r1", &["finish", "--mapping", &mapping])
+        .await?;
+    ensure!(code == Some(0), "{text}");
+    ensure!(
+        text.matches("valid already in").count() == 8 && text.contains("6 of 6 foreign keys valid"),
+        "{text}"
+    );
+    Ok(())
+}

@@ -1,0 +1,359 @@
+//! MongoDB's indexes in PostgreSQL: each index read with `listIndexes`, its paths
+//! found through the mapping (a column of the table, or of a child table), and
+//! translated where PostgreSQL has the same thing; what has no counterpart is
+//! reported with its reason, never silently dropped.
+
+use bson::{Bson, Document};
+use landing::identifier::{self, quote, quote_table, split_table};
+use landing::mapping::{ChildSource, Source, TablePlan};
+use mongodb::IndexModel;
+
+/// One of MongoDB's indexes, and what becomes of it.
+#[derive(Debug, Clone)]
+pub(super) struct Translated {
+    /// The collection and MongoDB's name of the index (`users.email_1`).
+    pub(super) source: String,
+    /// The PostgreSQL index, when there is one.
+    pub(super) index: Option<Index>,
+    /// What the reader should know: no counterpart, a part left out, a difference.
+    pub(super) notes: Vec<String>,
+}
+
+/// A PostgreSQL index to build.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(super) struct Index {
+    /// Its name, fitted to PostgreSQL's limits.
+    pub(super) name: String,
+    /// Its table, maybe schema-qualified.
+    pub(super) table: String,
+    /// `CREATE [UNIQUE] INDEX CONCURRENTLY IF NOT EXISTS …`.
+    pub(super) sql: String,
+}
+
+impl Index {
+    /// The index's schema, if the table names one.
+    pub(super) fn schema(&self) -> Option<&str> {
+        split_table(&self.table).0
+    }
+}
+
+/// Where a MongoDB path landed: a table and one of its columns.
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct Located {
+    table: String,
+    column: String,
+    /// In a child table: MongoDB's index is multikey there.
+    child: bool,
+}
+
+/// The table and column holding a dotted path, through the mapping.
+fn locate(plan: &TablePlan, path: &str) -> Option<Located> {
+    if path == "_id" {
+        let pk = plan.primary_key?;
+        return Some(Located {
+            table: plan.table.clone(),
+            column: plan.columns[pk].name.clone(),
+            child: false,
+        });
+    }
+    for column in &plan.columns {
+        if let Source::Field(p) | Source::Reference(p, _) = &column.source {
+            if p.join(".") == path {
+                return Some(Located {
+                    table: plan.table.clone(),
+                    column: column.name.clone(),
+                    child: false,
+                });
+            }
+        }
+    }
+    // The deepest child table whose array holds the path.
+    let mut children: Vec<_> = plan.children.iter().collect();
+    children.sort_by_key(|c| std::cmp::Reverse(c.shown.len()));
+    for child in children {
+        let rest = if path == child.shown {
+            ""
+        } else if let Some(rest) = path.strip_prefix(&format!("{}.", child.shown)) {
+            rest
+        } else {
+            continue;
+        };
+        for column in &child.columns {
+            let found = match &column.source {
+                ChildSource::Element(_) => rest.is_empty(),
+                ChildSource::Field(p) | ChildSource::Reference(p, _) => p.join(".") == rest,
+                _ => false,
+            };
+            if found {
+                return Some(Located {
+                    table: child.table.clone(),
+                    column: column.name.clone(),
+                    child: true,
+                });
+            }
+        }
+    }
+    None
+}
+
+/// A partial filter as SQL over `table`'s columns, for the operators that translate:
+/// equality to a scalar, `$exists: true`, and `$gt`/`$gte`/`$lt`/`$lte` on numbers
+/// and strings.
+fn filter_sql(plan: &TablePlan, table: &str, filter: &Document) -> Result<String, String> {
+    let mut parts = Vec::new();
+    for (path, condition) in filter {
+        let located = locate(plan, path)
+            .filter(|l| l.table == table)
+            .ok_or_else(|| format!("its filter reads {path:?}, which has no column of {table}"))?;
+        let column = quote(&located.column);
+        let literal = |value: &Bson| match value {
+            Bson::String(s) => Ok(format!("'{}'", s.replace('\'', "''"))),
+            Bson::Int32(n) => Ok(n.to_string()),
+            Bson::Int64(n) => Ok(n.to_string()),
+            Bson::Double(n) if n.is_finite() => Ok(n.to_string()),
+            Bson::Boolean(b) => Ok(b.to_string()),
+            other => Err(format!(
+                "its filter compares {path:?} to {other}, which is not translated"
+            )),
+        };
+        match condition {
+            Bson::Document(ops) if ops.keys().all(|k| k.starts_with('$')) => {
+                for (op, value) in ops {
+                    let sql = match (op.as_str(), value) {
+                        ("$exists", Bson::Boolean(true)) => format!("{column} IS NOT NULL"),
+                        ("$eq", v) => format!("{column} = {}", literal(v)?),
+                        ("$gt", v) => format!("{column} > {}", literal(v)?),
+                        ("$gte", v) => format!("{column} >= {}", literal(v)?),
+                        ("$lt", v) => format!("{column} < {}", literal(v)?),
+                        ("$lte", v) => format!("{column} <= {}", literal(v)?),
+                        (op, _) => {
+                            return Err(format!(
+                                "its filter uses {op} on {path:?}, which is not translated"
+                            ))
+                        }
+                    };
+                    parts.push(sql);
+                }
+            }
+            value => parts.push(format!("{column} = {}", literal(value)?)),
+        }
+    }
+    Ok(parts.join(" AND "))
+}
+
+/// The name of the PostgreSQL index for MongoDB's index `name` on `table`
+/// (`userId_1_createdAt_-1` on orders: `orders_userId_1_createdAt_desc`).
+fn index_name(table: &str, name: &str) -> String {
+    let cleaned: String = name
+        .replace("-1", "desc")
+        .chars()
+        .map(|c| if c.is_alphanumeric() { c } else { '_' })
+        .collect();
+    identifier::fitted(&format!(
+        "{}_{}",
+        split_table(table).1,
+        cleaned.trim_matches('_')
+    ))
+}
+
+/// MongoDB's text search language as PostgreSQL's configuration.
+fn language(mongo: Option<&str>) -> &str {
+    match mongo.unwrap_or("english") {
+        "none" => "simple",
+        "english" | "en" => "english",
+        "french" | "fr" => "french",
+        "german" | "de" => "german",
+        "spanish" | "es" => "spanish",
+        "portuguese" | "pt" => "portuguese",
+        "italian" | "it" => "italian",
+        "dutch" | "nl" => "dutch",
+        "russian" | "ru" => "russian",
+        _ => "simple",
+    }
+}
+
+/// Translates one of `collection`'s indexes through its plan.
+pub(super) fn translate(
+    collection: &str,
+    plan: &TablePlan,
+    model: &IndexModel,
+) -> Option<Translated> {
+    let options = model.options.clone().unwrap_or_default();
+    let name = options.name.clone().unwrap_or_default();
+    if name == "_id_" {
+        return None; // The table's primary key.
+    }
+    let mut out = Translated {
+        source: format!("{collection}.{name}"),
+        index: None,
+        notes: Vec::new(),
+    };
+    let keys: Vec<(&String, &Bson)> = model.keys.iter().collect();
+    let kind = |value: &Bson| match value {
+        Bson::String(s) => s.clone(),
+        Bson::Int32(n) if *n < 0 => "desc".to_string(),
+        Bson::Int64(n) if *n < 0 => "desc".to_string(),
+        Bson::Double(n) if *n < 0.0 => "desc".to_string(),
+        _ => "asc".to_string(),
+    };
+    if keys
+        .iter()
+        .any(|(_, v)| matches!(kind(v).as_str(), "2dsphere" | "2d" | "geoHaystack"))
+    {
+        out.notes.push("a geospatial index: PostGIS has the counterpart (a GiST index over a geometry column), which this version does not create".to_string());
+        return Some(out);
+    }
+    if keys.iter().any(|(k, _)| k.contains("$**")) {
+        out.notes
+            .push("a wildcard index has no counterpart; index the paths you query".to_string());
+        return Some(out);
+    }
+    if let Some(collation) = &options.collation {
+        use mongodb::options::CollationStrength;
+        if matches!(
+            collation.strength,
+            Some(CollationStrength::Primary | CollationStrength::Secondary)
+        ) {
+            out.notes.push("case-insensitive collation: PostgreSQL compares case-sensitively; use citext or a nondeterministic ICU collation for this column, then rebuild the index".to_string());
+        }
+    }
+    let text = keys.iter().any(|(_, v)| kind(v) == "text");
+    let located: Vec<(Located, String)> = if text {
+        let weights = options.weights.clone().unwrap_or_default();
+        let mut fields = Vec::new();
+        for (path, weight) in &weights {
+            match locate(plan, path) {
+                Some(l) => fields.push((
+                    l,
+                    weight
+                        .as_f64()
+                        .or(weight.as_i32().map(f64::from))
+                        .unwrap_or(1.0)
+                        .to_string(),
+                )),
+                None => {
+                    out.notes.push(format!("{path:?} has no column of its own (it is kept in jsonb): the text index is built without it"));
+                }
+            }
+        }
+        fields
+    } else {
+        let mut fields = Vec::new();
+        for (path, value) in &keys {
+            match locate(plan, path) {
+                Some(l) => fields.push((l, kind(value))),
+                None => {
+                    out.notes.push(format!(
+                        "{path:?} has no column of its own (it is kept in jsonb); no index built"
+                    ));
+                    return Some(out);
+                }
+            }
+        }
+        fields
+    };
+    let Some(table) = located.first().map(|(l, _)| l.table.clone()) else {
+        return Some(out);
+    };
+    if located.iter().any(|(l, _)| l.table != table) {
+        out.notes.push("its paths are in different tables (a document's and a child table's): no single index holds them".to_string());
+        return Some(out);
+    }
+    let child = located.iter().any(|(l, _)| l.child);
+    let mut unique = options.unique.unwrap_or(false);
+    if unique && child {
+        out.notes.push("unique across documents in MongoDB, on an array's elements: here a plain index on the child table (a unique one would also refuse an element repeated within one document)".to_string());
+        unique = false;
+    }
+    let mut conditions = Vec::new();
+    if options.sparse.unwrap_or(false) {
+        conditions.extend(
+            located
+                .iter()
+                .map(|(l, _)| format!("{} IS NOT NULL", quote(&l.column))),
+        );
+    }
+    if let Some(filter) = &options.partial_filter_expression {
+        match filter_sql(plan, &table, filter) {
+            Ok(sql) if !sql.is_empty() => conditions.push(sql),
+            Ok(_) => {}
+            Err(reason) if unique => {
+                out.notes.push(format!("a partial unique index, but {reason}: built without it, it could refuse rows MongoDB accepts, so none is built"));
+                return Some(out);
+            }
+            Err(reason) => out.notes.push(format!("{reason}: built over every row")),
+        }
+    }
+    if unique && !options.sparse.unwrap_or(false) && options.partial_filter_expression.is_none() {
+        out.notes.push("MongoDB lets one document lack a unique field (a missing value indexes as null); PostgreSQL lets any number have NULL".to_string());
+    }
+    if let Some(expire) = options.expire_after {
+        let column = quote(&located[0].0.column);
+        out.notes.push(format!(
+            "TTL index: PostgreSQL does not expire rows; schedule DELETE FROM {} WHERE {column} < now() - interval '{} seconds' (pg_cron, say); the index below serves it",
+            quote_table(&table),
+            expire.as_secs()
+        ));
+    }
+    let name_sql = index_name(&table, &name);
+    let columns: Vec<String> = if text {
+        let language = language(options.default_language.as_deref());
+        let mut weights: Vec<String> = located.iter().map(|(_, w)| w.clone()).collect();
+        weights.sort_by(|a, b| {
+            b.parse::<f64>()
+                .unwrap_or(0.0)
+                .total_cmp(&a.parse::<f64>().unwrap_or(0.0))
+        });
+        weights.dedup();
+        let vectors: Vec<String> = located
+            .iter()
+            .map(|(l, w)| {
+                let vector = format!(
+                    "to_tsvector('{language}'::regconfig, coalesce({}, ''))",
+                    quote(&l.column)
+                );
+                let rank = weights.iter().position(|x| x == w).unwrap_or(0).min(3);
+                if weights.len() > 1 {
+                    format!("setweight({vector}, '{}')", ["A", "B", "C", "D"][rank])
+                } else {
+                    vector
+                }
+            })
+            .collect();
+        vec![format!("({})", vectors.join(" || "))]
+    } else {
+        located
+            .iter()
+            .map(|(l, k)| {
+                format!(
+                    "{}{}",
+                    quote(&l.column),
+                    if k == "desc" { " DESC" } else { "" }
+                )
+            })
+            .collect()
+    };
+    let using = if text {
+        " USING gin"
+    } else if located.iter().any(|(_, k)| k == "hashed") {
+        " USING hash"
+    } else {
+        ""
+    };
+    let mut sql = format!(
+        "CREATE {}INDEX CONCURRENTLY IF NOT EXISTS {} ON {}{using} ({})",
+        if unique { "UNIQUE " } else { "" },
+        quote(&name_sql),
+        quote_table(&table),
+        columns.join(", ")
+    );
+    if !conditions.is_empty() {
+        sql.push_str(&format!(" WHERE {}", conditions.join(" AND ")));
+    }
+    out.index = Some(Index {
+        name: name_sql,
+        table,
+        sql,
+    });
+    Some(out)
+}

@@ -1,0 +1,253 @@
+//! `mongo2pg finish`: after the load, MongoDB's indexes and the mapping's foreign keys
+//! in PostgreSQL.
+//!
+//! Nothing of this happens during the load: COPY stays fast, and consumers land
+//! collections in any order, so a reference may land before what it refers to. Once
+//! the snapshot has landed (or a followed run has caught up):
+//! 1. each collection's indexes are read with `listIndexes` and translated through the
+//!    mapping ([`indexes`]); those with a counterpart are built `CONCURRENTLY`, on
+//!    `--jobs` tables at once, one index of a table after another (two concurrent
+//!    builds on one table deadlock); an index a crash left INVALID is dropped and
+//!    built again, a valid one kept; the others are reported with their reason;
+//! 2. each reference becomes a foreign key ([`constraints`]), added `NOT VALID`, its
+//!    orphans counted, and validated when there are none.
+//!
+//! A unique index the data violates, or a reference to a missing document, is named
+//! in the report with examples and makes the exit status 4; everything else is still
+//! built. `--plan` prints the statements instead.
+
+mod constraints;
+mod indexes;
+
+use std::fmt::Write as _;
+use std::time::Instant;
+
+use bson::Document;
+use futures::stream::{self, StreamExt, TryStreamExt};
+use landing::mapping::MappingFile;
+use landing::pg::{self, PgError};
+
+use crate::config::FinishConfig;
+use crate::error::{ExitStatus, OperatorError};
+use constraints::ForeignKey;
+use indexes::{Index, Translated};
+use source::SourceError;
+
+/// What `finish` did, or would do with `--plan`.
+#[derive(Debug, Default)]
+pub struct Finished {
+    /// The report.
+    pub text: String,
+    /// Indexes that could not be built, and foreign keys left not valid.
+    pub failures: usize,
+}
+
+impl Finished {
+    /// 0 when everything was built and validated, 4 otherwise.
+    pub fn exit_status(&self) -> ExitStatus {
+        if self.failures > 0 {
+            ExitStatus::DIFFERENT
+        } else {
+            ExitStatus::SUCCESS
+        }
+    }
+}
+
+impl std::fmt::Display for Finished {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.text)
+    }
+}
+
+/// Reads the indexes, then builds them and the foreign keys (or prints them).
+///
+/// # Errors
+/// [`OperatorError`] when a server cannot be reached or the mapping read; what cannot
+/// be built is in the report, not an error.
+pub async fn finish(config: &FinishConfig) -> Result<Finished, OperatorError> {
+    let file = MappingFile::load(&config.mapping)?;
+    let database = source::connect(&config.mongo).await?;
+    let mut translated: Vec<Translated> = Vec::new();
+    let mut keys: Vec<ForeignKey> = Vec::new();
+    for collection in file.collections.keys() {
+        let plan = file.plan(collection);
+        let models: Vec<mongodb::IndexModel> = database
+            .collection::<Document>(collection)
+            .list_indexes()
+            .await
+            .map_err(|e| SourceError::read(collection.clone(), &e))?
+            .try_collect()
+            .await
+            .map_err(|e| SourceError::read(collection.clone(), &e))?;
+        translated.extend(
+            models
+                .iter()
+                .filter_map(|m| indexes::translate(collection, &plan, m)),
+        );
+        keys.extend(constraints::foreign_keys(&file, &plan));
+    }
+    let mut out = Finished::default();
+    if config.plan {
+        for t in &translated {
+            for note in &t.notes {
+                let _ = writeln!(out.text, "-- {}: {note}", t.source);
+            }
+            if let Some(index) = &t.index {
+                let _ = writeln!(out.text, "{};", index.sql);
+            }
+        }
+        for key in &keys {
+            let _ = writeln!(out.text, "{};\n{};", key.add, key.validate);
+        }
+        return Ok(out);
+    }
+    let url = config.postgres.database_url.as_str();
+    // Two CONCURRENTLY builds on one table wait for each other's transactions and
+    // deadlock: a table's indexes are built one after another, tables in parallel.
+    let mut by_table: Vec<Vec<Index>> = Vec::new();
+    for index in translated.iter().filter_map(|t| t.index.clone()) {
+        match by_table
+            .iter_mut()
+            .find(|group| group[0].table == index.table)
+        {
+            Some(group) => group.push(index),
+            None => by_table.push(vec![index]),
+        }
+    }
+    let built: Vec<(String, Result<String, String>)> = stream::iter(by_table)
+        .map(|group| async move {
+            let mut outcomes = Vec::with_capacity(group.len());
+            for index in group {
+                let started = Instant::now();
+                let outcome = build(url, &index)
+                    .await
+                    .map(|how| format!("{how} in {:.2} s", started.elapsed().as_secs_f64()));
+                outcomes.push((index.name.clone(), outcome));
+            }
+            outcomes
+        })
+        .buffer_unordered(config.jobs.max(1))
+        .flat_map(stream::iter)
+        .collect()
+        .await;
+    let mut built_count = 0;
+    for t in &translated {
+        let outcome = t
+            .index
+            .as_ref()
+            .and_then(|i| built.iter().find(|(name, _)| *name == i.name));
+        match (&t.index, outcome) {
+            (Some(index), Some((_, Ok(how)))) => {
+                built_count += 1;
+                let _ = writeln!(
+                    out.text,
+                    "index  {}: {} on {} {how}",
+                    t.source, index.name, index.table
+                );
+            }
+            (Some(index), Some((_, Err(why)))) => {
+                out.failures += 1;
+                let _ = writeln!(
+                    out.text,
+                    "index  {}: {} on {} FAILED: {why}",
+                    t.source, index.name, index.table
+                );
+            }
+            _ => {
+                let _ = writeln!(out.text, "index  {}: not built", t.source);
+            }
+        }
+        for note in &t.notes {
+            let _ = writeln!(out.text, "         {note}");
+        }
+    }
+    let client = pg::connect(url).await?;
+    let mut valid = 0;
+    for key in &keys {
+        let failed = |e| OperatorError::Pg(PgError::new(format!("adding {}", key.relationship), e));
+        let exists: bool = client
+            .query_one(
+                "SELECT EXISTS (SELECT 1 FROM pg_constraint WHERE conname = $1 AND conrelid = to_regclass($2))",
+                &[&key.name, &landing::identifier::quote_table(&key.table)],
+            )
+            .await
+            .map_err(failed)?
+            .get(0);
+        if !exists {
+            client.batch_execute(&key.add).await.map_err(failed)?;
+        }
+        let orphans = client.query_one(&key.orphans, &[]).await.map_err(failed)?;
+        let count: i64 = orphans.get(0);
+        if count == 0 {
+            client.batch_execute(&key.validate).await.map_err(failed)?;
+            valid += 1;
+            let _ = writeln!(out.text, "foreign key  {}: valid", key.relationship);
+        } else {
+            out.failures += 1;
+            let examples: Vec<String> =
+                orphans.get::<_, Option<Vec<String>>>(1).unwrap_or_default();
+            let _ = writeln!(
+                out.text,
+                "foreign key  {}: {count} orphans, e.g. {} (document -> missing key); kept NOT VALID (new rows are checked); add the missing documents or fix the references, then run finish again",
+                key.relationship,
+                examples.join(", ")
+            );
+        }
+    }
+    let _ = writeln!(
+        out.text,
+        "finish: {built_count} of {} indexes built, {valid} of {} foreign keys valid{}",
+        translated.iter().filter(|t| t.index.is_some()).count(),
+        keys.len(),
+        if out.failures > 0 {
+            format!("; {} need attention (above)", out.failures)
+        } else {
+            String::new()
+        }
+    );
+    Ok(out)
+}
+
+/// Builds one index on a connection of its own (`CONCURRENTLY` cannot run in a
+/// transaction). An index a crash left INVALID is dropped and built again; a valid
+/// one is kept. A build that fails leaves an INVALID index behind: it is dropped, and
+/// PostgreSQL's reason returned (a unique index names the duplicate key).
+async fn build(url: &str, index: &Index) -> Result<String, String> {
+    let client = pg::connect(url).await.map_err(|e| e.to_string())?;
+    let state: Option<bool> = client
+        .query_opt(
+            "SELECT i.indisvalid FROM pg_index i JOIN pg_class c ON c.oid = i.indexrelid
+             JOIN pg_namespace n ON n.oid = c.relnamespace
+             WHERE c.relname = $1 AND n.nspname = coalesce($2, current_schema())",
+            &[&index.name, &index.schema()],
+        )
+        .await
+        .map_err(|e| pg::detail(&e))?
+        .map(|row| row.get(0));
+    let qualified = match index.schema() {
+        Some(schema) => format!(
+            "{}.{}",
+            landing::identifier::quote(schema),
+            landing::identifier::quote(&index.name)
+        ),
+        None => landing::identifier::quote(&index.name),
+    };
+    let how = match state {
+        Some(true) => return Ok("valid already".to_string()),
+        Some(false) => {
+            client
+                .batch_execute(&format!("DROP INDEX CONCURRENTLY IF EXISTS {qualified}"))
+                .await
+                .map_err(|e| pg::detail(&e))?;
+            "rebuilt (a crash had left it invalid)"
+        }
+        None => "built",
+    };
+    if let Err(e) = client.batch_execute(&index.sql).await {
+        let _ = client
+            .batch_execute(&format!("DROP INDEX CONCURRENTLY IF EXISTS {qualified}"))
+            .await;
+        return Err(pg::detail(&e));
+    }
+    Ok(how.to_string())
+}
