@@ -131,6 +131,14 @@ pub struct CutoverConfig {
     /// How long to wait for the target to catch up.
     #[arg(long, default_value = "10m", value_parser = common::config::parse_duration)]
     pub timeout: std::time::Duration,
+
+    /// Once caught up, do not run `finish` (indexes and foreign keys); run it later.
+    #[arg(long)]
+    pub no_finish: bool,
+
+    /// Tables whose indexes `finish` builds at once.
+    #[arg(long, default_value = "2")]
+    pub jobs: usize,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -261,10 +269,17 @@ pub struct FinishConfig {
     #[command(flatten)]
     pub postgres: PostgresArgs,
 
-    /// The mapping the run landed with: where each indexed path is, which columns
-    /// are references.
+    /// Where the run's mapping is recorded.
+    #[command(flatten)]
+    pub nats: NatsArgs,
+
+    #[command(flatten)]
+    pub run: RunArgs,
+
+    /// The mapping the run landed with (where each indexed path is, which columns
+    /// are references). None: the run's, as its first consumer recorded it.
     #[arg(long = "mapping", env = "MAPPING_FILE")]
-    pub mapping: PathBuf,
+    pub mapping: Option<PathBuf>,
 
     /// Print the statements instead of running them.
     #[arg(long)]

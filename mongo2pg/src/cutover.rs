@@ -37,6 +37,17 @@ pub struct Cutover {
     pub lag_at_start: u32,
     /// How long catching up took.
     pub waited: Duration,
+    /// What `finish` built, unless `--no-finish`.
+    pub finished: Option<crate::finish::Finished>,
+}
+
+impl Cutover {
+    /// 0 caught up and finished; 4 when `finish` left something to fix.
+    pub fn exit_status(&self) -> crate::error::ExitStatus {
+        self.finished
+            .as_ref()
+            .map_or(crate::error::ExitStatus::SUCCESS, |f| f.exit_status())
+    }
 }
 
 impl std::fmt::Display for Cutover {
@@ -49,7 +60,11 @@ impl std::fmt::Display for Cutover {
             self.target.increment,
             self.lag_at_start,
             self.waited.as_secs_f64()
-        )
+        )?;
+        match &self.finished {
+            Some(finished) => write!(f, "{finished}"),
+            None => writeln!(f, "finish not run (--no-finish): run `mongo2pg finish` for the indexes and foreign keys"),
+        }
     }
 }
 
@@ -123,11 +138,31 @@ pub async fn cutover(config: &CutoverConfig) -> Result<Cutover, OperatorError> {
                     state
                         .update_manifest(|manifest| manifest.cut_over = Some(cut_over))
                         .await?;
+                    let waited = started.elapsed();
+                    let finished = if config.no_finish {
+                        None
+                    } else {
+                        let file = match state.mapping().await? {
+                            Some(held) => landing::mapping::MappingFile::parse(&held)?,
+                            None => landing::mapping::MappingFile::default(),
+                        };
+                        Some(
+                            crate::finish::finish_with(
+                                &file,
+                                &database,
+                                &config.postgres.database_url,
+                                config.jobs,
+                                false,
+                            )
+                            .await?,
+                        )
+                    };
                     return Ok(Cutover {
                         run: run.to_string(),
                         target,
                         lag_at_start: lag_at_start.unwrap_or(0),
-                        waited: started.elapsed(),
+                        waited,
+                        finished,
                     });
                 }
             }

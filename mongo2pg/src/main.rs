@@ -30,7 +30,7 @@ async fn execute_command(command: Command) -> anyhow::Result<ExitCode> {
         Command::Cutover(config) => match mongo2pg::cutover::cutover(&config).await {
             Ok(cutover) => {
                 common::cli::print_out(&cutover);
-                ExitStatus::SUCCESS
+                cutover.exit_status()
             }
             Err(err) => match err.verdict() {
                 Some(status) => {

@@ -23,6 +23,8 @@ use std::fmt::Write as _;
 use std::time::Instant;
 
 use bson::Document;
+use common::broker::Broker;
+use common::run_state::RunState;
 use futures::stream::{self, StreamExt, TryStreamExt};
 use landing::mapping::MappingFile;
 use landing::pg::{self, PgError};
@@ -34,7 +36,7 @@ use indexes::{Index, Translated};
 use source::SourceError;
 
 /// What `finish` did, or would do with `--plan`.
-#[derive(Debug, Default)]
+#[derive(Debug, Clone, Default)]
 pub struct Finished {
     /// The report.
     pub text: String,
@@ -65,8 +67,46 @@ impl std::fmt::Display for Finished {
 /// [`OperatorError`] when a server cannot be reached or the mapping read; what cannot
 /// be built is in the report, not an error.
 pub async fn finish(config: &FinishConfig) -> Result<Finished, OperatorError> {
-    let file = MappingFile::load(&config.mapping)?;
+    let file = match &config.mapping {
+        Some(path) => MappingFile::load(path)?,
+        None => recorded(config).await?,
+    };
     let database = source::connect(&config.mongo).await?;
+    finish_with(
+        &file,
+        &database,
+        &config.postgres.database_url,
+        config.jobs,
+        config.plan,
+    )
+    .await
+}
+
+/// The run's recorded mapping; the default tables when it recorded none.
+async fn recorded(config: &FinishConfig) -> Result<MappingFile, OperatorError> {
+    let broker = Broker::open(&config.nats, config.nats.stream.clone()).await?;
+    let state = RunState::new(
+        broker.state.clone(),
+        broker.names.clone(),
+        config.run.run.clone(),
+    );
+    match state.mapping().await? {
+        Some(held) => Ok(MappingFile::parse(&held)?),
+        None => Ok(MappingFile::default()),
+    }
+}
+
+/// [`finish`] with the mapping and MongoDB at hand: `cutover` runs it once caught up.
+///
+/// # Errors
+/// As [`finish`].
+pub async fn finish_with(
+    file: &MappingFile,
+    database: &mongodb::Database,
+    url: &str,
+    jobs: usize,
+    plan: bool,
+) -> Result<Finished, OperatorError> {
     let mut translated: Vec<Translated> = Vec::new();
     let mut keys: Vec<ForeignKey> = Vec::new();
     for collection in file.collections.keys() {
@@ -84,10 +124,10 @@ pub async fn finish(config: &FinishConfig) -> Result<Finished, OperatorError> {
                 .iter()
                 .filter_map(|m| indexes::translate(collection, &plan, m)),
         );
-        keys.extend(constraints::foreign_keys(&file, &plan));
+        keys.extend(constraints::foreign_keys(file, &plan));
     }
     let mut out = Finished::default();
-    if config.plan {
+    if plan {
         for t in &translated {
             for note in &t.notes {
                 let _ = writeln!(out.text, "-- {}: {note}", t.source);
@@ -101,7 +141,6 @@ pub async fn finish(config: &FinishConfig) -> Result<Finished, OperatorError> {
         }
         return Ok(out);
     }
-    let url = config.postgres.database_url.as_str();
     // Two CONCURRENTLY builds on one table wait for each other's transactions and
     // deadlock: a table's indexes are built one after another, tables in parallel.
     let mut by_table: Vec<Vec<Index>> = Vec::new();
@@ -126,7 +165,7 @@ pub async fn finish(config: &FinishConfig) -> Result<Finished, OperatorError> {
             }
             outcomes
         })
-        .buffer_unordered(config.jobs.max(1))
+        .buffer_unordered(jobs.max(1))
         .flat_map(stream::iter)
         .collect()
         .await;
