@@ -4,6 +4,7 @@
 //! reported with its reason, never silently dropped.
 
 use bson::{Bson, Document};
+use landing::column_type::ColumnType;
 use landing::identifier::{self, quote, quote_table, split_table};
 use landing::mapping::{ChildSource, Source, TablePlan};
 use mongodb::IndexModel;
@@ -37,13 +38,32 @@ impl Index {
     }
 }
 
-/// Where a MongoDB path landed: a table and one of its columns.
+/// Where a MongoDB path landed: a table and one of its columns, or a path inside one
+/// of its jsonb columns.
 #[derive(Debug, Clone, PartialEq, Eq)]
 struct Located {
     table: String,
     column: String,
     /// In a child table: MongoDB's index is multikey there.
     child: bool,
+    /// Inside the jsonb column, at this path: the index is on an expression.
+    inside: Option<Vec<String>>,
+}
+
+impl Located {
+    /// The column, or the expression reading the path inside it as text.
+    fn sql(&self) -> String {
+        match &self.inside {
+            None => quote(&self.column),
+            Some(path) => {
+                let steps: Vec<String> = path
+                    .iter()
+                    .map(|s| s.replace(['{', '}', ',', '"', '\''], ""))
+                    .collect();
+                format!("({} #>> '{{{}}}')", quote(&self.column), steps.join(","))
+            }
+        }
+    }
 }
 
 /// The table and column holding a dotted path, through the mapping.
@@ -54,6 +74,7 @@ fn locate(plan: &TablePlan, path: &str) -> Option<Located> {
             table: plan.table.clone(),
             column: plan.columns[pk].name.clone(),
             child: false,
+            inside: None,
         });
     }
     for column in &plan.columns {
@@ -63,6 +84,7 @@ fn locate(plan: &TablePlan, path: &str) -> Option<Located> {
                     table: plan.table.clone(),
                     column: column.name.clone(),
                     child: false,
+                    inside: None,
                 });
             }
         }
@@ -89,11 +111,50 @@ fn locate(plan: &TablePlan, path: &str) -> Option<Located> {
                     table: child.table.clone(),
                     column: column.name.clone(),
                     child: true,
+                    inside: None,
                 });
             }
         }
+        // Inside an array: no expression reaches every element.
+        if !rest.is_empty() {
+            return None;
+        }
     }
-    None
+    inside_jsonb(plan, path)
+}
+
+/// A path kept in a jsonb column: under a jsonb column's own path, in the default
+/// table's `doc`, or in `_extra` (a field no column reads).
+fn inside_jsonb(plan: &TablePlan, path: &str) -> Option<Located> {
+    let steps: Vec<String> = path.split('.').map(str::to_string).collect();
+    let at = |column: &str, inside: Vec<String>| Located {
+        table: plan.table.clone(),
+        column: column.to_string(),
+        child: false,
+        inside: Some(inside),
+    };
+    for column in &plan.columns {
+        match &column.source {
+            Source::Field(p)
+                if column.ty == ColumnType::Jsonb
+                    && steps.starts_with(p)
+                    && steps.len() > p.len() =>
+            {
+                return Some(at(&column.name, steps[p.len()..].to_vec()));
+            }
+            Source::Document => return Some(at(&column.name, steps)),
+            _ => {}
+        }
+    }
+    let read_elsewhere = plan.columns.iter().any(|c| matches!(&c.source, Source::Field(p) | Source::Reference(p, _) if steps.starts_with(p) || p.starts_with(&steps)))
+        || plan.children.iter().any(|c| c.parent.is_none() && (steps.starts_with(&c.path) || c.path.starts_with(&steps)));
+    if read_elsewhere {
+        return None;
+    }
+    plan.columns
+        .iter()
+        .find(|c| c.source == Source::Extra)
+        .map(|c| at(&c.name, steps))
 }
 
 /// A partial filter as SQL over `table`'s columns, for the operators that translate:
@@ -105,7 +166,7 @@ fn filter_sql(plan: &TablePlan, table: &str, filter: &Document) -> Result<String
         let located = locate(plan, path)
             .filter(|l| l.table == table)
             .ok_or_else(|| format!("its filter reads {path:?}, which has no column of {table}"))?;
-        let column = quote(&located.column);
+        let column = located.sql();
         let literal = |value: &Bson| match value {
             Bson::String(s) => Ok(format!("'{}'", s.replace('\'', "''"))),
             Bson::Int32(n) => Ok(n.to_string()),
@@ -232,7 +293,7 @@ pub(super) fn translate(
                         .to_string(),
                 )),
                 None => {
-                    out.notes.push(format!("{path:?} has no column of its own (it is kept in jsonb): the text index is built without it"));
+                    out.notes.push(format!("{path:?} has no column of its own and no expression reaches it (inside an array, say): the text index is built without it"));
                 }
             }
         }
@@ -244,7 +305,7 @@ pub(super) fn translate(
                 Some(l) => fields.push((l, kind(value))),
                 None => {
                     out.notes.push(format!(
-                        "{path:?} has no column of its own (it is kept in jsonb); no index built"
+                        "{path:?} has no column of its own and no expression reaches it (inside an array, say); no index built"
                     ));
                     return Some(out);
                 }
@@ -259,6 +320,12 @@ pub(super) fn translate(
         out.notes.push("its paths are in different tables (a document's and a child table's): no single index holds them".to_string());
         return Some(out);
     }
+    for (l, _) in located.iter().filter(|(l, _)| l.inside.is_some()) {
+        out.notes.push(format!(
+            "kept in jsonb: an index on the expression {}, which queries must use as written",
+            l.sql()
+        ));
+    }
     let child = located.iter().any(|(l, _)| l.child);
     let mut unique = options.unique.unwrap_or(false);
     if unique && child {
@@ -270,7 +337,7 @@ pub(super) fn translate(
         conditions.extend(
             located
                 .iter()
-                .map(|(l, _)| format!("{} IS NOT NULL", quote(&l.column))),
+                .map(|(l, _)| format!("{} IS NOT NULL", l.sql())),
         );
     }
     if let Some(filter) = &options.partial_filter_expression {
@@ -288,7 +355,7 @@ pub(super) fn translate(
         out.notes.push("MongoDB lets one document lack a unique field (a missing value indexes as null); PostgreSQL lets any number have NULL".to_string());
     }
     if let Some(expire) = options.expire_after {
-        let column = quote(&located[0].0.column);
+        let column = located[0].0.sql();
         out.notes.push(format!(
             "TTL index: PostgreSQL does not expire rows; schedule DELETE FROM {} WHERE {column} < now() - interval '{} seconds' (pg_cron, say); the index below serves it",
             quote_table(&table),
@@ -310,7 +377,7 @@ pub(super) fn translate(
             .map(|(l, w)| {
                 let vector = format!(
                     "to_tsvector('{language}'::regconfig, coalesce({}, ''))",
-                    quote(&l.column)
+                    l.sql()
                 );
                 let rank = weights.iter().position(|x| x == w).unwrap_or(0).min(3);
                 if weights.len() > 1 {
@@ -324,13 +391,7 @@ pub(super) fn translate(
     } else {
         located
             .iter()
-            .map(|(l, k)| {
-                format!(
-                    "{}{}",
-                    quote(&l.column),
-                    if k == "desc" { " DESC" } else { "" }
-                )
-            })
+            .map(|(l, k)| format!("{}{}", l.sql(), if k == "desc" { " DESC" } else { "" }))
             .collect()
     };
     let using = if text {
@@ -356,4 +417,109 @@ pub(super) fn translate(
         sql,
     });
     Some(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use bson::doc;
+    use landing::mapping::MappingFile;
+    use mongodb::options::IndexOptions;
+
+    fn plan() -> TablePlan {
+        let file: MappingFile = toml::from_str(
+            r#"
+            [collections.orders]
+            columns = [
+              { path = "_id", type = "text" },
+              { path = "status", type = "text" },
+              { path = "total", type = "numeric" },
+              { path = "meta", type = "jsonb" },
+            ]
+            children = [ { path = "items", columns = [ { path = "sku", type = "text" } ] } ]
+            "#,
+        )
+        .expect("parses");
+        file.plan("orders")
+    }
+
+    fn sql(keys: bson::Document, options: IndexOptions) -> Translated {
+        let model = IndexModel::builder().keys(keys).options(options).build();
+        translate("orders", &plan(), &model).expect("translated")
+    }
+
+    #[test]
+    fn paths_kept_in_jsonb_get_expression_indexes() {
+        let t = sql(
+            doc! { "meta.source": 1 },
+            IndexOptions::builder().name("m".to_string()).build(),
+        );
+        assert_eq!(
+            t.index.expect("built").sql,
+            "CREATE INDEX CONCURRENTLY IF NOT EXISTS \"orders_m\" ON \"orders\" ((\"meta\" #>> '{source}'))"
+        );
+        let t = sql(
+            doc! { "coupon.code": 1 },
+            IndexOptions::builder()
+                .name("c".to_string())
+                .unique(true)
+                .build(),
+        );
+        assert!(
+            t.index.expect("built").sql.contains("UNIQUE INDEX CONCURRENTLY IF NOT EXISTS \"orders_c\" ON \"orders\" ((\"_extra\" #>> '{coupon,code}'))"),
+        );
+        // Inside an array kept whole: no expression reaches every element.
+        let t = sql(
+            doc! { "items.color": 1 },
+            IndexOptions::builder().name("x".to_string()).build(),
+        );
+        assert!(t.index.is_none(), "{t:?}");
+    }
+
+    #[test]
+    fn filters_and_sparse_become_where_clauses_or_are_reported() {
+        let partial = |filter| {
+            sql(
+                doc! { "total": -1 },
+                IndexOptions::builder()
+                    .name("p".to_string())
+                    .partial_filter_expression(filter)
+                    .build(),
+            )
+        };
+        let t = partial(doc! { "status": "paid", "total": { "$gte": 10 } });
+        assert!(t
+            .index
+            .expect("built")
+            .sql
+            .ends_with("(\"total\" DESC) WHERE \"status\" = 'paid' AND \"total\" >= 10"),);
+        let t = partial(doc! { "status": { "$in": ["a", "b"] } });
+        assert!(t.index.is_some() && t.notes[0].contains("$in"), "{t:?}");
+        let t = sql(
+            doc! { "status": 1 },
+            IndexOptions::builder()
+                .name("s".to_string())
+                .sparse(true)
+                .unique(true)
+                .build(),
+        );
+        assert!(t
+            .index
+            .expect("built")
+            .sql
+            .ends_with("(\"status\") WHERE \"status\" IS NOT NULL"));
+        let t = sql(
+            doc! { "status": 1, "items.sku": 1 },
+            IndexOptions::builder().name("two".to_string()).build(),
+        );
+        assert!(
+            t.index.is_none() && t.notes[0].contains("different tables"),
+            "{t:?}"
+        );
+        let t = sql(
+            doc! { "loc": "2dsphere" },
+            IndexOptions::builder().name("g".to_string()).build(),
+        );
+        assert!(t.index.is_none() && t.notes[0].contains("PostGIS"), "{t:?}");
+    }
 }

@@ -96,6 +96,70 @@ async fn recorded(config: &FinishConfig) -> Result<MappingFile, OperatorError> {
     }
 }
 
+/// What `finish` has to do: MongoDB's indexes translated, and the foreign keys.
+struct Work {
+    translated: Vec<Translated>,
+    keys: Vec<ForeignKey>,
+}
+
+impl Work {
+    /// Reads each mapped collection's indexes and translates them with its keys.
+    async fn read(file: &MappingFile, database: &mongodb::Database) -> Result<Work, SourceError> {
+        let mut work = Work {
+            translated: Vec::new(),
+            keys: Vec::new(),
+        };
+        for collection in file.collections.keys() {
+            let plan = file.plan(collection);
+            let models: Vec<mongodb::IndexModel> = database
+                .collection::<Document>(collection)
+                .list_indexes()
+                .await
+                .map_err(|e| SourceError::read(collection.clone(), &e))?
+                .try_collect()
+                .await
+                .map_err(|e| SourceError::read(collection.clone(), &e))?;
+            work.translated.extend(
+                models
+                    .iter()
+                    .filter_map(|m| indexes::translate(collection, &plan, m)),
+            );
+            work.keys.extend(constraints::foreign_keys(file, &plan));
+        }
+        Ok(work)
+    }
+
+    /// The statements, with what is reported as comments.
+    fn plan_text(translated: &[Translated], keys: &[ForeignKey]) -> String {
+        let mut text = String::new();
+        for t in translated {
+            for note in &t.notes {
+                let _ = writeln!(text, "-- {}: {note}", t.source);
+            }
+            if let Some(index) = &t.index {
+                let _ = writeln!(text, "{};", index.sql);
+            }
+        }
+        for key in keys {
+            let _ = writeln!(text, "{};\n{};", key.add, key.validate);
+        }
+        text
+    }
+}
+
+/// The statements `finish` would run for `file`'s collections, as `--plan` prints
+/// them: what `infer` appends to its `schema.sql`.
+///
+/// # Errors
+/// When MongoDB's indexes cannot be read.
+pub async fn plan_sql(
+    file: &MappingFile,
+    database: &mongodb::Database,
+) -> Result<String, SourceError> {
+    let work = Work::read(file, database).await?;
+    Ok(Work::plan_text(&work.translated, &work.keys))
+}
+
 /// [`finish`] with the mapping and MongoDB at hand: `cutover` runs it once caught up.
 ///
 /// # Errors
@@ -107,38 +171,10 @@ pub async fn finish_with(
     jobs: usize,
     plan: bool,
 ) -> Result<Finished, OperatorError> {
-    let mut translated: Vec<Translated> = Vec::new();
-    let mut keys: Vec<ForeignKey> = Vec::new();
-    for collection in file.collections.keys() {
-        let plan = file.plan(collection);
-        let models: Vec<mongodb::IndexModel> = database
-            .collection::<Document>(collection)
-            .list_indexes()
-            .await
-            .map_err(|e| SourceError::read(collection.clone(), &e))?
-            .try_collect()
-            .await
-            .map_err(|e| SourceError::read(collection.clone(), &e))?;
-        translated.extend(
-            models
-                .iter()
-                .filter_map(|m| indexes::translate(collection, &plan, m)),
-        );
-        keys.extend(constraints::foreign_keys(file, &plan));
-    }
+    let Work { translated, keys } = Work::read(file, database).await?;
     let mut out = Finished::default();
     if plan {
-        for t in &translated {
-            for note in &t.notes {
-                let _ = writeln!(out.text, "-- {}: {note}", t.source);
-            }
-            if let Some(index) = &t.index {
-                let _ = writeln!(out.text, "{};", index.sql);
-            }
-        }
-        for key in &keys {
-            let _ = writeln!(out.text, "{};\n{};", key.add, key.validate);
-        }
+        out.text = Work::plan_text(&translated, &keys);
         return Ok(out);
     }
     // Two CONCURRENTLY builds on one table wait for each other's transactions and

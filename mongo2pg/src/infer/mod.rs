@@ -173,7 +173,12 @@ pub async fn infer(config: &InferConfig) -> Result<Inferred, InferError> {
     let mapping = toml::to_string(&file).map_err(InferError::from)?;
     let header = "# Written by `mongo2pg infer` from a sample: review before migrating.\n# Fields not listed land in each table's _extra jsonb column.\n\n";
     let mapping = format!("{header}{mapping}");
-    let sql = schema_sql(&file);
+    let mut sql = schema_sql(&file);
+    let after = crate::finish::plan_sql(&file, &database).await?;
+    if !after.is_empty() {
+        sql.push_str("\n-- After the load, `mongo2pg finish` (or `cutover`) runs these: MongoDB's indexes and the\n-- mapping's references as foreign keys.\n");
+        sql.push_str(&after);
+    }
     let mut written = Vec::new();
     for (path, content) in [(&config.out, &mapping), (&config.sql, &sql)] {
         written.push(write_new(path, content, config.force, &mut text)?);
