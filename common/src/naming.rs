@@ -23,6 +23,9 @@ pub const DEAD_LETTERS_TABLE: &str = "_migrate_dead_letters";
 pub const VERSIONS_TABLE: &str = "_migrate_versions";
 /// The registry of columns added for fields that appeared after the mapping was written.
 pub const ADDED_COLUMNS_TABLE: &str = "_migrate_added_columns";
+/// One row per index and foreign key `mongo2pg finish` handled for a run, with its
+/// state: what `status` shows of the phase after the load.
+pub const FINISH_TABLE: &str = "_migrate_finish";
 
 /// Where this process finds the bookkeeping tables: `--bookkeeping-schema`, or none
 /// (the search path's first schema).

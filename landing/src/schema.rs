@@ -5,8 +5,8 @@
 //! EXISTS` and one of them fail on a duplicate catalog entry.
 
 use common::naming::{
-    bookkeeping_schema, bookkeeping_table, DEAD_LETTERS_TABLE, LEDGER_TABLE, REJECTS_TABLE,
-    VERSIONS_TABLE,
+    bookkeeping_schema, bookkeeping_table, DEAD_LETTERS_TABLE, FINISH_TABLE, LEDGER_TABLE,
+    REJECTS_TABLE, VERSIONS_TABLE,
 };
 use tokio_postgres::{Client, Transaction};
 
@@ -93,7 +93,18 @@ pub async fn ensure_bookkeeping(client: &mut Client) -> Result<(), PgError> {
             payload bytea NOT NULL,
             dead_at timestamptz NOT NULL DEFAULT now(),
             UNIQUE (stream, stream_seq)
+        );
+        CREATE TABLE IF NOT EXISTS {finish} (
+            run text NOT NULL,
+            item text NOT NULL,
+            kind text NOT NULL,
+            state text NOT NULL,
+            detail text NOT NULL DEFAULT '',
+            seconds float8,
+            updated_at timestamptz NOT NULL DEFAULT now(),
+            PRIMARY KEY (run, item)
         );",
+        finish = bookkeeping_table(FINISH_TABLE),
         ledger = bookkeeping_table(LEDGER_TABLE),
         versions = bookkeeping_table(VERSIONS_TABLE),
         ledger_run = quote(&format!("{LEDGER_TABLE}_run")),

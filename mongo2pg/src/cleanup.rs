@@ -147,8 +147,9 @@ pub async fn cleanup(config: &CleanupConfig) -> Result<Cleaned, OperatorError> {
         }
         let verdict = status::status(status_config).await?.verdict();
         let verdict = match verdict {
-            // Rejects wait in PostgreSQL, raw BSON included: nothing on NATS is needed.
-            Verdict::Complete | Verdict::Rejected => None,
+            // Rejects wait in PostgreSQL, raw BSON included, and finish works on
+            // PostgreSQL and MongoDB alone: nothing on NATS is needed.
+            Verdict::Complete | Verdict::Rejected | Verdict::Unfinished => None,
             Verdict::Incomplete => Some("incomplete"),
             Verdict::Inconsistent => Some("inconsistent"),
         };

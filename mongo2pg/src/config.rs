@@ -31,7 +31,8 @@ pub struct Cli {
 pub enum Command {
     /// Show where a run stands: per collection, documents in the source, published,
     /// committed, rejected and dead-lettered, and what is pending in the stream.
-    /// Exit status: 0 complete, 3 incomplete, 4 inconsistent, 5 landed with rejects.
+    /// Exit status: 0 complete, 3 incomplete, 4 inconsistent or left unfinished by
+    /// `finish` (an index failed, a foreign key with orphans), 5 landed with rejects.
     Status(StatusConfig),
     /// For a run following the change stream (`producer run --follow`): wait until
     /// PostgreSQL holds every change MongoDB had committed when this command started,

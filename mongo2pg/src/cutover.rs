@@ -151,6 +151,7 @@ pub async fn cutover(config: &CutoverConfig) -> Result<Cutover, OperatorError> {
                                 &file,
                                 &database,
                                 &config.postgres.database_url,
+                                run.as_str(),
                                 config.jobs,
                                 false,
                             )

@@ -22,8 +22,11 @@ mod indexes;
 use std::fmt::Write as _;
 use std::time::Instant;
 
+use std::io::IsTerminal as _;
+
 use bson::Document;
 use common::broker::Broker;
+use common::naming::{bookkeeping_table, FINISH_TABLE};
 use common::run_state::RunState;
 use futures::stream::{self, StreamExt, TryStreamExt};
 use landing::mapping::MappingFile;
@@ -76,6 +79,7 @@ pub async fn finish(config: &FinishConfig) -> Result<Finished, OperatorError> {
         &file,
         &database,
         &config.postgres.database_url,
+        config.run.run.as_str(),
         config.jobs,
         config.plan,
     )
@@ -168,6 +172,7 @@ pub async fn finish_with(
     file: &MappingFile,
     database: &mongodb::Database,
     url: &str,
+    run: &str,
     jobs: usize,
     plan: bool,
 ) -> Result<Finished, OperatorError> {
@@ -176,6 +181,36 @@ pub async fn finish_with(
     if plan {
         out.text = Work::plan_text(&translated, &keys);
         return Ok(out);
+    }
+    let mut client = pg::connect(url).await?;
+    landing::schema::ensure_bookkeeping(&mut client).await?;
+    for t in &translated {
+        let (item, state) = match &t.index {
+            Some(index) => (item(t, index), "waiting"),
+            None => (t.source.clone(), "reported"),
+        };
+        record(
+            &client,
+            run,
+            &item,
+            "index",
+            state,
+            &t.notes.join("; "),
+            None,
+        )
+        .await?;
+    }
+    for key in &keys {
+        record(
+            &client,
+            run,
+            &key.relationship,
+            "foreign key",
+            "waiting",
+            "",
+            None,
+        )
+        .await?;
     }
     // Two CONCURRENTLY builds on one table wait for each other's transactions and
     // deadlock: a table's indexes are built one after another, tables in parallel.
@@ -189,15 +224,32 @@ pub async fn finish_with(
             None => by_table.push(vec![index]),
         }
     }
+    let sources: Vec<(String, String)> = translated
+        .iter()
+        .filter_map(|t| t.index.as_ref().map(|i| (i.name.clone(), item(t, i))))
+        .collect();
+    let sources = &sources;
     let built: Vec<(String, Result<String, String>)> = stream::iter(by_table)
         .map(|group| async move {
             let mut outcomes = Vec::with_capacity(group.len());
             for index in group {
+                let item = sources
+                    .iter()
+                    .find(|(name, _)| *name == index.name)
+                    .map_or(index.name.clone(), |(_, item)| item.clone());
                 let started = Instant::now();
-                let outcome = build(url, &index)
-                    .await
-                    .map(|how| format!("{how} in {:.2} s", started.elapsed().as_secs_f64()));
-                outcomes.push((index.name.clone(), outcome));
+                let outcome = build(url, run, &item, &index).await;
+                let seconds = started.elapsed().as_secs_f64();
+                if std::io::stderr().is_terminal() {
+                    match &outcome {
+                        Ok(how) => eprintln!("finish: {item}: {how} in {seconds:.2} s"),
+                        Err(why) => eprintln!("finish: {item}: FAILED: {why}"),
+                    }
+                }
+                outcomes.push((
+                    index.name.clone(),
+                    outcome.map(|how| format!("{how} in {seconds:.2} s")),
+                ));
             }
             outcomes
         })
@@ -236,7 +288,6 @@ pub async fn finish_with(
             let _ = writeln!(out.text, "         {note}");
         }
     }
-    let client = pg::connect(url).await?;
     let mut valid = 0;
     for key in &keys {
         let failed = |e| OperatorError::Pg(PgError::new(format!("adding {}", key.relationship), e));
@@ -256,11 +307,32 @@ pub async fn finish_with(
         if count == 0 {
             client.batch_execute(&key.validate).await.map_err(failed)?;
             valid += 1;
+            record(
+                &client,
+                run,
+                &key.relationship,
+                "foreign key",
+                "valid",
+                "",
+                None,
+            )
+            .await?;
             let _ = writeln!(out.text, "foreign key  {}: valid", key.relationship);
         } else {
             out.failures += 1;
             let examples: Vec<String> =
                 orphans.get::<_, Option<Vec<String>>>(1).unwrap_or_default();
+            let detail = format!("{count} orphans, e.g. {}", examples.join(", "));
+            record(
+                &client,
+                run,
+                &key.relationship,
+                "foreign key",
+                "not valid",
+                &detail,
+                None,
+            )
+            .await?;
             let _ = writeln!(
                 out.text,
                 "foreign key  {}: {count} orphans, e.g. {} (document -> missing key); kept NOT VALID (new rows are checked); add the missing documents or fix the references, then run finish again",
@@ -283,12 +355,62 @@ pub async fn finish_with(
     Ok(out)
 }
 
+/// How the finish table names an index: MongoDB's index and PostgreSQL's.
+fn item(t: &Translated, index: &Index) -> String {
+    format!("{} ({})", t.source, index.name)
+}
+
+/// Records an item's state in the finish table, for `status`.
+async fn record(
+    client: &tokio_postgres::Client,
+    run: &str,
+    item: &str,
+    kind: &str,
+    state: &str,
+    detail: &str,
+    seconds: Option<f64>,
+) -> Result<(), OperatorError> {
+    client
+        .execute(
+            &format!(
+                "INSERT INTO {} (run, item, kind, state, detail, seconds) VALUES ($1, $2, $3, $4, $5, $6)
+                 ON CONFLICT (run, item) DO UPDATE SET kind = $3, state = $4, detail = $5, seconds = $6, updated_at = now()",
+                bookkeeping_table(FINISH_TABLE)
+            ),
+            &[&run, &item, &kind, &state, &detail, &seconds],
+        )
+        .await
+        .map_err(|e| OperatorError::Pg(PgError::new("recording finish's progress", e)))?;
+    Ok(())
+}
+
 /// Builds one index on a connection of its own (`CONCURRENTLY` cannot run in a
 /// transaction). An index a crash left INVALID is dropped and built again; a valid
 /// one is kept. A build that fails leaves an INVALID index behind: it is dropped, and
 /// PostgreSQL's reason returned (a unique index names the duplicate key).
-async fn build(url: &str, index: &Index) -> Result<String, String> {
+async fn build(url: &str, run: &str, item: &str, index: &Index) -> Result<String, String> {
     let client = pg::connect(url).await.map_err(|e| e.to_string())?;
+    let started = Instant::now();
+    let outcome = build_on(&client, run, item, index).await;
+    let seconds = Some(started.elapsed().as_secs_f64());
+    let recorded = match &outcome {
+        Ok(how) => record(&client, run, item, "index", "built", how, seconds).await,
+        Err(why) => record(&client, run, item, "index", "failed", why, seconds).await,
+    };
+    recorded.map_err(|e| e.to_string())?;
+    outcome
+}
+
+/// [`build`] on its connection, the index recorded as building meanwhile.
+async fn build_on(
+    client: &tokio_postgres::Client,
+    run: &str,
+    item: &str,
+    index: &Index,
+) -> Result<String, String> {
+    record(client, run, item, "index", "building", "", None)
+        .await
+        .map_err(|e| e.to_string())?;
     let state: Option<bool> = client
         .query_opt(
             "SELECT i.indisvalid FROM pg_index i JOIN pg_class c ON c.oid = i.indexrelid

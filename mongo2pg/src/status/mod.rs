@@ -11,6 +11,7 @@
 //! ([`live`]); its source keeps changing, so its snapshot is not compared with the
 //! source's count, and a lost history is inconsistent.
 
+pub mod finish;
 pub mod live;
 
 use std::collections::BTreeMap;
@@ -80,6 +81,8 @@ pub struct RunStatus {
     /// The run's documents waiting in `_migrate_rejects` now (those `mongo2pg replay`
     /// landed have left it).
     pub waiting_rejects: u64,
+    /// What `mongo2pg finish` recorded for the run, once it ran.
+    pub finish: Option<finish::FinishPhase>,
 }
 
 /// What `status` concludes, and its exit status.
@@ -94,6 +97,9 @@ pub enum Verdict {
     Incomplete,
     /// Counts that cannot all be right: investigate before trusting the target (4).
     Inconsistent,
+    /// Every document landed, but `finish` left an index failed or a foreign key with
+    /// orphans (4).
+    Unfinished,
 }
 
 impl Verdict {
@@ -103,7 +109,7 @@ impl Verdict {
             Verdict::Complete => ExitStatus::SUCCESS,
             Verdict::Incomplete => ExitStatus::INCOMPLETE,
             Verdict::Rejected => ExitStatus::REJECTED,
-            Verdict::Inconsistent => ExitStatus::DIFFERENT,
+            Verdict::Inconsistent | Verdict::Unfinished => ExitStatus::DIFFERENT,
         }
     }
 }
@@ -113,6 +119,9 @@ impl RunStatus {
     pub fn verdict(&self) -> Verdict {
         match self.landing_verdict() {
             Verdict::Complete if self.waiting_rejects > 0 => Verdict::Rejected,
+            Verdict::Complete if self.finish.as_ref().is_some_and(|f| f.needs_attention()) => {
+                Verdict::Unfinished
+            }
             verdict => verdict,
         }
     }
@@ -280,6 +289,9 @@ impl std::fmt::Display for RunStatus {
         if let Some(live) = &self.live {
             write!(f, "{live}")?;
         }
+        if let Some(finish) = &self.finish {
+            write!(f, "{finish}")?;
+        }
         let verdict = match self.verdict() {
             Verdict::Complete if self.live.as_ref().is_some_and(|l| l.cut_over.is_some()) => {
                 "complete: cut over"
@@ -297,6 +309,7 @@ impl std::fmt::Display for RunStatus {
             }
             Verdict::Incomplete => "incomplete",
             Verdict::Inconsistent => "INCONSISTENT: the counts disagree",
+            Verdict::Unfinished => "landed, but finish left something to fix (above): fix it and run `mongo2pg finish` again",
         };
         writeln!(f, "status: {verdict}")
     }
@@ -380,6 +393,7 @@ pub async fn status(config: &StatusConfig) -> Result<RunStatus, OperatorError> {
                 entry.already = row.try_get::<_, i64>(3).map_err(pg_failed)? as u64;
             }
             status.waiting_rejects = not_landed(&pg, run.as_str()).await?.0;
+            status.finish = finish::read(&pg, run.as_str()).await?;
             let dead = pg
                 .query(
                     &format!(
@@ -501,6 +515,7 @@ mod tests {
             source_counted: true,
             live: None,
             waiting_rejects: 0,
+            finish: None,
         }
     }
 

@@ -814,6 +814,18 @@ async fn finish_builds_the_shops_indexes_and_foreign_keys_and_names_orphans() ->
         text.contains("finish: 8 of 8 indexes built, 5 of 6 foreign keys valid"),
         "{text}"
     );
+    // status shows the phase, and is not a success while a key has orphans.
+    let (code, said) = env.mongo2pg_report("r1", &["status"]).await?;
+    ensure!(
+        code == Some(4)
+            && said.contains("finish: indexes 8/8 built; foreign keys 5/6 valid, NOT VALID ")
+            && said.contains(&format!(
+                "orders.user_id -> {s}.users: 1 orphans, e.g. {}",
+                orphan.to_hex()
+            ))
+            && said.contains("finish left something to fix"),
+        "{said}"
+    );
     let pg = env.pg().await?;
     let invalid: i64 = pg
         .query_one(
@@ -888,6 +900,11 @@ async fn finish_builds_the_shops_indexes_and_foreign_keys_and_names_orphans() ->
     ensure!(
         text.matches("valid already in").count() == 8 && text.contains("6 of 6 foreign keys valid"),
         "{text}"
+    );
+    let (code, said) = env.mongo2pg_report("r1", &["status"]).await?;
+    ensure!(
+        code == Some(0) && said.contains("finish: indexes 8/8 built; foreign keys 6/6 valid"),
+        "{said}"
     );
     Ok(())
 }
