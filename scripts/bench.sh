@@ -6,6 +6,8 @@
 #   scripts/bench.sh --live --docs 100000 --changes 200000 --rate 2000 --seconds 30
 # or, with --readers first, the parallel snapshot's, scripts/bench_readers.py:
 #   scripts/bench.sh --readers --docs 1000000,10000000 --readers-list 1,2,4
+# or, with --finish first, mongo2pg finish against psql, scripts/bench_finish.py:
+#   scripts/bench.sh --finish --docs 1000000 --jobs 2
 # or, with --relational first, typed child tables against a jsonb child,
 # scripts/bench_relational.py:
 #   scripts/bench.sh --relational --docs 1000000 --consumers 4 --rounds 3
@@ -20,6 +22,10 @@ if [ "${1:-}" = "--readers" ]; then
   shift
   cargo build --release --quiet -p e2e --bin scan
   exec python3 scripts/bench_readers.py "$@"
+fi
+if [ "${1:-}" = "--finish" ]; then
+  shift
+  exec python3 scripts/bench_finish.py "$@"
 fi
 if [ "${1:-}" = "--relational" ]; then
   shift

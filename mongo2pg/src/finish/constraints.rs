@@ -23,6 +23,9 @@ pub(super) struct ForeignKey {
     pub(super) orphans: String,
     /// `ALTER TABLE … VALIDATE CONSTRAINT …`.
     pub(super) validate: String,
+    /// The referenced table, quoted: a reference to a collection the run did not
+    /// land has nothing to refer to.
+    pub(super) target: String,
 }
 
 /// The foreign keys of one collection's tables.
@@ -55,6 +58,7 @@ pub(super) fn foreign_keys(file: &MappingFile, plan: &TablePlan) -> Vec<ForeignK
                 quote(document_key)
             ),
             validate: format!("ALTER TABLE {t} VALIDATE CONSTRAINT {}", quote(&name)),
+            target: rt.clone(),
         });
     };
     let document_key = &plan.columns[pk].name;

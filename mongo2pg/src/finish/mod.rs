@@ -291,6 +291,34 @@ pub async fn finish_with(
     let mut valid = 0;
     for key in &keys {
         let failed = |e| OperatorError::Pg(PgError::new(format!("adding {}", key.relationship), e));
+        let target_exists: bool = client
+            .query_one("SELECT to_regclass($1) IS NOT NULL", &[&key.target])
+            .await
+            .map_err(failed)?
+            .get(0);
+        if !target_exists {
+            out.failures += 1;
+            let detail = format!(
+                "the referenced table {} does not exist: migrate that collection too, or drop the reference from the mapping",
+                key.target
+            );
+            record(
+                &client,
+                run,
+                &key.relationship,
+                "foreign key",
+                "not valid",
+                &detail,
+                None,
+            )
+            .await?;
+            let _ = writeln!(
+                out.text,
+                "foreign key  {}: not added: {detail}",
+                key.relationship
+            );
+            continue;
+        }
         let exists: bool = client
             .query_one(
                 "SELECT EXISTS (SELECT 1 FROM pg_constraint WHERE conname = $1 AND conrelid = to_regclass($2))",
