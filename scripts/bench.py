@@ -183,13 +183,39 @@ class Proc:
                 "output": output}
 
 
+def add_target_args(parser):
+    """The flags every benchmark takes to find the binaries and its own databases."""
+    parser.add_argument("--bin-dir", default=os.path.join(ROOT, "target", "release"))
+    parser.add_argument("--mongodb-database", default="mongo2pg_bench")
+    parser.add_argument("--pg-database", default="mongo2pg_bench")
+    parser.add_argument("--stream", default="BENCH")
+
+
+def target_env(args):
+    """The environment of the benchmark's processes: its PostgreSQL database (created
+    when missing), MongoDB database and stream; no tracing unless asked."""
+    env = dict(os.environ)
+    admin_url = env.get("DATABASE_URL", "postgres://postgres@127.0.0.1:5432/postgres")
+    if psql(admin_url, f"SELECT count(*) FROM pg_database WHERE datname = '{args.pg_database}'") == "0":
+        psql(admin_url, f'CREATE DATABASE "{args.pg_database}"')
+    env.update(DATABASE_URL=with_database(admin_url, args.pg_database), MONGODB_DATABASE=args.mongodb_database,
+               NATS_STREAM=args.stream)
+    env.pop("OTEL_EXPORTER_OTLP_ENDPOINT", None)
+    return env
+
+
+def seed(args, env, collection, shape, count):
+    """`mongo2pg seed` of the collection, unless it holds `count` documents already."""
+    if mongo_count(env["MONGODB_URI"], env["MONGODB_DATABASE"], collection) != count:
+        print(f"bench: seeding {count} {shape} documents into {collection}", file=sys.stderr)
+        subprocess.run([f"{args.bin_dir}/mongo2pg", "seed", "--count", str(count), "--collection", collection,
+                        "--shape", shape, "--drop"], env=env, check=True, stdout=subprocess.DEVNULL)
+
+
 def run_shape(shape, args, env, bin_dir, extra_env=None):
     collection = f"bench_{shape}_{args.docs}"
     db_url = env["DATABASE_URL"]
-    if mongo_count(env["MONGODB_URI"], env["MONGODB_DATABASE"], collection) != args.docs:
-        print(f"bench: seeding {args.docs} {shape} documents into {collection}", file=sys.stderr)
-        subprocess.run([f"{bin_dir}/mongo2pg", "seed", "--count", str(args.docs), "--collection", collection,
-                        "--shape", shape, "--drop"], env=env, check=True, stdout=subprocess.DEVNULL)
+    seed(args, env, collection, shape, args.docs)
     psql(db_url, f'DROP TABLE IF EXISTS "{collection}", "{collection}_copy", _migrate_ledger, '
                  "_migrate_rejects, _migrate_dead_letters")
 
@@ -311,11 +337,8 @@ def main():
     parser.add_argument("--docs", type=int, default=1_000_000)
     parser.add_argument("--consumers", type=int, default=4)
     parser.add_argument("--shapes", default="users,flat", help="comma-separated: users, flat")
-    parser.add_argument("--bin-dir", default=os.path.join(ROOT, "target", "release"))
     parser.add_argument("--out", default=os.path.join(ROOT, "target", "bench-results.json"))
-    parser.add_argument("--mongodb-database", default="mongo2pg_bench")
-    parser.add_argument("--pg-database", default="mongo2pg_bench")
-    parser.add_argument("--stream", default="BENCH")
+    add_target_args(parser)
     parser.add_argument("--baseline", action="store_true",
                         help="also run the Python asyncio + asyncpg skip/limit migration on the flat users, "
                              "in this run, and report how much faster the pipeline is")
@@ -324,13 +347,7 @@ def main():
                              "exported over OTLP to a local sink, then once more without")
     args = parser.parse_args()
 
-    env = dict(os.environ)
-    admin_url = env.get("DATABASE_URL", "postgres://postgres@127.0.0.1:5432/postgres")
-    if psql(admin_url, f"SELECT count(*) FROM pg_database WHERE datname = '{args.pg_database}'") == "0":
-        psql(admin_url, f'CREATE DATABASE "{args.pg_database}"')
-    env.update(DATABASE_URL=with_database(admin_url, args.pg_database), MONGODB_DATABASE=args.mongodb_database,
-               NATS_STREAM=args.stream)
-    env.pop("OTEL_EXPORTER_OTLP_ENDPOINT", None)
+    env = target_env(args)
 
     results = {"machine": machine(), "started": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()), "runs": []}
     for shape in args.shapes.split(","):

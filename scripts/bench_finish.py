@@ -70,26 +70,14 @@ def main():
     parser.add_argument("--docs", type=int, default=1_000_000)
     parser.add_argument("--consumers", type=int, default=4)
     parser.add_argument("--jobs", type=int, default=2)
-    parser.add_argument("--bin-dir", default=os.path.join(ROOT, "target", "release"))
-    parser.add_argument("--mongodb-database", default="mongo2pg_bench")
-    parser.add_argument("--pg-database", default="mongo2pg_bench")
-    parser.add_argument("--stream", default="BENCH")
+    bench.add_target_args(parser)
     args = parser.parse_args()
 
-    env = dict(os.environ)
-    admin_url = env.get("DATABASE_URL", "postgres://postgres@127.0.0.1:5432/postgres")
-    if bench.psql(admin_url, f"SELECT count(*) FROM pg_database WHERE datname = '{args.pg_database}'") == "0":
-        bench.psql(admin_url, f'CREATE DATABASE "{args.pg_database}"')
-    env.update(DATABASE_URL=bench.with_database(admin_url, args.pg_database), MONGODB_DATABASE=args.mongodb_database,
-               NATS_STREAM=args.stream)
-    env.pop("OTEL_EXPORTER_OTLP_ENDPOINT", None)
+    env = bench.target_env(args)
     db_url = env["DATABASE_URL"]
 
     collection = f"bench_orders_{args.docs}"
-    if bench.mongo_count(env["MONGODB_URI"], env["MONGODB_DATABASE"], collection) != args.docs:
-        print(f"bench: seeding {args.docs} orders into {collection}", file=sys.stderr)
-        subprocess.run([f"{args.bin_dir}/mongo2pg", "seed", "--count", str(args.docs), "--collection", collection,
-                        "--shape", "orders", "--drop"], env=env, check=True, stdout=subprocess.DEVNULL)
+    bench.seed(args, env, collection, "orders", args.docs)
     mongo_indexes(env["MONGODB_URI"], env["MONGODB_DATABASE"], collection)
 
     table = f"{collection}_finish"

@@ -180,6 +180,58 @@ fn schema(env: &TestEnv) -> String {
     env.db().name().to_string()
 }
 
+/// A followed run of the shop: its producer and consumers.
+struct Followed {
+    processes: Vec<tokio::process::Child>,
+}
+
+impl Followed {
+    /// Starts `producer run --follow` and `consumers` consumers with the mapping, and
+    /// waits for a first `cutover --no-finish` (foreign keys would check the changes
+    /// still to come).
+    async fn start(env: &TestEnv, mapping: &str, consumers: usize) -> Result<Followed> {
+        let mut processes = vec![env
+            .command("producer", "r1")
+            .args(["run", "--follow"])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()?];
+        for _ in 0..consumers {
+            processes.push(
+                env.command("consumer", "r1")
+                    .args(["run", "--writers", "2", "--mapping", mapping])
+                    .stdout(Stdio::null())
+                    .stderr(Stdio::null())
+                    .spawn()?,
+            );
+        }
+        let started = tokio::time::Instant::now();
+        loop {
+            let (code, text) = env
+                .mongo2pg_report("r1", &["cutover", "--timeout", "120s", "--no-finish"])
+                .await?;
+            if code == Some(0) {
+                ensure!(text.contains("finish not run (--no-finish)"), "{text}");
+                return Ok(Followed { processes });
+            }
+            // The producer makes the stream, the buckets and the run's record as it
+            // starts: until then, "no producer has run/started ...".
+            ensure!(
+                started.elapsed() < LIMIT && text.contains("no producer has"),
+                "first cutover: {text}"
+            );
+            tokio::time::sleep(Duration::from_millis(300)).await;
+        }
+    }
+
+    async fn stop(mut self) {
+        for process in &mut self.processes {
+            let _ = process.start_kill();
+            let _ = process.wait().await;
+        }
+    }
+}
+
 /// Normalizes a decimal's text: `59.970` and `59.97` are one number.
 fn decimal(text: &str) -> String {
     if text.contains('.') {
@@ -553,35 +605,9 @@ async fn a_followed_shop_keeps_order_lines_references_and_likes_in_step() -> Res
     let env = TestEnv::new("shop_live").await?;
     let shop = build_shop(&env).await?;
     let mapping = infer(&env).await?;
-    let mut producer = env
-        .command("producer", "r1")
-        .args(["run", "--follow"])
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()?;
-    let mut consumer = env
-        .command("consumer", "r1")
-        .args(["run", "--writers", "2", "--mapping", &mapping])
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()?;
     // Mid-run: caught up, but writes go on, so no foreign keys yet (`finish` runs at
     // the last cutover).
-    let cutover = || env.mongo2pg_report("r1", &["cutover", "--timeout", "120s", "--no-finish"]);
-    // The producer makes the stream, the buckets and the run's record as it starts.
-    let started = tokio::time::Instant::now();
-    loop {
-        let (code, text) = cutover().await?;
-        if code == Some(0) {
-            break;
-        }
-        // No stream, object store or run record yet: "no producer has run/started".
-        ensure!(
-            started.elapsed() < LIMIT && text.contains("no producer has"),
-            "first cutover: {text}"
-        );
-        tokio::time::sleep(Duration::from_millis(300)).await;
-    }
+    let run = Followed::start(&env, &mapping, 1).await?;
 
     let db = env.db();
     let orders = db.collection::<Document>("orders");
@@ -675,10 +701,7 @@ async fn a_followed_shop_keeps_order_lines_references_and_likes_in_step() -> Res
     let mut all = shop;
     all.orders.clear();
     queries_agree(&env, &all).await?;
-    let _ = producer.start_kill();
-    let _ = consumer.start_kill();
-    let _ = producer.wait().await;
-    let _ = consumer.wait().await;
+    run.stop().await;
     Ok(())
 }
 
@@ -918,37 +941,7 @@ async fn references_landing_out_of_order_are_valid_after_cutover() -> Result<()>
     let env = TestEnv::new("shop_order").await?;
     let shop = build_shop(&env).await?;
     let mapping = infer(&env).await?;
-    let mut producer = env
-        .command("producer", "r1")
-        .args(["run", "--follow"])
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()?;
-    let mut consumers = Vec::new();
-    for _ in 0..2 {
-        consumers.push(
-            env.command("consumer", "r1")
-                .args(["run", "--writers", "2", "--mapping", &mapping])
-                .stdout(Stdio::null())
-                .stderr(Stdio::null())
-                .spawn()?,
-        );
-    }
-    let started = tokio::time::Instant::now();
-    loop {
-        let (code, text) = env
-            .mongo2pg_report("r1", &["cutover", "--timeout", "120s", "--no-finish"])
-            .await?;
-        if code == Some(0) {
-            ensure!(text.contains("finish not run (--no-finish)"), "{text}");
-            break;
-        }
-        ensure!(
-            started.elapsed() < LIMIT && text.contains("no producer has"),
-            "{text}"
-        );
-        tokio::time::sleep(Duration::from_millis(300)).await;
-    }
+    let run = Followed::start(&env, &mapping, 2).await?;
     let db = env.db();
     let mut rng = StdRng::seed_from_u64(300);
     for i in 0..300_i64 {
@@ -988,11 +981,6 @@ async fn references_landing_out_of_order_are_valid_after_cutover() -> Result<()>
         .get(0);
     ensure!(late == 300, "{late} late orders join their user");
     verify_passes(&env, &mapping).await?;
-    let _ = producer.start_kill();
-    let _ = producer.wait().await;
-    for consumer in &mut consumers {
-        let _ = consumer.start_kill();
-        let _ = consumer.wait().await;
-    }
+    run.stop().await;
     Ok(())
 }
