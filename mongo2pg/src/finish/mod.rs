@@ -70,13 +70,28 @@ impl std::fmt::Display for Finished {
 /// [`OperatorError`] when a server cannot be reached or the mapping read; what cannot
 /// be built is in the report, not an error.
 pub async fn finish(config: &FinishConfig) -> Result<Finished, OperatorError> {
+    let broker = Broker::open(&config.nats, config.nats.stream.clone()).await?;
+    let state = RunState::new(
+        broker.state.clone(),
+        broker.names.clone(),
+        config.run.run.clone(),
+    );
     let file = match &config.mapping {
         Some(path) => MappingFile::load(path)?,
-        None => recorded(config).await?,
+        None => match state.mapping().await? {
+            Some(held) => MappingFile::parse(&held)?,
+            None => MappingFile::default(),
+        },
     };
+    let collections: Vec<String> = state
+        .manifest()
+        .await?
+        .map(|manifest| manifest.collections.into_keys().collect())
+        .unwrap_or_default();
     let database = source::connect(&config.mongo).await?;
     finish_with(
         &file,
+        &collections,
         &database,
         &config.postgres.database_url,
         config.run.run.as_str(),
@@ -86,20 +101,6 @@ pub async fn finish(config: &FinishConfig) -> Result<Finished, OperatorError> {
     .await
 }
 
-/// The run's recorded mapping; the default tables when it recorded none.
-async fn recorded(config: &FinishConfig) -> Result<MappingFile, OperatorError> {
-    let broker = Broker::open(&config.nats, config.nats.stream.clone()).await?;
-    let state = RunState::new(
-        broker.state.clone(),
-        broker.names.clone(),
-        config.run.run.clone(),
-    );
-    match state.mapping().await? {
-        Some(held) => Ok(MappingFile::parse(&held)?),
-        None => Ok(MappingFile::default()),
-    }
-}
-
 /// What `finish` has to do: MongoDB's indexes translated, and the foreign keys.
 struct Work {
     translated: Vec<Translated>,
@@ -107,13 +108,21 @@ struct Work {
 }
 
 impl Work {
-    /// Reads each mapped collection's indexes and translates them with its keys.
-    async fn read(file: &MappingFile, database: &mongodb::Database) -> Result<Work, SourceError> {
+    /// Reads the indexes of the run's `collections` and of the mapped ones, and
+    /// translates them with the references' keys: a collection without a mapping
+    /// landed in its default table, whose plan says where each path is.
+    async fn read(
+        file: &MappingFile,
+        collections: &[String],
+        database: &mongodb::Database,
+    ) -> Result<Work, SourceError> {
         let mut work = Work {
             translated: Vec::new(),
             keys: Vec::new(),
         };
-        for collection in file.collections.keys() {
+        let all: std::collections::BTreeSet<&String> =
+            file.collections.keys().chain(collections).collect();
+        for collection in all {
             let plan = file.plan(collection);
             let models: Vec<mongodb::IndexModel> = database
                 .collection::<Document>(collection)
@@ -160,7 +169,7 @@ pub async fn plan_sql(
     file: &MappingFile,
     database: &mongodb::Database,
 ) -> Result<String, SourceError> {
-    let work = Work::read(file, database).await?;
+    let work = Work::read(file, &[], database).await?;
     Ok(Work::plan_text(&work.translated, &work.keys))
 }
 
@@ -170,13 +179,14 @@ pub async fn plan_sql(
 /// As [`finish`].
 pub async fn finish_with(
     file: &MappingFile,
+    collections: &[String],
     database: &mongodb::Database,
     url: &str,
     run: &str,
     jobs: usize,
     plan: bool,
 ) -> Result<Finished, OperatorError> {
-    let Work { translated, keys } = Work::read(file, database).await?;
+    let Work { translated, keys } = Work::read(file, collections, database).await?;
     let mut out = Finished::default();
     if plan {
         out.text = Work::plan_text(&translated, &keys);
@@ -418,6 +428,14 @@ async fn record(
 /// PostgreSQL's reason returned (a unique index names the duplicate key).
 async fn build(url: &str, run: &str, item: &str, index: &Index) -> Result<String, String> {
     let client = pg::connect(url).await.map_err(|e| e.to_string())?;
+    // A backend notices its client is gone only when it next writes to it, which a
+    // build does at its end: without this, a finish killed midway leaves its builds
+    // running on. With it, they stop within a second, leaving INVALID indexes that
+    // the next finish rebuilds. (PostgreSQL 14 and later; older ones keep building,
+    // and the next finish waits for them below.)
+    let _ = client
+        .batch_execute("SET client_connection_check_interval = '1s'")
+        .await;
     let started = Instant::now();
     let outcome = build_on(&client, run, item, index).await;
     let seconds = Some(started.elapsed().as_secs_f64());
@@ -439,16 +457,41 @@ async fn build_on(
     record(client, run, item, "index", "building", "", None)
         .await
         .map_err(|e| e.to_string())?;
-    let state: Option<bool> = client
-        .query_opt(
-            "SELECT i.indisvalid FROM pg_index i JOIN pg_class c ON c.oid = i.indexrelid
-             JOIN pg_namespace n ON n.oid = c.relnamespace
-             WHERE c.relname = $1 AND n.nspname = coalesce($2, current_schema())",
-            &[&index.name, &index.schema()],
-        )
-        .await
-        .map_err(|e| pg::detail(&e))?
-        .map(|row| row.get(0));
+    let state = loop {
+        // The index's validity, and the session building it, if one is.
+        let row = client
+            .query_opt(
+                "SELECT i.indisvalid,
+                        (SELECT p.pid FROM pg_stat_progress_create_index p
+                          WHERE p.index_relid = i.indexrelid AND p.pid <> pg_backend_pid() LIMIT 1)
+                 FROM pg_index i JOIN pg_class c ON c.oid = i.indexrelid
+                 JOIN pg_namespace n ON n.oid = c.relnamespace
+                 WHERE c.relname = $1 AND n.nspname = coalesce($2, current_schema())",
+                &[&index.name, &index.schema()],
+            )
+            .await
+            .map_err(|e| pg::detail(&e))?;
+        match row.map(|row| (row.get::<_, bool>(0), row.get::<_, Option<i32>>(1))) {
+            // Another finish (or one killed on a server that kept its build going)
+            // is building it: wait for its outcome rather than build it twice.
+            Some((_, Some(pid))) => {
+                record(
+                    client,
+                    run,
+                    item,
+                    "index",
+                    "building",
+                    &format!("waiting for session {pid}, which is building it"),
+                    None,
+                )
+                .await
+                .map_err(|e| e.to_string())?;
+                tokio::time::sleep(std::time::Duration::from_millis(500)).await;
+            }
+            Some((valid, None)) => break Some(valid),
+            None => break None,
+        }
+    };
     let qualified = match index.schema() {
         Some(schema) => format!(
             "{}.{}",

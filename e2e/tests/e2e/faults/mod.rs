@@ -396,4 +396,5 @@ async fn a_full_stream_holds_the_producer_back_until_consumers_make_room() {
     assert_exact_copy(&env, "users").await.expect("exact copy");
 }
 
+mod finish;
 mod stalls;
