@@ -10,26 +10,26 @@ use landing::mapping::{ChildSource, MappingFile, Source, TablePlan};
 
 /// A foreign key to add.
 #[derive(Debug, Clone)]
-pub(super) struct ForeignKey {
+pub(crate) struct ForeignKey {
     /// `orders.user_id -> users`, for the report.
-    pub(super) relationship: String,
+    pub(crate) relationship: String,
     /// The referencing table.
-    pub(super) table: String,
+    pub(crate) table: String,
     /// Its constraint name.
-    pub(super) name: String,
+    pub(crate) name: String,
     /// `ALTER TABLE … ADD CONSTRAINT … NOT VALID`.
-    pub(super) add: String,
+    pub(crate) add: String,
     /// The orphans: their count and up to five referencing documents' keys and values.
-    pub(super) orphans: String,
+    pub(crate) orphans: String,
     /// `ALTER TABLE … VALIDATE CONSTRAINT …`.
-    pub(super) validate: String,
+    pub(crate) validate: String,
     /// The referenced table, quoted: a reference to a collection the run did not
     /// land has nothing to refer to.
-    pub(super) target: String,
+    pub(crate) target: String,
 }
 
 /// The foreign keys of one collection's tables.
-pub(super) fn foreign_keys(file: &MappingFile, plan: &TablePlan) -> Vec<ForeignKey> {
+pub(crate) fn foreign_keys(file: &MappingFile, plan: &TablePlan) -> Vec<ForeignKey> {
     let Some(pk) = plan.primary_key else {
         return Vec::new();
     };

@@ -16,7 +16,7 @@
 //! in the report with examples and makes the exit status 4; everything else is still
 //! built. `--plan` prints the statements instead.
 
-mod constraints;
+pub(crate) mod constraints;
 mod indexes;
 
 use std::fmt::Write as _;

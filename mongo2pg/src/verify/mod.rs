@@ -11,6 +11,9 @@
 //! compared column by column. The first `--show` differences are printed with the
 //! columns that differ, as PostgreSQL renders both values.
 //!
+//! Then the constraints `mongo2pg finish` made ([`constraints`]): a foreign key left
+//! `NOT VALID` or an index left INVALID is a difference too.
+//!
 //! `--repair` lands again only the documents of differing ranges that differ: in one
 //! transaction per range, their rows, child rows and rejects are deleted and they are
 //! mapped and copied anew (refused rows go to the rejects table under run
@@ -29,6 +32,7 @@ use landing::pg::{self};
 use mongodb::Database;
 use tokio_postgres::Client;
 
+mod constraints;
 mod describe;
 mod error;
 mod fingerprint;
@@ -94,6 +98,7 @@ pub async fn verify(config: &VerifyConfig) -> Result<Report, VerifyError> {
     let mut client = pg::connect(&config.postgres.database_url).await?;
     let mut report = Report::default();
     let _ = writeln!(report.text, "mapping: {named}");
+    let mut plans = Vec::new();
     for collection in collections {
         let plan = landing::plans::load(&client, &mapping, &collection)
             .await
@@ -112,7 +117,11 @@ pub async fn verify(config: &VerifyConfig) -> Result<Report, VerifyError> {
             shown: 0,
         };
         check.collection().await?;
+        plans.push(plan);
     }
+    let found = constraints::check(&client, &mapping, &plans, config.run.run.as_str()).await?;
+    report.text.push_str(&found.text);
+    report.differences += found.differences;
     let verdict = match (report.differences, report.rejected) {
         (0, 0) => "the target holds exactly what the mapping makes of the source".to_string(),
         (0, rejected) => format!(

@@ -149,6 +149,13 @@ async fn finish_killed_while_building_indexes_resumes_without_building_twice() -
         "after the kill: {left:?}"
     );
     lock.rollback().await?;
+    let (code, said) = env.mongo2pg_report("r", &["verify"]).await?;
+    ensure!(
+        code == Some(4)
+            && said.contains("on events: INVALID (a build failed or was killed)")
+            && said.contains("constraints: 0 foreign keys valid, 2 indexes valid, 1 not (above)"),
+        "{said}"
+    );
 
     let (code, text) = env.mongo2pg_report("r", &["finish", "--jobs", "1"]).await?;
     ensure!(code == Some(0), "{text}");
@@ -180,6 +187,11 @@ async fn finish_killed_while_building_indexes_resumes_without_building_twice() -
             .all(|(_, state)| state == "built"),
         "{:?}",
         recorded(&pg).await?
+    );
+    let (code, said) = env.mongo2pg_report("r", &["verify"]).await?;
+    ensure!(
+        code == Some(0) && said.contains("constraints: 0 foreign keys valid, 4 indexes valid\n"),
+        "{said}"
     );
     // The expression indexes answer the queries they were made for.
     pg.batch_execute("SET enable_seqscan = off").await?;

@@ -697,7 +697,24 @@ async fn a_followed_shop_keeps_order_lines_references_and_likes_in_step() -> Res
         code == Some(4) && text.contains("caught up") && text.contains("4 of 6 foreign keys valid"),
         "cutover: {text}"
     );
-    verify_passes(&env, &mapping).await?;
+    // verify: every row as the mapping makes it, but the two keys do not hold.
+    let (code, text) = env
+        .mongo2pg_report("r1", &["verify", "--mapping", &mapping])
+        .await?;
+    let s = schema(&env);
+    ensure!(
+        code == Some(4)
+            && text.matches("NOT VALID, 1 orphans, e.g. ").count() == 2
+            && text.contains(&format!(
+                "constraint {s}.orders.user_id -> {s}.users: NOT VALID"
+            ))
+            && text.contains(&format!(
+                "constraint {s}.order_items.product_id -> {s}.products: NOT VALID"
+            ))
+            && text.contains("constraints: 4 foreign keys valid, ")
+            && text.contains("verify: 2 differences"),
+        "verify: {text}"
+    );
     let mut all = shop;
     all.orders.clear();
     queries_agree(&env, &all).await?;
@@ -836,6 +853,20 @@ async fn finish_builds_the_shops_indexes_and_foreign_keys_and_names_orphans() ->
     ensure!(
         text.contains("finish: 8 of 8 indexes built, 5 of 6 foreign keys valid"),
         "{text}"
+    );
+    // verify fails on the orphan too, and finds every index valid.
+    let (code, said) = env
+        .mongo2pg_report("r1", &["verify", "--mapping", &mapping])
+        .await?;
+    ensure!(
+        code == Some(4)
+            && said.contains(&format!(
+                "constraint {s}.orders.user_id -> {s}.users: NOT VALID, 1 orphans, e.g. {} -> {}",
+                orphan.to_hex(),
+                ghost.to_hex()
+            ))
+            && said.contains("constraints: 5 foreign keys valid, 8 indexes valid, 1 not (above)"),
+        "{said}"
     );
     // status shows the phase, and is not a success while a key has orphans.
     let (code, said) = env.mongo2pg_report("r1", &["status"]).await?;
