@@ -118,6 +118,17 @@ up_postgres() {
   echo "postgres://postgres@127.0.0.1:$PRIVATE_PG_PORT/postgres" > "$HOME_DIR/pg.url"
 }
 
+# PostGIS, which `finish` needs for MongoDB's geospatial indexes (and the suite's test
+# of them): Debian's package for the server's major version, when the server is this
+# machine's and lacks it. Only installs files; the server is not restarted.
+up_postgis() {
+  local url; url=$(cat "$HOME_DIR/pg.url")
+  if [ "$(psql "$url" -Atqc "select count(*) from pg_available_extensions where name = 'postgis'" 2>/dev/null)" = "1" ]; then return; fi
+  [ -n "$(pg_bin)" ] || { log "PostGIS missing and PostgreSQL is not this machine's: geospatial indexes will be reported, not built"; return; }
+  local major; major=$(psql "$url" -Atqc "select current_setting('server_version_num')::int / 10000")
+  apt_install "postgresql-$major-postgis-3" || log "PostGIS could not be installed (postgresql-$major-postgis-3)"
+}
+
 print_env() {
   echo "export MONGODB_URI=mongodb://127.0.0.1:$MONGO_PORT/?directConnection=true"
   echo "export NATS_URL=nats://127.0.0.1:$NATS_PORT"
@@ -136,7 +147,7 @@ down() {
 }
 
 case "${1:-up}" in
-  up) up_mongo; up_nats; up_postgres; print_env > "$HOME_DIR/env" ;;
+  up) up_mongo; up_nats; up_postgres; up_postgis; print_env > "$HOME_DIR/env" ;;
   env) print_env ;;
   down) down ;;
   *) echo "usage: $0 [up|env|down]" >&2; exit 2 ;;

@@ -29,6 +29,9 @@ pub(super) struct Index {
     pub(super) table: String,
     /// `CREATE [UNIQUE] INDEX CONCURRENTLY IF NOT EXISTS …`.
     pub(super) sql: String,
+    /// The extension it needs (`postgis`): without it in the database, the index is
+    /// reported instead of built.
+    pub(super) extension: Option<&'static str>,
 }
 
 impl Index {
@@ -41,18 +44,27 @@ impl Index {
 /// Where a MongoDB path landed: a table and one of its columns, or a path inside one
 /// of its jsonb columns.
 #[derive(Debug, Clone, PartialEq, Eq)]
-struct Located {
-    table: String,
-    column: String,
+pub(super) struct Located {
+    pub(super) table: String,
+    pub(super) column: String,
     /// In a child table: MongoDB's index is multikey there.
-    child: bool,
+    pub(super) child: bool,
     /// Inside the jsonb column, at this path: the index is on an expression.
-    inside: Option<Vec<String>>,
+    pub(super) inside: Option<Vec<String>>,
 }
 
 impl Located {
     /// The column, or the expression reading the path inside it as text.
-    fn sql(&self) -> String {
+    pub(super) fn sql(&self) -> String {
+        self.reading("#>>")
+    }
+
+    /// The column, or the expression reading the path inside it as jsonb.
+    pub(super) fn jsonb_sql(&self) -> String {
+        self.reading("#>")
+    }
+
+    fn reading(&self, operator: &str) -> String {
         match &self.inside {
             None => quote(&self.column),
             Some(path) => {
@@ -60,14 +72,18 @@ impl Located {
                     .iter()
                     .map(|s| s.replace(['{', '}', ',', '"', '\''], ""))
                     .collect();
-                format!("({} #>> '{{{}}}')", quote(&self.column), steps.join(","))
+                format!(
+                    "({} {operator} '{{{}}}')",
+                    quote(&self.column),
+                    steps.join(",")
+                )
             }
         }
     }
 }
 
 /// The table and column holding a dotted path, through the mapping.
-fn locate(plan: &TablePlan, path: &str) -> Option<Located> {
+pub(super) fn locate(plan: &TablePlan, path: &str) -> Option<Located> {
     if path == "_id" {
         let pk = plan.primary_key?;
         return Some(Located {
@@ -204,7 +220,7 @@ fn filter_sql(plan: &TablePlan, table: &str, filter: &Document) -> Result<String
 
 /// The name of the PostgreSQL index for MongoDB's index `name` on `table`
 /// (`userId_1_createdAt_-1` on orders: `orders_userId_1_createdAt_desc`).
-fn index_name(table: &str, name: &str) -> String {
+pub(super) fn index_name(table: &str, name: &str) -> String {
     let cleaned: String = name
         .replace("-1", "desc")
         .chars()
@@ -261,7 +277,7 @@ pub(super) fn translate(
         .iter()
         .any(|(_, v)| matches!(kind(v).as_str(), "2dsphere" | "2d" | "geoHaystack"))
     {
-        out.notes.push("a geospatial index: PostGIS has the counterpart (a GiST index over a geometry column), which this version does not create".to_string());
+        super::geo::translate(plan, &name, &keys, &mut out);
         return Some(out);
     }
     if keys.iter().any(|(k, _)| k.contains("$**")) {
@@ -415,6 +431,7 @@ pub(super) fn translate(
         name: name_sql,
         table,
         sql,
+        extension: None,
     });
     Some(out)
 }
@@ -520,6 +537,12 @@ mod tests {
             doc! { "loc": "2dsphere" },
             IndexOptions::builder().name("g".to_string()).build(),
         );
-        assert!(t.index.is_none() && t.notes[0].contains("PostGIS"), "{t:?}");
+        // In _extra: GeoJSON read from it, for PostGIS.
+        assert_eq!(
+            t.index.expect("a GiST index").extension,
+            Some("postgis"),
+            "{:?}",
+            t.notes
+        );
     }
 }

@@ -17,6 +17,7 @@
 //! built. `--plan` prints the statements instead.
 
 pub(crate) mod constraints;
+mod geo;
 mod indexes;
 
 use std::fmt::Write as _;
@@ -186,7 +187,10 @@ pub async fn finish_with(
     jobs: usize,
     plan: bool,
 ) -> Result<Finished, OperatorError> {
-    let Work { translated, keys } = Work::read(file, collections, database).await?;
+    let Work {
+        mut translated,
+        keys,
+    } = Work::read(file, collections, database).await?;
     let mut out = Finished::default();
     if plan {
         out.text = Work::plan_text(&translated, &keys);
@@ -194,6 +198,7 @@ pub async fn finish_with(
     }
     let mut client = pg::connect(url).await?;
     landing::schema::ensure_bookkeeping(&mut client).await?;
+    without_missing_extensions(&client, &mut translated).await?;
     for t in &translated {
         let (item, state) = match &t.index {
             Some(index) => (item(t, index), "waiting"),
@@ -391,6 +396,35 @@ pub async fn finish_with(
         }
     );
     Ok(out)
+}
+
+/// Indexes needing an extension the database lacks (PostGIS) are reported instead,
+/// with the statement to run once it is there.
+async fn without_missing_extensions(
+    client: &tokio_postgres::Client,
+    translated: &mut [Translated],
+) -> Result<(), OperatorError> {
+    let installed: Vec<String> = client
+        .query("SELECT extname::text FROM pg_extension", &[])
+        .await
+        .map_err(|e| OperatorError::Pg(PgError::new("reading the installed extensions", e)))?
+        .iter()
+        .map(|row| row.get(0))
+        .collect();
+    for t in translated {
+        let Some(index) = &t.index else { continue };
+        if let Some(extension) = index
+            .extension
+            .filter(|e| !installed.iter().any(|i| i == e))
+        {
+            t.notes.push(format!(
+                "needs the {extension} extension, which this database does not have: CREATE EXTENSION {extension}; then run finish again (it builds {})",
+                index.sql
+            ));
+            t.index = None;
+        }
+    }
+    Ok(())
 }
 
 /// How the finish table names an index: MongoDB's index and PostgreSQL's.

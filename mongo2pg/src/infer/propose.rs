@@ -118,6 +118,7 @@ impl Proposer<'_> {
                     at.depth < self.limits.depth
                         && !inner.fields.is_empty()
                         && inner.fields.len() <= self.limits.width
+                        && !geojson(inner)
                 }) {
                     let at = At {
                         prefix: &format!("{path}."),
@@ -215,6 +216,13 @@ impl Proposer<'_> {
 }
 
 /// Whether a collection has so many top-level fields that its keys look like data.
+/// A GeoJSON object (`{type, coordinates}` or `{type, geometries}`): kept whole in
+/// jsonb, where PostGIS reads it (`finish` builds a geospatial index over it).
+fn geojson(shape: &Shape) -> bool {
+    let names: Vec<&str> = shape.fields.keys().map(String::as_str).collect();
+    names == ["coordinates", "type"] || names == ["geometries", "type"]
+}
+
 pub(super) fn wide(shape: &Shape) -> bool {
     top_level_fields(shape) > MAX_INFERRED_COLUMNS
 }
@@ -401,6 +409,16 @@ mod tests {
             .fields
             .contains_key("city"));
         assert_eq!(widest(&["long", "double"]), Some(ColumnType::Numeric));
+    }
+
+    #[test]
+    fn geojson_is_kept_whole() {
+        let shape = shape_of(&[
+            rawdoc! { "loc": { "type": "Point", "coordinates": [1.5, 2.5] }, "addr": { "type": "home", "city": "x" } },
+        ]);
+        let inner = |path: &str| shape.fields[path].document.as_deref().expect("seen");
+        assert!(geojson(inner("loc")));
+        assert!(!geojson(inner("addr")));
     }
 
     #[test]

@@ -4,6 +4,7 @@
 
 mod drift;
 mod existing_tables;
+mod geo;
 mod names;
 mod properties;
 mod relational;
