@@ -18,6 +18,9 @@ pub(super) struct Translated {
     pub(super) index: Option<Index>,
     /// What the reader should know: no counterpart, a part left out, a difference.
     pub(super) notes: Vec<String>,
+    /// A counterpart exists but cannot be built in this database yet (an extension is
+    /// missing): a failure to fix, unlike an index without a counterpart.
+    pub(super) blocked: bool,
 }
 
 /// A PostgreSQL index to build.
@@ -264,6 +267,7 @@ pub(super) fn translate(
         source: format!("{collection}.{name}"),
         index: None,
         notes: Vec::new(),
+        blocked: false,
     };
     let keys: Vec<(&String, &Bson)> = model.keys.iter().collect();
     let kind = |value: &Bson| match value {

@@ -200,20 +200,17 @@ pub async fn finish_with(
     landing::schema::ensure_bookkeeping(&mut client).await?;
     without_missing_extensions(&client, &mut translated).await?;
     for t in &translated {
-        let (item, state) = match &t.index {
-            Some(index) => (item(t, index), "waiting"),
-            None => (t.source.clone(), "reported"),
+        let (item, state, detail) = match &t.index {
+            // Its last note says what is missing.
+            Some(index) if t.blocked => (
+                item(t, index),
+                "failed",
+                t.notes.last().cloned().unwrap_or_default(),
+            ),
+            Some(index) => (item(t, index), "waiting", t.notes.join("; ")),
+            None => (t.source.clone(), "reported", t.notes.join("; ")),
         };
-        record(
-            &client,
-            run,
-            &item,
-            "index",
-            state,
-            &t.notes.join("; "),
-            None,
-        )
-        .await?;
+        record(&client, run, &item, "index", state, &detail, None).await?;
     }
     for key in &keys {
         record(
@@ -230,7 +227,11 @@ pub async fn finish_with(
     // Two CONCURRENTLY builds on one table wait for each other's transactions and
     // deadlock: a table's indexes are built one after another, tables in parallel.
     let mut by_table: Vec<Vec<Index>> = Vec::new();
-    for index in translated.iter().filter_map(|t| t.index.clone()) {
+    for index in translated
+        .iter()
+        .filter(|t| !t.blocked)
+        .filter_map(|t| t.index.clone())
+    {
         match by_table
             .iter_mut()
             .find(|group| group[0].table == index.table)
@@ -292,6 +293,14 @@ pub async fn finish_with(
                 let _ = writeln!(
                     out.text,
                     "index  {}: {} on {} FAILED: {why}",
+                    t.source, index.name, index.table
+                );
+            }
+            (Some(index), None) if t.blocked => {
+                out.failures += 1;
+                let _ = writeln!(
+                    out.text,
+                    "index  {}: {} on {} NOT BUILT",
                     t.source, index.name, index.table
                 );
             }
@@ -421,7 +430,7 @@ async fn without_missing_extensions(
                 "needs the {extension} extension, which this database does not have: CREATE EXTENSION {extension}; then run finish again (it builds {})",
                 index.sql
             ));
-            t.index = None;
+            t.blocked = true;
         }
     }
     Ok(())

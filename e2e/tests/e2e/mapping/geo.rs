@@ -83,7 +83,7 @@ async fn geospatial_indexes_become_postgis_gist_indexes_and_queries_agree() -> R
     pg.batch_execute("DROP EXTENSION IF EXISTS postgis").await?;
     let (code, text) = env.mongo2pg_report("r", &["finish"]).await?;
     ensure!(
-        code == Some(0)
+        code == Some(4)
             && text
                 .matches("needs the postgis extension, which this database does not have")
                 .count()
@@ -92,10 +92,24 @@ async fn geospatial_indexes_become_postgis_gist_indexes_and_queries_agree() -> R
         "{text}"
     );
 
+    let (code, text) = env.mongo2pg_report("r", &["status"]).await?;
+    ensure!(
+        code == Some(4)
+            && text.contains(
+                "FAILED places.loc_2dsphere (places_loc_2dsphere): needs the postgis extension"
+            ),
+        "status names the index waiting for PostGIS: {text}"
+    );
+
     pg.batch_execute("CREATE EXTENSION postgis").await?;
     let (code, text) = env.mongo2pg_report("r", &["finish"]).await?;
     ensure!(
         code == Some(0) && text.contains("finish: 2 of 2 indexes built"),
+        "{text}"
+    );
+    let (code, text) = env.mongo2pg_report("r", &["status"]).await?;
+    ensure!(
+        code == Some(0) && text.contains("finish: indexes 2/2 built"),
         "{text}"
     );
     let valid: i64 = pg
