@@ -13,7 +13,7 @@ use landing::column_type::ColumnType;
 use landing::identifier::{quote, quote_table};
 use landing::mapping::TablePlan;
 
-use super::indexes::{index_name, locate, Index, Located, Translated};
+use super::model::{index_name, locate, Index, Located, Translated};
 
 /// Fills `out` for a geospatial index `name` with `keys`.
 pub(super) fn translate(

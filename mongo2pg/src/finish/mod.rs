@@ -19,6 +19,7 @@
 pub(crate) mod constraints;
 mod geo;
 mod indexes;
+mod model;
 
 use std::fmt::Write as _;
 use std::time::Instant;
@@ -36,7 +37,7 @@ use landing::pg::{self, PgError};
 use crate::config::FinishConfig;
 use crate::error::{ExitStatus, OperatorError};
 use constraints::ForeignKey;
-use indexes::{Index, Translated};
+use model::{Index, Translated};
 use source::SourceError;
 
 /// What `finish` did, or would do with `--plan`.
