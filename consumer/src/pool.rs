@@ -56,7 +56,8 @@ pub async fn run(
     shutdown: CancellationToken,
 ) -> Result<Report, ConsumerError> {
     let started = Instant::now();
-    let (mapping, recorded) = MappingFile::load_recorded(config.mapping.as_deref())?;
+    let (mut mapping, recorded) = MappingFile::load_recorded(config.mapping.as_deref())?;
+    mapping.unlock(&recorded.source)?;
     let broker = Broker::connect(&config.nats, config.nats.stream.clone()).await?;
     let run = config.run.run.clone();
     // One mapping per run: the first consumer's holds, and another is refused before

@@ -86,7 +86,7 @@ pub fn map<'a>(plan: &TablePlan, docs: &[ChangeDoc<'a>]) -> (Mapped<'a>, Vec<Key
                 }
             }
             Err(error) => {
-                let mut reject = Reject::new(&doc.bytes, error);
+                let mut reject = Reject::new(plan, &doc.bytes, error);
                 reject.operation = Some(doc.change.op.as_str());
                 batch.rejects.push(reject);
             }

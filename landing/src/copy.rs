@@ -55,7 +55,7 @@ pub async fn copy_isolating(
                     if is_unique_violation(&err) {
                         unique_violations += 1;
                     }
-                    refused.push(Reject::refused(sources[lo].as_ref(), &err));
+                    refused.push(Reject::refused(plan, sources[lo].as_ref(), &err));
                 } else {
                     let mid = lo + (hi - lo) / 2;
                     // Popped in order: the lower half first.
@@ -97,7 +97,7 @@ pub async fn copy_accounted(
     if written < rows.len() as u64 {
         for position in key_positions(tx, plan, rows, Present::No).await? {
             if let Some(source) = sources.get(position) {
-                refused.push(Reject::skipped(source.as_ref(), &plan.table));
+                refused.push(Reject::skipped(plan, source.as_ref()));
             }
         }
         tracing::warn!(table = %plan.table, sent = rows.len(), written, skipped = refused.len(),

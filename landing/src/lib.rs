@@ -58,4 +58,5 @@ pub mod reject;
 pub mod schema;
 pub mod table_check;
 pub mod tls;
+pub mod transform;
 pub mod versions;

@@ -61,7 +61,7 @@ impl<'a> Mapped<'a> {
                 Slot::Row(self.rows.len() - 1)
             }
             Err(error) => {
-                let mut reject = Reject::new(&bytes, error);
+                let mut reject = Reject::new(plan, &bytes, error);
                 reject.operation = operation.map(ChangeOp::as_str);
                 self.rejects.push(reject);
                 Slot::Reject(self.rejects.len() - 1)

@@ -4,13 +4,17 @@
 //! types, an excerpt of the value, the error in words, the document as jsonb (when it
 //! can be rendered) and its exact BSON bytes, so nothing is lost and, once the mapping
 //! is fixed, `mongo2pg replay` can land it.
+//!
+//! A collection with transformed columns keeps neither of them in clear: their
+//! fields are left out of the document and the bytes kept, and named in `withheld`;
+//! `replay` reads such a document from MongoDB again.
 
 use bson::{RawBsonRef, RawDocument};
 use common::naming::{bookkeeping_table, REJECTS_TABLE};
 
 use crate::cell::{json_cell, Cell};
 use crate::extjson::JsonMode;
-use crate::mapping::RowError;
+use crate::mapping::{RowError, TablePlan};
 
 /// A document that did not become a row.
 #[derive(Debug, Clone)]
@@ -26,11 +30,24 @@ pub struct Reject {
     /// For a change event, what MongoDB did (`insert`, `update`, `replace`); `None`
     /// for a document of the snapshot.
     pub operation: Option<&'static str>,
+    /// The transformed fields left out of `document` and `raw`.
+    pub withheld: Vec<String>,
 }
 
 impl Reject {
-    /// The reject of the document `raw`, for `error`.
-    pub fn new(raw: &[u8], error: RowError) -> Self {
+    /// The reject of the document `raw` of `plan`'s collection, for `error`, its
+    /// transformed fields left out.
+    pub fn new(plan: &TablePlan, raw: &[u8], error: RowError) -> Self {
+        if plan.withheld.is_empty() {
+            return Self::kept(raw, error);
+        }
+        let mut reject = Self::kept(&withhold(raw, &plan.withheld), error);
+        reject.withheld.clone_from(&plan.withheld);
+        reject
+    }
+
+    /// The reject of the document `raw` as it is.
+    fn kept(raw: &[u8], error: RowError) -> Self {
         let doc = RawDocument::from_bytes(raw).ok();
         let doc_id = doc.and_then(|doc| match Cell::id_text(doc.get("_id").ok().flatten()) {
             Ok(Cell::Text(id)) => Some(id),
@@ -49,11 +66,12 @@ impl Reject {
             document,
             raw: raw.to_vec(),
             operation: None,
+            withheld: Vec::new(),
         }
     }
 
     /// A row PostgreSQL refused during COPY (a constraint, a value out of range).
-    pub fn refused(raw: &[u8], err: &tokio_postgres::Error) -> Self {
+    pub fn refused(plan: &TablePlan, raw: &[u8], err: &tokio_postgres::Error) -> Self {
         let db = err.as_db_error();
         let error = RowError {
             field: db.and_then(|d| d.column()).unwrap_or_default().to_string(),
@@ -62,14 +80,15 @@ impl Reject {
             reason: format!("PostgreSQL refused the row: {}", crate::pg::detail(err)),
             excerpt: None,
         };
-        Reject::new(raw, error)
+        Reject::new(plan, raw, error)
     }
 }
 
 impl Reject {
     /// A row COPY was sent but did not write: a `BEFORE INSERT` trigger on `table`
     /// returned NULL for it.
-    pub fn skipped(raw: &[u8], table: &str) -> Self {
+    pub fn skipped(plan: &TablePlan, raw: &[u8]) -> Self {
+        let table = &plan.table;
         let error = RowError {
             field: String::new(),
             expected: None,
@@ -79,8 +98,28 @@ impl Reject {
             ),
             excerpt: None,
         };
-        Reject::new(raw, error)
+        Reject::new(plan, raw, error)
     }
+}
+
+/// The document `raw` without the fields at `paths` (dotted); nothing when it cannot
+/// be read, since what cannot be read cannot be cut either.
+fn withhold(raw: &[u8], paths: &[String]) -> Vec<u8> {
+    let Ok(mut doc) = bson::Document::from_reader(raw) else {
+        return Vec::new();
+    };
+    for path in paths {
+        let mut parts: Vec<&str> = path.split('.').collect();
+        let Some(last) = parts.pop() else { continue };
+        let mut at = Some(&mut doc);
+        for part in parts {
+            at = at.and_then(|d| d.get_document_mut(part).ok());
+        }
+        if let Some(parent) = at {
+            parent.remove(last);
+        }
+    }
+    doc.to_vec().unwrap_or_default()
 }
 
 /// Where rejects come from, for the rejects table's run/collection/batch columns.
@@ -112,7 +151,10 @@ pub async fn insert(
     let mut documents = Vec::with_capacity(n);
     let mut raws = Vec::with_capacity(n);
     let mut operations = Vec::with_capacity(n);
+    let mut withheld = Vec::with_capacity(n);
     for reject in rejects {
+        // Paths may hold commas: joined with the unit separator, split in SQL.
+        withheld.push((!reject.withheld.is_empty()).then(|| reject.withheld.join("\u{1f}")));
         operations.push(reject.operation);
         doc_ids.push(reject.doc_id.as_deref());
         fields.push(reject.error.field.as_str());
@@ -125,9 +167,9 @@ pub async fn insert(
     }
     tx.execute(
         &format!(
-            "INSERT INTO {} (run, collection, batch_id, doc_id, field, expected_type, found_type, error, document, raw_bson, excerpt, operation)
-             SELECT $1, $2, $3, d, f, e, t, r, j::jsonb, b, x, o
-             FROM unnest($4::text[], $5::text[], $6::text[], $7::text[], $8::text[], $9::text[], $10::bytea[], $11::text[], $12::text[]) AS u(d, f, e, t, r, j, b, x, o)",
+            "INSERT INTO {} (run, collection, batch_id, doc_id, field, expected_type, found_type, error, document, raw_bson, excerpt, operation, withheld)
+             SELECT $1, $2, $3, d, f, e, t, r, j::jsonb, b, x, o, string_to_array(w, chr(31))
+             FROM unnest($4::text[], $5::text[], $6::text[], $7::text[], $8::text[], $9::text[], $10::bytea[], $11::text[], $12::text[], $13::text[]) AS u(d, f, e, t, r, j, b, x, o, w)",
             bookkeeping_table(REJECTS_TABLE)
         ),
         &[
@@ -143,6 +185,7 @@ pub async fn insert(
             &raws,
             &excerpts,
             &operations,
+            &withheld,
         ],
     )
     .await?;

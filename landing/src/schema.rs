@@ -72,6 +72,7 @@ pub async fn ensure_bookkeeping(client: &mut Client) -> Result<(), PgError> {
         );
         ALTER TABLE {rejects} ADD COLUMN IF NOT EXISTS excerpt text;
         ALTER TABLE {rejects} ADD COLUMN IF NOT EXISTS operation text;
+        ALTER TABLE {rejects} ADD COLUMN IF NOT EXISTS withheld text[];
         CREATE TABLE IF NOT EXISTS {versions} (
             target_table text NOT NULL,
             doc_key bytea NOT NULL,

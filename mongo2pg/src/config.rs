@@ -311,6 +311,11 @@ pub struct ReplayConfig {
     #[command(flatten)]
     pub run: RunArgs,
 
+    /// Where rejects of transformed collections are read again: they keep their
+    /// transformed fields out, so the document comes from MongoDB.
+    #[command(flatten)]
+    pub mongo: MongoArgs,
+
     #[command(flatten)]
     pub postgres: PostgresArgs,
 

@@ -9,6 +9,10 @@
 //! up. A crash at any point leaves each reject either landed or still in the rejects
 //! table, never both, never neither. When another replay took some of a group first,
 //! the group is read again and what is left of it landed.
+//!
+//! A reject of a collection with transformed columns keeps those fields out (see
+//! [`landing::reject`]): its document is read again from MongoDB by `_id`, as it is
+//! now. One gone from MongoDB since stays a reject, and is counted as one.
 
 use std::borrow::Cow;
 use std::collections::BTreeMap;
@@ -66,6 +70,8 @@ const CHUNK: i64 = 1000;
 struct Stored {
     id: i64,
     raw: Vec<u8>,
+    /// Fields were left out of `raw`: the document is read from MongoDB.
+    withheld: bool,
 }
 
 /// The mapping to replay with: the fixed file, which becomes the run's (consumers
@@ -138,7 +144,14 @@ pub async fn replay(config: &ReplayConfig) -> Result<Replayed, OperatorError> {
             collection: collection.map(str::to_string),
         });
     }
-    let mapping = mapping(config, fixed).await?;
+    let mut mapping = mapping(config, fixed).await?;
+    mapping.unlock("the run's mapping")?;
+    // Connected only when a reject needs it: the source may be gone by now.
+    let database = tokio::sync::OnceCell::new();
+    let database = Source {
+        args: &config.mongo,
+        database: &database,
+    };
     let mut after = 0_i64;
     let mut total = Replayed::default();
     let mut plans = Plans::default();
@@ -146,7 +159,7 @@ pub async fn replay(config: &ReplayConfig) -> Result<Replayed, OperatorError> {
         let rows = client
             .query(
                 &format!(
-                    "SELECT id, collection, batch_id, raw_bson FROM {} WHERE {filter} AND id > $3 AND id <= $4 ORDER BY id LIMIT {CHUNK}",
+                    "SELECT id, collection, batch_id, raw_bson, withheld IS NOT NULL FROM {} WHERE {filter} AND id > $3 AND id <= $4 ORDER BY id LIMIT {CHUNK}",
                     bookkeeping_table(REJECTS_TABLE)
                 ),
                 &[&run, &collection, &after, &last],
@@ -164,9 +177,12 @@ pub async fn replay(config: &ReplayConfig) -> Result<Replayed, OperatorError> {
             groups.entry(key).or_default().push(Stored {
                 id: row.try_get(0).doing("reading the rejects")?,
                 raw: row.try_get(3).doing("reading the rejects")?,
+                withheld: row.try_get(4).doing("reading the rejects")?,
             });
         }
         for ((collection, batch_id), stored) in groups {
+            let (stored, gone) = reread_withheld(&database, &collection, stored).await?;
+            total.still_rejected += gone;
             let origin = Origin {
                 run,
                 collection: &collection,
@@ -224,7 +240,22 @@ async fn replay_group(
                     still_rejected: rejects,
                 })
             }
-            Landed::AlreadyClaimed => stored = still_stored(client, &ids).await?,
+            Landed::AlreadyClaimed => {
+                let raw: BTreeMap<i64, Vec<u8>> =
+                    stored.into_iter().map(|s| (s.id, s.raw)).collect();
+                // What was read from MongoDB is kept, not the stored bytes again.
+                stored = still_stored(client, &ids)
+                    .await?
+                    .into_iter()
+                    .filter_map(|s| {
+                        raw.get(&s.id).map(|raw| Stored {
+                            raw: raw.clone(),
+                            withheld: false,
+                            ..s
+                        })
+                    })
+                    .collect();
+            }
         }
     }
     Ok(Replayed::default())
@@ -235,7 +266,7 @@ async fn still_stored(client: &Client, ids: &[i64]) -> Result<Vec<Stored>, PgErr
     let rows = client
         .query(
             &format!(
-                "SELECT id, raw_bson FROM {} WHERE id = ANY($1) ORDER BY id",
+                "SELECT id, raw_bson, withheld IS NOT NULL FROM {} WHERE id = ANY($1) ORDER BY id",
                 bookkeeping_table(REJECTS_TABLE)
             ),
             &[&ids],
@@ -247,8 +278,60 @@ async fn still_stored(client: &Client, ids: &[i64]) -> Result<Vec<Stored>, PgErr
             Ok(Stored {
                 id: row.try_get(0)?,
                 raw: row.try_get(1)?,
+                withheld: row.try_get(2)?,
             })
         })
         .collect::<Result<_, tokio_postgres::Error>>()
         .doing("reading the rejects")
+}
+
+/// MongoDB, connected on first use.
+struct Source<'a> {
+    args: &'a source::MongoArgs,
+    database: &'a tokio::sync::OnceCell<mongodb::Database>,
+}
+
+/// The group with each withheld reject's document read again from MongoDB, and how
+/// many are gone from it (they stay rejects).
+async fn reread_withheld(
+    source: &Source<'_>,
+    collection: &str,
+    stored: Vec<Stored>,
+) -> Result<(Vec<Stored>, u64), OperatorError> {
+    if !stored.iter().any(|s| s.withheld) {
+        return Ok((stored, 0));
+    }
+    let database = source
+        .database
+        .get_or_try_init(|| source::connect(source.args))
+        .await?;
+    let documents = database.collection::<bson::RawDocumentBuf>(collection);
+    let mut kept = Vec::with_capacity(stored.len());
+    let mut gone = 0;
+    for mut s in stored {
+        if !s.withheld {
+            kept.push(s);
+            continue;
+        }
+        let id = bson::RawDocument::from_bytes(&s.raw)
+            .ok()
+            .and_then(|d| d.get("_id").ok().flatten())
+            .and_then(|id| bson::Bson::try_from(id).ok());
+        let found = match id {
+            Some(id) => documents
+                .find_one(bson::doc! { "_id": id })
+                .await
+                .map_err(|e| source::SourceError::read(format!("reading {collection}"), &e))?,
+            None => None,
+        };
+        match found {
+            Some(document) => {
+                s.raw = document.into_bytes();
+                s.withheld = false;
+                kept.push(s);
+            }
+            None => gone += 1,
+        }
+    }
+    Ok((kept, gone))
 }

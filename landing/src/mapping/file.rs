@@ -11,6 +11,8 @@ use crate::cell::LegacyUuid;
 use crate::column_type::ColumnType;
 use crate::extjson::JsonMode;
 use crate::identifier::{self, MAX_IDENTIFIER_BYTES};
+use crate::transform::keys::{KeyError, KeySource, Keyring};
+use crate::transform::{self, ChainError, Transform};
 
 /// The column that keeps the fields no other column reads.
 pub const EXTRA_COLUMN: &str = "_extra";
@@ -31,9 +33,16 @@ pub struct MappingFile {
     /// first schema (`public`) when absent. A collection may name its own.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub schema: Option<String>,
+    /// The keys transforms use, by name: where each is (an environment variable or a
+    /// file), never the key itself.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub keys: BTreeMap<String, KeySource>,
     /// Per collection, by its name.
     #[serde(default)]
     pub collections: BTreeMap<String, CollectionMapping>,
+    /// The keys, once [`MappingFile::unlock`] has read them.
+    #[serde(skip)]
+    pub(super) keyring: Option<Keyring>,
 }
 
 /// One collection's table (`[collections.<name>]`); the keys are in
@@ -157,6 +166,14 @@ pub struct ColumnMapping {
     /// so the column joins its table's key, and its type must be that key's.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub references: Option<String>,
+    /// What is done to the value before it lands (see [`crate::transform`]): one step
+    /// or a list.
+    #[serde(
+        default,
+        skip_serializing_if = "Vec::is_empty",
+        deserialize_with = "transform::one_or_many"
+    )]
+    pub transform: Vec<Transform>,
 }
 
 impl ColumnMapping {
@@ -168,6 +185,7 @@ impl ColumnMapping {
             ty,
             required: false,
             references: None,
+            transform: Vec::new(),
         }
     }
 }
@@ -234,6 +252,15 @@ pub enum MappingError {
         path: String,
         /// What the parser said.
         detail: String,
+    },
+    /// A key a transform needs cannot be read.
+    #[error("mapping file {path}: {source}")]
+    Key {
+        /// The file.
+        path: String,
+        /// Which key, and where it was looked for.
+        #[source]
+        source: KeyError,
     },
     /// The mapping parses but cannot work.
     #[error("mapping file {path}: {invalid}")]
@@ -332,6 +359,22 @@ pub enum Problem {
     /// A `jsonb` key column.
     #[error("the _id column is jsonb, whose equality ignores key order: the _ids {{a: 1, b: 2}} and {{b: 2, a: 1}}, distinct in MongoDB, would share one row; use type = \"text\" (canonical Extended JSON, order kept)")]
     JsonbKey,
+    /// A transform that cannot fill its column.
+    #[error("{path:?}: transform: {error}")]
+    Transform {
+        /// The column's path.
+        path: String,
+        /// What is wrong.
+        error: Box<ChainError>,
+    },
+    /// A transform where the value must stay as it is.
+    #[error("{path:?}: {why}")]
+    TransformHere {
+        /// The column's path.
+        path: String,
+        /// Why not here.
+        why: &'static str,
+    },
     /// A bookkeeping table's name.
     #[error("table {0:?} is a name the migration keeps for its bookkeeping (every table starting with {RESERVED_PREFIX}); choose another table")]
     Reserved(String),
@@ -407,6 +450,32 @@ impl MappingFile {
             })?;
         }
         Ok(())
+    }
+
+    /// Reads the keys the transforms use (from the environment or files), so that the
+    /// plans transform; a process that lands or compares rows calls it after loading.
+    /// Without it, a transformed column's every value is a reject, never plaintext.
+    ///
+    /// # Errors
+    /// [`MappingError::Key`] naming the key and where it was looked for.
+    pub fn unlock(&mut self, shown: &str) -> Result<(), MappingError> {
+        if !self.transforms() {
+            return Ok(());
+        }
+        self.keyring = Some(
+            Keyring::read(&self.keys).map_err(|source| MappingError::Key {
+                path: shown.to_string(),
+                source,
+            })?,
+        );
+        Ok(())
+    }
+
+    /// Whether any column is transformed.
+    pub fn transforms(&self) -> bool {
+        self.collections
+            .values()
+            .any(|c| c.columns.iter().any(|col| !col.transform.is_empty()))
     }
 
     /// The file at `path`, or no mappings at all (every collection gets the default
@@ -492,11 +561,47 @@ fn check_columns<'a>(
                 });
             }
         }
+        check_transform(column, file)?;
         if !paths.insert(column.path.as_str()) {
             return Err(Problem::PathTwice(column.path.clone()));
         }
     }
     Ok(())
+}
+
+/// A column's transform fits its type, names keys `[keys]` has, and leaves keys and
+/// references as they are.
+fn check_transform(column: &ColumnMapping, file: &MappingFile) -> Result<(), Problem> {
+    if column.transform.is_empty() {
+        return Ok(());
+    }
+    let here = |why| {
+        Err(Problem::TransformHere {
+            path: column.path.clone(),
+            why,
+        })
+    };
+    if column.path == "_id" {
+        return here("the key is not transformed: rows are found by it on the change path");
+    }
+    if column.references.is_some() {
+        return here("a reference is not transformed: it must equal the key it refers to");
+    }
+    if column.required && column.transform.contains(&Transform::Redact) {
+        return here("a redacted column is NULL, so it cannot be required");
+    }
+    for key in column.transform.iter().flat_map(Transform::keys) {
+        if !file.keys.contains_key(key) {
+            return Err(Problem::Transform {
+                path: column.path.clone(),
+                error: Box::new(ChainError::Key(KeyError::Unknown(key.to_string()))),
+            });
+        }
+    }
+    transform::check(&column.transform, column.ty).map_err(|error| Problem::Transform {
+        path: column.path.clone(),
+        error: Box::new(error),
+    })
 }
 
 impl ChildMapping {
@@ -535,6 +640,12 @@ impl ChildMapping {
                 }
                 let mut paths = HashSet::new();
                 check_columns(&self.columns, file, &mut paths)?;
+                if let Some(column) = self.columns.iter().find(|c| !c.transform.is_empty()) {
+                    return Err(Problem::TransformHere {
+                        path: format!("{}.{}", self.path, column.path),
+                        why: "transforms apply to a table's columns, not yet to a child table's",
+                    });
+                }
                 if let Some(key) = &self.key {
                     if !paths.contains(key.as_str()) {
                         return Err(Problem::ChildKey {

@@ -1,6 +1,7 @@
 //! A collection's target table and how each of its columns is filled.
 
 use std::collections::{BTreeMap, HashSet};
+use std::sync::Arc;
 
 use bson::RawDocument;
 
@@ -13,6 +14,8 @@ use super::reference::Reference;
 use crate::cell::ValueOptions;
 use crate::column_type::ColumnType;
 use crate::identifier::{self, Taken};
+use crate::transform::keys::KeyError;
+use crate::transform::{Chain, ChainError};
 
 /// Where a column's value comes from.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -52,6 +55,16 @@ pub struct ColumnPlan {
     pub ty: ColumnType,
     /// `NOT NULL`: a document without a value is a reject.
     pub required: bool,
+    /// What is done to the value first; an error when its keys were not read (every
+    /// value is then a reject, never plaintext).
+    pub transform: Option<Result<Arc<Chain>, ChainError>>,
+}
+
+impl ColumnPlan {
+    /// The key the column's values are sealed with (`encrypt`, `reencrypt`).
+    pub fn sealed_with(&self) -> Option<&crate::transform::keys::Secret> {
+        self.transform.as_ref()?.as_ref().ok()?.sealed_with()
+    }
 }
 
 /// A child table: one row per element of an array, in the document or in an element
@@ -140,6 +153,9 @@ pub struct TablePlan {
     pub(super) registered: HashSet<String>,
     /// The paths columns and children read; `None` when the whole document is kept.
     pub(super) read: Option<PathTree>,
+    /// The paths of transformed columns: their source values are left out of what
+    /// a reject keeps.
+    pub withheld: Vec<String>,
 }
 
 /// The set of dotted paths a plan reads, as a tree of keys.
@@ -188,6 +204,7 @@ impl TablePlan {
             source,
             ty,
             required: false,
+            transform: None,
         };
         TablePlan {
             table: qualified(schema, generated_table(naming, collection)),
@@ -203,6 +220,7 @@ impl TablePlan {
             naming,
             registered: HashSet::new(),
             read: None,
+            withheld: Vec::new(),
         }
     }
 
@@ -248,6 +266,13 @@ impl TablePlan {
                     },
                     ty: c.ty,
                     required: c.required,
+                    transform: (!c.transform.is_empty()).then(|| {
+                        match &file.keyring {
+                            Some(keyring) => Chain::compile(&c.transform, c.ty, keyring),
+                            None => Err(ChainError::Key(KeyError::NotRead)),
+                        }
+                        .map(Arc::new)
+                    }),
                 }
             })
             .collect();
@@ -257,6 +282,7 @@ impl TablePlan {
             source: Source::Extra,
             ty: ColumnType::Jsonb,
             required: false,
+            transform: None,
         });
         if mapping.missing == Missing::Distinct {
             columns.push(ColumnPlan {
@@ -264,6 +290,7 @@ impl TablePlan {
                 source: Source::Missing,
                 ty: ColumnType::TextArray,
                 required: false,
+                transform: None,
             });
         }
         // Every table has a key from `_id`: it is what lands each document once,
@@ -280,6 +307,7 @@ impl TablePlan {
                 source,
                 ty,
                 required: false,
+                transform: None,
             });
             Some(columns.len() - 1)
         });
@@ -310,6 +338,12 @@ impl TablePlan {
             naming,
             registered: HashSet::new(),
             read: Some(read),
+            withheld: mapping
+                .columns
+                .iter()
+                .filter(|c| !c.transform.is_empty())
+                .map(|c| c.path.clone())
+                .collect(),
         }
     }
 
@@ -349,6 +383,7 @@ impl TablePlan {
                 },
                 ty: column.kind.column_type(),
                 required: false,
+                transform: None,
             });
         }
         self

@@ -84,6 +84,22 @@ impl TablePlan {
                     if value.is_none() {
                         missing.push(Cell::Text(field()));
                     }
+                    if let Some(transform) = &column.transform {
+                        let refused = |reason: String| RowError {
+                            field: field(),
+                            expected: Some(column.ty),
+                            found: value.map_or("missing", type_name).to_string(),
+                            reason,
+                            excerpt: None,
+                        };
+                        let chain = transform.as_ref().map_err(|e| refused(e.to_string()))?;
+                        let cell = chain.apply(value).map_err(refused)?;
+                        if column.required && cell == Cell::Null {
+                            return Err(required(field(), column.ty));
+                        }
+                        cells.push(cell);
+                        continue;
+                    }
                     match &column.source {
                         Source::Reference(_, to) => to.cell(value, column.ty),
                         _ if key == Some(cells.len()) => Cell::key(value, column.ty, &self.options),

@@ -115,11 +115,9 @@ pub async fn infer(config: &InferConfig) -> Result<Inferred, InferError> {
         Some(schema) => Some(schema.clone()),
         None => Some(snake_case(database.name())),
     };
-    let mut file = MappingFile {
-        naming: Naming::SnakeCase,
-        schema,
-        ..MappingFile::default()
-    };
+    let mut file = MappingFile::default();
+    file.naming = Naming::SnakeCase;
+    file.schema = schema;
     for (collection, shape) in &shapes {
         let table = snake_case(&collection.replace('.', "_"));
         let proposer = Proposer {

@@ -8,7 +8,7 @@ use common::naming::REJECTS_TABLE;
 use landing::column_type::ColumnType;
 use landing::identifier::{quote, quote_table};
 
-use super::fingerprint::{child_types, Fingerprint};
+use super::fingerprint::{cell_bytes, child_types, compared, Fingerprint};
 use super::VerifyError;
 use super::{Check, Seen, Verdict};
 
@@ -67,6 +67,34 @@ impl Check<'_> {
         for (i, column) in plan.columns.iter().enumerate() {
             let ty = column.ty.sql();
             let name = quote(&column.name);
+            if column.sealed_with().is_some() {
+                let target: Option<Option<Vec<u8>>> = self
+                    .client
+                    .query_opt(
+                        &format!(
+                            "SELECT t.{name} FROM {} t WHERE t.{} = $1::{}",
+                            quote_table(&plan.table),
+                            quote(&plan.columns[pk].name),
+                            plan.columns[pk].ty.sql()
+                        ),
+                        &[&row.cells[pk]],
+                    )
+                    .await
+                    .map_err(|e| self.failed("comparing columns", e))?
+                    .map(|r| r.get(0));
+                let source = cell_bytes(&row.cells[i], column.ty)
+                    .map_err(|e| self.failed("comparing columns", e))?;
+                let opened =
+                    |b: &Option<Vec<u8>>| b.as_deref().map(|b| compared(column, b).into_owned());
+                if opened(&source) != opened(&target.unwrap_or_default()) {
+                    // Neither plaintext is shown: the column is encrypted for a reason.
+                    parts.push(format!(
+                        "column {:?}: its decrypted value differs (not shown)",
+                        column.name
+                    ));
+                }
+                continue;
+            }
             let rendered = self
                 .client
                 .query_opt(

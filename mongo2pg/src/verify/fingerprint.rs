@@ -13,7 +13,9 @@ use tokio_postgres::types::{FromSql, IsNull, ToSql, Type};
 
 use landing::cell::Cell;
 use landing::column_type::ColumnType;
-use landing::mapping::{ChildPlan, Row, TablePlan};
+use std::borrow::Cow;
+
+use landing::mapping::{ChildPlan, ColumnPlan, Row, TablePlan};
 use landing::numeric::Numeric;
 
 use super::error::FingerprintError;
@@ -192,7 +194,19 @@ impl Fingerprint {
         plan: &TablePlan,
         row: &Row,
     ) -> Result<Fingerprint, FingerprintError> {
-        let mut total = Fingerprint::of_cells(None, plan.columns.iter().map(|c| c.ty), &row.cells)?;
+        let encoded = plan
+            .columns
+            .iter()
+            .zip(&row.cells)
+            .map(|(column, cell)| {
+                cell_bytes(cell, column.ty).map(|bytes| {
+                    let bytes = bytes.map(|b| compared(column, &b).into_owned());
+                    (column.ty, bytes)
+                })
+            })
+            .collect::<Result<Vec<_>, FingerprintError>>()?;
+        let mut total =
+            Fingerprint::of_row(None, encoded.iter().map(|(ty, b)| (*ty, b.as_deref())))?;
         for (i, (child, rows)) in plan.children.iter().zip(&row.children).enumerate() {
             for cells in rows {
                 total.add(Fingerprint::of_cells(Some(i), child_types(child), cells)?);
@@ -211,6 +225,19 @@ impl Fingerprint {
             .map(|(ty, cell)| cell_bytes(cell, ty).map(|bytes| (ty, bytes)))
             .collect::<Result<Vec<_>, FingerprintError>>()?;
         Fingerprint::of_row(table, encoded.iter().map(|(ty, b)| (*ty, b.as_deref())))
+    }
+}
+
+/// A value as compared: an encrypted column's plaintext, opened with its key (each
+/// encryption draws a fresh nonce, so equal values are never equal bytes); a value
+/// that does not open is compared as it is, marked, and differs.
+pub(super) fn compared<'a>(column: &ColumnPlan, bytes: &'a [u8]) -> Cow<'a, [u8]> {
+    let Some(key) = column.sealed_with() else {
+        return Cow::Borrowed(bytes);
+    };
+    match landing::transform::cipher::open_sealed(key, bytes) {
+        Ok(plain) => Cow::Owned([&b"opened:"[..], &plain].concat()),
+        Err(_) => Cow::Owned([&b"sealed:"[..], bytes].concat()),
     }
 }
 

@@ -88,7 +88,8 @@ pub const REPAIR_RUN: &str = "verify-repair";
 /// [`VerifyError`] when a server cannot be reached or read, or the mapping is not the
 /// run's. Differences are not errors: they are in the [`Report`].
 pub async fn verify(config: &VerifyConfig) -> Result<Report, VerifyError> {
-    let (mapping, named) = mapping::for_run(config).await?;
+    let (mut mapping, named) = mapping::for_run(config).await?;
+    mapping.unlock(&named)?;
     let database = source::connect(&config.mongo).await?;
     let collections = source::collections(
         &database,

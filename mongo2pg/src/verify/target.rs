@@ -2,7 +2,9 @@
 
 use std::collections::HashMap;
 
-use super::fingerprint::{child_types, Fingerprint, RawValue};
+use std::borrow::Cow;
+
+use super::fingerprint::{child_types, compared, Fingerprint, RawValue};
 use landing::cell::Cell;
 use landing::column_type::ColumnType;
 use landing::identifier::{quote, quote_table};
@@ -45,8 +47,20 @@ impl Check<'_> {
             let values =
                 read_values(row, &types).map_err(|e| self.failed("reading the target", e))?;
             let key = values[pk].map(<[u8]>::to_vec).unwrap_or_default();
-            let fp = Fingerprint::of_row(None, types.iter().copied().zip(values))
-                .map_err(|e| self.failed("reading the target", e))?;
+            let values: Vec<Option<Cow<'_, [u8]>>> = plan
+                .columns
+                .iter()
+                .zip(values)
+                .map(|(column, value)| value.map(|v| compared(column, v)))
+                .collect();
+            let fp = Fingerprint::of_row(
+                None,
+                types
+                    .iter()
+                    .copied()
+                    .zip(values.iter().map(|v| v.as_deref())),
+            )
+            .map_err(|e| self.failed("reading the target", e))?;
             found.insert(
                 key,
                 Stored {

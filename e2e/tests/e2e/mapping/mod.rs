@@ -8,4 +8,5 @@ mod geo;
 mod names;
 mod properties;
 mod relational;
+mod transforms;
 mod types;
