@@ -19,6 +19,9 @@ pub const LEDGER_TABLE: &str = "_migrate_ledger";
 pub const REJECTS_TABLE: &str = "_migrate_rejects";
 /// One row per message that can never land, with its reason and bytes.
 pub const DEAD_LETTERS_TABLE: &str = "_migrate_dead_letters";
+/// A dead letter's `withheld` when its message could not be read in a run with
+/// transforms: no payload is kept, since what it holds cannot be told.
+pub const WITHHELD_ALL: &str = "*";
 /// The newest version landed of each document a change touched, deleted or not.
 pub const VERSIONS_TABLE: &str = "_migrate_versions";
 /// The registry of columns added for fields that appeared after the mapping was written.

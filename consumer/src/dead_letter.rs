@@ -2,12 +2,22 @@
 //! message bytes as they arrived) and a copy on the dead-letter stream, before the
 //! message is terminated. Recording twice (a crash between the record and the term) is
 //! harmless: the row is keyed by the message's stream sequence.
+//!
+//! A batch of a collection with transformed columns is kept without those fields (see
+//! [`landing::transform::withhold`]), named in `withheld`: its documents' private
+//! values never reach PostgreSQL in clear, and `mongo2pg requeue` reads them again
+//! from MongoDB. A message that cannot be read, in a run with transforms, keeps no
+//! payload at all: what it holds cannot be told.
 
 use async_nats::jetstream::Message;
 use async_nats::HeaderMap;
-use common::batch::Envelope;
+use std::borrow::Cow;
+
+use common::batch::{Doc, Envelope};
 use common::broker::Broker;
+use common::naming::WITHHELD_ALL;
 use common::naming::{bookkeeping_table, RunName, DEAD_LETTERS_TABLE};
+use landing::mapping::MappingFile;
 use landing::pg::{Doing, PgError};
 use tokio_postgres::Client;
 
@@ -31,6 +41,7 @@ pub(crate) async fn record(
     client: &mut Client,
     broker: &Broker,
     run: &RunName,
+    mapping: &MappingFile,
     message: &Message,
     delivered: i64,
     reason: &str,
@@ -38,6 +49,7 @@ pub(crate) async fn record(
     let info = message.info().map_err(DeadLetterError::Metadata)?;
     let (stream, stream_seq) = (info.stream.to_string(), info.stream_sequence as i64);
     let envelope = Envelope::decode(&message.payload).ok();
+    let (payload, withheld) = kept(mapping, envelope.as_ref(), &message.payload);
     // Text columns cannot hold a NUL byte: a hostile envelope's names are kept with it
     // shown as `\0` (the payload keeps the exact bytes).
     let text = |s: &str| s.replace('\0', "\\0");
@@ -47,8 +59,8 @@ pub(crate) async fn record(
     client
         .execute(
             &format!(
-                "INSERT INTO {} (stream, stream_seq, subject, run, collection, batch_id, deliveries, reason, payload)
-                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9) ON CONFLICT (stream, stream_seq) DO NOTHING",
+                "INSERT INTO {} (stream, stream_seq, subject, run, collection, batch_id, deliveries, reason, payload, withheld)
+                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10) ON CONFLICT (stream, stream_seq) DO NOTHING",
                 bookkeeping_table(DEAD_LETTERS_TABLE)
             ),
             &[
@@ -60,7 +72,8 @@ pub(crate) async fn record(
                 &batch_id,
                 &delivered,
                 &reason,
-                &message.payload.as_ref(),
+                &payload.as_ref(),
+                &withheld,
             ],
         )
         .await
@@ -78,13 +91,35 @@ pub(crate) async fn record(
     );
     let ack = broker
         .jetstream
-        .publish_with_headers(
-            broker.names.dead_letter_subject(run),
-            headers,
-            message.payload.clone(),
-        )
+        .publish_with_headers(broker.names.dead_letter_subject(run), headers, payload)
         .await
         .map_err(|e| DeadLetterError::Publish(e.into()))?;
     ack.await.map_err(|e| DeadLetterError::Publish(e.into()))?;
     Ok(())
+}
+
+/// The payload to keep, and the fields left out of it (`None`: it is whole).
+fn kept(
+    mapping: &MappingFile,
+    envelope: Option<&Envelope<'_>>,
+    payload: &bytes::Bytes,
+) -> (bytes::Bytes, Option<Vec<String>>) {
+    let Some(envelope) = envelope else {
+        return if mapping.transforms() {
+            (bytes::Bytes::new(), Some(vec![WITHHELD_ALL.to_string()]))
+        } else {
+            (payload.clone(), None)
+        };
+    };
+    let paths = mapping.plan(&envelope.collection).withheld;
+    if paths.is_empty() {
+        return (payload.clone(), None);
+    }
+    let mut scrubbed = envelope.clone();
+    for doc in &mut scrubbed.docs {
+        if let Doc::Inline(raw) = doc {
+            *raw = Cow::Owned(landing::transform::withhold(raw, &paths));
+        }
+    }
+    (scrubbed.encode().into(), Some(paths))
 }

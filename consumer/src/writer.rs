@@ -397,6 +397,7 @@ impl Writer {
                             client,
                             &shared.broker,
                             &shared.run,
+                            &shared.mapping,
                             message,
                             delivered,
                             &reason,

@@ -41,7 +41,7 @@ impl Reject {
         if plan.withheld.is_empty() {
             return Self::kept(raw, error);
         }
-        let mut reject = Self::kept(&withhold(raw, &plan.withheld), error);
+        let mut reject = Self::kept(&crate::transform::withhold(raw, &plan.withheld), error);
         reject.withheld.clone_from(&plan.withheld);
         reject
     }
@@ -100,26 +100,6 @@ impl Reject {
         };
         Reject::new(plan, raw, error)
     }
-}
-
-/// The document `raw` without the fields at `paths` (dotted); nothing when it cannot
-/// be read, since what cannot be read cannot be cut either.
-fn withhold(raw: &[u8], paths: &[String]) -> Vec<u8> {
-    let Ok(mut doc) = bson::Document::from_reader(raw) else {
-        return Vec::new();
-    };
-    for path in paths {
-        let mut parts: Vec<&str> = path.split('.').collect();
-        let Some(last) = parts.pop() else { continue };
-        let mut at = Some(&mut doc);
-        for part in parts {
-            at = at.and_then(|d| d.get_document_mut(part).ok());
-        }
-        if let Some(parent) = at {
-            parent.remove(last);
-        }
-    }
-    doc.to_vec().unwrap_or_default()
 }
 
 /// Where rejects come from, for the rejects table's run/collection/batch columns.

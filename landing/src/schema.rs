@@ -95,6 +95,7 @@ pub async fn ensure_bookkeeping(client: &mut Client) -> Result<(), PgError> {
             dead_at timestamptz NOT NULL DEFAULT now(),
             UNIQUE (stream, stream_seq)
         );
+        ALTER TABLE {dead} ADD COLUMN IF NOT EXISTS withheld text[];
         CREATE TABLE IF NOT EXISTS {finish} (
             run text NOT NULL,
             item text NOT NULL,

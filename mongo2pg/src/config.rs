@@ -339,6 +339,11 @@ pub struct RequeueConfig {
     #[command(flatten)]
     pub run: RunArgs,
 
+    /// Where dead letters of transformed collections are read again: they keep their
+    /// transformed fields out, so their documents come from MongoDB.
+    #[command(flatten)]
+    pub mongo: MongoArgs,
+
     #[command(flatten)]
     pub postgres: PostgresArgs,
 

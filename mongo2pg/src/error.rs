@@ -56,6 +56,14 @@ pub enum OperatorError {
     /// The mapping file cannot be used.
     #[error(transparent)]
     Mapping(#[from] MappingError),
+    /// Bytes kept by the migration that no longer read as what they were.
+    #[error("{what} cannot be read: {detail}")]
+    Unreadable {
+        /// What was read.
+        what: String,
+        /// Why not.
+        detail: String,
+    },
     /// No producer has started the run on this stream.
     #[error("run {run:?} is unknown on stream {stream:?}: no producer has started it; check --run (MIGRATION_RUN) and --stream (NATS_STREAM)")]
     UnknownRun {

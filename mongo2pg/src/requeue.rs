@@ -8,10 +8,17 @@
 //! it twice at worst, and the ledger lands a batch once. Running consumers (or ones
 //! started later) land the requeued batches; one that fails again is dead-lettered
 //! again, with its new reason.
+//!
+//! A dead letter of a collection with transforms was kept without the transformed
+//! fields: each of its documents is read again from MongoDB by `_id` (as it is now) and
+//! the batch published with them; a document gone since leaves the batch (its delete
+//! is on the change stream, or it was deleted before the snapshot read it again). One
+//! whose message could not be read at all kept nothing to requeue and stays, counted.
 
 use async_nats::HeaderMap;
+use common::batch::{ChangeOp, Doc, Envelope};
 use common::broker::Broker;
-use common::naming::{bookkeeping_table, DEAD_LETTERS_TABLE};
+use common::naming::{bookkeeping_table, DEAD_LETTERS_TABLE, WITHHELD_ALL};
 use landing::ledger;
 use landing::pg::{self, Doing, PgError};
 use landing::schema;
@@ -24,6 +31,8 @@ use crate::error::OperatorError;
 pub struct Requeued {
     /// Dead letters published again.
     pub messages: u64,
+    /// Dead letters that kept no payload (unreadable, in a run with transforms).
+    pub empty: u64,
 }
 
 impl std::fmt::Display for Requeued {
@@ -32,7 +41,15 @@ impl std::fmt::Display for Requeued {
             f,
             "requeue: {} dead letters published again; consumers of the run land them",
             self.messages
-        )
+        )?;
+        if self.empty > 0 {
+            write!(
+                f,
+                "; {} kept no payload (unreadable messages of a run with transforms) and stay in {DEAD_LETTERS_TABLE}",
+                self.empty
+            )?;
+        }
+        Ok(())
     }
 }
 
@@ -69,10 +86,12 @@ pub async fn requeue(config: &RequeueConfig) -> Result<Requeued, OperatorError> 
         });
     }
     let mut requeued = Requeued::default();
+    // Connected only when a dead letter needs it.
+    let database = tokio::sync::OnceCell::new();
     for id in ids {
         let Some(row) = client
             .query_opt(
-                &format!("SELECT subject, payload FROM {table} WHERE id = $1"),
+                &format!("SELECT subject, payload, withheld FROM {table} WHERE id = $1"),
                 &[&id],
             )
             .await
@@ -82,7 +101,18 @@ pub async fn requeue(config: &RequeueConfig) -> Result<Requeued, OperatorError> 
             continue;
         };
         let subject: String = row.try_get(0).doing("reading a dead letter")?;
-        let payload: Vec<u8> = row.try_get(1).doing("reading a dead letter")?;
+        let mut payload: Vec<u8> = row.try_get(1).doing("reading a dead letter")?;
+        let withheld: Option<Vec<String>> = row.try_get(2).doing("reading a dead letter")?;
+        if let Some(withheld) = withheld {
+            if withheld.iter().any(|w| w == WITHHELD_ALL) {
+                requeued.empty += 1;
+                continue;
+            }
+            let database = database
+                .get_or_try_init(|| source::connect(&config.mongo))
+                .await?;
+            payload = reread(database, &payload).await?;
+        }
         let mut headers = HeaderMap::new();
         headers.insert(
             async_nats::header::NATS_MESSAGE_ID,
@@ -113,4 +143,49 @@ pub async fn requeue(config: &RequeueConfig) -> Result<Requeued, OperatorError> 
         requeued.messages += 1;
     }
     Ok(requeued)
+}
+
+/// A withheld batch with its documents read again from MongoDB; those gone since
+/// leave it (and their change, for a batch of the change stream).
+async fn reread(database: &mongodb::Database, payload: &[u8]) -> Result<Vec<u8>, OperatorError> {
+    let envelope = Envelope::decode(payload).map_err(|e| OperatorError::Unreadable {
+        what: "a withheld dead letter".to_string(),
+        detail: e.to_string(),
+    })?;
+    let documents = database.collection::<bson::RawDocumentBuf>(&envelope.collection);
+    let mut fresh = envelope.clone();
+    fresh.docs.clear();
+    fresh.changes.clear();
+    for (i, doc) in envelope.docs.iter().enumerate() {
+        let change = envelope.changes.get(i).copied();
+        let Doc::Inline(raw) = doc else {
+            // A document in the object store was never withheld.
+            fresh.docs.push(doc.clone());
+            fresh.changes.extend(change);
+            continue;
+        };
+        if change.is_some_and(|c| c.op == ChangeOp::Delete) {
+            fresh.docs.push(doc.clone());
+            fresh.changes.extend(change);
+            continue;
+        }
+        let id = bson::RawDocument::from_bytes(raw)
+            .ok()
+            .and_then(|d| d.get("_id").ok().flatten())
+            .and_then(|id| bson::Bson::try_from(id).ok());
+        let Some(id) = id else { continue };
+        let found = documents
+            .find_one(bson::doc! { "_id": id })
+            .await
+            .map_err(|e| {
+                source::SourceError::read(format!("reading {}", envelope.collection), &e)
+            })?;
+        if let Some(found) = found {
+            fresh
+                .docs
+                .push(Doc::Inline(std::borrow::Cow::Owned(found.into_bytes())));
+            fresh.changes.extend(change);
+        }
+    }
+    Ok(fresh.encode())
 }

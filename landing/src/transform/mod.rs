@@ -369,6 +369,27 @@ impl Chain {
     }
 }
 
+/// The document `raw` without the fields at `paths` (dotted): what rejects and dead
+/// letters of a transformed collection keep. Nothing when it cannot be read, since
+/// what cannot be read cannot be cut either.
+pub fn withhold(raw: &[u8], paths: &[String]) -> Vec<u8> {
+    let Ok(mut doc) = bson::Document::from_reader(raw) else {
+        return Vec::new();
+    };
+    for path in paths {
+        let mut parts: Vec<&str> = path.split('.').collect();
+        let Some(last) = parts.pop() else { continue };
+        let mut at = Some(&mut doc);
+        for part in parts {
+            at = at.and_then(|d| d.get_document_mut(part).ok());
+        }
+        if let Some(parent) = at {
+            parent.remove(last);
+        }
+    }
+    doc.to_vec().unwrap_or_default()
+}
+
 fn bytes(value: &Value) -> &[u8] {
     match value {
         Value::Text(text) => text.as_bytes(),

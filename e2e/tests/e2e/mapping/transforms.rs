@@ -448,3 +448,131 @@ async fn transforms_give_exact_values_and_keep_private_data_out_of_rejects() -> 
     }
     Ok(())
 }
+
+/// A batch of a transformed collection that cannot land is dead-lettered without its
+/// transformed fields; once the cause is fixed, `requeue` reads its documents again
+/// from MongoDB and they land transformed.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_dead_letter_keeps_no_private_value_and_requeue_reads_it_again() -> Result<()> {
+    let env = TestEnv::new("transforms_dead").await?;
+    let accounts = env.db().collection::<Document>("accounts");
+    let docs: Vec<Document> = (0..5)
+        .map(|n| {
+            doc! {
+                "_id": format!("a{n}"),
+                "name": format!("Account {n}"),
+                "email": format!("owner{n}@example.com"),
+                "secret": format!("pin {n:04}"),
+            }
+        })
+        .collect();
+    accounts.insert_many(&docs).await?;
+    let mapping = env.write_file(
+        "dead.toml",
+        r#"
+[keys]
+pii = { env = "PII_KEY" }
+
+[collections.accounts]
+columns = [
+  { path = "_id", type = "text" },
+  { path = "name", type = "text" },
+  { path = "email", type = "text", transform = { kind = "hash", key = "pii" } },
+  { path = "secret", type = "bytea", transform = { kind = "encrypt", key = "pii" } },
+]
+"#,
+    );
+    // The table as the mapping makes it, with a trigger that refuses every batch.
+    let ddl = env
+        .mongo2pg("r1", &["schema", "--mapping", &mapping])
+        .await?;
+    assert_success(&ddl, "schema");
+    let pg = env.pg().await?;
+    pg.batch_execute(&stdout(&ddl)).await?;
+    pg.batch_execute(
+        r#"CREATE FUNCTION refuse_accounts() RETURNS trigger AS $$
+           BEGIN RAISE EXCEPTION 'refused by trigger'; END $$ LANGUAGE plpgsql;
+           CREATE TRIGGER refuse AFTER INSERT ON accounts REFERENCING NEW TABLE AS new_rows
+             FOR EACH STATEMENT EXECUTE FUNCTION refuse_accounts();"#,
+    )
+    .await?;
+    let pii = hex::encode(PII);
+    assert_success(&env.producer("r1", &["run"]).await?, "producer");
+    let mut consumer = env
+        .command("consumer", "r1")
+        .args([
+            "run",
+            "--mapping",
+            &mapping,
+            "--max-deliver",
+            "2",
+            "--ack-wait",
+            "5s",
+        ])
+        .env("PII_KEY", &pii)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()?;
+    let started = tokio::time::Instant::now();
+    let row = loop {
+        // The consumer makes the table as it starts.
+        if let Ok(Some(row)) = pg
+            .query_opt(
+                "SELECT payload, withheld, reason FROM _migrate_dead_letters WHERE run = 'r1'",
+                &[],
+            )
+            .await
+        {
+            break row;
+        }
+        ensure!(started.elapsed() < LIMIT, "no dead letter");
+        tokio::time::sleep(Duration::from_millis(300)).await;
+    };
+    let (payload, withheld, reason): (Vec<u8>, Vec<String>, String) =
+        (row.get(0), row.get(1), row.get(2));
+    let holds = |needle: &str| {
+        payload
+            .windows(needle.len())
+            .any(|w| w == needle.as_bytes())
+    };
+    ensure!(withheld == ["email", "secret"], "{withheld:?}");
+    ensure!(reason.contains("refused by trigger"), "{reason}");
+    ensure!(holds("Account 3"), "the other fields are kept");
+    for doc in &docs {
+        for field in ["email", "secret"] {
+            ensure!(!holds(doc.get_str(field)?), "the dead letter holds {field}");
+        }
+    }
+
+    pg.batch_execute("DROP TRIGGER refuse ON accounts").await?;
+    let requeued = env.mongo2pg("r1", &["requeue"]).await?;
+    assert_success(&requeued, "requeue");
+    let started = tokio::time::Instant::now();
+    while pg
+        .query_one("SELECT count(*) FROM accounts", &[])
+        .await?
+        .get::<_, i64>(0)
+        < 5
+    {
+        ensure!(started.elapsed() < LIMIT, "the requeued batch did not land");
+        tokio::time::sleep(Duration::from_millis(300)).await;
+    }
+    let emails: Vec<String> = docs
+        .iter()
+        .map(|d| d.get_str("email").map(str::to_string))
+        .collect::<Result<_, _>>()?;
+    let digests = python_hmac(&PII, &emails)?;
+    let rows = pg
+        .query("SELECT email, secret FROM accounts ORDER BY _id", &[])
+        .await?;
+    for ((row, digest), n) in rows.iter().zip(&digests).zip(0..) {
+        ensure!(row.get::<_, String>(0) == *digest, "a{n}: email");
+        ensure!(
+            gcm_open(&PII, &row.get::<_, Vec<u8>>(1))? == format!("pin {n:04}"),
+            "a{n}: secret"
+        );
+    }
+    consumer.start_kill()?;
+    consumer.wait().await?;
+    Ok(())
+}
