@@ -51,6 +51,25 @@ pub struct RunConfig {
     )]
     pub collections: Vec<CollectionNames>,
 
+    /// Without --collection: take only the collections whose `database.collection`
+    /// name this regular expression matches whole (`app\.orders_.*`); repeat for
+    /// several.
+    #[arg(
+        long = "include",
+        env = "MIGRATION_INCLUDE",
+        conflicts_with = "collections"
+    )]
+    pub include: Vec<String>,
+
+    /// Without --collection: leave out the collections whose `database.collection`
+    /// name this regular expression matches whole (`.*\.tmp_.*`); repeat for several.
+    #[arg(
+        long = "exclude",
+        env = "MIGRATION_EXCLUDE",
+        conflicts_with = "collections"
+    )]
+    pub exclude: Vec<String>,
+
     /// Most documents in one batch; batches are also cut at the NATS server's
     /// max_payload in bytes (1 MiB by default). Each batch is one transaction with a
     /// WAL flush, so fewer, larger batches spare PostgreSQL most of its per-batch cost:

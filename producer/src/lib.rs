@@ -37,11 +37,12 @@ mod range_readers;
 mod ranges;
 mod retry;
 
+use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
 use common::broker::Broker;
 use common::naming::RunName;
-use common::run_state::{CollectionTotals, RunManifest, RunSource, RunState};
+use common::run_state::{CollectionTotals, RunManifest, RunSource, RunState, SelectionPatterns};
 use futures::{StreamExt, TryStreamExt};
 use tokio_util::sync::CancellationToken;
 use tracing::Instrument;
@@ -161,12 +162,36 @@ async fn run_collections(
     shutdown: CancellationToken,
 ) -> Result<Summary, ProducerError> {
     let started = Instant::now();
+    let selection = source::Selection::new(SelectionPatterns {
+        include: config.include.clone(),
+        exclude: config.exclude.clone(),
+    })?;
     let database = source::connect(&config.mongo).await?;
-    let collections = source::collections(
+    let mut collections = source::collections(
         &database,
         &common::config::collection_names(&config.collections),
     )
     .await?;
+    let mut left_out = BTreeMap::new();
+    if !selection.is_empty() {
+        let available = collections.join(", ");
+        collections.retain(|name| match selection.verdict(database.name(), name) {
+            Ok(()) => true,
+            Err(why) => {
+                left_out.insert(name.clone(), why);
+                false
+            }
+        });
+        if collections.is_empty() {
+            return Err(source::SourceError::NoneSelected {
+                database: database.name().to_string(),
+                patterns: selection.patterns.shown(),
+                available,
+            }
+            .into());
+        }
+        tracing::info!(chosen = %collections.join(", "), left_out = left_out.len(), "collections chosen by --include/--exclude");
+    }
     let broker = Broker::connect(&config.nats, config.nats.stream.clone()).await?;
     let run = config.run.run.clone();
     let state = RunState::new(broker.state.clone(), broker.names.clone(), run.clone());
@@ -214,6 +239,10 @@ async fn run_collections(
         manifest.complete = false;
         manifest.follow |= follow;
         manifest.all_collections |= all_collections;
+        if !selection.is_empty() {
+            manifest.selection = Some(selection.patterns.clone());
+            manifest.left_out.clone_from(&left_out);
+        }
         manifest.source = Some(source.clone());
         for (name, estimated) in &estimates {
             let totals = manifest.collections.entry(name.clone()).or_default();

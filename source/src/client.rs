@@ -112,8 +112,8 @@ pub async fn connect(args: &MongoArgs) -> Result<Database, SourceError> {
 }
 
 /// For a run of the whole database, the collections it lacks: created after it
-/// started, they are neither snapshotted nor followed. None for a run of named
-/// collections.
+/// started (and chosen by its `--include`/`--exclude`), they are neither snapshotted
+/// nor followed. None for a run of named collections.
 pub async fn not_in_run(
     database: &Database,
     manifest: &common::run_state::RunManifest,
@@ -126,7 +126,17 @@ pub async fn not_in_run(
         .filter(doc! { "type": "collection" })
         .await
         .map_err(|e| SourceError::read("(listing collections)", &e))?;
-    names.retain(|name| !name.starts_with("system.") && !manifest.collections.contains_key(name));
+    let selection = match &manifest.selection {
+        Some(patterns) => Some(crate::Selection::new(patterns.clone())?),
+        None => None,
+    };
+    names.retain(|name| {
+        !name.starts_with("system.")
+            && !manifest.collections.contains_key(name)
+            && selection
+                .as_ref()
+                .is_none_or(|s| s.verdict(database.name(), name).is_ok())
+    });
     names.sort();
     Ok(names)
 }

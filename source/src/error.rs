@@ -66,6 +66,24 @@ pub enum SourceError {
     /// The database holds nothing to migrate.
     #[error("database {0:?} has no collections to migrate; check --mongodb-database or MONGODB_DATABASE")]
     NoCollections(String),
+    /// An `--include` or `--exclude` that is not a regular expression.
+    #[error("pattern {pattern:?} is not a regular expression: {detail}")]
+    Pattern {
+        /// The pattern.
+        pattern: String,
+        /// The regex crate's words.
+        detail: String,
+    },
+    /// Patterns that choose no collection.
+    #[error("no collection of database {database:?} is chosen by {patterns}; its collections: {available}")]
+    NoneSelected {
+        /// The database.
+        database: String,
+        /// The patterns, as given.
+        patterns: String,
+        /// What it has.
+        available: String,
+    },
     /// A read failed.
     #[error("reading {collection:?} from MongoDB: {detail}")]
     Read {

@@ -18,7 +18,9 @@ pub mod config;
 pub mod error;
 pub mod pager;
 pub mod ranges;
+pub mod selection;
 
 pub use client::{collections, connect, not_in_run, shutdown};
 pub use config::MongoArgs;
 pub use error::{mongo_detail, ReadFailure, SourceError};
+pub use selection::Selection;

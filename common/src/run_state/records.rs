@@ -30,6 +30,35 @@ pub struct RunManifest {
     /// so a collection created after its start is one it lacks.
     #[serde(default)]
     pub all_collections: bool,
+    /// For a run of the whole database, the patterns choosing its collections
+    /// (`--include`, `--exclude`): a collection created later counts as lacking only
+    /// when they choose it.
+    #[serde(default)]
+    pub selection: Option<SelectionPatterns>,
+    /// The database's collections the run left out, each with why.
+    #[serde(default)]
+    pub left_out: BTreeMap<String, String>,
+}
+
+/// The patterns choosing a run's collections, as given.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SelectionPatterns {
+    /// A collection is taken when one of these matches its `database.collection`
+    /// name whole (every collection when there is none).
+    #[serde(default)]
+    pub include: Vec<String>,
+    /// A collection is left out when one of these matches its name whole.
+    #[serde(default)]
+    pub exclude: Vec<String>,
+}
+
+impl SelectionPatterns {
+    /// The patterns as the flags that give them (`--include 'a' --exclude 'b'`).
+    pub fn shown(&self) -> String {
+        let include = self.include.iter().map(|p| format!("--include '{p}'"));
+        let exclude = self.exclude.iter().map(|p| format!("--exclude '{p}'"));
+        include.chain(exclude).collect::<Vec<_>>().join(" ")
+    }
 }
 
 /// When a followed run was cut over.

@@ -83,6 +83,9 @@ pub struct RunStatus {
     pub waiting_rejects: u64,
     /// What `mongo2pg finish` recorded for the run, once it ran.
     pub finish: Option<finish::FinishPhase>,
+    /// How the run chose its collections (`--include`/`--exclude`), and those it
+    /// left out with why.
+    pub selection: Option<(String, BTreeMap<String, String>)>,
 }
 
 /// What `status` concludes, and its exit status.
@@ -214,6 +217,22 @@ impl std::fmt::Display for RunStatus {
             (false, true) => "snapshot not yet published",
         };
         writeln!(f, "run {}: {producer}", self.run)?;
+        if let Some((patterns, left_out)) = &self.selection {
+            writeln!(
+                f,
+                "chosen by {patterns}: {} collections; left out: {}",
+                self.collections.len(),
+                if left_out.is_empty() {
+                    "none".to_string()
+                } else {
+                    left_out
+                        .iter()
+                        .map(|(name, why)| format!("{name} ({why})"))
+                        .collect::<Vec<_>>()
+                        .join(", ")
+                }
+            )?;
+        }
         writeln!(
             f,
             "{:<24} {:>12} {:>12} {:>12} {:>10} {:>14}",
@@ -335,6 +354,10 @@ pub async fn status(config: &StatusConfig) -> Result<RunStatus, OperatorError> {
         run: run.to_string(),
         producer_finished: manifest.complete,
         source_counted: config.exact,
+        selection: manifest
+            .selection
+            .as_ref()
+            .map(|patterns| (patterns.shown(), manifest.left_out.clone())),
         ..Default::default()
     };
     for (name, totals) in &manifest.collections {
@@ -516,6 +539,7 @@ mod tests {
             live: None,
             waiting_rejects: 0,
             finish: None,
+            selection: None,
         }
     }
 
