@@ -47,6 +47,16 @@ pub enum ConsumerError {
         #[source]
         source: std::io::Error,
     },
+    /// The producer read a collection without the filter this consumer's mapping has.
+    #[error("run {run:?}'s producer read {collection:?} without this mapping's filter {filter}: give the producer the same --mapping (MAPPING_FILE) and run it again with --restart")]
+    Unfiltered {
+        /// The run.
+        run: String,
+        /// The collection.
+        collection: String,
+        /// The mapping's filter.
+        filter: String,
+    },
     /// The run lands with another mapping than this consumer's.
     #[error("run {run:?} lands with the mapping {held}; this consumer has {ours}: start it with the run's mapping, or after fixing the mapping land the run's rejects with `mongo2pg replay --run {run} --mapping <fixed>`, which makes it the run's")]
     OtherMapping {

@@ -82,6 +82,25 @@ pub async fn run(
     {
         same_mapping(held)?;
     }
+    // A filter the producer did not read the snapshot through would land documents
+    // the mapping leaves out.
+    let manifest = patiently("reading the run's manifest", || async {
+        Ok(state.manifest().await?)
+    })
+    .await?;
+    if let Some(manifest) = manifest {
+        for (collection, ours) in mapping.filters_json() {
+            if manifest.collections.contains_key(&collection)
+                && manifest.filters.get(&collection) != Some(&ours)
+            {
+                return Err(ConsumerError::Unfiltered {
+                    run: run.to_string(),
+                    collection,
+                    filter: ours,
+                });
+            }
+        }
+    }
     let mut client = pg::connect(&config.postgres.database_url).await?;
     schema::ensure_bookkeeping(&mut client).await?;
     for collection in mapping.collections.keys() {

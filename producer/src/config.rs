@@ -70,6 +70,13 @@ pub struct RunConfig {
     )]
     pub exclude: Vec<String>,
 
+    /// The run's mapping file (the consumers'), for its per-collection `filter`s: the
+    /// snapshot reads only the documents a filter matches, and a change that moves a
+    /// document out of it deletes its rows. Recorded as the run's mapping. None: the
+    /// run's recorded mapping, if a consumer recorded one.
+    #[arg(long = "mapping", env = "MAPPING_FILE")]
+    pub mapping: Option<std::path::PathBuf>,
+
     /// Most documents in one batch; batches are also cut at the NATS server's
     /// max_payload in bytes (1 MiB by default). Each batch is one transaction with a
     /// WAL flush, so fewer, larger batches spare PostgreSQL most of its per-batch cost:

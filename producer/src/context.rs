@@ -1,5 +1,9 @@
 //! What every task of a run works with, handed around as one value.
 
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use bson::Document;
 use common::broker::Broker;
 use common::run_state::RunState;
 use mongodb::Database;
@@ -22,4 +26,6 @@ pub(crate) struct RunContext {
     pub config: RunConfig,
     /// Cancelled on SIGINT/SIGTERM, or when this task must stop.
     pub shutdown: CancellationToken,
+    /// Per collection, the mapping's filter: only the documents it matches move.
+    pub filters: Arc<BTreeMap<String, Document>>,
 }

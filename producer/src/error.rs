@@ -8,6 +8,19 @@ use source::SourceError;
 /// running the same command again resumes.
 #[derive(Debug, thiserror::Error)]
 pub enum ProducerError {
+    /// The mapping file cannot be used.
+    #[error(transparent)]
+    Mapping(#[from] landing::mapping::MappingError),
+    /// The run lands with another mapping than this producer's.
+    #[error("run {run:?} lands with the mapping {held}; this producer has {ours}: give it the run's mapping")]
+    OtherMapping {
+        /// The run.
+        run: String,
+        /// The run's mapping, described.
+        held: String,
+        /// This producer's, described.
+        ours: String,
+    },
     /// MongoDB could not be read.
     #[error(transparent)]
     Source(#[from] SourceError),

@@ -38,8 +38,10 @@ mod ranges;
 mod retry;
 
 use std::collections::BTreeMap;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use bson::Bson;
 use common::broker::Broker;
 use common::naming::RunName;
 use common::run_state::{CollectionTotals, RunManifest, RunSource, RunState, SelectionPatterns};
@@ -201,6 +203,13 @@ async fn run_collections(
         uri: common::config::redact_url(&config.mongo.mongodb_uri),
     };
     check_source(&state, &run, &source, config.restart).await?;
+    let mapping = mapping(&state, &run, config.mapping.as_deref()).await?;
+    let (filters, filters_json) = (mapping.filters(), mapping.filters_json());
+    for (collection, filter) in &filters {
+        if collections.contains(collection) {
+            tracing::info!(collection = %collection, filter = %Bson::Document(filter.clone()).into_relaxed_extjson(), "only the documents the mapping's filter matches move");
+        }
+    }
     check_follow(&state, &run, &database, &collections, config.follow).await?;
     if config.restart {
         // Changes may be landing already: snapshot rows landed again after them could
@@ -235,10 +244,15 @@ async fn run_collections(
     }
     let follow = config.follow;
     let all_collections = config.collections.is_empty();
+    let filtered: BTreeMap<String, String> = filters_json
+        .into_iter()
+        .filter(|(name, _)| collections.contains(name))
+        .collect();
     update_manifest(&state, |manifest| {
         manifest.complete = false;
         manifest.follow |= follow;
         manifest.all_collections |= all_collections;
+        manifest.filters = filtered.clone();
         if !selection.is_empty() {
             manifest.selection = Some(selection.patterns.clone());
             manifest.left_out.clone_from(&left_out);
@@ -258,6 +272,7 @@ async fn run_collections(
         state,
         config,
         shutdown,
+        filters: Arc::new(filters),
     };
     // `--concurrency` collections at once; each records its totals when it is done.
     let published = futures::stream::iter(estimates.iter().map(|(name, estimated)| {
@@ -324,11 +339,7 @@ async fn follow_as_one(
     start: &common::run_state::StartPosition,
 ) -> Result<follow::Followed, ProducerError> {
     let RunContext {
-        database,
-        broker,
-        state,
-        config,
-        shutdown,
+        state, shutdown, ..
     } = ctx;
     let holder = lease::holder_id();
     let mut said = false;
@@ -352,8 +363,7 @@ async fn follow_as_one(
             tracing::info!("the follower stopped renewing its lease; this producer follows the change stream now");
         }
         let stint = Instant::now();
-        let followed =
-            follow::follow(database, broker, state, config, collections, start, &lost).await;
+        let followed = follow::follow(ctx, collections, start, &lost).await;
         let lost_lease = held.is_lost() && !shutdown.is_cancelled();
         held.release().await;
         if let Err(ProducerError::FollowInterrupted { detail }) = &followed {
@@ -469,4 +479,32 @@ async fn forget(state: &RunState, collections: &[String]) -> Result<(), Producer
     }
     state.forget(collections).await?;
     Ok(())
+}
+
+/// The run's mapping, for its filters: `--mapping`, which becomes the run's mapping
+/// (refused when a consumer recorded another), or the run's recorded mapping (none: no
+/// filter).
+async fn mapping(
+    state: &RunState,
+    run: &RunName,
+    mapping: Option<&std::path::Path>,
+) -> Result<landing::mapping::MappingFile, ProducerError> {
+    Ok(match mapping {
+        Some(path) => {
+            let (file, ours) = landing::mapping::MappingFile::load_recorded(Some(path))?;
+            let held = state.record_mapping(&ours).await?;
+            if held.hash != ours.hash {
+                return Err(ProducerError::OtherMapping {
+                    run: run.to_string(),
+                    held: held.describe(),
+                    ours: ours.describe(),
+                });
+            }
+            file
+        }
+        None => match state.mapping().await? {
+            Some(held) => landing::mapping::MappingFile::parse(&held)?,
+            None => landing::mapping::MappingFile::default(),
+        },
+    })
 }

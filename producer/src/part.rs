@@ -59,8 +59,10 @@ pub(crate) async fn publish_part(
         state,
         config,
         shutdown,
+        filters,
     } = ctx;
     let run = config.run.run.as_str();
+    let filter = filters.get(name).cloned();
     // A range is checkpointed under its own name; the collection under its own.
     let key = match &part {
         Part::Whole => name.to_string(),
@@ -132,11 +134,17 @@ pub(crate) async fn publish_part(
     let source = database.collection::<RawDocumentBuf>(name);
     // Reading after `last` (from the start with `None`).
     let open = |last: Option<&Bson>| match &part {
-        Part::Whole => Reader::Whole(Box::new(Pager::new(source.clone(), last, cursor_batch))),
+        Part::Whole => Reader::Whole(Box::new(Pager::new(
+            source.clone(),
+            last,
+            filter.clone(),
+            cursor_batch,
+        ))),
         Part::Range(range) => Reader::Range(Box::new(RangePager::new(
             source.clone(),
             (**range).clone(),
             last.cloned(),
+            filter.clone(),
             cursor_batch,
         ))),
     };

@@ -91,21 +91,25 @@ pub fn queries_after(last: Option<&Bson>) -> Vec<Document> {
 pub struct Pager {
     collection: Collection<RawDocumentBuf>,
     queries: std::vec::IntoIter<Document>,
+    /// Only the documents it matches are read (the mapping's `filter`).
+    filter: Option<Document>,
     cursor: Option<mongodb::Cursor<RawDocumentBuf>>,
     cursor_batch: u32,
 }
 
 impl Pager {
-    /// A pager over the collection, after `last` when given, reading `cursor_batch`
-    /// documents per round trip.
+    /// A pager over the collection's documents `filter` matches (all without one),
+    /// after `last` when given, reading `cursor_batch` documents per round trip.
     pub fn new(
         collection: Collection<RawDocumentBuf>,
         last: Option<&Bson>,
+        filter: Option<Document>,
         cursor_batch: u32,
     ) -> Self {
         Pager {
             collection,
             queries: queries_after(last).into_iter(),
+            filter,
             cursor: None,
             cursor_batch,
         }
@@ -120,8 +124,12 @@ impl Pager {
                 }
                 self.cursor = None;
             }
-            let Some(filter) = self.queries.next() else {
+            let Some(after) = self.queries.next() else {
                 return Ok(None);
+            };
+            let filter = match &self.filter {
+                Some(filter) => doc! { "$and": [after, filter.clone()] },
+                None => after,
             };
             let cursor = self
                 .collection

@@ -293,6 +293,8 @@ pub struct RangePager {
     collection: Collection<RawDocumentBuf>,
     range: Range,
     resume_after: Option<Bson>,
+    /// Only the documents it matches are read (the mapping's `filter`).
+    filter: Option<Document>,
     cursor: Option<mongodb::Cursor<RawDocumentBuf>>,
     cursor_batch: u32,
 }
@@ -303,12 +305,14 @@ impl RangePager {
         collection: Collection<RawDocumentBuf>,
         range: Range,
         resume_after: Option<Bson>,
+        filter: Option<Document>,
         cursor_batch: u32,
     ) -> Self {
         RangePager {
             collection,
             range,
             resume_after,
+            filter,
             cursor: None,
             cursor_batch,
         }
@@ -336,7 +340,7 @@ impl RangePager {
             let lower = self.resume_after.clone().or_else(|| self.range.min.clone());
             let mut find = self
                 .collection
-                .find(doc! {})
+                .find(self.filter.clone().unwrap_or_default())
                 .hint(Hint::Keys(doc! { "_id": 1 }))
                 .sort(doc! { "_id": 1 })
                 .batch_size(self.cursor_batch);

@@ -38,6 +38,11 @@ pub struct RunManifest {
     /// The database's collections the run left out, each with why.
     #[serde(default)]
     pub left_out: BTreeMap<String, String>,
+    /// The collections the producer read through the mapping's filter, with the
+    /// filter as relaxed Extended JSON: consumers with a filter the producer did not
+    /// apply are refused.
+    #[serde(default)]
+    pub filters: BTreeMap<String, String>,
 }
 
 /// The patterns choosing a run's collections, as given.

@@ -65,6 +65,12 @@ pub struct CollectionMapping {
     /// reference to the collection is written the same way.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub key: Option<SurrogateKey>,
+    /// Which documents move: a MongoDB query in Extended JSON
+    /// (`'{"status": {"$ne": "deleted"}}'`), applied by the producer to the snapshot
+    /// and to each change (a document leaving it is deleted from the tables, one
+    /// entering it lands), and by `verify` to the source.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub filter: Option<String>,
     /// Typed columns read from field paths; the one from `_id` is the key.
     pub columns: Vec<ColumnMapping>,
     /// Arrays landed as child tables, one row per element.
@@ -375,6 +381,9 @@ pub enum Problem {
         /// Why not here.
         why: &'static str,
     },
+    /// A filter that is not a query document.
+    #[error("filter: {0}")]
+    Filter(String),
     /// A bookkeeping table's name.
     #[error("table {0:?} is a name the migration keeps for its bookkeeping (every table starting with {RESERVED_PREFIX}); choose another table")]
     Reserved(String),
@@ -667,8 +676,55 @@ impl ChildMapping {
     }
 }
 
+/// A filter's text as a query document.
+fn parse_filter(text: &str) -> Result<bson::Document, String> {
+    let json: serde_json::Value =
+        serde_json::from_str(text).map_err(|e| format!("{text:?} is not JSON: {e}"))?;
+    if !json.is_object() {
+        return Err(format!("{text:?} is not a query document ({{...}})"));
+    }
+    match bson::Bson::try_from(json) {
+        Ok(bson::Bson::Document(filter)) => Ok(filter),
+        Ok(_) => Err(format!("{text:?} is not a query document")),
+        Err(e) => Err(format!("{text:?} is not Extended JSON: {e}")),
+    }
+}
+
+impl MappingFile {
+    /// Each filtered collection's filter, as a query document.
+    pub fn filters(&self) -> BTreeMap<String, bson::Document> {
+        self.collections
+            .iter()
+            .filter_map(|(name, c)| Some((name.clone(), c.filter_document()?)))
+            .collect()
+    }
+
+    /// Each filtered collection's filter as relaxed Extended JSON: how the run's
+    /// manifest records the filters the producer read through, and how consumers
+    /// compare theirs.
+    pub fn filters_json(&self) -> BTreeMap<String, String> {
+        self.filters()
+            .into_iter()
+            .map(|(name, f)| {
+                (
+                    name,
+                    bson::Bson::Document(f).into_relaxed_extjson().to_string(),
+                )
+            })
+            .collect()
+    }
+}
+
 impl CollectionMapping {
+    /// The filter as a query document (checked when the file was read).
+    pub fn filter_document(&self) -> Option<bson::Document> {
+        self.filter.as_deref().and_then(|f| parse_filter(f).ok())
+    }
+
     fn check(&self, file: &MappingFile) -> Result<(), Problem> {
+        if let Some(filter) = &self.filter {
+            parse_filter(filter).map_err(Problem::Filter)?;
+        }
         if self.columns.is_empty() {
             return Err(Problem::NoColumns);
         }

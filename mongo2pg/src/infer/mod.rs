@@ -144,6 +144,7 @@ pub async fn infer(config: &InferConfig) -> Result<Inferred, InferError> {
                 schema: None,
                 naming: None,
                 key: None,
+                filter: None,
                 columns,
                 children,
                 json: JsonMode::Relaxed,

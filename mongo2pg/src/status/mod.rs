@@ -362,10 +362,16 @@ pub async fn status(config: &StatusConfig) -> Result<RunStatus, OperatorError> {
     };
     for (name, totals) in &manifest.collections {
         let collection = database.collection::<bson::Document>(name);
-        let counted = if config.exact {
-            collection.count_documents(doc! {}).await
-        } else {
-            collection.estimated_document_count().await
+        // A filtered collection's source is the documents its filter matches: counted.
+        let filter = manifest
+            .filters
+            .get(name)
+            .and_then(|json| serde_json::from_str::<serde_json::Value>(json).ok())
+            .and_then(|json| bson::Document::try_from(json.as_object()?.clone()).ok());
+        let counted = match (filter, config.exact) {
+            (Some(filter), _) => collection.count_documents(filter).await,
+            (None, true) => collection.count_documents(doc! {}).await,
+            (None, false) => collection.estimated_document_count().await,
         };
         let source = counted.map_err(|e| source::SourceError::read(name.clone(), &e))?;
         let ranges = range_status(&state, name).await?;

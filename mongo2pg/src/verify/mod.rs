@@ -113,6 +113,10 @@ pub async fn verify(config: &VerifyConfig) -> Result<Report, VerifyError> {
             database: &database,
             collection: &collection,
             plan: &plan,
+            filter: mapping
+                .collections
+                .get(collection.as_str())
+                .and_then(|c| c.filter_document()),
             client: &mut client,
             report: &mut report,
             shown: 0,
@@ -159,6 +163,8 @@ struct Check<'a> {
     database: &'a Database,
     collection: &'a str,
     plan: &'a TablePlan,
+    /// The mapping's filter: the source is the documents it matches.
+    filter: Option<bson::Document>,
     client: &'a mut Client,
     report: &'a mut Report,
     shown: usize,
@@ -202,7 +208,7 @@ impl Check<'_> {
         // Range lines go after the collection's summary line.
         let before = std::mem::take(&mut self.report.text);
         let source = self.database.collection::<RawDocumentBuf>(self.collection);
-        let mut pager = Pager::new(source, None, 1000);
+        let mut pager = Pager::new(source, None, self.filter.clone(), 1000);
         let mut totals = Totals::default();
         let mut range: Vec<Seen> = Vec::new();
         loop {

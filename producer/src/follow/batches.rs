@@ -9,7 +9,7 @@ use std::time::{SystemTime, UNIX_EPOCH};
 use async_nats::jetstream::context::PublishAckFuture;
 use bson::{doc, Bson, Document, RawDocumentBuf};
 use bytes::Bytes;
-use common::batch::{BatchBuilder, BatchLimits, Change, Doc, Envelope, Version};
+use common::batch::{BatchBuilder, BatchLimits, Change, ChangeOp, Doc, Envelope, Version};
 use common::blob;
 use common::broker::Broker;
 use common::run_state::{ClusterTime, StreamCheckpoint};
@@ -30,6 +30,9 @@ pub(super) struct ChangeBatches<'a> {
     shutdown: &'a CancellationToken,
     config: &'a RunConfig,
     database: &'a Database,
+    /// Per collection, the mapping's filter: a change to a document outside it
+    /// becomes its delete.
+    filters: &'a BTreeMap<String, Document>,
     pending: BTreeMap<String, Pending>,
     pub(super) events_pending: usize,
     /// The version of the last event read: the next one of the same cluster time
@@ -61,6 +64,7 @@ impl<'a> ChangeBatches<'a> {
         shutdown: &'a CancellationToken,
         config: &'a RunConfig,
         database: &'a Database,
+        filters: &'a BTreeMap<String, Document>,
         last: Option<Version>,
     ) -> Self {
         ChangeBatches {
@@ -68,6 +72,7 @@ impl<'a> ChangeBatches<'a> {
             shutdown,
             config,
             database,
+            filters,
             pending: BTreeMap::new(),
             events_pending: 0,
             last,
@@ -105,6 +110,7 @@ impl<'a> ChangeBatches<'a> {
             self.skipped += 1;
             return Ok(());
         };
+        let (op, document) = self.filtered(&collection, op, document).await?;
         let bytes = document.into_bytes();
         let run = self.config.run.run.as_str();
         let limits = BatchLimits::for_changes(
@@ -155,6 +161,56 @@ impl<'a> ChangeBatches<'a> {
         };
         self.last = Some(version);
         version
+    }
+
+    /// A change of a filtered collection as it lands: a document the filter does not
+    /// match (now: the event's document is read as of now too) is deleted from the
+    /// tables, whatever the event did, so that a document leaving the filter leaves
+    /// them. The change that follows a later one is checked again, so the last change
+    /// of each document leaves the tables as the filter sees it now.
+    async fn filtered(
+        &self,
+        collection: &str,
+        op: ChangeOp,
+        document: RawDocumentBuf,
+    ) -> Result<(ChangeOp, RawDocumentBuf), ProducerError> {
+        let Some(filter) = self.filters.get(collection) else {
+            return Ok((op, document));
+        };
+        if op == ChangeOp::Delete {
+            return Ok((op, document));
+        }
+        let id = document
+            .get("_id")
+            .ok()
+            .flatten()
+            .and_then(|id| Bson::try_from(id).ok())
+            .ok_or_else(|| ProducerError::Follow {
+                detail: format!("a change of {collection:?} without a readable _id"),
+            })?;
+        let matching = self
+            .database
+            .collection::<Document>(collection)
+            .find_one(doc! { "$and": [{ "_id": id.clone() }, filter.clone()] })
+            .projection(doc! { "_id": 1 })
+            .await
+            .map_err(|e| ProducerError::Follow {
+                detail: format!(
+                    "checking a change of {collection:?} against its filter: {}",
+                    mongo_detail(&e)
+                ),
+            })?;
+        if matching.is_some() {
+            return Ok((op, document));
+        }
+        let mut key = RawDocumentBuf::new();
+        key.append(
+            bson::cstr!("_id"),
+            bson::RawBson::try_from(id).map_err(|e| ProducerError::Follow {
+                detail: format!("a change of {collection:?}: {e}"),
+            })?,
+        );
+        Ok((ChangeOp::Delete, key))
     }
 
     /// A document left out of its event for its size, read again by `_id`: it is at

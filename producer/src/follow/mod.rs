@@ -23,4 +23,5 @@ mod stream;
 pub use start::{follows, record_start};
 
 pub use common::naming::FOLLOWER;
-pub use stream::{follow, Followed};
+pub(crate) use stream::follow;
+pub use stream::Followed;

@@ -4,7 +4,6 @@
 use std::time::{Duration, Instant};
 
 use bson::{Bson, Document, RawDocumentBuf};
-use common::broker::Broker;
 use common::run_state::{RunState, StartPosition, StreamCheckpoint};
 use mongodb::change_stream::event::ResumeToken;
 use mongodb::change_stream::ChangeStream;
@@ -16,7 +15,7 @@ use source::change::{self as event, Event};
 use source::{mongo_detail, ReadFailure, SourceError};
 
 use super::batches::{now_ms, ChangeBatches};
-use crate::config::RunConfig;
+use crate::context::RunContext;
 use crate::error::ProducerError;
 use crate::retry;
 
@@ -84,15 +83,20 @@ pub struct Followed {
 /// When the stream cannot be opened or resumed (its history may be gone from the
 /// oplog), a collection is dropped or renamed, or publishing keeps failing. What was
 /// acknowledged is checkpointed: running again resumes.
-pub async fn follow(
-    database: &Database,
-    broker: &Broker,
-    state: &RunState,
-    config: &RunConfig,
+pub(crate) async fn follow(
+    ctx: &RunContext,
     collections: &[String],
     start: &StartPosition,
     shutdown: &CancellationToken,
 ) -> Result<Followed, ProducerError> {
+    let RunContext {
+        database,
+        broker,
+        state,
+        config,
+        filters,
+        ..
+    } = ctx;
     let checkpoint = retry::with_retries("reading the stream checkpoint", || {
         state.stream_checkpoint()
     })
@@ -152,7 +156,8 @@ pub async fn follow(
         events = checkpoint.events,
         "following the change stream"
     );
-    let mut batches = ChangeBatches::new(broker, shutdown, config, database, checkpoint.last);
+    let mut batches =
+        ChangeBatches::new(broker, shutdown, config, database, filters, checkpoint.last);
     let started_events = checkpoint.events;
     let started_batches = checkpoint.batches;
     let mut last_flush = Instant::now();

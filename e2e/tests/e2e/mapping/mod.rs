@@ -4,6 +4,7 @@
 
 mod drift;
 mod existing_tables;
+mod filters;
 mod geo;
 mod names;
 mod properties;
