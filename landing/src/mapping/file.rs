@@ -6,6 +6,7 @@ use std::path::Path;
 use common::run_state::RunMapping;
 use serde::{Deserialize, Serialize};
 
+use super::computed::{ComputedColumn, Expression};
 use super::new_fields::NewFields;
 use crate::cell::LegacyUuid;
 use crate::column_type::ColumnType;
@@ -76,6 +77,9 @@ pub struct CollectionMapping {
     /// Arrays landed as child tables, one row per element.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub children: Vec<ChildMapping>,
+    /// Columns computed from the whole document by a CEL expression.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub computed: Vec<ComputedColumn>,
     /// How `jsonb` values are written: canonical or relaxed Extended JSON.
     #[serde(default)]
     pub json: JsonMode,
@@ -381,6 +385,14 @@ pub enum Problem {
         /// Why not here.
         why: &'static str,
     },
+    /// A computed column whose expression is not CEL.
+    #[error("computed column {name:?}: {reason}")]
+    Expression {
+        /// The column.
+        name: String,
+        /// The compiler's words.
+        reason: String,
+    },
     /// A filter that is not a query document.
     #[error("filter: {0}")]
     Filter(String),
@@ -440,10 +452,13 @@ impl MappingFile {
             path: shown.clone(),
             detail: detail.replace('\n', " "),
         })?;
-        file.check().map_err(|invalid| MappingError::Invalid {
-            path: shown,
-            invalid,
-        })?;
+        let mut file = file;
+        file.check()
+            .and_then(|()| file.compile())
+            .map_err(|invalid| MappingError::Invalid {
+                path: shown,
+                invalid,
+            })?;
         Ok(file)
     }
 
@@ -477,6 +492,25 @@ impl MappingFile {
                 source,
             })?,
         );
+        Ok(())
+    }
+
+    /// Compiles the computed columns' expressions.
+    fn compile(&mut self) -> Result<(), InvalidMapping> {
+        for (collection, mapping) in &mut self.collections {
+            for computed in &mut mapping.computed {
+                computed.compiled =
+                    Some(Expression::compile(&computed.expression).map_err(|reason| {
+                        InvalidMapping {
+                            collection: collection.clone(),
+                            problem: Problem::Expression {
+                                name: computed.name.clone(),
+                                reason,
+                            },
+                        }
+                    })?);
+            }
+        }
         Ok(())
     }
 
@@ -766,6 +800,17 @@ impl CollectionMapping {
         }
         let mut paths = HashSet::new();
         check_columns(&self.columns, file, &mut paths)?;
+        for computed in &self.computed {
+            fits("column", &computed.name)?;
+            if computed.name.is_empty() {
+                return Err(Problem::Empty);
+            }
+            let named = self.columns.iter().filter_map(|c| c.name.as_deref());
+            let others = self.computed.iter().map(|c| c.name.as_str());
+            if named.chain(others).filter(|n| *n == computed.name).count() > 1 {
+                return Err(Problem::ColumnTwice(computed.name.clone()));
+            }
+        }
         for child in &self.children {
             if !self.columns.iter().any(|c| c.path == "_id") {
                 return Err(Problem::ChildWithoutParentKey(child.path.clone()));

@@ -37,8 +37,10 @@
 //! - [`reference`]: fields holding another document's `_id`, written as its key.
 //! - [`row`]: one document to its rows.
 //! - [`row_error`]: why a document cannot be a row.
+//! - [`computed`]: columns computed from the document by a CEL expression.
 //! - [`extra`]: the `_extra` column, written as fields go unread.
 
+pub mod computed;
 mod extra;
 pub mod file;
 pub mod new_fields;

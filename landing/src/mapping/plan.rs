@@ -5,6 +5,7 @@ use std::sync::Arc;
 
 use bson::RawDocument;
 
+use super::computed::Expression;
 use super::file::{
     ChildMapping, CollectionMapping, MappingFile, Missing, Naming, SurrogateKey, EXTRA_COLUMN,
     ID_COLUMN, MISSING_COLUMN,
@@ -34,6 +35,9 @@ pub enum Source {
     Extra,
     /// The mapped paths the document lacks, as text[].
     Missing,
+    /// A computed column's expression over the document (`None`: not compiled,
+    /// every value a reject).
+    Computed(Option<Expression>),
     /// A top-level field that appeared after the mapping was written, when its value
     /// is of `kind`; other values of the field stay in `_extra`.
     Added {
@@ -242,6 +246,9 @@ impl TablePlan {
         for name in mapping.columns.iter().filter_map(|c| c.name.as_deref()) {
             taken.claim(name);
         }
+        for computed in &mapping.computed {
+            taken.claim(&computed.name);
+        }
         let mut read = PathTree::default();
         let mut columns: Vec<ColumnPlan> = mapping
             .columns
@@ -277,6 +284,15 @@ impl TablePlan {
             })
             .collect();
         let primary_key = mapping.columns.iter().position(|c| c.path == "_id");
+        for computed in &mapping.computed {
+            columns.push(ColumnPlan {
+                name: computed.name.clone(),
+                source: Source::Computed(computed.compiled.clone()),
+                ty: computed.ty,
+                required: computed.required,
+                transform: None,
+            });
+        }
         columns.push(ColumnPlan {
             name: taken.generate(EXTRA_COLUMN),
             source: Source::Extra,
@@ -402,7 +418,7 @@ impl Source {
             Source::Field(path) | Source::Reference(path, _) => path.first().map(String::as_str),
             Source::IdText | Source::IdUuid => Some("_id"),
             Source::Added { field, .. } => Some(field),
-            Source::Document | Source::Extra | Source::Missing => None,
+            Source::Document | Source::Extra | Source::Missing | Source::Computed(_) => None,
         }
     }
 }

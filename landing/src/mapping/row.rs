@@ -126,6 +126,20 @@ impl TablePlan {
                 },
                 // Filled below, once every field column has been read.
                 Source::Missing => Cell::Null,
+                Source::Computed(expression) => {
+                    let refused = |reason: String| RowError {
+                        field: column.name.clone(),
+                        expected: Some(column.ty),
+                        found: "expression".to_string(),
+                        reason,
+                        excerpt: None,
+                    };
+                    expression
+                        .as_ref()
+                        .ok_or_else(|| refused("the expression was not compiled".to_string()))?
+                        .cell(doc, column.ty, !self.withheld.is_empty())
+                        .map_err(refused)?
+                }
                 Source::Added { .. } => added
                     .get_mut(cells.len())
                     .and_then(Option::take)
@@ -360,6 +374,7 @@ impl Source {
             Source::Field(path) | Source::Reference(path, _) => path.join("."),
             Source::IdText | Source::IdUuid => "_id".to_string(),
             Source::Added { field, .. } => field.clone(),
+            Source::Computed(_) => String::new(),
             Source::Document | Source::Extra | Source::Missing => String::new(),
         }
     }

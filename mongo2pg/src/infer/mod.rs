@@ -147,6 +147,7 @@ pub async fn infer(config: &InferConfig) -> Result<Inferred, InferError> {
                 filter: None,
                 columns,
                 children,
+                computed: Vec::new(),
                 json: JsonMode::Relaxed,
                 legacy_uuid: None,
                 missing: Missing::Null,

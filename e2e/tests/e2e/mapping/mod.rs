@@ -2,6 +2,7 @@
 //! that exist already, generated documents, names, and a relational model (typed
 //! child tables, references, join tables) for a shop.
 
+mod computed;
 mod drift;
 mod existing_tables;
 mod filters;
