@@ -11,6 +11,9 @@
 # or, with --relational first, typed child tables against a jsonb child,
 # scripts/bench_relational.py:
 #   scripts/bench.sh --relational --docs 1000000 --consumers 4 --rounds 3
+# or, with --transforms first, hash and encrypt on three columns against the same run
+# untransformed, scripts/bench_transforms.py:
+#   scripts/bench.sh --transforms --docs 1000000 --consumers 4 --rounds 3
 set -euo pipefail
 cd "$(dirname "$0")/.."
 scripts/services.sh up
@@ -30,6 +33,10 @@ fi
 if [ "${1:-}" = "--relational" ]; then
   shift
   exec python3 scripts/bench_relational.py "$@"
+fi
+if [ "${1:-}" = "--transforms" ]; then
+  shift
+  exec python3 scripts/bench_transforms.py "$@"
 fi
 if [ "${1:-}" = "--live" ]; then
   shift

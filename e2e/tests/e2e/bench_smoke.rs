@@ -296,6 +296,52 @@ async fn the_relational_benchmark_runs_and_reports_its_ratio() {
     }
 }
 
+/// Transforms against the same run untransformed (`scripts/bench.sh --transforms`) at
+/// a small size, so that it keeps working: both landed whole, the ratio reported.
+#[tokio::test(flavor = "multi_thread")]
+async fn the_transforms_benchmark_runs_and_reports_its_ratio() {
+    let env = TestEnv::new("bench_transforms").await.expect("env");
+    let repo = Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
+    let bin_dir = e2e::binary("producer")
+        .parent()
+        .expect("bin dir")
+        .to_path_buf();
+    let run = tokio::process::Command::new("python3")
+        .arg(repo.join("scripts/bench_transforms.py"))
+        .args(["--docs", "3000", "--consumers", "2"])
+        .arg("--bin-dir")
+        .arg(&bin_dir)
+        .args([
+            "--mongodb-database",
+            &env.mongo_database,
+            "--pg-database",
+            &env.name,
+            "--stream",
+            &env.stream,
+        ])
+        .env("MONGODB_URI", &env.mongodb_uri)
+        .env("NATS_URL", &env.nats_url)
+        .env("DATABASE_URL", &env.database_url)
+        .env("BENCH_PYTHONPATH", bench_pythonpath())
+        .output()
+        .await
+        .expect("bench");
+    let stdout = String::from_utf8_lossy(&run.stdout);
+    assert!(
+        run.status.success(),
+        "transforms bench failed:\n{stdout}\n{}",
+        String::from_utf8_lossy(&run.stderr)
+    );
+    for figure in [
+        "users: 3000, 2 consumers",
+        "plain ",
+        "transformed ",
+        "hash + 2 x encrypt / untransformed: ",
+    ] {
+        assert!(stdout.contains(figure), "{figure:?} not in {stdout}");
+    }
+}
+
 /// `mongo2pg finish` against psql (`scripts/bench.sh --finish`) at a small size, so
 /// that it keeps working: the four indexes built both ways, the ratio reported.
 #[tokio::test(flavor = "multi_thread")]
