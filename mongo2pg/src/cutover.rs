@@ -149,7 +149,7 @@ pub async fn cutover(config: &CutoverConfig) -> Result<Cutover, OperatorError> {
                         Some(
                             crate::finish::finish_with(
                                 &file,
-                                &manifest.collections.keys().cloned().collect::<Vec<_>>(),
+                                &manifest.present(),
                                 &database,
                                 &config.postgres.database_url,
                                 run.as_str(),

@@ -210,7 +210,15 @@ async fn run_collections(
             tracing::info!(collection = %collection, filter = %Bson::Document(filter.clone()).into_relaxed_extjson(), "only the documents the mapping's filter matches move");
         }
     }
-    check_follow(&state, &run, &database, &collections, config.follow).await?;
+    let scope = check_follow(
+        &state,
+        &run,
+        &database,
+        &collections,
+        config.follow,
+        config.collections.is_empty(),
+    )
+    .await?;
     if config.restart {
         // Changes may be landing already: snapshot rows landed again after them could
         // bring back documents the stream deleted.
@@ -226,10 +234,20 @@ async fn run_collections(
     // change after this point is followed, so none made while the snapshot is read is
     // missed; and a `--follow` MongoDB refuses (a standalone) leaves the run as it was.
     let start = if config.follow {
-        Some(follow::record_start(&database, &state, run.as_str(), &collections).await?)
+        Some(follow::record_start(&database, &state, run.as_str(), &scope).await?)
     } else {
         None
     };
+    if start.is_some() && scope == follow::Scope::Database {
+        // A collection created between the listing above and the start position has
+        // documents the stream will never carry: the snapshot reads it too.
+        for name in source::collections(&database, &[]).await? {
+            if !collections.contains(&name) && selection.verdict(database.name(), &name).is_ok() {
+                tracing::info!(collection = %name, "created while the run started: snapshotted too");
+                collections.push(name);
+            }
+        }
+    }
 
     // Announce the run's collections before publishing, so consumers waiting for the end
     // know what to wait for. Totals published so far are kept: they are a resumed run's.
@@ -252,6 +270,7 @@ async fn run_collections(
         manifest.complete = false;
         manifest.follow |= follow;
         manifest.all_collections |= all_collections;
+        manifest.follows_database |= follow && scope == follow::Scope::Database;
         manifest.filters = filtered.clone();
         if !selection.is_empty() {
             manifest.selection = Some(selection.patterns.clone());
@@ -313,7 +332,7 @@ async fn run_collections(
     .await?;
     let followed = match &start {
         Some(start) => Some(
-            follow_as_one(&ctx, &collections, start)
+            follow_as_one(&ctx, &collections, &scope, start)
                 .instrument(tracing::info_span!("follow", run = %run))
                 .await?,
         ),
@@ -336,6 +355,7 @@ const STANDBY_POLL: Duration = Duration::from_secs(1);
 async fn follow_as_one(
     ctx: &RunContext,
     collections: &[String],
+    scope: &follow::Scope,
     start: &common::run_state::StartPosition,
 ) -> Result<follow::Followed, ProducerError> {
     let RunContext {
@@ -363,7 +383,7 @@ async fn follow_as_one(
             tracing::info!("the follower stopped renewing its lease; this producer follows the change stream now");
         }
         let stint = Instant::now();
-        let followed = follow::follow(ctx, collections, start, &lost).await;
+        let followed = follow::follow(ctx, collections, scope, start, &lost).await;
         let lost_lease = held.is_lost() && !shutdown.is_cancelled();
         held.release().await;
         if let Err(ProducerError::FollowInterrupted { detail }) = &followed {
@@ -392,7 +412,7 @@ async fn follow_as_one(
 }
 
 /// Changes the run manifest, riding out a NATS restart.
-async fn update_manifest(
+pub(crate) async fn update_manifest(
     state: &RunState,
     change: impl Fn(&mut RunManifest),
 ) -> Result<RunManifest, ProducerError> {
@@ -446,23 +466,25 @@ async fn check_follow(
     database: &mongodb::Database,
     collections: &[String],
     follow: bool,
-) -> Result<(), ProducerError> {
+    whole: bool,
+) -> Result<follow::Scope, ProducerError> {
     // The manifest first: a producer racing this one records its start position before
     // its manifest, so a manifest seen here means any start position is seen too.
     let published_before = retry::with_retries("reading the run's manifest", || state.manifest())
         .await?
         .is_some();
     let start = retry::with_retries("reading the run's start position", || state.start()).await?;
+    let scope = follow::Scope::of(start.as_ref(), database.name(), collections, whole);
     match start {
         None if follow && published_before => Err(ProducerError::FollowAddedLater {
             run: run.to_string(),
         }),
-        Some(start) if !follow && !follow::follows(&start, database.name(), collections) => {
+        Some(start) if !follow && !follow::follows(&start, database.name(), &scope) => {
             Err(ProducerError::OtherCollectionsOfFollowedRun {
                 run: run.to_string(),
             })
         }
-        _ => Ok(()),
+        _ => Ok(scope),
     }
 }
 

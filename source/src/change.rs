@@ -12,19 +12,31 @@ pub const LARGE_DOCUMENT: i64 = 15 * 1024 * 1024;
 /// Set on an event whose full document was left out for its size.
 const REREAD_FIELD: &str = "m2pReread";
 
-/// The pipeline the run streams with: the collections' data changes and the events
-/// that end them (drop, rename, invalidate), with only the fields the landing needs;
-/// a full document too large for an event is replaced by a flag to read it again.
-pub fn pipeline(database: &str, collections: &[String]) -> Vec<Document> {
-    vec![
-        doc! { "$match": {
+/// The pipeline the run streams with: the collections' data changes (every
+/// collection's of the database with `None`: a run of the whole database follows the
+/// collections created after it started too) and the events that end them (drop,
+/// rename, invalidate), with only the fields the landing needs; a full document too
+/// large for an event is replaced by a flag to read it again.
+pub fn pipeline(database: &str, collections: Option<&[String]>) -> Vec<Document> {
+    let matched = match collections {
+        Some(collections) => doc! {
             "$or": [
                 { "ns.db": database, "ns.coll": { "$in": collections } },
                 // Another collection renamed over a followed one replaces its documents.
                 { "to.db": database, "to.coll": { "$in": collections } },
                 { "operationType": { "$in": ["dropDatabase", "invalidate"] } },
             ]
-        } },
+        },
+        None => doc! {
+            "$or": [
+                { "ns.db": database },
+                { "to.db": database },
+                { "operationType": { "$in": ["dropDatabase", "invalidate"] } },
+            ]
+        },
+    };
+    vec![
+        doc! { "$match": matched },
         doc! { "$project": {
             "operationType": 1,
             "ns": 1,
@@ -64,6 +76,8 @@ pub enum Event {
     End {
         /// The collection whose changes end (`None`: all of them).
         collection: Option<String>,
+        /// For a rename, the collection's new name.
+        renamed_to: Option<String>,
         /// What ended them (`drop`, `rename`, `dropDatabase`, `invalidate`).
         operation: String,
     },
@@ -102,12 +116,9 @@ pub fn read(raw: &RawDocument) -> Result<Event, BadEvent> {
                 },
                 _ => None,
             };
-            let collection = match (collection, renamed_to) {
-                (Some(from), Some(to)) => Some(format!("{from} (renamed to {to})")),
-                (collection, _) => collection,
-            };
             return Ok(Event::End {
                 collection,
+                renamed_to,
                 operation,
             });
         }
@@ -250,7 +261,7 @@ mod tests {
         .expect("serializes");
         assert!(matches!(
             read(&drop),
-            Ok(Event::End { collection: Some(c), operation }) if c == "users" && operation == "drop"
+            Ok(Event::End { collection: Some(c), operation, .. }) if c == "users" && operation == "drop"
         ));
     }
 }

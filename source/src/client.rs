@@ -118,7 +118,7 @@ pub async fn not_in_run(
     database: &Database,
     manifest: &common::run_state::RunManifest,
 ) -> Result<Vec<String>, SourceError> {
-    if !manifest.all_collections {
+    if !manifest.all_collections || manifest.follows_database {
         return Ok(Vec::new());
     }
     let mut names = database

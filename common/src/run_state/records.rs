@@ -43,6 +43,14 @@ pub struct RunManifest {
     /// apply are refused.
     #[serde(default)]
     pub filters: BTreeMap<String, String>,
+    /// The run follows its whole database: a collection created after it started is
+    /// followed when its patterns choose it (so it is never one the run lacks).
+    #[serde(default)]
+    pub follows_database: bool,
+    /// Collections of the run dropped in MongoDB while it followed, with when: their
+    /// tables keep the rows they had.
+    #[serde(default)]
+    pub dropped: BTreeMap<String, String>,
 }
 
 /// The patterns choosing a run's collections, as given.
@@ -199,6 +207,15 @@ pub struct Checkpoint {
 }
 
 impl RunManifest {
+    /// The run's collections still in MongoDB (not dropped while followed).
+    pub fn present(&self) -> Vec<String> {
+        self.collections
+            .keys()
+            .filter(|name| !self.dropped.contains_key(*name))
+            .cloned()
+            .collect()
+    }
+
     /// As stored in the bucket (JSON).
     pub fn to_bytes(&self) -> bytes::Bytes {
         serde_json::to_vec(self).unwrap_or_default().into()

@@ -88,7 +88,7 @@ pub async fn finish(config: &FinishConfig) -> Result<Finished, OperatorError> {
     let collections: Vec<String> = state
         .manifest()
         .await?
-        .map(|manifest| manifest.collections.into_keys().collect())
+        .map(|manifest| manifest.present())
         .unwrap_or_default();
     let database = source::connect(&config.mongo).await?;
     finish_with(

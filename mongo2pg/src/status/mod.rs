@@ -86,6 +86,9 @@ pub struct RunStatus {
     /// How the run chose its collections (`--include`/`--exclude`), and those it
     /// left out with why.
     pub selection: Option<(String, BTreeMap<String, String>)>,
+    /// Collections dropped in MongoDB while the run followed them, with when: not
+    /// counted, their tables keep their rows.
+    pub dropped: BTreeMap<String, String>,
 }
 
 /// What `status` concludes, and its exit status.
@@ -217,6 +220,18 @@ impl std::fmt::Display for RunStatus {
             (false, true) => "snapshot not yet published",
         };
         writeln!(f, "run {}: {producer}", self.run)?;
+        if !self.dropped.is_empty() {
+            let dropped: Vec<String> = self
+                .dropped
+                .iter()
+                .map(|(name, when)| format!("{name} ({when})"))
+                .collect();
+            writeln!(
+                f,
+                "dropped in MongoDB while followed (not counted; their tables keep their rows): {}",
+                dropped.join(", ")
+            )?;
+        }
         if let Some((patterns, left_out)) = &self.selection {
             writeln!(
                 f,
@@ -358,9 +373,13 @@ pub async fn status(config: &StatusConfig) -> Result<RunStatus, OperatorError> {
             .selection
             .as_ref()
             .map(|patterns| (patterns.shown(), manifest.left_out.clone())),
+        dropped: manifest.dropped.clone(),
         ..Default::default()
     };
     for (name, totals) in &manifest.collections {
+        if manifest.dropped.contains_key(name) {
+            continue;
+        }
         let collection = database.collection::<bson::Document>(name);
         // A filtered collection's source is the documents its filter matches: counted.
         let filter = manifest
@@ -546,6 +565,7 @@ mod tests {
             waiting_rejects: 0,
             finish: None,
             selection: None,
+            dropped: BTreeMap::new(),
         }
     }
 

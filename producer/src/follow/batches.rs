@@ -39,6 +39,9 @@ pub(super) struct ChangeBatches<'a> {
     /// comes after it.
     last: Option<Version>,
     pub(super) skipped: u64,
+    /// Changes of collections the run does not take (a run of the whole database
+    /// reads them all).
+    pub(super) skipped_other: u64,
 }
 
 /// A change batch sent, waiting for its acknowledgement.
@@ -77,6 +80,7 @@ impl<'a> ChangeBatches<'a> {
             events_pending: 0,
             last,
             skipped: 0,
+            skipped_other: 0,
         }
     }
 

@@ -20,7 +20,7 @@ mod batches;
 mod start;
 mod stream;
 
-pub use start::{follows, record_start};
+pub use start::{follows, record_start, Scope};
 
 pub use common::naming::FOLLOWER;
 pub(crate) use stream::follow;

@@ -8,13 +8,49 @@ use source::mongo_detail;
 
 use crate::error::StartError;
 
-/// Whether the run that started at `start` follows exactly `collections` of `database`.
-pub fn follows(start: &StartPosition, database: &str, collections: &[String]) -> bool {
-    start.pipeline == pipeline_json(database, collections)
+/// Which collections a followed run's change stream carries.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Scope {
+    /// The collections named (`--collection`).
+    Named(Vec<String>),
+    /// The whole database: collections created after the run started are followed
+    /// too, when its `--include`/`--exclude` choose them.
+    Database,
 }
 
-fn pipeline_json(database: &str, collections: &[String]) -> serde_json::Value {
-    let pipeline = pipeline(database, collections);
+impl Scope {
+    fn collections(&self) -> Option<&[String]> {
+        match self {
+            Scope::Named(names) => Some(names),
+            Scope::Database => None,
+        }
+    }
+
+    /// The scope of a run of `collections` (of the whole database when `whole`): a
+    /// run of the whole database that started on its collections' names (before
+    /// collections created later were followed) keeps following those.
+    pub fn of(
+        start: Option<&StartPosition>,
+        database: &str,
+        collections: &[String],
+        whole: bool,
+    ) -> Scope {
+        let named = Scope::Named(collections.to_vec());
+        match start {
+            _ if !whole => named,
+            Some(start) if follows(start, database, &named) => named,
+            _ => Scope::Database,
+        }
+    }
+}
+
+/// Whether the run that started at `start` follows exactly `scope` of `database`.
+pub fn follows(start: &StartPosition, database: &str, scope: &Scope) -> bool {
+    start.pipeline == pipeline_json(database, scope)
+}
+
+fn pipeline_json(database: &str, scope: &Scope) -> serde_json::Value {
+    let pipeline = pipeline(database, scope.collections());
     bson::Bson::Array(pipeline.into_iter().map(bson::Bson::Document).collect())
         .into_canonical_extjson()
 }
@@ -27,9 +63,9 @@ pub async fn record_start(
     database: &Database,
     state: &RunState,
     run: &str,
-    collections: &[String],
+    scope: &Scope,
 ) -> Result<StartPosition, StartError> {
-    let pipeline_json = pipeline_json(database.name(), collections);
+    let pipeline_json = pipeline_json(database.name(), scope);
     if let Some(start) = state.start().await? {
         if start.pipeline != pipeline_json {
             return Err(StartError::OtherPipeline {
@@ -40,7 +76,7 @@ pub async fn record_start(
     }
     let opened = database
         .watch()
-        .pipeline(pipeline(database.name(), collections))
+        .pipeline(pipeline(database.name(), scope.collections()))
         .full_document(FullDocumentType::UpdateLookup)
         // An empty first batch: its post-batch token is the position, even while
         // writes arrive (a first batch holding events would give no token).

@@ -1,10 +1,13 @@
 //! Reading the change stream from the checkpoint and publishing change batches until
 //! stopped.
 
+use std::collections::HashSet;
 use std::time::{Duration, Instant};
 
 use bson::{Bson, Document, RawDocumentBuf};
-use common::run_state::{RunState, StartPosition, StreamCheckpoint};
+use common::run_state::{
+    CollectionTotals, RunState, SelectionPatterns, StartPosition, StreamCheckpoint,
+};
 use mongodb::change_stream::event::ResumeToken;
 use mongodb::change_stream::ChangeStream;
 use mongodb::options::FullDocumentType;
@@ -15,6 +18,7 @@ use source::change::{self as event, Event};
 use source::{mongo_detail, ReadFailure, SourceError};
 
 use super::batches::{now_ms, ChangeBatches};
+use super::start::Scope;
 use crate::context::RunContext;
 use crate::error::ProducerError;
 use crate::retry;
@@ -86,6 +90,7 @@ pub struct Followed {
 pub(crate) async fn follow(
     ctx: &RunContext,
     collections: &[String],
+    scope: &Scope,
     start: &StartPosition,
     shutdown: &CancellationToken,
 ) -> Result<Followed, ProducerError> {
@@ -142,7 +147,13 @@ pub(crate) async fn follow(
     }
     let opened = database
         .watch()
-        .pipeline(event::pipeline(database.name(), collections))
+        .pipeline(event::pipeline(
+            database.name(),
+            match scope {
+                Scope::Named(names) => Some(names),
+                Scope::Database => None,
+            },
+        ))
         .full_document(FullDocumentType::UpdateLookup)
         .max_await_time(MAX_AWAIT)
         .batch_size(u32::try_from(config.batch_size.get()).unwrap_or(u32::MAX))
@@ -158,6 +169,7 @@ pub(crate) async fn follow(
     );
     let mut batches =
         ChangeBatches::new(broker, shutdown, config, database, filters, checkpoint.last);
+    let mut followed = Known::new(ctx, collections, scope)?;
     let started_events = checkpoint.events;
     let started_batches = checkpoint.batches;
     let mut last_flush = Instant::now();
@@ -176,16 +188,41 @@ pub(crate) async fn follow(
                 detail: e.to_string(),
             })?;
             match read {
-                Event::Change { .. } => batches.add(read).await?,
+                Event::Change { ref collection, .. } => {
+                    if followed.takes(collection, state).await? {
+                        batches.add(read).await?;
+                    } else {
+                        batches.skipped_other += 1;
+                    }
+                }
                 Event::End {
                     collection,
+                    renamed_to,
                     operation,
                 } => {
+                    if followed.passes(collection.as_deref(), renamed_to.as_deref(), &operation) {
+                        continue;
+                    }
+                    if let (Some(dropped), "drop", Scope::Database) =
+                        (&collection, operation.as_str(), scope)
+                    {
+                        // Its changes so far land; the run goes on without it.
+                        let token = stream_token(&stream)?;
+                        batches.flush(&mut checkpoint, Some(token)).await?;
+                        save(state, &checkpoint).await?;
+                        followed.dropped(dropped, state, &checkpoint).await?;
+                        continue;
+                    }
                     // Publish what came before it, but leave the checkpoint where it
                     // was: a rerun stops here again instead of passing it silently.
                     batches.flush(&mut checkpoint, None).await?;
+                    let collection = match (collection, renamed_to) {
+                        (Some(from), Some(to)) => format!("{from} (renamed to {to})"),
+                        (Some(from), None) => from,
+                        (None, _) => "(all)".to_string(),
+                    };
                     return Err(ProducerError::StreamEnded {
-                        collection: collection.unwrap_or_else(|| "(all)".to_string()),
+                        collection,
                         operation,
                     });
                 }
@@ -264,5 +301,98 @@ fn stream_error(err: &mongodb::error::Error) -> ProducerError {
             detail: format!("{detail}: the run's position is no longer in MongoDB's oplog (changes were lost to it); see docs/guides/live-migration.md, \"History lost\", to re-snapshot"),
         },
         ReadFailure::Permanent => ProducerError::Follow { detail },
+    }
+}
+
+/// The collections a run of the whole database follows: those it started with, and
+/// those created since that its patterns choose (added to the run's manifest as they
+/// are first seen, so the run never lacks them).
+struct Known<'a> {
+    database: &'a str,
+    scope: &'a Scope,
+    selection: source::Selection,
+    names: HashSet<String>,
+}
+
+impl<'a> Known<'a> {
+    fn new(
+        ctx: &'a RunContext,
+        collections: &[String],
+        scope: &'a Scope,
+    ) -> Result<Self, ProducerError> {
+        Ok(Known {
+            database: ctx.database.name(),
+            scope,
+            selection: source::Selection::new(SelectionPatterns {
+                include: ctx.config.include.clone(),
+                exclude: ctx.config.exclude.clone(),
+            })?,
+            names: collections.iter().cloned().collect(),
+        })
+    }
+
+    fn chosen(&self, collection: &str) -> bool {
+        !collection.starts_with("system.")
+            && self.selection.verdict(self.database, collection).is_ok()
+    }
+
+    /// Whether a change of `collection` is the run's; a collection seen for the first
+    /// time and chosen joins the run.
+    async fn takes(&mut self, collection: &str, state: &RunState) -> Result<bool, ProducerError> {
+        if self.names.contains(collection) {
+            return Ok(true);
+        }
+        if *self.scope != Scope::Database || !self.chosen(collection) {
+            return Ok(false);
+        }
+        crate::update_manifest(state, |manifest| {
+            manifest
+                .collections
+                .entry(collection.to_string())
+                .or_insert_with(|| CollectionTotals {
+                    complete: true,
+                    ..CollectionTotals::default()
+                });
+            manifest.dropped.remove(collection);
+        })
+        .await?;
+        tracing::info!(collection, "a collection created after the run started: its changes are followed (every document it holds was written since)");
+        self.names.insert(collection.to_string());
+        Ok(true)
+    }
+
+    /// Whether an event ending changes concerns none of the run's collections.
+    fn passes(&self, collection: Option<&str>, renamed_to: Option<&str>, operation: &str) -> bool {
+        if *self.scope != Scope::Database {
+            return false;
+        }
+        match (operation, collection) {
+            ("drop" | "rename", Some(from)) => {
+                !self.names.contains(from) && !renamed_to.is_some_and(|to| self.chosen(to))
+            }
+            _ => false,
+        }
+    }
+
+    /// Records a followed collection dropped in MongoDB: its table keeps its rows.
+    async fn dropped(
+        &mut self,
+        collection: &str,
+        state: &RunState,
+        checkpoint: &StreamCheckpoint,
+    ) -> Result<(), ProducerError> {
+        let when = format!(
+            "dropped in MongoDB at cluster time {}",
+            checkpoint.read_until.time
+        );
+        crate::update_manifest(state, |manifest| {
+            manifest
+                .dropped
+                .insert(collection.to_string(), when.clone());
+        })
+        .await?;
+        tracing::warn!(collection, "a followed collection was dropped in MongoDB; its table keeps the rows it had, and the run goes on");
+        self.names.remove(collection);
+        Ok(())
     }
 }
