@@ -212,6 +212,28 @@ def seed(args, env, collection, shape, count):
                         "--shape", shape, "--drop"], env=env, check=True, stdout=subprocess.DEVNULL)
 
 
+def migrate_mapped(args, env, collection, mapping_text, label, extra_env=None):
+    """Migrates `collection` through the real pipeline with a mapping, `args.consumers`
+    consumers and one producer, as run `bench-<label>-<ms>`; returns the run's name,
+    its seconds (start to the last batch committed) and the consumers' peak RSS. The
+    caller drops the tables before and checks them after."""
+    mapping = tempfile.NamedTemporaryFile("w", suffix=".toml", delete=False)
+    mapping.write(mapping_text)
+    mapping.close()
+    run = f"bench-{label}-{int(time.time() * 1000)}"
+    run_env = dict(env, MIGRATION_RUN=run, RUST_LOG="warn", **(extra_env or {}))
+    start = time.time()
+    consumers = [Proc(f"consumer {i}", [f"{args.bin_dir}/consumer", "run", "--exit-when-done", "--mapping",
+                                        mapping.name], run_env) for i in range(args.consumers)]
+    producer = Proc("producer", [f"{args.bin_dir}/producer", "run", "--collection", collection], run_env)
+    producer.wait()
+    consumed = [c.wait() for c in consumers]
+    os.unlink(mapping.name)
+    last = float(psql(env["DATABASE_URL"], f"SELECT extract(epoch FROM max(committed_at)) FROM _migrate_ledger "
+                                           f"WHERE run = '{run}'"))
+    return run, round(last - start, 3), max(c["peak_rss_mib"] for c in consumed)
+
+
 def run_shape(shape, args, env, bin_dir, extra_env=None):
     collection = f"bench_{shape}_{args.docs}"
     db_url = env["DATABASE_URL"]

@@ -15,8 +15,6 @@ import argparse
 import os
 import statistics
 import sys
-import tempfile
-import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import bench  # noqa: E402
@@ -47,21 +45,9 @@ def migrate(kind, collection, args, env):
     db_url = env["DATABASE_URL"]
     bench.psql(db_url, f'DROP TABLE IF EXISTS "{table}", _migrate_ledger, _migrate_rejects, '
                        "_migrate_dead_letters, _migrate_versions")
-    mapping = tempfile.NamedTemporaryFile("w", suffix=".toml", delete=False)
-    mapping.write(f'[keys]\npii = {{ env = "BENCH_PII_KEY" }}\n\n'
-                  f'[collections.{collection}]\ntable = "{table}"\n{COLUMNS[kind]}\n')
-    mapping.close()
-    run = f"bench-{kind}-{int(time.time() * 1000)}"
-    run_env = dict(env, MIGRATION_RUN=run, RUST_LOG="warn", BENCH_PII_KEY=KEY)
-    start = time.time()
-    consumers = [bench.Proc(f"consumer {i}", [f"{args.bin_dir}/consumer", "run", "--exit-when-done", "--mapping",
-                                              mapping.name], run_env) for i in range(args.consumers)]
-    producer = bench.Proc("producer", [f"{args.bin_dir}/producer", "run", "--collection", collection], run_env)
-    producer.wait()
-    consumed = [c.wait() for c in consumers]
-    os.unlink(mapping.name)
-    last = float(bench.psql(db_url, f"SELECT extract(epoch FROM max(committed_at)) FROM _migrate_ledger "
-                                    f"WHERE run = '{run}'"))
+    mapping = (f'[keys]\npii = {{ env = "BENCH_PII_KEY" }}\n\n'
+               f'[collections.{collection}]\ntable = "{table}"\n{COLUMNS[kind]}\n')
+    _, seconds, peak = bench.migrate_mapped(args, env, collection, mapping, kind, {"BENCH_PII_KEY": KEY})
     rows = int(bench.psql(db_url, f'SELECT count(*) FROM "{table}"'))
     rejects = int(bench.psql(db_url, "SELECT count(*) FROM _migrate_rejects"))
     if rows != args.docs or rejects:
@@ -72,8 +58,7 @@ def migrate(kind, collection, args, env):
                                    f'AND length(street) > 28) FROM "{table}"')
         if shape != "t":
             bench.die("transformed values are not digests and ciphertexts")
-    return {"seconds": round(last - start, 3),
-            "consumer_peak_rss_mib": max(c["peak_rss_mib"] for c in consumed)}
+    return {"seconds": seconds, "consumer_peak_rss_mib": peak}
 
 
 def main():

@@ -17,35 +17,25 @@ fn bench_pythonpath() -> String {
     format!("{home}/pybench:{home}/mongodb")
 }
 
-#[tokio::test(flavor = "multi_thread")]
-async fn the_benchmark_runs_and_reports_every_figure() {
-    let env = TestEnv::new("bench").await.expect("env");
+/// Runs `scripts/<script>` with `args` and the flags every benchmark takes to find the
+/// binaries, this test's databases and its stream; what it printed. Panics with its
+/// output when it fails.
+async fn run_script(env: &TestEnv, script: &str, args: &[&str]) -> String {
     let repo = Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
     let bin_dir = e2e::binary("producer")
         .parent()
         .expect("bin dir")
         .to_path_buf();
-    let out = std::env::temp_dir().join(format!("{}.json", env.name));
-    let pg_database = env.name.clone();
     let run = tokio::process::Command::new("python3")
-        .arg(repo.join("scripts/bench.py"))
-        .args([
-            "--docs",
-            "10000",
-            "--consumers",
-            "2",
-            "--trace",
-            "--baseline",
-        ])
+        .arg(repo.join("scripts").join(script))
+        .args(args)
         .arg("--bin-dir")
         .arg(&bin_dir)
-        .arg("--out")
-        .arg(&out)
         .args([
             "--mongodb-database",
             &env.mongo_database,
             "--pg-database",
-            &pg_database,
+            &env.name,
             "--stream",
             &env.stream,
         ])
@@ -53,15 +43,39 @@ async fn the_benchmark_runs_and_reports_every_figure() {
         .env("NATS_URL", &env.nats_url)
         .env("DATABASE_URL", &env.database_url)
         .env("BENCH_PYTHONPATH", bench_pythonpath())
+        .env("PYTHONPATH", bench_pythonpath())
         .output()
         .await
         .expect("bench");
-    let stdout = String::from_utf8_lossy(&run.stdout);
+    let stdout = String::from_utf8_lossy(&run.stdout).to_string();
     assert!(
         run.status.success(),
-        "bench failed:\n{stdout}\n{}",
+        "{script} failed:\n{stdout}\n{}",
         String::from_utf8_lossy(&run.stderr)
     );
+    stdout
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_benchmark_runs_and_reports_every_figure() {
+    let env = TestEnv::new("bench").await.expect("env");
+    let out = std::env::temp_dir().join(format!("{}.json", env.name));
+    let out_arg = out.display().to_string();
+    let stdout = run_script(
+        &env,
+        "bench.py",
+        &[
+            "--docs",
+            "10000",
+            "--consumers",
+            "2",
+            "--trace",
+            "--baseline",
+            "--out",
+            &out_arg,
+        ],
+    )
+    .await;
     assert!(
         stdout.contains("machine: ")
             && stdout.contains("ratio")
@@ -115,15 +129,12 @@ async fn the_benchmark_runs_and_reports_every_figure() {
 #[tokio::test(flavor = "multi_thread")]
 async fn the_live_benchmark_runs_and_reports_every_figure() {
     let env = TestEnv::new("bench_live").await.expect("env");
-    let repo = Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
-    let bin_dir = e2e::binary("producer")
-        .parent()
-        .expect("bin dir")
-        .to_path_buf();
     let out = std::env::temp_dir().join(format!("{}-live.json", env.name));
-    let run = tokio::process::Command::new("python3")
-        .arg(repo.join("scripts/bench_live.py"))
-        .args([
+    let out_arg = out.display().to_string();
+    let stdout = run_script(
+        &env,
+        "bench_live.py",
+        &[
             "--docs",
             "2000",
             "--changes",
@@ -136,32 +147,11 @@ async fn the_live_benchmark_runs_and_reports_every_figure() {
             "4",
             "--soak-seconds",
             "6",
-        ])
-        .arg("--bin-dir")
-        .arg(&bin_dir)
-        .arg("--out")
-        .arg(&out)
-        .args([
-            "--mongodb-database",
-            &env.mongo_database,
-            "--pg-database",
-            &env.name,
-            "--stream",
-            &env.stream,
-        ])
-        .env("MONGODB_URI", &env.mongodb_uri)
-        .env("NATS_URL", &env.nats_url)
-        .env("DATABASE_URL", &env.database_url)
-        .env("BENCH_PYTHONPATH", bench_pythonpath())
-        .output()
-        .await
-        .expect("bench");
-    let stdout = String::from_utf8_lossy(&run.stdout);
-    assert!(
-        run.status.success(),
-        "live bench failed:\n{stdout}\n{}",
-        String::from_utf8_lossy(&run.stderr)
-    );
+            "--out",
+            &out_arg,
+        ],
+    )
+    .await;
     assert!(
         stdout.contains("changes/s") && stdout.contains("lag at "),
         "{stdout}"
@@ -255,37 +245,12 @@ async fn the_readers_benchmark_runs_and_reports_every_figure() {
 #[tokio::test(flavor = "multi_thread")]
 async fn the_relational_benchmark_runs_and_reports_its_ratio() {
     let env = TestEnv::new("bench_relational").await.expect("env");
-    let repo = Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
-    let bin_dir = e2e::binary("producer")
-        .parent()
-        .expect("bin dir")
-        .to_path_buf();
-    let run = tokio::process::Command::new("python3")
-        .arg(repo.join("scripts/bench_relational.py"))
-        .args(["--docs", "3000", "--consumers", "2"])
-        .arg("--bin-dir")
-        .arg(&bin_dir)
-        .args([
-            "--mongodb-database",
-            &env.mongo_database,
-            "--pg-database",
-            &env.name,
-            "--stream",
-            &env.stream,
-        ])
-        .env("MONGODB_URI", &env.mongodb_uri)
-        .env("NATS_URL", &env.nats_url)
-        .env("DATABASE_URL", &env.database_url)
-        .env("BENCH_PYTHONPATH", bench_pythonpath())
-        .output()
-        .await
-        .expect("bench");
-    let stdout = String::from_utf8_lossy(&run.stdout);
-    assert!(
-        run.status.success(),
-        "relational bench failed:\n{stdout}\n{}",
-        String::from_utf8_lossy(&run.stderr)
-    );
+    let stdout = run_script(
+        &env,
+        "bench_relational.py",
+        &["--docs", "3000", "--consumers", "2"],
+    )
+    .await;
     for figure in [
         "orders: 3000 with ",
         "jsonb child ",
@@ -301,37 +266,12 @@ async fn the_relational_benchmark_runs_and_reports_its_ratio() {
 #[tokio::test(flavor = "multi_thread")]
 async fn the_transforms_benchmark_runs_and_reports_its_ratio() {
     let env = TestEnv::new("bench_transforms").await.expect("env");
-    let repo = Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
-    let bin_dir = e2e::binary("producer")
-        .parent()
-        .expect("bin dir")
-        .to_path_buf();
-    let run = tokio::process::Command::new("python3")
-        .arg(repo.join("scripts/bench_transforms.py"))
-        .args(["--docs", "3000", "--consumers", "2"])
-        .arg("--bin-dir")
-        .arg(&bin_dir)
-        .args([
-            "--mongodb-database",
-            &env.mongo_database,
-            "--pg-database",
-            &env.name,
-            "--stream",
-            &env.stream,
-        ])
-        .env("MONGODB_URI", &env.mongodb_uri)
-        .env("NATS_URL", &env.nats_url)
-        .env("DATABASE_URL", &env.database_url)
-        .env("BENCH_PYTHONPATH", bench_pythonpath())
-        .output()
-        .await
-        .expect("bench");
-    let stdout = String::from_utf8_lossy(&run.stdout);
-    assert!(
-        run.status.success(),
-        "transforms bench failed:\n{stdout}\n{}",
-        String::from_utf8_lossy(&run.stderr)
-    );
+    let stdout = run_script(
+        &env,
+        "bench_transforms.py",
+        &["--docs", "3000", "--consumers", "2"],
+    )
+    .await;
     for figure in [
         "users: 3000, 2 consumers",
         "plain ",
@@ -347,38 +287,12 @@ async fn the_transforms_benchmark_runs_and_reports_its_ratio() {
 #[tokio::test(flavor = "multi_thread")]
 async fn the_finish_benchmark_runs_and_reports_its_ratio() {
     let env = TestEnv::new("bench_finish").await.expect("env");
-    let repo = Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
-    let bin_dir = e2e::binary("producer")
-        .parent()
-        .expect("bin dir")
-        .to_path_buf();
-    let run = tokio::process::Command::new("python3")
-        .arg(repo.join("scripts/bench_finish.py"))
-        .args(["--docs", "2000", "--consumers", "2"])
-        .arg("--bin-dir")
-        .arg(&bin_dir)
-        .args([
-            "--mongodb-database",
-            &env.mongo_database,
-            "--pg-database",
-            &env.name,
-            "--stream",
-            &env.stream,
-        ])
-        .env("MONGODB_URI", &env.mongodb_uri)
-        .env("NATS_URL", &env.nats_url)
-        .env("DATABASE_URL", &env.database_url)
-        .env("BENCH_PYTHONPATH", bench_pythonpath())
-        .env("PYTHONPATH", bench_pythonpath())
-        .output()
-        .await
-        .expect("bench");
-    let stdout = String::from_utf8_lossy(&run.stdout);
-    assert!(
-        run.status.success(),
-        "finish bench failed:\n{stdout}\n{}",
-        String::from_utf8_lossy(&run.stderr)
-    );
+    let stdout = run_script(
+        &env,
+        "bench_finish.py",
+        &["--docs", "2000", "--consumers", "2"],
+    )
+    .await;
     for figure in [
         "mongo2pg finish --jobs 2: ",
         "psql, the same statements one after another: ",

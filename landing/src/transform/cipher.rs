@@ -7,7 +7,7 @@
 //! says ([`SourceCipher`]).
 
 use aes_gcm::aead::Nonce;
-use aes_gcm::aead::{Aead, Generate, KeyInit};
+use aes_gcm::aead::{Aead, KeyInit};
 use aes_gcm::Aes256Gcm;
 use cbc::cipher::{block_padding::Pkcs7, BlockModeDecrypt, KeyIvInit, StreamCipher};
 use serde::{Deserialize, Serialize};
@@ -99,17 +99,47 @@ pub enum OpenError {
     Failed,
 }
 
-/// Encrypts `plaintext` with AES-256-GCM under a fresh random nonce.
-pub fn seal(key: &Secret, plaintext: &[u8]) -> Vec<u8> {
-    let cipher = Aes256Gcm::new_from_slice(key.bytes()).expect("keys are 32 bytes");
-    let nonce = Nonce::<Aes256Gcm>::generate();
-    let sealed = cipher
-        .encrypt(&nonce, plaintext)
-        .expect("AES-GCM encrypts any value shorter than 64 GiB");
-    let mut out = Vec::with_capacity(GCM_NONCE + sealed.len());
-    out.extend_from_slice(&nonce);
-    out.extend_from_slice(&sealed);
-    out
+/// AES-256-GCM under one key, its key schedule made once: what `encrypt` and
+/// `reencrypt` seal with.
+#[derive(Clone)]
+pub struct Sealer {
+    key: Secret,
+    cipher: Aes256Gcm,
+}
+
+impl Sealer {
+    /// A sealer for `key` (32 bytes, as every key of the keyring).
+    pub fn new(key: Secret) -> Self {
+        let cipher = Aes256Gcm::new_from_slice(key.bytes()).expect("keys are 32 bytes");
+        Sealer { key, cipher }
+    }
+
+    /// The key, to open what it sealed.
+    pub fn key(&self) -> &Secret {
+        &self.key
+    }
+
+    /// Encrypts `plaintext` under a fresh random nonce from the thread's CSPRNG
+    /// (ChaCha, seeded from the operating system): a system call per value cost more
+    /// than the encryption itself.
+    pub fn seal(&self, plaintext: &[u8]) -> Vec<u8> {
+        let mut nonce = [0_u8; GCM_NONCE];
+        rand::RngCore::fill_bytes(&mut rand::rng(), &mut nonce);
+        let sealed = self
+            .cipher
+            .encrypt(&Nonce::<Aes256Gcm>::from(nonce), plaintext)
+            .expect("AES-GCM encrypts any value shorter than 64 GiB");
+        let mut out = Vec::with_capacity(GCM_NONCE + sealed.len());
+        out.extend_from_slice(&nonce);
+        out.extend_from_slice(&sealed);
+        out
+    }
+}
+
+impl std::fmt::Debug for Sealer {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Sealer(..)")
+    }
 }
 
 /// Opens what [`seal`] made (verify compares plaintexts; tests check values).
@@ -197,8 +227,9 @@ mod tests {
 
     #[test]
     fn sealed_values_open_with_their_key_and_nonces_differ() {
-        let a = seal(&key(1), b"4111 1111 1111 1111");
-        let b = seal(&key(1), b"4111 1111 1111 1111");
+        let sealer = Sealer::new(key(1));
+        let a = sealer.seal(b"4111 1111 1111 1111");
+        let b = sealer.seal(b"4111 1111 1111 1111");
         assert_ne!(a, b, "a fresh nonce per value");
         assert_eq!(a.len(), GCM_NONCE + 19 + GCM_TAG);
         assert_eq!(

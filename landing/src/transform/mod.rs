@@ -144,7 +144,8 @@ enum Value {
 
 /// A compiled step, its keys read.
 enum Step {
-    Hash(Secret),
+    /// The MAC with its key's pads hashed once, cloned per value.
+    Hash(hmac::Hmac<sha2::Sha256>),
     Redact,
     Mask {
         keep: usize,
@@ -152,11 +153,11 @@ enum Step {
     },
     Lowercase,
     Trim,
-    Encrypt(Secret),
+    Encrypt(cipher::Sealer),
     Reencrypt {
         from: SourceCipher,
         from_key: Secret,
-        key: Secret,
+        key: cipher::Sealer,
     },
     Replace {
         pattern: regex::Regex,
@@ -239,7 +240,10 @@ impl Chain {
             .iter()
             .map(|t| {
                 Ok(match t {
-                    Transform::Hash { key } => Step::Hash(keyring.get(key)?),
+                    Transform::Hash { key } => Step::Hash(
+                        hmac::Hmac::<sha2::Sha256>::new_from_slice(keyring.get(key)?.bytes())
+                            .expect("HMAC takes keys of any length"),
+                    ),
                     Transform::Redact => Step::Redact,
                     Transform::Mask { keep, with } => Step::Mask {
                         keep: *keep,
@@ -247,11 +251,13 @@ impl Chain {
                     },
                     Transform::Lowercase => Step::Lowercase,
                     Transform::Trim => Step::Trim,
-                    Transform::Encrypt { key } => Step::Encrypt(keyring.get(key)?),
+                    Transform::Encrypt { key } => {
+                        Step::Encrypt(cipher::Sealer::new(keyring.get(key)?))
+                    }
                     Transform::Reencrypt { from, key } => Step::Reencrypt {
                         from: from.clone(),
                         from_key: keyring.get(&from.key)?,
-                        key: keyring.get(key)?,
+                        key: cipher::Sealer::new(keyring.get(key)?),
                     },
                     Transform::Replace {
                         pattern,
@@ -279,7 +285,7 @@ impl Chain {
     /// compare by their plaintext, since every encryption draws a fresh nonce.
     pub fn sealed_with(&self) -> Option<&Secret> {
         match self.steps.last()? {
-            Step::Encrypt(key) | Step::Reencrypt { key, .. } => Some(key),
+            Step::Encrypt(sealer) | Step::Reencrypt { key: sealer, .. } => Some(sealer.key()),
             _ => None,
         }
     }
@@ -308,9 +314,8 @@ impl Chain {
         for (i, step) in self.steps.iter().enumerate() {
             current = match step {
                 Step::Redact => return Ok(Cell::Null),
-                Step::Hash(key) => {
-                    let mut mac = hmac::Hmac::<sha2::Sha256>::new_from_slice(key.bytes())
-                        .expect("HMAC takes keys of any length");
+                Step::Hash(keyed) => {
+                    let mut mac = keyed.clone();
                     mac.update(bytes(&current));
                     let digest = mac.finalize().into_bytes();
                     if i == last && self.raw_digest {
@@ -319,7 +324,7 @@ impl Chain {
                         Value::Text(hex::encode(digest))
                     }
                 }
-                Step::Encrypt(key) => Value::Bytes(cipher::seal(key, bytes(&current))),
+                Step::Encrypt(sealer) => Value::Bytes(sealer.seal(bytes(&current))),
                 Step::Reencrypt {
                     from,
                     from_key,
@@ -332,7 +337,7 @@ impl Chain {
                     .and_then(|data| cipher::open(from.cipher, from.nonce, from_key, &data))
                     .map_err(|e| format!("reencrypt: {e}"))?;
                     let plain = zeroize::Zeroizing::new(sealed);
-                    Value::Bytes(cipher::seal(key, &plain))
+                    Value::Bytes(key.seal(&plain))
                 }
                 Step::Mask { keep, with } => {
                     let text = text(current, "mask")?;
