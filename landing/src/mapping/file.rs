@@ -1,6 +1,6 @@
-//! The mapping file, as written and checked.
+//! The mapping file, as written; its checks are in `check`, its errors in `problem`.
 
-use std::collections::{BTreeMap, HashSet};
+use std::collections::BTreeMap;
 use std::path::Path;
 
 use common::run_state::RunMapping;
@@ -8,12 +8,13 @@ use serde::{Deserialize, Serialize};
 
 use super::computed::{ComputedColumn, Expression};
 use super::new_fields::NewFields;
+pub use super::problem::{InvalidMapping, MappingError, Problem, RESERVED_PREFIX};
 use crate::cell::LegacyUuid;
 use crate::column_type::ColumnType;
 use crate::extjson::JsonMode;
-use crate::identifier::{self, MAX_IDENTIFIER_BYTES};
-use crate::transform::keys::{KeyError, KeySource, Keyring};
-use crate::transform::{self, ChainError, Transform};
+use crate::identifier;
+use crate::transform::keys::{KeySource, Keyring};
+use crate::transform::{self, Transform};
 
 /// The column that keeps the fields no other column reads.
 pub const EXTRA_COLUMN: &str = "_extra";
@@ -105,9 +106,6 @@ pub const DEFAULT_MAX_NEW_COLUMNS: usize = 100;
 fn default_max_new_columns() -> usize {
     DEFAULT_MAX_NEW_COLUMNS
 }
-
-/// PostgreSQL's limit on a table's columns.
-const MAX_TABLE_COLUMNS: usize = 1600;
 
 /// Whether a missing field and a null one can be told apart in the table.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize, Serialize)]
@@ -242,168 +240,6 @@ pub struct ChildMapping {
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub children: Vec<ChildMapping>,
 }
-
-/// Why a mapping file cannot be used.
-#[derive(Debug, thiserror::Error)]
-pub enum MappingError {
-    /// The file cannot be read.
-    #[error("cannot read mapping file {path}: {source}")]
-    Read {
-        /// The file.
-        path: String,
-        /// Why not.
-        #[source]
-        source: std::io::Error,
-    },
-    /// The file is not TOML or YAML of a mapping.
-    #[error("mapping file {path}: {detail}")]
-    Syntax {
-        /// The file.
-        path: String,
-        /// What the parser said.
-        detail: String,
-    },
-    /// A key a transform needs cannot be read.
-    #[error("mapping file {path}: {source}")]
-    Key {
-        /// The file.
-        path: String,
-        /// Which key, and where it was looked for.
-        #[source]
-        source: KeyError,
-    },
-    /// The mapping parses but cannot work.
-    #[error("mapping file {path}: {invalid}")]
-    Invalid {
-        /// The file.
-        path: String,
-        /// What is wrong.
-        #[source]
-        invalid: InvalidMapping,
-    },
-}
-
-/// A mapping that parses but cannot work, and what to change.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("collection {collection:?}: {problem}")]
-pub struct InvalidMapping {
-    /// The collection whose mapping is wrong.
-    pub collection: String,
-    /// What is wrong with it.
-    pub problem: Problem,
-}
-
-/// What is wrong with one collection's mapping.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-pub enum Problem {
-    /// A table without columns.
-    #[error("no columns")]
-    NoColumns,
-    /// A name longer than PostgreSQL keeps.
-    #[error("{what} {name:?} is {} bytes; PostgreSQL keeps only {MAX_IDENTIFIER_BYTES}: choose a shorter one, or leave the name out to have one generated", .name.len())]
-    NameTooLong {
-        /// What is named (a table, a column).
-        what: &'static str,
-        /// The name.
-        name: String,
-    },
-    /// More columns than a table may hold.
-    #[error("{columns} columns and max_new_columns = {max_new_columns} exceed PostgreSQL's {MAX_TABLE_COLUMNS} columns per table; lower max_new_columns")]
-    TooManyColumns {
-        /// Columns mapped.
-        columns: usize,
-        /// Columns that may be added.
-        max_new_columns: usize,
-    },
-    /// A column with an empty name or path.
-    #[error("a column with an empty name or path")]
-    Empty,
-    /// A column named twice.
-    #[error("column {0:?} appears twice")]
-    ColumnTwice(String),
-    /// A child table whose parent has no key from `_id`.
-    #[error("child table for {0:?} needs a column with path \"_id\" to refer to its parent")]
-    ChildWithoutParentKey(String),
-    /// A child table that says neither what its elements are nor how to read them, or
-    /// says both.
-    #[error("child table for {0:?}: give either `type` (an array of scalars) or `columns` (an array of subdocuments)")]
-    ChildShape(String),
-    /// A child key that no column of the child reads.
-    #[error("child table for {path:?}: key {key:?} must be the path of one of its columns")]
-    ChildKey {
-        /// The array's path.
-        path: String,
-        /// The key given.
-        key: String,
-    },
-    /// A table name with more than one dot, or an empty part.
-    #[error("table {0:?}: a dot separates a schema from a table (`shop.orders`), so a name has at most one, with a name on each side")]
-    TableName(String),
-    /// A reference whose type is not the referenced key's.
-    #[error("{path:?} references {collection:?}, whose key is {}; the column must be {} too, so that it joins that key", .key.sql(), .key.sql())]
-    ReferenceType {
-        /// The referencing field.
-        path: String,
-        /// The referenced collection.
-        collection: String,
-        /// The referenced key's type.
-        key: ColumnType,
-    },
-    /// A surrogate key with an `_id` column of another type.
-    #[error("key = \"uuid\" makes the _id column a uuid: write type = \"uuid\" for path \"_id\" (or leave the column out)")]
-    SurrogateType,
-    /// A reference held in an array column.
-    #[error("{0:?}: an array of references lands in a join table: children = [{{ path = {0:?}, references = \"...\" }}]")]
-    ReferenceArray(String),
-    /// A child table of arrays.
-    #[error("child table for {path:?}: elements must have a scalar type, not {}", .ty.sql())]
-    ChildOfArrays {
-        /// The array's path.
-        path: String,
-        /// The element type given.
-        ty: ColumnType,
-    },
-    /// A path read by two columns.
-    #[error("path {0:?} is mapped twice")]
-    PathTwice(String),
-    /// A `jsonb` key column.
-    #[error("the _id column is jsonb, whose equality ignores key order: the _ids {{a: 1, b: 2}} and {{b: 2, a: 1}}, distinct in MongoDB, would share one row; use type = \"text\" (canonical Extended JSON, order kept)")]
-    JsonbKey,
-    /// A transform that cannot fill its column.
-    #[error("{path:?}: transform: {error}")]
-    Transform {
-        /// The column's path.
-        path: String,
-        /// What is wrong.
-        error: Box<ChainError>,
-    },
-    /// A transform where the value must stay as it is.
-    #[error("{path:?}: {why}")]
-    TransformHere {
-        /// The column's path.
-        path: String,
-        /// Why not here.
-        why: &'static str,
-    },
-    /// A computed column whose expression is not CEL.
-    #[error("computed column {name:?}: {reason}")]
-    Expression {
-        /// The column.
-        name: String,
-        /// The compiler's words.
-        reason: String,
-    },
-    /// A filter that is not a query document.
-    #[error("filter: {0}")]
-    Filter(String),
-    /// A bookkeeping table's name.
-    #[error("table {0:?} is a name the migration keeps for its bookkeeping (every table starting with {RESERVED_PREFIX}); choose another table")]
-    Reserved(String),
-}
-
-/// Tables whose names start with this are the migration's own (ledger, rejects, dead
-/// letters, added columns): no collection may land in one.
-pub const RESERVED_PREFIX: &str = "_migrate_";
 
 /// Whether `table` is a bookkeeping table's name, compared as PostgreSQL folds
 /// nothing: quoted identifiers are case-sensitive, so only this exact prefix.
@@ -544,174 +380,8 @@ impl MappingFile {
     }
 }
 
-/// Whether a name fits PostgreSQL and is not the migration's own.
-fn fits(what: &'static str, name: &str) -> Result<(), Problem> {
-    if what == "table" {
-        let parts: Vec<&str> = name.split('.').collect();
-        if parts.len() > 2 || parts.iter().any(|p| p.is_empty()) {
-            return Err(Problem::TableName(name.to_string()));
-        }
-        if is_reserved(name) {
-            return Err(Problem::Reserved(name.to_string()));
-        }
-        for part in parts {
-            if part.len() > MAX_IDENTIFIER_BYTES {
-                return Err(Problem::NameTooLong {
-                    what,
-                    name: part.to_string(),
-                });
-            }
-        }
-        return Ok(());
-    }
-    if name.len() > MAX_IDENTIFIER_BYTES {
-        return Err(Problem::NameTooLong {
-            what,
-            name: name.to_string(),
-        });
-    }
-    Ok(())
-}
-
-/// Checks the columns of a table or child table: names fit and are unique, paths
-/// are read once, references have their key's type.
-fn check_columns<'a>(
-    columns: &'a [ColumnMapping],
-    file: &MappingFile,
-    paths: &mut HashSet<&'a str>,
-) -> Result<(), Problem> {
-    let mut names = HashSet::new();
-    for column in columns {
-        if column.path.is_empty() || column.name.as_deref() == Some("") {
-            return Err(Problem::Empty);
-        }
-        if let Some(name) = &column.name {
-            fits("column", name)?;
-            if !names.insert(name.as_str()) {
-                return Err(Problem::ColumnTwice(name.clone()));
-            }
-        }
-        if let Some(collection) = &column.references {
-            if column.ty.element().is_some() {
-                return Err(Problem::ReferenceArray(column.path.clone()));
-            }
-            let key = file.key_type(collection);
-            if column.ty != key {
-                return Err(Problem::ReferenceType {
-                    path: column.path.clone(),
-                    collection: collection.clone(),
-                    key,
-                });
-            }
-        }
-        check_transform(column, file)?;
-        if !paths.insert(column.path.as_str()) {
-            return Err(Problem::PathTwice(column.path.clone()));
-        }
-    }
-    Ok(())
-}
-
-/// A column's transform fits its type, names keys `[keys]` has, and leaves keys and
-/// references as they are.
-fn check_transform(column: &ColumnMapping, file: &MappingFile) -> Result<(), Problem> {
-    if column.transform.is_empty() {
-        return Ok(());
-    }
-    let here = |why| {
-        Err(Problem::TransformHere {
-            path: column.path.clone(),
-            why,
-        })
-    };
-    if column.path == "_id" {
-        return here("the key is not transformed: rows are found by it on the change path");
-    }
-    if column.references.is_some() {
-        return here("a reference is not transformed: it must equal the key it refers to");
-    }
-    if column.required && column.transform.contains(&Transform::Redact) {
-        return here("a redacted column is NULL, so it cannot be required");
-    }
-    for key in column.transform.iter().flat_map(Transform::keys) {
-        if !file.keys.contains_key(key) {
-            return Err(Problem::Transform {
-                path: column.path.clone(),
-                error: Box::new(ChainError::Key(KeyError::Unknown(key.to_string()))),
-            });
-        }
-    }
-    transform::check(&column.transform, column.ty).map_err(|error| Problem::Transform {
-        path: column.path.clone(),
-        error: Box::new(error),
-    })
-}
-
-impl ChildMapping {
-    fn check(&self, file: &MappingFile) -> Result<(), Problem> {
-        if let Some(table) = &self.table {
-            fits("table", table)?;
-        }
-        for name in [&self.name, &self.parent_column].into_iter().flatten() {
-            fits("column", name)?;
-        }
-        match (self.ty, self.columns.is_empty()) {
-            (Some(ty), true) => {
-                if ty.element().is_some() {
-                    return Err(Problem::ChildOfArrays {
-                        path: self.path.clone(),
-                        ty,
-                    });
-                }
-                if let Some(collection) = &self.references {
-                    let key = file.key_type(collection);
-                    if ty != key {
-                        return Err(Problem::ReferenceType {
-                            path: self.path.clone(),
-                            collection: collection.clone(),
-                            key,
-                        });
-                    }
-                }
-                if self.key.is_some() || !self.children.is_empty() {
-                    return Err(Problem::ChildShape(self.path.clone()));
-                }
-            }
-            (None, false) => {
-                if self.references.is_some() || self.name.is_some() {
-                    return Err(Problem::ChildShape(self.path.clone()));
-                }
-                let mut paths = HashSet::new();
-                check_columns(&self.columns, file, &mut paths)?;
-                if let Some(column) = self.columns.iter().find(|c| !c.transform.is_empty()) {
-                    return Err(Problem::TransformHere {
-                        path: format!("{}.{}", self.path, column.path),
-                        why: "transforms apply to a table's columns, not yet to a child table's",
-                    });
-                }
-                if let Some(key) = &self.key {
-                    if !paths.contains(key.as_str()) {
-                        return Err(Problem::ChildKey {
-                            path: self.path.clone(),
-                            key: key.clone(),
-                        });
-                    }
-                }
-                for child in &self.children {
-                    child.check(file)?;
-                    if !paths.insert(child.path.as_str()) {
-                        return Err(Problem::PathTwice(child.path.clone()));
-                    }
-                }
-            }
-            _ => return Err(Problem::ChildShape(self.path.clone())),
-        }
-        Ok(())
-    }
-}
-
 /// A filter's text as a query document.
-fn parse_filter(text: &str) -> Result<bson::Document, String> {
+pub(super) fn parse_filter(text: &str) -> Result<bson::Document, String> {
     let json: serde_json::Value =
         serde_json::from_str(text).map_err(|e| format!("{text:?} is not JSON: {e}"))?;
     if !json.is_object() {
@@ -753,73 +423,5 @@ impl CollectionMapping {
     /// The filter as a query document (checked when the file was read).
     pub fn filter_document(&self) -> Option<bson::Document> {
         self.filter.as_deref().and_then(|f| parse_filter(f).ok())
-    }
-
-    fn check(&self, file: &MappingFile) -> Result<(), Problem> {
-        if let Some(filter) = &self.filter {
-            parse_filter(filter).map_err(Problem::Filter)?;
-        }
-        if self.columns.is_empty() {
-            return Err(Problem::NoColumns);
-        }
-        if let Some(table) = &self.table {
-            fits("table", table)?;
-        }
-        for schema in [&self.schema, &file.schema].into_iter().flatten() {
-            if schema.is_empty() || schema.contains('.') {
-                return Err(Problem::TableName(format!("{schema}.")));
-            }
-            fits("column", schema)?;
-        }
-        // Mapped columns, _extra, _missing, the key and the added ones.
-        let most = self
-            .columns
-            .len()
-            .saturating_add(3)
-            .saturating_add(self.max_new_columns);
-        if most > MAX_TABLE_COLUMNS {
-            return Err(Problem::TooManyColumns {
-                columns: self.columns.len(),
-                max_new_columns: self.max_new_columns,
-            });
-        }
-        if self
-            .columns
-            .iter()
-            .any(|c| c.path == "_id" && c.ty == ColumnType::Jsonb)
-        {
-            return Err(Problem::JsonbKey);
-        }
-        if self.key == Some(SurrogateKey::Uuid)
-            && self
-                .columns
-                .iter()
-                .any(|c| c.path == "_id" && c.ty != ColumnType::Uuid)
-        {
-            return Err(Problem::SurrogateType);
-        }
-        let mut paths = HashSet::new();
-        check_columns(&self.columns, file, &mut paths)?;
-        for computed in &self.computed {
-            fits("column", &computed.name)?;
-            if computed.name.is_empty() {
-                return Err(Problem::Empty);
-            }
-            let named = self.columns.iter().filter_map(|c| c.name.as_deref());
-            let others = self.computed.iter().map(|c| c.name.as_str());
-            if named.chain(others).filter(|n| *n == computed.name).count() > 1 {
-                return Err(Problem::ColumnTwice(computed.name.clone()));
-            }
-        }
-        for child in &self.children {
-            if !self.columns.iter().any(|c| c.path == "_id") {
-                return Err(Problem::ChildWithoutParentKey(child.path.clone()));
-            }
-            child.check(file)?;
-            if !paths.insert(child.path.as_str()) {
-                return Err(Problem::PathTwice(child.path.clone()));
-            }
-        }
-        Ok(())
     }
 }

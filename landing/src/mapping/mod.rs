@@ -31,7 +31,8 @@
 //! key` and `doc jsonb`, the whole document as canonical Extended JSON.
 //!
 //! # Layout
-//! - [`file`]: the mapping file, and the checks it must pass.
+//! - [`file`]: the mapping file; `check`: what it must satisfy beyond its syntax;
+//!   `problem`: why it cannot be used.
 //! - [`plan`]: a collection's target table and how each column is filled.
 //! - [`new_fields`]: what happens to fields the mapping does not name.
 //! - [`reference`]: fields holding another document's `_id`, written as its key.
@@ -40,11 +41,13 @@
 //! - [`computed`]: columns computed from the document by a CEL expression.
 //! - [`extra`]: the `_extra` column, written as fields go unread.
 
+mod check;
 pub mod computed;
 mod extra;
 pub mod file;
 pub mod new_fields;
 pub mod plan;
+mod problem;
 pub mod reference;
 pub mod row;
 pub mod row_error;

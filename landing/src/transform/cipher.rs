@@ -142,7 +142,7 @@ impl std::fmt::Debug for Sealer {
     }
 }
 
-/// Opens what [`seal`] made (verify compares plaintexts; tests check values).
+/// Opens what [`Sealer::seal`] made (verify compares plaintexts; tests check values).
 ///
 /// # Errors
 /// [`OpenError`] when it is too short or does not authenticate under `key`.
