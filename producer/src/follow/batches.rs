@@ -13,6 +13,7 @@ use common::batch::{BatchBuilder, BatchLimits, Change, ChangeOp, Doc, Envelope, 
 use common::blob;
 use common::broker::Broker;
 use common::run_state::{ClusterTime, StreamCheckpoint};
+use futures::TryStreamExt;
 use mongodb::Database;
 use tokio_util::sync::CancellationToken;
 use tracing::Instrument;
@@ -114,8 +115,6 @@ impl<'a> ChangeBatches<'a> {
             self.skipped += 1;
             return Ok(());
         };
-        let (op, document) = self.filtered(&collection, op, document).await?;
-        let bytes = document.into_bytes();
         let run = self.config.run.run.as_str();
         let limits = BatchLimits::for_changes(
             self.config.batch_size.get(),
@@ -123,7 +122,16 @@ impl<'a> ChangeBatches<'a> {
             run,
             &collection,
         );
-        let doc = if limits.fits_inline(bytes.len()) {
+        let fits = limits.fits_inline(document.as_bytes().len());
+        // A document kept inline is checked against the collection's filter with its
+        // batch, when it is published (one query for the batch); a large one now.
+        let (op, document) = if fits {
+            (op, document)
+        } else {
+            self.filtered(&collection, op, document).await?
+        };
+        let bytes = document.into_bytes();
+        let doc = if fits {
             Doc::Inline(Cow::Owned(bytes))
         } else {
             let name = blob::change_name(run, version);
@@ -217,6 +225,82 @@ impl<'a> ChangeBatches<'a> {
         Ok((ChangeOp::Delete, key))
     }
 
+    /// A batch of a filtered collection as it lands: each inline document the filter
+    /// does not match now (one query for the whole batch) becomes the delete of its
+    /// rows, whatever its event did, so that a document leaving the filter leaves the
+    /// tables (see [`ChangeBatches::filtered`] for the reasoning).
+    async fn keep_filtered(
+        &self,
+        collection: &str,
+        docs: &mut [Doc<'static>],
+        changes: &mut [Change],
+    ) -> Result<(), ProducerError> {
+        let Some(filter) = self.filters.get(collection) else {
+            return Ok(());
+        };
+        let id_of = |doc: &Doc<'_>| match doc {
+            Doc::Inline(raw) => bson::RawDocument::from_bytes(raw)
+                .ok()
+                .and_then(|d| d.get("_id").ok().flatten())
+                .map(bson::RawBson::from),
+            Doc::Blob { .. } => None,
+        };
+        let checked: Vec<(usize, bson::RawBson)> = docs
+            .iter()
+            .zip(changes.iter())
+            .enumerate()
+            .filter(|(_, (_, change))| change.op != ChangeOp::Delete)
+            .filter_map(|(i, (doc, _))| Some((i, id_of(doc)?)))
+            .collect();
+        if checked.is_empty() {
+            return Ok(());
+        }
+        let ids: Vec<Bson> = checked
+            .iter()
+            .filter_map(|(_, id)| Bson::try_from(id.clone()).ok())
+            .collect();
+        let failed = |e: mongodb::error::Error| ProducerError::Follow {
+            detail: format!(
+                "checking changes of {collection:?} against its filter: {}",
+                mongo_detail(&e)
+            ),
+        };
+        let matching: Vec<Document> = self
+            .database
+            .collection::<Document>(collection)
+            .find(doc! { "$and": [{ "_id": { "$in": ids } }, filter.clone()] })
+            .projection(doc! { "_id": 1 })
+            .await
+            .map_err(failed)?
+            .try_collect()
+            .await
+            .map_err(failed)?;
+        // `_id`s compared as their BSON bytes: what MongoDB compares them by.
+        let key = |id: &Bson| {
+            let mut d = Document::new();
+            d.insert("_id", id.clone());
+            d.to_vec().unwrap_or_default()
+        };
+        let inside: std::collections::HashSet<Vec<u8>> = matching
+            .iter()
+            .filter_map(|d| d.get("_id").map(key))
+            .collect();
+        for (i, id) in checked {
+            let Ok(id) = Bson::try_from(id) else { continue };
+            if inside.contains(&key(&id)) {
+                continue;
+            }
+            let mut only_key = RawDocumentBuf::new();
+            let raw = bson::RawBson::try_from(id).map_err(|e| ProducerError::Follow {
+                detail: format!("a change of {collection:?}: {e}"),
+            })?;
+            only_key.append(bson::cstr!("_id"), raw);
+            docs[i] = Doc::Inline(Cow::Owned(only_key.into_bytes()));
+            changes[i].op = ChangeOp::Delete;
+        }
+        Ok(())
+    }
+
     /// A document left out of its event for its size, read again by `_id`: it is at
     /// least as new as the event.
     async fn reread(
@@ -256,10 +340,12 @@ impl<'a> ChangeBatches<'a> {
                 .chain(std::iter::once(open))
                 .map(move |batch| (collection.clone(), batch))
         });
-        for (collection, (docs, changes)) in batches {
+        for (collection, (mut docs, mut changes)) in batches {
             if docs.is_empty() {
                 continue;
             }
+            self.keep_filtered(&collection, &mut docs, &mut changes)
+                .await?;
             let seq = checkpoint.batches;
             let envelope = Envelope::changes(run, &collection, seq, docs, changes);
             let payload = Bytes::from(envelope.encode());
