@@ -153,10 +153,14 @@ impl ChildMapping {
                 }
                 let mut paths = HashSet::new();
                 check_columns(&self.columns, file, &mut paths)?;
-                if let Some(column) = self.columns.iter().find(|c| !c.transform.is_empty()) {
+                if let Some(column) = self
+                    .columns
+                    .iter()
+                    .find(|c| !c.transform.is_empty() && self.key.as_deref() == Some(&c.path))
+                {
                     return Err(Problem::TransformHere {
                         path: format!("{}.{}", self.path, column.path),
-                        why: "transforms apply to a table's columns, not yet to a child table's",
+                        why: "the key of a child table's elements is not transformed: rows are found by it",
                     });
                 }
                 if let Some(key) = &self.key {

@@ -352,9 +352,13 @@ impl MappingFile {
 
     /// Whether any column is transformed.
     pub fn transforms(&self) -> bool {
+        fn any(columns: &[ColumnMapping], children: &[ChildMapping]) -> bool {
+            columns.iter().any(|c| !c.transform.is_empty())
+                || children.iter().any(|c| any(&c.columns, &c.children))
+        }
         self.collections
             .values()
-            .any(|c| c.columns.iter().any(|col| !col.transform.is_empty()))
+            .any(|c| any(&c.columns, &c.children))
     }
 
     /// The file at `path`, or no mappings at all (every collection gets the default

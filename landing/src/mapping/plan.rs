@@ -71,6 +71,13 @@ impl ColumnPlan {
     }
 }
 
+impl ChildColumn {
+    /// The key the column's values are sealed with (`encrypt`, `reencrypt`).
+    pub fn sealed_with(&self) -> Option<&crate::transform::keys::Secret> {
+        self.transform.as_ref()?.as_ref().ok()?.sealed_with()
+    }
+}
+
 /// A child table: one row per element of an array, in the document or in an element
 /// of its parent child table.
 #[derive(Debug, Clone)]
@@ -105,6 +112,8 @@ pub struct ChildColumn {
     pub ty: ColumnType,
     /// `NOT NULL`: an element without a value is a reject.
     pub required: bool,
+    /// What is done to a field's value first (see [`ColumnPlan::transform`]).
+    pub transform: Option<Result<Arc<Chain>, ChainError>>,
 }
 
 /// Where a child table's column gets its value.
@@ -273,13 +282,7 @@ impl TablePlan {
                     },
                     ty: c.ty,
                     required: c.required,
-                    transform: (!c.transform.is_empty()).then(|| {
-                        match &file.keyring {
-                            Some(keyring) => Chain::compile(&c.transform, c.ty, keyring),
-                            None => Err(ChainError::Key(KeyError::NotRead)),
-                        }
-                        .map(Arc::new)
-                    }),
+                    transform: compiled(file, &c.transform, c.ty),
                 }
             })
             .collect();
@@ -354,12 +357,7 @@ impl TablePlan {
             naming,
             registered: HashSet::new(),
             read: Some(read),
-            withheld: mapping
-                .columns
-                .iter()
-                .filter(|c| !c.transform.is_empty())
-                .map(|c| c.path.clone())
-                .collect(),
+            withheld: withheld(&mapping.columns, &mapping.children, ""),
         }
     }
 
@@ -423,6 +421,44 @@ impl Source {
     }
 }
 
+/// A column's transform compiled with the file's keys (an error, making every value
+/// a reject, when they were not read); `None` without one.
+fn compiled(
+    file: &MappingFile,
+    transforms: &[crate::transform::Transform],
+    ty: ColumnType,
+) -> Option<Result<Arc<Chain>, ChainError>> {
+    (!transforms.is_empty()).then(|| {
+        match &file.keyring {
+            Some(keyring) => Chain::compile(transforms, ty, keyring),
+            None => Err(ChainError::Key(KeyError::NotRead)),
+        }
+        .map(Arc::new)
+    })
+}
+
+/// The dotted paths of the transformed columns, of the table and of its child
+/// tables' elements (`items.card`: the field in every element of `items`).
+fn withheld(
+    columns: &[super::ColumnMapping],
+    children: &[ChildMapping],
+    prefix: &str,
+) -> Vec<String> {
+    let mut paths: Vec<String> = columns
+        .iter()
+        .filter(|c| !c.transform.is_empty())
+        .map(|c| format!("{prefix}{}", c.path))
+        .collect();
+    for child in children {
+        paths.extend(withheld(
+            &child.columns,
+            &child.children,
+            &format!("{prefix}{}.", child.path),
+        ));
+    }
+    paths
+}
+
 /// What every child table of one collection shares.
 struct ChildContext<'a> {
     file: &'a MappingFile,
@@ -458,6 +494,7 @@ impl ChildContext<'_> {
             source,
             ty,
             required,
+            transform: None,
         };
         let document_key = mapping
             .parent_column
@@ -522,7 +559,9 @@ impl ChildContext<'_> {
                         Some(to) => ChildSource::Reference(path, Reference::to(self.file, to)),
                         None => ChildSource::Field(path),
                     };
-                    columns.push(column(name, source, c.ty, c.required || is_key));
+                    let mut planned = column(name, source, c.ty, c.required || is_key);
+                    planned.transform = compiled(self.file, &c.transform, c.ty);
+                    columns.push(planned);
                 }
                 for nested in &mapping.children {
                     read.insert(&split_path(&nested.path));

@@ -280,8 +280,24 @@ impl TablePlan {
                         .map_err(|e| row_error(at.clone(), e, Some(element)))?,
                     ChildSource::Field(path) => {
                         let value = read(path)?;
-                        Cell::convert(value, column.ty, &self.options)
-                            .map_err(|e| row_error(field(path), e, value))?
+                        match &column.transform {
+                            Some(transform) => {
+                                let refused = |reason: String| RowError {
+                                    field: field(path),
+                                    expected: Some(column.ty),
+                                    found: value.map_or("missing", type_name).to_string(),
+                                    reason,
+                                    excerpt: None,
+                                };
+                                transform
+                                    .as_ref()
+                                    .map_err(|e| refused(e.to_string()))?
+                                    .apply(value)
+                                    .map_err(refused)?
+                            }
+                            None => Cell::convert(value, column.ty, &self.options)
+                                .map_err(|e| row_error(field(path), e, value))?,
+                        }
                     }
                     ChildSource::Reference(path, to) => {
                         let value = read(path)?;

@@ -382,17 +382,32 @@ pub fn withhold(raw: &[u8], paths: &[String]) -> Vec<u8> {
         return Vec::new();
     };
     for path in paths {
-        let mut parts: Vec<&str> = path.split('.').collect();
-        let Some(last) = parts.pop() else { continue };
-        let mut at = Some(&mut doc);
-        for part in parts {
-            at = at.and_then(|d| d.get_document_mut(part).ok());
-        }
-        if let Some(parent) = at {
-            parent.remove(last);
-        }
+        let parts: Vec<&str> = path.split('.').collect();
+        remove_path(&mut doc, &parts);
     }
     doc.to_vec().unwrap_or_default()
+}
+
+/// Removes the field at `parts` from `doc`, through subdocuments and through every
+/// element of the arrays on the way (a child table's field is in each element).
+fn remove_path(doc: &mut bson::Document, parts: &[&str]) {
+    match parts {
+        [] => {}
+        [last] => {
+            doc.remove(*last);
+        }
+        [first, rest @ ..] => match doc.get_mut(*first) {
+            Some(bson::Bson::Document(inner)) => remove_path(inner, rest),
+            Some(bson::Bson::Array(items)) => {
+                for item in items {
+                    if let bson::Bson::Document(inner) = item {
+                        remove_path(inner, rest);
+                    }
+                }
+            }
+            _ => {}
+        },
+    }
 }
 
 fn bytes(value: &Value) -> &[u8] {

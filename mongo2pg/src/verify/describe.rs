@@ -8,7 +8,7 @@ use common::naming::REJECTS_TABLE;
 use landing::column_type::ColumnType;
 use landing::identifier::{quote, quote_table};
 
-use super::fingerprint::{cell_bytes, child_types, compared, Fingerprint};
+use super::fingerprint::{cell_bytes, child_columns, compared, Fingerprint};
 use super::VerifyError;
 use super::{Check, Seen, Verdict};
 
@@ -84,8 +84,10 @@ impl Check<'_> {
                     .map(|r| r.get(0));
                 let source = cell_bytes(&row.cells[i], column.ty)
                     .map_err(|e| self.failed("comparing columns", e))?;
-                let opened =
-                    |b: &Option<Vec<u8>>| b.as_deref().map(|b| compared(column, b).into_owned());
+                let opened = |b: &Option<Vec<u8>>| {
+                    b.as_deref()
+                        .map(|b| compared(column.sealed_with(), b).into_owned())
+                };
                 if opened(&source) != opened(&target.unwrap_or_default()) {
                     // Neither plaintext is shown: the column is encrypted for a reason.
                     parts.push(format!(
@@ -138,11 +140,10 @@ impl Check<'_> {
             }
         }
         for (i, child) in plan.children.iter().enumerate() {
-            let types: Vec<ColumnType> = child_types(child).collect();
             let mut source = Fingerprint::default();
             for cells in &row.children[i] {
                 source.add(
-                    Fingerprint::of_cells(Some(i), types.iter().copied(), cells)
+                    Fingerprint::of_cells(Some(i), child_columns(child), cells)
                         .map_err(|e| self.failed("comparing child rows", e))?,
                 );
             }

@@ -15,8 +15,9 @@ use landing::cell::Cell;
 use landing::column_type::ColumnType;
 use std::borrow::Cow;
 
-use landing::mapping::{ChildPlan, ColumnPlan, Row, TablePlan};
+use landing::mapping::{ChildPlan, Row, TablePlan};
 use landing::numeric::Numeric;
+use landing::transform::keys::Secret;
 
 use super::error::FingerprintError;
 
@@ -194,35 +195,29 @@ impl Fingerprint {
         plan: &TablePlan,
         row: &Row,
     ) -> Result<Fingerprint, FingerprintError> {
-        let encoded = plan
-            .columns
-            .iter()
-            .zip(&row.cells)
-            .map(|(column, cell)| {
-                cell_bytes(cell, column.ty).map(|bytes| {
-                    let bytes = bytes.map(|b| compared(column, &b).into_owned());
-                    (column.ty, bytes)
-                })
-            })
-            .collect::<Result<Vec<_>, FingerprintError>>()?;
-        let mut total =
-            Fingerprint::of_row(None, encoded.iter().map(|(ty, b)| (*ty, b.as_deref())))?;
+        let columns = plan.columns.iter().map(|c| (c.ty, c.sealed_with()));
+        let mut total = Fingerprint::of_cells(None, columns, &row.cells)?;
         for (i, (child, rows)) in plan.children.iter().zip(&row.children).enumerate() {
             for cells in rows {
-                total.add(Fingerprint::of_cells(Some(i), child_types(child), cells)?);
+                total.add(Fingerprint::of_cells(Some(i), child_columns(child), cells)?);
             }
         }
         Ok(total)
     }
 
-    pub(super) fn of_cells(
+    /// The fingerprint of one row of cells, each of a column (its type, and the key
+    /// its values are sealed with).
+    pub(super) fn of_cells<'k>(
         table: Option<usize>,
-        types: impl Iterator<Item = ColumnType>,
+        columns: impl Iterator<Item = (ColumnType, Option<&'k Secret>)>,
         cells: &[Cell],
     ) -> Result<Fingerprint, FingerprintError> {
-        let encoded = types
+        let encoded = columns
             .zip(cells)
-            .map(|(ty, cell)| cell_bytes(cell, ty).map(|bytes| (ty, bytes)))
+            .map(|((ty, key), cell)| {
+                cell_bytes(cell, ty)
+                    .map(|bytes| (ty, bytes.map(|b| compared(key, &b).into_owned())))
+            })
             .collect::<Result<Vec<_>, FingerprintError>>()?;
         Fingerprint::of_row(table, encoded.iter().map(|(ty, b)| (*ty, b.as_deref())))
     }
@@ -231,8 +226,8 @@ impl Fingerprint {
 /// A value as compared: an encrypted column's plaintext, opened with its key (each
 /// encryption draws a fresh nonce, so equal values are never equal bytes); a value
 /// that does not open is compared as it is, marked, and differs.
-pub(super) fn compared<'a>(column: &ColumnPlan, bytes: &'a [u8]) -> Cow<'a, [u8]> {
-    let Some(key) = column.sealed_with() else {
+pub(super) fn compared<'a>(key: Option<&Secret>, bytes: &'a [u8]) -> Cow<'a, [u8]> {
+    let Some(key) = key else {
         return Cow::Borrowed(bytes);
     };
     match landing::transform::cipher::open_sealed(key, bytes) {
@@ -241,9 +236,12 @@ pub(super) fn compared<'a>(column: &ColumnPlan, bytes: &'a [u8]) -> Cow<'a, [u8]
     }
 }
 
-/// The column types of a child table, in its columns' order.
-pub(super) fn child_types(child: &ChildPlan) -> impl Iterator<Item = ColumnType> + '_ {
-    child.columns.iter().map(|c| c.ty)
+/// The columns of a child table, in order: each one's type and the key its values
+/// are sealed with.
+pub(super) fn child_columns(
+    child: &ChildPlan,
+) -> impl Iterator<Item = (ColumnType, Option<&Secret>)> + '_ {
+    child.columns.iter().map(|c| (c.ty, c.sealed_with()))
 }
 
 impl std::fmt::Display for Fingerprint {

@@ -4,7 +4,7 @@ use std::collections::HashMap;
 
 use std::borrow::Cow;
 
-use super::fingerprint::{child_types, compared, Fingerprint, RawValue};
+use super::fingerprint::{child_columns, compared, Fingerprint, RawValue};
 use landing::cell::Cell;
 use landing::column_type::ColumnType;
 use landing::identifier::{quote, quote_table};
@@ -51,7 +51,7 @@ impl Check<'_> {
                 .columns
                 .iter()
                 .zip(values)
-                .map(|(column, value)| value.map(|v| compared(column, v)))
+                .map(|(column, value)| value.map(|v| compared(column.sealed_with(), v)))
                 .collect();
             let fp = Fingerprint::of_row(
                 None,
@@ -92,7 +92,7 @@ impl Check<'_> {
             return Ok(Vec::new());
         };
         let child = &plan.children[i];
-        let types: Vec<ColumnType> = child_types(child).collect();
+        let (types, sealed): (Vec<ColumnType>, Vec<_>) = child_columns(child).unzip();
         let columns: Vec<String> = child.columns.iter().map(|c| quote(&c.name)).collect();
         let rows = self
             .client
@@ -113,8 +113,19 @@ impl Check<'_> {
             let values =
                 read_values(row, &types).map_err(|e| self.failed("reading a child table", e))?;
             let key = values[0].map(<[u8]>::to_vec).unwrap_or_default();
-            let fp = Fingerprint::of_row(Some(i), types.iter().copied().zip(values))
-                .map_err(|e| self.failed("reading a child table", e))?;
+            let values: Vec<Option<Cow<'_, [u8]>>> = sealed
+                .iter()
+                .zip(values)
+                .map(|(k, value)| value.map(|v| compared(*k, v)))
+                .collect();
+            let fp = Fingerprint::of_row(
+                Some(i),
+                types
+                    .iter()
+                    .copied()
+                    .zip(values.iter().map(|v| v.as_deref())),
+            )
+            .map_err(|e| self.failed("reading a child table", e))?;
             found.push((key, fp));
         }
         Ok(found)

@@ -576,3 +576,133 @@ columns = [
     consumer.wait().await?;
     Ok(())
 }
+
+/// Transforms on a child table's columns: each element's card encrypted and its
+/// coupon code hashed; a reject keeps no element's card; `verify` opens the child
+/// rows' ciphertexts to compare them.
+#[tokio::test(flavor = "multi_thread")]
+async fn child_table_columns_are_transformed_and_withheld_from_rejects() -> Result<()> {
+    let env = TestEnv::new("transforms_child").await?;
+    let orders = env.db().collection::<Document>("orders");
+    let order = |n: i32, bad: bool| {
+        doc! {
+            "_id": format!("o{n:02}"),
+            "items": (0..3).map(|i| doc! {
+                "sku": format!("sku-{n}-{i}"),
+                "card": format!("5500 0000 {n:04} {i:04}"),
+                "coupon": if bad && i == 2 { bson::Bson::Double(1.5) } else { bson::Bson::String(format!("CODE{n}{i}")) },
+            }).collect::<Vec<_>>(),
+        }
+    };
+    let docs: Vec<Document> = (0..10).map(|n| order(n, n == 7)).collect();
+    orders.insert_many(&docs).await?;
+    let mapping = env.write_file(
+        "child.toml",
+        r#"
+[keys]
+pii = { env = "PII_KEY" }
+
+[collections.orders]
+columns = [{ path = "_id", type = "text" }]
+children = [
+  { path = "items", columns = [
+      { path = "sku", type = "text" },
+      { path = "card", type = "bytea", transform = { kind = "encrypt", key = "pii" } },
+      { path = "coupon", type = "text", transform = { kind = "hash", key = "pii" } },
+  ] },
+]
+"#,
+    );
+    let pii = hex::encode(PII);
+    assert_success(&env.producer("r1", &["run"]).await?, "producer");
+    let consumer = env
+        .command("consumer", "r1")
+        .args(["run", "--exit-when-done", "--mapping", &mapping])
+        .env("PII_KEY", &pii)
+        .output();
+    let output = tokio::time::timeout(LIMIT, consumer).await??;
+    assert_success(&output, "consumer");
+
+    let pg = env.pg().await?;
+    let rows = pg
+        .query(
+            "SELECT _parent, _position, sku, card, coupon FROM orders_items ORDER BY _parent, _position",
+            &[],
+        )
+        .await?;
+    if rows.len() != 27 {
+        let errors: Vec<String> = pg
+            .query("SELECT error FROM _migrate_rejects", &[])
+            .await?
+            .iter()
+            .map(|r| r.get(0))
+            .collect();
+        anyhow::bail!("{} item rows; rejects: {errors:?}", rows.len());
+    }
+    let coupons: Vec<String> = rows
+        .iter()
+        .map(|r| {
+            let (parent, position): (String, i32) = (r.get(0), r.get(1));
+            let n: i32 = parent[1..].parse().unwrap_or_default();
+            format!("CODE{n}{position}")
+        })
+        .collect();
+    let digests = python_hmac(&PII, &coupons)?;
+    for (row, digest) in rows.iter().zip(&digests) {
+        let (parent, position): (String, i32) = (row.get(0), row.get(1));
+        let n: i32 = parent[1..].parse()?;
+        ensure!(
+            row.get::<_, String>(2) == format!("sku-{n}-{position}"),
+            "{parent}"
+        );
+        ensure!(
+            gcm_open(&PII, &row.get::<_, Vec<u8>>(3))? == format!("5500 0000 {n:04} {position:04}"),
+            "{parent}[{position}]: card"
+        );
+        ensure!(
+            row.get::<_, String>(4) == *digest,
+            "{parent}[{position}]: coupon"
+        );
+    }
+    let reject = pg
+        .query_one(
+            "SELECT doc_id, field, withheld, raw_bson, document::text FROM _migrate_rejects",
+            &[],
+        )
+        .await?;
+    let (id, field, withheld): (String, String, Vec<String>) =
+        (reject.get(0), reject.get(1), reject.get(2));
+    ensure!(
+        id == "o07" && field == "items[2].coupon" && withheld == ["items.card", "items.coupon"],
+        "{id} {field} {withheld:?}"
+    );
+    let (raw, document): (Vec<u8>, String) = (reject.get(3), reject.get(4));
+    for i in 0..3 {
+        let card = format!("5500 0000 0007 {i:04}");
+        ensure!(
+            !raw.windows(card.len()).any(|w| w == card.as_bytes()) && !document.contains(&card),
+            "the reject holds item {i}'s card"
+        );
+    }
+    ensure!(
+        document.contains("sku-7-2"),
+        "the other fields are kept: {document}"
+    );
+
+    let output = env
+        .command("mongo2pg", "r1")
+        .args(["verify"])
+        .env("PII_KEY", &pii)
+        .output()
+        .await?;
+    let text = format!(
+        "{}{}",
+        stdout(&output),
+        String::from_utf8_lossy(&output.stderr)
+    );
+    ensure!(
+        output.status.code() == Some(5) && text.contains("9 rows equal, 1 in _migrate_rejects"),
+        "verify: {text}"
+    );
+    Ok(())
+}
