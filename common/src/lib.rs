@@ -23,6 +23,7 @@ pub mod certificate;
 pub mod cli;
 pub mod config;
 pub mod crash;
+pub mod exposition;
 pub mod naming;
 pub mod run_state;
 pub mod shutdown;

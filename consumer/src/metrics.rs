@@ -2,63 +2,20 @@
 //!
 //! Counters of this process (batches and documents committed, rejects, duplicates
 //! skipped, dead letters), the batch write latency histogram, and the run's batches
-//! still waiting in the stream. Prometheus sums the processes. The exposition format is
-//! a few lines of text, written here rather than pulling in an HTTP framework for one
-//! GET.
+//! still waiting in the stream. Prometheus sums the processes. Served by
+//! [`common::exposition`].
 
 use std::fmt::Write as _;
 use std::sync::Arc;
-use std::time::Duration;
 
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::{TcpListener, TcpStream};
+use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 
 use crate::shared::Shared;
 
-/// A scrape that has not sent its request within this long is dropped.
-const REQUEST_TIMEOUT: Duration = Duration::from_secs(5);
-
-/// Serves scrapes one at a time until `stop` is cancelled.
+/// Serves scrapes until `stop` is cancelled.
 pub(crate) async fn serve(listener: TcpListener, shared: Arc<Shared>, stop: CancellationToken) {
-    loop {
-        let accepted = tokio::select! {
-            _ = stop.cancelled() => return,
-            accepted = listener.accept() => accepted,
-        };
-        match accepted {
-            Ok((stream, _)) => {
-                let _ = tokio::time::timeout(REQUEST_TIMEOUT, answer(stream, &shared)).await;
-            }
-            Err(err) => tracing::debug!(error = %err, "metrics connection failed"),
-        }
-    }
-}
-
-async fn answer(mut stream: TcpStream, shared: &Shared) -> std::io::Result<()> {
-    let mut request = Vec::with_capacity(1024);
-    let mut chunk = [0u8; 1024];
-    while !request.windows(4).any(|w| w == b"\r\n\r\n") && request.len() < 8192 {
-        let n = stream.read(&mut chunk).await?;
-        if n == 0 {
-            break;
-        }
-        request.extend_from_slice(&chunk[..n]);
-    }
-    let (status, body) = if request.starts_with(b"GET /metrics ") {
-        ("200 OK", render(shared))
-    } else {
-        (
-            "404 Not Found",
-            "only /metrics is served here\n".to_string(),
-        )
-    };
-    let response = format!(
-        "HTTP/1.1 {status}\r\nContent-Type: text/plain; version=0.0.4\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
-        body.len()
-    );
-    stream.write_all(response.as_bytes()).await?;
-    stream.shutdown().await
+    common::exposition::serve(listener, || render(&shared), stop).await;
 }
 
 /// The exposition text.

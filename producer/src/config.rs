@@ -70,6 +70,10 @@ pub struct RunConfig {
     )]
     pub exclude: Vec<String>,
 
+    /// Serve Prometheus metrics on this address (for example 0.0.0.0:9465), at /metrics.
+    #[arg(long, env = "METRICS_ADDR")]
+    pub metrics_addr: Option<std::net::SocketAddr>,
+
     /// The run's mapping file (the consumers'), for its per-collection `filter`s: the
     /// snapshot reads only the documents a filter matches, and a change that moves a
     /// document out of it deletes its rows. Recorded as the run's mapping. None: the

@@ -10,6 +10,7 @@ use mongodb::Database;
 use tokio_util::sync::CancellationToken;
 
 use crate::config::RunConfig;
+use crate::metrics::Metrics;
 
 /// The source, the broker, the run's state, its configuration and its stop signal.
 /// Cheap to clone (handles); a task that may be stopped alone (a range whose lease is
@@ -28,4 +29,6 @@ pub(crate) struct RunContext {
     pub shutdown: CancellationToken,
     /// Per collection, the mapping's filter: only the documents it matches move.
     pub filters: Arc<BTreeMap<String, Document>>,
+    /// What this process published, for `/metrics`.
+    pub metrics: Arc<Metrics>,
 }

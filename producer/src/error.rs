@@ -8,6 +8,15 @@ use source::SourceError;
 /// running the same command again resumes.
 #[derive(Debug, thiserror::Error)]
 pub enum ProducerError {
+    /// The metrics address cannot be listened on.
+    #[error("cannot serve metrics on {addr}: {source}")]
+    Metrics {
+        /// The address asked for.
+        addr: std::net::SocketAddr,
+        /// Why it could not listen.
+        #[source]
+        source: std::io::Error,
+    },
     /// The mapping file cannot be used.
     #[error(transparent)]
     Mapping(#[from] landing::mapping::MappingError),

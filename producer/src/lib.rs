@@ -30,6 +30,7 @@ mod context;
 pub mod error;
 pub mod follow;
 pub mod lease;
+mod metrics;
 mod part;
 mod progress;
 mod publisher;
@@ -164,6 +165,22 @@ async fn run_collections(
     shutdown: CancellationToken,
 ) -> Result<Summary, ProducerError> {
     let started = Instant::now();
+    // Served from the start, so a scrape sees the run from its first batch; stopped
+    // when this function returns, however it returns.
+    let metrics = Arc::new(metrics::Metrics::default());
+    let serving = CancellationToken::new();
+    let _stop_serving = serving.clone().drop_guard();
+    if let Some(addr) = config.metrics_addr {
+        let listener = tokio::net::TcpListener::bind(addr)
+            .await
+            .map_err(|source| ProducerError::Metrics { addr, source })?;
+        let (metrics, run) = (metrics.clone(), config.run.run.to_string());
+        tokio::spawn(common::exposition::serve(
+            listener,
+            move || metrics.render(&run),
+            serving.clone(),
+        ));
+    }
     let selection = source::Selection::new(SelectionPatterns {
         include: config.include.clone(),
         exclude: config.exclude.clone(),
@@ -292,6 +309,7 @@ async fn run_collections(
         config,
         shutdown,
         filters: Arc::new(filters),
+        metrics,
     };
     // `--concurrency` collections at once; each records its totals when it is done.
     let published = futures::stream::iter(estimates.iter().map(|(name, estimated)| {
@@ -383,7 +401,9 @@ async fn follow_as_one(
             tracing::info!("the follower stopped renewing its lease; this producer follows the change stream now");
         }
         let stint = Instant::now();
+        ctx.metrics.following(true);
         let followed = follow::follow(ctx, collections, scope, start, &lost).await;
+        ctx.metrics.following(false);
         let lost_lease = held.is_lost() && !shutdown.is_cancelled();
         held.release().await;
         if let Err(ProducerError::FollowInterrupted { detail }) = &followed {

@@ -60,6 +60,7 @@ pub(crate) async fn publish_part(
         config,
         shutdown,
         filters,
+        metrics,
     } = ctx;
     let run = config.run.run.as_str();
     let filter = filters.get(name).cloned();
@@ -127,6 +128,7 @@ pub(crate) async fn publish_part(
         } else {
             crate::progress::bar(name, estimated)
         },
+        metrics,
     };
     // Four batches per round trip to MongoDB: few round trips, and memory that does not
     // depend on the collection.
@@ -268,6 +270,7 @@ struct Batches<'a> {
     /// The trace of the batch being filled, and its `page` child (reading from MongoDB).
     batch_span: Option<(tracing::Span, tracing::Span)>,
     progress_bar: Option<indicatif::ProgressBar>,
+    metrics: &'a crate::metrics::Metrics,
 }
 
 impl Batches<'_> {
@@ -352,6 +355,8 @@ impl Batches<'_> {
         self.progress.batches += 1;
         self.progress.documents += count;
         self.progress.bytes += payload.len() as u64;
+        self.metrics
+            .published(self.name, count, payload.len() as u64);
         self.progress.last_id = self.last_pushed.clone().map(Bson::into_canonical_extjson);
         self.progress.last_id_bson = self.last_pushed.clone().map(ranges::encode);
         let batch_id = envelope.batch_id.into_owned();

@@ -20,6 +20,7 @@ use tracing::Instrument;
 
 use crate::config::RunConfig;
 use crate::error::ProducerError;
+use crate::metrics::Metrics;
 use crate::publisher::{self, Sent};
 use source::change::{self as event, Event};
 use source::mongo_detail;
@@ -34,6 +35,7 @@ pub(super) struct ChangeBatches<'a> {
     /// Per collection, the mapping's filter: a change to a document outside it
     /// becomes its delete.
     filters: &'a BTreeMap<String, Document>,
+    metrics: &'a Metrics,
     pending: BTreeMap<String, Pending>,
     pub(super) events_pending: usize,
     /// The version of the last event read: the next one of the same cluster time
@@ -69,6 +71,7 @@ impl<'a> ChangeBatches<'a> {
         config: &'a RunConfig,
         database: &'a Database,
         filters: &'a BTreeMap<String, Document>,
+        metrics: &'a Metrics,
         last: Option<Version>,
     ) -> Self {
         ChangeBatches {
@@ -77,6 +80,7 @@ impl<'a> ChangeBatches<'a> {
             config,
             database,
             filters,
+            metrics,
             pending: BTreeMap::new(),
             events_pending: 0,
             last,
@@ -380,6 +384,7 @@ impl<'a> ChangeBatches<'a> {
             });
             checkpoint.batches += 1;
         }
+        let published = sent.len() as u64;
         for batch in sent {
             let again = Sent {
                 subject: &batch.subject,
@@ -392,6 +397,7 @@ impl<'a> ChangeBatches<'a> {
                 .await?;
         }
         self.events_pending = 0;
+        self.metrics.changes(events, published);
         checkpoint.events += events;
         checkpoint.last = self.last;
         if let Some(token) = token {

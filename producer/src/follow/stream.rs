@@ -21,6 +21,7 @@ use super::batches::{now_ms, ChangeBatches};
 use super::start::Scope;
 use crate::context::RunContext;
 use crate::error::ProducerError;
+use crate::metrics::Metrics;
 use crate::retry;
 
 /// Longest a change waits in the producer before it is published.
@@ -34,21 +35,31 @@ const MAX_AWAIT: Duration = Duration::from_millis(250);
 /// How often following logs its rate, lag and oplog headroom (also span events of the
 /// `follow` span in traces).
 const REPORT_EVERY: Duration = Duration::from_secs(10);
+/// How often the lag and headroom `/metrics` shows are measured (the log says them
+/// every [`REPORT_EVERY`]).
+const MEASURE_EVERY: Duration = Duration::from_secs(2);
 
 /// Logs the events published per second since the last report, how far behind MongoDB
 /// the stream is, and the oplog headroom before the checkpoint; warns when it is short.
 async fn report(
     database: &Database,
+    metrics: &Metrics,
     checkpoint: &StreamCheckpoint,
     reported_events: u64,
     elapsed: Duration,
+    log: bool,
 ) {
     let rate = (checkpoint.events - reported_events) as f64 / elapsed.as_secs_f64().max(1e-9);
     let Ok(now) = source::clock::cluster_time(database).await else {
         return;
     };
     let lag = now.time.saturating_sub(checkpoint.read_until.time);
-    match source::clock::oplog_window(database, now, checkpoint.read_until).await {
+    let window = source::clock::oplog_window(database, now, checkpoint.read_until).await;
+    metrics.position(u64::from(lag), window.map(|(_, headroom)| headroom));
+    if !log {
+        return;
+    }
+    match window {
         Some((window, headroom)) if headroom < source::clock::SHORT_HEADROOM.as_secs() as i64 => {
             tracing::warn!(
                 events_per_sec = rate as u64,
@@ -100,6 +111,7 @@ pub(crate) async fn follow(
         state,
         config,
         filters,
+        metrics,
         ..
     } = ctx;
     let checkpoint = retry::with_retries("reading the stream checkpoint", || {
@@ -167,14 +179,24 @@ pub(crate) async fn follow(
         events = checkpoint.events,
         "following the change stream"
     );
-    let mut batches =
-        ChangeBatches::new(broker, shutdown, config, database, filters, checkpoint.last);
+    let mut batches = ChangeBatches::new(
+        broker,
+        shutdown,
+        config,
+        database,
+        filters,
+        metrics,
+        checkpoint.last,
+    );
     let mut followed = Known::new(ctx, collections, scope)?;
     let started_events = checkpoint.events;
     let started_batches = checkpoint.batches;
     let mut last_flush = Instant::now();
     let mut last_checkpoint = Instant::now();
     let mut last_report = Instant::now();
+    let mut last_measure = Instant::now()
+        .checked_sub(MEASURE_EVERY)
+        .unwrap_or_else(Instant::now);
     let mut reported_events = checkpoint.events;
     loop {
         let next = tokio::select! {
@@ -237,16 +259,22 @@ pub(crate) async fn follow(
             save(state, &checkpoint).await?;
             last_flush = Instant::now();
             last_checkpoint = Instant::now();
-            if last_report.elapsed() >= REPORT_EVERY {
+            if last_measure.elapsed() >= MEASURE_EVERY {
+                let log = last_report.elapsed() >= REPORT_EVERY;
                 report(
                     database,
+                    metrics,
                     &checkpoint,
                     reported_events,
                     last_report.elapsed(),
+                    log,
                 )
                 .await;
-                reported_events = checkpoint.events;
-                last_report = Instant::now();
+                last_measure = Instant::now();
+                if log {
+                    reported_events = checkpoint.events;
+                    last_report = Instant::now();
+                }
             }
         }
     }

@@ -200,3 +200,112 @@ async fn consumers_serve_prometheus_metrics() {
         .expect("status");
     assert!(status.success(), "SIGTERM ends a consumer with status 0");
 }
+
+/// The value of the sample line starting with `series` (a name and its labels).
+fn sample(text: &str, series: &str) -> Option<f64> {
+    text.lines()
+        .find(|l| l.starts_with(series))
+        .and_then(|l| l.rsplit(' ').next()?.parse().ok())
+}
+
+/// Seconds of a duration as `status` writes it: `12 s`, `5 min`, `23.4 h`.
+fn status_seconds(text: &str, after: &str) -> Option<f64> {
+    let rest = &text[text.find(after)? + after.len()..];
+    let mut words = rest.split_whitespace();
+    let value: f64 = words.next()?.parse().ok()?;
+    Some(match words.next()? {
+        "h" => value * 3600.0,
+        "min" => value * 60.0,
+        _ => value,
+    })
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_producer_serves_its_progress_lag_and_headroom() {
+    let env = TestEnv::new("producer_metrics").await.expect("env");
+    let items = env.db().collection::<Document>("items");
+    items
+        .insert_many((0..500).map(|i| doc! { "_id": i, "v": i }))
+        .await
+        .expect("insert");
+    let port = free_port().expect("port");
+    let mut producer = env
+        .command("producer", "r")
+        .args(["run", "--follow", "--batch-size", "100"])
+        .args(["--metrics-addr", &format!("127.0.0.1:{port}")])
+        .spawn()
+        .expect("producer");
+    let mut consumer = env
+        .command("consumer", "r")
+        .arg("run")
+        .spawn()
+        .expect("consumer");
+    let scrape_until = |wanted: &'static str, value: f64| async move {
+        let mut text = String::new();
+        for _ in 0..600 {
+            text = e2e::scrape::metrics(port).await;
+            if sample(&text, wanted).is_some_and(|v| v >= value) {
+                return text;
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        panic!("{wanted} never reached {value}:\n{text}");
+    };
+    let text = scrape_until(
+        "mongo2pg_producer_documents_published_total{run=\"r\",collection=\"items\"}",
+        500.0,
+    )
+    .await;
+    assert_eq!(
+        sample(
+            &text,
+            "mongo2pg_producer_batches_published_total{run=\"r\",collection=\"items\"}"
+        ),
+        Some(5.0),
+        "{text}"
+    );
+    assert!(
+        text.contains("# TYPE mongo2pg_producer_bytes_published_total counter"),
+        "{text}"
+    );
+
+    for i in 0..200 {
+        items
+            // `-i - 1`: an update to the same value (0 for 0) is no event.
+            .update_one(doc! { "_id": i }, doc! { "$set": { "v": -i - 1 } })
+            .await
+            .expect("update");
+    }
+    let text = scrape_until(
+        "mongo2pg_producer_change_events_published_total{run=\"r\"}",
+        200.0,
+    )
+    .await;
+    assert_eq!(
+        sample(&text, "mongo2pg_producer_following{run=\"r\"}"),
+        Some(1.0),
+        "{text}"
+    );
+    let text = scrape_until("mongo2pg_producer_oplog_headroom_seconds{run=\"r\"}", 1.0).await;
+    let lag = sample(&text, "mongo2pg_producer_change_lag_seconds{run=\"r\"}").expect("lag");
+    let headroom =
+        sample(&text, "mongo2pg_producer_oplog_headroom_seconds{run=\"r\"}").expect("headroom");
+
+    // The same figures `status` gives, measured a moment apart.
+    let (_, status) = env.mongo2pg_report("r", &["status"]).await.expect("status");
+    let status_lag = status_seconds(&status, "events published; lag ").expect("status lag");
+    let status_headroom = status_seconds(&status, "oplog headroom: ").expect("status headroom");
+    assert!(
+        lag <= 10.0 && status_lag <= 10.0,
+        "lag {lag} s, status {status_lag} s:\n{status}"
+    );
+    assert!(
+        (headroom - status_headroom).abs() <= (0.05 * headroom).max(120.0),
+        "headroom {headroom} s, status {status_headroom} s:\n{status}"
+    );
+
+    for child in [&mut producer, &mut consumer] {
+        let _ = child.start_kill();
+        let _ = child.wait().await;
+    }
+}
