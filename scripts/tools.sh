@@ -16,3 +16,12 @@ install() {
 
 install mdbook mdbook "${MDBOOK_VERSION:-0.5.4}"
 install cargo-deny cargo-deny "${CARGO_DENY_VERSION:-0.20.2}"
+
+# promtool checks and unit-tests the Prometheus alert rules in deploy/monitoring; it
+# comes with Debian's prometheus package (the server is not started).
+if ! command -v promtool >/dev/null 2>&1; then
+  echo "tools: installing Debian's prometheus package for promtool (once)" >&2
+  as_root() { if [ "$(id -u)" = 0 ]; then "$@"; else sudo "$@"; fi; }
+  as_root apt-get update -qq
+  as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends prometheus >/dev/null
+fi

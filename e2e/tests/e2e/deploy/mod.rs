@@ -301,3 +301,4 @@ fn the_services_script_installs_mongod_even_when_a_server_answers() {
 }
 
 mod compose_rehearsal;
+mod monitoring;

@@ -235,9 +235,14 @@ async fn the_producer_serves_its_progress_lag_and_headroom() {
         .args(["--metrics-addr", &format!("127.0.0.1:{port}")])
         .spawn()
         .expect("producer");
+    let consumer_port = free_port().expect("port");
     let mut consumer = env
         .command("consumer", "r")
-        .arg("run")
+        .args([
+            "run",
+            "--metrics-addr",
+            &format!("127.0.0.1:{consumer_port}"),
+        ])
         .spawn()
         .expect("consumer");
     let scrape_until = |wanted: &'static str, value: f64| async move {
@@ -303,6 +308,28 @@ async fn the_producer_serves_its_progress_lag_and_headroom() {
         (headroom - status_headroom).abs() <= (0.05 * headroom).max(120.0),
         "headroom {headroom} s, status {status_headroom} s:\n{status}"
     );
+
+    // Every metric the alert rules read is served, with the `run` label they group by.
+    let served = format!("{text}{}", e2e::scrape::metrics(consumer_port).await);
+    let rules = std::fs::read_to_string(
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../deploy/monitoring/alerts.yml"),
+    )
+    .expect("alerts.yml");
+    let mut used: Vec<&str> = rules
+        .split(|c: char| !(c.is_ascii_alphanumeric() || c == '_'))
+        .filter(|w| w.starts_with("mongo2pg_") && w.len() > "mongo2pg_".len())
+        .collect();
+    used.sort_unstable();
+    used.dedup();
+    assert!(used.len() >= 7, "{used:?}");
+    for name in used {
+        assert!(
+            served
+                .lines()
+                .any(|l| l.starts_with(&format!("{name}{{run=\"r\""))),
+            "{name}, read by an alert rule, is not served:\n{served}"
+        );
+    }
 
     for child in [&mut producer, &mut consumer] {
         let _ = child.start_kill();
