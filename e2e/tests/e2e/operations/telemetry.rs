@@ -309,25 +309,28 @@ async fn the_producer_serves_its_progress_lag_and_headroom() {
         "headroom {headroom} s, status {status_headroom} s:\n{status}"
     );
 
-    // Every metric the alert rules read is served, with the `run` label they group by.
+    // Every metric the alert rules and the dashboard read is served, with the `run`
+    // label they select and group by.
     let served = format!("{text}{}", e2e::scrape::metrics(consumer_port).await);
-    let rules = std::fs::read_to_string(
-        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../deploy/monitoring/alerts.yml"),
-    )
-    .expect("alerts.yml");
+    let monitoring = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../deploy/monitoring");
+    let rules = ["alerts.yml", "dashboard.json"]
+        .iter()
+        .map(|f| std::fs::read_to_string(monitoring.join(f)).expect("monitoring file"))
+        .collect::<Vec<_>>()
+        .join("\n");
     let mut used: Vec<&str> = rules
         .split(|c: char| !(c.is_ascii_alphanumeric() || c == '_'))
         .filter(|w| w.starts_with("mongo2pg_") && w.len() > "mongo2pg_".len())
         .collect();
     used.sort_unstable();
     used.dedup();
-    assert!(used.len() >= 7, "{used:?}");
+    assert!(used.len() >= 12, "{used:?}");
     for name in used {
         assert!(
             served
                 .lines()
                 .any(|l| l.starts_with(&format!("{name}{{run=\"r\""))),
-            "{name}, read by an alert rule, is not served:\n{served}"
+            "{name}, read by an alert rule or the dashboard, is not served:\n{served}"
         );
     }
 
