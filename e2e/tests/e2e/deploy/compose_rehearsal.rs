@@ -137,7 +137,18 @@ async fn compose_services_run_as_local_processes_complete_the_migration() {
     // As `SEED_COUNT=20000 docker compose up` would: a smaller seed for the suite.
     let vars = BTreeMap::from([("SEED_COUNT", "20000")]);
     let seed = service(&compose, "seed", &vars);
-    let producer = service(&compose, "producer", &vars);
+    let mut producer = service(&compose, "producer", &vars);
+    // The producer's metrics on a port of this test's own, as the consumers'.
+    let producer_metrics = free_port().expect("port");
+    assert_eq!(
+        producer.environment.get("METRICS_ADDR").map(String::as_str),
+        Some("0.0.0.0:9465"),
+        "compose serves the producer's metrics"
+    );
+    producer.environment.insert(
+        "METRICS_ADDR".into(),
+        format!("127.0.0.1:{producer_metrics}"),
+    );
     let consumer = service(&compose, "consumer", &vars);
 
     // The secret files compose mounts at /run/secrets/<name>.
