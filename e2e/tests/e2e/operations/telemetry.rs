@@ -334,6 +334,80 @@ async fn the_producer_serves_its_progress_lag_and_headroom() {
         );
     }
 
+    // A real Prometheus scrapes both: every query of the dashboard returns data for
+    // the run, and every alert rule's expression evaluates.
+    let prometheus_port = free_port().expect("port");
+    let dir = std::env::temp_dir().join(format!("{}-prometheus", env.name));
+    std::fs::create_dir_all(&dir).expect("prometheus dir");
+    std::fs::write(
+        dir.join("prometheus.yml"),
+        format!(
+            "global: {{ scrape_interval: 1s }}\nscrape_configs:\n  - job_name: mongo2pg\n    static_configs:\n      - targets: ['127.0.0.1:{port}', '127.0.0.1:{consumer_port}']\n"
+        ),
+    )
+    .expect("prometheus.yml");
+    let mut prometheus = tokio::process::Command::new("prometheus")
+        .arg(format!(
+            "--config.file={}",
+            dir.join("prometheus.yml").display()
+        ))
+        .arg(format!(
+            "--storage.tsdb.path={}",
+            dir.join("data").display()
+        ))
+        .arg(format!("--web.listen-address=127.0.0.1:{prometheus_port}"))
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .kill_on_drop(true)
+        .spawn()
+        .expect("prometheus (scripts/tools.sh installs it)");
+    // Two scrapes of each target at least, so that rates have two samples.
+    let mut scraped = false;
+    for _ in 0..300 {
+        let counts = e2e::scrape::prometheus_query(
+            prometheus_port,
+            "count_over_time(up{job=\"mongo2pg\"}[1m]) >= 3",
+        )
+        .await;
+        if counts.is_some_and(|r| r.len() == 2) {
+            scraped = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    assert!(scraped, "Prometheus never scraped both processes");
+    let dashboard: serde_json::Value = serde_json::from_str(
+        &std::fs::read_to_string(monitoring.join("dashboard.json")).expect("dashboard"),
+    )
+    .expect("json");
+    let mut queries = 0;
+    for panel in dashboard["panels"].as_array().expect("panels") {
+        for target in panel["targets"].as_array().expect("targets") {
+            let expr = target["expr"].as_str().expect("expr").replace("$run", "r");
+            let result = e2e::scrape::prometheus_query(prometheus_port, &expr).await;
+            assert!(
+                result.as_ref().is_some_and(|r| !r.is_empty()),
+                "panel {:?}: {expr} returned {result:?}",
+                panel["title"]
+            );
+            queries += 1;
+        }
+    }
+    assert!(queries >= 15, "{queries} queries");
+    for line in rules.lines() {
+        if let Some(expr) = line.trim().strip_prefix("expr: ") {
+            assert!(
+                e2e::scrape::prometheus_query(prometheus_port, expr)
+                    .await
+                    .is_some(),
+                "alert rule expression {expr} does not evaluate"
+            );
+        }
+    }
+    let _ = prometheus.start_kill();
+    let _ = prometheus.wait().await;
+    let _ = std::fs::remove_dir_all(&dir);
+
     for child in [&mut producer, &mut consumer] {
         let _ = child.start_kill();
         let _ = child.wait().await;
