@@ -17,8 +17,9 @@ install() {
 install mdbook mdbook "${MDBOOK_VERSION:-0.5.4}"
 install cargo-deny cargo-deny "${CARGO_DENY_VERSION:-0.20.2}"
 
-# promtool checks and unit-tests the Prometheus alert rules in deploy/monitoring; it
-# comes with Debian's prometheus package (the server is not started).
+# promtool checks and unit-tests the Prometheus alert rules in deploy/monitoring, and
+# the telemetry test starts a private Prometheus server: both come with Debian's
+# prometheus package (its system service is not used).
 if ! command -v promtool >/dev/null 2>&1; then
   echo "tools: installing Debian's prometheus package for promtool (once)" >&2
   as_root() { if [ "$(id -u)" = 0 ]; then "$@"; else sudo "$@"; fi; }
