@@ -1765,16 +1765,30 @@ async fn a_nats_cluster_losing_a_node_then_its_leader_loses_nothing() -> Result<
     run.until_landed(false, 3, "change batches to land after node 1 came back")
         .await?;
     let client = async_nats::connect(common::broker::server_urls(&cluster.url())).await?;
-    let mut stream = async_nats::jetstream::new(client)
-        .get_stream(&stream)
-        .await?;
-    let info = stream.info().await?;
+    let jetstream = async_nats::jetstream::new(client);
+    // Node 1 has just come back: the cluster may still be electing, and a request of
+    // this test's own times out then as the migration's do (which retry). Ask again.
+    let asked = tokio::time::Instant::now();
+    let (info, leader) = loop {
+        let answer = async {
+            let mut stream = jetstream.get_stream(&stream).await?;
+            let info = stream.info().await?.clone();
+            anyhow::Ok(info)
+        }
+        .await;
+        let leader = answer
+            .as_ref()
+            .ok()
+            .and_then(|info| info.cluster.as_ref()?.leader.clone());
+        match (answer, leader) {
+            (Ok(info), Some(leader)) => break (info, leader),
+            (answer, _) if asked.elapsed() > Duration::from_secs(60) => {
+                anyhow::bail!("the stream has no leader after 60 s: {answer:?}")
+            }
+            _ => tokio::time::sleep(Duration::from_millis(500)).await,
+        }
+    };
     ensure!(info.config.num_replicas == 3, "{:?}", info.config);
-    let leader = info
-        .cluster
-        .as_ref()
-        .and_then(|c| c.leader.clone())
-        .context("the stream has no leader")?;
     let leader = cluster.index_of(&leader).context("an unknown leader")?;
     tokio::task::block_in_place(|| cluster.nodes[leader].restart(down))?;
     run.until_landed(
