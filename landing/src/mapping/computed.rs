@@ -82,15 +82,16 @@ impl Expression {
         })
     }
 
-    /// The expression's value for `doc`, as a cell of `ty`.
+    /// The expression's value for `doc` (the document as [`document`] makes it, once
+    /// per document whatever the number of computed columns), as a cell of `ty`.
     ///
     /// # Errors
     /// Why it gave no value (an error in the expression, a missing field) or one that
     /// does not fit the column; `private` leaves CEL's words out, as they may quote a
     /// value.
-    pub fn cell(&self, doc: &RawDocument, ty: ColumnType, private: bool) -> Result<Cell, String> {
+    pub fn cell(&self, doc: &Value, ty: ColumnType, private: bool) -> Result<Cell, String> {
         let mut context = Context::default();
-        context.add_variable_from_value("doc", document(doc));
+        context.add_variable_from_value("doc", doc.clone());
         let value = self.program.execute(&context).map_err(|e| {
             if private {
                 "the expression failed on this document (CEL's message is withheld: the collection has transformed fields)".to_string()
@@ -103,7 +104,7 @@ impl Expression {
 }
 
 /// A document as CEL sees it.
-fn document(doc: &RawDocument) -> Value {
+pub fn document(doc: &RawDocument) -> Value {
     let mut map: HashMap<String, Value> = HashMap::new();
     for (key, value) in doc.iter().flatten() {
         map.insert(key.to_string(), value_of(value));
@@ -224,6 +225,7 @@ mod tests {
             "items": [{ "qty": 2_i32 }, { "qty": 3_i32 }],
             "born": bson::DateTime::from_millis(0),
         };
+        let doc = document(&doc);
         let run = |text: &str, ty| Expression::compile(text).expect(text).cell(&doc, ty, false);
         assert_eq!(
             run(r#"doc.first + " " + doc.last"#, ColumnType::Text),

@@ -70,6 +70,8 @@ impl TablePlan {
         let key = self.primary_key;
         let mut cells = Vec::with_capacity(self.columns.len());
         let mut missing = Vec::new();
+        // The document as computed columns read it, made by the first of them.
+        let mut cel_doc = None;
         for (column, value) in self.columns.iter().zip(top) {
             let cell = match &column.source {
                 Source::Field(path) | Source::Reference(path, _) => {
@@ -134,10 +136,12 @@ impl TablePlan {
                         reason,
                         excerpt: None,
                     };
-                    expression
+                    let expression = expression
                         .as_ref()
-                        .ok_or_else(|| refused("the expression was not compiled".to_string()))?
-                        .cell(doc, column.ty, !self.withheld.is_empty())
+                        .ok_or_else(|| refused("the expression was not compiled".to_string()))?;
+                    let as_cel = cel_doc.get_or_insert_with(|| super::computed::document(doc));
+                    expression
+                        .cell(as_cel, column.ty, !self.withheld.is_empty())
                         .map_err(refused)?
                 }
                 Source::Added { .. } => added

@@ -19,6 +19,7 @@ use tokio_util::sync::CancellationToken;
 use tracing::Instrument;
 
 use crate::config::RunConfig;
+use crate::context::RunContext;
 use crate::error::ProducerError;
 use crate::metrics::Metrics;
 use crate::publisher::{self, Sent};
@@ -65,22 +66,20 @@ struct Pending {
 }
 
 impl<'a> ChangeBatches<'a> {
+    /// The batches of the run of `ctx`, its follower stopped by `shutdown`, the last
+    /// version read `last`.
     pub(super) fn new(
-        broker: &'a Broker,
+        ctx: &'a RunContext,
         shutdown: &'a CancellationToken,
-        config: &'a RunConfig,
-        database: &'a Database,
-        filters: &'a BTreeMap<String, Document>,
-        metrics: &'a Metrics,
         last: Option<Version>,
     ) -> Self {
         ChangeBatches {
-            broker,
+            broker: &ctx.broker,
             shutdown,
-            config,
-            database,
-            filters,
-            metrics,
+            config: &ctx.config,
+            database: &ctx.database,
+            filters: &ctx.filters,
+            metrics: &ctx.metrics,
             pending: BTreeMap::new(),
             events_pending: 0,
             last,

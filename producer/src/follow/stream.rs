@@ -107,10 +107,8 @@ pub(crate) async fn follow(
 ) -> Result<Followed, ProducerError> {
     let RunContext {
         database,
-        broker,
         state,
         config,
-        filters,
         metrics,
         ..
     } = ctx;
@@ -179,15 +177,7 @@ pub(crate) async fn follow(
         events = checkpoint.events,
         "following the change stream"
     );
-    let mut batches = ChangeBatches::new(
-        broker,
-        shutdown,
-        config,
-        database,
-        filters,
-        metrics,
-        checkpoint.last,
-    );
+    let mut batches = ChangeBatches::new(ctx, shutdown, checkpoint.last);
     let mut followed = Known::new(ctx, collections, scope)?;
     let started_events = checkpoint.events;
     let started_batches = checkpoint.batches;
