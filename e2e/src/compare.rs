@@ -117,9 +117,15 @@ pub async fn target_digest_in(
     table: &str,
     collection: &str,
 ) -> Result<(Digest, i64)> {
+    // `schema.table`, or a table of the search path.
+    let table = table
+        .split('.')
+        .map(|part| format!("\"{part}\""))
+        .collect::<Vec<_>>()
+        .join(".");
     let mut digest = Digest::default();
     for row in pg
-        .query(&format!("SELECT doc::text FROM \"{table}\""), &[])
+        .query(&format!("SELECT doc::text FROM {table}"), &[])
         .await?
     {
         let json: serde_json::Value = serde_json::from_str(row.try_get(0)?)?;
@@ -140,7 +146,7 @@ pub async fn target_digest_in(
     }
     let repeated: i64 = pg
         .query_one(
-            &format!("SELECT count(*) FROM (SELECT _id FROM \"{table}\" GROUP BY _id HAVING count(*) > 1) AS d"),
+            &format!("SELECT count(*) FROM (SELECT _id FROM {table} GROUP BY _id HAVING count(*) > 1) AS d"),
             &[],
         )
         .await?
@@ -160,8 +166,21 @@ pub async fn assert_exact_copy_in(
     pg: &tokio_postgres::Client,
     collection: &str,
 ) -> Result<Digest> {
+    assert_exact_copy_to(db, pg, collection, collection, collection).await
+}
+
+/// [`assert_exact_copy`] of collection `collection` of `db`, which the run calls
+/// `named` (`database.collection` in a run of several databases), into `table`
+/// (`schema.table` or a table of the search path).
+pub async fn assert_exact_copy_to(
+    db: &mongodb::Database,
+    pg: &tokio_postgres::Client,
+    collection: &str,
+    named: &str,
+    table: &str,
+) -> Result<Digest> {
     let source = source_digest_in(db, collection).await?;
-    let (target, repeated) = target_digest_in(pg, collection, collection).await?;
+    let (target, repeated) = target_digest_in(pg, table, named).await?;
     ensure!(
         repeated == 0,
         "{repeated} _id values appear more than once in {collection}"

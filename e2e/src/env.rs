@@ -142,6 +142,13 @@ impl TestEnv {
         self.mongo.database(&self.mongo_database)
     }
 
+    /// Another MongoDB database of the test's own (`<name>_<tag>`), removed with the
+    /// first; a run reads it with `mongo_database` set to both names.
+    pub fn other_db(&self, tag: &str) -> mongodb::Database {
+        self.mongo
+            .database(&format!("{}_{tag}", self._cleanup.mongo_database))
+    }
+
     /// Writes `text` to a file named after this env and `suffix` (a mapping, say) in
     /// the temporary folder; returns its path.
     pub fn write_file(&self, suffix: &str, text: &str) -> String {
@@ -267,6 +274,12 @@ impl Cleanup {
     async fn remove(&self) -> Result<()> {
         let mongo = mongodb::Client::with_uri_str(&self.mongodb_uri).await?;
         let _ = mongo.database(&self.mongo_database).drop().await;
+        let others = format!("{}_", self.mongo_database);
+        for name in mongo.list_database_names().await.unwrap_or_default() {
+            if name.starts_with(&others) {
+                let _ = mongo.database(&name).drop().await;
+            }
+        }
         if let Ok(client) = async_nats::connect(common::broker::server_urls(&self.nats_url)).await {
             let js = async_nats::jetstream::new(client);
             for stream in [

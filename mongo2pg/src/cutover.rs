@@ -76,7 +76,7 @@ impl std::fmt::Display for Cutover {
 pub async fn cutover(config: &CutoverConfig) -> Result<Cutover, OperatorError> {
     let started = Instant::now();
     let database = source::connect(&config.mongo).await?;
-    let target = source::clock::cluster_time(&database).await?;
+    let target = source::clock::cluster_time(database.home()).await?;
     let broker = Broker::open(&config.nats, config.nats.stream.clone()).await?;
     let run = config.run.run.clone();
     let state = RunState::new(broker.state.clone(), broker.names.clone(), run.clone());

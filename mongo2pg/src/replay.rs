@@ -288,7 +288,7 @@ async fn still_stored(client: &Client, ids: &[i64]) -> Result<Vec<Stored>, PgErr
 /// MongoDB, connected on first use.
 struct Source<'a> {
     args: &'a source::MongoArgs,
-    database: &'a tokio::sync::OnceCell<mongodb::Database>,
+    database: &'a tokio::sync::OnceCell<source::Source>,
 }
 
 /// The group with each withheld reject's document read again from MongoDB, and how

@@ -147,7 +147,7 @@ pub async fn requeue(config: &RequeueConfig) -> Result<Requeued, OperatorError> 
 
 /// A withheld batch with its documents read again from MongoDB; those gone since
 /// leave it (and their change, for a batch of the change stream).
-async fn reread(database: &mongodb::Database, payload: &[u8]) -> Result<Vec<u8>, OperatorError> {
+async fn reread(database: &source::Source, payload: &[u8]) -> Result<Vec<u8>, OperatorError> {
     let envelope = Envelope::decode(payload).map_err(|e| OperatorError::Unreadable {
         what: "a withheld dead letter".to_string(),
         detail: e.to_string(),

@@ -6,7 +6,7 @@ use std::sync::Arc;
 use bson::Document;
 use common::broker::Broker;
 use common::run_state::RunState;
-use mongodb::Database;
+use source::Source;
 use tokio_util::sync::CancellationToken;
 
 use crate::config::RunConfig;
@@ -17,8 +17,8 @@ use crate::metrics::Metrics;
 /// lost) gets a clone with its own `shutdown`.
 #[derive(Clone)]
 pub(crate) struct RunContext {
-    /// The source database.
-    pub database: Database,
+    /// The databases read.
+    pub source: Source,
     /// NATS: the stream, the buckets and the object store.
     pub broker: Broker,
     /// The run's manifest, checkpoints and leases.

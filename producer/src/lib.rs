@@ -185,16 +185,16 @@ async fn run_collections(
         include: config.include.clone(),
         exclude: config.exclude.clone(),
     })?;
-    let database = source::connect(&config.mongo).await?;
+    let mongo = source::connect(&config.mongo).await?;
     let mut collections = source::collections(
-        &database,
+        &mongo,
         &common::config::collection_names(&config.collections),
     )
     .await?;
     let mut left_out = BTreeMap::new();
     if !selection.is_empty() {
         let available = collections.join(", ");
-        collections.retain(|name| match selection.verdict(database.name(), name) {
+        collections.retain(|name| match selection.verdict_on(&mongo, name) {
             Ok(()) => true,
             Err(why) => {
                 left_out.insert(name.clone(), why);
@@ -203,7 +203,7 @@ async fn run_collections(
         });
         if collections.is_empty() {
             return Err(source::SourceError::NoneSelected {
-                database: database.name().to_string(),
+                database: mongo.shown(),
                 patterns: selection.patterns.shown(),
                 available,
             }
@@ -230,7 +230,7 @@ async fn run_collections(
     let scope = check_follow(
         &state,
         &run,
-        &database,
+        &mongo,
         &collections,
         config.follow,
         config.collections.is_empty(),
@@ -251,15 +251,15 @@ async fn run_collections(
     // change after this point is followed, so none made while the snapshot is read is
     // missed; and a `--follow` MongoDB refuses (a standalone) leaves the run as it was.
     let start = if config.follow {
-        Some(follow::record_start(&database, &state, run.as_str(), &scope).await?)
+        Some(follow::record_start(&mongo, &state, run.as_str(), &scope).await?)
     } else {
         None
     };
     if start.is_some() && scope == follow::Scope::Database {
         // A collection created between the listing above and the start position has
         // documents the stream will never carry: the snapshot reads it too.
-        for name in source::collections(&database, &[]).await? {
-            if !collections.contains(&name) && selection.verdict(database.name(), &name).is_ok() {
+        for name in source::collections(&mongo, &[]).await? {
+            if !collections.contains(&name) && selection.verdict_on(&mongo, &name).is_ok() {
                 tracing::info!(collection = %name, "created while the run started: snapshotted too");
                 collections.push(name);
             }
@@ -270,7 +270,7 @@ async fn run_collections(
     // know what to wait for. Totals published so far are kept: they are a resumed run's.
     let mut estimates = Vec::new();
     for name in &collections {
-        let estimated = database
+        let estimated = mongo
             .collection::<bson::Document>(name)
             .estimated_document_count()
             .await
@@ -303,7 +303,7 @@ async fn run_collections(
 
     let concurrency = config.concurrency.get();
     let ctx = RunContext {
-        database,
+        source: mongo,
         broker,
         state,
         config,
@@ -483,7 +483,7 @@ async fn check_source(
 async fn check_follow(
     state: &RunState,
     run: &RunName,
-    database: &mongodb::Database,
+    mongo: &source::Source,
     collections: &[String],
     follow: bool,
     whole: bool,
@@ -494,12 +494,12 @@ async fn check_follow(
         .await?
         .is_some();
     let start = retry::with_retries("reading the run's start position", || state.start()).await?;
-    let scope = follow::Scope::of(start.as_ref(), database.name(), collections, whole);
+    let scope = follow::Scope::of(start.as_ref(), mongo.databases(), collections, whole);
     match start {
         None if follow && published_before => Err(ProducerError::FollowAddedLater {
             run: run.to_string(),
         }),
-        Some(start) if !follow && !follow::follows(&start, database.name(), &scope) => {
+        Some(start) if !follow && !follow::follows(&start, mongo.databases(), &scope) => {
             Err(ProducerError::OtherCollectionsOfFollowedRun {
                 run: run.to_string(),
             })

@@ -54,7 +54,7 @@ pub(crate) async fn publish_part(
     estimated: u64,
 ) -> Result<CollectionSummary, ProducerError> {
     let RunContext {
-        database,
+        source: mongo,
         broker,
         state,
         config,
@@ -133,7 +133,7 @@ pub(crate) async fn publish_part(
     // Four batches per round trip to MongoDB: few round trips, and memory that does not
     // depend on the collection.
     let cursor_batch = u32::try_from(config.batch_size.get().saturating_mul(4)).unwrap_or(u32::MAX);
-    let source = database.collection::<RawDocumentBuf>(name);
+    let source = mongo.collection::<RawDocumentBuf>(name);
     // Reading after `last` (from the start with `None`).
     let open = |last: Option<&Bson>| match &part {
         Part::Whole => Reader::Whole(Box::new(Pager::new(

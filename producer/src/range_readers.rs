@@ -28,7 +28,7 @@ pub(crate) async fn publish_ranges(
 ) -> Result<CollectionSummary, ProducerError> {
     let readers = ctx.config.readers.get();
     let ranges = crate::ranges::ranges(
-        &ctx.database.collection(name),
+        &ctx.source.collection(name),
         &ctx.state,
         readers,
         ctx.config.planner,

@@ -5,6 +5,8 @@ use bson::{doc, Bson, Document, RawBsonRef, RawDocument, RawDocumentBuf};
 use common::batch::ChangeOp;
 use common::run_state::ClusterTime;
 
+use crate::namespace::Databases;
+
 /// A full document larger than this is left out of its event and read again by `_id`:
 /// an event carrying it would pass MongoDB's 16 MiB limit and wedge the stream.
 pub const LARGE_DOCUMENT: i64 = 15 * 1024 * 1024;
@@ -13,13 +15,14 @@ pub const LARGE_DOCUMENT: i64 = 15 * 1024 * 1024;
 const REREAD_FIELD: &str = "m2pReread";
 
 /// The pipeline the run streams with: the collections' data changes (every
-/// collection's of the database with `None`: a run of the whole database follows the
+/// collection's of the databases with `None`: a run of whole databases follows the
 /// collections created after it started too) and the events that end them (drop,
 /// rename, invalidate), with only the fields the landing needs; a full document too
-/// large for an event is replaced by a flag to read it again.
-pub fn pipeline(database: &str, collections: Option<&[String]>) -> Vec<Document> {
-    let matched = match collections {
-        Some(collections) => doc! {
+/// large for an event is replaced by a flag to read it again. `collections` are named
+/// as the run names them (`database.collection` in a run of several databases).
+pub fn pipeline(databases: &Databases, collections: Option<&[String]>) -> Vec<Document> {
+    let matched = match (databases, collections) {
+        (Databases::One(database), Some(collections)) => doc! {
             "$or": [
                 { "ns.db": database, "ns.coll": { "$in": collections } },
                 // Another collection renamed over a followed one replaces its documents.
@@ -27,13 +30,48 @@ pub fn pipeline(database: &str, collections: Option<&[String]>) -> Vec<Document>
                 { "operationType": { "$in": ["dropDatabase", "invalidate"] } },
             ]
         },
-        None => doc! {
+        (Databases::One(database), None) => doc! {
             "$or": [
                 { "ns.db": database },
                 { "to.db": database },
                 { "operationType": { "$in": ["dropDatabase", "invalidate"] } },
             ]
         },
+        (_, Some(collections)) => {
+            // Per database, its collections: a stream over the whole deployment.
+            let mut by_database: std::collections::BTreeMap<&str, Vec<&str>> =
+                std::collections::BTreeMap::new();
+            for name in collections {
+                let (database, collection) = name.split_once('.').unwrap_or(("", name));
+                by_database.entry(database).or_default().push(collection);
+            }
+            let mut any: Vec<Document> = Vec::new();
+            for field in ["ns", "to"] {
+                for (database, collections) in &by_database {
+                    any.push(doc! {
+                        format!("{field}.db"): *database,
+                        format!("{field}.coll"): { "$in": collections },
+                    });
+                }
+            }
+            let databases: Vec<&str> = by_database.keys().copied().collect();
+            any.push(doc! { "operationType": "dropDatabase", "ns.db": { "$in": databases } });
+            any.push(doc! { "operationType": "invalidate" });
+            doc! { "$or": any }
+        }
+        (databases, None) => {
+            let read = match databases {
+                Databases::Named(names) => doc! { "$in": names },
+                _ => doc! { "$nin": crate::namespace::SYSTEM_DATABASES.to_vec() },
+            };
+            doc! {
+                "$or": [
+                    { "ns.db": read.clone() },
+                    { "to.db": read },
+                    { "operationType": "invalidate" },
+                ]
+            }
+        }
     };
     vec![
         doc! { "$match": matched },
@@ -88,34 +126,36 @@ pub enum Event {
 #[error("an unreadable change event: {0}")]
 pub struct BadEvent(pub String);
 
-/// Reads an event as it came from the server.
-pub fn read(raw: &RawDocument) -> Result<Event, BadEvent> {
+/// Reads an event as it came from the server; its collections are named
+/// `database.collection` when `several` databases are read.
+pub fn read(raw: &RawDocument, several: bool) -> Result<Event, BadEvent> {
     let bad = |what: &str| BadEvent(what.to_string());
     let field = |name: &str| raw.get(name).map_err(|e| BadEvent(e.to_string()));
     let operation = match field("operationType")? {
         Some(RawBsonRef::String(op)) => op.to_string(),
         _ => return Err(bad("no operationType")),
     };
-    let collection = match field("ns")? {
-        Some(RawBsonRef::Document(ns)) => match ns.get("coll") {
-            Ok(Some(RawBsonRef::String(coll))) => Some(coll.to_string()),
-            _ => None,
-        },
-        _ => None,
+    // A namespace (`ns`, or a rename's `to`) as the run names its collection.
+    let name = |namespace: &str| -> Result<Option<String>, BadEvent> {
+        let Some(RawBsonRef::Document(ns)) = field(namespace)? else {
+            return Ok(None);
+        };
+        let Ok(Some(RawBsonRef::String(coll))) = ns.get("coll") else {
+            return Ok(None);
+        };
+        Ok(Some(match ns.get("db") {
+            Ok(Some(RawBsonRef::String(db))) if several => format!("{db}.{coll}"),
+            _ => coll.to_string(),
+        }))
     };
+    let collection = name("ns")?;
     let op = match operation.as_str() {
         "insert" => ChangeOp::Insert,
         "update" => ChangeOp::Update,
         "replace" => ChangeOp::Replace,
         "delete" => ChangeOp::Delete,
         _ => {
-            let renamed_to = match field("to")? {
-                Some(RawBsonRef::Document(to)) => match to.get("coll") {
-                    Ok(Some(RawBsonRef::String(coll))) => Some(coll.to_string()),
-                    _ => None,
-                },
-                _ => None,
-            };
+            let renamed_to = name("to")?;
             return Ok(Event::End {
                 collection,
                 renamed_to,
@@ -209,7 +249,7 @@ mod tests {
             REREAD_FIELD: false,
         })
         .expect("serializes");
-        match read(&update).expect("reads") {
+        match read(&update, false).expect("reads") {
             Event::Change {
                 collection,
                 op,
@@ -236,7 +276,7 @@ mod tests {
             "documentKey": { "_id": "x" },
         })
         .expect("serializes");
-        match read(&delete).expect("reads") {
+        match read(&delete, false).expect("reads") {
             Event::Change {
                 document: Some(document),
                 op: ChangeOp::Delete,
@@ -251,7 +291,7 @@ mod tests {
         })
         .expect("serializes");
         assert!(matches!(
-            read(&gone),
+            read(&gone, false),
             Ok(Event::Change { document: None, .. })
         ));
         let drop = bson::serialize_to_raw_document_buf(&doc! {
@@ -260,8 +300,51 @@ mod tests {
         })
         .expect("serializes");
         assert!(matches!(
-            read(&drop),
+            read(&drop, false),
             Ok(Event::End { collection: Some(c), operation, .. }) if c == "users" && operation == "drop"
         ));
+        // A run of several databases names collections with their database.
+        assert!(matches!(
+            read(&update, true),
+            Ok(Event::Change { collection, .. }) if collection == "app.users"
+        ));
+        let rename = bson::serialize_to_raw_document_buf(&doc! {
+            "_id": { "_data": "82" }, "operationType": "rename",
+            "ns": { "db": "app", "coll": "users" }, "to": { "db": "crm", "coll": "people" },
+            "clusterTime": ts,
+        })
+        .expect("serializes");
+        assert!(matches!(
+            read(&rename, true),
+            Ok(Event::End { collection: Some(c), renamed_to: Some(to), .. })
+                if c == "app.users" && to == "crm.people"
+        ));
+    }
+
+    #[test]
+    fn a_run_of_several_databases_streams_only_theirs() {
+        let named = Databases::Named(vec!["shop".to_string(), "crm".to_string()]);
+        let chosen = ["shop.orders".to_string(), "crm.people".to_string()];
+        let pipeline = pipeline(&named, Some(&chosen));
+        let matched = pipeline[0].get_document("$match").expect("matches");
+        let any = matched.get_array("$or").expect("or");
+        assert!(any.contains(&Bson::Document(
+            doc! { "ns.db": "crm", "ns.coll": { "$in": ["people"] } }
+        )));
+        assert!(any.contains(&Bson::Document(
+            doc! { "to.db": "shop", "to.coll": { "$in": ["orders"] } }
+        )));
+        let whole = pipeline_of(&Databases::All);
+        assert_eq!(
+            whole.get_array("$or").expect("or")[0],
+            Bson::Document(doc! { "ns.db": { "$nin": ["admin", "config", "local"] } })
+        );
+    }
+
+    fn pipeline_of(databases: &Databases) -> Document {
+        pipeline(databases, None)[0]
+            .get_document("$match")
+            .expect("matches")
+            .clone()
     }
 }

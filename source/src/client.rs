@@ -7,10 +7,11 @@ use common::config::redact_url;
 use futures::TryStreamExt;
 use mongodb::options::ClientOptions;
 use mongodb::results::{CollectionSpecification, CollectionType};
-use mongodb::{Client, Database};
+use mongodb::Client;
 
 use crate::config::MongoArgs;
 use crate::error::{is_login_failure, mongo_detail, SourceError};
+use crate::namespace::{Databases, Source};
 
 /// How long to look for a MongoDB server before saying it cannot be reached, unless
 /// the connection string sets `serverSelectionTimeoutMS`.
@@ -47,7 +48,8 @@ pub async fn shutdown() {
 }
 
 /// Connects and checks that the server answers.
-pub async fn connect(args: &MongoArgs) -> Result<Database, SourceError> {
+pub async fn connect(args: &MongoArgs) -> Result<Source, SourceError> {
+    let databases = Databases::parse(&args.mongodb_database)?;
     let uri = redact_url(&args.mongodb_uri);
     let unreachable = |e: mongodb::error::Error| {
         if is_login_failure(&e) {
@@ -103,70 +105,88 @@ pub async fn connect(args: &MongoArgs) -> Result<Database, SourceError> {
     if let Ok(mut clients) = CLIENTS.lock() {
         clients.push(client.clone());
     }
-    let database = client.database(&args.mongodb_database);
-    database
+    let home = match &databases {
+        Databases::One(name) => name.as_str(),
+        _ => "admin",
+    };
+    client
+        .database(home)
         .run_command(doc! { "ping": 1 })
         .await
         .map_err(unreachable)?;
-    Ok(database)
+    Source::new(client, databases).await
 }
 
-/// For a run of the whole database, the collections it lacks: created after it
-/// started (and chosen by its `--include`/`--exclude`), they are neither snapshotted
-/// nor followed. None for a run of named collections.
+/// For a run of whole databases, the collections it lacks: created after it started
+/// (and chosen by its `--include`/`--exclude`), they are neither snapshotted nor
+/// followed. None for a run of named collections.
 pub async fn not_in_run(
-    database: &Database,
+    source: &Source,
     manifest: &common::run_state::RunManifest,
 ) -> Result<Vec<String>, SourceError> {
     if !manifest.all_collections || manifest.follows_database {
         return Ok(Vec::new());
     }
-    let mut names = database
-        .list_collection_names()
-        .filter(doc! { "type": "collection" })
-        .await
-        .map_err(|e| SourceError::read("(listing collections)", &e))?;
     let selection = match &manifest.selection {
         Some(patterns) => Some(crate::Selection::new(patterns.clone())?),
         None => None,
     };
-    names.retain(|name| {
-        !name.starts_with("system.")
-            && !manifest.collections.contains_key(name)
-            && selection
-                .as_ref()
-                .is_none_or(|s| s.verdict(database.name(), name).is_ok())
-    });
+    let mut names = Vec::new();
+    for database in source.names() {
+        let listed = source
+            .client()
+            .database(database)
+            .list_collection_names()
+            .filter(doc! { "type": "collection" })
+            .await
+            .map_err(|e| SourceError::read("(listing collections)", &e))?;
+        for collection in listed {
+            let name = source.name_of(database, &collection);
+            let missing = !collection.starts_with("system.")
+                && !manifest.collections.contains_key(&name)
+                && selection
+                    .as_ref()
+                    .is_none_or(|s| s.verdict(database, &collection).is_ok());
+            if missing {
+                names.push(name);
+            }
+        }
+    }
     names.sort();
     Ok(names)
 }
 
-/// The collections to migrate: those asked for, which must exist and be collections,
-/// or every collection of the database. Views (read through their pipeline, with no
-/// `_id` order of their own to resume by) and MongoDB's own `system.*` collections are
-/// left out, with a warning naming them.
+/// The collections to migrate, by the names the run gives them: those asked for,
+/// which must exist and be collections, or every collection of the databases. Views
+/// (read through their pipeline, with no `_id` order of their own to resume by) and
+/// MongoDB's own `system.*` collections are left out, with a warning naming them.
 pub async fn collections(
-    database: &Database,
+    source: &Source,
     requested: &[String],
 ) -> Result<Vec<String>, SourceError> {
     let listing_failed = |e: mongodb::error::Error| SourceError::read("(listing collections)", &e);
-    let specs: Vec<CollectionSpecification> = database
-        .list_collections()
-        .await
-        .map_err(listing_failed)?
-        .try_collect()
-        .await
-        .map_err(listing_failed)?;
     let mut available = Vec::new();
     let mut views = Vec::new();
     let mut system = Vec::new();
-    for spec in specs {
-        if spec.name.starts_with("system.") {
-            system.push(spec.name);
-        } else if spec.collection_type == CollectionType::View {
-            views.push(spec.name);
-        } else {
-            available.push(spec.name);
+    for database in source.names() {
+        let specs: Vec<CollectionSpecification> = source
+            .client()
+            .database(database)
+            .list_collections()
+            .await
+            .map_err(listing_failed)?
+            .try_collect()
+            .await
+            .map_err(listing_failed)?;
+        for spec in specs {
+            let name = source.name_of(database, &spec.name);
+            if spec.name.starts_with("system.") {
+                system.push(name);
+            } else if spec.collection_type == CollectionType::View {
+                views.push(name);
+            } else {
+                available.push(name);
+            }
         }
     }
     available.sort();
@@ -181,7 +201,7 @@ pub async fn collections(
             tracing::warn!(collections = %system.join(", "), "MongoDB's own system collections are not migrated");
         }
         if available.is_empty() {
-            return Err(SourceError::NoCollections(database.name().to_string()));
+            return Err(SourceError::NoCollections(source.shown()));
         }
         return Ok(available);
     }
@@ -190,13 +210,13 @@ pub async fn collections(
         if views.contains(name) {
             return Err(SourceError::View {
                 view: name.clone(),
-                database: database.name().to_string(),
+                database: source.shown(),
             });
         }
         if !available.contains(name) {
             return Err(SourceError::MissingCollection {
                 collection: name.clone(),
-                database: database.name().to_string(),
+                database: source.shown(),
                 available: if available.is_empty() {
                     "no collections".to_string()
                 } else {

@@ -14,7 +14,8 @@ pub struct MongoArgs {
     )]
     pub mongodb_uri: String,
 
-    /// Database to read.
+    /// Database to read; several, separated by commas, or `*` for every database but
+    /// admin, config and local: their collections are then named `database.collection`.
     #[arg(long, env = "MONGODB_DATABASE", default_value = "app")]
     pub mongodb_database: String,
 }

@@ -84,6 +84,14 @@ pub enum SourceError {
         /// What it has.
         available: String,
     },
+    /// A `--mongodb-database` naming no database MongoDB would accept.
+    #[error("database name {name:?} in {spec:?} is not one MongoDB accepts; --mongodb-database takes a name, names separated by commas, or * for every database")]
+    DatabaseName {
+        /// The name refused.
+        name: String,
+        /// The whole flag.
+        spec: String,
+    },
     /// A read failed.
     #[error("reading {collection:?} from MongoDB: {detail}")]
     Read {

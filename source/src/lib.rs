@@ -4,6 +4,7 @@
 //! # Layout
 //! - [`config`]: where MongoDB is (`--mongodb-uri`, `--mongodb-database`).
 //! - [`client`]: connecting, closing at exit, choosing the collections.
+//! - [`namespace`]: the databases a run reads, and the names it gives collections.
 //! - [`error`]: why a read failed, and whether it passes (by the driver's codes).
 //! - [`pager`]: a collection in `_id` order across BSON type brackets, resumably.
 //! - [`ranges`]: planning `_id` ranges and reading one.
@@ -16,6 +17,7 @@ pub mod client;
 pub mod clock;
 pub mod config;
 pub mod error;
+pub mod namespace;
 pub mod pager;
 pub mod ranges;
 pub mod selection;
@@ -23,4 +25,5 @@ pub mod selection;
 pub use client::{collections, connect, not_in_run, shutdown};
 pub use config::MongoArgs;
 pub use error::{mongo_detail, ReadFailure, SourceError};
+pub use namespace::{Databases, Source};
 pub use selection::Selection;

@@ -44,6 +44,16 @@ impl Selection {
         self.include.is_empty() && self.exclude.is_empty()
     }
 
+    /// `Ok` when the run reading `source` takes the collection it calls `name`, else
+    /// why not.
+    ///
+    /// # Errors
+    /// Why the collection is left out, in words for `status`.
+    pub fn verdict_on(&self, source: &crate::Source, name: &str) -> Result<(), String> {
+        let (database, collection) = source.split(name);
+        self.verdict(database, collection)
+    }
+
     /// `Ok` when the run takes `collection` of `database`, else why not.
     ///
     /// # Errors

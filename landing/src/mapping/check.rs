@@ -5,8 +5,8 @@
 use std::collections::HashSet;
 
 use super::file::{
-    is_reserved, parse_filter, ChildMapping, CollectionMapping, ColumnMapping, MappingFile,
-    SurrogateKey,
+    is_reserved, parse_filter, ChildMapping, CollectionMapping, ColumnMapping, DatabaseMapping,
+    MappingFile, SurrogateKey,
 };
 use super::problem::{Problem, MAX_TABLE_COLUMNS};
 use crate::column_type::ColumnType;
@@ -179,6 +179,24 @@ impl ChildMapping {
                 }
             }
             _ => return Err(Problem::ChildShape(self.path.clone())),
+        }
+        Ok(())
+    }
+}
+
+impl DatabaseMapping {
+    pub(super) fn check(&self) -> Result<(), Problem> {
+        if let Some(schema) = &self.schema {
+            if schema.is_empty() || schema.contains('.') {
+                return Err(Problem::TableName(format!("{schema}.")));
+            }
+            fits("column", schema)?;
+        }
+        if let Some(prefix) = &self.prefix {
+            if prefix.contains('.') {
+                return Err(Problem::TableName(format!("{prefix}...")));
+            }
+            fits("column", prefix)?;
         }
         Ok(())
     }

@@ -39,12 +39,31 @@ pub struct MappingFile {
     /// file), never the key itself.
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub keys: BTreeMap<String, KeySource>,
-    /// Per collection, by its name.
+    /// In a run of several databases, where each one's tables go (`[databases.shop]`):
+    /// without an entry, a collection `shop.orders` lands in the table `shop_orders`.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub databases: BTreeMap<String, DatabaseMapping>,
+    /// Per collection, by its name (`database.collection` in a run of several
+    /// databases).
     #[serde(default)]
     pub collections: BTreeMap<String, CollectionMapping>,
     /// The keys, once [`MappingFile::unlock`] has read them.
     #[serde(skip)]
     pub(super) keyring: Option<Keyring>,
+}
+
+/// Where the tables of one source database go, in a run of several
+/// (`[databases.<name>]`): `shop.orders` becomes `<schema>.<prefix>orders`.
+#[derive(Debug, Clone, Default, Deserialize, Serialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields)]
+pub struct DatabaseMapping {
+    /// The schema of the database's tables, over the file's `schema`; a collection's
+    /// own `schema` or `table` still wins.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub schema: Option<String>,
+    /// Put before each generated table name (none when absent).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub prefix: Option<String>,
 }
 
 /// One collection's table (`[collections.<name>]`); the keys are in
@@ -303,6 +322,12 @@ impl MappingFile {
     /// # Errors
     /// The first collection whose mapping cannot work, and why.
     pub fn check(&self) -> Result<(), InvalidMapping> {
+        for (database, mapping) in &self.databases {
+            mapping.check().map_err(|problem| InvalidMapping {
+                collection: format!("{database}.*"),
+                problem,
+            })?;
+        }
         for (collection, mapping) in &self.collections {
             mapping.check(self).map_err(|problem| InvalidMapping {
                 collection: collection.clone(),

@@ -53,9 +53,9 @@ pub mod row;
 pub mod row_error;
 
 pub use file::{
-    is_reserved, ChildMapping, CollectionMapping, ColumnMapping, InvalidMapping, MappingError,
-    MappingFile, Missing, Naming, Problem, SurrogateKey, DEFAULT_MAX_NEW_COLUMNS, EXTRA_COLUMN,
-    ID_COLUMN, MISSING_COLUMN, RESERVED_PREFIX,
+    is_reserved, ChildMapping, CollectionMapping, ColumnMapping, DatabaseMapping, InvalidMapping,
+    MappingError, MappingFile, Missing, Naming, Problem, SurrogateKey, DEFAULT_MAX_NEW_COLUMNS,
+    EXTRA_COLUMN, ID_COLUMN, MISSING_COLUMN, RESERVED_PREFIX,
 };
 pub use new_fields::{AddedColumn, FieldKind, NewField, NewFields};
 pub use plan::{ChildColumn, ChildPlan, ChildSource, ColumnPlan, Source, TablePlan};

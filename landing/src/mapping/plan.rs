@@ -243,13 +243,14 @@ impl TablePlan {
         file: &MappingFile,
     ) -> Self {
         let naming = mapping.naming.unwrap_or(file.naming);
-        let schema = mapping.schema.as_ref().or(file.schema.as_ref());
+        let (in_schema, wanted) = file.placement(collection);
+        let schema = mapping.schema.as_ref().or(in_schema);
         let table = qualified(
             schema,
             mapping
                 .table
                 .clone()
-                .unwrap_or_else(|| generated_table(naming, collection)),
+                .unwrap_or_else(|| generated_table(naming, &wanted)),
         );
         let mut taken = Taken::default();
         for name in mapping.columns.iter().filter_map(|c| c.name.as_deref()) {
@@ -597,7 +598,27 @@ impl MappingFile {
     pub fn plan(&self, collection: &str) -> TablePlan {
         match self.collections.get(collection) {
             Some(mapping) => TablePlan::mapped(collection, mapping, self),
-            None => TablePlan::default_in(collection, self.naming, self.schema.as_ref()),
+            None => {
+                let (schema, wanted) = self.placement(collection);
+                TablePlan::default_in(&wanted, self.naming, schema)
+            }
+        }
+    }
+
+    /// Where a collection's table goes unless its mapping says: its schema, and the
+    /// name its table's name is generated from. A collection `shop.orders` of a
+    /// database with a `[databases.shop]` entry goes to that entry's schema, under its
+    /// prefix; any other to the file's schema, under its own name.
+    pub fn placement<'a>(&'a self, collection: &str) -> (Option<&'a String>, String) {
+        let placed = collection
+            .split_once('.')
+            .and_then(|(database, rest)| Some((self.databases.get(database)?, rest)));
+        match placed {
+            Some((database, rest)) => (
+                database.schema.as_ref().or(self.schema.as_ref()),
+                format!("{}{rest}", database.prefix.as_deref().unwrap_or_default()),
+            ),
+            None => (self.schema.as_ref(), collection.to_string()),
         }
     }
 }

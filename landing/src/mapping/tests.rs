@@ -218,6 +218,51 @@ fn bad_mappings_say_what_to_change() {
 }
 
 #[test]
+fn each_database_of_a_run_of_several_lands_where_its_entry_says() {
+    let file: MappingFile = toml::from_str(
+        r#"
+schema = "landed"
+
+[databases.shop]
+schema = "shop"
+
+[databases.crm]
+prefix = "crm_"
+
+[collections."shop.items"]
+columns = [ { path = "_id", type = "int8" } ]
+
+[collections."crm.notes"]
+schema = "notes"
+columns = [ { path = "_id", type = "int8" } ]
+"#,
+    )
+    .expect("parses");
+    file.check().expect("valid");
+    let table = |collection: &str| file.plan(collection).table;
+    assert_eq!(table("shop.orders"), "shop.orders");
+    assert_eq!(
+        table("shop.items"),
+        "shop.items",
+        "mapped: the entry's schema"
+    );
+    assert_eq!(table("crm.people"), "landed.crm_people");
+    assert_eq!(table("crm.notes"), "notes.crm_notes", "its own schema wins");
+    assert_eq!(
+        table("other.c"),
+        "landed.other_c",
+        "no entry: under its name"
+    );
+
+    let bad: MappingFile = toml::from_str("[databases.shop]\nschema = \"a.b\"").expect("parses");
+    let err = bad.check().expect_err("refused");
+    assert!(
+        err.to_string().starts_with("collection \"shop.*\""),
+        "{err}"
+    );
+}
+
+#[test]
 fn generated_names_never_collide() {
     let long_a = format!("{}.a", "k".repeat(70));
     let long_b = format!("{}.b", "k".repeat(70));

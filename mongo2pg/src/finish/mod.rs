@@ -116,7 +116,7 @@ impl Work {
     async fn read(
         file: &MappingFile,
         collections: &[String],
-        database: &mongodb::Database,
+        database: &source::Source,
     ) -> Result<Work, SourceError> {
         let mut work = Work {
             translated: Vec::new(),
@@ -169,7 +169,7 @@ impl Work {
 /// When MongoDB's indexes cannot be read.
 pub async fn plan_sql(
     file: &MappingFile,
-    database: &mongodb::Database,
+    database: &source::Source,
 ) -> Result<String, SourceError> {
     let work = Work::read(file, &[], database).await?;
     Ok(Work::plan_text(&work.translated, &work.keys))
@@ -182,7 +182,7 @@ pub async fn plan_sql(
 pub async fn finish_with(
     file: &MappingFile,
     collections: &[String],
-    database: &mongodb::Database,
+    database: &source::Source,
     url: &str,
     run: &str,
     jobs: usize,

@@ -37,7 +37,8 @@ use futures::TryStreamExt;
 use landing::extjson::JsonMode;
 use landing::identifier::snake_case;
 use landing::mapping::{
-    CollectionMapping, InvalidMapping, MappingFile, Missing, Naming, DEFAULT_MAX_NEW_COLUMNS,
+    CollectionMapping, DatabaseMapping, InvalidMapping, MappingFile, Missing, Naming,
+    DEFAULT_MAX_NEW_COLUMNS,
 };
 
 use crate::config::InferConfig;
@@ -113,13 +114,31 @@ pub async fn infer(config: &InferConfig) -> Result<Inferred, InferError> {
     let schema = match &config.schema {
         Some(schema) if schema.is_empty() => None,
         Some(schema) => Some(schema.clone()),
-        None => Some(snake_case(database.name())),
+        None if database.several() => None,
+        None => Some(snake_case(database.home().name())),
     };
     let mut file = MappingFile::default();
     file.naming = Naming::SnakeCase;
+    if database.several() {
+        // Each database in a schema named after it; all in one schema, under a prefix
+        // per database, when --schema names one.
+        for name in database.names() {
+            let placed = match &config.schema {
+                None => DatabaseMapping {
+                    schema: Some(snake_case(name)),
+                    prefix: None,
+                },
+                Some(_) => DatabaseMapping {
+                    schema: None,
+                    prefix: Some(format!("{}_", snake_case(name))),
+                },
+            };
+            file.databases.insert(name.clone(), placed);
+        }
+    }
     file.schema = schema;
     for (collection, shape) in &shapes {
-        let table = snake_case(&collection.replace('.', "_"));
+        let table = snake_case(&file.placement(collection).1.replace('.', "_"));
         let proposer = Proposer {
             limits,
             references: &references,

@@ -6,7 +6,7 @@ use std::collections::BTreeMap;
 
 use bson::{doc, Document};
 use landing::identifier::snake_case;
-use mongodb::Database;
+use source::Source;
 use source::SourceError;
 
 use super::propose::Found;
@@ -32,7 +32,7 @@ pub(super) struct Finding {
 /// The references in the sampled collections: per collection and path, the
 /// collection referred to, with how each was found.
 pub(super) async fn find(
-    database: &Database,
+    database: &Source,
     shapes: &BTreeMap<String, Shape>,
 ) -> Result<(Found, Vec<Finding>), SourceError> {
     let mut candidates = Vec::new();
@@ -91,7 +91,7 @@ fn collect<'a>(collection: &'a str, shape: &'a Shape, prefix: &str, out: &mut Ve
 /// collection holding most of its ObjectIds as `_id`s (a name like `userId` breaking
 /// ties), else the collection its name says when none of its ids was found.
 async fn resolve(
-    database: &Database,
+    database: &Source,
     shapes: &BTreeMap<String, Shape>,
     candidate: &Candidate<'_>,
 ) -> Result<Option<(String, String)>, SourceError> {

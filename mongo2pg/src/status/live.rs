@@ -157,14 +157,14 @@ fn human(seconds: u64) -> String {
 
 /// Reads the live status of a followed run.
 pub async fn live(
-    database: &mongodb::Database,
+    database: &source::Source,
     broker: &Broker,
     state: &RunState,
     pg: &tokio_postgres::Client,
     run: &RunName,
     manifest: &RunManifest,
 ) -> Result<LiveStatus, OperatorError> {
-    let now = source::clock::cluster_time(database).await?;
+    let now = source::clock::cluster_time(database.home()).await?;
     let checkpoint = state.stream_checkpoint().await?;
     let start = state.start().await?;
     let position = checkpoint
@@ -213,7 +213,7 @@ pub async fn live(
         lag_events: events_published.saturating_sub(landed.max(0) as u64),
         events_published,
         pending,
-        oplog: source::clock::oplog_window(database, now, position).await,
+        oplog: source::clock::oplog_window(database.home(), now, position).await,
         collections: manifest.collections.keys().cloned().collect(),
         not_in_run: source::not_in_run(database, manifest).await?,
     })

@@ -29,7 +29,7 @@ use landing::cell::Cell;
 use landing::identifier::quote_table;
 use landing::mapping::{RowError, TablePlan};
 use landing::pg::{self};
-use mongodb::Database;
+use source::Source;
 use tokio_postgres::Client;
 
 mod constraints;
@@ -88,14 +88,15 @@ pub const REPAIR_RUN: &str = "verify-repair";
 /// [`VerifyError`] when a server cannot be reached or read, or the mapping is not the
 /// run's. Differences are not errors: they are in the [`Report`].
 pub async fn verify(config: &VerifyConfig) -> Result<Report, VerifyError> {
-    let (mut mapping, named) = mapping::for_run(config).await?;
+    let (mut mapping, named, run_collections) = mapping::for_run(config).await?;
     mapping.unlock(&named)?;
     let database = source::connect(&config.mongo).await?;
-    let collections = source::collections(
-        &database,
-        &common::config::collection_names(&config.collections),
-    )
-    .await?;
+    // The collections asked for, or the run's, or (a run gone from NATS) every one.
+    let mut asked = common::config::collection_names(&config.collections);
+    if asked.is_empty() {
+        asked = run_collections.unwrap_or_default();
+    }
+    let collections = source::collections(&database, &asked).await?;
     let mut client = pg::connect(&config.postgres.database_url).await?;
     let mut report = Report::default();
     let _ = writeln!(report.text, "mapping: {named}");
@@ -160,7 +161,7 @@ enum Verdict {
 
 struct Check<'a> {
     config: &'a VerifyConfig,
-    database: &'a Database,
+    database: &'a Source,
     collection: &'a str,
     plan: &'a TablePlan,
     /// The mapping's filter: the source is the documents it matches.

@@ -14,7 +14,7 @@ use common::blob;
 use common::broker::Broker;
 use common::run_state::{ClusterTime, StreamCheckpoint};
 use futures::TryStreamExt;
-use mongodb::Database;
+use source::Source;
 use tokio_util::sync::CancellationToken;
 use tracing::Instrument;
 
@@ -32,7 +32,7 @@ pub(super) struct ChangeBatches<'a> {
     /// Ends a wait on a full stream.
     shutdown: &'a CancellationToken,
     config: &'a RunConfig,
-    database: &'a Database,
+    source: &'a Source,
     /// Per collection, the mapping's filter: a change to a document outside it
     /// becomes its delete.
     filters: &'a BTreeMap<String, Document>,
@@ -77,7 +77,7 @@ impl<'a> ChangeBatches<'a> {
             broker: &ctx.broker,
             shutdown,
             config: &ctx.config,
-            database: &ctx.database,
+            source: &ctx.source,
             filters: &ctx.filters,
             metrics: &ctx.metrics,
             pending: BTreeMap::new(),
@@ -204,7 +204,7 @@ impl<'a> ChangeBatches<'a> {
                 detail: format!("a change of {collection:?} without a readable _id"),
             })?;
         let matching = self
-            .database
+            .source
             .collection::<Document>(collection)
             .find_one(doc! { "$and": [{ "_id": id.clone() }, filter.clone()] })
             .projection(doc! { "_id": 1 })
@@ -269,7 +269,7 @@ impl<'a> ChangeBatches<'a> {
             ),
         };
         let matching: Vec<Document> = self
-            .database
+            .source
             .collection::<Document>(collection)
             .find(doc! { "$and": [{ "_id": { "$in": ids } }, filter.clone()] })
             .projection(doc! { "_id": 1 })
@@ -311,7 +311,7 @@ impl<'a> ChangeBatches<'a> {
         collection: &str,
         id: Bson,
     ) -> Result<Option<RawDocumentBuf>, ProducerError> {
-        self.database
+        self.source
             .collection::<RawDocumentBuf>(collection)
             .find_one(doc! { "_id": id })
             .await

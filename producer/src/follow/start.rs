@@ -2,9 +2,9 @@
 
 use common::run_state::{RunState, StartPosition};
 use mongodb::options::FullDocumentType;
-use mongodb::Database;
 use source::change::{pipeline, token_time};
 use source::mongo_detail;
+use source::{Databases, Source};
 
 use crate::error::StartError;
 
@@ -31,26 +31,26 @@ impl Scope {
     /// collections created later were followed) keeps following those.
     pub fn of(
         start: Option<&StartPosition>,
-        database: &str,
+        databases: &Databases,
         collections: &[String],
         whole: bool,
     ) -> Scope {
         let named = Scope::Named(collections.to_vec());
         match start {
             _ if !whole => named,
-            Some(start) if follows(start, database, &named) => named,
+            Some(start) if follows(start, databases, &named) => named,
             _ => Scope::Database,
         }
     }
 }
 
-/// Whether the run that started at `start` follows exactly `scope` of `database`.
-pub fn follows(start: &StartPosition, database: &str, scope: &Scope) -> bool {
-    start.pipeline == pipeline_json(database, scope)
+/// Whether the run that started at `start` follows exactly `scope` of `databases`.
+pub fn follows(start: &StartPosition, databases: &Databases, scope: &Scope) -> bool {
+    start.pipeline == pipeline_json(databases, scope)
 }
 
-fn pipeline_json(database: &str, scope: &Scope) -> serde_json::Value {
-    let pipeline = pipeline(database, scope.collections());
+fn pipeline_json(databases: &Databases, scope: &Scope) -> serde_json::Value {
+    let pipeline = pipeline(databases, scope.collections());
     bson::Bson::Array(pipeline.into_iter().map(bson::Bson::Document).collect())
         .into_canonical_extjson()
 }
@@ -60,12 +60,12 @@ fn pipeline_json(database: &str, scope: &Scope) -> serde_json::Value {
 /// The stream is opened with `fullDocument: updateLookup` and the pipeline it will be
 /// read with, so the position is one that stream can resume from.
 pub async fn record_start(
-    database: &Database,
+    source: &Source,
     state: &RunState,
     run: &str,
     scope: &Scope,
 ) -> Result<StartPosition, StartError> {
-    let pipeline_json = pipeline_json(database.name(), scope);
+    let pipeline_json = pipeline_json(source.databases(), scope);
     if let Some(start) = state.start().await? {
         if start.pipeline != pipeline_json {
             return Err(StartError::OtherPipeline {
@@ -74,16 +74,16 @@ pub async fn record_start(
         }
         return Ok(start);
     }
-    let opened = database
+    let opened = source
         .watch()
-        .pipeline(pipeline(database.name(), scope.collections()))
+        .pipeline(pipeline(source.databases(), scope.collections()))
         .full_document(FullDocumentType::UpdateLookup)
         // An empty first batch: its post-batch token is the position, even while
         // writes arrive (a first batch holding events would give no token).
         .batch_size(0)
         .await
         .map_err(|e| StartError::Open {
-            database: database.name().to_string(),
+            database: source.shown(),
             detail: mongo_detail(&e),
         })?;
     let token = opened.resume_token().ok_or(StartError::NoToken)?;

@@ -11,7 +11,7 @@ use common::run_state::{
 use mongodb::change_stream::event::ResumeToken;
 use mongodb::change_stream::ChangeStream;
 use mongodb::options::FullDocumentType;
-use mongodb::Database;
+use source::Source;
 use tokio_util::sync::CancellationToken;
 
 use source::change::{self as event, Event};
@@ -42,7 +42,7 @@ const MEASURE_EVERY: Duration = Duration::from_secs(2);
 /// Logs the events published per second since the last report, how far behind MongoDB
 /// the stream is, and the oplog headroom before the checkpoint; warns when it is short.
 async fn report(
-    database: &Database,
+    mongo: &Source,
     metrics: &Metrics,
     checkpoint: &StreamCheckpoint,
     reported_events: u64,
@@ -50,11 +50,11 @@ async fn report(
     log: bool,
 ) {
     let rate = (checkpoint.events - reported_events) as f64 / elapsed.as_secs_f64().max(1e-9);
-    let Ok(now) = source::clock::cluster_time(database).await else {
+    let Ok(now) = source::clock::cluster_time(mongo.home()).await else {
         return;
     };
     let lag = now.time.saturating_sub(checkpoint.read_until.time);
-    let window = source::clock::oplog_window(database, now, checkpoint.read_until).await;
+    let window = source::clock::oplog_window(mongo.home(), now, checkpoint.read_until).await;
     metrics.position(u64::from(lag), window.map(|(_, headroom)| headroom));
     if !log {
         return;
@@ -106,7 +106,7 @@ pub(crate) async fn follow(
     shutdown: &CancellationToken,
 ) -> Result<Followed, ProducerError> {
     let RunContext {
-        database,
+        source: mongo,
         state,
         config,
         metrics,
@@ -136,7 +136,7 @@ pub(crate) async fn follow(
     // (an idle stream's token) has fallen out of the oplog: look first.
     // A MongoDB that does not answer now (a primary being elected, the network
     // silent): following is tried again, not given up.
-    let now = source::clock::cluster_time(database)
+    let now = source::clock::cluster_time(mongo.home())
         .await
         .map_err(|err| match err {
             SourceError::Read { .. } => ProducerError::FollowInterrupted {
@@ -145,7 +145,7 @@ pub(crate) async fn follow(
             other => ProducerError::Source(other),
         })?;
     if let Some((window, headroom)) =
-        source::clock::oplog_window(database, now, checkpoint.read_until).await
+        source::clock::oplog_window(mongo.home(), now, checkpoint.read_until).await
     {
         if headroom < 0 {
             return Err(ProducerError::HistoryLost {
@@ -155,10 +155,10 @@ pub(crate) async fn follow(
             });
         }
     }
-    let opened = database
+    let opened = mongo
         .watch()
         .pipeline(event::pipeline(
-            database.name(),
+            mongo.databases(),
             match scope {
                 Scope::Named(names) => Some(names),
                 Scope::Database => None,
@@ -196,7 +196,7 @@ pub(crate) async fn follow(
         };
         let raw = next.map_err(|e| stream_error(&e))?;
         if let Some(raw) = raw {
-            let read = event::read(&raw).map_err(|e| ProducerError::Follow {
+            let read = event::read(&raw, mongo.several()).map_err(|e| ProducerError::Follow {
                 detail: e.to_string(),
             })?;
             match read {
@@ -252,7 +252,7 @@ pub(crate) async fn follow(
             if last_measure.elapsed() >= MEASURE_EVERY {
                 let log = last_report.elapsed() >= REPORT_EVERY;
                 report(
-                    database,
+                    mongo,
                     metrics,
                     &checkpoint,
                     reported_events,
@@ -326,7 +326,7 @@ fn stream_error(err: &mongodb::error::Error) -> ProducerError {
 /// those created since that its patterns choose (added to the run's manifest as they
 /// are first seen, so the run never lacks them).
 struct Known<'a> {
-    database: &'a str,
+    source: &'a Source,
     scope: &'a Scope,
     selection: source::Selection,
     names: HashSet<String>,
@@ -339,7 +339,7 @@ impl<'a> Known<'a> {
         scope: &'a Scope,
     ) -> Result<Self, ProducerError> {
         Ok(Known {
-            database: ctx.database.name(),
+            source: &ctx.source,
             scope,
             selection: source::Selection::new(SelectionPatterns {
                 include: ctx.config.include.clone(),
@@ -351,7 +351,7 @@ impl<'a> Known<'a> {
 
     fn chosen(&self, collection: &str) -> bool {
         !collection.starts_with("system.")
-            && self.selection.verdict(self.database, collection).is_ok()
+            && self.selection.verdict_on(self.source, collection).is_ok()
     }
 
     /// Whether a change of `collection` is the run's; a collection seen for the first
