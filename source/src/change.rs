@@ -118,6 +118,8 @@ pub enum Event {
         renamed_to: Option<String>,
         /// What ended them (`drop`, `rename`, `dropDatabase`, `invalidate`).
         operation: String,
+        /// When, in MongoDB's cluster time (when the event says).
+        cluster_time: Option<ClusterTime>,
     },
 }
 
@@ -149,6 +151,13 @@ pub fn read(raw: &RawDocument, several: bool) -> Result<Event, BadEvent> {
         }))
     };
     let collection = name("ns")?;
+    let cluster_time = match field("clusterTime")? {
+        Some(RawBsonRef::Timestamp(ts)) => Some(ClusterTime {
+            time: ts.time,
+            increment: ts.increment,
+        }),
+        _ => None,
+    };
     let op = match operation.as_str() {
         "insert" => ChangeOp::Insert,
         "update" => ChangeOp::Update,
@@ -160,17 +169,12 @@ pub fn read(raw: &RawDocument, several: bool) -> Result<Event, BadEvent> {
                 collection,
                 renamed_to,
                 operation,
+                cluster_time,
             });
         }
     };
     let collection = collection.ok_or_else(|| bad("no ns.coll"))?;
-    let cluster_time = match field("clusterTime")? {
-        Some(RawBsonRef::Timestamp(ts)) => ClusterTime {
-            time: ts.time,
-            increment: ts.increment,
-        },
-        _ => return Err(bad("no clusterTime")),
-    };
+    let cluster_time = cluster_time.ok_or_else(|| bad("no clusterTime"))?;
     let id = match field("documentKey")? {
         Some(RawBsonRef::Document(key)) => key
             .get("_id")

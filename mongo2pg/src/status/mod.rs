@@ -86,7 +86,8 @@ pub struct RunStatus {
     /// How the run chose its collections (`--include`/`--exclude`), and those it
     /// left out with why.
     pub selection: Option<(String, BTreeMap<String, String>)>,
-    /// Collections dropped in MongoDB while the run followed them, with when: not
+    /// Collections dropped (or renamed away) in MongoDB while the run followed them,
+    /// with how and when: not
     /// counted, their tables keep their rows.
     pub dropped: BTreeMap<String, String>,
 }
@@ -228,7 +229,7 @@ impl std::fmt::Display for RunStatus {
                 .collect();
             writeln!(
                 f,
-                "dropped in MongoDB while followed (not counted; their tables keep their rows): {}",
+                "gone from MongoDB while followed (not counted; their tables keep their rows): {}",
                 dropped.join(", ")
             )?;
         }
@@ -432,10 +433,12 @@ pub async fn status(config: &StatusConfig) -> Result<RunStatus, OperatorError> {
     match ledger {
         Ok(rows) => {
             for row in rows {
-                let entry = status
-                    .collections
-                    .entry(row.try_get(0).map_err(pg_failed)?)
-                    .or_default();
+                let name: String = row.try_get(0).map_err(pg_failed)?;
+                // Gone from MongoDB while followed: not counted, like its source.
+                if manifest.dropped.contains_key(&name) {
+                    continue;
+                }
+                let entry = status.collections.entry(name).or_default();
                 entry.committed = row.try_get::<_, i64>(1).map_err(pg_failed)? as u64;
                 entry.rejected = row.try_get::<_, i64>(2).map_err(pg_failed)? as u64;
                 entry.already = row.try_get::<_, i64>(3).map_err(pg_failed)? as u64;

@@ -5,9 +5,11 @@ use std::collections::HashSet;
 use std::time::{Duration, Instant};
 
 use bson::{Bson, Document, RawDocumentBuf};
+use common::batch::ChangeOp;
 use common::run_state::{
-    CollectionTotals, RunState, SelectionPatterns, StartPosition, StreamCheckpoint,
+    ClusterTime, CollectionTotals, RunState, SelectionPatterns, StartPosition, StreamCheckpoint,
 };
+use futures::TryStreamExt;
 use mongodb::change_stream::event::ResumeToken;
 use mongodb::change_stream::ChangeStream;
 use mongodb::options::FullDocumentType;
@@ -211,6 +213,7 @@ pub(crate) async fn follow(
                     collection,
                     renamed_to,
                     operation,
+                    cluster_time,
                 } => {
                     if followed.passes(collection.as_deref(), renamed_to.as_deref(), &operation) {
                         continue;
@@ -222,8 +225,47 @@ pub(crate) async fn follow(
                         let token = stream_token(&stream)?;
                         batches.flush(&mut checkpoint, Some(token)).await?;
                         save(state, &checkpoint).await?;
-                        followed.dropped(dropped, state, &checkpoint).await?;
+                        let why = format!(
+                            "dropped in MongoDB at cluster time {}",
+                            checkpoint.read_until.time
+                        );
+                        followed.gone(dropped, why, state).await?;
                         continue;
+                    }
+                    if let (Some(to), "rename", Scope::Database, Some(at)) =
+                        (&renamed_to, operation.as_str(), scope, cluster_time)
+                    {
+                        if !followed.names.contains(to) {
+                            // A followed collection renamed away is gone under its
+                            // name; one renamed onto a chosen name joins the run.
+                            if let Some(from) =
+                                collection.as_ref().filter(|f| followed.names.contains(*f))
+                            {
+                                let why = format!(
+                                    "renamed to {to} in MongoDB at cluster time {}",
+                                    at.time
+                                );
+                                followed.gone(from, why, state).await?;
+                            }
+                            if followed.chosen(to) {
+                                adopt(
+                                    mongo,
+                                    &mut batches,
+                                    &mut checkpoint,
+                                    &mut followed,
+                                    to,
+                                    at,
+                                    state,
+                                )
+                                .await?;
+                            }
+                            // The checkpoint passes the rename only now: a producer
+                            // stopped meanwhile reads the collection again.
+                            let token = stream_token(&stream)?;
+                            batches.flush(&mut checkpoint, Some(token)).await?;
+                            save(state, &checkpoint).await?;
+                            continue;
+                        }
                     }
                     // Publish what came before it, but leave the checkpoint where it
                     // was: a rerun stops here again instead of passing it silently.
@@ -322,6 +364,59 @@ fn stream_error(err: &mongodb::error::Error) -> ProducerError {
     }
 }
 
+/// Makes a collection renamed onto a chosen name part of the run: its documents never
+/// passed through the stream, so they are read now and published as its inserts at
+/// the rename's cluster time. Every change after the rename follows in the stream with
+/// a later version and wins over what this read, so reading after the rename (rather
+/// than at it) changes nothing; read again after a restart, the same versions land
+/// once.
+async fn adopt(
+    mongo: &Source,
+    batches: &mut ChangeBatches<'_>,
+    checkpoint: &mut StreamCheckpoint,
+    followed: &mut Known<'_>,
+    collection: &str,
+    at: ClusterTime,
+    state: &RunState,
+) -> Result<(), ProducerError> {
+    followed.names.insert(collection.to_string());
+    followed.joined(collection, state).await?;
+    let failed = |e: mongodb::error::Error| ProducerError::Follow {
+        detail: format!(
+            "reading {collection:?}, renamed onto a chosen name: {}",
+            mongo_detail(&e)
+        ),
+    };
+    let mut cursor = mongo
+        .collection::<RawDocumentBuf>(collection)
+        .find(bson::doc! {})
+        .sort(bson::doc! { "_id": 1 })
+        .await
+        .map_err(failed)?;
+    let mut documents = 0u64;
+    while let Some(document) = cursor.try_next().await.map_err(failed)? {
+        batches
+            .add(Event::Change {
+                collection: collection.to_string(),
+                op: ChangeOp::Insert,
+                document: Some(document),
+                reread: None,
+                cluster_time: at,
+            })
+            .await?;
+        documents += 1;
+        if batches.is_full() {
+            batches.flush(checkpoint, None).await?;
+        }
+    }
+    tracing::info!(
+        collection,
+        documents,
+        "a collection renamed onto a chosen name joined the run: its documents were read and published"
+    );
+    Ok(())
+}
+
 /// The collections a run of the whole database follows: those it started with, and
 /// those created since that its patterns choose (added to the run's manifest as they
 /// are first seen, so the run never lacks them).
@@ -363,6 +458,14 @@ impl<'a> Known<'a> {
         if *self.scope != Scope::Database || !self.chosen(collection) {
             return Ok(false);
         }
+        self.joined(collection, state).await?;
+        tracing::info!(collection, "a collection created after the run started: its changes are followed (every document it holds was written since)");
+        self.names.insert(collection.to_string());
+        Ok(true)
+    }
+
+    /// Records in the run's manifest a collection that joined it while followed.
+    async fn joined(&self, collection: &str, state: &RunState) -> Result<(), ProducerError> {
         crate::update_manifest(state, |manifest| {
             manifest
                 .collections
@@ -374,9 +477,7 @@ impl<'a> Known<'a> {
             manifest.dropped.remove(collection);
         })
         .await?;
-        tracing::info!(collection, "a collection created after the run started: its changes are followed (every document it holds was written since)");
-        self.names.insert(collection.to_string());
-        Ok(true)
+        Ok(())
     }
 
     /// Whether an event ending changes concerns none of the run's collections.
@@ -392,24 +493,19 @@ impl<'a> Known<'a> {
         }
     }
 
-    /// Records a followed collection dropped in MongoDB: its table keeps its rows.
-    async fn dropped(
+    /// Records a followed collection gone from MongoDB (dropped, or renamed away), and
+    /// why: its table keeps its rows.
+    async fn gone(
         &mut self,
         collection: &str,
+        why: String,
         state: &RunState,
-        checkpoint: &StreamCheckpoint,
     ) -> Result<(), ProducerError> {
-        let when = format!(
-            "dropped in MongoDB at cluster time {}",
-            checkpoint.read_until.time
-        );
         crate::update_manifest(state, |manifest| {
-            manifest
-                .dropped
-                .insert(collection.to_string(), when.clone());
+            manifest.dropped.insert(collection.to_string(), why.clone());
         })
         .await?;
-        tracing::warn!(collection, "a followed collection was dropped in MongoDB; its table keeps the rows it had, and the run goes on");
+        tracing::warn!(collection, why, "a followed collection is gone from MongoDB; its table keeps the rows it had, and the run goes on");
         self.names.remove(collection);
         Ok(())
     }

@@ -269,8 +269,9 @@ async fn tables(pg: &tokio_postgres::Client) -> Result<Vec<String>> {
 
 /// `--mongodb-database '*'` reads every database but MongoDB's own, on a replica set of
 /// the test's own (the shared one holds other tests' databases): their collections
-/// land under each database's prefix, and a database created while the run follows is
-/// followed too when the patterns choose its collections.
+/// land under each database's prefix, a database created while the run follows is
+/// followed too when the patterns choose its collections, and so is a collection
+/// renamed onto a chosen name.
 #[tokio::test(flavor = "multi_thread")]
 async fn every_database_is_read_and_one_created_later_is_followed() -> Result<()> {
     let mongo = e2e::private::PrivateMongo::start_replica_set("alldbs").await?;
@@ -339,6 +340,27 @@ async fn every_database_is_read_and_one_created_later_is_followed() -> Result<()
         .collection("scratch")
         .insert_one(doc! { "_id": 1 })
         .await?;
+    // A followed collection renamed away is gone under its name and followed under
+    // the new one; a left-out collection renamed onto a chosen name joins the run with
+    // its documents (which never passed through the stream), and changes after the
+    // rename win over what was read.
+    let admin = client.database("admin");
+    admin
+        .run_command(doc! { "renameCollection": "crm.people", "to": "crm.contacts" })
+        .await?;
+    admin
+        .run_command(doc! { "renameCollection": "crm.scratch", "to": "crm.notes" })
+        .await?;
+    client
+        .database("crm")
+        .collection::<bson::Document>("contacts")
+        .update_many(doc! {}, doc! { "$set": { "moved": true } })
+        .await?;
+    client
+        .database("crm")
+        .collection::<bson::Document>("notes")
+        .insert_one(doc! { "_id": 2, "text": "after" })
+        .await?;
     let (code, text) = env
         .mongo2pg_report("all", &["cutover", "--timeout", "60s", "--no-finish"])
         .await?;
@@ -346,8 +368,9 @@ async fn every_database_is_read_and_one_created_later_is_followed() -> Result<()
     let pg = env.pg().await?;
     for (database, collection, table) in [
         ("shop", "orders", "shop_orders"),
-        ("crm", "people", "crm_people"),
         ("billing", "invoices", "billing_invoices"),
+        ("crm", "contacts", "crm_contacts"),
+        ("crm", "notes", "crm_notes"),
     ] {
         let named = format!("{database}.{collection}");
         e2e::compare::assert_exact_copy_to(
@@ -359,11 +382,21 @@ async fn every_database_is_read_and_one_created_later_is_followed() -> Result<()
         )
         .await?;
     }
+    let kept: i64 = pg
+        .query_one("SELECT count(*) FROM crm_people", &[])
+        .await?
+        .get(0);
+    ensure!(
+        kept == 20,
+        "a collection renamed away keeps its table's rows: {kept}"
+    );
     let landed = tables(&pg).await?;
     ensure!(
         landed
             == [
                 "public.billing_invoices",
+                "public.crm_contacts",
+                "public.crm_notes",
                 "public.crm_people",
                 "public.shop_orders"
             ],
@@ -371,7 +404,10 @@ async fn every_database_is_read_and_one_created_later_is_followed() -> Result<()
     );
     let (code, text) = env.mongo2pg_report("all", &["status"]).await?;
     ensure!(
-        code == Some(0) && text.contains("crm.scratch (--exclude '.*\\.scratch' matches it)"),
+        code == Some(0)
+            && text.contains("crm.scratch (--exclude '.*\\.scratch' matches it)")
+            && text.contains("gone from MongoDB while followed")
+            && text.contains("crm.people (renamed to crm.contacts in MongoDB at cluster time"),
         "status: {text}"
     );
     for child in [&mut producer, &mut consumer] {
