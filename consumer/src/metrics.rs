@@ -21,7 +21,6 @@ pub(crate) async fn serve(listener: TcpListener, shared: Arc<Shared>, stop: Canc
 /// The exposition text.
 pub(crate) fn render(shared: &Shared) -> String {
     let totals = shared.stats.totals();
-    let latency = shared.stats.latency();
     let run = shared.run.as_str();
     let mut out = String::new();
     let mut metric = |name: &str, kind: &str, help: &str, value: u64| {
@@ -41,12 +40,6 @@ pub(crate) fn render(shared: &Shared) -> String {
         "counter",
         "Rows written by this process.",
         totals.rows,
-    );
-    metric(
-        "mongo2pg_rejects_total",
-        "counter",
-        "Documents sent to the rejects table by this process.",
-        totals.rejects,
     );
     metric(
         "mongo2pg_duplicates_skipped_total",
@@ -78,17 +71,40 @@ pub(crate) fn render(shared: &Shared) -> String {
         "# HELP {lag} Seconds from the newest change's cluster time in MongoDB to its commit here.\n# TYPE {lag} gauge\n{lag}{{run=\"{run}\"}} {}",
         shared.stats.apply_lag_seconds()
     );
-    let name = "mongo2pg_batch_write_seconds";
-    let _ = writeln!(out, "# HELP {name} Time to land one batch: ledger row, COPY, rejects, commit.\n# TYPE {name} histogram");
-    for (bound, count) in &latency.buckets {
-        let _ = writeln!(out, "{name}_bucket{{run=\"{run}\",le=\"{bound}\"}} {count}");
-    }
-    let _ = writeln!(
-        out,
-        "{name}_bucket{{run=\"{run}\",le=\"+Inf\"}} {}",
-        latency.count
+    let rejects = "mongo2pg_rejects_total";
+    common::exposition::header(
+        &mut out,
+        rejects,
+        "counter",
+        "Documents sent to the rejects table by this process, by reason (the reject's own words are in _migrate_rejects).",
     );
-    let _ = writeln!(out, "{name}_sum{{run=\"{run}\"}} {}", latency.sum_seconds);
-    let _ = writeln!(out, "{name}_count{{run=\"{run}\"}} {}", latency.count);
+    for (kind, count) in shared.stats.rejects_by_kind() {
+        let _ = writeln!(
+            out,
+            "{rejects}{{run=\"{run}\",reason=\"{}\"}} {count}",
+            kind.label()
+        );
+    }
+    let finish = "mongo2pg_finish_items";
+    common::exposition::header(
+        &mut out,
+        finish,
+        "gauge",
+        "Indexes and foreign keys of mongo2pg finish, by kind and state (waiting, building, built, failed, ...), as last read from _migrate_finish.",
+    );
+    for (kind, state, count) in shared.stats.finish() {
+        let _ = writeln!(
+            out,
+            "{finish}{{run=\"{run}\",kind=\"{}\",state=\"{}\"}} {count}",
+            common::exposition::label(&kind),
+            common::exposition::label(&state)
+        );
+    }
+    shared.stats.write_latency.render(
+        &mut out,
+        "mongo2pg_batch_write_seconds",
+        "Time to land one batch: ledger row, COPY, rejects, commit.",
+        run,
+    );
     out
 }

@@ -10,11 +10,13 @@
 
 use std::time::Duration;
 
+use landing::reject::RejectCounts;
+
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) enum Outcome {
     Committed {
         rows: u64,
-        rejects: u64,
+        rejects: RejectCounts,
     },
     Duplicate,
     /// A transient failure: try the batch again later.

@@ -279,10 +279,12 @@ async fn bind_durable(
         })
 }
 
-/// Logs a throughput line every few seconds and refreshes the pending-batches gauge.
+/// Logs a throughput line every few seconds and refreshes the gauges read from the
+/// servers: batches pending in the stream, and where `mongo2pg finish` stands.
 async fn report_throughput(shared: Arc<Shared>, consumer: PullConsumer, stop: CancellationToken) {
     let mut last = shared.stats.totals();
     let mut last_at = Instant::now();
+    let mut pg: Option<tokio_postgres::Client> = None;
     loop {
         tokio::select! {
             _ = stop.cancelled() => return,
@@ -290,6 +292,16 @@ async fn report_throughput(shared: Arc<Shared>, consumer: PullConsumer, stop: Ca
         }
         if let Ok(info) = consumer.get_info().await {
             shared.stats.set_pending(info.num_pending);
+        }
+        if pg.is_none() {
+            pg = pg::connect(&shared.database_url).await.ok();
+        }
+        if let Some(client) = &pg {
+            match landing::finish_state::counts(client, shared.run.as_str()).await {
+                Ok(counts) => shared.stats.set_finish(counts),
+                // Reconnects at the next tick.
+                Err(_) => pg = None,
+            }
         }
         let now = shared.stats.totals();
         if now == last {

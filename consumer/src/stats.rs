@@ -3,35 +3,29 @@
 
 use std::sync::atomic::{AtomicU64, Ordering};
 
+use common::exposition::Histogram;
+use landing::mapping::RejectKind;
+use landing::reject::RejectCounts;
+
 #[derive(Debug, Default)]
 pub(crate) struct Stats {
     batches: AtomicU64,
     rows: AtomicU64,
     rejects: AtomicU64,
+    /// Rejects by kind, in [`RejectKind::ALL`]'s order.
+    rejects_by_kind: [AtomicU64; RejectKind::ALL.len()],
     duplicates: AtomicU64,
     dead_letters: AtomicU64,
-    /// Batch write latency (ledger row, COPY, rejects, commit): a histogram.
-    write_buckets: [AtomicU64; LATENCY_BUCKETS.len()],
-    write_count: AtomicU64,
-    write_micros: AtomicU64,
+    /// Batch write latency (ledger row, COPY, rejects, commit).
+    pub(crate) write_latency: Histogram,
+    /// `mongo2pg finish`'s items by kind and state, as last read.
+    finish: std::sync::Mutex<Vec<(String, String, u64)>>,
     /// Batches in the stream not yet delivered, as last read from the server.
     pending: AtomicU64,
     /// Change events applied (won, overtaken or already applied: accounted for).
     changes: AtomicU64,
     /// Milliseconds from the newest change's cluster time to its commit here.
     apply_lag_ms: AtomicU64,
-}
-
-/// Upper bounds, in seconds, of the write latency histogram's buckets.
-pub(crate) const LATENCY_BUCKETS: [f64; 10] =
-    [0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 10.0];
-
-/// The write latency histogram, cumulative as Prometheus counts buckets.
-#[derive(Debug, Default, Clone, PartialEq)]
-pub(crate) struct Latency {
-    pub buckets: Vec<(f64, u64)>,
-    pub count: u64,
-    pub sum_seconds: f64,
 }
 
 /// A reading of the counters.
@@ -45,7 +39,11 @@ pub struct Totals {
 }
 
 impl Stats {
-    pub(crate) fn committed(&self, rows: u64, rejects: u64) {
+    pub(crate) fn committed(&self, rows: u64, rejects: RejectCounts) {
+        for (count, by_kind) in rejects.0.iter().zip(&self.rejects_by_kind) {
+            by_kind.fetch_add(*count, Ordering::Relaxed);
+        }
+        let rejects = rejects.total();
         self.batches.fetch_add(1, Ordering::Relaxed);
         self.rows.fetch_add(rows, Ordering::Relaxed);
         self.rejects.fetch_add(rejects, Ordering::Relaxed);
@@ -62,6 +60,14 @@ impl Stats {
             now_ms.saturating_sub(u64::from(newest_seconds) * 1000),
             Ordering::Relaxed,
         );
+    }
+
+    /// Rejects so far, by kind.
+    pub(crate) fn rejects_by_kind(&self) -> impl Iterator<Item = (RejectKind, u64)> + '_ {
+        RejectKind::ALL
+            .iter()
+            .zip(&self.rejects_by_kind)
+            .map(|(kind, count)| (*kind, count.load(Ordering::Relaxed)))
     }
 
     pub(crate) fn changes_applied(&self) -> u64 {
@@ -81,16 +87,15 @@ impl Stats {
         self.dead_letters.fetch_add(1, Ordering::Relaxed);
     }
 
-    pub(crate) fn write_latency(&self, elapsed: std::time::Duration) {
-        let seconds = elapsed.as_secs_f64();
-        for (bound, bucket) in LATENCY_BUCKETS.iter().zip(&self.write_buckets) {
-            if seconds <= *bound {
-                bucket.fetch_add(1, Ordering::Relaxed);
-            }
+    pub(crate) fn set_finish(&self, counts: Vec<(String, String, u64)>) {
+        if let Ok(mut finish) = self.finish.lock() {
+            *finish = counts;
         }
-        self.write_count.fetch_add(1, Ordering::Relaxed);
-        self.write_micros
-            .fetch_add(elapsed.as_micros() as u64, Ordering::Relaxed);
+    }
+
+    /// `mongo2pg finish`'s items by kind and state, as last read.
+    pub(crate) fn finish(&self) -> Vec<(String, String, u64)> {
+        self.finish.lock().map(|f| f.clone()).unwrap_or_default()
     }
 
     pub(crate) fn set_pending(&self, pending: u64) {
@@ -99,18 +104,6 @@ impl Stats {
 
     pub(crate) fn pending(&self) -> u64 {
         self.pending.load(Ordering::Relaxed)
-    }
-
-    pub(crate) fn latency(&self) -> Latency {
-        Latency {
-            buckets: LATENCY_BUCKETS
-                .iter()
-                .zip(&self.write_buckets)
-                .map(|(bound, count)| (*bound, count.load(Ordering::Relaxed)))
-                .collect(),
-            count: self.write_count.load(Ordering::Relaxed),
-            sum_seconds: self.write_micros.load(Ordering::Relaxed) as f64 / 1e6,
-        }
     }
 
     pub(crate) fn totals(&self) -> Totals {

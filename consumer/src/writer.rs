@@ -157,7 +157,7 @@ impl Writer {
         match &outcome {
             Outcome::Committed { rows, rejects } => {
                 span.record("rows", rows);
-                span.record("rejects", rejects);
+                span.record("rejects", rejects.total());
                 span.record("outcome", "committed");
             }
             Outcome::Duplicate => {
@@ -291,7 +291,7 @@ impl Writer {
                 .collect();
             land_changes(client, plan, &origin, envelope.seq, &changes).await
         };
-        self.shared.stats.write_latency(started.elapsed());
+        self.shared.stats.write_latency.observe(started.elapsed());
         match landed {
             Ok(Landed::Committed { rows, rejects, .. }) => {
                 if !envelope.changes.is_empty() {

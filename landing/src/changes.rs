@@ -42,7 +42,7 @@ use tracing::Instrument;
 use crate::cell::Cell;
 use crate::delete::delete_documents;
 use crate::mapped::{Mapped, Slot};
-use crate::mapping::{RowError, TablePlan};
+use crate::mapping::{RejectKind, RowError, TablePlan};
 use crate::pg::{Doing, PgError};
 use crate::reject::{Origin, Reject};
 
@@ -160,6 +160,7 @@ fn keyed(plan: &TablePlan, doc: &ChangeDoc<'_>) -> Result<Keyed, RowError> {
         found: "unreadable".to_string(),
         reason,
         excerpt: None,
+        kind: RejectKind::Unreadable,
     };
     let raw = RawDocument::from_bytes(&doc.bytes).map_err(|e| unreadable(e.to_string()))?;
     let id: RawBsonRef<'_> = raw

@@ -29,7 +29,7 @@ use crate::copy::{already_landed, copy_accounted, copy_isolating, Isolated};
 use crate::mapped::Mapped;
 use crate::mapping::{Row, TablePlan};
 use crate::pg::{self, Doing, PgError};
-use crate::reject::{self, Origin, Reject};
+use crate::reject::{self, Origin, Reject, RejectCounts};
 
 /// What makes a landing safe to run twice; the first statement of its transaction.
 #[derive(Debug, Clone, Copy)]
@@ -76,8 +76,8 @@ pub enum Landed {
     Committed {
         /// Rows written.
         rows: u64,
-        /// Documents kept as rejects.
-        rejects: u64,
+        /// Documents kept as rejects, by kind.
+        rejects: RejectCounts,
         /// Documents skipped because the table held their key already.
         already: u64,
     },
@@ -401,7 +401,7 @@ async fn finish(
         .doing("committing")?;
     Ok(Landed::Committed {
         rows: copied.written,
-        rejects: rejects.len() as u64,
+        rejects: RejectCounts::of(rejects.iter().copied()),
         already: already as u64,
     })
 }

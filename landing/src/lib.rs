@@ -9,6 +9,7 @@
 //!   binary COPY bytes.
 //! - [`numeric`]: PostgreSQL's binary `numeric` format.
 //! - [`extjson`]: raw BSON to Extended JSON text, in one pass.
+//! - [`finish_state`]: where `mongo2pg finish` stands, counted for the consumers' gauge.
 //! - [`identifier`]: quoting, and deterministic names for long or colliding fields.
 //! - [`mapping`]: the mapping file, a collection's [`TablePlan`](mapping::TablePlan),
 //!   and how one document becomes its rows (or a [`RowError`](mapping::RowError)).
@@ -46,6 +47,7 @@ pub mod column_type;
 pub mod copy;
 mod delete;
 pub mod extjson;
+pub mod finish_state;
 pub mod identifier;
 pub mod landing;
 pub mod ledger;

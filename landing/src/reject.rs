@@ -14,7 +14,27 @@ use common::naming::{bookkeeping_table, REJECTS_TABLE};
 
 use crate::cell::{json_cell, Cell};
 use crate::extjson::JsonMode;
-use crate::mapping::{RowError, TablePlan};
+use crate::mapping::{RejectKind, RowError, TablePlan};
+
+/// Rejects counted by [`RejectKind`], for the metric of rejects by reason.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct RejectCounts(pub [u64; RejectKind::ALL.len()]);
+
+impl RejectCounts {
+    /// The rejects of `rejects`, by kind.
+    pub fn of<'a>(rejects: impl IntoIterator<Item = &'a Reject>) -> Self {
+        let mut counts = RejectCounts::default();
+        for reject in rejects {
+            counts.0[reject.error.kind.index()] += 1;
+        }
+        counts
+    }
+
+    /// All of them.
+    pub fn total(&self) -> u64 {
+        self.0.iter().sum()
+    }
+}
 
 /// A document that did not become a row.
 #[derive(Debug, Clone)]
@@ -79,6 +99,7 @@ impl Reject {
             found: String::new(),
             reason: format!("PostgreSQL refused the row: {}", crate::pg::detail(err)),
             excerpt: None,
+            kind: RejectKind::Refused,
         };
         Reject::new(plan, raw, error)
     }
@@ -97,6 +118,7 @@ impl Reject {
                 "a trigger on {table} skipped the row (its BEFORE INSERT trigger returned NULL); it was not written"
             ),
             excerpt: None,
+            kind: RejectKind::Skipped,
         };
         Reject::new(plan, raw, error)
     }

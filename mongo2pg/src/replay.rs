@@ -237,7 +237,7 @@ async fn replay_group(
             } => {
                 return Ok(Replayed {
                     landed: rows + already,
-                    still_rejected: rejects,
+                    still_rejected: rejects.total(),
                 })
             }
             Landed::AlreadyClaimed => {

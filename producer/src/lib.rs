@@ -275,6 +275,7 @@ async fn run_collections(
             .estimated_document_count()
             .await
             .unwrap_or(0);
+        metrics.estimated(name, estimated);
         estimates.push((name.clone(), estimated));
     }
     let follow = config.follow;
@@ -302,6 +303,19 @@ async fn run_collections(
     .await?;
 
     let concurrency = config.concurrency.get();
+    // While the snapshot is read, the headroom is the start position's: the follower
+    // measures from its checkpoint once it follows. Stopped once the snapshot is
+    // published (or when this function returns early).
+    let measuring = start.as_ref().map(|start| {
+        let stop = shutdown.child_token();
+        let task = tokio::spawn(follow::measure_from_start(
+            mongo.clone(),
+            metrics.clone(),
+            start.cluster_time,
+            stop.clone(),
+        ));
+        (stop.drop_guard(), task)
+    });
     let ctx = RunContext {
         source: mongo,
         broker,
@@ -348,6 +362,12 @@ async fn run_collections(
         manifest.complete = manifest.collections.values().all(|c| c.complete);
     })
     .await?;
+    if let Some((stop, task)) = measuring {
+        drop(stop);
+        let _ = task.await;
+        // A standby producer shows no position of its own.
+        ctx.metrics.forget_position();
+    }
     let followed = match &start {
         Some(start) => Some(
             follow_as_one(&ctx, &collections, &scope, start)

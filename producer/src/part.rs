@@ -115,6 +115,7 @@ pub(crate) async fn publish_part(
             key.clone(),
             config.max_in_flight.get(),
             shutdown.clone(),
+            metrics.clone(),
         ),
         progress: Checkpoint {
             complete: false,

@@ -16,7 +16,8 @@
 
 use std::collections::VecDeque;
 
-use std::time::Duration;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
 
 use async_nats::jetstream::context::{PublishAckFuture, PublishError, PublishErrorKind};
 use async_nats::jetstream::{self, ErrorCode};
@@ -28,6 +29,7 @@ use tracing::Instrument;
 
 use crate::checkpointer::Checkpointer;
 use crate::error::ProducerError;
+use crate::metrics::Metrics;
 use crate::retry::{pause, ATTEMPTS};
 
 /// What the publisher counted for one collection.
@@ -43,6 +45,8 @@ struct InFlight {
     batch_id: String,
     payload: Bytes,
     ack: Option<PublishAckFuture>,
+    /// When it was first sent.
+    sent_at: Instant,
     /// Where the collection stands once this batch is acknowledged.
     checkpoint: Checkpoint,
     /// The batch's trace, closed when its PubAck is settled; `ack` spans the wait.
@@ -59,6 +63,7 @@ pub(crate) struct Publisher {
     max_in_flight: usize,
     window: VecDeque<InFlight>,
     published: Published,
+    metrics: Arc<Metrics>,
 }
 
 impl Publisher {
@@ -69,6 +74,7 @@ impl Publisher {
         collection: String,
         max_in_flight: usize,
         shutdown: CancellationToken,
+        metrics: Arc<Metrics>,
     ) -> Self {
         Publisher {
             jetstream,
@@ -79,6 +85,7 @@ impl Publisher {
             max_in_flight: max_in_flight.max(1),
             window: VecDeque::new(),
             published: Published::default(),
+            metrics,
         }
     }
 
@@ -97,6 +104,7 @@ impl Publisher {
         // A failed send is retried when the batch is settled, like a failed PubAck. The
         // trace context sent in the headers is the `publish` span's.
         let publish = tracing::info_span!(parent: &span, "publish", subject = %self.subject);
+        let sent_at = Instant::now();
         let ack = send(&self.jetstream, &self.subject, &batch_id, payload.clone())
             .instrument(publish)
             .await
@@ -107,6 +115,7 @@ impl Publisher {
             batch_id,
             payload,
             ack,
+            sent_at,
             checkpoint,
             _span: span,
             _ack_span: ack_span,
@@ -133,6 +142,8 @@ impl Publisher {
             payload: &batch.payload,
             collection: &self.collection,
             seq: batch.seq,
+            sent_at: batch.sent_at,
+            metrics: &self.metrics,
         };
         let duplicate = acknowledged(&self.jetstream, sent, batch.ack, &self.shutdown).await?;
         self.published.batches += 1;
@@ -170,6 +181,10 @@ pub(crate) struct Sent<'a> {
     /// For the error line and the logs.
     pub collection: &'a str,
     pub seq: u64,
+    /// When it was first sent: its acknowledgement's latency is counted from there.
+    pub sent_at: Instant,
+    /// Where the latency and the retries are counted.
+    pub metrics: &'a Metrics,
 }
 
 /// How long a full stream is waited on between tries.
@@ -206,6 +221,7 @@ pub(crate) async fn acknowledged(
                     tracing::info!(collection = %sent.collection, waited_seconds = since.elapsed().as_secs(),
                         "the stream has room again; publishing resumes");
                 }
+                sent.metrics.acknowledged(sent.sent_at.elapsed());
                 return Ok(ack.duplicate);
             }
             Err(err) => err,
@@ -237,6 +253,7 @@ pub(crate) async fn acknowledged(
             );
             tokio::time::sleep(pause(attempt)).await;
             attempt += 1;
+            sent.metrics.retried();
         }
         ack = send(jetstream, sent.subject, sent.batch_id, sent.payload.clone())
             .await

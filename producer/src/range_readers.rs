@@ -158,6 +158,8 @@ async fn read_ranges(
                 }
             }
         }
+        let total = work.ranges.len() as u64;
+        ctx.metrics.ranges(name, total, total - left);
         let Some((range, held, lost)) = claimed else {
             if left == 0 {
                 return Ok(published);
@@ -173,7 +175,9 @@ async fn read_ranges(
             shutdown: lost,
             ..ctx.clone()
         };
+        ctx.metrics.reading_range(name, true);
         let result = publish_part(&range_ctx, name, part, estimated).await;
+        ctx.metrics.reading_range(name, false);
         let lost_lease = held.is_lost();
         held.release().await;
         if let Ok(mut taken) = work.taken.lock() {

@@ -5,7 +5,7 @@ use bson::RawBsonRef;
 
 use super::file::EXTRA_COLUMN;
 use super::plan::PathTree;
-use super::row_error::{unreadable, RowError};
+use super::row_error::{unreadable, RejectKind, RowError};
 use crate::cell::{excerpt, type_name};
 use crate::column_type::ColumnType;
 use crate::extjson::{self, JsonMode};
@@ -69,6 +69,7 @@ pub(super) fn keep_unread(
             found: type_name(value).to_string(),
             reason: format!("kept in {EXTRA_COLUMN}, but {}", e.reason),
             excerpt: Some(excerpt(value)),
+            kind: RejectKind::Type,
         }
     };
     match (node, value) {

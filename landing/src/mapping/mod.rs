@@ -61,7 +61,7 @@ pub use new_fields::{AddedColumn, FieldKind, NewField, NewFields};
 pub use plan::{ChildColumn, ChildPlan, ChildSource, ColumnPlan, Source, TablePlan};
 pub use reference::{is_dbref, KeyForm, Reference};
 pub use row::Row;
-pub use row_error::RowError;
+pub use row_error::{RejectKind, RowError};
 
 #[cfg(test)]
 mod tests;

@@ -6,7 +6,7 @@ use bson::{RawBsonRef, RawDocument};
 use super::extra::{keep_unread, JsonObject};
 use super::new_fields::FieldKind;
 use super::plan::{ChildSource, Source, TablePlan};
-use super::row_error::{unreadable, RowError};
+use super::row_error::{unreadable, RejectKind, RowError};
 use crate::cell::{excerpt, json_cell, type_name, Cell, CellError, Refused};
 use crate::column_type::ColumnType;
 use crate::extjson::JsonMode;
@@ -82,6 +82,7 @@ impl TablePlan {
                         found: "unreadable".to_string(),
                         reason,
                         excerpt: None,
+                        kind: RejectKind::Unreadable,
                     })?;
                     if value.is_none() {
                         missing.push(Cell::Text(field()));
@@ -93,6 +94,7 @@ impl TablePlan {
                             found: value.map_or("missing", type_name).to_string(),
                             reason,
                             excerpt: None,
+                            kind: RejectKind::Transform,
                         };
                         let chain = transform.as_ref().map_err(|e| refused(e.to_string()))?;
                         let cell = chain.apply(value).map_err(refused)?;
@@ -121,6 +123,7 @@ impl TablePlan {
                         found: "object".to_string(),
                         reason,
                         excerpt: None,
+                        kind: RejectKind::Type,
                     })?,
                 Source::Extra => match extra.take() {
                     Some(object) if !object.is_empty() => Cell::Jsonb(object.finish()),
@@ -135,6 +138,7 @@ impl TablePlan {
                         found: "expression".to_string(),
                         reason,
                         excerpt: None,
+                        kind: RejectKind::Expression,
                     };
                     let expression = expression
                         .as_ref()
@@ -175,6 +179,7 @@ impl TablePlan {
                 found: "unreadable".to_string(),
                 reason,
                 excerpt: None,
+                kind: RejectKind::Unreadable,
             })?;
             let scope = Scope {
                 document_key: &document_key,
@@ -229,6 +234,7 @@ impl TablePlan {
                     found: type_name(other).to_string(),
                     reason: "the field lands in a child table and must be an array".to_string(),
                     excerpt: Some(excerpt(other)),
+                    kind: RejectKind::Shape,
                 })
             }
         };
@@ -241,6 +247,7 @@ impl TablePlan {
                 found: "array".to_string(),
                 reason: "more elements than int4 positions".to_string(),
                 excerpt: None,
+                kind: RejectKind::Shape,
             })?;
             let fields = match (&child.read, element) {
                 (None, _) => None,
@@ -253,6 +260,7 @@ impl TablePlan {
                         "the elements land in a child table with columns and must be subdocuments"
                             .to_string(),
                     excerpt: Some(excerpt(other)),
+                    kind: RejectKind::Shape,
                 }),
             };
             let mut cells = Vec::with_capacity(child.columns.len());
@@ -269,6 +277,7 @@ impl TablePlan {
                         found: "unreadable".to_string(),
                         reason,
                         excerpt: None,
+                        kind: RejectKind::Unreadable,
                     })
                 };
                 let cell = match &column.source {
@@ -292,6 +301,7 @@ impl TablePlan {
                                     found: value.map_or("missing", type_name).to_string(),
                                     reason,
                                     excerpt: None,
+                                    kind: RejectKind::Transform,
                                 };
                                 transform
                                     .as_ref()
@@ -354,6 +364,7 @@ impl TablePlan {
                     found: "unreadable".to_string(),
                     reason,
                     excerpt: None,
+                    kind: RejectKind::Unreadable,
                 })?;
                 let scope = Scope {
                     document_key: scope.document_key,
@@ -384,6 +395,7 @@ fn required(field: String, ty: ColumnType) -> RowError {
         found: "missing".to_string(),
         reason: "the column is required (NOT NULL), and the field is missing or null".to_string(),
         excerpt: None,
+        kind: RejectKind::Required,
     }
 }
 
@@ -407,6 +419,7 @@ fn row_error(field: String, e: CellError, value: Option<RawBsonRef<'_>>) -> RowE
         found: e.found.to_string(),
         reason: e.reason,
         excerpt: value.map(excerpt),
+        kind: RejectKind::Type,
     }
 }
 

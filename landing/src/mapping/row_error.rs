@@ -16,6 +16,65 @@ pub struct RowError {
     pub reason: String,
     /// A short rendering of the value at fault.
     pub excerpt: Option<String>,
+    /// What kind of failure it is, for counting rejects by reason.
+    pub kind: RejectKind,
+}
+
+/// What kind of failure made a document a reject: a few kinds, so that
+/// `mongo2pg_rejects_total` can be counted by reason with a bounded label; the reject's
+/// own words are in `_migrate_rejects`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum RejectKind {
+    /// Not readable BSON, or a path that cannot be read.
+    Unreadable,
+    /// A `required` field missing or null.
+    Required,
+    /// A value its column's type cannot hold.
+    Type,
+    /// A value of the wrong shape: not an array where a child table reads one, not a
+    /// subdocument where its columns are read.
+    Shape,
+    /// A transform refused the value (a wrong key, a pattern that does not match).
+    Transform,
+    /// A computed column's expression failed.
+    Expression,
+    /// PostgreSQL refused the row (a constraint, a value out of range).
+    Refused,
+    /// A trigger skipped the row.
+    Skipped,
+}
+
+impl RejectKind {
+    /// Every kind, in label order.
+    pub const ALL: [RejectKind; 8] = [
+        RejectKind::Unreadable,
+        RejectKind::Required,
+        RejectKind::Type,
+        RejectKind::Shape,
+        RejectKind::Transform,
+        RejectKind::Expression,
+        RejectKind::Refused,
+        RejectKind::Skipped,
+    ];
+
+    /// The kind as a metric label.
+    pub fn label(self) -> &'static str {
+        match self {
+            RejectKind::Unreadable => "unreadable",
+            RejectKind::Required => "required",
+            RejectKind::Type => "type",
+            RejectKind::Shape => "shape",
+            RejectKind::Transform => "transform",
+            RejectKind::Expression => "expression",
+            RejectKind::Refused => "refused",
+            RejectKind::Skipped => "skipped",
+        }
+    }
+
+    /// Its position in [`RejectKind::ALL`].
+    pub fn index(self) -> usize {
+        self as usize
+    }
 }
 
 impl std::fmt::Display for RowError {
@@ -42,5 +101,6 @@ pub(super) fn unreadable(reason: String) -> RowError {
         found: "unreadable".to_string(),
         reason: format!("not a readable BSON document: {reason}"),
         excerpt: None,
+        kind: RejectKind::Unreadable,
     }
 }

@@ -27,7 +27,7 @@ use common::naming::{bookkeeping_table, REJECTS_TABLE};
 use futures::TryStreamExt;
 use landing::cell::Cell;
 use landing::identifier::quote_table;
-use landing::mapping::{RowError, TablePlan};
+use landing::mapping::{RejectKind, RowError, TablePlan};
 use landing::pg::{self};
 use source::Source;
 use tokio_postgres::Client;
@@ -310,6 +310,7 @@ impl Check<'_> {
                 found: String::new(),
                 reason: e.to_string(),
                 excerpt: None,
+                kind: RejectKind::Type,
             })
         });
         Seen {

@@ -56,6 +56,7 @@ struct SentChanges {
     batch_id: String,
     payload: Bytes,
     ack: Option<PublishAckFuture>,
+    sent_at: std::time::Instant,
 }
 
 struct Pending {
@@ -367,6 +368,7 @@ impl<'a> ChangeBatches<'a> {
                 .names
                 .change_subject(&self.config.run.run, &collection);
             let batch_id = envelope.batch_id.to_string();
+            let sent_at = std::time::Instant::now();
             // A failed send is sent again while its acknowledgement is awaited.
             let ack = publisher::send(&self.broker.jetstream, &subject, &batch_id, payload.clone())
                 .instrument(span)
@@ -380,6 +382,7 @@ impl<'a> ChangeBatches<'a> {
                 batch_id,
                 payload,
                 ack,
+                sent_at,
             });
             checkpoint.batches += 1;
         }
@@ -391,6 +394,8 @@ impl<'a> ChangeBatches<'a> {
                 payload: &batch.payload,
                 collection: &batch.collection,
                 seq: batch.seq,
+                sent_at: batch.sent_at,
+                metrics: self.metrics,
             };
             publisher::acknowledged(&self.broker.jetstream, again, batch.ack, self.shutdown)
                 .await?;

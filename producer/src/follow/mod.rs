@@ -23,5 +23,5 @@ mod stream;
 pub use start::{follows, record_start, Scope};
 
 pub use common::naming::FOLLOWER;
-pub(crate) use stream::follow;
 pub use stream::Followed;
+pub(crate) use stream::{follow, measure_from_start};

@@ -2,6 +2,7 @@
 //! stopped.
 
 use std::collections::HashSet;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use bson::{Bson, Document, RawDocumentBuf};
@@ -78,6 +79,36 @@ async fn report(
             oplog_headroom_seconds = headroom.map(|(_, h)| h),
             "following"
         ),
+    }
+}
+
+/// Measures the lag and the oplog headroom from the run's start position while the
+/// snapshot is read, for `/metrics`, every [`MEASURE_EVERY`] until `stop`: a snapshot
+/// slower than the oplog turns over loses the start position before following begins,
+/// and the alert on headroom against the snapshot's remaining time needs to see it.
+/// Once this process follows, the follower measures from its checkpoint instead.
+pub(crate) async fn measure_from_start(
+    mongo: Source,
+    metrics: Arc<Metrics>,
+    start: ClusterTime,
+    stop: CancellationToken,
+) {
+    loop {
+        if !metrics.is_following() {
+            if let Ok(now) = source::clock::cluster_time(mongo.home()).await {
+                let window = source::clock::oplog_window(mongo.home(), now, start).await;
+                if !metrics.is_following() {
+                    metrics.position(
+                        u64::from(now.time.saturating_sub(start.time)),
+                        window.map(|(_, headroom)| headroom),
+                    );
+                }
+            }
+        }
+        tokio::select! {
+            _ = stop.cancelled() => return,
+            _ = tokio::time::sleep(MEASURE_EVERY) => {}
+        }
     }
 }
 

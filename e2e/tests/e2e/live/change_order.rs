@@ -123,7 +123,7 @@ async fn newer_versions_win_in_any_order() -> Result<()> {
         again
             == Landed::Committed {
                 rows: 0,
-                rejects: 0,
+                rejects: landing::reject::RejectCounts::default(),
                 already: 1
             },
         "{again:?}"

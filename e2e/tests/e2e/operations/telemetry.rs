@@ -139,7 +139,18 @@ fn metric(text: &str, name: &str) -> Option<f64> {
 #[tokio::test(flavor = "multi_thread")]
 async fn consumers_serve_prometheus_metrics() {
     let env = TestEnv::new("metrics").await.expect("env");
-    let docs: Vec<Document> = (0..1000).map(|i| doc! { "_id": i, "v": i }).collect();
+    // Ten documents whose v is no integer, ten without one: rejects by reason.
+    let docs: Vec<Document> = (0..1000)
+        .map(|i| match i % 100 {
+            7 => doc! { "_id": i, "v": "seven" },
+            8 => doc! { "_id": i },
+            _ => doc! { "_id": i, "v": i },
+        })
+        .collect();
+    let mapping = env.write_file(
+        "mapping.toml",
+        "[collections.things]\ncolumns = [ { path = \"_id\", type = \"int8\" }, { path = \"v\", type = \"int8\", required = true } ]\n",
+    );
     env.db()
         .collection::<Document>("things")
         .insert_many(&docs)
@@ -155,13 +166,19 @@ async fn consumers_serve_prometheus_metrics() {
     let port = free_port().expect("port");
     let mut consumer = env
         .command("consumer", "r")
-        .args(["run", "--metrics-addr", &format!("127.0.0.1:{port}")])
+        .args([
+            "run",
+            "--mapping",
+            &mapping,
+            "--metrics-addr",
+            &format!("127.0.0.1:{port}"),
+        ])
         .spawn()
         .expect("consumer");
     let mut text = String::new();
     for _ in 0..300 {
         text = e2e::scrape::metrics(port).await;
-        if metric(&text, "mongo2pg_documents_committed_total") == Some(1000.0) {
+        if metric(&text, "mongo2pg_batches_committed_total") == Some(10.0) {
             break;
         }
         tokio::time::sleep(Duration::from_millis(100)).await;
@@ -169,7 +186,7 @@ async fn consumers_serve_prometheus_metrics() {
     assert!(text.starts_with("HTTP/1.1 200 OK"), "{text}");
     assert_eq!(
         metric(&text, "mongo2pg_documents_committed_total"),
-        Some(1000.0),
+        Some(980.0),
         "{text}"
     );
     assert_eq!(
@@ -177,7 +194,14 @@ async fn consumers_serve_prometheus_metrics() {
         Some(10.0),
         "{text}"
     );
-    assert_eq!(metric(&text, "mongo2pg_rejects_total"), Some(0.0));
+    for (reason, count) in [("type", 10), ("required", 10), ("transform", 0)] {
+        assert!(
+            text.contains(&format!(
+                "mongo2pg_rejects_total{{run=\"r\",reason=\"{reason}\"}} {count}\n"
+            )),
+            "{text}"
+        );
+    }
     assert_eq!(
         metric(&text, "mongo2pg_batch_write_seconds_count"),
         Some(10.0),
@@ -231,7 +255,7 @@ async fn the_producer_serves_its_progress_lag_and_headroom() {
     let port = free_port().expect("port");
     let mut producer = env
         .command("producer", "r")
-        .args(["run", "--follow", "--batch-size", "100"])
+        .args(["run", "--follow", "--batch-size", "100", "--readers", "2"])
         .args(["--metrics-addr", &format!("127.0.0.1:{port}")])
         .spawn()
         .expect("producer");
@@ -273,6 +297,34 @@ async fn the_producer_serves_its_progress_lag_and_headroom() {
         text.contains("# TYPE mongo2pg_producer_bytes_published_total counter"),
         "{text}"
     );
+    assert_eq!(
+        sample(
+            &text,
+            "mongo2pg_producer_documents_estimated{run=\"r\",collection=\"items\"}"
+        ),
+        Some(500.0),
+        "{text}"
+    );
+    // Every range done, none read any more; every batch acknowledged and timed.
+    let ranges = |state: &str| {
+        sample(
+            &text,
+            &format!(
+                "mongo2pg_producer_ranges{{run=\"r\",collection=\"items\",state=\"{state}\"}}"
+            ),
+        )
+    };
+    assert!(
+        ranges("done").is_some_and(|done| done >= 1.0)
+            && ranges("reading") == Some(0.0)
+            && ranges("waiting") == Some(0.0),
+        "{text}"
+    );
+    assert_eq!(
+        sample(&text, "mongo2pg_producer_publish_seconds_count{run=\"r\"}"),
+        Some(5.0),
+        "{text}"
+    );
 
     for i in 0..200 {
         items
@@ -309,9 +361,32 @@ async fn the_producer_serves_its_progress_lag_and_headroom() {
         "headroom {headroom} s, status {status_headroom} s:\n{status}"
     );
 
+    // finish's progress, as the consumers serve it once it has run.
+    items
+        .create_index(mongodb::IndexModel::builder().keys(doc! { "v": 1 }).build())
+        .await
+        .expect("index");
+    let (code, finished) = env.mongo2pg_report("r", &["finish"]).await.expect("finish");
+    assert_eq!(code, Some(0), "{finished}");
+    let mut consumer_text = String::new();
+    for _ in 0..300 {
+        consumer_text = e2e::scrape::metrics(consumer_port).await;
+        if consumer_text
+            .contains("mongo2pg_finish_items{run=\"r\",kind=\"index\",state=\"built\"} 1\n")
+        {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert!(
+        consumer_text
+            .contains("mongo2pg_finish_items{run=\"r\",kind=\"index\",state=\"built\"} 1\n"),
+        "{consumer_text}"
+    );
+
     // Every metric the alert rules and the dashboard read is served, with the `run`
     // label they select and group by.
-    let served = format!("{text}{}", e2e::scrape::metrics(consumer_port).await);
+    let served = format!("{text}{consumer_text}");
     let monitoring = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../deploy/monitoring");
     let rules = ["alerts.yml", "dashboard.json"]
         .iter()
@@ -394,16 +469,24 @@ async fn the_producer_serves_its_progress_lag_and_headroom() {
         }
     }
     assert!(queries >= 15, "{queries} queries");
-    for line in rules.lines() {
-        if let Some(expr) = line.trim().strip_prefix("expr: ") {
+    let alerts: serde_yaml_ng::Value = serde_yaml_ng::from_str(
+        &std::fs::read_to_string(monitoring.join("alerts.yml")).expect("alerts"),
+    )
+    .expect("yaml");
+    let mut evaluated = 0;
+    for group in alerts["groups"].as_sequence().expect("groups") {
+        for rule in group["rules"].as_sequence().expect("rules") {
+            let expr = rule["expr"].as_str().expect("expr");
             assert!(
                 e2e::scrape::prometheus_query(prometheus_port, expr)
                     .await
                     .is_some(),
                 "alert rule expression {expr} does not evaluate"
             );
+            evaluated += 1;
         }
     }
+    assert_eq!(evaluated, 8, "every alert rule");
     let _ = prometheus.start_kill();
     let _ = prometheus.wait().await;
     let _ = std::fs::remove_dir_all(&dir);
