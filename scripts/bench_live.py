@@ -20,6 +20,12 @@
 
   scripts/bench.sh --live --docs 100000 --changes 200000 --rate 2000 --seconds 30
   scripts/bench.sh --live --rate 2000 --soak-seconds 1800     # the 30-minute soak
+
+With --plot DIR, every process serves /metrics and is scraped each second for the
+whole run; the charts of the operating guide (throughput, lag, headroom over time) are
+drawn from those samples into DIR (scripts/plots.py):
+
+  scripts/bench.sh --live --docs 200000 --changes 200000 --plot docs/images
 """
 
 import argparse
@@ -37,6 +43,7 @@ import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import bench  # noqa: E402  the snapshot benchmark's helpers: die, psql, with_database
+import plots  # noqa: E402  charts drawn from the processes' /metrics
 from bench import die, psql, with_database  # noqa: E402
 
 ROOT = bench.ROOT
@@ -47,14 +54,28 @@ from pymongo import MongoClient, UpdateOne  # noqa: E402  installed by scripts/s
 class Fleet:
     """The producer and the consumers, their output in temporary files."""
 
-    def __init__(self, bin_dir, env):
+    def __init__(self, bin_dir, env, metrics=False):
         self.bin_dir, self.env = bin_dir, env
         self.consumers = []
+        # With metrics, each process serves /metrics on a port of its own.
+        self.metrics = metrics
+        self.metrics_urls = {}  # pid -> URL
 
     def spawn(self, binary, *args):
         out = tempfile.TemporaryFile()
-        return subprocess.Popen([f"{self.bin_dir}/{binary}", *args], env=self.env, stdout=out,
-                                stderr=subprocess.STDOUT), out
+        port = None
+        if self.metrics:
+            port = bench_free_port()
+            args = (*args, "--metrics-addr", f"127.0.0.1:{port}")
+        proc = subprocess.Popen([f"{self.bin_dir}/{binary}", *args], env=self.env, stdout=out,
+                                stderr=subprocess.STDOUT)
+        if port:
+            self.metrics_urls[proc.pid] = f"http://127.0.0.1:{port}/metrics"
+        return proc, out
+
+    def live_metrics_urls(self):
+        """The /metrics of the processes running now."""
+        return [url for pid, url in list(self.metrics_urls.items()) if os.path.exists(f"/proc/{pid}")]
 
     def start_consumers(self, count):
         self.consumers = [self.spawn("consumer", "run", "--writers", "2") for _ in range(count)]
@@ -63,7 +84,9 @@ class Fleet:
         for proc, _ in self.consumers:
             proc.send_signal(signal.SIGTERM)
         for proc, out in self.consumers:
-            if proc.wait(timeout=120) != 0:
+            code = proc.wait(timeout=120)
+            self.metrics_urls.pop(proc.pid, None)
+            if code != 0:
                 out.seek(0)
                 die(f"a consumer failed: {out.read().decode(errors='replace')}")
         self.consumers = []
@@ -80,6 +103,13 @@ class Fleet:
         done = subprocess.run([f"{self.bin_dir}/mongo2pg", "status"], env=self.env, capture_output=True, text=True)
         match = re.search(r"change stream: (\d+) events published", done.stdout)
         return int(match.group(1)) if match else 0
+
+
+def bench_free_port():
+    import socket
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
 
 
 def copy_seconds(db_url, table, rows):
@@ -174,6 +204,8 @@ def main():
     parser.add_argument("--mongodb-database", default="mongo2pg_bench_live")
     parser.add_argument("--pg-database", default="mongo2pg_bench_live")
     parser.add_argument("--stream", default="BENCHLIVE")
+    parser.add_argument("--plot", metavar="DIR",
+                        help="scrape every process's /metrics each second and draw the run's charts into DIR")
     args = parser.parse_args()
 
     env = dict(os.environ)
@@ -187,7 +219,8 @@ def main():
     psql(env["DATABASE_URL"], f'DROP TABLE IF EXISTS "{collection}", _migrate_ledger, _migrate_rejects, '
                               "_migrate_dead_letters, _migrate_versions")
     env.pop("OTEL_EXPORTER_OTLP_ENDPOINT", None)
-    fleet = Fleet(args.bin_dir, env)
+    fleet = Fleet(args.bin_dir, env, metrics=bool(args.plot))
+    sampler = plots.Sampler(fleet.live_metrics_urls) if args.plot else None
 
     subprocess.run([f"{args.bin_dir}/mongo2pg", "seed", "--count", str(args.docs), "--collection", collection,
                     "--shape", "flat", "--drop"], env=env, check=True, stdout=subprocess.DEVNULL)
@@ -197,6 +230,8 @@ def main():
 
     producer, producer_out = fleet.spawn("producer", "run", "--follow", "--collection", collection)
     fleet.start_consumers(args.consumers)
+    if sampler:
+        sampler.start()
     deadline = time.monotonic() + 60
     while subprocess.run([f"{args.bin_dir}/mongo2pg", "status"], env=env, capture_output=True).returncode == 1:
         if time.monotonic() > deadline:
@@ -240,6 +275,10 @@ def main():
     thread.join()
     achieved_rate = written[0] / (time.monotonic() - started)
     soaked = soak(fleet, producer, users, ids, args.rate, args.soak_seconds) if args.soak_seconds > 0 else None
+    charts = []
+    if sampler:
+        sampler.stop()
+        charts = plots.write_run_plots(sampler, args.plot)
 
     fleet.stop_consumers()
     producer.send_signal(signal.SIGTERM)
@@ -277,6 +316,8 @@ def main():
         for name, rss in soaked["rss"].items():
             print(f"    {name}: {rss['first_mb']} MB -> {rss['last_mb']} MB (peak {rss['peak_mb']} MB, "
                   f"{rss['samples']} samples)")
+    for chart in charts:
+        print(f"chart: {chart}")
     print(f"results: {args.out}")
 
 

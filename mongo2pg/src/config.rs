@@ -104,6 +104,18 @@ pub struct StatusConfig {
     /// MongoDB's metadata count, which is instant but an estimate.
     #[arg(long)]
     pub exact: bool,
+
+    /// Read the status again every INTERVAL (2s when none is given) and show it with
+    /// the rates since the reading before, until Ctrl-C; the exit status is the last
+    /// reading's.
+    #[arg(
+        long,
+        value_name = "INTERVAL",
+        num_args = 0..=1,
+        default_missing_value = "2s",
+        value_parser = common::config::parse_duration
+    )]
+    pub watch: Option<std::time::Duration>,
 }
 
 #[derive(Debug, Clone, Args)]

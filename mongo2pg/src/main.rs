@@ -22,6 +22,14 @@ async fn execute_command(command: Command) -> anyhow::Result<ExitCode> {
         postgres.use_bookkeeping_schema();
     }
     let status = match command {
+        Command::Status(config) if config.watch.is_some() => {
+            let every = config.watch.unwrap_or_default();
+            let stop = common::shutdown::on_signal();
+            match mongo2pg::status::watch::watch(&config, every, stop).await {
+                Some(verdict) => verdict.exit_code(),
+                None => ExitStatus::INCOMPLETE,
+            }
+        }
         Command::Status(config) => {
             let status = mongo2pg::status::status(&config).await?;
             common::cli::print_out(&status);

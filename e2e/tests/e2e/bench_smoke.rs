@@ -131,6 +131,8 @@ async fn the_live_benchmark_runs_and_reports_every_figure() {
     let env = TestEnv::new("bench_live").await.expect("env");
     let out = std::env::temp_dir().join(format!("{}-live.json", env.name));
     let out_arg = out.display().to_string();
+    let charts = std::env::temp_dir().join(format!("{}-charts", env.name));
+    let charts_arg = charts.display().to_string();
     let stdout = run_script(
         &env,
         "bench_live.py",
@@ -149,6 +151,8 @@ async fn the_live_benchmark_runs_and_reports_every_figure() {
             "6",
             "--out",
             &out_arg,
+            "--plot",
+            &charts_arg,
         ],
     )
     .await;
@@ -156,6 +160,43 @@ async fn the_live_benchmark_runs_and_reports_every_figure() {
         stdout.contains("changes/s") && stdout.contains("lag at "),
         "{stdout}"
     );
+    // The charts are drawn from the processes' /metrics, scraped each second: every
+    // line has points, and the counters' rates were not all zero.
+    for (chart, legends) in [
+        (
+            "run-throughput.svg",
+            &["documents published", "rows committed", "changes applied"][..],
+        ),
+        ("run-lag.svg", &["read lag", "apply lag"][..]),
+        ("run-headroom.svg", &["headroom"][..]),
+    ] {
+        let svg = std::fs::read_to_string(charts.join(chart)).expect("chart");
+        for legend in legends {
+            assert!(svg.contains(&format!(">{legend}</text>")), "{chart}: {svg}");
+        }
+        let lines: Vec<&str> = svg
+            .split("points=\"")
+            .skip(1)
+            .map(|rest| rest.split('"').next().unwrap_or_default())
+            .collect();
+        assert!(
+            lines.len() >= legends.len() && lines.iter().all(|l| l.split(' ').count() >= 5),
+            "{chart}: every line has points: {svg}"
+        );
+        if chart == "run-throughput.svg" {
+            // Each point is x,y in the picture: y above the axis (at 280 - 40 = 240)
+            // is a rate above zero.
+            assert!(
+                lines[1].split(' ').any(|p| p
+                    .split(',')
+                    .nth(1)
+                    .and_then(|y| y.parse::<f64>().ok())
+                    .is_some_and(|y| y < 239.0)),
+                "rows committed were plotted at zero throughout: {svg}"
+            );
+        }
+    }
+    let _ = std::fs::remove_dir_all(&charts);
     let results: serde_json::Value =
         serde_json::from_str(&std::fs::read_to_string(&out).expect("results file")).expect("json");
     let _ = std::fs::remove_file(&out);

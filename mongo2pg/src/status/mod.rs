@@ -10,9 +10,12 @@
 //! A run that follows the change stream also shows its phase, lag and oplog headroom
 //! ([`live`]); its source keeps changing, so its snapshot is not compared with the
 //! source's count, and a lost history is inconsistent.
+//!
+//! `--watch` reads it again and again on a terminal ([`watch`]).
 
 pub mod finish;
 pub mod live;
+pub mod watch;
 
 use std::collections::BTreeMap;
 
@@ -352,10 +355,42 @@ impl std::fmt::Display for RunStatus {
 
 /// Reads the run's state from MongoDB, NATS and PostgreSQL.
 pub async fn status(config: &StatusConfig) -> Result<RunStatus, OperatorError> {
-    let database = source::connect(&config.mongo).await?;
-    let pg = landing::pg::connect(&config.postgres.database_url).await?;
-    // Only looks: a mistyped stream or run is said, not created.
-    let broker = Broker::open(&config.nats, config.nats.stream.clone()).await?;
+    read(&Servers::connect(config).await?, config).await
+}
+
+/// The three servers `status` reads, connected once: `--watch` reads them again and
+/// again.
+pub struct Servers {
+    database: source::Source,
+    pg: tokio_postgres::Client,
+    broker: Broker,
+}
+
+impl Servers {
+    /// Connects to MongoDB, PostgreSQL and NATS.
+    ///
+    /// # Errors
+    /// When one cannot be reached, or the run's stream is not on NATS.
+    pub async fn connect(config: &StatusConfig) -> Result<Self, OperatorError> {
+        Ok(Servers {
+            database: source::connect(&config.mongo).await?,
+            pg: landing::pg::connect(&config.postgres.database_url).await?,
+            // Only looks: a mistyped stream or run is said, not created.
+            broker: Broker::open(&config.nats, config.nats.stream.clone()).await?,
+        })
+    }
+}
+
+/// Where the run stands, read from `servers`.
+///
+/// # Errors
+/// As [`status`], once connected.
+pub async fn read(servers: &Servers, config: &StatusConfig) -> Result<RunStatus, OperatorError> {
+    let Servers {
+        database,
+        pg,
+        broker,
+    } = servers;
     let run = &config.run.run;
     let state = RunState::new(broker.state.clone(), broker.names.clone(), run.clone());
     let manifest = state
@@ -443,8 +478,8 @@ pub async fn status(config: &StatusConfig) -> Result<RunStatus, OperatorError> {
                 entry.rejected = row.try_get::<_, i64>(2).map_err(pg_failed)? as u64;
                 entry.already = row.try_get::<_, i64>(3).map_err(pg_failed)? as u64;
             }
-            status.waiting_rejects = not_landed(&pg, run.as_str()).await?.0;
-            status.finish = finish::read(&pg, run.as_str()).await?;
+            status.waiting_rejects = not_landed(pg, run.as_str()).await?.0;
+            status.finish = finish::read(pg, run.as_str()).await?;
             let dead = pg
                 .query(
                     &format!(
@@ -483,7 +518,7 @@ pub async fn status(config: &StatusConfig) -> Result<RunStatus, OperatorError> {
         }
     }
     if manifest.follow {
-        status.live = Some(live::live(&database, &broker, &state, &pg, run, &manifest).await?);
+        status.live = Some(live::live(database, broker, &state, pg, run, &manifest).await?);
     }
     Ok(status)
 }

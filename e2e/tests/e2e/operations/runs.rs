@@ -200,3 +200,92 @@ async fn a_run_whose_documents_were_all_landed_already_is_complete() {
         "cleanup",
     );
 }
+
+/// `mongo2pg status --watch`: started before the run exists, it says so and keeps
+/// reading; once the run is there, each reading shows the status and the rates since
+/// the one before (rows landing while it watches show as rows/s); SIGTERM ends it with
+/// the last reading's exit status, and a pipe gets frames without terminal codes.
+#[tokio::test(flavor = "multi_thread")]
+async fn status_watch_refreshes_the_status_with_its_rates() {
+    use std::sync::{Arc, Mutex};
+    use tokio::io::AsyncBufReadExt;
+
+    let env = TestEnv::new("status_watch").await.expect("env");
+    env.db()
+        .collection::<Document>("items")
+        .insert_many((0..3000).map(|i| doc! { "_id": i, "v": i }))
+        .await
+        .expect("insert");
+    let mut watch = env
+        .command("mongo2pg", "r")
+        .args(["status", "--watch", "300ms"])
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .expect("watch");
+    let seen = Arc::new(Mutex::new(String::new()));
+    let mut lines = tokio::io::BufReader::new(watch.stdout.take().expect("stdout")).lines();
+    let collected = seen.clone();
+    let reader = tokio::spawn(async move {
+        while let Ok(Some(line)) = lines.next_line().await {
+            if let Ok(mut seen) = collected.lock() {
+                seen.push_str(&line);
+                seen.push('\n');
+            }
+        }
+    });
+    let wait_for = |what: &'static str, test: fn(&str) -> bool| {
+        let seen = seen.clone();
+        async move {
+            for _ in 0..300 {
+                if test(&seen.lock().expect("lock")) {
+                    return;
+                }
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+            panic!("{what}:\n{}", seen.lock().expect("lock"));
+        }
+    };
+    wait_for("the watch says the run cannot be read yet", |s| {
+        s.contains("cannot read the run now")
+    })
+    .await;
+    assert_success(&env.producer("r", &["run"]).await.expect("run"), "producer");
+    wait_for("a reading of the published run", |s| {
+        s.lines()
+            .any(|l| l.starts_with("items ") && l.split_whitespace().nth(3) == Some("0"))
+    })
+    .await;
+    env.run_consumers("r", 1, &[], CONSUMERS_LIMIT)
+        .await
+        .expect("consumers");
+    wait_for("rows landing, as a rate", |s| {
+        s.lines().any(|l| {
+            l.strip_prefix("since the last reading: ")
+                .and_then(|rest| rest.split(", ").nth(1))
+                .and_then(|landed| landed.split(' ').next())
+                .and_then(|n| n.parse::<f64>().ok())
+                .is_some_and(|rate| rate > 0.0)
+        })
+    })
+    .await;
+    wait_for("a complete reading", |s| s.contains("status: complete")).await;
+    let pid = watch.id().expect("pid").to_string();
+    let _ = std::process::Command::new("kill")
+        .args(["-TERM", &pid])
+        .status();
+    let status = tokio::time::timeout(Duration::from_secs(10), watch.wait())
+        .await
+        .expect("the watch stops on SIGTERM")
+        .expect("status");
+    let _ = reader.await;
+    let seen = seen.lock().expect("lock").clone();
+    assert_eq!(
+        status.code(),
+        Some(0),
+        "the last reading's verdict:\n{seen}"
+    );
+    assert!(
+        seen.matches("mongo2pg status --run r, every 300ms").count() >= 4 && !seen.contains('\x1b'),
+        "{seen}"
+    );
+}
