@@ -21,11 +21,11 @@
   scripts/bench.sh --live --docs 100000 --changes 200000 --rate 2000 --seconds 30
   scripts/bench.sh --live --rate 2000 --soak-seconds 1800     # the 30-minute soak
 
-With --plot DIR, every process serves /metrics and is scraped each second for the
+With --plot DIR, every process serves /metrics and is scraped twice a second for the
 whole run; the charts of the operating guide (throughput, lag, headroom over time) are
 drawn from those samples into DIR (scripts/plots.py):
 
-  scripts/bench.sh --live --docs 200000 --changes 200000 --plot docs/images
+  scripts/bench.sh --live --docs 1000000 --changes 200000 --plot docs/images
 """
 
 import argparse
@@ -205,7 +205,7 @@ def main():
     parser.add_argument("--pg-database", default="mongo2pg_bench_live")
     parser.add_argument("--stream", default="BENCHLIVE")
     parser.add_argument("--plot", metavar="DIR",
-                        help="scrape every process's /metrics each second and draw the run's charts into DIR")
+                        help="scrape every process's /metrics twice a second and draw the run's charts into DIR")
     args = parser.parse_args()
 
     env = dict(os.environ)

@@ -1,6 +1,6 @@
 #!/usr/bin/env python3
 """Plots of a run, drawn from what its processes serve at /metrics: the benchmark
-scrapes the producer and every consumer each second while it runs (`Sampler`), and
+scrapes the producer and every consumer twice a second while it runs (`Sampler`), and
 writes the same figures the Grafana dashboard shows as SVG line charts (`write_svg`),
 for the operating guide. Standard library only."""
 
@@ -48,7 +48,7 @@ class Sampler(threading.Thread):
     from zero: its new total is its increase, as Prometheus' rate() takes it) and each
     gauge's value."""
 
-    def __init__(self, urls, every=1.0):
+    def __init__(self, urls, every=0.5):
         super().__init__(daemon=True)
         self.urls, self.every = urls, every
         self.rows = []  # (seconds since start, {series: value})
@@ -121,7 +121,7 @@ def write_svg(path, title, unit, lines):
     for i in range(5):
         value = y_max * i / 4
         out.append(f'<line x1="{left}" x2="{width - right}" y1="{y(value):.1f}" y2="{y(value):.1f}" stroke="#ddd"/>')
-        label = f"{value:,.0f}" if y_max >= 10 else f"{value:.2f}"
+        label = f"{value:,.0f}" if value == int(value) else f"{value:,.2f}".rstrip("0")
         out.append(f'<text x="{left - 6}" y="{y(value) + 4:.1f}" text-anchor="end">{label}</text>')
     for i in range(6):
         t = t_max * i / 5

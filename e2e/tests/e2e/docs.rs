@@ -78,3 +78,34 @@ fn the_readme_is_a_short_front_page() {
     // The two commands: the main job and the whole test suite.
     assert!(readme.contains("scripts/demo.sh") && readme.contains("scripts/test.sh"));
 }
+
+/// The operating guide shows the dashboard as it is: each panel's every query, written
+/// as the dashboard holds it, and the charts of a real run it shows.
+#[test]
+fn the_operating_guide_shows_every_query_of_the_dashboard() {
+    let root = docs::root();
+    let guide =
+        std::fs::read_to_string(root.join("docs/guides/operating.md")).expect("operating.md");
+    let dashboard: serde_json::Value = serde_json::from_str(
+        &std::fs::read_to_string(root.join("deploy/monitoring/dashboard.json")).expect("dashboard"),
+    )
+    .expect("json");
+    let mut queries = 0;
+    for panel in dashboard["panels"].as_array().expect("panels") {
+        for target in panel["targets"].as_array().expect("targets") {
+            let expr = target["expr"].as_str().expect("expr");
+            assert!(
+                guide.contains(&format!("`{expr}`")),
+                "the operating guide lacks the query of {:?}: {expr}",
+                panel["title"]
+            );
+            queries += 1;
+        }
+    }
+    assert!(queries >= 20, "{queries}");
+    for chart in ["run-throughput.svg", "run-lag.svg", "run-headroom.svg"] {
+        assert!(guide.contains(&format!("(../images/{chart})")), "{chart}");
+        let svg = std::fs::read_to_string(root.join("docs/images").join(chart)).expect("chart");
+        assert!(svg.contains("<polyline"), "{chart} has no line");
+    }
+}
