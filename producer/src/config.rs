@@ -97,6 +97,13 @@ pub struct RunConfig {
     #[arg(long, env = "MAX_IN_FLIGHT", default_value = "16")]
     pub max_in_flight: NonZeroUsize,
 
+    /// At most this much read from MongoDB per second by this process's snapshot
+    /// readers, to leave a production server its capacity: documents (5000), megabytes
+    /// (20MB), or both (5000,20MB). Each producer process holds it; the change stream
+    /// is never held back.
+    #[arg(long, env = "MAX_READ_RATE")]
+    pub max_read_rate: Option<crate::throttle::ReadRate>,
+
     /// Readers per collection: above 1, the collection is split into `_id` ranges (a
     /// few per reader, planned from a `$sample` of `_id`s and recorded once per run)
     /// that this many tasks read and publish at once, each range with its own

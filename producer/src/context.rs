@@ -11,6 +11,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::config::RunConfig;
 use crate::metrics::Metrics;
+use crate::throttle::Throttle;
 
 /// The source, the broker, the run's state, its configuration and its stop signal.
 /// Cheap to clone (handles); a task that may be stopped alone (a range whose lease is
@@ -31,4 +32,6 @@ pub(crate) struct RunContext {
     pub filters: Arc<BTreeMap<String, Document>>,
     /// What this process published, for `/metrics`.
     pub metrics: Arc<Metrics>,
+    /// `--max-read-rate`, shared by the process's readers.
+    pub throttle: Arc<Throttle>,
 }

@@ -13,6 +13,7 @@
 //! - [`publisher`]: the bounded window of publish acknowledgements.
 //! - [`checkpointer`]: saving the newest acknowledged position, off the publish path.
 //! - [`retry`]: riding out a NATS restart.
+//! - [`throttle`]: `--max-read-rate`, the snapshot readers' limit on MongoDB.
 //! - [`error`]: what stops the producer.
 //!
 //! Reading MongoDB (connecting, paging, planning ranges, change events) is the
@@ -37,6 +38,7 @@ mod publisher;
 mod range_readers;
 mod ranges;
 mod retry;
+pub mod throttle;
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -284,8 +286,13 @@ async fn run_collections(
         .into_iter()
         .filter(|(name, _)| collections.contains(name))
         .collect();
+    let max_read_rate = config.max_read_rate;
+    if let Some(rate) = max_read_rate {
+        tracing::info!(limit = %rate, "snapshot reads are limited (--max-read-rate)");
+    }
     update_manifest(&state, |manifest| {
         manifest.complete = false;
+        manifest.read_limit = max_read_rate.map(|rate| rate.to_string());
         manifest.follow |= follow;
         manifest.all_collections |= all_collections;
         manifest.follows_database |= follow && scope == follow::Scope::Database;
@@ -324,6 +331,7 @@ async fn run_collections(
         shutdown,
         filters: Arc::new(filters),
         metrics,
+        throttle: Arc::new(throttle::Throttle::new(max_read_rate)),
     };
     // `--concurrency` collections at once; each records its totals when it is done.
     let published = futures::stream::iter(estimates.iter().map(|(name, estimated)| {

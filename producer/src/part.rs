@@ -61,6 +61,7 @@ pub(crate) async fn publish_part(
         shutdown,
         filters,
         metrics,
+        throttle,
     } = ctx;
     let run = config.run.run.as_str();
     let filter = filters.get(name).cloned();
@@ -191,6 +192,7 @@ pub(crate) async fn publish_part(
         };
         let Some(document) = next else { break };
         read_failures = 0;
+        throttle.read(document.as_bytes().len()).await;
         batches.add(document).await?;
         if batches.progress_bar.is_none() && last_report.elapsed() >= PROGRESS_EVERY {
             last_report = Instant::now();

@@ -51,6 +51,9 @@ pub struct RunManifest {
     /// tables keep the rows they had.
     #[serde(default)]
     pub dropped: BTreeMap<String, String>,
+    /// The last producer's `--max-read-rate`, in words (per producer process).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub read_limit: Option<String>,
 }
 
 /// The patterns choosing a run's collections, as given.

@@ -240,7 +240,14 @@ async fn the_readers_benchmark_runs_and_reports_every_figure() {
     let out = std::env::temp_dir().join(format!("{}-readers.json", env.name));
     let run = tokio::process::Command::new("python3")
         .arg(repo.join("scripts/bench_readers.py"))
-        .args(["--docs", "5000", "--readers-list", "1,2"])
+        .args([
+            "--docs",
+            "5000",
+            "--readers-list",
+            "1,2",
+            "--max-read-rate",
+            "10000",
+        ])
         .arg("--bin-dir")
         .arg(&bin_dir)
         .arg("--out")
@@ -260,7 +267,10 @@ async fn the_readers_benchmark_runs_and_reports_every_figure() {
         String::from_utf8_lossy(&run.stderr)
     );
     assert!(
-        stdout.contains("single-cursor scan") && stdout.contains("--readers 2"),
+        stdout.contains("single-cursor scan")
+            && stdout.contains("--readers 2")
+            && stdout.contains("--readers 2 --max-read-rate 10000: read at ")
+            && stdout.contains("x the limit (aim: within 5%: "),
         "{stdout}"
     );
     let results: serde_json::Value =

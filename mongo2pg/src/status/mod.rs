@@ -93,6 +93,8 @@ pub struct RunStatus {
     /// with how and when: not
     /// counted, their tables keep their rows.
     pub dropped: BTreeMap<String, String>,
+    /// The producer's `--max-read-rate`, in words.
+    pub read_limit: Option<String>,
 }
 
 /// What `status` concludes, and its exit status.
@@ -224,6 +226,12 @@ impl std::fmt::Display for RunStatus {
             (false, true) => "snapshot not yet published",
         };
         writeln!(f, "run {}: {producer}", self.run)?;
+        if let Some(limit) = &self.read_limit {
+            writeln!(
+                f,
+                "snapshot reads limited to {limit} per producer (--max-read-rate)"
+            )?;
+        }
         if !self.dropped.is_empty() {
             let dropped: Vec<String> = self
                 .dropped
@@ -410,6 +418,7 @@ pub async fn read(servers: &Servers, config: &StatusConfig) -> Result<RunStatus,
             .as_ref()
             .map(|patterns| (patterns.shown(), manifest.left_out.clone())),
         dropped: manifest.dropped.clone(),
+        read_limit: manifest.read_limit.clone(),
         ..Default::default()
     };
     for (name, totals) in &manifest.collections {
@@ -604,6 +613,7 @@ mod tests {
             finish: None,
             selection: None,
             dropped: BTreeMap::new(),
+            read_limit: None,
         }
     }
 

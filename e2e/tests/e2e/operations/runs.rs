@@ -289,3 +289,48 @@ async fn status_watch_refreshes_the_status_with_its_rates() {
         "{seen}"
     );
 }
+
+/// `producer run --max-read-rate`: the snapshot is read no faster than the limit (3,000
+/// documents at 1,000 a second take three seconds at least, whatever the machine), lands
+/// exactly, and `status` says the limit; a limit that is no rate is one line.
+#[tokio::test(flavor = "multi_thread")]
+async fn the_read_rate_limit_holds_the_snapshot_back() {
+    let env = TestEnv::new("read_rate").await.expect("env");
+    env.db()
+        .collection::<Document>("items")
+        .insert_many((0..3000).map(|i| doc! { "_id": i, "v": i }))
+        .await
+        .expect("insert");
+    let bad = env
+        .producer("r", &["run", "--max-read-rate", "fast"])
+        .await
+        .expect("run");
+    e2e::assert_one_line_error(&bad, "--max-read-rate \"fast\": give documents per second");
+    let started = std::time::Instant::now();
+    assert_success(
+        &env.producer("r", &["run", "--max-read-rate", "1000"])
+            .await
+            .expect("run"),
+        "producer",
+    );
+    let elapsed = started.elapsed();
+    // The last of 3,000 documents may be read at 2.999 s, less 20 ms of slack.
+    assert!(
+        elapsed >= Duration::from_millis(2950),
+        "3000 documents at 1000/s read in {elapsed:?}"
+    );
+    env.run_consumers("r", 1, &[], CONSUMERS_LIMIT)
+        .await
+        .expect("consumers");
+    e2e::compare::assert_exact_copy(&env, "items")
+        .await
+        .expect("exact copy");
+    let (code, text) = env.mongo2pg_report("r", &["status"]).await.expect("status");
+    assert!(
+        code == Some(0)
+            && text.contains(
+                "snapshot reads limited to 1000 documents/s per producer (--max-read-rate)"
+            ),
+        "{text}"
+    );
+}
