@@ -68,8 +68,9 @@ def publish(bin_dir, env, collection, docs, readers, max_read_rate=None):
     if f"{docs} documents" not in done["output"]:
         bench.die(f"the producer did not publish {docs} documents: {done['output']}")
     subprocess.run([f"{bin_dir}/mongo2pg", "cleanup", "--force"], env=run_env, capture_output=True)
-    # The producer's own figure: its run, without the process's start.
-    reported = re.search(r"s, (\d+) docs/s", done["output"])
+    # Under a limit, the producer's own figure: from its first read to its last.
+    reported = re.search(r"read from MongoDB at (\d+) documents/s", done["output"]) or \
+        re.search(r"s, (\d+) docs/s", done["output"])
     return {"readers": readers, "max_read_rate": max_read_rate,
             "reported_docs_per_s": int(reported.group(1)) if reported else None, "seconds": round(seconds, 2), "docs_per_s": round(docs / seconds),
             "producer_cpu_s": done["cpu_s"], "producer_peak_rss_mib": done["peak_rss_mib"],

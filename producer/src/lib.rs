@@ -68,6 +68,8 @@ pub struct Summary {
     pub followed: Option<follow::Followed>,
     /// From start to the last acknowledgement (or to the stop, when following).
     pub elapsed: Duration,
+    /// Under `--max-read-rate`, the rate the snapshot was read at.
+    pub read_rate: Option<throttle::Achieved>,
 }
 
 impl Summary {
@@ -121,6 +123,9 @@ impl std::fmt::Display for Summary {
                 )?;
             }
             writeln!(f)?;
+        }
+        if let Some(read) = &self.read_rate {
+            writeln!(f, "{read}")?;
         }
         if let Some(followed) = &self.followed {
             writeln!(
@@ -389,6 +394,7 @@ async fn run_collections(
         collections: summaries,
         followed,
         elapsed: started.elapsed(),
+        read_rate: ctx.throttle.achieved(),
     })
 }
 

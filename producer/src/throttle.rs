@@ -81,6 +81,40 @@ pub(crate) struct Throttle {
     rate: ReadRate,
     /// The earliest time the next document may be read.
     next: Mutex<Option<Instant>>,
+    /// What was read under the limit: from the first read to the last.
+    read: Mutex<Option<Read>>,
+}
+
+/// Documents and bytes read, and when the first and the last were.
+#[derive(Debug, Clone, Copy)]
+struct Read {
+    first: Instant,
+    last: Instant,
+    documents: u64,
+    bytes: u64,
+}
+
+/// The rate the process read at under its limit.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Achieved {
+    /// The limit.
+    pub limit: ReadRate,
+    /// Documents per second, from the first read to the last.
+    pub documents: f64,
+    /// Bytes per second, likewise.
+    pub bytes: f64,
+}
+
+impl fmt::Display for Achieved {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "read from MongoDB at {:.0} documents/s, {:.1} MB/s (--max-read-rate {})",
+            self.documents,
+            self.bytes / 1e6,
+            self.limit
+        )
+    }
 }
 
 impl Throttle {
@@ -88,7 +122,25 @@ impl Throttle {
         Throttle {
             rate: rate.unwrap_or_default(),
             next: Mutex::new(None),
+            read: Mutex::new(None),
         }
+    }
+
+    /// The rate read at, when there is a limit and more than one document was read.
+    pub(crate) fn achieved(&self) -> Option<Achieved> {
+        let read = (*self.read.lock().ok()?)?;
+        let seconds = read.last.duration_since(read.first).as_secs_f64();
+        if self.rate == ReadRate::default() || read.documents < 2 || seconds <= 0.0 {
+            return None;
+        }
+        // n documents span n - 1 intervals.
+        Some(Achieved {
+            limit: self.rate,
+            documents: (read.documents - 1) as f64 / seconds,
+            bytes: read.bytes as f64 * (read.documents - 1) as f64
+                / read.documents as f64
+                / seconds,
+        })
     }
 
     /// Accounts for one document of `bytes` read; waits while this process reads ahead
@@ -110,6 +162,18 @@ impl Throttle {
         };
         if due > Instant::now() + SLACK {
             tokio::time::sleep_until(due).await;
+        }
+        if let Ok(mut read) = self.read.lock() {
+            let now = Instant::now();
+            let read = read.get_or_insert(Read {
+                first: now,
+                last: now,
+                documents: 0,
+                bytes: 0,
+            });
+            read.last = now;
+            read.documents += 1;
+            read.bytes += bytes as u64;
         }
     }
 
@@ -153,6 +217,8 @@ mod tests {
             elapsed >= Duration::from_millis(2979) && elapsed <= Duration::from_millis(3000),
             "{elapsed:?}"
         );
+        let achieved = throttle.achieved().expect("achieved");
+        assert!((achieved.documents - 1000.0).abs() < 10.0, "{achieved:?}");
         let bytes = Throttle::new(Some("1MB".parse().expect("rate")));
         let started = tokio::time::Instant::now();
         for _ in 0..100 {
@@ -161,6 +227,8 @@ mod tests {
         // 10 MB at 1 MB/s.
         let elapsed = started.elapsed();
         assert!(elapsed >= Duration::from_millis(9880), "{elapsed:?}");
+        let achieved = bytes.achieved().expect("achieved");
+        assert!((achieved.bytes - 1e6).abs() < 0.05e6, "{achieved:?}");
         let free = Throttle::new(None);
         let started = tokio::time::Instant::now();
         for _ in 0..100_000 {

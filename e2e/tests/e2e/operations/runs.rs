@@ -307,13 +307,24 @@ async fn the_read_rate_limit_holds_the_snapshot_back() {
         .expect("run");
     e2e::assert_one_line_error(&bad, "--max-read-rate \"fast\": give documents per second");
     let started = std::time::Instant::now();
-    assert_success(
-        &env.producer("r", &["run", "--max-read-rate", "1000"])
-            .await
-            .expect("run"),
-        "producer",
-    );
+    let run = env
+        .producer("r", &["run", "--max-read-rate", "1000"])
+        .await
+        .expect("run");
+    assert_success(&run, "producer");
     let elapsed = started.elapsed();
+    // The rate it read at, from its first read to its last: never above the limit
+    // (but for the 20 ms a reader may run ahead).
+    let said = String::from_utf8_lossy(&run.stdout).to_string();
+    let rate: f64 = said
+        .split("read from MongoDB at ")
+        .nth(1)
+        .and_then(|rest| rest.split(' ').next()?.parse().ok())
+        .unwrap_or_else(|| panic!("no read rate in: {said}"));
+    assert!(
+        rate <= 1010.0 && said.contains("(--max-read-rate 1000 documents/s)"),
+        "{said}"
+    );
     // The last of 3,000 documents may be read at 2.999 s, less 20 ms of slack.
     assert!(
         elapsed >= Duration::from_millis(2950),
