@@ -5,7 +5,7 @@ use std::sync::Arc;
 
 use bson::Document;
 use common::broker::Broker;
-use common::run_state::RunState;
+use common::run_state::{ClusterTime, RunState};
 use source::Source;
 use tokio_util::sync::CancellationToken;
 
@@ -34,4 +34,7 @@ pub(crate) struct RunContext {
     pub metrics: Arc<Metrics>,
     /// `--max-read-rate`, shared by the process's readers.
     pub throttle: Arc<Throttle>,
+    /// A followed run's start position: the snapshot is read as of it at least, on
+    /// whichever member serves the reads.
+    pub as_of: Option<ClusterTime>,
 }

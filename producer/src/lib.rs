@@ -337,6 +337,7 @@ async fn run_collections(
         filters: Arc::new(filters),
         metrics,
         throttle: Arc::new(throttle::Throttle::new(max_read_rate)),
+        as_of: start.as_ref().map(|start| start.cluster_time),
     };
     // `--concurrency` collections at once; each records its totals when it is done.
     let published = futures::stream::iter(estimates.iter().map(|(name, estimated)| {

@@ -62,6 +62,7 @@ pub(crate) async fn publish_part(
         filters,
         metrics,
         throttle,
+        as_of,
     } = ctx;
     let run = config.run.run.as_str();
     let filter = filters.get(name).cloned();
@@ -138,19 +139,19 @@ pub(crate) async fn publish_part(
     let source = mongo.collection::<RawDocumentBuf>(name);
     // Reading after `last` (from the start with `None`).
     let open = |last: Option<&Bson>| match &part {
-        Part::Whole => Reader::Whole(Box::new(Pager::new(
-            source.clone(),
-            last,
-            filter.clone(),
-            cursor_batch,
-        ))),
-        Part::Range(range) => Reader::Range(Box::new(RangePager::new(
-            source.clone(),
-            (**range).clone(),
-            last.cloned(),
-            filter.clone(),
-            cursor_batch,
-        ))),
+        Part::Whole => Reader::Whole(Box::new(
+            Pager::new(source.clone(), last, filter.clone(), cursor_batch).as_of(*as_of),
+        )),
+        Part::Range(range) => Reader::Range(Box::new(
+            RangePager::new(
+                source.clone(),
+                (**range).clone(),
+                last.cloned(),
+                filter.clone(),
+                cursor_batch,
+            )
+            .as_of(*as_of),
+        )),
     };
     let mut pager = open(last_id.as_ref());
     let mut read_failures = 0;

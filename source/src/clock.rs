@@ -14,6 +14,26 @@ use crate::error::SourceError;
 /// Below this much oplog left before a run's position, the follower and `status` warn.
 pub const SHORT_HEADROOM: Duration = Duration::from_secs(3600);
 
+/// A session whose reads see MongoDB as of `time` at least, on whichever member serves
+/// them: reading from secondaries (a `readPreference` in the URI), a member behind the
+/// one `time` came from waits until it holds it, as a causally consistent majority
+/// read does (`readConcern.afterClusterTime`). A followed run's snapshot read as of its
+/// start position misses no document written before it, and a change checked against
+/// its filter is checked as of the change at least. Without `time`, a plain session.
+pub async fn session_as_of(
+    client: &mongodb::Client,
+    time: Option<ClusterTime>,
+) -> mongodb::error::Result<mongodb::ClientSession> {
+    let mut session = client.start_session().causal_consistency(true).await?;
+    if let Some(time) = time {
+        session.advance_operation_time(bson::Timestamp {
+            time: time.time,
+            increment: time.increment,
+        });
+    }
+    Ok(session)
+}
+
 /// MongoDB's cluster time now: the operation time of a `hello`.
 pub async fn cluster_time(database: &mongodb::Database) -> Result<ClusterTime, SourceError> {
     let reply = database

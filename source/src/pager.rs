@@ -11,8 +11,8 @@
 //!   ranges of the `_id` index, never skip/limit.
 
 use bson::{doc, Bson, Document, RawDocumentBuf};
-use futures::TryStreamExt;
-use mongodb::Collection;
+use common::run_state::ClusterTime;
+use mongodb::{ClientSession, Collection, SessionCursor};
 
 /// MongoDB's canonical sort order of BSON types (`canonicalizeBSONType` in the server):
 /// types of equal rank compare with each other, and ranks sort in this order. Arrays
@@ -93,7 +93,10 @@ pub struct Pager {
     queries: std::vec::IntoIter<Document>,
     /// Only the documents it matches are read (the mapping's `filter`).
     filter: Option<Document>,
-    cursor: Option<mongodb::Cursor<RawDocumentBuf>>,
+    /// Read as of this cluster time at least (see [`crate::clock::session_as_of`]).
+    as_of: Option<ClusterTime>,
+    session: Option<ClientSession>,
+    cursor: Option<SessionCursor<RawDocumentBuf>>,
     cursor_batch: u32,
 }
 
@@ -110,16 +113,25 @@ impl Pager {
             collection,
             queries: queries_after(last).into_iter(),
             filter,
+            as_of: None,
+            session: None,
             cursor: None,
             cursor_batch,
         }
     }
 
+    /// Reads as of `time` at least, on whichever member serves the reads: a followed
+    /// run's start position.
+    pub fn as_of(mut self, time: Option<ClusterTime>) -> Self {
+        self.as_of = time;
+        self
+    }
+
     /// The next document, or `None` at the end of the collection.
     pub async fn next(&mut self) -> mongodb::error::Result<Option<RawDocumentBuf>> {
         loop {
-            if let Some(cursor) = self.cursor.as_mut() {
-                if let Some(doc) = cursor.try_next().await? {
+            if let (Some(cursor), Some(session)) = (self.cursor.as_mut(), self.session.as_mut()) {
+                if let Some(doc) = cursor.next(session).await.transpose()? {
                     return Ok(Some(doc));
                 }
                 self.cursor = None;
@@ -131,11 +143,18 @@ impl Pager {
                 Some(filter) => doc! { "$and": [after, filter.clone()] },
                 None => after,
             };
+            let session = match &mut self.session {
+                Some(session) => session,
+                None => self.session.insert(
+                    crate::clock::session_as_of(self.collection.client(), self.as_of).await?,
+                ),
+            };
             let cursor = self
                 .collection
                 .find(filter)
                 .sort(doc! { "_id": 1 })
                 .batch_size(self.cursor_batch)
+                .session(&mut *session)
                 .await?;
             self.cursor = Some(cursor);
         }

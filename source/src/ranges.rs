@@ -17,9 +17,10 @@
 //! range resumed from its checkpoint starts at the last `_id` published and skips it.
 
 use bson::{doc, Bson, Document, RawDocumentBuf};
+use common::run_state::ClusterTime;
 use futures::TryStreamExt;
 use mongodb::options::Hint;
-use mongodb::Collection;
+use mongodb::{ClientSession, Collection, SessionCursor};
 
 use crate::error::{mongo_detail, ReadFailure, SourceError};
 
@@ -295,7 +296,10 @@ pub struct RangePager {
     resume_after: Option<Bson>,
     /// Only the documents it matches are read (the mapping's `filter`).
     filter: Option<Document>,
-    cursor: Option<mongodb::Cursor<RawDocumentBuf>>,
+    /// Read as of this cluster time at least (see [`crate::clock::session_as_of`]).
+    as_of: Option<ClusterTime>,
+    session: Option<ClientSession>,
+    cursor: Option<SessionCursor<RawDocumentBuf>>,
     cursor_batch: u32,
 }
 
@@ -313,9 +317,18 @@ impl RangePager {
             range,
             resume_after,
             filter,
+            as_of: None,
+            session: None,
             cursor: None,
             cursor_batch,
         }
+    }
+
+    /// Reads as of `time` at least, on whichever member serves the reads: a followed
+    /// run's start position.
+    pub fn as_of(mut self, time: Option<ClusterTime>) -> Self {
+        self.as_of = time;
+        self
     }
 
     /// The range and where it resumed, for messages.
@@ -350,13 +363,19 @@ impl RangePager {
             if let Some(upper) = &self.range.max {
                 find = find.max(doc! { "_id": upper.clone() });
             }
-            self.cursor = Some(find.await?);
+            let session = match &mut self.session {
+                Some(session) => session,
+                None => self.session.insert(
+                    crate::clock::session_as_of(self.collection.client(), self.as_of).await?,
+                ),
+            };
+            self.cursor = Some(find.session(&mut *session).await?);
         }
-        let Some(cursor) = self.cursor.as_mut() else {
+        let (Some(cursor), Some(session)) = (self.cursor.as_mut(), self.session.as_mut()) else {
             return Ok(None);
         };
         loop {
-            let Some(doc) = cursor.try_next().await? else {
+            let Some(doc) = cursor.next(session).await.transpose()? else {
                 return Ok(None);
             };
             // `min` is inclusive: the document the checkpoint names was published.

@@ -112,7 +112,7 @@ impl<'a> ChangeBatches<'a> {
         };
         let version = self.version(cluster_time);
         let document = match reread {
-            Some(id) => self.reread(&collection, id).await?,
+            Some(id) => self.reread(&collection, id, cluster_time).await?,
             None => document,
         };
         let Some(document) = document else {
@@ -132,7 +132,8 @@ impl<'a> ChangeBatches<'a> {
         let (op, document) = if fits {
             (op, document)
         } else {
-            self.filtered(&collection, op, document).await?
+            self.filtered(&collection, op, document, cluster_time)
+                .await?
         };
         let bytes = document.into_bytes();
         let doc = if fits {
@@ -189,6 +190,7 @@ impl<'a> ChangeBatches<'a> {
         collection: &str,
         op: ChangeOp,
         document: RawDocumentBuf,
+        at: ClusterTime,
     ) -> Result<(ChangeOp, RawDocumentBuf), ProducerError> {
         let Some(filter) = self.filters.get(collection) else {
             return Ok((op, document));
@@ -204,18 +206,23 @@ impl<'a> ChangeBatches<'a> {
             .ok_or_else(|| ProducerError::Follow {
                 detail: format!("a change of {collection:?} without a readable _id"),
             })?;
+        let failed = |e: mongodb::error::Error| ProducerError::Follow {
+            detail: format!(
+                "checking a change of {collection:?} against its filter: {}",
+                mongo_detail(&e)
+            ),
+        };
+        let mut session = source::clock::session_as_of(self.source.client(), Some(at))
+            .await
+            .map_err(failed)?;
         let matching = self
             .source
             .collection::<Document>(collection)
             .find_one(doc! { "$and": [{ "_id": id.clone() }, filter.clone()] })
             .projection(doc! { "_id": 1 })
+            .session(&mut session)
             .await
-            .map_err(|e| ProducerError::Follow {
-                detail: format!(
-                    "checking a change of {collection:?} against its filter: {}",
-                    mongo_detail(&e)
-                ),
-            })?;
+            .map_err(failed)?;
         if matching.is_some() {
             return Ok((op, document));
         }
@@ -269,13 +276,27 @@ impl<'a> ChangeBatches<'a> {
                 mongo_detail(&e)
             ),
         };
+        // As of the batch's newest change at least, whichever member answers.
+        let newest = changes
+            .iter()
+            .map(|c| c.version)
+            .max()
+            .map(|v| ClusterTime {
+                time: v.time,
+                increment: v.increment,
+            });
+        let mut session = source::clock::session_as_of(self.source.client(), newest)
+            .await
+            .map_err(failed)?;
         let matching: Vec<Document> = self
             .source
             .collection::<Document>(collection)
             .find(doc! { "$and": [{ "_id": { "$in": ids } }, filter.clone()] })
             .projection(doc! { "_id": 1 })
+            .session(&mut session)
             .await
             .map_err(failed)?
+            .stream(&mut session)
             .try_collect()
             .await
             .map_err(failed)?;
@@ -311,17 +332,23 @@ impl<'a> ChangeBatches<'a> {
         &self,
         collection: &str,
         id: Bson,
+        at: ClusterTime,
     ) -> Result<Option<RawDocumentBuf>, ProducerError> {
+        let failed = |e: mongodb::error::Error| ProducerError::Follow {
+            detail: format!(
+                "reading a large document of {collection:?} again: {}",
+                mongo_detail(&e)
+            ),
+        };
+        let mut session = source::clock::session_as_of(self.source.client(), Some(at))
+            .await
+            .map_err(failed)?;
         self.source
             .collection::<RawDocumentBuf>(collection)
             .find_one(doc! { "_id": id })
+            .session(&mut session)
             .await
-            .map_err(|e| ProducerError::Follow {
-                detail: format!(
-                    "reading a large document of {collection:?} again: {}",
-                    mongo_detail(&e)
-                ),
-            })
+            .map_err(failed)
     }
 
     /// Publishes every pending batch, waits for the stream to acknowledge them all,

@@ -1739,6 +1739,32 @@ async fn a_replica_set_failing_over_twice_loses_and_duplicates_nothing() -> Resu
     run.finish().await
 }
 
+/// Reading from secondaries (`readPreference=secondary` in the producer's URI: no read
+/// of the migration goes to the primary) on a three-member replica set, with a random
+/// writer on the primary throughout: the snapshot in two readers' ranges, each read as
+/// of the run's start position on whichever secondary serves it (so none misses a
+/// document written before it), and the change stream; after cutover every document
+/// equals its row.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn reading_from_secondaries_loses_nothing() -> Result<()> {
+    let replica_set = e2e::private::PrivateReplicaSet::start("secondaries").await?;
+    let mut services = e2e::Services::shared();
+    // The test itself reads the primary; the migration's processes, the secondaries.
+    services.mongodb_uri = replica_set.uri();
+    services.env.push((
+        "MONGODB_URI".to_string(),
+        format!("{}&readPreference=secondary", replica_set.uri()),
+    ));
+    let env = TestEnv::on("live_secondaries", services).await?;
+    let run = Scenario::start(env, 20_000, false, &[("READERS", "2")], &[]).await?;
+    run.until_landed(true, 3, "snapshot batches to land")
+        .await?;
+    run.until_landed(false, 3, "change batches to land").await?;
+    run.finish().await?;
+    drop(replica_set);
+    Ok(())
+}
+
 /// A three-node NATS JetStream cluster, the run's streams and buckets at three
 /// replicas (`--stream-replicas 3`), a random writer throughout: one node is killed
 /// during the snapshot, another while changes flow, then the stream's leader; each
