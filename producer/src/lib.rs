@@ -337,7 +337,8 @@ async fn run_collections(
         filters: Arc::new(filters),
         metrics,
         throttle: Arc::new(throttle::Throttle::new(max_read_rate)),
-        as_of: start.as_ref().map(|start| start.cluster_time),
+        // Every operation before the start position: the snapshot must hold them all.
+        as_of: start.as_ref().map(|start| start.cluster_time.just_before()),
     };
     // `--concurrency` collections at once; each records its totals when it is done.
     let published = futures::stream::iter(estimates.iter().map(|(name, estimated)| {

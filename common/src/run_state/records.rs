@@ -132,6 +132,24 @@ pub struct ClusterTime {
     pub increment: u32,
 }
 
+impl ClusterTime {
+    /// The cluster time just before this one: the newest an operation before it can
+    /// have. A change stream's start position is one past the last operation it leaves
+    /// out, a time the server may not have reached yet (and refuses to read after).
+    pub fn just_before(self) -> ClusterTime {
+        match self.increment {
+            0 => ClusterTime {
+                time: self.time.saturating_sub(1),
+                increment: u32::MAX,
+            },
+            increment => ClusterTime {
+                time: self.time,
+                increment: increment - 1,
+            },
+        }
+    }
+}
+
 /// Where a followed run's change stream starts: taken once, before the first snapshot
 /// batch, and never again (a rerun resumes from it or from the checkpoint).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
