@@ -269,6 +269,11 @@ async fn status_watch_refreshes_the_status_with_its_rates() {
     })
     .await;
     wait_for("a complete reading", |s| s.contains("status: complete")).await;
+    // A fast run is over in three readings: one more shows the watch goes on.
+    wait_for("a reading after the run completed", |s| {
+        s.matches("status: complete").count() >= 2
+    })
+    .await;
     let pid = watch.id().expect("pid").to_string();
     let _ = std::process::Command::new("kill")
         .args(["-TERM", &pid])
