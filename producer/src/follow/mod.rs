@@ -7,6 +7,7 @@
 //!   order, cut into change batches per collection and published; once the stream has
 //!   acknowledged them all, the checkpoint (resume token, versions) moves.
 //! - [`batches`]: the change batches being filled, cut by count and bytes.
+//! - [`known`]: the collections a followed run takes, and those that join it.
 //!
 //! The pipeline and reading one raw event are `source::change`.
 //!
@@ -17,6 +18,7 @@
 //! and lands once (see the consumer's landing).
 
 mod batches;
+mod known;
 mod start;
 mod stream;
 

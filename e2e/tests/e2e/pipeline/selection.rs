@@ -204,17 +204,7 @@ async fn include_and_exclude_patterns_take_exactly_the_matching_collections() ->
         .stdout(Stdio::null())
         .stderr(Stdio::null())
         .spawn()?;
-    let started = tokio::time::Instant::now();
-    loop {
-        let (code, text) = env
-            .mongo2pg_report("r2", &["cutover", "--timeout", "60s", "--no-finish"])
-            .await?;
-        if code == Some(0) {
-            break;
-        }
-        ensure!(started.elapsed() < LIMIT, "first cutover: {text}");
-        tokio::time::sleep(Duration::from_millis(300)).await;
-    }
+    first_cutover(&env, "r2").await?;
     ops.collection("logs_7")
         .insert_many((0..4).map(|n| doc! { "_id": n, "from": "logs_7" }))
         .await?;
@@ -310,17 +300,7 @@ async fn every_database_is_read_and_one_created_later_is_followed() -> Result<()
         .stdout(Stdio::null())
         .stderr(Stdio::null())
         .spawn()?;
-    let started = tokio::time::Instant::now();
-    loop {
-        let (code, text) = env
-            .mongo2pg_report("all", &["cutover", "--timeout", "60s", "--no-finish"])
-            .await?;
-        if code == Some(0) {
-            break;
-        }
-        ensure!(started.elapsed() < LIMIT, "first cutover: {text}");
-        tokio::time::sleep(Duration::from_millis(300)).await;
-    }
+    first_cutover(&env, "all").await?;
     // A change in a database read from the start, and a database that is new.
     client
         .database("shop")
@@ -417,4 +397,20 @@ async fn every_database_is_read_and_one_created_later_is_followed() -> Result<()
     drop(env);
     drop(mongo);
     Ok(())
+}
+
+/// The first `cutover` of a followed run that has just started: asked again until the
+/// run exists and its snapshot has landed.
+async fn first_cutover(env: &TestEnv, run: &str) -> Result<()> {
+    let started = tokio::time::Instant::now();
+    loop {
+        let (code, text) = env
+            .mongo2pg_report(run, &["cutover", "--timeout", "60s", "--no-finish"])
+            .await?;
+        if code == Some(0) {
+            return Ok(());
+        }
+        ensure!(started.elapsed() < LIMIT, "first cutover: {text}");
+        tokio::time::sleep(Duration::from_millis(300)).await;
+    }
 }
