@@ -356,7 +356,9 @@ def measure_baseline(args, env, runs):
 
 def main():
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--docs", type=int, default=1_000_000)
+    parser.add_argument("--docs", default="1000000",
+                        help="comma-separated collection sizes: with two (1000000,10000000), the report "
+                             "gives the larger's rate against the smaller's (the scale aim)")
     parser.add_argument("--consumers", type=int, default=4)
     parser.add_argument("--shapes", default="users,flat", help="comma-separated: users, flat")
     parser.add_argument("--out", default=os.path.join(ROOT, "target", "bench-results.json"))
@@ -372,8 +374,13 @@ def main():
     env = target_env(args)
 
     results = {"machine": machine(), "started": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()), "runs": []}
-    for shape in args.shapes.split(","):
-        results["runs"].append(run_shape(shape.strip(), args, env, args.bin_dir))
+    sizes = [int(d) for d in str(args.docs).split(",")]
+    for size in sizes:
+        args.docs = size
+        for shape in args.shapes.split(","):
+            results["runs"].append(run_shape(shape.strip(), args, env, args.bin_dir))
+    # Tracing and the baseline are measured at the first size.
+    args.docs = sizes[0]
     if args.trace:
         results["tracing"] = measure_tracing(args, env, results["runs"][0])
     if args.baseline:
@@ -392,6 +399,22 @@ def main():
               f"{r['mb_per_s']:>6} {r['psql_copy_seconds']:>7.2f} {r['ratio_to_psql_copy']:>6.3f} "
               f"{r['our_cpu_us_per_doc']:>7.1f} {r['producer']['peak_rss_mib']:>8} "
               f"{max(c['peak_rss_mib'] for c in r['consumers_detail']):>8}  {infra}")
+    for r in results["runs"]:
+        print(f"aim: {r['shape']} end to end >= 1.0x psql \\copy ({r['documents']} documents): "
+              f"{r['ratio_to_psql_copy']:.2f}x, {'met' if r['ratio_to_psql_copy'] >= 1.0 else 'not met'}")
+    by_shape = {}
+    for r in results["runs"]:
+        by_shape.setdefault(r["shape"], []).append(r)
+    for shape, runs in by_shape.items():
+        if len(runs) >= 2:
+            small, large = min(runs, key=lambda r: r["documents"]), max(runs, key=lambda r: r["documents"])
+            scale = large["docs_per_s"] / small["docs_per_s"]
+            growth = {name: large[name]["peak_rss_mib"] / small[name]["peak_rss_mib"] for name in ("producer",)}
+            consumer_growth = (max(c["peak_rss_mib"] for c in large["consumers_detail"])
+                               / max(c["peak_rss_mib"] for c in small["consumers_detail"]))
+            print(f"aim: {shape} at {large['documents']} documents >= 0.95x the rate at {small['documents']}: "
+                  f"{scale:.2f}x, {'met' if scale >= 0.95 else 'not met'}; peak RSS x{growth['producer']:.2f} "
+                  f"(producer), x{consumer_growth:.2f} (consumers)")
     for r in results["runs"]:
         print(f"mongo2pg status on the {r['documents']}-document {r['shape']} run: {r['status_seconds']:.2f} s "
               f"(metadata count), {r['status_exact_seconds']:.2f} s with --exact (counted)")

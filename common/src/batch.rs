@@ -233,28 +233,40 @@ impl BatchId {
     /// The id of a batch: a hash of its run, collection and documents, so the same
     /// batch published again has the same id and is dropped by the stream's dedupe
     /// window or skipped by the ledger.
+    ///
+    /// The hashed bytes are the run, the collection and each document, each behind its
+    /// length. They are laid out in one buffer and hashed in one call: BLAKE3 hashes a
+    /// long input many 1 KiB chunks at a time with SIMD, where one small call per
+    /// document went 64 bytes at a time (12% of the producer's CPU on small documents).
+    /// The hash is that of the same bytes either way, so ids do not change.
     pub fn compute(run: &str, collection: &str, docs: &[Doc<'_>]) -> Self {
-        let mut hasher = blake3::Hasher::new();
+        let framed = |doc: &Doc<'_>| match doc {
+            Doc::Inline(bytes) => 9 + bytes.len(),
+            Doc::Blob { name, .. } => 9 + name.len(),
+        };
+        let mut input = Vec::with_capacity(
+            16 + run.len() + collection.len() + docs.iter().map(framed).sum::<usize>(),
+        );
         for part in [run.as_bytes(), collection.as_bytes()] {
-            hasher.update(&(part.len() as u64).to_le_bytes());
-            hasher.update(part);
+            input.extend_from_slice(&(part.len() as u64).to_le_bytes());
+            input.extend_from_slice(part);
         }
         for doc in docs {
             match doc {
                 Doc::Inline(bytes) => {
-                    hasher.update(b"i");
-                    hasher.update(&(bytes.len() as u64).to_le_bytes());
-                    hasher.update(bytes);
+                    input.push(b'i');
+                    input.extend_from_slice(&(bytes.len() as u64).to_le_bytes());
+                    input.extend_from_slice(bytes);
                 }
                 Doc::Blob { name, len } => {
-                    hasher.update(b"b");
-                    hasher.update(&len.to_le_bytes());
-                    hasher.update(name.as_bytes());
+                    input.push(b'b');
+                    input.extend_from_slice(&len.to_le_bytes());
+                    input.extend_from_slice(name.as_bytes());
                 }
             }
         }
         // 128 bits: collisions are out of reach for any number of batches.
-        let hash = hasher.finalize();
+        let hash = blake3::hash(&input);
         BatchId(hash.to_hex()[..32].to_string())
     }
 }
@@ -347,6 +359,11 @@ impl BatchBuilder {
         self.docs.is_empty()
     }
 
+    /// The documents pushed since the last take.
+    pub fn docs(&self) -> &[Doc<'static>] {
+        &self.docs
+    }
+
     /// What `doc` adds to the encoded envelope, at most.
     fn size(&self, doc: &Doc<'_>) -> usize {
         self.limits.per_doc
@@ -381,6 +398,35 @@ mod tests {
         assert_eq!(decoded, envelope);
         assert!(matches!(decoded.docs[0], Doc::Inline(Cow::Borrowed(_))));
         assert!(matches!(decoded.collection, Cow::Borrowed(_)));
+    }
+
+    /// Batch ids are compared across builds (a producer of a newer build resuming a
+    /// run, the stream's duplicate window, the ledger): this pins the bytes hashed.
+    #[test]
+    fn batch_id_is_the_hash_of_the_framed_run_collection_and_documents() {
+        let docs = vec![
+            inline(3000, 7),
+            Doc::Blob {
+                name: "blob-name".to_string(),
+                len: 9,
+            },
+            inline(0, 0),
+        ];
+        let mut hasher = blake3::Hasher::new();
+        for part in [&b"run-1"[..], b"users"] {
+            hasher.update(&(part.len() as u64).to_le_bytes());
+            hasher.update(part);
+        }
+        hasher.update(b"i");
+        hasher.update(&3000u64.to_le_bytes());
+        hasher.update(&[7; 3000]);
+        hasher.update(b"b");
+        hasher.update(&9u64.to_le_bytes());
+        hasher.update(b"blob-name");
+        hasher.update(b"i");
+        hasher.update(&0u64.to_le_bytes());
+        let expected = hasher.finalize().to_hex()[..32].to_string();
+        assert_eq!(BatchId::compute("run-1", "users", &docs).0, expected);
     }
 
     #[test]

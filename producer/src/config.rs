@@ -104,16 +104,24 @@ pub struct RunConfig {
     #[arg(long, env = "MAX_READ_RATE")]
     pub max_read_rate: Option<crate::throttle::ReadRate>,
 
-    /// Readers per collection: above 1, the collection is split into `_id` ranges (a
-    /// few per reader, planned from a `$sample` of `_id`s and recorded once per run)
-    /// that this many tasks read and publish at once, each range with its own
-    /// checkpoint.
+    /// Reading tasks per collection in this process. A collection is read in `_id`
+    /// ranges (see --range-docs; four per reader at least with several, planned once
+    /// per run and shared by every producer of the run through leases), each range
+    /// under its own checkpoint; this many tasks of this process read ranges at once.
     #[arg(long, env = "READERS", default_value = "1")]
     pub readers: NonZeroUsize,
 
-    /// How ranges are planned with --readers above 1: `auto` tries the server's
-    /// splitVector (needs its privilege), then a $sample of _ids, then arithmetic
-    /// between the smallest and largest _id.
+    /// Documents per `_id` range (by MongoDB's estimate): a collection is split into
+    /// ranges of about this size whatever --readers, so every producer of a run shares
+    /// its ranges. With one reader, a collection of at most this many is read in one
+    /// pass (no lease: a second producer reaching it at once reads it too, and the
+    /// stream drops its batches as duplicates).
+    #[arg(long, env = "RANGE_DOCS", default_value = "100000")]
+    pub range_docs: std::num::NonZeroU64,
+
+    /// How ranges are planned: `auto` tries a $sample of _ids, then the server's
+    /// splitVector (needs its privilege, and walks the whole _id index), then
+    /// arithmetic between the smallest and largest _id.
     #[arg(long, env = "PLANNER", value_enum, default_value = "auto")]
     pub planner: source::ranges::Planner,
 

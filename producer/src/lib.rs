@@ -7,6 +7,7 @@
 //! - [`collection`]: one collection, whole or in ranges.
 //! - [`part`]: one part of a collection, page to batch to publish, with its checkpoint.
 //! - [`range_readers`]: reading a collection's ranges with several tasks and processes.
+//! - `read_ahead`: reading the next cursor reply while the last one is published.
 //! - [`ranges`]: a collection's `_id` ranges, planned once per run and recorded.
 //! - [`lease`]: leases on ranges and on following, shared by several producers.
 //! - [`progress`]: the progress bar on a terminal.
@@ -19,7 +20,9 @@
 //! Reading MongoDB (connecting, paging, planning ranges, change events) is the
 //! `source` library; the commands a person runs are the `mongo2pg` binary.
 //!
-//! Data path: `pager` → raw BSON bytes → `BatchBuilder` (count and byte limits; large
+//! Data path: `_id` ranges (`ranges`, `range_readers`; one pass for a collection of one
+//! range) → `read_ahead` (a reply ahead of the publishing, raw BSON as MongoDB sent it)
+//! → `BatchBuilder` (count and byte limits; large
 //! documents to the object store) → msgpack `Envelope` → `publisher` → PubAck →
 //! checkpoint in the key-value bucket → manifest totals when the collection ends.
 #![warn(unreachable_pub, missing_docs)]
@@ -37,6 +40,7 @@ mod progress;
 mod publisher;
 mod range_readers;
 mod ranges;
+mod read_ahead;
 mod retry;
 pub mod throttle;
 

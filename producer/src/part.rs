@@ -5,7 +5,7 @@
 use std::borrow::Cow;
 use std::time::{Duration, Instant};
 
-use bson::{Bson, RawDocumentBuf};
+use bson::{Bson, RawDocument, RawDocumentBuf};
 use common::batch::{BatchBuilder, BatchLimits, Doc, Envelope};
 use common::blob;
 use common::broker::Broker;
@@ -14,6 +14,7 @@ use common::run_state::Checkpoint;
 use crate::context::RunContext;
 use crate::error::ProducerError;
 use crate::publisher::Publisher;
+use crate::read_ahead::{ReadAhead, Reader};
 use crate::retry::{pause, ATTEMPTS};
 use source::pager::Pager;
 use source::ranges::{self, Range, RangePager};
@@ -123,7 +124,8 @@ pub(crate) async fn publish_part(
             complete: false,
             ..checkpoint
         },
-        last_pushed: None,
+        last_published: None,
+        last_blob_id: None,
         batch_span: None,
         // Ranges read at once would draw over each other: they log instead.
         progress_bar: if ranged {
@@ -153,7 +155,7 @@ pub(crate) async fn publish_part(
             .as_of(*as_of),
         )),
     };
-    let mut pager = open(last_id.as_ref());
+    let mut reader = ReadAhead::start(open(last_id.as_ref()));
     let mut read_failures = 0;
     let started = Instant::now();
     let mut last_report = Instant::now();
@@ -165,7 +167,7 @@ pub(crate) async fn publish_part(
             batches.publisher.finish().await?;
             return Err(ProducerError::Interrupted);
         }
-        let next = match pager.next().await {
+        let next = match reader.next().await {
             Ok(next) => next,
             // A replica set electing a new primary, a network blip: read again after
             // the last document taken (it is in the batch being filled, or published).
@@ -174,27 +176,28 @@ pub(crate) async fn publish_part(
                 tracing::warn!(collection = %name, attempt = read_failures, error = %mongo_detail(&e),
                     "reading MongoDB failed; reading again after the last document read");
                 tokio::time::sleep(pause(read_failures)).await;
-                pager = open(batches.last_pushed.as_ref().or(last_id.as_ref()));
+                let after = batches.last_read().or_else(|| last_id.clone());
+                reader = ReadAhead::start(open(after.as_ref()));
                 continue;
             }
             Err(e) => {
                 return Err(SourceError::Read {
                     collection: name.to_string(),
-                    detail: match &pager {
-                        Reader::Whole(_) => mongo_detail(&e),
-                        Reader::Range(range) => {
-                            format!("{}: {}", range.describe(), mongo_detail(&e))
-                        }
+                    detail: match reader.describe() {
+                        None => mongo_detail(&e),
+                        Some(range) => format!("{range}: {}", mongo_detail(&e)),
                     },
                     failure: ReadFailure::of(&e),
                 }
                 .into())
             }
         };
-        let Some(document) = next else { break };
+        let Some(mut reply) = next else { break };
         read_failures = 0;
-        throttle.read(document.as_bytes().len()).await;
-        batches.add(document).await?;
+        while let Some(document) = reply.next_document() {
+            throttle.read(document.as_bytes().len()).await;
+            batches.add(document).await?;
+        }
         if batches.progress_bar.is_none() && last_report.elapsed() >= PROGRESS_EVERY {
             last_report = Instant::now();
             let done = batches.progress.documents;
@@ -229,21 +232,6 @@ pub(crate) async fn publish_part(
     Ok(summary(name, &progress, published.duplicates, resumed))
 }
 
-/// The documents of one part, in `_id` order.
-enum Reader {
-    Whole(Box<Pager>),
-    Range(Box<RangePager>),
-}
-
-impl Reader {
-    async fn next(&mut self) -> mongodb::error::Result<Option<RawDocumentBuf>> {
-        match self {
-            Reader::Whole(pager) => pager.next().await,
-            Reader::Range(pager) => pager.next().await,
-        }
-    }
-}
-
 pub(crate) fn summary(
     name: &str,
     progress: &Checkpoint,
@@ -269,26 +257,35 @@ struct Batches<'a> {
     builder: BatchBuilder,
     publisher: Publisher,
     progress: Checkpoint,
-    /// `_id` of the last document added: the checkpoint of the batch it closes.
-    last_pushed: Option<Bson>,
+    /// `_id` of the last document published: where the checkpoint stands.
+    last_published: Option<Bson>,
+    /// `_id` of the last document sent through the object store, the only one whose
+    /// `_id` the batch does not hold.
+    last_blob_id: Option<Bson>,
     /// The trace of the batch being filled, and its `page` child (reading from MongoDB).
     batch_span: Option<(tracing::Span, tracing::Span)>,
     progress_bar: Option<indicatif::ProgressBar>,
     metrics: &'a crate::metrics::Metrics,
 }
 
+/// A document's `_id`, read when a batch closes (not for every document).
+fn id_of(document: &RawDocument) -> Option<Bson> {
+    document
+        .get("_id")
+        .ok()
+        .flatten()
+        .and_then(|id| Bson::try_from(id).ok())
+}
+
 impl Batches<'_> {
-    async fn add(&mut self, document: RawDocumentBuf) -> Result<(), ProducerError> {
-        let id = document
-            .get("_id")
-            .ok()
-            .flatten()
-            .and_then(|id| Bson::try_from(id).ok());
-        let bytes = document.into_bytes();
+    async fn add(&mut self, document: &RawDocument) -> Result<(), ProducerError> {
+        let bytes = document.as_bytes();
         let doc = if self.limits.fits_inline(bytes.len()) {
-            Doc::Inline(Cow::Owned(bytes))
+            Doc::Inline(Cow::Owned(bytes.to_vec()))
         } else {
-            self.store_blob(bytes).await?
+            let blob = self.store_blob(bytes.to_vec()).await?;
+            self.last_blob_id = id_of(document);
+            blob
         };
         if self.builder.would_overflow(&doc) {
             self.flush().await?;
@@ -297,11 +294,27 @@ impl Batches<'_> {
             self.batch_span = Some(self.start_batch_span());
         }
         self.builder.push(doc);
-        self.last_pushed = id;
         if self.builder.is_full() {
             self.flush().await?;
         }
         Ok(())
+    }
+
+    /// `_id` of the last document in `docs`.
+    fn last_id(&self, docs: &[Doc<'_>]) -> Option<Bson> {
+        match docs.last()? {
+            Doc::Inline(bytes) => id_of(RawDocument::from_bytes(bytes).ok()?),
+            Doc::Blob { .. } => self.last_blob_id.clone(),
+        }
+    }
+
+    /// `_id` of the last document read: in the batch being filled, or published.
+    fn last_read(&self) -> Option<Bson> {
+        if self.builder.is_empty() {
+            self.last_published.clone()
+        } else {
+            self.last_id(self.builder.docs())
+        }
     }
 
     /// A document larger than a message goes to the object store, named by its hash.
@@ -353,6 +366,9 @@ impl Batches<'_> {
         page_span.record("documents", docs.len());
         drop(page_span);
         let count = docs.len() as u64;
+        if let Some(id) = self.last_id(&docs) {
+            self.last_published = Some(id);
+        }
         let seq = self.progress.batches;
         let envelope = Envelope::new(self.run, self.name, seq, docs);
         let payload = envelope.encode();
@@ -361,8 +377,11 @@ impl Batches<'_> {
         self.progress.bytes += payload.len() as u64;
         self.metrics
             .published(self.name, count, payload.len() as u64);
-        self.progress.last_id = self.last_pushed.clone().map(Bson::into_canonical_extjson);
-        self.progress.last_id_bson = self.last_pushed.clone().map(ranges::encode);
+        self.progress.last_id = self
+            .last_published
+            .clone()
+            .map(Bson::into_canonical_extjson);
+        self.progress.last_id_bson = self.last_published.clone().map(ranges::encode);
         let batch_id = envelope.batch_id.into_owned();
         batch_span.record("batch_id", batch_id.as_str());
         batch_span.record("documents", count);

@@ -16,25 +16,18 @@ use crate::lease;
 use crate::part::{publish_part, summary, CollectionSummary, Part};
 use source::ranges::Range;
 
-/// Publishes the collection's ranges with `--readers` tasks. Each task claims a range
-/// not yet complete and not leased by another producer (of this process or another),
-/// reads it from its checkpoint, and takes the next, until every range is complete:
-/// ranges leased elsewhere are waited for, and taken over if their lease expires. Then
-/// the collection's checkpoint holds the ranges' totals, complete.
+/// Publishes the collection's `ranges` with `--readers` tasks. Each task claims a
+/// range not yet complete and not leased by another producer (of this process or
+/// another), reads it from its checkpoint, and takes the next, until every range is
+/// complete: ranges leased elsewhere are waited for, and taken over if their lease
+/// expires. Then the collection's checkpoint holds the ranges' totals, complete.
 pub(crate) async fn publish_ranges(
     ctx: &RunContext,
     name: &str,
+    ranges: Vec<Range>,
     estimated: u64,
 ) -> Result<CollectionSummary, ProducerError> {
     let readers = ctx.config.readers.get();
-    let ranges = crate::ranges::ranges(
-        &ctx.source.collection(name),
-        &ctx.state,
-        readers,
-        ctx.config.planner,
-        estimated,
-    )
-    .await?;
     let count = ranges.len();
     // No more readers than ranges: a reader without a range has nothing to do, and a
     // huge --readers spawned a task each (1.6 GB in 12 s, deaf to SIGTERM).

@@ -14,6 +14,7 @@ pub(crate) async fn ranges(
     collection: &Collection<Document>,
     state: &RunState,
     readers: usize,
+    range_docs: u64,
     planner: Planner,
     estimated: u64,
 ) -> Result<Vec<Range>, ProducerError> {
@@ -21,7 +22,7 @@ pub(crate) async fn ranges(
     let plan = match state.plan(name).await? {
         Some(plan) => plan,
         None => {
-            let planned = ranges::plan(collection, readers, planner, estimated).await?;
+            let planned = ranges::plan(collection, readers, range_docs, planner, estimated).await?;
             let planned = RangePlan {
                 boundaries: planned.boundaries.into_iter().map(ranges::encode).collect(),
                 method: planned.method.to_string(),

@@ -8,6 +8,7 @@
 //! - [`error`]: why a read failed, and whether it passes (by the driver's codes).
 //! - [`pager`]: a collection in `_id` order across BSON type brackets, resumably.
 //! - [`ranges`]: planning `_id` ranges and reading one.
+//! - [`reply`]: one cursor reply's documents, read in place.
 //! - [`change`]: the change stream's pipeline and one raw change event.
 //! - [`clock`]: the cluster time now and the oplog's window.
 #![warn(unreachable_pub, missing_docs)]
@@ -20,6 +21,7 @@ pub mod error;
 pub mod namespace;
 pub mod pager;
 pub mod ranges;
+pub mod reply;
 pub mod selection;
 
 pub use client::{collections, connect, not_in_run, shutdown};

@@ -12,7 +12,10 @@
 
 use bson::{doc, Bson, Document, RawDocumentBuf};
 use common::run_state::ClusterTime;
-use mongodb::{ClientSession, Collection, SessionCursor};
+use mongodb::raw_batch_cursor::SessionRawBatchCursor;
+use mongodb::{ClientSession, Collection};
+
+use crate::reply::{self, Reply};
 
 /// MongoDB's canonical sort order of BSON types (`canonicalizeBSONType` in the server):
 /// types of equal rank compare with each other, and ranks sort in this order. Arrays
@@ -96,8 +99,10 @@ pub struct Pager {
     /// Read as of this cluster time at least (see [`crate::clock::session_as_of`]).
     as_of: Option<ClusterTime>,
     session: Option<ClientSession>,
-    cursor: Option<SessionCursor<RawDocumentBuf>>,
+    cursor: Option<SessionRawBatchCursor>,
     cursor_batch: u32,
+    /// The reply [`Pager::next`] takes documents from.
+    current: Option<Reply>,
 }
 
 impl Pager {
@@ -117,6 +122,7 @@ impl Pager {
             session: None,
             cursor: None,
             cursor_batch,
+            current: None,
         }
     }
 
@@ -130,9 +136,23 @@ impl Pager {
     /// The next document, or `None` at the end of the collection.
     pub async fn next(&mut self) -> mongodb::error::Result<Option<RawDocumentBuf>> {
         loop {
+            if let Some(document) = self.current.as_mut().and_then(Reply::next_document) {
+                return Ok(Some(document.to_owned()));
+            }
+            match self.next_reply().await? {
+                Some(reply) => self.current = Some(reply),
+                None => return Ok(None),
+            }
+        }
+    }
+
+    /// The next reply's documents, or `None` at the end of the collection: what a
+    /// reader that copies each document once anyway takes, without the driver's copy.
+    pub async fn next_reply(&mut self) -> mongodb::error::Result<Option<Reply>> {
+        loop {
             if let (Some(cursor), Some(session)) = (self.cursor.as_mut(), self.session.as_mut()) {
-                if let Some(doc) = cursor.next(session).await.transpose()? {
-                    return Ok(Some(doc));
+                if let Some(reply) = reply::next_reply(cursor, session).await? {
+                    return Ok(Some(reply));
                 }
                 self.cursor = None;
             }
@@ -155,6 +175,7 @@ impl Pager {
                 .sort(doc! { "_id": 1 })
                 .batch_size(self.cursor_batch)
                 .session(&mut *session)
+                .batch()
                 .await?;
             self.cursor = Some(cursor);
         }

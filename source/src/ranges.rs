@@ -1,11 +1,12 @@
 //! Splitting a collection into `_id` ranges that several readers publish at once
 //! (`--readers N`).
 //!
-//! **Planning** ([`Planner`]): the server's `splitVector` on the `_id` index where the
-//! user may run it (boundaries of equal data size); otherwise `$sample` takes a few
-//! dozen `_id`s per range wanted, the server sorts them (in its canonical order, across
-//! BSON types) and every k-th becomes a boundary; otherwise, for `_id`s that are all
-//! numbers or all ObjectIds, evenly spaced values between the smallest and the largest.
+//! **Planning** ([`Planner`]): `$sample` takes a few dozen `_id`s per range wanted, the
+//! server sorts them (in its canonical order, across BSON types) and every k-th becomes
+//! a boundary; where it fails, the server's `splitVector` on the `_id` index where the
+//! user may run it (boundaries of equal data size, but it walks the whole index);
+//! otherwise, for `_id`s that are all numbers or all ObjectIds, evenly spaced values
+//! between the smallest and the largest.
 //! Any of them splits every type bracket in proportion to its size.
 //! The producer records the plan once per run, so a rerun reads the same ranges its
 //! checkpoints refer to.
@@ -20,9 +21,11 @@ use bson::{doc, Bson, Document, RawDocumentBuf};
 use common::run_state::ClusterTime;
 use futures::TryStreamExt;
 use mongodb::options::Hint;
-use mongodb::{ClientSession, Collection, SessionCursor};
+use mongodb::raw_batch_cursor::SessionRawBatchCursor;
+use mongodb::{ClientSession, Collection};
 
 use crate::error::{mongo_detail, ReadFailure, SourceError};
+use crate::reply::{self, Reply};
 
 /// Ranges per reader: more ranges than readers keeps every reader busy to the end when
 /// ranges turn out uneven.
@@ -48,7 +51,10 @@ pub struct Range {
 /// How a collection's range boundaries are found (`--planner`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
 pub enum Planner {
-    /// `splitVector`, then `$sample` where it is not allowed, then arithmetic.
+    /// `$sample`, then `splitVector` where it fails, then arithmetic. `$sample` first:
+    /// it reads a few dozen documents per range whatever the collection's size, where
+    /// `splitVector` walks the whole `_id` index (0.4 s of the server's time for
+    /// 1,000,000 documents, a third of reading them).
     Auto,
     /// The server's `splitVector` on the `_id` index: boundaries of equal data size.
     /// Needs the `splitVector` privilege (clusterManager, or a custom role).
@@ -69,18 +75,33 @@ pub struct Plan {
     pub method: &'static str,
 }
 
-/// Splits the collection into about `readers * RANGES_PER_READER` ranges.
+/// How many ranges a collection of about `estimated` documents is split into.
+///
+/// By its size first: a range of about `range_docs` documents, whoever plans it, so
+/// that every producer of a run finds ranges to share, whatever its own `--readers`.
+/// A planner with several readers asks for [`RANGES_PER_READER`] each at least, to
+/// keep them all busy to the end. Never below [`MIN_DOCS_PER_RANGE`] documents per
+/// range; a collection too small to split is one range.
+pub fn ranges_wanted(readers: usize, estimated: u64, range_docs: u64) -> usize {
+    let by_size = usize::try_from(estimated.div_ceil(range_docs.max(1))).unwrap_or(usize::MAX);
+    let at_most = usize::try_from(estimated / MIN_DOCS_PER_RANGE).unwrap_or(usize::MAX);
+    let for_readers = if readers > 1 {
+        readers.saturating_mul(RANGES_PER_READER)
+    } else {
+        1
+    };
+    by_size.max(for_readers).min(at_most).max(1)
+}
+
+/// Splits the collection into [`ranges_wanted`] ranges.
 pub async fn plan(
     collection: &Collection<Document>,
     readers: usize,
+    range_docs: u64,
     planner: Planner,
     estimated: u64,
 ) -> Result<Plan, SourceError> {
-    let by_size = usize::try_from(estimated / MIN_DOCS_PER_RANGE).unwrap_or(usize::MAX);
-    let wanted = readers
-        .saturating_mul(RANGES_PER_READER)
-        .min(by_size)
-        .max(1);
+    let wanted = ranges_wanted(readers, estimated, range_docs);
     let planned = |method: &'static str, boundaries: Vec<Bson>| Plan { boundaries, method };
     if wanted == 1 {
         return Ok(planned("one range", Vec::new()));
@@ -90,20 +111,20 @@ pub async fn plan(
         detail: format!("{doing} to plan ranges: {}", mongo_detail(&e)),
         failure: ReadFailure::of(&e),
     };
-    if matches!(planner, Planner::Auto | Planner::SplitVector) {
-        match split_vector(collection, wanted, estimated).await {
-            Ok(ids) => return Ok(planned("splitVector", ids)),
-            Err(e) if planner == Planner::SplitVector => return Err(failed("splitVector", e)),
-            Err(e) => tracing::info!(collection = %collection.name(), error = %mongo_detail(&e),
-                "splitVector is not available; planning ranges from a sample of _ids"),
-        }
-    }
     if matches!(planner, Planner::Auto | Planner::Sample) {
         match sample(collection, wanted).await {
             Ok(ids) => return Ok(planned("$sample", ids)),
             Err(e) if planner == Planner::Sample => return Err(failed("sampling _ids", e)),
             Err(e) => tracing::info!(collection = %collection.name(), error = %mongo_detail(&e),
-                "$sample is not available; planning ranges by arithmetic between the smallest and largest _id"),
+                "$sample is not available; planning ranges with splitVector"),
+        }
+    }
+    if matches!(planner, Planner::Auto | Planner::SplitVector) {
+        match split_vector(collection, wanted, estimated).await {
+            Ok(ids) => return Ok(planned("splitVector", ids)),
+            Err(e) if planner == Planner::SplitVector => return Err(failed("splitVector", e)),
+            Err(e) => tracing::info!(collection = %collection.name(), error = %mongo_detail(&e),
+                "splitVector is not available; planning ranges by arithmetic between the smallest and largest _id"),
         }
     }
     let ids = arithmetic(collection, wanted)
@@ -299,7 +320,7 @@ pub struct RangePager {
     /// Read as of this cluster time at least (see [`crate::clock::session_as_of`]).
     as_of: Option<ClusterTime>,
     session: Option<ClientSession>,
-    cursor: Option<SessionCursor<RawDocumentBuf>>,
+    cursor: Option<SessionRawBatchCursor>,
     cursor_batch: u32,
 }
 
@@ -347,8 +368,8 @@ impl RangePager {
         )
     }
 
-    /// The next document, or `None` at the end of the range.
-    pub async fn next(&mut self) -> mongodb::error::Result<Option<RawDocumentBuf>> {
+    /// The next reply's documents, or `None` at the end of the range.
+    pub async fn next_reply(&mut self) -> mongodb::error::Result<Option<Reply>> {
         if self.cursor.is_none() {
             let lower = self.resume_after.clone().or_else(|| self.range.min.clone());
             let mut find = self
@@ -369,27 +390,28 @@ impl RangePager {
                     crate::clock::session_as_of(self.collection.client(), self.as_of).await?,
                 ),
             };
-            self.cursor = Some(find.session(&mut *session).await?);
+            self.cursor = Some(find.session(&mut *session).batch().await?);
         }
         let (Some(cursor), Some(session)) = (self.cursor.as_mut(), self.session.as_mut()) else {
             return Ok(None);
         };
         loop {
-            let Some(doc) = cursor.next(session).await.transpose()? else {
+            let Some(mut reply) = reply::next_reply(cursor, session).await? else {
                 return Ok(None);
             };
             // `min` is inclusive: the document the checkpoint names was published.
             if let Some(last) = self.resume_after.take() {
-                let id = doc
-                    .get("_id")
-                    .ok()
-                    .flatten()
+                let first = reply
+                    .peek()
+                    .and_then(|doc| doc.get("_id").ok().flatten())
                     .and_then(|id| Bson::try_from(id).ok());
-                if id.as_ref() == Some(&last) {
-                    continue;
+                if first.as_ref() == Some(&last) {
+                    reply.next_document();
                 }
             }
-            return Ok(Some(doc));
+            if reply.remaining() > 0 {
+                return Ok(Some(reply));
+            }
         }
     }
 }
@@ -397,6 +419,21 @@ impl RangePager {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn ranges_follow_the_size_whatever_the_readers() {
+        // One reader: by size alone, so other producers find ranges to share.
+        assert_eq!(ranges_wanted(1, 1_000_000, 100_000), 10);
+        assert_eq!(ranges_wanted(1, 1_000_001, 100_000), 11);
+        // Too small to split.
+        assert_eq!(ranges_wanted(1, 100_000, 100_000), 1);
+        assert_eq!(ranges_wanted(1, 0, 100_000), 1);
+        // Several readers: four each at least, never under 1,000 documents a range.
+        assert_eq!(ranges_wanted(4, 1_000_000, 100_000), 16);
+        assert_eq!(ranges_wanted(4, 3_500, 100_000), 3);
+        assert_eq!(ranges_wanted(2, 10_000_000, 100_000), 100);
+        assert_eq!(ranges_wanted(1, 5_000, 1_000), 5);
+    }
 
     #[test]
     fn boundaries_split_the_sample_evenly_without_repeats() {

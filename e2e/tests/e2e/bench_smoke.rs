@@ -268,7 +268,9 @@ async fn the_readers_benchmark_runs_and_reports_every_figure() {
     );
     assert!(
         stdout.contains("single-cursor scan")
-            && stdout.contains("--readers 2")
+            && stdout.contains("one pass, no ranges: ")
+            && stdout.contains("ranges, --readers 2: ")
+            && stdout.contains("aim: one range reader >= 0.9x the scan: ")
             && stdout.contains("--readers 2 --max-read-rate 10000: read at ")
             && stdout.contains("x the limit (aim: within 5%: "),
         "{stdout}"

@@ -98,7 +98,9 @@ fn producer_args() -> Vec<&'static str> {
 async fn mixed_id_types_split_into_ranges_land_exactly_once() -> Result<()> {
     let env = TestEnv::new("parallel").await?;
     seed(&env).await?;
-    let out = env.producer("r", &producer_args()).await?;
+    let mut args = producer_args();
+    args.extend(["--planner", "split-vector"]);
+    let out = env.producer("r", &args).await?;
     assert_success(&out, "producer");
     let (bounds, method) = plan_of(&env, COLLECTION).await?;
     ensure!(method == "splitVector", "planned by {method}");
@@ -116,7 +118,7 @@ async fn mixed_id_types_split_into_ranges_land_exactly_once() -> Result<()> {
     ensure!(digest.count == DOCS);
 
     // A rerun finds the collection published and publishes nothing again.
-    let again = env.producer("r", &producer_args()).await?;
+    let again = env.producer("r", &args).await?;
     assert_success(&again, "rerun");
     ensure!(
         String::from_utf8_lossy(&again.stdout).contains("(resumed)"),
@@ -335,5 +337,74 @@ async fn a_huge_readers_count_is_bounded_by_the_ranges() -> Result<()> {
     let landed = tokio::time::timeout(LIMIT, consumer.wait_with_output()).await??;
     assert_success(&landed, "consumer");
     assert_exact_copy(&env, COLLECTION).await?;
+    Ok(())
+}
+
+/// Ranges are the default: three producers started at once without `--readers` share
+/// the collection's ranges instead of each reading it whole (as they did: 3 × the
+/// documents read from MongoDB for one copy). MongoDB's profiler counts what was read:
+/// every document once, give or take a range's first reply that a producer reads as
+/// its lease is taken over (none here: nobody is killed).
+#[tokio::test(flavor = "multi_thread")]
+async fn producers_without_readers_share_the_collection() -> Result<()> {
+    let env = TestEnv::new("par_shared").await?;
+    seed(&env).await?;
+    env.db()
+        .run_command(
+            doc! { "profile": 2, "filter": { "ns": format!("{}.{COLLECTION}", env.db().name()) } },
+        )
+        .await?;
+    let spawn = || {
+        env.command("producer", "r")
+            .args([
+                "run",
+                "--collection",
+                COLLECTION,
+                "--range-docs",
+                "2000",
+                "--batch-size",
+                "250",
+            ])
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+    };
+    let producers = [spawn()?, spawn()?, spawn()?];
+    for producer in producers {
+        let output = tokio::time::timeout(LIMIT, producer.wait_with_output()).await??;
+        assert_success(&output, "producer");
+    }
+    env.db().run_command(doc! { "profile": 0 }).await?;
+    let profile = env.db().collection::<Document>("system.profile");
+    let mut read = 0i64;
+    // Finds and their getMores; the plan's `$sample` (an aggregate whose getMore
+    // returns sampled `_id`s, each producer planning at once) is not a read of the
+    // collection's documents.
+    let mut entries = profile
+        .find(doc! {
+            "ns": format!("{}.{COLLECTION}", env.db().name()),
+            "$or": [
+                { "op": "query" },
+                { "op": "getmore", "originatingCommand.find": { "$exists": true } },
+            ],
+        })
+        .await?;
+    while entries.advance().await? {
+        let entry = entries.deserialize_current()?;
+        read += entry
+            .get("nreturned")
+            .and_then(Bson::as_i32)
+            .map_or(0, i64::from);
+    }
+    ensure!(
+        read == DOCS as i64,
+        "{read} documents read from MongoDB for {DOCS}"
+    );
+    let (bounds, method) = plan_of(&env, COLLECTION).await?;
+    ensure!(method == "$sample", "planned by {method}");
+    ensure!(bounds.len() >= 7, "{} ranges", bounds.len() + 1);
+    env.run_consumers("r", 2, &[], LIMIT).await?;
+    let digest = assert_exact_copy(&env, COLLECTION).await?;
+    ensure!(digest.count == DOCS);
     Ok(())
 }
