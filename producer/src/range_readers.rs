@@ -7,13 +7,13 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use common::run_state::Checkpoint;
-use tokio::task::JoinSet;
+use tokio::task::{JoinHandle, JoinSet};
 use tracing::Instrument;
 
 use crate::context::RunContext;
 use crate::error::ProducerError;
 use crate::lease;
-use crate::part::{publish_part, summary, CollectionSummary, Part};
+use crate::part::{open_part, read_part, summary, CollectionSummary, OpenedPart, Part};
 use source::ranges::Range;
 
 /// Publishes the collection's `ranges` with `--readers` tasks. Each task claims a
@@ -36,6 +36,7 @@ pub(crate) async fn publish_ranges(
     let shared = Arc::new(RangeWork {
         ranges,
         taken: Mutex::new(HashSet::new()),
+        complete: Mutex::new(HashSet::new()),
         holder: lease::holder_id(),
     });
     // A reader that fails stops the others: the run ends with its error.
@@ -103,7 +104,26 @@ pub(crate) async fn publish_ranges(
 struct RangeWork {
     ranges: Vec<Range>,
     taken: Mutex<HashSet<usize>>,
+    /// Ranges known complete (a complete range stays so): not looked up again, so a
+    /// claim reads the checkpoints of the ranges left only.
+    complete: Mutex<HashSet<usize>>,
     holder: String,
+}
+
+impl RangeWork {
+    fn is_complete(&self, index: usize) -> bool {
+        self.complete.lock().is_ok_and(|done| done.contains(&index))
+    }
+
+    fn completed(&self, index: usize) {
+        if let Ok(mut done) = self.complete.lock() {
+            done.insert(index);
+        }
+    }
+
+    fn complete_count(&self) -> u64 {
+        self.complete.lock().map_or(0, |done| done.len() as u64)
+    }
 }
 
 /// How long a reader waits before looking again for a range to claim, while every
@@ -117,70 +137,243 @@ async fn read_ranges(
     work: &RangeWork,
     estimated: u64,
 ) -> Result<Vec<CollectionSummary>, ProducerError> {
+    let mut turn = Turn::default();
+    let read = claim_and_read(ctx, name, work, estimated, &mut turn).await;
+    // What reading stopped in the middle of (an error) is ended all the same: a range
+    // still being acknowledged is waited for, a range opened ahead is given back. The
+    // first error is the one told.
+    if let Some(pending) = turn.finishing {
+        let _ = settle(pending, work, &ctx.shutdown, &mut Vec::new()).await;
+    }
+    if let Some(ahead) = turn.ahead {
+        ahead.give_back(work).await;
+    }
+    read
+}
+
+/// The ranges a reader holds besides the one it reads: the one before, still being
+/// acknowledged, and the one after, opened ahead.
+#[derive(Default)]
+struct Turn {
+    finishing: Option<Finishing>,
+    ahead: Option<Claimed>,
+}
+
+/// A range this reader holds the lease of, its reading begun.
+struct Claimed {
+    index: usize,
+    held: lease::Held,
+    /// Its context: stopped when the lease is lost.
+    ctx: RunContext,
+    opened: OpenedPart,
+}
+
+impl Claimed {
+    /// Releases the range unread (its lease, and this process's claim).
+    async fn give_back(self, work: &RangeWork) {
+        self.held.release().await;
+        release(work, self.index);
+    }
+}
+
+/// Claims and opens the next range to read: `None` when none can be claimed now, with
+/// how many ranges are left (not complete; counted only then).
+async fn claim_next(
+    ctx: &RunContext,
+    name: &str,
+    work: &RangeWork,
+) -> Result<(Option<Claimed>, u64), ProducerError> {
     let (state, stop) = (&ctx.state, &ctx.shutdown);
+    let mut left = 0;
+    let mut claimed = None;
+    for range in &work.ranges {
+        if work.is_complete(range.index) {
+            continue;
+        }
+        let key = common::naming::range_part(name, range.index);
+        if state.checkpoint(&key).await?.is_some_and(|c| c.complete) {
+            work.completed(range.index);
+            continue;
+        }
+        left += 1;
+        // Taken by another reader of this process (same holder): not ours to claim.
+        let mine = work
+            .taken
+            .lock()
+            .map(|mut taken| taken.insert(range.index))
+            .unwrap_or(false);
+        if !mine {
+            continue;
+        }
+        let lost = stop.child_token();
+        match lease::claim(state, name, range.index, &work.holder, lost.clone()).await {
+            Ok(Some(held)) => {
+                claimed = Some((range.clone(), held, lost));
+                break;
+            }
+            other => {
+                release(work, range.index);
+                other?;
+            }
+        }
+    }
+    let total = work.ranges.len() as u64;
+    ctx.metrics.ranges(name, total, work.complete_count());
+    let Some((range, held, lost)) = claimed else {
+        return Ok((None, left));
+    };
+    let index = range.index;
+    let range_ctx = RunContext {
+        shutdown: lost,
+        ..ctx.clone()
+    };
+    match open_part(&range_ctx, name, Part::Range(Box::new(range))).await {
+        Ok(opened) => Ok((
+            Some(Claimed {
+                index,
+                held,
+                ctx: range_ctx,
+                opened,
+            }),
+            left,
+        )),
+        Err(err) => {
+            held.release().await;
+            release(work, index);
+            Err(err)
+        }
+    }
+}
+
+/// Claims ranges one after the other and reads each. The range before is acknowledged
+/// while the next is read, and the range after is claimed and opened once this one's
+/// last document is read: at the turn from one range to the next, MongoDB has the next
+/// range's replies to read and the stream the last range's batches to acknowledge.
+async fn claim_and_read(
+    ctx: &RunContext,
+    name: &str,
+    work: &RangeWork,
+    estimated: u64,
+    turn: &mut Turn,
+) -> Result<Vec<CollectionSummary>, ProducerError> {
+    let stop = &ctx.shutdown;
     let mut published = Vec::new();
     loop {
-        let mut left = 0;
-        let mut claimed = None;
-        for range in &work.ranges {
-            let key = common::naming::range_part(name, range.index);
-            if state.checkpoint(&key).await?.is_some_and(|c| c.complete) {
-                continue;
-            }
-            left += 1;
-            // Taken by another reader of this process (same holder): not ours to claim.
-            let mine = work
-                .taken
-                .lock()
-                .map(|mut taken| taken.insert(range.index))
-                .unwrap_or(false);
-            if !mine {
-                continue;
-            }
-            let lost = stop.child_token();
-            match lease::claim(state, name, range.index, &work.holder, lost.clone()).await {
-                Ok(Some(held)) => {
-                    claimed = Some((range.clone(), held, lost));
-                    break;
-                }
-                other => {
-                    if let Ok(mut taken) = work.taken.lock() {
-                        taken.remove(&range.index);
+        let current = match turn.ahead.take() {
+            Some(ahead) => ahead,
+            None => match claim_next(ctx, name, work).await? {
+                (Some(claimed), _) => claimed,
+                (None, left) => {
+                    // The range still being acknowledged counts as left: settle it first.
+                    if let Some(pending) = turn.finishing.take() {
+                        settle(pending, work, stop, &mut published).await?;
+                        continue;
                     }
-                    other?;
+                    if left == 0 {
+                        return Ok(published);
+                    }
+                    tokio::select! {
+                        _ = stop.cancelled() => return Err(ProducerError::Interrupted),
+                        _ = tokio::time::sleep(CLAIM_RETRY) => continue,
+                    }
                 }
-            }
-        }
-        let total = work.ranges.len() as u64;
-        ctx.metrics.ranges(name, total, total - left);
-        let Some((range, held, lost)) = claimed else {
-            if left == 0 {
-                return Ok(published);
-            }
-            tokio::select! {
-                _ = stop.cancelled() => return Err(ProducerError::Interrupted),
-                _ = tokio::time::sleep(CLAIM_RETRY) => continue,
-            }
+            },
         };
-        let index = range.index;
-        let part = Part::Range(Box::new(range));
-        let range_ctx = RunContext {
-            shutdown: lost,
-            ..ctx.clone()
+        let Claimed {
+            index,
+            held,
+            ctx: range_ctx,
+            mut opened,
+        } = current;
+        // Once this range's last document is read from MongoDB, the next range is
+        // claimed and opened while its last replies are published. Not before: a
+        // reader holding two ranges for long leaves another producer without one.
+        let read_to_the_end = opened.read_to_the_end();
+        let claim_ahead = async {
+            if let Some(read) = read_to_the_end {
+                let _ = read.await;
+            }
+            claim_next(ctx, name, work).await
         };
         ctx.metrics.reading_range(name, true);
-        let result = publish_part(&range_ctx, name, part, estimated).await;
+        let (read, ahead) =
+            tokio::join!(read_part(&range_ctx, name, opened, estimated), claim_ahead);
         ctx.metrics.reading_range(name, false);
-        let lost_lease = held.is_lost();
-        held.release().await;
-        if let Ok(mut taken) = work.taken.lock() {
-            taken.remove(&index);
+        match ahead {
+            Ok((ahead, _)) => turn.ahead = ahead,
+            Err(err) => {
+                if let Ok(sent) = read {
+                    // Sent whole: wait for it before telling the error.
+                    let _ = sent.finish().await;
+                }
+                held.release().await;
+                release(work, index);
+                return Err(err);
+            }
         }
-        match result {
-            Ok(summary) => published.push(summary),
-            // Another producer has the range now: look for another.
-            Err(ProducerError::Interrupted) if lost_lease && !stop.is_cancelled() => {}
-            Err(err) => return Err(err),
+        // The range before this one has had this range's reading to be acknowledged.
+        if let Some(pending) = turn.finishing.take() {
+            settle(pending, work, stop, &mut published).await?;
         }
+        match read {
+            // Its acknowledgements are awaited while the next range is read; its lease
+            // is held until then.
+            Ok(sent) => {
+                turn.finishing = Some(Finishing {
+                    index,
+                    task: tokio::spawn(async move {
+                        let finished = sent.finish().await;
+                        let lost_lease = held.is_lost();
+                        held.release().await;
+                        (finished, lost_lease)
+                    }),
+                });
+            }
+            Err(err) => {
+                let lost_lease = held.is_lost();
+                held.release().await;
+                release(work, index);
+                match err {
+                    // Another producer has the range now: look for another.
+                    ProducerError::Interrupted if lost_lease && !stop.is_cancelled() => {}
+                    err => return Err(err),
+                }
+            }
+        }
+    }
+}
+
+/// A range read and sent, whose acknowledgements a task awaits.
+struct Finishing {
+    index: usize,
+    task: JoinHandle<(Result<CollectionSummary, ProducerError>, bool)>,
+}
+
+/// Waits for a range's acknowledgements and its checkpoint marked complete.
+async fn settle(
+    pending: Finishing,
+    work: &RangeWork,
+    stop: &tokio_util::sync::CancellationToken,
+    published: &mut Vec<CollectionSummary>,
+) -> Result<(), ProducerError> {
+    let joined = pending.task.await;
+    release(work, pending.index);
+    match joined {
+        Ok((Ok(summary), _)) => {
+            work.completed(pending.index);
+            published.push(summary);
+            Ok(())
+        }
+        // Another producer has the range now; it finishes it.
+        Ok((Err(ProducerError::Interrupted), true)) if !stop.is_cancelled() => Ok(()),
+        Ok((Err(err), _)) => Err(err),
+        Err(err) => Err(ProducerError::Checkpointer(err)),
+    }
+}
+
+/// The range is no longer this process's to read.
+fn release(work: &RangeWork, index: usize) {
+    if let Ok(mut taken) = work.taken.lock() {
+        taken.remove(&index);
     }
 }

@@ -10,7 +10,7 @@
 use source::pager::Pager;
 use source::ranges::RangePager;
 use source::reply::Reply;
-use tokio::sync::mpsc;
+use tokio::sync::{mpsc, oneshot};
 use tokio::task::JoinHandle;
 
 /// The documents of one part of a collection, in `_id` order.
@@ -39,6 +39,9 @@ impl Reader {
 /// A reader running one reply ahead of its caller.
 pub(crate) struct ReadAhead {
     replies: mpsc::Receiver<mongodb::error::Result<Reply>>,
+    /// Fires (or is dropped) once nothing more is read from MongoDB: the replies left
+    /// are in the channel.
+    read: Option<oneshot::Receiver<()>>,
     /// Owned here: dropping the `ReadAhead` (the part failed or was stopped) ends it,
     /// and its cursor with it.
     task: JoinHandle<()>,
@@ -52,19 +55,38 @@ impl ReadAhead {
         let describe = reader.describe();
         // One reply waiting while the task reads the next: two replies ahead at most.
         let (send, replies) = mpsc::channel(1);
+        let (read_all, read) = oneshot::channel();
         let task = tokio::spawn(async move {
-            while let Some(item) = reader.next_reply().await.transpose() {
-                let failed = item.is_err();
-                if send.send(item).await.is_err() || failed {
+            loop {
+                let item = reader.next_reply().await.transpose();
+                let last = !matches!(item, Some(Ok(_)));
+                if last {
+                    let _ = read_all.send(());
+                    if let Some(item) = item {
+                        let _ = send.send(item).await;
+                    }
                     break;
+                }
+                if let Some(item) = item {
+                    if send.send(item).await.is_err() {
+                        break;
+                    }
                 }
             }
         });
         ReadAhead {
             replies,
+            read: Some(read),
             task,
             describe,
         }
+    }
+
+    /// Resolves once nothing more is read from MongoDB (the end, an error, or this
+    /// `ReadAhead` dropped), while the last replies may still wait to be taken: when a
+    /// range reader opens its next range. Once only: `None` after.
+    pub(crate) fn read_to_the_end(&mut self) -> Option<oneshot::Receiver<()>> {
+        self.read.take()
     }
 
     /// The next reply, `None` at the end of the part.
