@@ -204,6 +204,8 @@ def main():
     parser.add_argument("--mongodb-database", default="mongo2pg_bench_live")
     parser.add_argument("--pg-database", default="mongo2pg_bench_live")
     parser.add_argument("--stream", default="BENCHLIVE")
+    parser.add_argument("--perf", metavar="FILE",
+                        help="record the apply phase system-wide with `perf record -a -g` into FILE")
     parser.add_argument("--plot", metavar="DIR",
                         help="scrape every process's /metrics twice a second and draw the run's charts into DIR")
     args = parser.parse_args()
@@ -254,10 +256,18 @@ def main():
             die("the producer did not publish the changes within 10 minutes")
         time.sleep(0.2)
     publish_seconds = time.monotonic() - started
+    recorder = None
+    if args.perf:
+        recorder = subprocess.Popen(["perf", "record", "-a", "-g", "-e", "cpu-clock", "-o", args.perf],
+                                    stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        time.sleep(0.5)
     started = time.monotonic()
     fleet.start_consumers(args.consumers)
     fleet.cutover()
     apply_seconds = time.monotonic() - started
+    if recorder:
+        recorder.send_signal(signal.SIGINT)
+        recorder.wait(timeout=60)
     copy = copy_seconds(env["DATABASE_URL"], collection, args.changes)
 
     # Lag at a steady write rate.

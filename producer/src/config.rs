@@ -90,6 +90,14 @@ pub struct RunConfig {
     #[arg(long, env = "BATCH_SIZE", default_value = "5000", value_parser = parse_batch_size)]
     pub batch_size: NonZeroUsize,
 
+    /// Change batches a flush cuts one collection's changes into, at most, by a hash of
+    /// their `_id` (`--follow`): batches landing at once then seldom change the same
+    /// document, whose lock would make one wait for the other's commit. A flush is
+    /// cut into one part per 250 changes at most, so a quiet stream keeps whole
+    /// batches. About the number of writers of all consumers together; 1 cuts none.
+    #[arg(long, env = "CHANGE_PARTITIONS", default_value = "8")]
+    pub change_partitions: NonZeroUsize,
+
     /// Batches published and not yet acknowledged by the stream, at most. Bounds the
     /// producer's memory (each may be up to max_payload) while keeping the link busy:
     /// on loopback 8, 16 and 32 publish equally fast, and 32 let the producer's peak

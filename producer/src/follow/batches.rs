@@ -23,6 +23,8 @@ use crate::context::RunContext;
 use crate::error::ProducerError;
 use crate::metrics::Metrics;
 use crate::publisher::{self, Sent};
+
+use super::parts;
 use source::change::{self as event, Event};
 use source::mongo_detail;
 
@@ -61,10 +63,15 @@ struct SentChanges {
 
 struct Pending {
     /// Batches closed at the byte limit, waiting for the next flush.
-    closed: Vec<(Vec<Doc<'static>>, Vec<Change>)>,
+    closed: Vec<Closed>,
     builder: BatchBuilder,
     changes: Vec<Change>,
+    /// Per change, where it goes among the flush's parts ([`parts::spread_of`]).
+    spreads: Vec<u64>,
 }
+
+/// A batch's documents, their changes and spreads.
+type Closed = (Vec<Doc<'static>>, Vec<Change>, Vec<u64>);
 
 impl<'a> ChangeBatches<'a> {
     /// The batches of the run of `ctx`, its follower stopped by `shutdown`, the last
@@ -135,6 +142,7 @@ impl<'a> ChangeBatches<'a> {
             self.filtered(&collection, op, document, cluster_time)
                 .await?
         };
+        let spread = parts::spread_of(&document);
         let bytes = document.into_bytes();
         let doc = if fits {
             Doc::Inline(Cow::Owned(bytes))
@@ -151,13 +159,18 @@ impl<'a> ChangeBatches<'a> {
             closed: Vec::new(),
             builder: BatchBuilder::new(limits),
             changes: Vec::new(),
+            spreads: Vec::new(),
         });
         if pending.builder.would_overflow(&doc) {
             let changes = std::mem::take(&mut pending.changes);
-            pending.closed.push((pending.builder.take(), changes));
+            let spreads = std::mem::take(&mut pending.spreads);
+            pending
+                .closed
+                .push((pending.builder.take(), changes, spreads));
         }
         pending.builder.push(doc);
         pending.changes.push(Change { op, version });
+        pending.spreads.push(spread);
         self.events_pending += 1;
         Ok(())
     }
@@ -363,12 +376,17 @@ impl<'a> ChangeBatches<'a> {
         let mut sent: Vec<SentChanges> = Vec::new();
         let pending = std::mem::take(&mut self.pending);
         let events = self.events_pending as u64;
+        let partitions = self.config.change_partitions.get();
         let batches = pending.into_iter().flat_map(|(collection, mut pending)| {
-            let open = (pending.builder.take(), pending.changes);
+            let open = (pending.builder.take(), pending.changes, pending.spreads);
             pending
                 .closed
                 .into_iter()
                 .chain(std::iter::once(open))
+                .flat_map(move |(docs, changes, spreads)| {
+                    let count = parts::parts_for(docs.len(), partitions);
+                    parts::cut(docs, changes, &spreads, count)
+                })
                 .map(move |batch| (collection.clone(), batch))
         });
         for (collection, (mut docs, mut changes)) in batches {

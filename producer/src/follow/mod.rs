@@ -7,6 +7,8 @@
 //!   order, cut into change batches per collection and published; once the stream has
 //!   acknowledged them all, the checkpoint (resume token, versions) moves.
 //! - [`batches`]: the change batches being filled, cut by count and bytes.
+//! - [`parts`]: a flush's changes cut by `_id`, so that batches landing at once
+//!   seldom wait on each other's documents.
 //! - [`known`]: the collections a followed run takes, and those that join it.
 //!
 //! The pipeline and reading one raw event are `source::change`.
@@ -19,6 +21,7 @@
 
 mod batches;
 mod known;
+mod parts;
 mod start;
 mod stream;
 
