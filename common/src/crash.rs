@@ -17,6 +17,7 @@
 //! | point | where |
 //! |---|---|
 //! | `repair-read` | `verify --repair`: the documents to repair were read from MongoDB, not yet landed |
+//! | `change-landing` | consumer: a change batch is about to be landed (a slow PostgreSQL, as a test needs it) |
 //!
 //! `MIGRATE_CLOCK_SKEW_MS=<ms>` runs the process's wall clock that far ahead (as a
 //! host whose clock is off would), for the leases' tests.

@@ -289,6 +289,7 @@ impl Writer {
                     bytes,
                 })
                 .collect();
+            common::crash::pause("change-landing").await;
             land_changes(client, plan, &origin, envelope.seq, &changes).await
         };
         self.shared.stats.write_latency.observe(started.elapsed());

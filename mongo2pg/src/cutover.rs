@@ -5,9 +5,18 @@
 //! 1. the producer's stream checkpoint has read MongoDB's history past the cluster
 //!    time taken at the start (`hello`'s `operationTime`), so every change up to it is
 //!    published and acknowledged by the stream;
-//! 2. the snapshot's and the changes' durable consumers have nothing left: nothing
-//!    undelivered and nothing delivered but unacknowledged. A consumer acknowledges a
-//!    batch only once it is committed (or dead-lettered).
+//! 2. the snapshot's durable consumer has nothing left (nothing undelivered, nothing
+//!    delivered but unacknowledged), and the changes' durable consumer has
+//!    acknowledged every message the stream held once step 1 was seen: its ack floor
+//!    (every message up to it acknowledged) has reached the stream's last sequence
+//!    read then, or it has nothing left at all. A consumer acknowledges a batch only
+//!    once it is committed (or dead-lettered).
+//!
+//! Why the ack floor: under a steady stream of writes the changes' consumer always has
+//! a batch in flight, so "nothing left" may never be seen by a poll; the batches that
+//! hold the changes up to the start were all published (and acknowledged by the
+//! stream) before the checkpoint moved past it, so they lie at or below that sequence,
+//! and later batches do not matter.
 //!
 //! Caught up is not yet a go: the verdict also requires that no document of the run
 //! waits in `_migrate_rejects` and no batch in the dead letters, since PostgreSQL does
@@ -92,6 +101,8 @@ pub async fn cutover(config: &CutoverConfig) -> Result<Cutover, OperatorError> {
     }
     let mut lag_at_start = None;
     let mut waiting_for = "the producer to read the change stream up to now";
+    // The stream's last sequence once the checkpoint was seen past the start.
+    let mut published_by: Option<u64> = None;
     while started.elapsed() < config.timeout {
         let checkpoint = state.stream_checkpoint().await?;
         let read_until = checkpoint.map(|c| c.read_until);
@@ -109,10 +120,15 @@ pub async fn cutover(config: &CutoverConfig) -> Result<Cutover, OperatorError> {
         }
         if read_until.is_some_and(|t| t >= target) {
             waiting_for = "the consumers to land every batch";
+            if published_by.is_none() {
+                published_by = last_sequence(&broker).await;
+            }
             let snapshot = durable(&broker, broker.names.durable_consumer(&run)).await;
             let changes = durable(&broker, broker.names.change_consumer(&run)).await;
-            if let (Some(snapshot), Some(changes)) = (snapshot, changes) {
-                if drained(&snapshot).await && drained(&changes).await {
+            if let (Some(snapshot), Some(changes), Some(published_by)) =
+                (snapshot, changes, published_by)
+            {
+                if drained(&snapshot).await && acknowledged_up_to(&changes, published_by).await {
                     let (rejects, dead_letters) = {
                         let pg = landing::pg::connect(&config.postgres.database_url).await?;
                         crate::status::not_landed(&pg, run.as_str()).await?
@@ -187,11 +203,39 @@ async fn durable(broker: &Broker, name: String) -> Option<PullConsumer> {
     stream.get_consumer(&name).await.ok()
 }
 
+/// The stream's last sequence now.
+async fn last_sequence(broker: &Broker) -> Option<u64> {
+    let mut stream = broker
+        .jetstream
+        .get_stream(broker.names.stream())
+        .await
+        .ok()?;
+    stream
+        .info()
+        .await
+        .ok()
+        .map(|info| info.state.last_sequence)
+}
+
 /// Whether a durable consumer has nothing undelivered and nothing unacknowledged.
 async fn drained(consumer: &PullConsumer) -> bool {
     let mut consumer = consumer.clone();
     match consumer.info().await {
         Ok(info) => info.num_pending == 0 && info.num_ack_pending == 0,
+        Err(_) => false,
+    }
+}
+
+/// Whether a durable consumer has acknowledged every message of its subjects up to
+/// stream sequence `last`: its ack floor is there, or it has nothing left at all (its
+/// floor stays on its own last message when later ones are of other subjects).
+async fn acknowledged_up_to(consumer: &PullConsumer, last: u64) -> bool {
+    let mut consumer = consumer.clone();
+    match consumer.info().await {
+        Ok(info) => {
+            info.ack_floor.stream_sequence >= last
+                || (info.num_pending == 0 && info.num_ack_pending == 0)
+        }
         Err(_) => false,
     }
 }

@@ -1287,6 +1287,101 @@ async fn status_cleanup_and_cutover_agree_on_a_followed_run() -> Result<()> {
     Ok(())
 }
 
+/// `cutover` while the application goes on writing: here each change batch takes 0.7 s
+/// to land (`MIGRATE_PAUSE_AT`, a slow PostgreSQL) on four writers while the producer
+/// publishes one every 0.2 s, so the changes' consumer always has a batch in flight.
+/// Cutover waited for a poll to see it with nothing left, which a steady stream of
+/// writes may never give: it timed out. It now waits for the batches the stream held
+/// once the producer had read past its start, and PostgreSQL then holds every write
+/// committed before it, checked as soon as it returns.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn cutover_catches_up_while_writes_go_on() -> Result<()> {
+    let env = TestEnv::new("live_steady").await?;
+    seed(&env, 100).await?;
+    let mut producer = Proc::spawn(&env, "producer", PRODUCER_ARGS, None)?;
+    let mut consumer = Proc::spawn_with(
+        &env,
+        "consumer",
+        &["run", "--writers", "4", "--ack-wait", "5s"],
+        None,
+        &[("MIGRATE_PAUSE_AT", "change-landing:700")],
+    )?;
+    let pg = env.pg().await?;
+    wait_for(
+        || async { snapshot_batches(&pg).await >= 1 },
+        "the snapshot to land",
+    )
+    .await?;
+    let first = env
+        .mongo2pg(RUN, &["cutover", "--no-finish", "--timeout", "120s"])
+        .await?;
+    e2e::assert_success(&first, "the first cutover");
+
+    let items = env.db().collection::<Document>(COLLECTION);
+    let written = Arc::new(AtomicU64::new(0));
+    let stop = Arc::new(AtomicBool::new(false));
+    let writer = tokio::spawn({
+        let (items, written, stop) = (items.clone(), written.clone(), stop.clone());
+        async move {
+            let mut n: u64 = 0;
+            while !stop.load(Ordering::SeqCst) {
+                items
+                    .insert_one(doc! { "_id": format!("w{n}"), "n": n as i64 })
+                    .await?;
+                n += 1;
+                written.store(n, Ordering::SeqCst);
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+            anyhow::Ok(n)
+        }
+    });
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    // Every one of these was committed in MongoDB before cutover started.
+    let before = written.load(Ordering::SeqCst);
+    let started = Instant::now();
+    let caught_up = env
+        .mongo2pg(RUN, &["cutover", "--no-finish", "--timeout", "60s"])
+        .await?;
+    let took = started.elapsed();
+    let ids: Vec<String> = (0..before).map(|n| format!("w{n}")).collect();
+    let rows = pg
+        .query(
+            &format!("SELECT doc::text FROM \"{COLLECTION}\" WHERE doc->>'_id' = ANY($1)"),
+            &[&ids],
+        )
+        .await?;
+    stop.store(true, Ordering::SeqCst);
+    let total = writer.await??;
+    e2e::assert_success(&caught_up, "cutover while writes go on");
+    ensure!(
+        total > before + 5,
+        "the writes went on during the cutover ({before} before it, {total} in all)"
+    );
+    let mut landed: Vec<i64> = Vec::new();
+    for row in &rows {
+        let json: serde_json::Value = serde_json::from_str(row.try_get::<_, &str>(0)?)?;
+        let id = json["_id"].as_str().unwrap_or_default().to_string();
+        let n = json["n"]["$numberLong"]
+            .as_str()
+            .and_then(|n| n.parse::<i64>().ok())
+            .or_else(|| json["n"].as_i64());
+        ensure!(
+            n.map(|n| format!("w{n}")) == Some(id.clone()),
+            "{id}: {json}"
+        );
+        landed.extend(n);
+    }
+    landed.sort_unstable();
+    ensure!(
+        landed == (0..before as i64).collect::<Vec<_>>(),
+        "cutover returned after {took:?} with {} of the {before} writes made before it in PostgreSQL",
+        landed.len()
+    );
+    ensure!(producer.stop().await?.success(), "{}", producer.output());
+    consumer.stop().await?;
+    Ok(())
+}
+
 /// A followed run of the whole database never says caught up while it lacks
 /// something: a collection created after it started is followed (its documents land
 /// before `cutover` says go), one dropped in MongoDB is named by `status` while the run
