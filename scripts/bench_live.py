@@ -12,7 +12,7 @@
      S seconds while `mongo2pg cutover --no-finish` is run back to back; each cutover's
      wait, as it reports it, is the time from its start (connecting, reading MongoDB's
      cluster time) to PostgreSQL holding every change committed up to that time
-     (polled every 200 ms; the process's own start is left out), reported as median, p99 and
+     (polled every 50 ms; the process's own start is left out), reported as median, p99 and
      max, with the whole command's median beside it;
   4. with --soak-seconds, a soak: the writer goes on at R writes/s for that long while
      the resident memory (RSS) of the producer and of every consumer is sampled every
@@ -99,7 +99,7 @@ class Fleet:
     def cutover_timed(self, timeout="600s"):
         """`mongo2pg cutover --no-finish`: the command's seconds, and the wait it reports
         ("caught up in X s": from connecting and reading MongoDB's cluster time to
-        PostgreSQL holding every change up to it, polled every 200 ms), the lag without
+        PostgreSQL holding every change up to it, polled every 50 ms), the lag without
         the process's own start."""
         started = time.monotonic()
         done = subprocess.run([f"{self.bin_dir}/mongo2pg", "cutover", "--no-finish", "--timeout", timeout],
@@ -342,7 +342,7 @@ def main():
           f"{r['landing_span_seconds']} s")
     print(f"  lag at {r['lag_rate_achieved']} writes/s (target {r['lag_rate_target']}): median "
           f"{r['lag_median_s']} s, max {r['lag_max_s']} s over {r['lag_samples']} cutovers "
-          f"(each cutover's own wait, polled every 200 ms; the whole command: median "
+          f"(each cutover's own wait, polled every 50 ms; the whole command: median "
           f"{r['cutover_command_median_s']} s)")
     print(f"  aim: changes at >= 0.25x psql \\copy's rows/s: {r['ratio_to_psql_copy']}x, "
           f"{'met' if r['ratio_to_psql_copy'] >= 0.25 else 'not met'}")
