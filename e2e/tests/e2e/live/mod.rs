@@ -483,6 +483,17 @@ async fn snapshot_batches(pg: &tokio_postgres::Client) -> i64 {
     .unwrap_or(0)
 }
 
+/// A connection to the test's database once its first snapshot batch has landed.
+async fn first_snapshot_batch(env: &TestEnv) -> Result<tokio_postgres::Client> {
+    let pg = env.pg().await?;
+    wait_for(
+        || async { snapshot_batches(&pg).await >= 1 },
+        "the snapshot to land",
+    )
+    .await?;
+    Ok(pg)
+}
+
 async fn wait_for<F, Fut>(mut check: F, what: &str) -> Result<()>
 where
     F: FnMut() -> Fut,
@@ -603,12 +614,7 @@ async fn large_documents_follow_and_a_dropped_collection_stops_the_producer() ->
         command.args(["cutover", "--timeout", "120s"]);
         command
     };
-    let pg = env.pg().await?;
-    wait_for(
-        || async { snapshot_batches(&pg).await >= 1 },
-        "the snapshot to land",
-    )
-    .await?;
+    let pg = first_snapshot_batch(&env).await?;
     let first = cutover(&env).output().await?;
     ensure!(first.status.success(), "first cutover: {first:?}");
 
@@ -718,12 +724,7 @@ async fn changes_land_through_the_mapping_and_refused_updates_are_rejects() -> R
     let mut consumer_args = CONSUMER_ARGS.to_vec();
     consumer_args.extend(["--mapping", &mapping]);
     let mut consumer = Proc::spawn_with(&env, "consumer", &consumer_args, None, &traced)?;
-    let pg = env.pg().await?;
-    wait_for(
-        || async { snapshot_batches(&pg).await >= 1 },
-        "the snapshot to land",
-    )
-    .await?;
+    let pg = first_snapshot_batch(&env).await?;
     let cutover = |timeout: &'static str| {
         let mut command = env.command("mongo2pg", RUN);
         command.args(["cutover", "--timeout", timeout]);
@@ -877,12 +878,7 @@ async fn a_position_lost_from_the_oplog_is_said_by_status_and_the_producer() -> 
     seed(&env, 100).await?;
     let mut producer = Proc::spawn(&env, "producer", PRODUCER_ARGS, None)?;
     let mut consumer = Proc::spawn(&env, "consumer", CONSUMER_ARGS, None)?;
-    let pg = env.pg().await?;
-    wait_for(
-        || async { snapshot_batches(&pg).await >= 1 },
-        "the snapshot to land",
-    )
-    .await?;
+    first_snapshot_batch(&env).await?;
     let caught_up = env.mongo2pg(RUN, &["cutover", "--timeout", "120s"]).await?;
     e2e::assert_success(&caught_up, "cutover");
     ensure!(producer.stop().await?.success(), "{}", producer.output());
@@ -1037,12 +1033,7 @@ async fn a_backlog_of_small_changes_fills_batches_to_the_byte_limit_and_lands() 
             .output()
             .await
     };
-    let pg = env.pg().await?;
-    wait_for(
-        || async { snapshot_batches(&pg).await >= 1 },
-        "the snapshot to land",
-    )
-    .await?;
+    let pg = first_snapshot_batch(&env).await?;
     let first = cutover().await?;
     ensure!(first.status.success(), "first cutover: {first:?}");
     ensure!(producer.stop().await?.success(), "{}", producer.output());
@@ -1217,12 +1208,7 @@ async fn status_cleanup_and_cutover_agree_on_a_followed_run() -> Result<()> {
     seed(&env, 200).await?;
     let mut producer = Proc::spawn(&env, "producer", PRODUCER_ARGS, None)?;
     let mut consumer = Proc::spawn(&env, "consumer", CONSUMER_ARGS, None)?;
-    let pg = env.pg().await?;
-    wait_for(
-        || async { snapshot_batches(&pg).await >= 1 },
-        "the snapshot to land",
-    )
-    .await?;
+    first_snapshot_batch(&env).await?;
     let items = env.db().collection::<Document>(COLLECTION);
     items.insert_one(doc! { "_id": "new", "n": 1 }).await?;
     let caught_up = env.mongo2pg(RUN, &["cutover", "--timeout", "120s"]).await?;
@@ -1306,12 +1292,7 @@ async fn cutover_catches_up_while_writes_go_on() -> Result<()> {
         None,
         &[("MIGRATE_PAUSE_AT", "change-landing:700")],
     )?;
-    let pg = env.pg().await?;
-    wait_for(
-        || async { snapshot_batches(&pg).await >= 1 },
-        "the snapshot to land",
-    )
-    .await?;
+    let pg = first_snapshot_batch(&env).await?;
     let first = env
         .mongo2pg(RUN, &["cutover", "--no-finish", "--timeout", "120s"])
         .await?;
@@ -1399,12 +1380,7 @@ async fn a_followed_run_never_says_caught_up_while_it_lacks_something() -> Resul
         &["run", "--ack-wait", "5s", "--max-deliver", "2"],
         None,
     )?;
-    let pg = env.pg().await?;
-    wait_for(
-        || async { snapshot_batches(&pg).await >= 1 },
-        "the snapshot to land",
-    )
-    .await?;
+    let pg = first_snapshot_batch(&env).await?;
     let env = &env;
     let cutover = |timeout: &'static str| async move {
         env.mongo2pg_report(RUN, &["cutover", "--timeout", timeout])
@@ -1562,12 +1538,7 @@ async fn a_repair_never_brings_back_a_document_deleted_meanwhile() -> Result<()>
         .await?;
     let mut producer = Proc::spawn(&env, "producer", PRODUCER_ARGS, None)?;
     let mut consumer = Proc::spawn(&env, "consumer", CONSUMER_ARGS, None)?;
-    let pg = env.pg().await?;
-    wait_for(
-        || async { snapshot_batches(&pg).await >= 1 },
-        "the snapshot to land",
-    )
-    .await?;
+    let pg = first_snapshot_batch(&env).await?;
     items
         .update_one(doc! { "_id": "d1" }, doc! { "$set": { "v": 100 } })
         .await?;
