@@ -1,15 +1,16 @@
 //! Publishing one part of a collection (the whole of it, or one `_id` range): documents
 //! from the pager become batches, batches become messages, and each acknowledged
-//! message moves the part's checkpoint.
+//! message moves the part's checkpoint. The batch being filled is in [`batches`].
 
-use std::borrow::Cow;
 use std::time::{Duration, Instant};
 
-use bson::{Bson, RawDocument, RawDocumentBuf};
-use common::batch::{BatchBuilder, BatchLimits, Doc, Envelope};
-use common::blob;
-use common::broker::Broker;
+use bson::{Bson, RawDocumentBuf};
+use common::batch::BatchLimits;
 use common::run_state::Checkpoint;
+
+mod batches;
+
+use batches::Batches;
 
 use crate::context::RunContext;
 use crate::error::ProducerError;
@@ -238,36 +239,27 @@ pub(crate) async fn read_part(
     let ranged = matches!(part, Part::Range(_));
 
     let limits = BatchLimits::new(config.batch_size.get(), broker.max_payload(), run, name);
-    let mut batches = Batches {
-        broker,
-        name,
-        run,
-        limits,
-        builder: BatchBuilder::new(limits),
-        publisher: Publisher::new(
-            broker.jetstream.clone(),
-            state.clone(),
-            broker.names.batch_subject(&config.run.run, name),
-            key.clone(),
-            config.max_in_flight.get(),
-            shutdown.clone(),
-            metrics.clone(),
-        ),
-        progress: Checkpoint {
-            complete: false,
-            ..checkpoint
-        },
-        last_published: None,
-        last_blob_id: None,
-        batch_span: None,
-        // Ranges read at once would draw over each other: they log instead.
-        progress_bar: if ranged {
-            None
-        } else {
-            crate::progress::bar(name, estimated)
-        },
-        metrics,
+    let publisher = Publisher::new(
+        broker.jetstream.clone(),
+        state.clone(),
+        broker.names.batch_subject(&config.run.run, name),
+        key.clone(),
+        config.max_in_flight.get(),
+        shutdown.clone(),
+        metrics.clone(),
+    );
+    // Ranges read at once would draw over each other: they log instead.
+    let progress_bar = if ranged {
+        None
+    } else {
+        crate::progress::bar(name, estimated)
     };
+    let progress = Checkpoint {
+        complete: false,
+        ..checkpoint
+    };
+    let mut batches = Batches::new(broker, (run, name), limits, publisher, progress, metrics);
+    batches.progress_bar = progress_bar;
     let mut read_failures = 0;
     let started = Instant::now();
     let mut last_report = Instant::now();
@@ -358,158 +350,5 @@ pub(crate) fn summary(
         bytes: progress.bytes,
         duplicates,
         resumed,
-    }
-}
-
-/// The batch being filled and where the collection will stand once it is acknowledged.
-struct Batches<'a> {
-    broker: &'a Broker,
-    name: &'a str,
-    run: &'a str,
-    limits: BatchLimits,
-    builder: BatchBuilder,
-    publisher: Publisher,
-    progress: Checkpoint,
-    /// `_id` of the last document published: where the checkpoint stands.
-    last_published: Option<Bson>,
-    /// `_id` of the last document sent through the object store, the only one whose
-    /// `_id` the batch does not hold.
-    last_blob_id: Option<Bson>,
-    /// The trace of the batch being filled, and its `page` child (reading from MongoDB).
-    batch_span: Option<(tracing::Span, tracing::Span)>,
-    progress_bar: Option<indicatif::ProgressBar>,
-    metrics: &'a crate::metrics::Metrics,
-}
-
-/// A document's `_id`, read when a batch closes (not for every document).
-fn id_of(document: &RawDocument) -> Option<Bson> {
-    document
-        .get("_id")
-        .ok()
-        .flatten()
-        .and_then(|id| Bson::try_from(id).ok())
-}
-
-impl Batches<'_> {
-    async fn add(&mut self, document: &RawDocument) -> Result<(), ProducerError> {
-        let bytes = document.as_bytes();
-        let doc = if self.limits.fits_inline(bytes.len()) {
-            Doc::Inline(Cow::Owned(bytes.to_vec()))
-        } else {
-            let blob = self.store_blob(bytes.to_vec()).await?;
-            self.last_blob_id = id_of(document);
-            blob
-        };
-        if self.builder.would_overflow(&doc) {
-            self.flush().await?;
-        }
-        if self.batch_span.is_none() {
-            self.batch_span = Some(self.start_batch_span());
-        }
-        self.builder.push(doc);
-        if self.builder.is_full() {
-            self.flush().await?;
-        }
-        Ok(())
-    }
-
-    /// `_id` of the last document in `docs`.
-    fn last_id(&self, docs: &[Doc<'_>]) -> Option<Bson> {
-        match docs.last()? {
-            Doc::Inline(bytes) => id_of(RawDocument::from_bytes(bytes).ok()?),
-            Doc::Blob { .. } => self.last_blob_id.clone(),
-        }
-    }
-
-    /// `_id` of the last document read: in the batch being filled, or published.
-    fn last_read(&self) -> Option<Bson> {
-        if self.builder.is_empty() {
-            self.last_published.clone()
-        } else {
-            self.last_id(self.builder.docs())
-        }
-    }
-
-    /// A document larger than a message goes to the object store, named by its hash.
-    async fn store_blob(&self, bytes: Vec<u8>) -> Result<Doc<'static>, ProducerError> {
-        let name = blob::snapshot_name(self.run, &bytes);
-        blob::store(&self.broker.blobs, name, &bytes)
-            .await
-            .map_err(|err| ProducerError::Blob {
-                collection: self.name.to_string(),
-                source: err,
-            })
-    }
-
-    /// Each batch is the root of its own trace, so that trace sampling picks whole
-    /// batches, from MongoDB page to PostgreSQL commit.
-    fn start_batch_span(&self) -> (tracing::Span, tracing::Span) {
-        let batch = tracing::info_span!(
-            parent: None,
-            "batch",
-            run = self.run,
-            collection = self.name,
-            seq = self.progress.batches,
-            batch_id = tracing::field::Empty,
-            documents = tracing::field::Empty,
-            bytes = tracing::field::Empty,
-        );
-        let page = tracing::info_span!(parent: &batch, "page", source = "mongodb");
-        (batch, page)
-    }
-
-    async fn flush(&mut self) -> Result<(), ProducerError> {
-        let docs = self.builder.take();
-        if docs.is_empty() {
-            return Ok(());
-        }
-        self.publish(docs).await
-    }
-
-    /// Publishes a batch of no documents: what makes an empty collection's table.
-    async fn flush_empty(&mut self) -> Result<(), ProducerError> {
-        self.publish(Vec::new()).await
-    }
-
-    async fn publish(&mut self, docs: Vec<Doc<'static>>) -> Result<(), ProducerError> {
-        let (batch_span, page_span) = self
-            .batch_span
-            .take()
-            .unwrap_or_else(|| self.start_batch_span());
-        page_span.record("documents", docs.len());
-        drop(page_span);
-        let count = docs.len() as u64;
-        if let Some(id) = self.last_id(&docs) {
-            self.last_published = Some(id);
-        }
-        let seq = self.progress.batches;
-        let envelope = Envelope::new(self.run, self.name, seq, docs);
-        let payload = envelope.encode();
-        self.progress.batches += 1;
-        self.progress.documents += count;
-        self.progress.bytes += payload.len() as u64;
-        self.metrics
-            .published(self.name, count, payload.len() as u64);
-        self.progress.last_id = self
-            .last_published
-            .clone()
-            .map(Bson::into_canonical_extjson);
-        self.progress.last_id_bson = self.last_published.clone().map(ranges::encode);
-        let batch_id = envelope.batch_id.into_owned();
-        batch_span.record("batch_id", batch_id.as_str());
-        batch_span.record("documents", count);
-        batch_span.record("bytes", payload.len());
-        if let Some(bar) = &self.progress_bar {
-            bar.set_position(self.progress.documents);
-        }
-        self.publisher
-            .publish(
-                seq,
-                batch_id,
-                payload.into(),
-                self.progress.clone(),
-                batch_span,
-            )
-            .await
     }
 }

@@ -1,0 +1,193 @@
+//! The snapshot batch being filled from one part's documents: cut by count and bytes,
+//! large documents sent through the object store, each closed batch published with the
+//! checkpoint it moves the part to once acknowledged.
+
+use std::borrow::Cow;
+
+use bson::{Bson, RawDocument};
+use common::batch::{BatchBuilder, BatchLimits, Doc, Envelope};
+use common::blob;
+use common::broker::Broker;
+use common::run_state::Checkpoint;
+
+use crate::error::ProducerError;
+use crate::publisher::Publisher;
+use source::ranges;
+
+/// The batch being filled and where the collection will stand once it is acknowledged.
+pub(super) struct Batches<'a> {
+    broker: &'a Broker,
+    name: &'a str,
+    run: &'a str,
+    limits: BatchLimits,
+    builder: BatchBuilder,
+    pub(super) publisher: Publisher,
+    pub(super) progress: Checkpoint,
+    /// `_id` of the last document published: where the checkpoint stands.
+    last_published: Option<Bson>,
+    /// `_id` of the last document sent through the object store, the only one whose
+    /// `_id` the batch does not hold.
+    last_blob_id: Option<Bson>,
+    /// The trace of the batch being filled, and its `page` child (reading from MongoDB).
+    batch_span: Option<(tracing::Span, tracing::Span)>,
+    pub(super) progress_bar: Option<indicatif::ProgressBar>,
+    metrics: &'a crate::metrics::Metrics,
+}
+
+/// A document's `_id`, read when a batch closes (not for every document).
+fn id_of(document: &RawDocument) -> Option<Bson> {
+    document
+        .get("_id")
+        .ok()
+        .flatten()
+        .and_then(|id| Bson::try_from(id).ok())
+}
+
+impl<'a> Batches<'a> {
+    /// An empty batch of collection `name` of `run`, the part standing at `progress`.
+    pub(super) fn new(
+        broker: &'a Broker,
+        (run, name): (&'a str, &'a str),
+        limits: BatchLimits,
+        publisher: Publisher,
+        progress: Checkpoint,
+        metrics: &'a crate::metrics::Metrics,
+    ) -> Self {
+        Batches {
+            broker,
+            name,
+            run,
+            limits,
+            builder: BatchBuilder::new(limits),
+            publisher,
+            progress,
+            last_published: None,
+            last_blob_id: None,
+            batch_span: None,
+            progress_bar: None,
+            metrics,
+        }
+    }
+
+    pub(super) async fn add(&mut self, document: &RawDocument) -> Result<(), ProducerError> {
+        let bytes = document.as_bytes();
+        let doc = if self.limits.fits_inline(bytes.len()) {
+            Doc::Inline(Cow::Owned(bytes.to_vec()))
+        } else {
+            let blob = self.store_blob(bytes.to_vec()).await?;
+            self.last_blob_id = id_of(document);
+            blob
+        };
+        if self.builder.would_overflow(&doc) {
+            self.flush().await?;
+        }
+        if self.batch_span.is_none() {
+            self.batch_span = Some(self.start_batch_span());
+        }
+        self.builder.push(doc);
+        if self.builder.is_full() {
+            self.flush().await?;
+        }
+        Ok(())
+    }
+
+    /// `_id` of the last document in `docs`.
+    fn last_id(&self, docs: &[Doc<'_>]) -> Option<Bson> {
+        match docs.last()? {
+            Doc::Inline(bytes) => id_of(RawDocument::from_bytes(bytes).ok()?),
+            Doc::Blob { .. } => self.last_blob_id.clone(),
+        }
+    }
+
+    /// `_id` of the last document read: in the batch being filled, or published.
+    pub(super) fn last_read(&self) -> Option<Bson> {
+        if self.builder.is_empty() {
+            self.last_published.clone()
+        } else {
+            self.last_id(self.builder.docs())
+        }
+    }
+
+    /// A document larger than a message goes to the object store, named by its hash.
+    async fn store_blob(&self, bytes: Vec<u8>) -> Result<Doc<'static>, ProducerError> {
+        let name = blob::snapshot_name(self.run, &bytes);
+        blob::store(&self.broker.blobs, name, &bytes)
+            .await
+            .map_err(|err| ProducerError::Blob {
+                collection: self.name.to_string(),
+                source: err,
+            })
+    }
+
+    /// Each batch is the root of its own trace, so that trace sampling picks whole
+    /// batches, from MongoDB page to PostgreSQL commit.
+    fn start_batch_span(&self) -> (tracing::Span, tracing::Span) {
+        let batch = tracing::info_span!(
+            parent: None,
+            "batch",
+            run = self.run,
+            collection = self.name,
+            seq = self.progress.batches,
+            batch_id = tracing::field::Empty,
+            documents = tracing::field::Empty,
+            bytes = tracing::field::Empty,
+        );
+        let page = tracing::info_span!(parent: &batch, "page", source = "mongodb");
+        (batch, page)
+    }
+
+    pub(super) async fn flush(&mut self) -> Result<(), ProducerError> {
+        let docs = self.builder.take();
+        if docs.is_empty() {
+            return Ok(());
+        }
+        self.publish(docs).await
+    }
+
+    /// Publishes a batch of no documents: what makes an empty collection's table.
+    pub(super) async fn flush_empty(&mut self) -> Result<(), ProducerError> {
+        self.publish(Vec::new()).await
+    }
+
+    async fn publish(&mut self, docs: Vec<Doc<'static>>) -> Result<(), ProducerError> {
+        let (batch_span, page_span) = self
+            .batch_span
+            .take()
+            .unwrap_or_else(|| self.start_batch_span());
+        page_span.record("documents", docs.len());
+        drop(page_span);
+        let count = docs.len() as u64;
+        if let Some(id) = self.last_id(&docs) {
+            self.last_published = Some(id);
+        }
+        let seq = self.progress.batches;
+        let envelope = Envelope::new(self.run, self.name, seq, docs);
+        let payload = envelope.encode();
+        self.progress.batches += 1;
+        self.progress.documents += count;
+        self.progress.bytes += payload.len() as u64;
+        self.metrics
+            .published(self.name, count, payload.len() as u64);
+        self.progress.last_id = self
+            .last_published
+            .clone()
+            .map(Bson::into_canonical_extjson);
+        self.progress.last_id_bson = self.last_published.clone().map(ranges::encode);
+        let batch_id = envelope.batch_id.into_owned();
+        batch_span.record("batch_id", batch_id.as_str());
+        batch_span.record("documents", count);
+        batch_span.record("bytes", payload.len());
+        if let Some(bar) = &self.progress_bar {
+            bar.set_position(self.progress.documents);
+        }
+        self.publisher
+            .publish(
+                seq,
+                batch_id,
+                payload.into(),
+                self.progress.clone(),
+                batch_span,
+            )
+            .await
+    }
+}
