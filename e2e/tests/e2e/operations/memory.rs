@@ -1,9 +1,15 @@
 //! A consumer's memory does not grow with the collection: its peak resident set while
-//! landing 1,000,000 documents stays within 20% of its peak for 100,000.
+//! landing 1,000,000 documents stays within 20% of its peak for 300,000.
 //!
 //! What bounds it: each writer holds at most `--prefetch` batches ahead of the one it
 //! writes, and a batch is at most the server's max_payload. The measure is the peak of
 //! the process's RSS sampled from /proc while it runs, not a timing.
+//!
+//! Why 300,000 and not fewer: a consumer's resident set climbs for its first seconds
+//! (its writers' buffers grow to the largest batch, the allocator settles: 40 to 44-46
+//! MiB over the first 3 s of a 1,000,000-document run, then flat within 2 MiB). A run of
+//! 100,000 documents ended inside that climb, so its peak stood below the plateau and
+//! the test failed once at x1.21 with nothing growing. 300,000 reach the plateau.
 
 use std::time::Duration;
 
@@ -69,11 +75,11 @@ async fn consumer_peak_rss(env: &TestEnv, run: &str, docs: u64) -> u64 {
 }
 
 #[tokio::test(flavor = "multi_thread")]
-async fn consumer_memory_stays_flat_from_100k_to_1m_documents() {
+async fn consumer_memory_stays_flat_from_300k_to_1m_documents() {
     let env = TestEnv::new("memory").await.expect("env");
-    let small = consumer_peak_rss(&env, "small", 100_000).await;
+    let small = consumer_peak_rss(&env, "small", 300_000).await;
     let large = consumer_peak_rss(&env, "large", 1_000_000).await;
-    eprintln!("consumer peak RSS: {small} KiB at 100,000 documents, {large} KiB at 1,000,000");
+    eprintln!("consumer peak RSS: {small} KiB at 300,000 documents, {large} KiB at 1,000,000");
     assert!(small > 0 && large > 0, "RSS not measured");
     assert!(
         (large as f64) <= (small as f64) * 1.2,
