@@ -130,7 +130,8 @@ pub async fn cutover(config: &CutoverConfig) -> Result<Cutover, OperatorError> {
             if let (Some(snapshot), Some(changes), Some(published_by)) =
                 (snapshot, changes, published_by)
             {
-                if drained(&snapshot).await && acknowledged_up_to(&changes, published_by).await {
+                if caught_up(&snapshot, None).await && caught_up(&changes, Some(published_by)).await
+                {
                     let (rejects, dead_letters) = {
                         let pg = landing::pg::connect(&config.postgres.database_url).await?;
                         crate::status::not_landed(&pg, run.as_str()).await?
@@ -219,24 +220,16 @@ async fn last_sequence(broker: &Broker) -> Option<u64> {
         .map(|info| info.state.last_sequence)
 }
 
-/// Whether a durable consumer has nothing undelivered and nothing unacknowledged.
-async fn drained(consumer: &PullConsumer) -> bool {
-    let mut consumer = consumer.clone();
-    match consumer.info().await {
-        Ok(info) => info.num_pending == 0 && info.num_ack_pending == 0,
-        Err(_) => false,
-    }
-}
-
-/// Whether a durable consumer has acknowledged every message of its subjects up to
-/// stream sequence `last`: its ack floor is there, or it has nothing left at all (its
-/// floor stays on its own last message when later ones are of other subjects).
-async fn acknowledged_up_to(consumer: &PullConsumer, last: u64) -> bool {
+/// Whether a durable consumer has nothing undelivered and nothing unacknowledged or,
+/// given `up_to`, has acknowledged every message of its subjects up to that stream
+/// sequence (its ack floor is there; the floor stays on its own last message when later
+/// ones are of other subjects, so nothing left at all counts too).
+async fn caught_up(consumer: &PullConsumer, up_to: Option<u64>) -> bool {
     let mut consumer = consumer.clone();
     match consumer.info().await {
         Ok(info) => {
-            info.ack_floor.stream_sequence >= last
-                || (info.num_pending == 0 && info.num_ack_pending == 0)
+            (info.num_pending == 0 && info.num_ack_pending == 0)
+                || up_to.is_some_and(|last| info.ack_floor.stream_sequence >= last)
         }
         Err(_) => false,
     }
