@@ -19,6 +19,9 @@
 //!    changes that win; the others are older than what landed and are dropped;
 //! 3. deletes the winners' rows, child rows and rejects, then copies the rows of the
 //!    winners that are not deletes (refused rows become rejects with their operation);
+//!    where the table allows it ([`crate::upsert`]), the winners that have a row
+//!    replace the old one in place by one upsert instead, and only the others' rows
+//!    are deleted;
 //! 4. counts, commits.
 //!
 //! Snapshot rows are older than any change (the stream starts before the snapshot is
@@ -40,11 +43,12 @@ use tokio_postgres::Transaction;
 use tracing::Instrument;
 
 use crate::cell::Cell;
-use crate::delete::delete_documents;
+use crate::delete::{delete_documents, delete_rejects};
 use crate::mapped::{Mapped, Slot};
 use crate::mapping::{RejectKind, RowError, TablePlan};
 use crate::pg::{Doing, PgError};
 use crate::reject::{Origin, Reject};
+use crate::upsert::{self, Write};
 
 /// One change event of a batch: what happened and the document after it (`{_id}`
 /// alone for a delete).
@@ -108,11 +112,25 @@ pub fn map<'a>(plan: &TablePlan, docs: &[ChangeDoc<'a>]) -> (Mapped<'a>, Vec<Key
     (batch, keyed)
 }
 
+/// What of a batch lands once it is claimed.
+#[derive(Debug)]
+pub(crate) struct Settled<'a> {
+    /// The part of the batch that lands; `None`: all of it.
+    pub(crate) kept: Option<Mapped<'a>>,
+    /// How many of its documents were behind what had landed, left out.
+    pub(crate) behind: usize,
+    /// How its rows are written.
+    pub(crate) write: Write,
+}
+
 /// Inside the transaction, after the claim: arbitrates the changes, deletes what the
-/// target holds of the winners, and returns the part of `batch` that lands (the
-/// winners' rows and rejects, and the unreadable documents; `None` when every change
-/// won, the common case, so no row is copied) with how many of the batch's `events`
+/// target holds of the winners (all of it, or with [`Write::Upsert`] only the rows of
+/// winners that have no row now, the deletes and the rejects), and returns the part of
+/// `batch` that lands (the winners' rows and rejects, and the unreadable documents;
+/// `None` when every change won, the common case) with how many of the batch's `events`
 /// were older than what had landed or than a later change of the same batch.
+/// `careful`: the batch is being landed again after PostgreSQL refused a row, and is
+/// written by delete and COPY whatever the table.
 pub(crate) async fn settle<'a>(
     tx: &Transaction<'_>,
     plan: &TablePlan,
@@ -120,11 +138,18 @@ pub(crate) async fn settle<'a>(
     events: usize,
     changes: &[Keyed],
     batch: &Mapped<'a>,
-) -> Result<(Option<Mapped<'a>>, usize), PgError> {
+    careful: bool,
+) -> Result<Settled<'a>, PgError> {
     let winners = arbitrate(tx, plan, changes)
         .instrument(tracing::info_span!("arbitrate", changes = changes.len()))
         .await?;
-    remove(tx, plan, origin, &winners).await?;
+    let upsert = !careful
+        && upsert::plan_fits(plan)
+        && winners.iter().any(|w| matches!(w.slot, Some(Slot::Row(_))))
+        && winners.iter().all(|w| w.key_cell.is_some())
+        && upsert::table_fits(tx, plan).await?;
+    let write = if upsert { Write::Upsert } else { Write::Copy };
+    remove(tx, plan, origin, &winners, write).await?;
     let mapped_rejects = changes
         .iter()
         .filter(|c| matches!(c.slot, Some(Slot::Reject(_))))
@@ -132,7 +157,11 @@ pub(crate) async fn settle<'a>(
     let unreadable = batch.rejects.len() - mapped_rejects;
     let behind = events - unreadable - winners.len();
     if winners.len() == changes.len() {
-        return Ok((None, behind));
+        return Ok(Settled {
+            kept: None,
+            behind,
+            write,
+        });
     }
     let mut kept = Mapped {
         rejects: batch.rejects[..unreadable].to_vec(),
@@ -149,7 +178,11 @@ pub(crate) async fn settle<'a>(
             None => {}
         }
     }
-    Ok((Some(kept), behind))
+    Ok(Settled {
+        kept: Some(kept),
+        behind,
+        write,
+    })
 }
 
 /// The `_id` of a change's document, in the forms the transaction needs.
@@ -229,20 +262,30 @@ async fn arbitrate<'c>(
         .collect())
 }
 
-/// Deletes what the target holds of the winners: rows, child rows, rejects.
+/// Deletes what the target holds of the winners: rows and child rows (with
+/// [`Write::Upsert`], only of the winners that will have no row), rejects.
 async fn remove(
     tx: &Transaction<'_>,
     plan: &TablePlan,
     origin: &Origin<'_>,
     winners: &[&Keyed],
+    write: Write,
 ) -> Result<(), PgError> {
     if winners.is_empty() {
         return Ok(());
     }
-    let keys: Vec<&Cell> = winners.iter().filter_map(|c| c.key_cell.as_ref()).collect();
+    let keys: Vec<&Cell> = winners
+        .iter()
+        .filter(|c| write == Write::Copy || !matches!(c.slot, Some(Slot::Row(_))))
+        .filter_map(|c| c.key_cell.as_ref())
+        .collect();
     let ids: Vec<&str> = winners
         .iter()
         .filter_map(|c| c.id_text.as_deref())
         .collect();
+    if keys.is_empty() {
+        // Every winner replaces its row in place: only rejects to delete.
+        return delete_rejects(tx, origin.collection, &ids).await;
+    }
     delete_documents(tx, plan, origin.collection, &keys, &ids).await
 }

@@ -40,6 +40,15 @@ pub(crate) async fn delete_documents(
             .doing(&format!("deleting the rows to replace from {table}"))?;
         }
     }
+    delete_rejects(tx, collection, doc_ids).await
+}
+
+/// Deletes the rejects of some documents of `collection` (by `_id` text).
+pub(crate) async fn delete_rejects(
+    tx: &Transaction<'_>,
+    collection: &str,
+    doc_ids: &[&str],
+) -> Result<(), PgError> {
     tx.execute(
         &format!(
             "DELETE FROM {} WHERE collection = $1 AND doc_id = ANY($2)",

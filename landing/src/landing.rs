@@ -12,9 +12,10 @@
 //!
 //! The ledger row is inserted first: a second writer holding the same batch (a
 //! redelivery racing the original) blocks on that key until the first transaction
-//! ends, then finds it taken. The common case costs one COPY and no savepoint; only a
-//! batch with a row PostgreSQL refuses is landed again with refused rows isolated
-//! (see [`crate::copy`]).
+//! ends, then finds it taken. The common case costs one COPY (for a change batch on a
+//! table that allows it, one upsert: [`crate::upsert`]) and no savepoint; only a batch
+//! with a row PostgreSQL refuses is landed again with refused rows isolated, by delete
+//! and COPY (see [`crate::copy`]).
 
 use std::collections::{HashMap, HashSet};
 
@@ -24,12 +25,13 @@ use tokio_postgres::{Client, Transaction};
 use tracing::Instrument;
 
 use crate::cell::Cell;
-use crate::changes::{ChangeDoc, Keyed};
+use crate::changes::{ChangeDoc, Keyed, Settled};
 use crate::copy::{already_landed, copy_accounted, copy_isolating, Isolated};
 use crate::mapped::Mapped;
 use crate::mapping::{Row, TablePlan};
 use crate::pg::{self, Doing, PgError};
 use crate::reject::{self, Origin, Reject, RejectCounts};
+use crate::upsert::{self, upsert_rows, Write};
 
 /// What makes a landing safe to run twice; the first statement of its transaction.
 #[derive(Debug, Clone, Copy)]
@@ -101,14 +103,26 @@ pub async fn land(
     let Some(tx) = begin_claimed(client, plan, origin, claim, batch).await? else {
         return Ok(Landed::AlreadyClaimed);
     };
-    let (settled, behind) = settle(&tx, plan, origin, claim, batch).await?;
-    let kept = settled.as_ref().unwrap_or(batch);
-    let copied = copy_accounted(&tx, plan, &kept.rows, &kept.sources)
-        .instrument(tracing::info_span!("copy", table = %plan.table, rows = kept.rows.len()))
-        .await;
-    let refused = match copied {
-        Ok(copied) => return finish(tx, origin, claim, kept, copied, behind).await,
-        Err(err) if pg::is_row_error(&err) => err,
+    let settled = settle(&tx, plan, origin, claim, batch, false).await?;
+    let kept = settled.kept.as_ref().unwrap_or(batch);
+    let rows = kept.rows.len();
+    let written = match settled.write {
+        Write::Copy => {
+            copy_accounted(&tx, plan, &kept.rows, &kept.sources)
+                .instrument(tracing::info_span!("copy", table = %plan.table, rows))
+                .await
+        }
+        Write::Upsert => upsert_rows(&tx, plan, &kept.rows)
+            .instrument(tracing::info_span!("upsert", table = %plan.table, rows))
+            .await
+            .map(|written| Isolated {
+                written,
+                ..Isolated::default()
+            }),
+    };
+    let refused = match written {
+        Ok(written) => return finish(tx, origin, claim, kept, written, settled.behind).await,
+        Err(err) if pg::is_row_error(&err) || upsert::refused(&err) => err,
         Err(err) => {
             return Err(PgError::new(
                 format!("copying rows into {}", plan.table),
@@ -167,8 +181,9 @@ async fn land_carefully(
         let Some(tx) = begin_claimed(client, plan, origin, claim, batch).await? else {
             return Ok(Landed::AlreadyClaimed);
         };
-        let (settled, behind) = settle(&tx, plan, origin, claim, batch).await?;
-        let batch = settled.as_ref().unwrap_or(batch);
+        let settled = settle(&tx, plan, origin, claim, batch, true).await?;
+        let behind = settled.behind;
+        let batch = settled.kept.as_ref().unwrap_or(batch);
         let landed: HashSet<usize> = already_landed(&tx, plan, &batch.rows)
             .await
             .doing(&format!("finding documents {} holds already", plan.table))?
@@ -203,29 +218,36 @@ async fn land_carefully(
     }
 }
 
-/// What of the batch lands, once claimed, and how many of its documents were behind
-/// what had landed: a change batch keeps its changes newer than what landed of their
-/// document ([`crate::changes::settle`]); snapshot documents (a batch, or replayed
-/// rejects of one) landing once changes have landed in their table keep only those no
-/// change holds ([`crate::versions::behind_changes`]). `None`: all of it lands.
+/// What of the batch lands, once claimed, how many of its documents were behind what
+/// had landed, and how its rows are written: a change batch keeps its changes newer
+/// than what landed of their document ([`crate::changes::settle`]), upserted where the
+/// table allows it unless `careful`; snapshot documents (a batch, or replayed rejects
+/// of one) landing once changes have landed in their table keep only those no change
+/// holds ([`crate::versions::behind_changes`]), copied.
 async fn settle<'a>(
     tx: &Transaction<'_>,
     plan: &TablePlan,
     origin: &Origin<'_>,
     claim: Claim<'_>,
     batch: &Mapped<'a>,
-) -> Result<(Option<Mapped<'a>>, usize), PgError> {
+    careful: bool,
+) -> Result<Settled<'a>, PgError> {
+    let copied = |kept, behind| Settled {
+        kept,
+        behind,
+        write: Write::Copy,
+    };
     match claim {
         Claim::Changes {
             events, changes, ..
-        } => crate::changes::settle(tx, plan, origin, events, changes, batch).await,
+        } => crate::changes::settle(tx, plan, origin, events, changes, batch, careful).await,
         Claim::Batch { .. } | Claim::Rejects { .. } => Ok(
             match crate::versions::behind_changes(tx, plan, batch).await? {
-                Some((kept, behind)) => (Some(kept), behind),
-                None => (None, 0),
+                Some((kept, behind)) => copied(Some(kept), behind),
+                None => copied(None, 0),
             },
         ),
-        Claim::Replace { .. } => Ok((None, 0)),
+        Claim::Replace { .. } => Ok(copied(None, 0)),
     }
 }
 

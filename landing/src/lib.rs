@@ -32,6 +32,8 @@
 //! - [`changes`]: change events in that transaction: the newest change per `_id`, and
 //!   each landing only over an older version of its document.
 //! - [`delete`]: deleting what the target holds of documents being replaced.
+//! - `upsert`: the changes that won replacing their rows in place, where the table
+//!   allows it (one `INSERT … ON CONFLICT DO UPDATE` instead of a delete and a COPY).
 //! - [`versions`]: the versions table for the other writers: snapshot documents landing
 //!   late claim their key at version zero, so none lands over a change.
 //!
@@ -61,4 +63,5 @@ pub mod schema;
 pub mod table_check;
 pub mod tls;
 pub mod transform;
+mod upsert;
 pub mod versions;

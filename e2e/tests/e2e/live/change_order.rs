@@ -217,3 +217,128 @@ async fn racing_writers_keep_the_newest_version() -> Result<()> {
     }
     Ok(())
 }
+
+/// A change of `_id` `id` to `{n}` at `version`, as a batch holds it.
+fn update_of(id: &str, time: u32, n: i32) -> ChangeDoc<'static> {
+    ChangeDoc {
+        change: Change {
+            op: ChangeOp::Update,
+            version: version(time, 0, 0),
+        },
+        bytes: Cow::Owned(bson::serialize_to_vec(&doc! { "_id": id, "n": n }).unwrap_or_default()),
+    }
+}
+
+/// Rows deleted and updated in `things` so far, as PostgreSQL's statistics count them
+/// (this session's pending counts flushed first).
+async fn deleted_and_updated(client: &tokio_postgres::Client) -> Result<(i64, i64)> {
+    client
+        .batch_execute("SELECT pg_stat_force_next_flush()")
+        .await?;
+    let row = client
+        .query_one(
+            "SELECT n_tup_del, n_tup_upd FROM pg_stat_user_tables WHERE relid = 'things'::regclass",
+            &[],
+        )
+        .await?;
+    Ok((row.try_get(0)?, row.try_get(1)?))
+}
+
+/// A change that wins replaces its document's row in place (one upsert) only where
+/// that means the same as deleting the row and copying the new one: a column the
+/// mapping does not write takes its default again, a trigger of the user's sees a
+/// delete and an insert, and a row PostgreSQL refuses becomes a reject while the rest
+/// of the batch lands.
+#[tokio::test(flavor = "multi_thread")]
+async fn winners_replace_rows_in_place_only_where_the_table_allows_it() -> Result<()> {
+    let env = TestEnv::new("change_upsert").await?;
+    let mut client = env.pg().await?;
+    let plan = MappingFile::default().plan("things");
+    landing::schema::ensure_bookkeeping(&mut client).await?;
+    landing::schema::ensure_table(&mut client, &plan).await?;
+
+    // A table of the mapping's columns alone: updated in place, nothing deleted.
+    land(&mut client, &plan, "u1", &[update_of("x", 10, 1)]).await?;
+    let before = deleted_and_updated(&client).await?;
+    land(&mut client, &plan, "u2", &[update_of("x", 11, 2)]).await?;
+    ensure!(held(&client).await? == Some(2));
+    let after = deleted_and_updated(&client).await?;
+    ensure!(
+        after == (before.0, before.1 + 1),
+        "deleted and updated rows went from {before:?} to {after:?}: not one update in place"
+    );
+
+    // A column of the user's: the replaced row takes its default, as a new row does.
+    client
+        .batch_execute(
+            "ALTER TABLE things ADD COLUMN note text DEFAULT 'fresh';
+             UPDATE things SET note = 'kept'",
+        )
+        .await?;
+    land(&mut client, &plan, "u3", &[update_of("x", 12, 3)]).await?;
+    ensure!(held(&client).await? == Some(3));
+    let note: String = client
+        .query_one("SELECT note FROM things WHERE _id = 'x'", &[])
+        .await?
+        .try_get(0)?;
+    ensure!(note == "fresh", "the replaced row kept note = {note:?}");
+    client
+        .batch_execute("ALTER TABLE things DROP COLUMN note")
+        .await?;
+
+    // A trigger of the user's sees the row deleted and the new one inserted.
+    client
+        .batch_execute(
+            "CREATE TABLE seen (op text, at serial);
+             CREATE FUNCTION note_op() RETURNS trigger LANGUAGE plpgsql AS
+               $$ BEGIN INSERT INTO seen (op) VALUES (TG_OP); RETURN NULL; END $$;
+             CREATE TRIGGER note_op AFTER INSERT OR UPDATE OR DELETE ON things
+               FOR EACH ROW EXECUTE FUNCTION note_op();",
+        )
+        .await?;
+    land(&mut client, &plan, "u4", &[update_of("x", 13, 4)]).await?;
+    ensure!(held(&client).await? == Some(4));
+    let ops: Vec<String> = client
+        .query("SELECT op FROM seen ORDER BY at", &[])
+        .await?
+        .iter()
+        .map(|row| row.try_get(0))
+        .collect::<Result<_, _>>()?;
+    ensure!(ops == ["DELETE", "INSERT"], "the trigger saw {ops:?}");
+    client
+        .batch_execute("DROP TRIGGER note_op ON things")
+        .await?;
+
+    // A row refused on the way in place: it alone becomes a reject, the rest lands.
+    client
+        .batch_execute(
+            "ALTER TABLE things ADD CONSTRAINT small CHECK ((doc #>> '{n,$numberInt}')::int < 100)",
+        )
+        .await?;
+    let landed = land(
+        &mut client,
+        &plan,
+        "u5",
+        &[update_of("x", 14, 5), update_of("y", 14, 500)],
+    )
+    .await?;
+    ensure!(held(&client).await? == Some(5));
+    let Landed::Committed { rows, rejects, .. } = landed else {
+        anyhow::bail!("the batch was not landed: {landed:?}");
+    };
+    ensure!(rows == 1 && rejects.total() == 1, "{landed:?}");
+    let rejected: Vec<(String, String)> = client
+        .query(
+            "SELECT doc_id, operation FROM _migrate_rejects WHERE batch_id = 'u5'",
+            &[],
+        )
+        .await?
+        .iter()
+        .map(|row| Ok((row.try_get(0)?, row.try_get(1)?)))
+        .collect::<Result<_>>()?;
+    ensure!(
+        rejected == [("y".to_string(), "update".to_string())],
+        "rejects: {rejected:?}"
+    );
+    Ok(())
+}
