@@ -81,6 +81,7 @@ pub async fn ensure_bookkeeping(client: &mut Client) -> Result<(), PgError> {
             PRIMARY KEY (target_table, doc_key)
         );
         CREATE INDEX IF NOT EXISTS {rejects_run} ON {rejects} (run, collection);
+        CREATE INDEX IF NOT EXISTS {rejects_doc} ON {rejects} (collection, doc_id);
         CREATE TABLE IF NOT EXISTS {dead} (
             id bigserial PRIMARY KEY,
             stream text NOT NULL,
@@ -112,6 +113,9 @@ pub async fn ensure_bookkeeping(client: &mut Client) -> Result<(), PgError> {
         ledger_run = quote(&format!("{LEDGER_TABLE}_run")),
         rejects = bookkeeping_table(REJECTS_TABLE),
         rejects_run = quote(&format!("{REJECTS_TABLE}_run")),
+        // Each change batch deletes the rejects of the documents it replaces: without
+        // this index, a scan of every reject per batch (1 s per batch at 200,000).
+        rejects_doc = quote(&format!("{REJECTS_TABLE}_doc")),
         dead = bookkeeping_table(DEAD_LETTERS_TABLE),
     );
     locked(client, "creating the bookkeeping tables", &ddl).await

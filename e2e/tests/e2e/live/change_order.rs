@@ -342,3 +342,55 @@ async fn winners_replace_rows_in_place_only_where_the_table_allows_it() -> Resul
     );
     Ok(())
 }
+
+/// A change batch deletes the rejects of the documents it replaces by index: a
+/// collection with many rejects does not make every change batch read all of them
+/// (with 200,000 rejects a scan took a second per batch).
+#[tokio::test(flavor = "multi_thread")]
+async fn a_change_batch_finds_its_documents_rejects_by_index() -> Result<()> {
+    let env = TestEnv::new("change_rejects").await?;
+    let mut client = env.pg().await?;
+    let plan = MappingFile::default().plan("things");
+    landing::schema::ensure_bookkeeping(&mut client).await?;
+    landing::schema::ensure_table(&mut client, &plan).await?;
+    client
+        .batch_execute(
+            "INSERT INTO _migrate_rejects (run, collection, batch_id, doc_id, error, raw_bson)
+             SELECT 'order', 'things', 'old', 'r' || g, 'refused', '\\x00'
+             FROM generate_series(1, 20000) g;
+             ANALYZE _migrate_rejects;",
+        )
+        .await?;
+    let before = rejects_scans(&client).await?;
+    land(&mut client, &plan, "r1", &[update_of("r7", 10, 1)]).await?;
+    let after = rejects_scans(&client).await?;
+    ensure!(
+        after.0 == before.0 && after.1 > before.1,
+        "sequential and index scans of the rejects went from {before:?} to {after:?}"
+    );
+    let left: i64 = client
+        .query_one(
+            "SELECT count(*) FROM _migrate_rejects WHERE doc_id = 'r7'",
+            &[],
+        )
+        .await?
+        .try_get(0)?;
+    ensure!(left == 0, "the replaced document's reject stayed");
+    Ok(())
+}
+
+/// Sequential and index scans of the rejects table so far, as PostgreSQL's statistics
+/// count them (this session's pending counts flushed first).
+async fn rejects_scans(client: &tokio_postgres::Client) -> Result<(i64, i64)> {
+    client
+        .batch_execute("SELECT pg_stat_force_next_flush()")
+        .await?;
+    let row = client
+        .query_one(
+            "SELECT seq_scan, coalesce(idx_scan, 0) FROM pg_stat_user_tables
+             WHERE relid = '_migrate_rejects'::regclass",
+            &[],
+        )
+        .await?;
+    Ok((row.try_get(0)?, row.try_get(1)?))
+}
