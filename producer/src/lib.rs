@@ -15,6 +15,8 @@
 //! - [`checkpointer`]: saving the newest acknowledged position, off the publish path.
 //! - [`retry`]: riding out a NATS restart.
 //! - [`throttle`]: `--max-read-rate`, the snapshot readers' limit on MongoDB.
+//! - `preflight`: what a run checks before it publishes anything.
+//! - [`Summary`]: what a run published, as it is printed.
 //! - [`error`]: what stops the producer.
 //!
 //! Reading MongoDB (connecting, paging, planning ranges, change events) is the
@@ -36,21 +38,24 @@ pub mod follow;
 pub mod lease;
 mod metrics;
 mod part;
+mod preflight;
 mod progress;
 mod publisher;
 mod range_readers;
 mod ranges;
 mod read_ahead;
 mod retry;
+mod summary;
 pub mod throttle;
+
+pub use summary::Summary;
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use bson::Bson;
 use common::broker::Broker;
-use common::naming::RunName;
 use common::run_state::{CollectionTotals, RunManifest, RunSource, RunState, SelectionPatterns};
 use futures::{StreamExt, TryStreamExt};
 use tokio_util::sync::CancellationToken;
@@ -60,91 +65,6 @@ use crate::config::RunConfig;
 use crate::context::RunContext;
 use crate::error::ProducerError;
 use crate::part::CollectionSummary;
-
-/// What one `producer run` published.
-#[derive(Debug, Clone)]
-pub struct Summary {
-    /// The run's name.
-    pub run: String,
-    /// Per collection, in the order they were named.
-    pub collections: Vec<CollectionSummary>,
-    /// What `--follow` published of the change stream.
-    pub followed: Option<follow::Followed>,
-    /// From start to the last acknowledgement (or to the stop, when following).
-    pub elapsed: Duration,
-    /// Under `--max-read-rate`, the rate the snapshot was read at.
-    pub read_rate: Option<throttle::Achieved>,
-}
-
-impl Summary {
-    /// Documents published, over every collection.
-    pub fn documents(&self) -> u64 {
-        self.collections.iter().map(|c| c.documents).sum()
-    }
-
-    /// Batches published, over every collection.
-    pub fn batches(&self) -> u64 {
-        self.collections.iter().map(|c| c.batches).sum()
-    }
-
-    /// Bytes of documents published, over every collection.
-    pub fn bytes(&self) -> u64 {
-        self.collections.iter().map(|c| c.bytes).sum()
-    }
-}
-
-impl std::fmt::Display for Summary {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        let seconds = self.elapsed.as_secs_f64();
-        let rate = self.documents() as f64 / seconds.max(1e-9);
-        writeln!(
-            f,
-            "published {} collections: {} documents in {} batches, {:.1} MB, {:.2} s, {:.0} docs/s",
-            self.collections.len(),
-            self.documents(),
-            self.batches(),
-            self.bytes() as f64 / 1e6,
-            seconds,
-            rate
-        )?;
-        for c in &self.collections {
-            write!(
-                f,
-                "  {}: {} documents, {} batches{}",
-                c.name,
-                c.documents,
-                c.batches,
-                if c.resumed { " (resumed)" } else { "" }
-            )?;
-            if c.duplicates > 0 {
-                // The stream remembers batch ids for its dedupe window: a batch sent
-                // again within it is acknowledged and dropped, not queued again.
-                write!(
-                    f,
-                    "; {} of them discarded by the stream as duplicates of batches it received within the last {} minutes",
-                    c.duplicates,
-                    common::broker::DUPLICATE_WINDOW.as_secs() / 60
-                )?;
-            }
-            writeln!(f)?;
-        }
-        if let Some(read) = &self.read_rate {
-            writeln!(f, "{read}")?;
-        }
-        if let Some(followed) = &self.followed {
-            writeln!(
-                f,
-                "followed the change stream: {} changes in {} batches this time ({} without a document: a later change says what became of it); run the same command to follow on",
-                followed.events, followed.batches, followed.skipped
-            )?;
-        }
-        writeln!(
-            f,
-            "once `mongo2pg status --run {run}` says complete, `mongo2pg cleanup --run {run}` removes the run from NATS",
-            run = self.run
-        )
-    }
-}
 
 /// Publishes every collection of the run and records the totals; returns once the
 /// stream has acknowledged every batch.
@@ -230,15 +150,15 @@ async fn run_collections(
         database: config.mongo.mongodb_database.clone(),
         uri: common::config::redact_url(&config.mongo.mongodb_uri),
     };
-    check_source(&state, &run, &source, config.restart).await?;
-    let mapping = mapping(&state, &run, config.mapping.as_deref()).await?;
+    preflight::check_source(&state, &run, &source, config.restart).await?;
+    let mapping = preflight::mapping(&state, &run, config.mapping.as_deref()).await?;
     let (filters, filters_json) = (mapping.filters(), mapping.filters_json());
     for (collection, filter) in &filters {
         if collections.contains(collection) {
             tracing::info!(collection = %collection, filter = %Bson::Document(filter.clone()).into_relaxed_extjson(), "only the documents the mapping's filter matches move");
         }
     }
-    let scope = check_follow(
+    let scope = preflight::check_follow(
         &state,
         &run,
         &mongo,
@@ -255,7 +175,7 @@ async fn run_collections(
                 run: run.to_string(),
             });
         }
-        forget(&state, &collections).await?;
+        preflight::forget(&state, &collections).await?;
     }
 
     // Before the first snapshot batch, and before anything else is recorded: every
@@ -389,7 +309,7 @@ async fn run_collections(
     }
     let followed = match &start {
         Some(start) => Some(
-            follow_as_one(&ctx, &collections, &scope, start)
+            follow::follow_as_one(&ctx, &collections, &scope, start)
                 .instrument(tracing::info_span!("follow", run = %run))
                 .await?,
         ),
@@ -404,73 +324,6 @@ async fn run_collections(
     })
 }
 
-/// How long a standby producer waits between looks at the follower's lease.
-const STANDBY_POLL: Duration = Duration::from_secs(1);
-
-/// Follows the change stream while holding the run's follower lease, so that of several
-/// producers of a run only one streams the changes; the others stand by and take over
-/// once the follower stops renewing (killed), until `shutdown`.
-async fn follow_as_one(
-    ctx: &RunContext,
-    collections: &[String],
-    scope: &follow::Scope,
-    start: &common::run_state::StartPosition,
-) -> Result<follow::Followed, ProducerError> {
-    let RunContext {
-        state, shutdown, ..
-    } = ctx;
-    let holder = lease::holder_id();
-    let mut said = false;
-    let mut interruptions = 0;
-    loop {
-        let lost = shutdown.child_token();
-        let held = lease::claim(state, follow::FOLLOWER, 0, &holder, lost.clone()).await?;
-        let Some(held) = held else {
-            if !said {
-                tracing::info!(
-                    "another producer follows this run's change stream; standing by to take over if it stops"
-                );
-                said = true;
-            }
-            tokio::select! {
-                _ = shutdown.cancelled() => return Ok(follow::Followed::default()),
-                _ = tokio::time::sleep(STANDBY_POLL) => continue,
-            }
-        };
-        if said {
-            tracing::info!("the follower stopped renewing its lease; this producer follows the change stream now");
-        }
-        let stint = Instant::now();
-        ctx.metrics.following(true);
-        let followed = follow::follow(ctx, collections, scope, start, &lost).await;
-        ctx.metrics.following(false);
-        let lost_lease = held.is_lost() && !shutdown.is_cancelled();
-        held.release().await;
-        if let Err(ProducerError::FollowInterrupted { detail }) = &followed {
-            // A primary stepping down or killed: follow again from the checkpoint once
-            // the replica set has a new one, as long as that keeps working now and then.
-            if stint.elapsed() > Duration::from_secs(60) {
-                interruptions = 0;
-            }
-            interruptions += 1;
-            if interruptions < retry::ATTEMPTS && !shutdown.is_cancelled() {
-                tracing::warn!(attempt = interruptions, error = %detail,
-                    "the change stream failed; following again from the checkpoint");
-                tokio::select! {
-                    _ = shutdown.cancelled() => return Ok(follow::Followed::default()),
-                    _ = tokio::time::sleep(retry::pause(interruptions)) => continue,
-                }
-            }
-        }
-        if !lost_lease {
-            return followed;
-        }
-        // Another producer took over (this one stalled past its lease): stand by again.
-        followed?;
-        said = false;
-    }
-}
-
 /// Changes the run manifest, riding out a NATS restart.
 pub(crate) async fn update_manifest(
     state: &RunState,
@@ -480,113 +333,4 @@ pub(crate) async fn update_manifest(
         state.update_manifest(&change)
     })
     .await?)
-}
-
-/// Refuses to resume a run that read another database: its batches would mix two
-/// sources under one run. The same database reached by another address (a replica set
-/// member, another name for the host) is only worth a warning.
-async fn check_source(
-    state: &RunState,
-    run: &RunName,
-    source: &RunSource,
-    restart: bool,
-) -> Result<(), ProducerError> {
-    // The first reads of a run ride out NATS answering late, as every later one does
-    // (a JetStream cluster just started, or electing a leader).
-    let manifest = retry::with_retries("reading the run's manifest", || state.manifest()).await?;
-    let Some(was) = manifest.and_then(|manifest| manifest.source) else {
-        return Ok(());
-    };
-    if was.database != source.database && !restart {
-        return Err(ProducerError::OtherSource {
-            run: run.to_string(),
-            was_database: was.database,
-            was_uri: was.uri,
-            database: source.database.clone(),
-            uri: source.uri.clone(),
-        });
-    }
-    if was != *source {
-        tracing::warn!(run = %run, was = %format!("{} at {}", was.database, was.uri),
-            now = %format!("{} at {}", source.database, source.uri),
-            "the run was published before from another address or database");
-    }
-    Ok(())
-}
-
-/// Refuses what would follow a run partly or not at all while its changes land as if
-/// followed:
-/// - `--follow` on a run published before without it: its start position would be
-///   taken after (part of) its snapshot, and the changes in between would be lost;
-/// - collections other than those a followed run follows, with or without
-///   `--follow`: they would be snapshotted and never followed.
-async fn check_follow(
-    state: &RunState,
-    run: &RunName,
-    mongo: &source::Source,
-    collections: &[String],
-    follow: bool,
-    whole: bool,
-) -> Result<follow::Scope, ProducerError> {
-    // The manifest first: a producer racing this one records its start position before
-    // its manifest, so a manifest seen here means any start position is seen too.
-    let published_before = retry::with_retries("reading the run's manifest", || state.manifest())
-        .await?
-        .is_some();
-    let start = retry::with_retries("reading the run's start position", || state.start()).await?;
-    let scope = follow::Scope::of(start.as_ref(), mongo.databases(), collections, whole);
-    match start {
-        None if follow && published_before => Err(ProducerError::FollowAddedLater {
-            run: run.to_string(),
-        }),
-        Some(start) if !follow && !follow::follows(&start, mongo.databases(), &scope) => {
-            Err(ProducerError::OtherCollectionsOfFollowedRun {
-                run: run.to_string(),
-            })
-        }
-        _ => Ok(scope),
-    }
-}
-
-async fn forget(state: &RunState, collections: &[String]) -> Result<(), ProducerError> {
-    for name in collections {
-        if let Some(checkpoint) = state.checkpoint(name).await? {
-            tracing::warn!(
-                collection = %name,
-                batches = checkpoint.batches,
-                documents = checkpoint.documents,
-                "--restart: discarding the checkpoint; the collection is published again from its first document"
-            );
-        }
-    }
-    state.forget(collections).await?;
-    Ok(())
-}
-
-/// The run's mapping, for its filters: `--mapping`, which becomes the run's mapping
-/// (refused when a consumer recorded another), or the run's recorded mapping (none: no
-/// filter).
-async fn mapping(
-    state: &RunState,
-    run: &RunName,
-    mapping: Option<&std::path::Path>,
-) -> Result<landing::mapping::MappingFile, ProducerError> {
-    Ok(match mapping {
-        Some(path) => {
-            let (file, ours) = landing::mapping::MappingFile::load_recorded(Some(path))?;
-            let held = state.record_mapping(&ours).await?;
-            if held.hash != ours.hash {
-                return Err(ProducerError::OtherMapping {
-                    run: run.to_string(),
-                    held: held.describe(),
-                    ours: ours.describe(),
-                });
-            }
-            file
-        }
-        None => match state.mapping().await? {
-            Some(held) => landing::mapping::MappingFile::parse(&held)?,
-            None => landing::mapping::MappingFile::default(),
-        },
-    })
 }

@@ -10,6 +10,8 @@
 //! - [`parts`]: a flush's changes cut by `_id`, so that batches landing at once
 //!   seldom wait on each other's documents.
 //! - [`known`]: the collections a followed run takes, and those that join it.
+//! - [`standby`]: of several producers of a run, the one holding the follower lease
+//!   follows; the others stand by to take over.
 //!
 //! The pipeline and reading one raw event are `source::change`.
 //!
@@ -22,11 +24,13 @@
 mod batches;
 mod known;
 mod parts;
+mod standby;
 mod start;
 mod stream;
 
 pub use start::{follows, record_start, Scope};
 
 pub use common::naming::FOLLOWER;
+pub(crate) use standby::follow_as_one;
 pub use stream::Followed;
 pub(crate) use stream::{follow, measure_from_start};
