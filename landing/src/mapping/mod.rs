@@ -34,6 +34,7 @@
 //! - [`file`]: the mapping file; `check`: what it must satisfy beyond its syntax;
 //!   `problem`: why it cannot be used.
 //! - [`plan`]: a collection's target table and how each column is filled.
+//! - [`child_plan`]: its child tables, one row per element of an array.
 //! - [`new_fields`]: what happens to fields the mapping does not name.
 //! - [`reference`]: fields holding another document's `_id`, written as its key.
 //! - [`row`]: one document to its rows.
@@ -42,6 +43,7 @@
 //! - [`extra`]: the `_extra` column, written as fields go unread.
 
 mod check;
+pub mod child_plan;
 pub mod computed;
 mod extra;
 pub mod file;
@@ -52,13 +54,14 @@ pub mod reference;
 pub mod row;
 pub mod row_error;
 
+pub use child_plan::{ChildColumn, ChildPlan, ChildSource};
 pub use file::{
     is_reserved, ChildMapping, CollectionMapping, ColumnMapping, DatabaseMapping, InvalidMapping,
     MappingError, MappingFile, Missing, Naming, Problem, SurrogateKey, DEFAULT_MAX_NEW_COLUMNS,
     EXTRA_COLUMN, ID_COLUMN, MISSING_COLUMN, RESERVED_PREFIX,
 };
 pub use new_fields::{AddedColumn, FieldKind, NewField, NewFields};
-pub use plan::{ChildColumn, ChildPlan, ChildSource, ColumnPlan, Source, TablePlan};
+pub use plan::{ColumnPlan, Source, TablePlan};
 pub use reference::{is_dbref, KeyForm, Reference};
 pub use row::Row;
 pub use row_error::{RejectKind, RowError};

@@ -3,9 +3,10 @@
 
 use bson::{RawBsonRef, RawDocument};
 
+use super::child_plan::ChildSource;
 use super::extra::{keep_unread, JsonObject};
 use super::new_fields::FieldKind;
-use super::plan::{ChildSource, Source, TablePlan};
+use super::plan::{Source, TablePlan};
 use super::row_error::{unreadable, RejectKind, RowError};
 use crate::cell::{excerpt, json_cell, type_name, Cell, CellError, Refused};
 use crate::column_type::ColumnType;
