@@ -52,7 +52,9 @@ pub(crate) fn plan_fits(plan: &TablePlan) -> bool {
 }
 
 /// Whether the table, as it stands now, takes an upsert as it would a delete then a
-/// copy (see the module's list).
+/// copy (see the module's list). `attgenerated` is read through `to_jsonb`: before
+/// PostgreSQL 12 the column does not exist (nor do generated columns), and an error
+/// here would fail the batch's transaction.
 pub(crate) async fn table_fits(tx: &Transaction<'_>, plan: &TablePlan) -> Result<bool, PgError> {
     let columns = i64::try_from(plan.columns.len()).unwrap_or(i64::MAX);
     let row = tx
@@ -61,7 +63,7 @@ pub(crate) async fn table_fits(tx: &Transaction<'_>, plan: &TablePlan) -> Result
                 AND NOT EXISTS (SELECT 1 FROM pg_trigger g WHERE g.tgrelid = c.oid AND NOT g.tgisinternal)
                 AND (SELECT count(*) FROM pg_attribute a
                      WHERE a.attrelid = c.oid AND a.attnum > 0 AND NOT a.attisdropped
-                       AND a.attgenerated = '') = $2
+                       AND coalesce(to_jsonb(a) ->> 'attgenerated', '') = '') = $2
              FROM pg_class c WHERE c.oid = to_regclass($1)",
             &[&quote_table(&plan.table), &columns],
         )

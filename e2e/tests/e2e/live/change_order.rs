@@ -268,6 +268,28 @@ async fn winners_replace_rows_in_place_only_where_the_table_allows_it() -> Resul
         "deleted and updated rows went from {before:?} to {after:?}: not one update in place"
     );
 
+    // A generated column is the table's to fill: still in place, and computed anew.
+    client
+        .batch_execute(
+            "ALTER TABLE things ADD COLUMN n_text text
+               GENERATED ALWAYS AS (doc #>> '{n,$numberInt}') STORED",
+        )
+        .await?;
+    land(&mut client, &plan, "u2b", &[update_of("x", 12, 22)]).await?;
+    let again = deleted_and_updated(&client).await?;
+    ensure!(
+        again == (after.0, after.1 + 1),
+        "with a generated column, deleted and updated rows went from {after:?} to {again:?}"
+    );
+    let n_text: String = client
+        .query_one("SELECT n_text FROM things WHERE _id = 'x'", &[])
+        .await?
+        .try_get(0)?;
+    ensure!(n_text == "22", "the generated column holds {n_text:?}");
+    client
+        .batch_execute("ALTER TABLE things DROP COLUMN n_text")
+        .await?;
+
     // A column of the user's: the replaced row takes its default, as a new row does.
     client
         .batch_execute(
@@ -275,7 +297,7 @@ async fn winners_replace_rows_in_place_only_where_the_table_allows_it() -> Resul
              UPDATE things SET note = 'kept'",
         )
         .await?;
-    land(&mut client, &plan, "u3", &[update_of("x", 12, 3)]).await?;
+    land(&mut client, &plan, "u3", &[update_of("x", 13, 3)]).await?;
     ensure!(held(&client).await? == Some(3));
     let note: String = client
         .query_one("SELECT note FROM things WHERE _id = 'x'", &[])
@@ -296,7 +318,7 @@ async fn winners_replace_rows_in_place_only_where_the_table_allows_it() -> Resul
                FOR EACH ROW EXECUTE FUNCTION note_op();",
         )
         .await?;
-    land(&mut client, &plan, "u4", &[update_of("x", 13, 4)]).await?;
+    land(&mut client, &plan, "u4", &[update_of("x", 14, 4)]).await?;
     ensure!(held(&client).await? == Some(4));
     let ops: Vec<String> = client
         .query("SELECT op FROM seen ORDER BY at", &[])
@@ -319,7 +341,7 @@ async fn winners_replace_rows_in_place_only_where_the_table_allows_it() -> Resul
         &mut client,
         &plan,
         "u5",
-        &[update_of("x", 14, 5), update_of("y", 14, 500)],
+        &[update_of("x", 15, 5), update_of("y", 15, 500)],
     )
     .await?;
     ensure!(held(&client).await? == Some(5));
