@@ -4,8 +4,9 @@
 use std::sync::Arc;
 
 use super::file::{ChildMapping, MappingFile, Naming, EXTRA_COLUMN};
-use super::plan::{compiled, generated_table, qualified, split_path, PathTree};
+use super::path_tree::{split_path, PathTree};
 use super::reference::Reference;
+use super::table_name::{generated_table, qualified};
 use crate::column_type::ColumnType;
 use crate::identifier::{self, Taken};
 use crate::transform::{Chain, ChainError};
@@ -183,7 +184,7 @@ impl ChildContext<'_> {
                         None => ChildSource::Field(path),
                     };
                     let mut planned = column(name, source, c.ty, c.required || is_key);
-                    planned.transform = compiled(self.file, &c.transform, c.ty);
+                    planned.transform = self.file.compiled(&c.transform, c.ty);
                     columns.push(planned);
                 }
                 for nested in &mapping.children {

@@ -4,7 +4,7 @@
 use bson::RawBsonRef;
 
 use super::file::EXTRA_COLUMN;
-use super::plan::PathTree;
+use super::path_tree::PathTree;
 use super::row_error::{unreadable, RejectKind, RowError};
 use crate::cell::{excerpt, type_name};
 use crate::column_type::ColumnType;

@@ -2,6 +2,7 @@
 
 use std::collections::BTreeMap;
 use std::path::Path;
+use std::sync::Arc;
 
 use common::run_state::RunMapping;
 use serde::{Deserialize, Serialize};
@@ -13,8 +14,9 @@ use crate::cell::LegacyUuid;
 use crate::column_type::ColumnType;
 use crate::extjson::JsonMode;
 use crate::identifier;
+use crate::transform::keys::KeyError;
 use crate::transform::keys::{KeySource, Keyring};
-use crate::transform::{self, Transform};
+use crate::transform::{self, Chain, ChainError, Transform};
 
 /// The column that keeps the fields no other column reads.
 pub const EXTRA_COLUMN: &str = "_extra";
@@ -452,5 +454,23 @@ impl CollectionMapping {
     /// The filter as a query document (checked when the file was read).
     pub fn filter_document(&self) -> Option<bson::Document> {
         self.filter.as_deref().and_then(|f| parse_filter(f).ok())
+    }
+}
+
+impl MappingFile {
+    /// A column's transform compiled with the file's keys (an error, making every value
+    /// a reject, when they were not read); `None` without one.
+    pub(super) fn compiled(
+        &self,
+        transforms: &[crate::transform::Transform],
+        ty: ColumnType,
+    ) -> Option<Result<Arc<Chain>, ChainError>> {
+        (!transforms.is_empty()).then(|| {
+            match &self.keyring {
+                Some(keyring) => Chain::compile(transforms, ty, keyring),
+                None => Err(ChainError::Key(KeyError::NotRead)),
+            }
+            .map(Arc::new)
+        })
     }
 }

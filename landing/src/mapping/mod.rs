@@ -35,6 +35,7 @@
 //!   `problem`: why it cannot be used.
 //! - [`plan`]: a collection's target table and how each column is filled.
 //! - [`child_plan`]: its child tables, one row per element of an array.
+//!   Both are made of `path_tree` (the fields a table reads) and `table_name`.
 //! - [`new_fields`]: what happens to fields the mapping does not name.
 //! - [`reference`]: fields holding another document's `_id`, written as its key.
 //! - [`row`]: one document to its rows.
@@ -48,11 +49,13 @@ pub mod computed;
 mod extra;
 pub mod file;
 pub mod new_fields;
+mod path_tree;
 pub mod plan;
 mod problem;
 pub mod reference;
 pub mod row;
 pub mod row_error;
+mod table_name;
 
 pub use child_plan::{ChildColumn, ChildPlan, ChildSource};
 pub use file::{

@@ -1,6 +1,6 @@
 //! A collection's target table and how each of its columns is filled.
 
-use std::collections::{BTreeMap, HashSet};
+use std::collections::HashSet;
 use std::sync::Arc;
 
 use bson::RawDocument;
@@ -12,11 +12,12 @@ use super::file::{
     ID_COLUMN, MISSING_COLUMN,
 };
 use super::new_fields::{AddedColumn, FieldKind, NewField, NewFields};
+use super::path_tree::{split_path, PathTree};
 use super::reference::Reference;
+use super::table_name::{generated_table, qualified};
 use crate::cell::ValueOptions;
 use crate::column_type::ColumnType;
 use crate::identifier::{self, Taken};
-use crate::transform::keys::KeyError;
 use crate::transform::{Chain, ChainError};
 
 /// Where a column's value comes from.
@@ -100,40 +101,6 @@ pub struct TablePlan {
     pub withheld: Vec<String>,
 }
 
-/// The set of dotted paths a plan reads, as a tree of keys.
-#[derive(Debug, Clone, Default)]
-pub(super) struct PathTree {
-    /// The whole value at this path is read.
-    pub(super) whole: bool,
-    pub(super) children: BTreeMap<String, PathTree>,
-}
-
-impl PathTree {
-    pub(super) fn insert(&mut self, path: &[String]) {
-        match path.split_first() {
-            None => self.whole = true,
-            Some((first, rest)) => self.children.entry(first.clone()).or_default().insert(rest),
-        }
-    }
-}
-
-pub(super) fn split_path(path: &str) -> Vec<String> {
-    path.split('.').map(str::to_string).collect()
-}
-
-/// A table's name in its schema: a name with a dot names its schema already.
-pub(super) fn qualified(schema: Option<&String>, name: String) -> String {
-    match schema {
-        Some(schema) if !name.contains('.') => format!("{schema}.{name}"),
-        _ => name,
-    }
-}
-
-/// A generated table name: dots (which would name a schema) become `_`.
-pub(super) fn generated_table(naming: Naming, wanted: &str) -> String {
-    identifier::fitted(&naming.apply(&wanted.replace('.', "_")))
-}
-
 impl TablePlan {
     /// The default table of a collection without a mapping: `_id text` and `doc jsonb`.
     pub fn default_for(collection: &str) -> Self {
@@ -212,7 +179,7 @@ impl TablePlan {
                     },
                     ty: c.ty,
                     required: c.required,
-                    transform: compiled(file, &c.transform, c.ty),
+                    transform: file.compiled(&c.transform, c.ty),
                 }
             })
             .collect();
@@ -349,22 +316,6 @@ impl Source {
             Source::Document | Source::Extra | Source::Missing | Source::Computed(_) => None,
         }
     }
-}
-
-/// A column's transform compiled with the file's keys (an error, making every value
-/// a reject, when they were not read); `None` without one.
-pub(super) fn compiled(
-    file: &MappingFile,
-    transforms: &[crate::transform::Transform],
-    ty: ColumnType,
-) -> Option<Result<Arc<Chain>, ChainError>> {
-    (!transforms.is_empty()).then(|| {
-        match &file.keyring {
-            Some(keyring) => Chain::compile(transforms, ty, keyring),
-            None => Err(ChainError::Key(KeyError::NotRead)),
-        }
-        .map(Arc::new)
-    })
 }
 
 /// The dotted paths of the transformed columns, of the table and of its child
