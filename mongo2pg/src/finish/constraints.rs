@@ -5,8 +5,14 @@
 //! when there are none; with orphans it stays `NOT VALID`, which still holds every
 //! new row, and the report names them.
 
+use std::fmt::Write as _;
+
 use landing::identifier::{self, quote, quote_table, split_table};
 use landing::mapping::{ChildSource, MappingFile, Source, TablePlan};
+use landing::pg::PgError;
+
+use super::progress::record;
+use crate::error::OperatorError;
 
 /// A foreign key to add.
 #[derive(Debug, Clone)]
@@ -83,4 +89,105 @@ pub(crate) fn foreign_keys(file: &MappingFile, plan: &TablePlan) -> Vec<ForeignK
         }
     }
     keys
+}
+
+/// What [`add_all`] did: its report lines, and how many keys are valid and how many
+/// need attention.
+#[derive(Debug, Default)]
+pub(super) struct Added {
+    pub(super) text: String,
+    pub(super) valid: usize,
+    pub(super) failures: usize,
+}
+
+/// Adds each foreign key `NOT VALID` (when not there already), counts its orphans, and
+/// validates it when there are none; records each in the finish table and reports it
+/// (a missing referenced table or orphans need attention).
+pub(super) async fn add_all(
+    client: &tokio_postgres::Client,
+    run: &str,
+    keys: &[ForeignKey],
+) -> Result<Added, OperatorError> {
+    let mut out = Added::default();
+    for key in keys {
+        let failed = |e| OperatorError::Pg(PgError::new(format!("adding {}", key.relationship), e));
+        let target_exists: bool = client
+            .query_one("SELECT to_regclass($1) IS NOT NULL", &[&key.target])
+            .await
+            .map_err(failed)?
+            .get(0);
+        if !target_exists {
+            out.failures += 1;
+            let detail = format!(
+                "the referenced table {} does not exist: migrate that collection too, or drop the reference from the mapping",
+                key.target
+            );
+            record(
+                client,
+                run,
+                &key.relationship,
+                "foreign key",
+                "not valid",
+                &detail,
+                None,
+            )
+            .await?;
+            let _ = writeln!(
+                out.text,
+                "foreign key  {}: not added: {detail}",
+                key.relationship
+            );
+            continue;
+        }
+        let exists: bool = client
+            .query_one(
+                "SELECT EXISTS (SELECT 1 FROM pg_constraint WHERE conname = $1 AND conrelid = to_regclass($2))",
+                &[&key.name, &landing::identifier::quote_table(&key.table)],
+            )
+            .await
+            .map_err(failed)?
+            .get(0);
+        if !exists {
+            client.batch_execute(&key.add).await.map_err(failed)?;
+        }
+        let orphans = client.query_one(&key.orphans, &[]).await.map_err(failed)?;
+        let count: i64 = orphans.get(0);
+        if count == 0 {
+            client.batch_execute(&key.validate).await.map_err(failed)?;
+            out.valid += 1;
+            record(
+                client,
+                run,
+                &key.relationship,
+                "foreign key",
+                "valid",
+                "",
+                None,
+            )
+            .await?;
+            let _ = writeln!(out.text, "foreign key  {}: valid", key.relationship);
+        } else {
+            out.failures += 1;
+            let examples: Vec<String> =
+                orphans.get::<_, Option<Vec<String>>>(1).unwrap_or_default();
+            let detail = format!("{count} orphans, e.g. {}", examples.join(", "));
+            record(
+                client,
+                run,
+                &key.relationship,
+                "foreign key",
+                "not valid",
+                &detail,
+                None,
+            )
+            .await?;
+            let _ = writeln!(
+                out.text,
+                "foreign key  {}: {count} orphans, e.g. {} (document -> missing key); kept NOT VALID (new rows are checked); add the missing documents or fix the references, then run finish again",
+                key.relationship,
+                examples.join(", ")
+            );
+        }
+    }
+    Ok(out)
 }
