@@ -42,16 +42,21 @@ impl Reply {
 
     /// The next document of the reply, `None` once all were taken.
     pub fn next_document(&mut self) -> Option<&RawDocument> {
-        let range = self.documents.get(self.next)?.clone();
-        self.next += 1;
-        let bytes = &self.batch.as_raw_document().as_bytes()[range];
-        // Checked when the reply was read: these bytes are one of its documents.
-        RawDocument::from_bytes(bytes).ok()
+        let at = self.next;
+        // Past the last document `next` stays put: `remaining` counts from it.
+        self.next = (at + 1).min(self.documents.len());
+        self.document(at)
     }
 
     /// The next document without taking it.
     pub fn peek(&self) -> Option<&RawDocument> {
-        let range = self.documents.get(self.next)?.clone();
+        self.document(self.next)
+    }
+
+    /// The reply's document at `index`, if there is one.
+    fn document(&self, index: usize) -> Option<&RawDocument> {
+        let range = self.documents.get(index)?.clone();
+        // Checked when the reply was read: these bytes are one of its documents.
         RawDocument::from_bytes(&self.batch.as_raw_document().as_bytes()[range]).ok()
     }
 

@@ -122,16 +122,7 @@ pub(super) async fn add_all(
                 "the referenced table {} does not exist: migrate that collection too, or drop the reference from the mapping",
                 key.target
             );
-            record(
-                client,
-                run,
-                &key.relationship,
-                "foreign key",
-                "not valid",
-                &detail,
-                None,
-            )
-            .await?;
+            record_key(client, run, key, "not valid", &detail).await?;
             let _ = writeln!(
                 out.text,
                 "foreign key  {}: not added: {detail}",
@@ -155,32 +146,14 @@ pub(super) async fn add_all(
         if count == 0 {
             client.batch_execute(&key.validate).await.map_err(failed)?;
             out.valid += 1;
-            record(
-                client,
-                run,
-                &key.relationship,
-                "foreign key",
-                "valid",
-                "",
-                None,
-            )
-            .await?;
+            record_key(client, run, key, "valid", "").await?;
             let _ = writeln!(out.text, "foreign key  {}: valid", key.relationship);
         } else {
             out.failures += 1;
             let examples: Vec<String> =
                 orphans.get::<_, Option<Vec<String>>>(1).unwrap_or_default();
             let detail = format!("{count} orphans, e.g. {}", examples.join(", "));
-            record(
-                client,
-                run,
-                &key.relationship,
-                "foreign key",
-                "not valid",
-                &detail,
-                None,
-            )
-            .await?;
+            record_key(client, run, key, "not valid", &detail).await?;
             let _ = writeln!(
                 out.text,
                 "foreign key  {}: {count} orphans, e.g. {} (document -> missing key); kept NOT VALID (new rows are checked); add the missing documents or fix the references, then run finish again",
@@ -190,4 +163,24 @@ pub(super) async fn add_all(
         }
     }
     Ok(out)
+}
+
+/// Records a foreign key's state in the finish table.
+async fn record_key(
+    client: &tokio_postgres::Client,
+    run: &str,
+    key: &ForeignKey,
+    state: &str,
+    detail: &str,
+) -> Result<(), OperatorError> {
+    record(
+        client,
+        run,
+        &key.relationship,
+        "foreign key",
+        state,
+        detail,
+        None,
+    )
+    .await
 }
