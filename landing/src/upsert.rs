@@ -20,7 +20,9 @@
 //! - every column of the table (but generated ones) is one the plan writes: a column it
 //!   does not write would keep the old row's value where a new row takes its default;
 //! - the plan has a key from `_id` for every winner, no child tables (their rows are
-//!   deleted and copied) and no array columns (`unnest` would flatten them).
+//!   deleted and copied) and no array columns (`unnest` would flatten them);
+//! - the key's unique index is checked immediately (`ON CONFLICT` cannot arbitrate on
+//!   a deferrable one, and would fail every batch).
 //!
 //! A row PostgreSQL refuses fails the statement; the batch then lands on the careful
 //! path ([`crate::landing`]), which deletes and copies and isolates the refused rows.
@@ -56,6 +58,10 @@ pub(crate) fn plan_fits(plan: &TablePlan) -> bool {
 /// PostgreSQL 12 the column does not exist (nor do generated columns), and an error
 /// here would fail the batch's transaction.
 pub(crate) async fn table_fits(tx: &Transaction<'_>, plan: &TablePlan) -> Result<bool, PgError> {
+    let Some(pk) = plan.primary_key else {
+        return Ok(false);
+    };
+    let key = plan.columns[pk].name.as_str();
     let columns = i64::try_from(plan.columns.len()).unwrap_or(i64::MAX);
     let row = tx
         .query_opt(
@@ -64,8 +70,13 @@ pub(crate) async fn table_fits(tx: &Transaction<'_>, plan: &TablePlan) -> Result
                 AND (SELECT count(*) FROM pg_attribute a
                      WHERE a.attrelid = c.oid AND a.attnum > 0 AND NOT a.attisdropped
                        AND coalesce(to_jsonb(a) ->> 'attgenerated', '') = '') = $2
+                AND EXISTS (SELECT 1 FROM pg_index i
+                     JOIN pg_attribute k ON k.attrelid = i.indrelid AND k.attnum = i.indkey[0]
+                     WHERE i.indrelid = c.oid AND i.indisunique AND i.indimmediate
+                       AND i.indnkeyatts = 1 AND i.indpred IS NULL AND i.indexprs IS NULL
+                       AND k.attname = $3)
              FROM pg_class c WHERE c.oid = to_regclass($1)",
-            &[&quote_table(&plan.table), &columns],
+            &[&quote_table(&plan.table), &columns, &key],
         )
         .await
         .doing("reading how the table's rows can be replaced")?;

@@ -290,6 +290,24 @@ async fn winners_replace_rows_in_place_only_where_the_table_allows_it() -> Resul
         .batch_execute("ALTER TABLE things DROP COLUMN n_text")
         .await?;
 
+    // A deferrable key cannot arbitrate an upsert: deleted and copied.
+    client
+        .batch_execute(
+            "ALTER TABLE things DROP CONSTRAINT things_pkey,
+               ADD PRIMARY KEY (_id) DEFERRABLE INITIALLY IMMEDIATE",
+        )
+        .await?;
+    land(&mut client, &plan, "u2c", &[update_of("x", 13, 23)]).await?;
+    ensure!(held(&client).await? == Some(23));
+    let deferred = deleted_and_updated(&client).await?;
+    ensure!(
+        deferred.0 == again.0 + 1,
+        "with a deferrable key, deleted and updated rows went from {again:?} to {deferred:?}"
+    );
+    client
+        .batch_execute("ALTER TABLE things DROP CONSTRAINT things_pkey, ADD PRIMARY KEY (_id)")
+        .await?;
+
     // A column of the user's: the replaced row takes its default, as a new row does.
     client
         .batch_execute(
@@ -297,7 +315,7 @@ async fn winners_replace_rows_in_place_only_where_the_table_allows_it() -> Resul
              UPDATE things SET note = 'kept'",
         )
         .await?;
-    land(&mut client, &plan, "u3", &[update_of("x", 13, 3)]).await?;
+    land(&mut client, &plan, "u3", &[update_of("x", 14, 3)]).await?;
     ensure!(held(&client).await? == Some(3));
     let note: String = client
         .query_one("SELECT note FROM things WHERE _id = 'x'", &[])
@@ -318,7 +336,7 @@ async fn winners_replace_rows_in_place_only_where_the_table_allows_it() -> Resul
                FOR EACH ROW EXECUTE FUNCTION note_op();",
         )
         .await?;
-    land(&mut client, &plan, "u4", &[update_of("x", 14, 4)]).await?;
+    land(&mut client, &plan, "u4", &[update_of("x", 15, 4)]).await?;
     ensure!(held(&client).await? == Some(4));
     let ops: Vec<String> = client
         .query("SELECT op FROM seen ORDER BY at", &[])
@@ -341,7 +359,7 @@ async fn winners_replace_rows_in_place_only_where_the_table_allows_it() -> Resul
         &mut client,
         &plan,
         "u5",
-        &[update_of("x", 15, 5), update_of("y", 15, 500)],
+        &[update_of("x", 16, 5), update_of("y", 16, 500)],
     )
     .await?;
     ensure!(held(&client).await? == Some(5));
