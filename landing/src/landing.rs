@@ -130,7 +130,8 @@ pub async fn land(
         Ok(written) => tracing::warn!(batch = origin.batch_id, sent = rows,
             written = written.written,
             "the upsert wrote fewer rows than it was sent; landing the batch again by delete and COPY"),
-        Err(err) if pg::is_row_error(&err) || upsert::refused(&err) => {
+        // A row error of either write (and, of an upsert, two rows of one key).
+        Err(err) if upsert::refused(&err) => {
             tracing::info!(batch = origin.batch_id, error = %pg::detail(&err),
                 "PostgreSQL refused a row; landing the batch again, row by row where it must");
         }
