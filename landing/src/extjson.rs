@@ -87,7 +87,7 @@ pub fn write_value(
             Ok(())
         }
         RawBsonRef::ObjectId(oid) => {
-            let _ = write!(out, r#"{{"$oid":"{}"}}"#, oid.to_hex());
+            let _ = write!(out, r#"{{"$oid":"{}"}}"#, crate::cell::object_id_hex(&oid));
             Ok(())
         }
         RawBsonRef::DateTime(dt) => {

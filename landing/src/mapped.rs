@@ -36,7 +36,12 @@ pub enum Slot {
 impl<'a> Mapped<'a> {
     /// Maps each document as it came off the wire (which may not be BSON at all).
     pub fn map(plan: &TablePlan, docs: impl IntoIterator<Item = Cow<'a, [u8]>>) -> Self {
-        let mut mapped = Mapped::default();
+        let docs = docs.into_iter();
+        let mut mapped = Mapped {
+            rows: Vec::with_capacity(docs.size_hint().0),
+            sources: Vec::with_capacity(docs.size_hint().0),
+            ..Mapped::default()
+        };
         for bytes in docs {
             mapped.push(plan, bytes, None);
         }

@@ -3,7 +3,7 @@
 use bson::spec::BinarySubtype;
 use bson::RawBsonRef;
 
-use super::{type_name, Cell, CellError, Refused, ValueOptions};
+use super::{object_id_hex, type_name, Cell, CellError, Refused, ValueOptions};
 use crate::column_type::ColumnType;
 use crate::extjson::JsonMode;
 use crate::numeric::Numeric;
@@ -58,7 +58,7 @@ impl Cell {
                 RawBsonRef::String(s) | RawBsonRef::Symbol(s) => {
                     text_cell(s).map_err(|r| refuse(r.0))
                 }
-                RawBsonRef::ObjectId(oid) => Ok(Cell::Text(oid.to_hex())),
+                RawBsonRef::ObjectId(oid) => Ok(Cell::Text(object_id_hex(&oid))),
                 _ => Err(wrong_type()),
             },
             ColumnType::Int4 => match value {
@@ -273,7 +273,7 @@ impl Cell {
                 Cell::Text(serde_json::Value::String(s.to_string()).to_string()),
             ),
             Some(RawBsonRef::String(s)) => Ok(Cell::Text(s.to_string())),
-            Some(RawBsonRef::ObjectId(oid)) => Ok(Cell::Text(oid.to_hex())),
+            Some(RawBsonRef::ObjectId(oid)) => Ok(Cell::Text(object_id_hex(&oid))),
             Some(other) => match json_cell(other, JsonMode::Canonical) {
                 Ok(Cell::Jsonb(json)) => Ok(Cell::Text(json)),
                 Ok(_) => Ok(Cell::Null),

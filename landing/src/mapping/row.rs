@@ -165,6 +165,10 @@ impl TablePlan {
             }
         }
         let mut children = vec![Vec::new(); self.children.len()];
+        if self.children.is_empty() {
+            return Ok(Row { cells, children });
+        }
+        // Each child row carries its document's key.
         let document_key = self
             .primary_key
             .and_then(|pk| cells.get(pk))
