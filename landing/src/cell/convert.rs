@@ -90,7 +90,11 @@ impl Cell {
             },
             ColumnType::Numeric => {
                 let text = match value {
-                    RawBsonRef::Decimal128(d) => d.to_string(),
+                    RawBsonRef::Decimal128(d) => {
+                        return Numeric::from_decimal128(d)
+                            .map(Cell::Numeric)
+                            .map_err(|e| refuse(e.0))
+                    }
                     RawBsonRef::Int32(v) => v.to_string(),
                     RawBsonRef::Int64(v) => v.to_string(),
                     // Rust prints the shortest text that reads back as the same double.
@@ -321,7 +325,13 @@ fn timestamp_cell(millis: i64) -> Result<Cell, Refused> {
 /// A value as Extended JSON, refused when a string holds a NUL byte (jsonb cannot
 /// store `\u0000`), with the path of that string.
 pub fn json_cell(value: RawBsonRef<'_>, mode: JsonMode) -> Result<Cell, Refused> {
-    let mut text = String::new();
+    // Extended JSON is about as long as the BSON it renders: sized once, the text
+    // is not grown (and copied) several times over.
+    let mut text = String::with_capacity(match value {
+        RawBsonRef::Document(doc) => doc.as_bytes().len(),
+        RawBsonRef::Array(array) => array.as_bytes().len(),
+        _ => 32,
+    });
     crate::extjson::write_value(value, mode, &mut text).map_err(|e| {
         Refused(if e.path.is_empty() {
             format!("the value {}", e.reason)

@@ -307,6 +307,16 @@ impl TablePlan {
 }
 
 impl Source {
+    /// Whether this source reads its top-level field whole (a mapping's column of a
+    /// top-level path): the field is then in the plan's `read` tree as read whole.
+    pub(super) fn reads_whole_field(&self) -> bool {
+        match self {
+            Source::Field(path) | Source::Reference(path, _) => path.len() == 1,
+            Source::IdText | Source::IdUuid => true,
+            _ => false,
+        }
+    }
+
     /// The top-level field this source reads, if it reads one.
     pub(super) fn top_key(&self) -> Option<&str> {
         match self {

@@ -45,9 +45,15 @@ impl TablePlan {
             let (key, value) = element.map_err(|e| unreadable(e.to_string()))?;
             let key = key.as_str();
             let mut in_added_column = false;
+            // A column reads the whole field: none of it is left for `_extra`.
+            let mut read_whole = false;
             for (i, (slot, column)) in top.iter_mut().zip(&self.columns).enumerate() {
+                if column.source.top_key() != Some(key) {
+                    continue;
+                }
+                read_whole |= column.source.reads_whole_field();
                 // The first of duplicate keys wins, as with `RawDocument::get`.
-                if slot.is_none() && column.source.top_key() == Some(key) {
+                if slot.is_none() {
                     *slot = Some(value);
                     if let Source::Added { kind, .. } = column.source {
                         if let Some(cell) = self.added_cell(value, kind, column.ty) {
@@ -63,7 +69,8 @@ impl TablePlan {
                     *slot = Some(value);
                 }
             }
-            if let (Some(read), Some(extra), false) = (&self.read, extra.as_mut(), in_added_column)
+            if let (Some(read), Some(extra), false) =
+                (&self.read, extra.as_mut(), in_added_column || read_whole)
             {
                 keep_unread(key, value, read, "", self.options.json, extra)?;
             }
