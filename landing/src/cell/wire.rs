@@ -8,14 +8,23 @@ use tokio_postgres::types::{to_sql_checked, IsNull, ToSql, Type};
 use super::Cell;
 use crate::column_type::ColumnType;
 
-impl ToSql for Cell {
-    fn to_sql(
-        &self,
-        _ty: &Type,
-        out: &mut BytesMut,
-    ) -> Result<IsNull, Box<dyn Error + Sync + Send>> {
+impl Cell {
+    /// Writes the cell as one field of a binary COPY row: its length (-1 for NULL),
+    /// then its bytes.
+    pub(crate) fn write_field(&self, out: &mut BytesMut) {
+        let at = out.len();
+        out.put_i32(0);
+        let len = match self.write_value(out) {
+            IsNull::Yes => -1,
+            IsNull::No => field_len(out.len() - at - 4),
+        };
+        out[at..at + 4].copy_from_slice(&len.to_be_bytes());
+    }
+
+    /// The cell's bytes in PostgreSQL's binary format.
+    fn write_value(&self, out: &mut BytesMut) -> IsNull {
         match self {
-            Cell::Null => return Ok(IsNull::Yes),
+            Cell::Null => return IsNull::Yes,
             Cell::Text(s) => out.put_slice(s.as_bytes()),
             Cell::Int4(v) => out.put_i32(*v),
             Cell::Int8(v) => out.put_i64(*v),
@@ -30,9 +39,26 @@ impl ToSql for Cell {
                 out.put_u8(1);
                 out.put_slice(json.as_bytes());
             }
-            Cell::Array(element, cells) => write_array(*element, cells, out)?,
+            Cell::Array(element, cells) => write_array(*element, cells, out),
         }
-        Ok(IsNull::No)
+        IsNull::No
+    }
+}
+
+/// A length as the binary format writes it. Every value comes from a BSON document of
+/// 16 MiB at most, far below `i32::MAX`; a length beyond could only make PostgreSQL
+/// refuse the row (a reject), never land another value.
+fn field_len(len: usize) -> i32 {
+    i32::try_from(len).unwrap_or(i32::MAX)
+}
+
+impl ToSql for Cell {
+    fn to_sql(
+        &self,
+        _ty: &Type,
+        out: &mut BytesMut,
+    ) -> Result<IsNull, Box<dyn Error + Sync + Send>> {
+        Ok(self.write_value(out))
     }
 
     fn accepts(_ty: &Type) -> bool {
@@ -45,29 +71,15 @@ impl ToSql for Cell {
 
 /// PostgreSQL's binary array format, one dimension: header, then each element as a
 /// length (-1 for NULL) and its bytes.
-fn write_array(
-    element: ColumnType,
-    cells: &[Cell],
-    out: &mut BytesMut,
-) -> Result<(), Box<dyn Error + Sync + Send>> {
-    let element_type = element.pg_type();
+fn write_array(element: ColumnType, cells: &[Cell], out: &mut BytesMut) {
     out.put_i32(i32::from(!cells.is_empty()));
     out.put_i32(i32::from(cells.contains(&Cell::Null)));
-    out.put_u32(element_type.oid());
+    out.put_u32(element.pg_type().oid());
     if !cells.is_empty() {
-        out.put_i32(i32::try_from(cells.len())?);
+        out.put_i32(field_len(cells.len()));
         out.put_i32(1);
     }
     for cell in cells {
-        let at = out.len();
-        out.put_i32(0);
-        match cell.to_sql(&element_type, out)? {
-            IsNull::Yes => out[at..at + 4].copy_from_slice(&(-1_i32).to_be_bytes()),
-            IsNull::No => {
-                let len = i32::try_from(out.len() - at - 4)?;
-                out[at..at + 4].copy_from_slice(&len.to_be_bytes());
-            }
-        }
+        cell.write_field(out);
     }
-    Ok(())
 }
