@@ -128,7 +128,7 @@ async fn run_collections(
         collections.retain(|name| match selection.verdict_on(&mongo, name) {
             Ok(()) => true,
             Err(why) => {
-                left_out.insert(name.clone(), why);
+                left_out.insert(name.clone(), why.to_string());
                 false
             }
         });

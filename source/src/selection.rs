@@ -48,8 +48,8 @@ impl Selection {
     /// why not.
     ///
     /// # Errors
-    /// Why the collection is left out, in words for `status`.
-    pub fn verdict_on(&self, source: &crate::Source, name: &str) -> Result<(), String> {
+    /// Why the collection is left out (its text is what `status` shows).
+    pub fn verdict_on(&self, source: &crate::Source, name: &str) -> Result<(), LeftOut> {
         let (database, collection) = source.split(name);
         self.verdict(database, collection)
     }
@@ -57,18 +57,33 @@ impl Selection {
     /// `Ok` when the run takes `collection` of `database`, else why not.
     ///
     /// # Errors
-    /// Why the collection is left out, in words for `status`.
-    pub fn verdict(&self, database: &str, collection: &str) -> Result<(), String> {
+    /// Why the collection is left out (its text is what `status` shows).
+    pub fn verdict(&self, database: &str, collection: &str) -> Result<(), LeftOut> {
         let name = format!("{database}.{collection}");
         if !self.include.is_empty() && !self.include.iter().any(|r| r.is_match(&name)) {
-            return Err("no --include matches it".to_string());
+            return Err(LeftOut::NotIncluded);
         }
         if let Some(r) = self.exclude.iter().find(|r| r.is_match(&name)) {
-            let shown = &r.as_str()[4..r.as_str().len() - 2];
-            return Err(format!("--exclude '{shown}' matches it"));
+            // As given: without the anchors `new` added.
+            let pattern = r.as_str()[4..r.as_str().len() - 2].to_string();
+            return Err(LeftOut::Excluded { pattern });
         }
         Ok(())
     }
+}
+
+/// Why a run leaves a collection out; the run's manifest keeps the text.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum LeftOut {
+    /// `--include` patterns were given and none matches the collection.
+    #[error("no --include matches it")]
+    NotIncluded,
+    /// An `--exclude` pattern matches the collection.
+    #[error("--exclude '{pattern}' matches it")]
+    Excluded {
+        /// The pattern, as given.
+        pattern: String,
+    },
 }
 
 #[cfg(test)]
@@ -86,11 +101,18 @@ mod tests {
         assert_eq!(selection.verdict("app", "users"), Ok(()));
         assert_eq!(
             selection.verdict("app", "users_old"),
-            Err("no --include matches it".to_string()),
+            Err(LeftOut::NotIncluded),
             "anchored: a prefix is not a match"
         );
+        let excluded = selection.verdict("app", "orders_archive");
         assert_eq!(
-            selection.verdict("app", "orders_archive"),
+            excluded,
+            Err(LeftOut::Excluded {
+                pattern: ".*_archive".to_string()
+            })
+        );
+        assert_eq!(
+            excluded.map_err(|why| why.to_string()),
             Err("--exclude '.*_archive' matches it".to_string())
         );
         assert!(Selection::new(SelectionPatterns {
