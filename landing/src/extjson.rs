@@ -87,7 +87,7 @@ pub fn write_value(
             Ok(())
         }
         RawBsonRef::ObjectId(oid) => {
-            let _ = write!(out, r#"{{"$oid":"{}"}}"#, crate::cell::object_id_hex(&oid));
+            let _ = write!(out, r#"{{"$oid":"{}"}}"#, object_id_hex(&oid));
             Ok(())
         }
         RawBsonRef::DateTime(dt) => {
@@ -168,6 +168,19 @@ fn write_array(array: &RawArray, mode: JsonMode, out: &mut String) -> Result<(),
     }
     out.push(']');
     Ok(())
+}
+
+/// An ObjectId's 24 lowercase hex digits, as `ObjectId::to_hex` writes them. Its
+/// char-by-char iterator was a tenth of a consumer's time on flat documents, whose
+/// `_id` lands as text in every row.
+pub fn object_id_hex(id: &bson::oid::ObjectId) -> String {
+    const DIGITS: &[u8; 16] = b"0123456789abcdef";
+    let mut hex = String::with_capacity(24);
+    for byte in id.bytes() {
+        hex.push(char::from(DIGITS[usize::from(byte >> 4)]));
+        hex.push(char::from(DIGITS[usize::from(byte & 0x0f)]));
+    }
+    hex
 }
 
 /// A JSON string literal, escaped as serde_json escapes it.
@@ -341,5 +354,17 @@ mod tests {
             write_document(&raw, JsonMode::Canonical, &mut String::new()).expect_err("refused");
         assert_eq!(err.path, ["a", "b", "1"]);
         assert!(err.reason.contains("NUL"));
+    }
+
+    #[test]
+    fn object_id_hex_matches_the_drivers_spelling() {
+        for _ in 0..1000 {
+            let id = bson::oid::ObjectId::new();
+            assert_eq!(object_id_hex(&id), id.to_hex());
+        }
+        let every_digit = bson::oid::ObjectId::from_bytes([
+            0x01, 0x23, 0x45, 0x67, 0x89, 0xab, 0xcd, 0xef, 0xfe, 0xdc, 0xba, 0x98,
+        ]);
+        assert_eq!(object_id_hex(&every_digit), "0123456789abcdeffedcba98");
     }
 }

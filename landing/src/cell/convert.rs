@@ -3,9 +3,9 @@
 use bson::spec::BinarySubtype;
 use bson::RawBsonRef;
 
-use super::{object_id_hex, type_name, Cell, CellError, Refused, ValueOptions};
+use super::{type_name, Cell, CellError, Refused, ValueOptions};
 use crate::column_type::ColumnType;
-use crate::extjson::JsonMode;
+use crate::extjson::{object_id_hex, JsonMode};
 use crate::numeric::Numeric;
 
 pub(super) const PG_EPOCH_MS: i64 = 946_684_800_000;

@@ -131,19 +131,6 @@ pub fn type_name(value: RawBsonRef<'_>) -> &'static str {
     }
 }
 
-/// An ObjectId's 24 lowercase hex digits, as `ObjectId::to_hex` writes them. Its
-/// char-by-char iterator was a tenth of a consumer's time on flat documents, whose
-/// `_id` lands as text in every row.
-pub fn object_id_hex(id: &bson::oid::ObjectId) -> String {
-    const DIGITS: &[u8; 16] = b"0123456789abcdef";
-    let mut hex = String::with_capacity(24);
-    for byte in id.bytes() {
-        hex.push(char::from(DIGITS[usize::from(byte >> 4)]));
-        hex.push(char::from(DIGITS[usize::from(byte & 0x0f)]));
-    }
-    hex
-}
-
 /// A short excerpt of a value as canonical Extended JSON, for the rejects table.
 pub fn excerpt(value: RawBsonRef<'_>) -> String {
     let mut text = String::new();

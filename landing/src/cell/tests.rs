@@ -298,15 +298,3 @@ fn typed_keys_keep_distinct_ids_distinct() {
         key(bson::Bson::Int32(5), ColumnType::Numeric, &plain)
     );
 }
-
-#[test]
-fn object_id_hex_matches_the_drivers_spelling() {
-    for _ in 0..1000 {
-        let id = bson::oid::ObjectId::new();
-        assert_eq!(object_id_hex(&id), id.to_hex());
-    }
-    let every_digit = bson::oid::ObjectId::from_bytes([
-        0x01, 0x23, 0x45, 0x67, 0x89, 0xab, 0xcd, 0xef, 0xfe, 0xdc, 0xba, 0x98,
-    ]);
-    assert_eq!(object_id_hex(&every_digit), "0123456789abcdeffedcba98");
-}

@@ -121,7 +121,7 @@ fn value_of(value: RawBsonRef<'_>) -> Value {
             array.into_iter().flatten().map(value_of).collect(),
         )),
         RawBsonRef::Binary(b) => Value::Bytes(Arc::new(b.bytes.to_vec())),
-        RawBsonRef::ObjectId(id) => Value::String(Arc::new(crate::cell::object_id_hex(&id))),
+        RawBsonRef::ObjectId(id) => Value::String(Arc::new(crate::extjson::object_id_hex(&id))),
         RawBsonRef::Boolean(b) => Value::Bool(b),
         RawBsonRef::DateTime(d) => match chrono_time(d.timestamp_millis()) {
             Some(t) => t,

@@ -300,7 +300,7 @@ impl Chain {
             None | Some(RawBsonRef::Null | RawBsonRef::Undefined) => return Ok(Cell::Null),
             Some(RawBsonRef::String(s)) => Value::Text(s.to_string()),
             Some(RawBsonRef::Binary(b)) => Value::Bytes(b.bytes.to_vec()),
-            Some(RawBsonRef::ObjectId(id)) => Value::Text(crate::cell::object_id_hex(&id)),
+            Some(RawBsonRef::ObjectId(id)) => Value::Text(crate::extjson::object_id_hex(&id)),
             Some(RawBsonRef::Int32(n)) => Value::Text(n.to_string()),
             Some(RawBsonRef::Int64(n)) => Value::Text(n.to_string()),
             Some(other) => {
