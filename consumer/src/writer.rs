@@ -24,7 +24,7 @@ use landing::mapped::Mapped;
 use landing::pg::{self, ConnectError};
 use landing::plans::Plans;
 use landing::reject::Origin;
-use tokio_postgres::Client;
+use landing::session::Session;
 use tokio_util::sync::CancellationToken;
 use tracing::Instrument;
 
@@ -43,7 +43,7 @@ const STOP_GRACE: Duration = Duration::from_secs(10);
 pub(crate) struct Writer {
     id: usize,
     shared: Arc<Shared>,
-    client: Option<Client>,
+    client: Option<Session>,
     /// The plans of the collections this writer has met, their tables made sure of.
     plans: Plans,
 }
@@ -439,16 +439,15 @@ async fn ack(message: &Message, kind: AckKind) {
 
 /// The writer's connection, made anew when there is none or it was closed.
 async fn ensure_client<'a>(
-    slot: &'a mut Option<Client>,
+    slot: &'a mut Option<Session>,
     url: &str,
-) -> Result<&'a mut Client, ConnectError> {
-    if slot.as_ref().is_none_or(Client::is_closed) {
+) -> Result<&'a mut Session, ConnectError> {
+    if slot.as_ref().is_none_or(|session| session.is_closed()) {
         *slot = None;
-        return Ok(slot.insert(pg::connect(url).await?));
     }
     match slot {
-        Some(client) => Ok(client),
-        None => Ok(slot.insert(pg::connect(url).await?)),
+        Some(session) => Ok(session),
+        None => Ok(slot.insert(Session::new(pg::connect(url).await?))),
     }
 }
 

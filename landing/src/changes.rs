@@ -39,7 +39,6 @@ use std::collections::HashMap;
 use bson::{RawBsonRef, RawDocument};
 use common::batch::{Change, ChangeOp};
 use common::naming::{bookkeeping_table, VERSIONS_TABLE};
-use tokio_postgres::Transaction;
 use tracing::Instrument;
 
 use crate::cell::Cell;
@@ -48,6 +47,7 @@ use crate::mapped::{Mapped, Slot};
 use crate::mapping::{RejectKind, RowError, TablePlan};
 use crate::pg::{Doing, PgError};
 use crate::reject::{Origin, Reject};
+use crate::session::Tx;
 use crate::upsert::{self, Write};
 
 /// One change event of a batch: what happened and the document after it (`{_id}`
@@ -132,7 +132,7 @@ pub(crate) struct Settled<'a> {
 /// `careful`: the batch is being landed again after PostgreSQL refused a row, and is
 /// written by delete and COPY whatever the table.
 pub(crate) async fn settle<'a>(
-    tx: &Transaction<'_>,
+    tx: &Tx<'_>,
     plan: &TablePlan,
     origin: &Origin<'_>,
     events: usize,
@@ -218,7 +218,7 @@ fn keyed(plan: &TablePlan, doc: &ChangeDoc<'_>) -> Result<Keyed, RowError> {
 /// The changes newer than what the target holds of their document, their versions
 /// recorded; the others are left out.
 async fn arbitrate<'c>(
-    tx: &Transaction<'_>,
+    tx: &Tx<'_>,
     plan: &TablePlan,
     changes: &'c [Keyed],
 ) -> Result<Vec<&'c Keyed>, PgError> {
@@ -265,7 +265,7 @@ async fn arbitrate<'c>(
 /// Deletes what the target holds of the winners: rows and child rows (with
 /// [`Write::Upsert`], only of the winners that will have no row), rejects.
 async fn remove(
-    tx: &Transaction<'_>,
+    tx: &Tx<'_>,
     plan: &TablePlan,
     origin: &Origin<'_>,
     winners: &[&Keyed],

@@ -14,22 +14,22 @@
 //! recursively, until each refused row stands alone and becomes a reject with
 //! PostgreSQL's error; the rest lands, as pgloader does.
 
-use bytes::{BufMut, Bytes, BytesMut};
+use bytes::{BufMut, BytesMut};
 use futures::{pin_mut, SinkExt};
 use tokio_postgres::types::ToSql;
-use tokio_postgres::Transaction;
 
 use crate::cell::Cell;
 use crate::identifier::{quote, quote_table};
 use crate::mapping::{Row, TablePlan};
 use crate::pg::is_row_error;
 use crate::reject::Reject;
+use crate::session::Tx;
 
 /// Copies `rows` under savepoints, halving what PostgreSQL refuses until each refused
 /// row stands alone; returns the rows written and a reject for each refused row (built
 /// from its source document in `sources`).
-pub async fn copy_isolating(
-    tx: &Transaction<'_>,
+pub(crate) async fn copy_isolating(
+    tx: &Tx<'_>,
     plan: &TablePlan,
     rows: &[Row],
     sources: &[impl AsRef<[u8]>],
@@ -86,8 +86,8 @@ pub struct Isolated {
 
 /// Copies `rows` in one COPY (see [`copy_rows`]); each row a trigger skipped becomes a
 /// reject.
-pub async fn copy_accounted(
-    tx: &Transaction<'_>,
+pub(crate) async fn copy_accounted(
+    tx: &Tx<'_>,
     plan: &TablePlan,
     rows: &[Row],
     sources: &[impl AsRef<[u8]>],
@@ -117,8 +117,8 @@ pub fn is_unique_violation(err: &tokio_postgres::Error) -> bool {
 
 /// The positions of `rows` whose key is in the table already, for a plan with a
 /// primary key; none without one.
-pub async fn already_landed(
-    tx: &Transaction<'_>,
+pub(crate) async fn already_landed(
+    tx: &Tx<'_>,
     plan: &TablePlan,
     rows: &[Row],
 ) -> Result<Vec<usize>, tokio_postgres::Error> {
@@ -134,7 +134,7 @@ enum Present {
 
 /// The positions of `rows` whose key the table holds (or lacks); none without a key.
 async fn key_positions(
-    tx: &Transaction<'_>,
+    tx: &Tx<'_>,
     plan: &TablePlan,
     rows: &[Row],
     present: Present,
@@ -143,8 +143,9 @@ async fn key_positions(
         return Ok(Vec::new());
     };
     let keys: Vec<&Cell> = rows.iter().map(|row| &row.cells[pk]).collect();
+    // Unprepared: a join whose plan depends on how much the table holds.
     let found = tx
-        .query(
+        .query_unprepared(
             &format!(
                 "SELECT k.i FROM unnest($1::{}[]) WITH ORDINALITY AS k(key, i)
                  WHERE {} EXISTS (SELECT 1 FROM {} t WHERE t.{} = k.key)",
@@ -171,8 +172,8 @@ async fn key_positions(
 
 /// Binary COPY of `rows` into the table, then of their elements into each child
 /// table; returns the number of (parent) rows written.
-pub async fn copy_rows(
-    tx: &Transaction<'_>,
+pub(crate) async fn copy_rows(
+    tx: &Tx<'_>,
     plan: &TablePlan,
     rows: &[Row],
 ) -> Result<u64, tokio_postgres::Error> {
@@ -200,7 +201,7 @@ const COPY_HEADER: &[u8] = b"PGCOPY\n\xff\r\n\0\0\0\0\0\0\0\0\0";
 
 /// One binary COPY; returns the number of rows written.
 async fn copy_into(
-    tx: &Transaction<'_>,
+    tx: &Tx<'_>,
     table: &str,
     columns: &[&str],
     rows: &[&Vec<Cell>],
@@ -210,7 +211,7 @@ async fn copy_into(
     }
     let quoted: Vec<String> = columns.iter().map(|c| quote(c)).collect();
     let sink = tx
-        .copy_in::<_, Bytes>(&format!(
+        .copy_in(&format!(
             "COPY {} ({}) FROM STDIN (FORMAT binary)",
             quote_table(table),
             quoted.join(", ")

@@ -3,18 +3,18 @@
 
 use common::naming::{bookkeeping_table, REJECTS_TABLE};
 use tokio_postgres::types::ToSql;
-use tokio_postgres::Transaction;
 
 use crate::identifier::{quote, quote_table};
 use crate::mapping::TablePlan;
 use crate::pg::{Doing, PgError};
+use crate::session::Tx;
 
 /// Deletes what the target holds of some documents: their rows and child rows (by
 /// their key cells, `keys`: a slice of [`Cell`]s of the key's type) and their rejects
 /// (by `_id` text). What `verify --repair` replaces, and what a change that won
 /// replaces ([`crate::changes`]).
 pub(crate) async fn delete_documents(
-    tx: &Transaction<'_>,
+    tx: &Tx<'_>,
     plan: &TablePlan,
     collection: &str,
     keys: &(dyn ToSql + Sync),
@@ -45,7 +45,7 @@ pub(crate) async fn delete_documents(
 
 /// Deletes the rejects of some documents of `collection` (by `_id` text).
 pub(crate) async fn delete_rejects(
-    tx: &Transaction<'_>,
+    tx: &Tx<'_>,
     collection: &str,
     doc_ids: &[&str],
 ) -> Result<(), PgError> {

@@ -21,7 +21,6 @@ use std::collections::{HashMap, HashSet};
 
 use common::batch::ChangeOp;
 use common::naming::{bookkeeping_table, LEDGER_TABLE, REJECTS_TABLE};
-use tokio_postgres::{Client, Transaction};
 use tracing::Instrument;
 
 use crate::cell::Cell;
@@ -31,6 +30,7 @@ use crate::mapped::Mapped;
 use crate::mapping::{Row, TablePlan};
 use crate::pg::{self, Doing, PgError};
 use crate::reject::{self, Origin, Reject, RejectCounts};
+use crate::session::{Session, Tx};
 use crate::upsert::{self, upsert_rows, Write};
 
 /// What makes a landing safe to run twice; the first statement of its transaction.
@@ -88,19 +88,20 @@ pub enum Landed {
     AlreadyClaimed,
 }
 
-/// Lands `batch` in one transaction: claim, COPY, rejects, commit.
+/// Lands `batch` in one transaction: claim, COPY, rejects, commit. Its statements are
+/// prepared once on `session`'s connection ([`crate::session`]).
 ///
 /// # Errors
 /// [`PgError`] when PostgreSQL fails the transaction; nothing of it is kept. Rows
 /// PostgreSQL refuses are not errors: they become rejects.
 pub async fn land(
-    client: &mut Client,
+    session: &mut Session,
     plan: &TablePlan,
     origin: &Origin<'_>,
     claim: Claim<'_>,
     batch: &Mapped<'_>,
 ) -> Result<Landed, PgError> {
-    let Some(tx) = begin_claimed(client, plan, origin, claim, batch).await? else {
+    let Some(tx) = begin_claimed(session, plan, origin, claim, batch).await? else {
         return Ok(Landed::AlreadyClaimed);
     };
     let settled = settle(&tx, plan, origin, claim, batch, false).await?;
@@ -143,7 +144,7 @@ pub async fn land(
         }
     }
     tx.rollback().await.doing("rolling back")?;
-    land_carefully(client, plan, origin, claim, batch).await
+    land_carefully(session, plan, origin, claim, batch).await
 }
 
 /// Lands a batch of change events once, letting each change win only over older
@@ -153,7 +154,7 @@ pub async fn land(
 /// # Errors
 /// [`PgError`] when PostgreSQL fails the transaction; nothing of it is kept.
 pub async fn land_changes(
-    client: &mut Client,
+    session: &mut Session,
     plan: &TablePlan,
     origin: &Origin<'_>,
     seq: u64,
@@ -165,7 +166,7 @@ pub async fn land_changes(
         events: docs.len(),
         changes: &changes,
     };
-    land(client, plan, origin, claim, &batch).await
+    land(session, plan, origin, claim, &batch).await
 }
 
 /// Tries of [`land_carefully`] while keys keep being taken by other writers.
@@ -179,7 +180,7 @@ const KEY_RACE_TRIES: usize = 3;
 /// landed by a concurrent writer meanwhile: the batch is tried again, and only on the
 /// last try is such a row kept as a reject (it collides on another unique index).
 async fn land_carefully(
-    client: &mut Client,
+    session: &mut Session,
     plan: &TablePlan,
     origin: &Origin<'_>,
     claim: Claim<'_>,
@@ -188,7 +189,7 @@ async fn land_carefully(
     let mut tries = 0;
     loop {
         tries += 1;
-        let Some(tx) = begin_claimed(client, plan, origin, claim, batch).await? else {
+        let Some(tx) = begin_claimed(session, plan, origin, claim, batch).await? else {
             return Ok(Landed::AlreadyClaimed);
         };
         let settled = settle(&tx, plan, origin, claim, batch, true).await?;
@@ -235,7 +236,7 @@ async fn land_carefully(
 /// of one) landing once changes have landed in their table keep only those no change
 /// holds ([`crate::versions::behind_changes`]), copied.
 async fn settle<'a>(
-    tx: &Transaction<'_>,
+    tx: &Tx<'_>,
     plan: &TablePlan,
     origin: &Origin<'_>,
     claim: Claim<'_>,
@@ -264,16 +265,13 @@ async fn settle<'a>(
 /// Begins the transaction with its claim made; `None` (and nothing left open) when
 /// the claim was taken already.
 async fn begin_claimed<'c>(
-    client: &'c mut Client,
+    session: &'c mut Session,
     plan: &TablePlan,
     origin: &Origin<'_>,
     claim: Claim<'_>,
     batch: &Mapped<'_>,
-) -> Result<Option<Transaction<'c>>, PgError> {
-    let tx = client
-        .transaction()
-        .await
-        .doing("beginning a transaction")?;
+) -> Result<Option<Tx<'c>>, PgError> {
+    let tx = session.begin().await.doing("beginning a transaction")?;
     if claimed(&tx, plan, origin, claim, batch).await? {
         Ok(Some(tx))
     } else {
@@ -284,7 +282,7 @@ async fn begin_claimed<'c>(
 
 /// The claim's statements; false when the claim was taken already.
 async fn claimed(
-    tx: &Transaction<'_>,
+    tx: &Tx<'_>,
     plan: &TablePlan,
     origin: &Origin<'_>,
     claim: Claim<'_>,
@@ -356,7 +354,7 @@ async fn claimed(
 
 /// Rejects, the ledger's counts, commit.
 async fn finish(
-    tx: Transaction<'_>,
+    tx: Tx<'_>,
     origin: &Origin<'_>,
     claim: Claim<'_>,
     batch: &Mapped<'_>,

@@ -18,6 +18,8 @@
 //!
 //! Talking to PostgreSQL:
 //! - [`pg`]: connecting, and which errors are worth retrying.
+//! - [`session`]: a connection the landing writes through, its statements prepared
+//!   once.
 //! - [`tls`]: libpq's `sslmode`, `sslrootcert`, `sslcert`, `sslkey`, with rustls.
 //! - [`schema`]: the bookkeeping tables and the target tables.
 //! - [`table_check`]: a table that exists already, checked against the plan.
@@ -60,6 +62,7 @@ pub mod pg;
 pub mod plans;
 pub mod reject;
 pub mod schema;
+pub mod session;
 pub mod table_check;
 pub mod tls;
 pub mod transform;

@@ -135,8 +135,8 @@ pub struct Origin<'a> {
 }
 
 /// Inserts rejects in one statement.
-pub async fn insert(
-    tx: &tokio_postgres::Transaction<'_>,
+pub(crate) async fn insert(
+    tx: &crate::session::Tx<'_>,
     origin: &Origin<'_>,
     rejects: &[&Reject],
 ) -> Result<(), tokio_postgres::Error> {

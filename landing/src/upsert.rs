@@ -29,12 +29,12 @@
 
 use tokio_postgres::error::SqlState;
 use tokio_postgres::types::ToSql;
-use tokio_postgres::Transaction;
 
 use crate::cell::Cell;
 use crate::identifier::{quote, quote_table};
 use crate::mapping::{Row, TablePlan};
 use crate::pg::{self, Doing, PgError};
+use crate::session::Tx;
 
 /// How a batch's rows are written.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -57,7 +57,7 @@ pub(crate) fn plan_fits(plan: &TablePlan) -> bool {
 /// copy (see the module's list). `attgenerated` is read through `to_jsonb`: before
 /// PostgreSQL 12 the column does not exist (nor do generated columns), and an error
 /// here would fail the batch's transaction.
-pub(crate) async fn table_fits(tx: &Transaction<'_>, plan: &TablePlan) -> Result<bool, PgError> {
+pub(crate) async fn table_fits(tx: &Tx<'_>, plan: &TablePlan) -> Result<bool, PgError> {
     let Some(pk) = plan.primary_key else {
         return Ok(false);
     };
@@ -91,7 +91,7 @@ pub(crate) async fn table_fits(tx: &Transaction<'_>, plan: &TablePlan) -> Result
 /// Writes `rows` by one upsert on the plan's key; returns the rows written. The plan
 /// must [fit](plan_fits) and the rows' keys be distinct.
 pub(crate) async fn upsert_rows(
-    tx: &Transaction<'_>,
+    tx: &Tx<'_>,
     plan: &TablePlan,
     rows: &[Row],
 ) -> Result<u64, tokio_postgres::Error> {

@@ -6,11 +6,12 @@
 use bson::RawDocument;
 use common::batch::Version;
 use common::naming::{bookkeeping_table, VERSIONS_TABLE};
-use tokio_postgres::{Client, Transaction};
+use tokio_postgres::Client;
 
 use crate::mapped::Mapped;
 use crate::mapping::TablePlan;
 use crate::pg::{Doing, PgError};
+use crate::session::Tx;
 
 /// Whether any change has landed in the table: from then on, every writer of its
 /// documents goes through the version rule.
@@ -44,7 +45,7 @@ pub async fn changes_landed(client: &Client, plan: &TablePlan) -> Result<bool, P
 /// to the changes. `None` when no change has landed in the table (the ordinary flow:
 /// nothing to claim, and the snapshot's hot path stays one COPY).
 pub(crate) async fn behind_changes<'a>(
-    tx: &Transaction<'_>,
+    tx: &Tx<'_>,
     plan: &TablePlan,
     batch: &Mapped<'a>,
 ) -> Result<Option<(Mapped<'a>, usize)>, PgError> {

@@ -28,6 +28,7 @@ use landing::pg::{self, Doing, PgError};
 use landing::plans::Plans;
 use landing::reject::Origin;
 use landing::schema;
+use landing::session::Session;
 use tokio_postgres::Client;
 
 use crate::config::ReplayConfig;
@@ -121,7 +122,7 @@ pub async fn replay(config: &ReplayConfig) -> Result<Replayed, OperatorError> {
         Some(path) => Some(MappingFile::load_recorded(Some(path))?),
         None => None,
     };
-    let mut client = pg::connect(&config.postgres.database_url).await?;
+    let mut client = Session::new(pg::connect(&config.postgres.database_url).await?);
     schema::ensure_bookkeeping(&mut client).await?;
     let run = config.run.run.as_str();
     let collection = config.collection.as_deref();
@@ -199,7 +200,7 @@ pub async fn replay(config: &ReplayConfig) -> Result<Replayed, OperatorError> {
 /// Lands one batch's rejects; when another replay took some of them first, lands
 /// what is left of them.
 async fn replay_group(
-    client: &mut Client,
+    client: &mut Session,
     plans: &mut Plans,
     mapping: &MappingFile,
     origin: &Origin<'_>,

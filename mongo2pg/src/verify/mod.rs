@@ -29,8 +29,8 @@ use landing::cell::Cell;
 use landing::identifier::quote_table;
 use landing::mapping::{RejectKind, RowError, TablePlan};
 use landing::pg::{self};
+use landing::session::Session;
 use source::Source;
-use tokio_postgres::Client;
 
 mod constraints;
 mod describe;
@@ -66,7 +66,7 @@ pub async fn verify(config: &VerifyConfig) -> Result<Report, VerifyError> {
         asked = run_collections.unwrap_or_default();
     }
     let collections = source::collections(&database, &asked).await?;
-    let mut client = pg::connect(&config.postgres.database_url).await?;
+    let mut client = Session::new(pg::connect(&config.postgres.database_url).await?);
     let mut report = Report::default();
     let _ = writeln!(report.text, "mapping: {named}");
     let mut plans = Vec::new();
@@ -135,7 +135,7 @@ struct Check<'a> {
     plan: &'a TablePlan,
     /// The mapping's filter: the source is the documents it matches.
     filter: Option<bson::Document>,
-    client: &'a mut Client,
+    client: &'a mut Session,
     report: &'a mut Report,
     shown: usize,
 }

@@ -14,6 +14,7 @@ use landing::landing::land_changes;
 use landing::landing::Landed;
 use landing::mapping::{MappingFile, TablePlan};
 use landing::reject::Origin;
+use landing::session::Session;
 
 fn version(time: u32, increment: u32, ordinal: u32) -> Version {
     Version {
@@ -38,7 +39,7 @@ fn change(op: ChangeOp, version: Version, n: i32) -> ChangeDoc<'static> {
 
 /// Applies one batch under a fresh batch id.
 async fn land(
-    client: &mut tokio_postgres::Client,
+    client: &mut Session,
     plan: &TablePlan,
     id: &str,
     changes: &[ChangeDoc<'_>],
@@ -68,7 +69,7 @@ async fn held(client: &tokio_postgres::Client) -> Result<Option<i64>> {
 #[tokio::test(flavor = "multi_thread")]
 async fn newer_versions_win_in_any_order() -> Result<()> {
     let env = TestEnv::new("change_order").await?;
-    let mut client = env.pg().await?;
+    let mut client = Session::new(env.pg().await?);
     let plan = MappingFile::default().plan("things");
     landing::schema::ensure_bookkeeping(&mut client).await?;
     landing::schema::ensure_table(&mut client, &plan).await?;
@@ -182,8 +183,8 @@ async fn racing_writers_keep_the_newest_version() -> Result<()> {
     let plan = MappingFile::default().plan("things");
     landing::schema::ensure_bookkeeping(&mut setup).await?;
     landing::schema::ensure_table(&mut setup, &plan).await?;
-    let mut a = env.pg().await?;
-    let mut b = env.pg().await?;
+    let mut a = Session::new(env.pg().await?);
+    let mut b = Session::new(env.pg().await?);
     use ChangeOp::*;
     for round in 0..40u32 {
         let base = 100 + round * 10;
@@ -252,7 +253,7 @@ async fn deleted_and_updated(client: &tokio_postgres::Client) -> Result<(i64, i6
 #[tokio::test(flavor = "multi_thread")]
 async fn winners_replace_rows_in_place_only_where_the_table_allows_it() -> Result<()> {
     let env = TestEnv::new("change_upsert").await?;
-    let mut client = env.pg().await?;
+    let mut client = Session::new(env.pg().await?);
     let plan = MappingFile::default().plan("things");
     landing::schema::ensure_bookkeeping(&mut client).await?;
     landing::schema::ensure_table(&mut client, &plan).await?;
@@ -389,7 +390,7 @@ async fn winners_replace_rows_in_place_only_where_the_table_allows_it() -> Resul
 #[tokio::test(flavor = "multi_thread")]
 async fn a_change_batch_finds_its_documents_rejects_by_index() -> Result<()> {
     let env = TestEnv::new("change_rejects").await?;
-    let mut client = env.pg().await?;
+    let mut client = Session::new(env.pg().await?);
     let plan = MappingFile::default().plan("things");
     landing::schema::ensure_bookkeeping(&mut client).await?;
     landing::schema::ensure_table(&mut client, &plan).await?;
@@ -419,18 +420,142 @@ async fn a_change_batch_finds_its_documents_rejects_by_index() -> Result<()> {
     Ok(())
 }
 
-/// Sequential and index scans of the rejects table so far, as PostgreSQL's statistics
-/// count them (this session's pending counts flushed first).
+/// Sequential and index scans of the rejects table so far.
 async fn rejects_scans(client: &tokio_postgres::Client) -> Result<(i64, i64)> {
+    table_scans(client, "_migrate_rejects").await
+}
+
+/// Sequential and index scans of a table so far, as PostgreSQL's statistics count them
+/// (this session's pending counts flushed first).
+async fn table_scans(client: &tokio_postgres::Client, table: &str) -> Result<(i64, i64)> {
     client
         .batch_execute("SELECT pg_stat_force_next_flush()")
         .await?;
     let row = client
         .query_one(
             "SELECT seq_scan, coalesce(idx_scan, 0) FROM pg_stat_user_tables
-             WHERE relid = '_migrate_rejects'::regclass",
-            &[],
+             WHERE relid = to_regclass($1)",
+            &[&table],
         )
         .await?;
     Ok((row.try_get(0)?, row.try_get(1)?))
+}
+
+/// How many statements the session keeps prepared (`pg_prepared_statements` shows the
+/// asking session's own; tokio-postgres prepares this query too, for its run).
+async fn prepared(client: &tokio_postgres::Client) -> Result<i64> {
+    Ok(client
+        .query_one(
+            "SELECT count(*) FROM pg_prepared_statements WHERE statement NOT LIKE '%pg_prepared_statements%'",
+            &[],
+        )
+        .await?
+        .try_get(0)?)
+}
+
+/// A change batch's statements are prepared once per connection and reused: by every
+/// batch after, after a transaction that rolled back (a refused row sends the batch
+/// down the careful path), and on a table dropped and created again.
+#[tokio::test(flavor = "multi_thread")]
+async fn change_batches_reuse_the_statements_prepared_on_their_connection() -> Result<()> {
+    let env = TestEnv::new("change_prepared").await?;
+    let mut client = Session::new(env.pg().await?);
+    let plan = MappingFile::default().plan("things");
+    landing::schema::ensure_bookkeeping(&mut client).await?;
+    landing::schema::ensure_table(&mut client, &plan).await?;
+    ensure!(prepared(&client).await? == 0, "prepared before any batch");
+    land(&mut client, &plan, "p1", &[update_of("x", 10, 1)]).await?;
+    land(&mut client, &plan, "p2", &[update_of("x", 11, 2)]).await?;
+    let after_two = prepared(&client).await?;
+    ensure!(after_two > 0, "nothing prepared");
+    for n in 3..10 {
+        land(
+            &mut client,
+            &plan,
+            &format!("p{n}"),
+            &[update_of("x", 10 + n as u32, n)],
+        )
+        .await?;
+    }
+    ensure!(held(&client).await? == Some(9));
+    ensure!(
+        prepared(&client).await? == after_two,
+        "seven batches more prepared {} statements more",
+        prepared(&client).await? - after_two
+    );
+
+    // A refused row: the upsert fails, the transaction rolls back, the batch lands by
+    // delete and COPY; what was prepared before is still there for the next batches.
+    client
+        .batch_execute(
+            "ALTER TABLE things ADD CONSTRAINT small CHECK ((doc #>> '{n,$numberInt}')::int < 100)",
+        )
+        .await?;
+    let landed = land(
+        &mut client,
+        &plan,
+        "p10",
+        &[update_of("x", 20, 10), update_of("y", 20, 500)],
+    )
+    .await?;
+    ensure!(
+        matches!(landed, Landed::Committed { rows: 1, .. }),
+        "{landed:?}"
+    );
+    let after_careful = prepared(&client).await?;
+    land(&mut client, &plan, "p11", &[update_of("x", 21, 11)]).await?;
+    ensure!(held(&client).await? == Some(11));
+    ensure!(prepared(&client).await? == after_careful);
+
+    // The table dropped and created again: the same statements write the new one.
+    client.batch_execute("DROP TABLE things").await?;
+    landing::schema::ensure_table(&mut client, &plan).await?;
+    land(&mut client, &plan, "p12", &[update_of("x", 22, 12)]).await?;
+    ensure!(held(&client).await? == Some(12));
+    ensure!(prepared(&client).await? == after_careful);
+    Ok(())
+}
+
+/// The careful path's lookup of a batch's keys in the target is planned for the table
+/// as it is at each batch, not once: planned while the table was nearly empty, it
+/// would scan the whole table once the snapshot has filled it.
+#[tokio::test(flavor = "multi_thread")]
+async fn the_careful_paths_key_lookup_uses_the_key_once_the_table_has_grown() -> Result<()> {
+    let env = TestEnv::new("change_key_plan").await?;
+    let mut client = Session::new(env.pg().await?);
+    let plan = MappingFile::default().plan("things");
+    landing::schema::ensure_bookkeeping(&mut client).await?;
+    landing::schema::ensure_table(&mut client, &plan).await?;
+    client
+        .batch_execute(
+            "ALTER TABLE things ADD CONSTRAINT small CHECK ((doc #>> '{n,$numberInt}')::int < 100)",
+        )
+        .await?;
+    // More careful batches than PostgreSQL runs before it keeps a generic plan (5).
+    let careful = |n: u32| {
+        [
+            update_of(&format!("a{n}"), 10 + n, 1),
+            update_of(&format!("b{n}"), 10 + n, 500),
+        ]
+    };
+    for n in 0..8 {
+        land(&mut client, &plan, &format!("c{n}"), &careful(n)).await?;
+    }
+    client
+        .batch_execute(
+            "INSERT INTO things (_id, doc) SELECT 'k' || g, '{}' FROM generate_series(1, 50000) g",
+        )
+        .await?;
+    let before = table_scans(&client, "things").await?;
+    let landed = land(&mut client, &plan, "c-last", &careful(100)).await?;
+    ensure!(
+        matches!(landed, Landed::Committed { rows: 1, .. }),
+        "{landed:?}"
+    );
+    let after = table_scans(&client, "things").await?;
+    ensure!(
+        after.0 == before.0 && after.1 > before.1,
+        "sequential and index scans of the table went from {before:?} to {after:?}"
+    );
+    Ok(())
 }
