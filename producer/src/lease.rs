@@ -20,6 +20,7 @@ use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
 use crate::error::ProducerError;
+use crate::retry;
 
 /// How long a lease lasts without renewal: how long a range waits after its producer
 /// was killed.
@@ -66,10 +67,14 @@ pub async fn claim(
     stop: CancellationToken,
 ) -> Result<Option<Held>, ProducerError> {
     let lease = lease_for(holder);
-    let Some(mut revision) = state
-        .claim_range(collection, index, &lease, LEASE_TTL)
-        .await?
-    else {
+    // A NATS cluster electing a new leader times reads out for a moment: tried again,
+    // not the end of the producer. Trying again is safe: a claim this holder made
+    // already (its answer lost) is found as ours and renewed.
+    let claimed = retry::with_retries("claiming a lease", || {
+        state.claim_range(collection, index, &lease, LEASE_TTL)
+    })
+    .await?;
+    let Some(mut revision) = claimed else {
         return Ok(None);
     };
     let taken = Arc::new(AtomicBool::new(false));

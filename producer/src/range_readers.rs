@@ -12,8 +12,8 @@ use tracing::Instrument;
 
 use crate::context::RunContext;
 use crate::error::ProducerError;
-use crate::lease;
 use crate::part::{open_part, read_part, summary, CollectionSummary, OpenedPart, Part};
+use crate::{lease, retry};
 use source::ranges::Range;
 
 /// Publishes the collection's `ranges` with `--readers` tasks. Each task claims a
@@ -191,7 +191,9 @@ async fn claim_next(
             continue;
         }
         let key = common::naming::range_part(name, range.index);
-        if state.checkpoint(&key).await?.is_some_and(|c| c.complete) {
+        let checkpoint =
+            retry::with_retries("reading a range's checkpoint", || state.checkpoint(&key)).await?;
+        if checkpoint.is_some_and(|c| c.complete) {
             work.completed(range.index);
             continue;
         }
