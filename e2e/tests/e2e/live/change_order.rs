@@ -52,6 +52,27 @@ async fn land(
     Ok(land_changes(client, plan, &origin, 0, changes).await?)
 }
 
+/// A session on the test's database with the bookkeeping tables and the default
+/// mapping's table `things` made, and the plan that lands into it.
+async fn things(env: &TestEnv) -> Result<(Session, TablePlan)> {
+    let mut client = Session::new(env.pg().await?);
+    let plan = MappingFile::default().plan("things");
+    landing::schema::ensure_bookkeeping(&mut client).await?;
+    landing::schema::ensure_table(&mut client, &plan).await?;
+    Ok((client, plan))
+}
+
+/// Makes PostgreSQL refuse a document whose `n` is 100 or more (a row error, which
+/// sends its batch down the careful path).
+async fn refuse_n_from_100(client: &tokio_postgres::Client) -> Result<()> {
+    client
+        .batch_execute(
+            "ALTER TABLE things ADD CONSTRAINT small CHECK ((doc #>> '{n,$numberInt}')::int < 100)",
+        )
+        .await?;
+    Ok(())
+}
+
 /// The document of "x" in the table: its `n`, or `None` when there is no row.
 async fn held(client: &tokio_postgres::Client) -> Result<Option<i64>> {
     let rows = client
@@ -69,10 +90,7 @@ async fn held(client: &tokio_postgres::Client) -> Result<Option<i64>> {
 #[tokio::test(flavor = "multi_thread")]
 async fn newer_versions_win_in_any_order() -> Result<()> {
     let env = TestEnv::new("change_order").await?;
-    let mut client = Session::new(env.pg().await?);
-    let plan = MappingFile::default().plan("things");
-    landing::schema::ensure_bookkeeping(&mut client).await?;
-    landing::schema::ensure_table(&mut client, &plan).await?;
+    let (mut client, plan) = things(&env).await?;
     use ChangeOp::*;
 
     land(
@@ -253,10 +271,7 @@ async fn deleted_and_updated(client: &tokio_postgres::Client) -> Result<(i64, i6
 #[tokio::test(flavor = "multi_thread")]
 async fn winners_replace_rows_in_place_only_where_the_table_allows_it() -> Result<()> {
     let env = TestEnv::new("change_upsert").await?;
-    let mut client = Session::new(env.pg().await?);
-    let plan = MappingFile::default().plan("things");
-    landing::schema::ensure_bookkeeping(&mut client).await?;
-    landing::schema::ensure_table(&mut client, &plan).await?;
+    let (mut client, plan) = things(&env).await?;
 
     // A table of the mapping's columns alone: updated in place, nothing deleted.
     land(&mut client, &plan, "u1", &[update_of("x", 10, 1)]).await?;
@@ -351,11 +366,7 @@ async fn winners_replace_rows_in_place_only_where_the_table_allows_it() -> Resul
         .await?;
 
     // A row refused on the way in place: it alone becomes a reject, the rest lands.
-    client
-        .batch_execute(
-            "ALTER TABLE things ADD CONSTRAINT small CHECK ((doc #>> '{n,$numberInt}')::int < 100)",
-        )
-        .await?;
+    refuse_n_from_100(&client).await?;
     let landed = land(
         &mut client,
         &plan,
@@ -390,10 +401,7 @@ async fn winners_replace_rows_in_place_only_where_the_table_allows_it() -> Resul
 #[tokio::test(flavor = "multi_thread")]
 async fn a_change_batch_finds_its_documents_rejects_by_index() -> Result<()> {
     let env = TestEnv::new("change_rejects").await?;
-    let mut client = Session::new(env.pg().await?);
-    let plan = MappingFile::default().plan("things");
-    landing::schema::ensure_bookkeeping(&mut client).await?;
-    landing::schema::ensure_table(&mut client, &plan).await?;
+    let (mut client, plan) = things(&env).await?;
     client
         .batch_execute(
             "INSERT INTO _migrate_rejects (run, collection, batch_id, doc_id, error, raw_bson)
@@ -459,10 +467,7 @@ async fn prepared(client: &tokio_postgres::Client) -> Result<i64> {
 #[tokio::test(flavor = "multi_thread")]
 async fn change_batches_reuse_the_statements_prepared_on_their_connection() -> Result<()> {
     let env = TestEnv::new("change_prepared").await?;
-    let mut client = Session::new(env.pg().await?);
-    let plan = MappingFile::default().plan("things");
-    landing::schema::ensure_bookkeeping(&mut client).await?;
-    landing::schema::ensure_table(&mut client, &plan).await?;
+    let (mut client, plan) = things(&env).await?;
     ensure!(prepared(&client).await? == 0, "prepared before any batch");
     land(&mut client, &plan, "p1", &[update_of("x", 10, 1)]).await?;
     land(&mut client, &plan, "p2", &[update_of("x", 11, 2)]).await?;
@@ -486,11 +491,7 @@ async fn change_batches_reuse_the_statements_prepared_on_their_connection() -> R
 
     // A refused row: the upsert fails, the transaction rolls back, the batch lands by
     // delete and COPY; what was prepared before is still there for the next batches.
-    client
-        .batch_execute(
-            "ALTER TABLE things ADD CONSTRAINT small CHECK ((doc #>> '{n,$numberInt}')::int < 100)",
-        )
-        .await?;
+    refuse_n_from_100(&client).await?;
     let landed = land(
         &mut client,
         &plan,
@@ -522,15 +523,8 @@ async fn change_batches_reuse_the_statements_prepared_on_their_connection() -> R
 #[tokio::test(flavor = "multi_thread")]
 async fn the_careful_paths_key_lookup_uses_the_key_once_the_table_has_grown() -> Result<()> {
     let env = TestEnv::new("change_key_plan").await?;
-    let mut client = Session::new(env.pg().await?);
-    let plan = MappingFile::default().plan("things");
-    landing::schema::ensure_bookkeeping(&mut client).await?;
-    landing::schema::ensure_table(&mut client, &plan).await?;
-    client
-        .batch_execute(
-            "ALTER TABLE things ADD CONSTRAINT small CHECK ((doc #>> '{n,$numberInt}')::int < 100)",
-        )
-        .await?;
+    let (mut client, plan) = things(&env).await?;
+    refuse_n_from_100(&client).await?;
     // More careful batches than PostgreSQL runs before it keeps a generic plan (5).
     let careful = |n: u32| {
         [
