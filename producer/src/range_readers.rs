@@ -38,10 +38,10 @@ pub(crate) async fn publish_ranges(
         taken: Mutex::new(HashSet::new()),
         complete: Mutex::new(HashSet::new()),
         holder: lease::holder_id(),
+        per_range: estimated / count.max(1) as u64,
     });
     // A reader that fails stops the others: the run ends with its error.
     let stop = ctx.shutdown.child_token();
-    let per_range = estimated / count.max(1) as u64;
     let mut tasks = JoinSet::new();
     for _ in 0..readers {
         let reader = RunContext {
@@ -51,7 +51,7 @@ pub(crate) async fn publish_ranges(
         let (shared, stop, name) = (shared.clone(), stop.clone(), name.to_string());
         tasks.spawn(
             async move {
-                let read = read_ranges(&reader, &name, &shared, per_range).await;
+                let read = read_ranges(&reader, &name, &shared).await;
                 if read.is_err() {
                     stop.cancel();
                 }
@@ -108,6 +108,9 @@ struct RangeWork {
     /// claim reads the checkpoints of the ranges left only.
     complete: Mutex<HashSet<usize>>,
     holder: String,
+    /// How many documents a range likely holds: the collection's estimate over its
+    /// ranges.
+    per_range: u64,
 }
 
 impl RangeWork {
@@ -135,10 +138,9 @@ async fn read_ranges(
     ctx: &RunContext,
     name: &str,
     work: &RangeWork,
-    estimated: u64,
 ) -> Result<Vec<CollectionSummary>, ProducerError> {
     let mut turn = Turn::default();
-    let read = claim_and_read(ctx, name, work, estimated, &mut turn).await;
+    let read = claim_and_read(ctx, name, work, &mut turn).await;
     // What reading stopped in the middle of (an error) is ended all the same: a range
     // still being acknowledged is waited for, a range opened ahead is given back. The
     // first error is the one told.
@@ -229,7 +231,14 @@ async fn claim_next(
         shutdown: lost,
         ..ctx.clone()
     };
-    match open_part(&range_ctx, name, Part::Range(Box::new(range))).await {
+    match open_part(
+        &range_ctx,
+        name,
+        Part::Range(Box::new(range)),
+        work.per_range,
+    )
+    .await
+    {
         Ok(opened) => Ok((
             Some(Claimed {
                 index,
@@ -248,14 +257,13 @@ async fn claim_next(
 }
 
 /// Claims ranges one after the other and reads each. The range before is acknowledged
-/// while the next is read, and the range after is claimed and opened once this one's
-/// last document is read: at the turn from one range to the next, MongoDB has the next
+/// while the next is read, and the range after is claimed and opened while this one's
+/// last reply is read: at the turn from one range to the next, MongoDB has the next
 /// range's replies to read and the stream the last range's batches to acknowledge.
 async fn claim_and_read(
     ctx: &RunContext,
     name: &str,
     work: &RangeWork,
-    estimated: u64,
     turn: &mut Turn,
 ) -> Result<Vec<CollectionSummary>, ProducerError> {
     let stop = &ctx.shutdown;
@@ -287,19 +295,24 @@ async fn claim_and_read(
             ctx: range_ctx,
             mut opened,
         } = current;
-        // Once this range's last document is read from MongoDB, the next range is
-        // claimed and opened while its last replies are published. Not before: a
-        // reader holding two ranges for long leaves another producer without one.
-        let read_to_the_end = opened.read_to_the_end();
+        // Once this range's last reply is likely the one MongoDB is reading (by the
+        // documents read against the range's estimate), or is read, the next range is
+        // claimed and opened while its last replies are read and published: the claim
+        // (a lease written in NATS) and the next cursor's opening no longer leave
+        // MongoDB idle at each turn. Not before: a reader holding two ranges for long
+        // leaves another producer without one.
+        let nearly_read = opened.nearly_read();
         let claim_ahead = async {
-            if let Some(read) = read_to_the_end {
+            if let Some(read) = nearly_read {
                 let _ = read.await;
             }
             claim_next(ctx, name, work).await
         };
         ctx.metrics.reading_range(name, true);
-        let (read, ahead) =
-            tokio::join!(read_part(&range_ctx, name, opened, estimated), claim_ahead);
+        let (read, ahead) = tokio::join!(
+            read_part(&range_ctx, name, opened, work.per_range),
+            claim_ahead
+        );
         ctx.metrics.reading_range(name, false);
         match ahead {
             Ok((ahead, _)) => turn.ahead = ahead,

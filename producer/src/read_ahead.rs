@@ -39,9 +39,9 @@ impl Reader {
 /// A reader running one reply ahead of its caller.
 pub(crate) struct ReadAhead {
     replies: mpsc::Receiver<mongodb::error::Result<Reply>>,
-    /// Fires (or is dropped) once nothing more is read from MongoDB: the replies left
-    /// are in the channel.
-    read: Option<oneshot::Receiver<()>>,
+    /// Fires (or is dropped) once the reply being read from MongoDB is likely the
+    /// part's last, or nothing more is read: see [`ReadAhead::nearly_read`].
+    nearly_read: Option<oneshot::Receiver<()>>,
     /// Owned here: dropping the `ReadAhead` (the part failed or was stopped) ends it,
     /// and its cursor with it.
     task: JoinHandle<()>,
@@ -50,18 +50,38 @@ pub(crate) struct ReadAhead {
 
 impl ReadAhead {
     /// Starts reading. The task ends at the end of the part, at its first error (sent
-    /// on as the last item), or when the `ReadAhead` is dropped.
-    pub(crate) fn start(mut reader: Reader) -> Self {
+    /// on as the last item), or when the `ReadAhead` is dropped. `nearly_after`: the
+    /// documents after which the reply being read is likely the part's last (see
+    /// [`ReadAhead::nearly_read`]); `None`: only its end says so.
+    pub(crate) fn start(mut reader: Reader, nearly_after: Option<u64>) -> Self {
         let describe = reader.describe();
         // One reply waiting while the task reads the next: two replies ahead at most.
         let (send, replies) = mpsc::channel(1);
-        let (read_all, read) = oneshot::channel();
+        let (tell, nearly_read) = oneshot::channel();
+        let part = describe.clone();
         let task = tokio::spawn(async move {
+            let mut tell = Some(tell);
+            let mut read = 0u64;
             loop {
                 let item = reader.next_reply().await.transpose();
+                if let Some(Ok(reply)) = &item {
+                    read += reply.remaining() as u64;
+                }
                 let last = !matches!(item, Some(Ok(_)));
+                // Told once a reply is in hand: never before the part's first reply.
+                if last || nearly_after.is_some_and(|after| read >= after) {
+                    if let Some(tell) = tell.take() {
+                        if !last {
+                            tracing::debug!(
+                                part = part.as_deref().unwrap_or("collection"),
+                                read,
+                                "nearly read: its last reply is likely the one being read"
+                            );
+                        }
+                        let _ = tell.send(());
+                    }
+                }
                 if last {
-                    let _ = read_all.send(());
                     if let Some(item) = item {
                         let _ = send.send(item).await;
                     }
@@ -76,17 +96,19 @@ impl ReadAhead {
         });
         ReadAhead {
             replies,
-            read: Some(read),
+            nearly_read: Some(nearly_read),
             task,
             describe,
         }
     }
 
-    /// Resolves once nothing more is read from MongoDB (the end, an error, or this
-    /// `ReadAhead` dropped), while the last replies may still wait to be taken: when a
-    /// range reader opens its next range. Once only: `None` after.
-    pub(crate) fn read_to_the_end(&mut self) -> Option<oneshot::Receiver<()>> {
-        self.read.take()
+    /// Resolves once the reply MongoDB is reading is likely the part's last (the
+    /// documents read have reached `nearly_after` of [`ReadAhead::start`]), or nothing
+    /// more is read (the end, an error, or this `ReadAhead` dropped), while the last
+    /// replies may still wait to be taken: when a range reader opens its next range,
+    /// so that MongoDB reads on through the turn. Once only: `None` after.
+    pub(crate) fn nearly_read(&mut self) -> Option<oneshot::Receiver<()>> {
+        self.nearly_read.take()
     }
 
     /// The next reply, `None` at the end of the part.

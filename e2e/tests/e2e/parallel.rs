@@ -413,3 +413,44 @@ async fn producers_without_readers_share_the_collection() -> Result<()> {
     ensure!(digest.count == DOCS);
     Ok(())
 }
+
+/// A range reader claims and opens its next range while the current range's last reply
+/// is read (by the documents read against the range's estimate), not once it has been
+/// read: MongoDB reads on through the turn. Every document still lands once.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_reader_opens_its_next_range_while_the_last_reply_is_read() -> Result<()> {
+    let env = TestEnv::new("par_nearly").await?;
+    seed(&env).await?;
+    // Twelve ranges of about 2,000 documents, read 400 at a time: a range is nearly
+    // read at 1,600.
+    let output = env
+        .command("producer", "r")
+        .args([
+            "run",
+            "--collection",
+            COLLECTION,
+            "--readers",
+            "1",
+            "--range-docs",
+            "2000",
+            "--batch-size",
+            "100",
+        ])
+        .env("RUST_LOG", "warn,producer::read_ahead=debug")
+        .output()
+        .await?;
+    assert_success(&output, "producer");
+    let log = String::from_utf8_lossy(&output.stderr);
+    let (bounds, _) = plan_of(&env, COLLECTION).await?;
+    let ranges = bounds.len() + 1;
+    let nearly = log.matches("nearly read").count();
+    // A range smaller than 1,600 documents is told only at its end.
+    ensure!(
+        nearly >= ranges / 2 && nearly <= ranges,
+        "{nearly} of {ranges} ranges were nearly read before their end:\n{log}"
+    );
+    env.run_consumers("r", 2, &[], LIMIT).await?;
+    let digest = assert_exact_copy(&env, COLLECTION).await?;
+    ensure!(digest.count == DOCS);
+    Ok(())
+}

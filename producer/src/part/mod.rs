@@ -55,7 +55,7 @@ pub(crate) async fn publish_part(
     part: Part,
     estimated: u64,
 ) -> Result<CollectionSummary, ProducerError> {
-    let opened = open_part(ctx, name, part).await?;
+    let opened = open_part(ctx, name, part, estimated).await?;
     read_part(ctx, name, opened, estimated)
         .await?
         .finish()
@@ -72,12 +72,12 @@ pub(crate) enum OpenedPart {
 }
 
 impl OpenedPart {
-    /// Resolves once the part's last document is read from MongoDB (see
-    /// [`ReadAhead::read_to_the_end`]); at once for a complete part.
-    pub(crate) fn read_to_the_end(&mut self) -> Option<tokio::sync::oneshot::Receiver<()>> {
+    /// Resolves once the part's last reply is being read from MongoDB, or read (see
+    /// [`ReadAhead::nearly_read`]); at once for a complete part.
+    pub(crate) fn nearly_read(&mut self) -> Option<tokio::sync::oneshot::Receiver<()>> {
         match self {
             OpenedPart::Complete(_) => None,
-            OpenedPart::Reading(opened) => opened.reader.read_to_the_end(),
+            OpenedPart::Reading(opened) => opened.reader.nearly_read(),
         }
     }
 }
@@ -92,12 +92,14 @@ pub(crate) struct Opened {
 }
 
 /// Reads the part's checkpoint and starts reading after it. A range reader opens its
-/// next range so before it reads the current one's last reply: MongoDB reads on while
-/// the reader turns from one range to the next.
+/// next range so while MongoDB reads the current one's last reply: MongoDB reads on
+/// while the reader turns from one range to the next. `expected`: how many documents
+/// the part likely holds (the collection's estimate over its ranges).
 pub(crate) async fn open_part(
     ctx: &RunContext,
     name: &str,
     part: Part,
+    expected: u64,
 ) -> Result<OpenedPart, ProducerError> {
     // A range is checkpointed under its own name; the collection under its own.
     let key = match &part {
@@ -123,7 +125,8 @@ pub(crate) async fn open_part(
         (Some(json), None) => Some(Bson::try_from(json.clone()).map_err(|e| bad(e.to_string()))?),
         (None, None) => None,
     };
-    let reader = start_reader(ctx, name, &part, last_id.as_ref());
+    let left = expected.saturating_sub(checkpoint.documents);
+    let reader = start_reader(ctx, name, &part, last_id.as_ref(), left);
     Ok(OpenedPart::Reading(Box::new(Opened {
         part,
         key,
@@ -134,14 +137,28 @@ pub(crate) async fn open_part(
 }
 
 /// Reading `part` of `name` after `last` (from its start with `None`), a reply ahead.
-fn start_reader(ctx: &RunContext, name: &str, part: &Part, last: Option<&Bson>) -> ReadAhead {
+/// A range is said nearly read once the documents read leave less than one reply of
+/// the `left` it likely holds: its next reply is then likely its last. A guess only
+/// decides when the next range is claimed (a range larger than planned holds two
+/// ranges a while longer; a smaller one is told at its end, as a whole collection).
+fn start_reader(
+    ctx: &RunContext,
+    name: &str,
+    part: &Part,
+    last: Option<&Bson>,
+    left: u64,
+) -> ReadAhead {
     let filter = ctx.filters.get(name).cloned();
     // Four batches per round trip to MongoDB: few round trips, and memory that does not
     // depend on the collection.
     let cursor_batch =
         u32::try_from(ctx.config.batch_size.get().saturating_mul(4)).unwrap_or(u32::MAX);
     let source = ctx.source.collection::<RawDocumentBuf>(name);
-    ReadAhead::start(match part {
+    let nearly_after = match part {
+        Part::Whole => None,
+        Part::Range(_) => Some(left.saturating_sub(u64::from(cursor_batch))),
+    };
+    let reader = match part {
         Part::Whole => Reader::Whole(Box::new(
             Pager::new(source, last, filter, cursor_batch).as_of(ctx.as_of),
         )),
@@ -155,7 +172,8 @@ fn start_reader(ctx: &RunContext, name: &str, part: &Part, last: Option<&Bson>) 
             )
             .as_of(ctx.as_of),
         )),
-    })
+    };
+    ReadAhead::start(reader, nearly_after)
 }
 
 /// A part read and sent whole, its last acknowledgements still awaited.
@@ -281,7 +299,8 @@ pub(crate) async fn read_part(
                     "reading MongoDB failed; reading again after the last document read");
                 tokio::time::sleep(pause(read_failures)).await;
                 let after = batches.last_read().or_else(|| last_id.clone());
-                reader = start_reader(ctx, name, &part, after.as_ref());
+                let left = estimated.saturating_sub(batches.progress.documents);
+                reader = start_reader(ctx, name, &part, after.as_ref(), left);
                 continue;
             }
             Err(e) => {
