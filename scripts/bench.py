@@ -6,7 +6,8 @@ In one run, for each shape (realistic users, and flat 3-field users):
   2. times the migration from producer start to the last commit in the ledger, with K
      consumer processes, and records the CPU seconds and peak RSS of every process of
      ours (exact, from wait4), and the CPU seconds mongod, nats-server and PostgreSQL
-     spent meanwhile (from /proc);
+     spent meanwhile (from /proc); then times the consumer's mapping alone on one thread
+     (`map_rate`, up to 200,000 of the documents), the steadier figure for the mapping;
   3. exports the same mapped rows to a file and times `psql \\copy` of them into an
      identical fresh table: PostgreSQL's own limit, which our rate is reported against;
   4. times `mongo2pg status` on the finished run, with MongoDB's metadata count and
@@ -257,6 +258,7 @@ def run_shape(shape, args, env, bin_dir, extra_env=None):
     produced = producer.wait()
     consumed = [c.wait() for c in consumers]
     infra = sampler.finish()
+    mapping_us = mapping_alone(bin_dir, env, collection, mapping.name, args.docs)
     os.unlink(mapping.name)
 
     last_commit = float(psql(db_url, f"SELECT extract(epoch FROM max(committed_at)) FROM _migrate_ledger WHERE run = '{run}'"))
@@ -303,6 +305,7 @@ def run_shape(shape, args, env, bin_dir, extra_env=None):
         "psql_copy_file_mb": round(file_mb, 1),
         "ratio_to_psql_copy": round(copy_seconds / seconds, 3),
         "our_cpu_us_per_doc": round(ours_cpu / args.docs * 1e6, 2),
+        "mapping_us_per_doc": mapping_us,
         "status_seconds": status_seconds["metadata"],
         "status_exact_seconds": status_seconds["exact"],
         "producer": {k: v for k, v in produced.items() if k != "output"},
@@ -310,6 +313,18 @@ def run_shape(shape, args, env, bin_dir, extra_env=None):
         "infra_cpu_s": infra,
         "infra_rss_mib_after": infra_rss(),
     }
+
+
+def mapping_alone(bin_dir, env, collection, mapping_file, docs):
+    """The consumer's mapping alone, one thread, on up to 200,000 of the collection's
+    documents (e2e/src/bin/map_rate.rs): µs per document, median of three rounds. The
+    steadier figure for a change to the mapping; the run's ratio moves with the machine."""
+    done = subprocess.run([f"{bin_dir}/map_rate", env["MONGODB_URI"], env["MONGODB_DATABASE"], collection,
+                           mapping_file, str(min(docs, 200_000)), "3"], capture_output=True, text=True)
+    match = re.search(r"median: ([\d.]+) ", done.stdout)
+    if done.returncode != 0 or not match:
+        die(f"map_rate failed: {done.stdout}{done.stderr}")
+    return float(match.group(1))
 
 
 def measure_tracing(args, env, untraced):
@@ -392,12 +407,12 @@ def main():
     m = results["machine"]
     print(f"machine: {m['cores']} cores, {m['memory_gib']} GiB, {m['cpu']}, Linux {m['kernel']}")
     print(f"{'shape':<6} {'docs':>9} {'cons':>4} {'seconds':>8} {'docs/s':>8} {'MB/s':>6} "
-          f"{'psql s':>7} {'ratio':>6} {'us/doc':>7} {'prod MiB':>8} {'cons MiB':>8}  infra CPU s")
+          f"{'psql s':>7} {'ratio':>6} {'us/doc':>7} {'map us':>6} {'prod MiB':>8} {'cons MiB':>8}  infra CPU s")
     for r in results["runs"]:
         infra = " ".join(f"{k}={v}" for k, v in r["infra_cpu_s"].items())
         print(f"{r['shape']:<6} {r['documents']:>9} {r['consumers']:>4} {r['seconds']:>8.2f} {r['docs_per_s']:>8} "
               f"{r['mb_per_s']:>6} {r['psql_copy_seconds']:>7.2f} {r['ratio_to_psql_copy']:>6.3f} "
-              f"{r['our_cpu_us_per_doc']:>7.1f} {r['producer']['peak_rss_mib']:>8} "
+              f"{r['our_cpu_us_per_doc']:>7.1f} {r['mapping_us_per_doc']:>6.2f} {r['producer']['peak_rss_mib']:>8} "
               f"{max(c['peak_rss_mib'] for c in r['consumers_detail']):>8}  {infra}")
     for r in results["runs"]:
         print(f"aim: {r['shape']} end to end >= 1.0x psql \\copy ({r['documents']} documents): "

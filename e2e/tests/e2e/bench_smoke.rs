@@ -99,6 +99,7 @@ async fn the_benchmark_runs_and_reports_every_figure() {
             "psql_copy_seconds",
             "ratio_to_psql_copy",
             "our_cpu_us_per_doc",
+            "mapping_us_per_doc",
             "status_seconds",
             "status_exact_seconds",
         ] {
