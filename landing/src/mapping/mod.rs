@@ -47,6 +47,7 @@ mod check;
 pub mod child_plan;
 pub mod computed;
 mod extra;
+mod field_readers;
 pub mod file;
 pub mod new_fields;
 mod path_tree;

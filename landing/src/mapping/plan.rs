@@ -1,12 +1,13 @@
 //! A collection's target table and how each of its columns is filled.
 
 use std::collections::HashSet;
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 
 use bson::RawDocument;
 
 use super::child_plan::{ChildContext, ChildPlan};
 use super::computed::Expression;
+use super::field_readers::FieldReaders;
 use super::file::{
     ChildMapping, CollectionMapping, MappingFile, Missing, Naming, SurrogateKey, EXTRA_COLUMN,
     ID_COLUMN, MISSING_COLUMN,
@@ -99,6 +100,9 @@ pub struct TablePlan {
     /// The paths of transformed columns: their source values are left out of what
     /// a reject keeps.
     pub withheld: Vec<String>,
+    /// Which columns and child tables read each top-level field, found at the first
+    /// row (see [`FieldReaders`]).
+    pub(super) field_readers: OnceLock<FieldReaders>,
 }
 
 impl TablePlan {
@@ -130,6 +134,7 @@ impl TablePlan {
             registered: HashSet::new(),
             read: None,
             withheld: Vec::new(),
+            field_readers: OnceLock::new(),
         }
     }
 
@@ -255,7 +260,13 @@ impl TablePlan {
             registered: HashSet::new(),
             read: Some(read),
             withheld: withheld(&mapping.columns, &mapping.children, ""),
+            field_readers: OnceLock::new(),
         }
+    }
+
+    /// Which columns and child tables read each top-level field.
+    pub(super) fn field_readers(&self) -> &FieldReaders {
+        self.field_readers.get_or_init(|| FieldReaders::of(self))
     }
 
     /// The plan with the columns added for new fields (see [`crate::added_columns`]) after its
@@ -297,6 +308,8 @@ impl TablePlan {
                 transform: None,
             });
         }
+        // Its readers are found again from its columns as they are now.
+        self.field_readers = OnceLock::new();
         self
     }
 

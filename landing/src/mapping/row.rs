@@ -41,20 +41,26 @@ impl TablePlan {
         // Cells of added columns, made while reading: a value that does not fit its
         // column goes to `_extra` instead.
         let mut added: Vec<Option<Cell>> = Vec::new();
-        for element in doc.iter() {
+        let readers = self.field_readers();
+        let mut keys_seen = readers.learning().then(Vec::new);
+        for (position, element) in doc.iter().enumerate() {
             let (key, value) = element.map_err(|e| unreadable(e.to_string()))?;
             let key = key.as_str();
+            if let Some(seen) = keys_seen.as_mut() {
+                seen.push(key);
+            }
             let mut in_added_column = false;
             // A column reads the whole field: none of it is left for `_extra`.
             let mut read_whole = false;
-            for (i, (slot, column)) in top.iter_mut().zip(&self.columns).enumerate() {
-                if column.source.top_key() != Some(key) {
-                    continue;
-                }
+            let (columns, children) = readers
+                .find(key, position)
+                .map_or((&[][..], &[][..]), |r| (&r.columns[..], &r.children[..]));
+            for &i in columns {
+                let column = &self.columns[i];
                 read_whole |= column.source.reads_whole_field();
                 // The first of duplicate keys wins, as with `RawDocument::get`.
-                if slot.is_none() {
-                    *slot = Some(value);
+                if top[i].is_none() {
+                    top[i] = Some(value);
                     if let Source::Added { kind, .. } = column.source {
                         if let Some(cell) = self.added_cell(value, kind, column.ty) {
                             added.resize(self.columns.len(), None);
@@ -64,9 +70,9 @@ impl TablePlan {
                     }
                 }
             }
-            for (slot, child) in child_top.iter_mut().zip(&self.children) {
-                if slot.is_none() && child.path[0] == key {
-                    *slot = Some(value);
+            for &i in children {
+                if child_top[i].is_none() {
+                    child_top[i] = Some(value);
                 }
             }
             if let (Some(read), Some(extra), false) =
@@ -74,6 +80,9 @@ impl TablePlan {
             {
                 keep_unread(key, value, read, "", self.options.json, extra)?;
             }
+        }
+        if let Some(seen) = keys_seen {
+            readers.learn(seen);
         }
         let key = self.primary_key;
         let mut cells = Vec::with_capacity(self.columns.len());

@@ -199,6 +199,44 @@ fn arrays_land_in_child_tables_with_their_positions() {
 }
 
 #[test]
+fn fields_in_another_order_than_the_first_documents_map_alike() {
+    let plan = plan_of(
+        r#"
+        [collections.c]
+        columns = [
+          { name = "id", path = "_id", type = "int8" },
+          { name = "city", path = "address.city", type = "text" },
+          { name = "address", path = "address", type = "jsonb" },
+          { name = "age", path = "age", type = "int4" },
+        ]
+        children = [ { path = "tags", type = "text" } ]
+        "#,
+    );
+    let first = plan
+        .row(&rawdoc! { "_id": 1_i64, "age": 30, "address": { "city": "Porto" }, "tags": ["a"] })
+        .expect("maps");
+    // Reordered, with a field the first lacked, and `age` twice (the first wins).
+    let reordered = plan
+        .row(&rawdoc! { "tags": ["a"], "age": 30, "note": "x", "address": { "city": "Porto" }, "age": 31, "_id": 1_i64 })
+        .expect("maps");
+    assert_eq!(reordered.cells[..4], first.cells[..4]);
+    assert_eq!(reordered.children, first.children);
+    assert_eq!(first.cells[3], Cell::Int4(30));
+    assert_eq!(
+        json(&reordered.cells[4]),
+        serde_json::json!({ "note": "x" })
+    );
+    assert_eq!(first.cells[4], Cell::Null);
+    // Fewer fields than the first, at other positions.
+    let fewer = plan
+        .row(&rawdoc! { "address": { "city": "Lagos" }, "_id": 2_i64 })
+        .expect("maps");
+    assert_eq!(fewer.cells[1], Cell::Text("Lagos".into()));
+    assert_eq!(fewer.cells[3], Cell::Null);
+    assert!(fewer.children[0].is_empty());
+}
+
+#[test]
 fn bad_mappings_say_what_to_change() {
     let check = |text: &str| {
         toml::from_str::<MappingFile>(text)
