@@ -11,6 +11,7 @@
 use common::run_state::{Checkpoint, RunState};
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
+use tokio_util::sync::CancellationToken;
 
 use crate::error::ProducerError;
 use crate::retry;
@@ -25,7 +26,7 @@ pub(crate) struct Checkpointer {
 }
 
 impl Checkpointer {
-    pub(crate) fn start(state: RunState, collection: String) -> Self {
+    pub(crate) fn start(state: RunState, collection: String, stop: CancellationToken) -> Self {
         let (latest, mut rx) = watch::channel(None::<Checkpoint>);
         let task = tokio::spawn(async move {
             // Ends when the sender is dropped, after saving any position not yet saved.
@@ -33,7 +34,7 @@ impl Checkpointer {
                 let Some(checkpoint) = rx.borrow_and_update().clone() else {
                     continue;
                 };
-                retry::with_retries("saving the checkpoint", || {
+                retry::with_retries("saving the checkpoint", &stop, || {
                     state.save_checkpoint(&collection, &checkpoint)
                 })
                 .await?;

@@ -70,7 +70,7 @@ pub async fn claim(
     // A NATS cluster electing a new leader times reads out for a moment: tried again,
     // not the end of the producer. Trying again is safe: a claim this holder made
     // already (its answer lost) is found as ours and renewed.
-    let claimed = retry::with_retries("claiming a lease", || {
+    let claimed = retry::with_retries("claiming a lease", &stop, || {
         state.claim_range(collection, index, &lease, LEASE_TTL)
     })
     .await?;

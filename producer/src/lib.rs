@@ -150,7 +150,7 @@ async fn run_collections(
         database: config.mongo.mongodb_database.clone(),
         uri: common::config::redact_url(&config.mongo.mongodb_uri),
     };
-    preflight::check_source(&state, &run, &source, config.restart).await?;
+    preflight::check_source(&state, &run, &source, config.restart, &shutdown).await?;
     let mapping = preflight::mapping(&state, &run, config.mapping.as_deref()).await?;
     let (filters, filters_json) = (mapping.filters(), mapping.filters_json());
     for (collection, filter) in &filters {
@@ -165,6 +165,7 @@ async fn run_collections(
         &collections,
         config.follow,
         config.collections.is_empty(),
+        &shutdown,
     )
     .await?;
     if config.restart {
@@ -219,7 +220,7 @@ async fn run_collections(
     if let Some(rate) = max_read_rate {
         tracing::info!(limit = %rate, "snapshot reads are limited (--max-read-rate)");
     }
-    update_manifest(&state, |manifest| {
+    update_manifest(&state, &shutdown, |manifest| {
         manifest.complete = false;
         manifest.read_limit = max_read_rate.map(|rate| rate.to_string());
         manifest.follow |= follow;
@@ -278,7 +279,7 @@ async fn run_collections(
             let summary = collection::publish_collection(ctx, name, *estimated)
                 .instrument(span)
                 .await?;
-            update_manifest(&ctx.state, |manifest| {
+            update_manifest(&ctx.state, &ctx.shutdown, |manifest| {
                 manifest.collections.insert(
                     name.clone(),
                     CollectionTotals {
@@ -297,7 +298,7 @@ async fn run_collections(
     .buffer_unordered(concurrency);
     let mut summaries: Vec<CollectionSummary> = published.try_collect().await?;
     summaries.sort_by_key(|s| collections.iter().position(|c| *c == s.name));
-    update_manifest(&ctx.state, |manifest| {
+    update_manifest(&ctx.state, &ctx.shutdown, |manifest| {
         manifest.complete = manifest.collections.values().all(|c| c.complete);
     })
     .await?;
@@ -327,10 +328,11 @@ async fn run_collections(
 /// Changes the run manifest, riding out a NATS restart.
 pub(crate) async fn update_manifest(
     state: &RunState,
+    stop: &CancellationToken,
     change: impl Fn(&mut RunManifest),
 ) -> Result<RunManifest, ProducerError> {
-    Ok(retry::with_retries("updating the run manifest", || {
+    retry::with_retries("updating the run manifest", stop, || {
         state.update_manifest(&change)
     })
-    .await?)
+    .await
 }

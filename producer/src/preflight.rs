@@ -7,6 +7,8 @@ use common::naming::RunName;
 use common::run_state::{RunSource, RunState};
 
 use crate::error::ProducerError;
+use tokio_util::sync::CancellationToken;
+
 use crate::{follow, retry};
 
 /// Refuses to resume a run that read another database: its batches would mix two
@@ -17,10 +19,12 @@ pub(crate) async fn check_source(
     run: &RunName,
     source: &RunSource,
     restart: bool,
+    stop: &CancellationToken,
 ) -> Result<(), ProducerError> {
     // The first reads of a run ride out NATS answering late, as every later one does
     // (a JetStream cluster just started, or electing a leader).
-    let manifest = retry::with_retries("reading the run's manifest", || state.manifest()).await?;
+    let manifest =
+        retry::with_retries("reading the run's manifest", stop, || state.manifest()).await?;
     let Some(was) = manifest.and_then(|manifest| manifest.source) else {
         return Ok(());
     };
@@ -54,13 +58,16 @@ pub(crate) async fn check_follow(
     collections: &[String],
     follow: bool,
     whole: bool,
+    stop: &CancellationToken,
 ) -> Result<follow::Scope, ProducerError> {
     // The manifest first: a producer racing this one records its start position before
     // its manifest, so a manifest seen here means any start position is seen too.
-    let published_before = retry::with_retries("reading the run's manifest", || state.manifest())
-        .await?
-        .is_some();
-    let start = retry::with_retries("reading the run's start position", || state.start()).await?;
+    let published_before =
+        retry::with_retries("reading the run's manifest", stop, || state.manifest())
+            .await?
+            .is_some();
+    let start =
+        retry::with_retries("reading the run's start position", stop, || state.start()).await?;
     let scope = follow::Scope::of(start.as_ref(), mongo.databases(), collections, whole);
     match start {
         None if follow && published_before => Err(ProducerError::FollowAddedLater {

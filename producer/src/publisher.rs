@@ -30,7 +30,7 @@ use tracing::Instrument;
 use crate::checkpointer::Checkpointer;
 use crate::error::ProducerError;
 use crate::metrics::Metrics;
-use crate::retry::{pause, ATTEMPTS};
+use crate::retry::{self, ATTEMPTS};
 
 /// What the publisher counted for one collection.
 #[derive(Debug, Default, Clone, Copy)]
@@ -78,8 +78,8 @@ impl Publisher {
     ) -> Self {
         Publisher {
             jetstream,
+            checkpointer: Checkpointer::start(state, collection.clone(), shutdown.clone()),
             shutdown,
-            checkpointer: Checkpointer::start(state, collection.clone()),
             subject,
             collection,
             max_in_flight: max_in_flight.max(1),
@@ -200,7 +200,10 @@ const FULL_STREAM_PAUSE: Duration = Duration::from_secs(1);
 ///
 /// # Errors
 /// [`ProducerError::Publish`] for a failure that cannot pass (a message over
-/// `max_payload`) or after about two minutes of transient ones.
+/// `max_payload`) or after about two minutes of transient ones;
+/// [`ProducerError::Interrupted`] for transient ones past [`retry::STOP_GRACE`] once
+/// `shutdown` is cancelled (a stop while NATS is down ends without two minutes of
+/// tries).
 pub(crate) async fn acknowledged(
     jetstream: &jetstream::Context,
     sent: Sent<'_>,
@@ -208,6 +211,7 @@ pub(crate) async fn acknowledged(
     shutdown: &CancellationToken,
 ) -> Result<bool, ProducerError> {
     let mut attempt = 1;
+    let mut stopping = None;
     let mut full_since: Option<std::time::Instant> = None;
     let mut warned_full: Option<std::time::Instant> = None;
     loop {
@@ -251,7 +255,11 @@ pub(crate) async fn acknowledged(
                 error = %err,
                 "publish not acknowledged; sending the batch again"
             );
-            tokio::time::sleep(pause(attempt)).await;
+            // Stopping: sent again within the grace only (running again sends it
+            // under the same id).
+            if !retry::pause_to_retry(shutdown, attempt, &mut stopping).await {
+                return Err(ProducerError::Interrupted);
+            }
             attempt += 1;
             sent.metrics.retried();
         }

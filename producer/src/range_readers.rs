@@ -193,8 +193,10 @@ async fn claim_next(
             continue;
         }
         let key = common::naming::range_part(name, range.index);
-        let checkpoint =
-            retry::with_retries("reading a range's checkpoint", || state.checkpoint(&key)).await?;
+        let checkpoint = retry::with_retries("reading a range's checkpoint", stop, || {
+            state.checkpoint(&key)
+        })
+        .await?;
         if checkpoint.is_some_and(|c| c.complete) {
             work.completed(range.index);
             continue;

@@ -1,18 +1,27 @@
 //! How the producer rides out a NATS restart: an operation that failed in a way that
 //! may pass (a timeout, a lost connection, a server starting) is tried again after a
 //! pause that doubles from 250 ms up to 4 s, for about two minutes in all; one that
-//! will fail the same way every time is returned at once.
+//! will fail the same way every time is returned at once. Once a stop is asked, an
+//! operation is still tried (a stopping producer saves what it can) and tried again
+//! for [`STOP_GRACE`] at most: a NATS cluster electing a leader answers within it, and
+//! a producer stopped while NATS is down ends seconds later, not two minutes.
 
 use std::future::Future;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use common::run_state::StateError;
+use tokio_util::sync::CancellationToken;
+
+use crate::error::ProducerError;
 
 /// Tries per operation: with [`pause`], about 110 s before giving up, longer than a
 /// NATS restart takes.
 pub(crate) const ATTEMPTS: u32 = 30;
 const FIRST_PAUSE: Duration = Duration::from_millis(250);
 const LONGEST_PAUSE: Duration = Duration::from_secs(4);
+/// How long failures that may pass are still tried again once a stop is asked,
+/// counted from the first failure seen stopping.
+pub(crate) const STOP_GRACE: Duration = Duration::from_secs(10);
 
 /// The pause after failed try number `attempt` (from 1): 250 ms, doubling, at most 4 s.
 pub(crate) fn pause(attempt: u32) -> Duration {
@@ -33,25 +42,59 @@ impl Transient for StateError {
 }
 
 /// Runs `operation` until it succeeds, fails permanently, or has failed [`ATTEMPTS`]
-/// times.
-pub(crate) async fn with_retries<T, E, F, Fut>(what: &str, mut operation: F) -> Result<T, E>
+/// times; once `stop` is cancelled, a failure that may pass is tried again for
+/// [`STOP_GRACE`], then ends the producer as stopped ([`ProducerError::Interrupted`]).
+pub(crate) async fn with_retries<T, E, F, Fut>(
+    what: &str,
+    stop: &CancellationToken,
+    mut operation: F,
+) -> Result<T, ProducerError>
 where
     E: Transient,
+    ProducerError: From<E>,
     F: FnMut() -> Fut,
     Fut: Future<Output = Result<T, E>>,
 {
     let mut attempt = 1;
+    let mut stopping = None;
     loop {
         match operation().await {
             Ok(value) => return Ok(value),
-            Err(err) if attempt >= ATTEMPTS || !err.is_transient() => return Err(err),
+            Err(err) if attempt >= ATTEMPTS || !err.is_transient() => return Err(err.into()),
             Err(err) => {
                 tracing::warn!(attempt, error = %err, "{what} failed; retrying");
-                tokio::time::sleep(pause(attempt)).await;
+                if !pause_to_retry(stop, attempt, &mut stopping).await {
+                    tracing::warn!(error = %err, "{what} failed, and a stop was asked: not retrying");
+                    return Err(ProducerError::Interrupted);
+                }
                 attempt += 1;
             }
         }
     }
+}
+
+/// The pause after failed try number `attempt`, cut short by a stop; whether to try
+/// again: once `stop` is cancelled, only within [`STOP_GRACE`] of `stopping` (when
+/// the first failure was seen stopping, set here).
+pub(crate) async fn pause_to_retry(
+    stop: &CancellationToken,
+    attempt: u32,
+    stopping: &mut Option<Instant>,
+) -> bool {
+    if !stop.is_cancelled() {
+        tokio::select! {
+            biased;
+            _ = stop.cancelled() => {}
+            _ = tokio::time::sleep(pause(attempt)) => return true,
+        }
+    }
+    let since = *stopping.get_or_insert_with(Instant::now);
+    let left = STOP_GRACE.saturating_sub(since.elapsed());
+    if left.is_zero() {
+        return false;
+    }
+    tokio::time::sleep(pause(attempt).min(left)).await;
+    true
 }
 
 #[cfg(test)]

@@ -119,6 +119,16 @@ impl PrivateNats {
         })
     }
 
+    /// Kills the server (SIGKILL); [`PrivateNats::start_again`] brings it back.
+    pub fn stop(&mut self) {
+        self.kill();
+    }
+
+    /// Starts a stopped server again on the same port and store.
+    pub fn start_again(&mut self) -> Result<()> {
+        self.spawn()
+    }
+
     /// Kills the server (SIGKILL) and starts it again on the same port and store.
     pub fn restart(&mut self, down_for: Duration) -> Result<()> {
         self.kill();

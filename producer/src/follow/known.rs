@@ -3,6 +3,7 @@
 //! chosen name, whose documents are read when the rename is met ([`adopt`]).
 
 use std::collections::HashSet;
+use tokio_util::sync::CancellationToken;
 
 use bson::RawDocumentBuf;
 use common::batch::ChangeOp;
@@ -79,6 +80,8 @@ pub(super) struct Known<'a> {
     scope: &'a Scope,
     selection: source::Selection,
     pub(super) names: HashSet<String>,
+    /// The producer's stop: the manifest's updates are not retried once it is asked.
+    stop: &'a CancellationToken,
 }
 
 impl<'a> Known<'a> {
@@ -95,6 +98,7 @@ impl<'a> Known<'a> {
                 exclude: ctx.config.exclude.clone(),
             })?,
             names: collections.iter().cloned().collect(),
+            stop: &ctx.shutdown,
         })
     }
 
@@ -124,7 +128,7 @@ impl<'a> Known<'a> {
 
     /// Records in the run's manifest a collection that joined it while followed.
     async fn joined(&self, collection: &str, state: &RunState) -> Result<(), ProducerError> {
-        crate::update_manifest(state, |manifest| {
+        crate::update_manifest(state, self.stop, |manifest| {
             manifest
                 .collections
                 .entry(collection.to_string())
@@ -164,7 +168,7 @@ impl<'a> Known<'a> {
         why: String,
         state: &RunState,
     ) -> Result<(), ProducerError> {
-        crate::update_manifest(state, |manifest| {
+        crate::update_manifest(state, self.stop, |manifest| {
             manifest.dropped.insert(collection.to_string(), why.clone());
         })
         .await?;

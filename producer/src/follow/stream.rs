@@ -141,7 +141,7 @@ pub(crate) async fn follow(
         metrics,
         ..
     } = ctx;
-    let checkpoint = retry::with_retries("reading the stream checkpoint", || {
+    let checkpoint = retry::with_retries("reading the stream checkpoint", shutdown, || {
         state.stream_checkpoint()
     })
     .await?;
@@ -251,7 +251,7 @@ pub(crate) async fn follow(
                         // Its changes so far land; the run goes on without it.
                         let token = stream_token(&stream)?;
                         batches.flush(&mut checkpoint, Some(token)).await?;
-                        save(state, &checkpoint).await?;
+                        save(state, &checkpoint, shutdown).await?;
                         let why = format!(
                             "dropped in MongoDB at cluster time {}",
                             checkpoint.read_until.time
@@ -290,7 +290,7 @@ pub(crate) async fn follow(
                             // stopped meanwhile reads the collection again.
                             let token = stream_token(&stream)?;
                             batches.flush(&mut checkpoint, Some(token)).await?;
-                            save(state, &checkpoint).await?;
+                            save(state, &checkpoint, shutdown).await?;
                             continue;
                         }
                     }
@@ -315,7 +315,7 @@ pub(crate) async fn follow(
         if batches.is_full() || due || idle {
             let token = stream_token(&stream)?;
             batches.flush(&mut checkpoint, Some(token)).await?;
-            save(state, &checkpoint).await?;
+            save(state, &checkpoint, shutdown).await?;
             last_flush = Instant::now();
             last_checkpoint = Instant::now();
             if last_measure.elapsed() >= MEASURE_EVERY {
@@ -340,7 +340,7 @@ pub(crate) async fn follow(
     // Stopped: what was read is published and checkpointed before returning.
     let token = stream_token(&stream)?;
     batches.flush(&mut checkpoint, Some(token)).await?;
-    save(state, &checkpoint).await?;
+    save(state, &checkpoint, shutdown).await?;
     Ok(Followed {
         events: checkpoint.events - started_events,
         batches: checkpoint.batches - started_batches,
@@ -350,12 +350,15 @@ pub(crate) async fn follow(
 
 /// Saves the checkpoint, riding out NATS answering late (a JetStream cluster electing
 /// a leader, a server restarting).
-async fn save(state: &RunState, checkpoint: &StreamCheckpoint) -> Result<(), ProducerError> {
-    retry::with_retries("saving the stream checkpoint", || {
+async fn save(
+    state: &RunState,
+    checkpoint: &StreamCheckpoint,
+    stop: &CancellationToken,
+) -> Result<(), ProducerError> {
+    retry::with_retries("saving the stream checkpoint", stop, || {
         state.save_stream_checkpoint(checkpoint)
     })
-    .await?;
-    Ok(())
+    .await
 }
 
 /// The recorded token, for the driver.

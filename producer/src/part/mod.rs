@@ -297,7 +297,11 @@ pub(crate) async fn read_part(
                 read_failures += 1;
                 tracing::warn!(collection = %name, attempt = read_failures, error = %mongo_detail(&e),
                     "reading MongoDB failed; reading again after the last document read");
-                tokio::time::sleep(pause(read_failures)).await;
+                // A stop asked meanwhile is taken at the top of the loop.
+                tokio::select! {
+                    _ = shutdown.cancelled() => {}
+                    _ = tokio::time::sleep(pause(read_failures)) => {}
+                }
                 let after = batches.last_read().or_else(|| last_id.clone());
                 let left = estimated.saturating_sub(batches.progress.documents);
                 reader = start_reader(ctx, name, &part, after.as_ref(), left);

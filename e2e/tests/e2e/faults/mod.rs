@@ -220,6 +220,47 @@ async fn nats_restarting_mid_run_loses_nothing() {
     finish_run(&env, producer, children).await;
 }
 
+/// A producer asked to stop while NATS is down stops within its grace (10 s of tries
+/// once stopping), instead of first trying its NATS calls again for two minutes; run
+/// again once NATS is back, it ends the run, and nothing is lost.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_producer_stopped_while_nats_is_down_ends_within_seconds() {
+    let mut nats = PrivateNats::start("stopdown").expect("private nats");
+    let services = Services {
+        nats_url: nats.url(),
+        ..Services::shared()
+    };
+    let env = TestEnv::on("stopdown", services).await.expect("env");
+    seed(&env).await;
+    let producer = spawn_producer(&env, &["--batch-size", "200"]);
+    wait_until("some batches to be published", || async {
+        published_batches(&env).await >= 20
+    })
+    .await;
+    nats.stop();
+    // Long enough for the producer to be trying its calls again.
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    send_signal(&producer, "-TERM");
+    let stopping = std::time::Instant::now();
+    let stopped = tokio::time::timeout(Duration::from_secs(60), producer.wait_with_output())
+        .await
+        .expect("the producer did not stop within a minute")
+        .expect("producer");
+    let took = stopping.elapsed();
+    let said = String::from_utf8_lossy(&stopped.stderr);
+    assert!(
+        took < Duration::from_secs(30),
+        "the producer took {took:?} to stop:\n{said}"
+    );
+    assert!(!stopped.status.success(), "{said}");
+    assert!(said.contains("stopped by a signal"), "{said}");
+
+    nats.start_again().expect("nats back");
+    let children = consumers(&env);
+    let producer = spawn_producer(&env, &["--batch-size", "200"]);
+    finish_run(&env, producer, children).await;
+}
+
 #[tokio::test(flavor = "multi_thread")]
 async fn postgres_restarting_mid_run_loses_nothing() {
     let pg = PrivatePostgres::start("restart").expect("private postgres");
