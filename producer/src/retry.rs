@@ -81,25 +81,80 @@ pub(crate) async fn pause_to_retry(
     attempt: u32,
     stopping: &mut Option<Instant>,
 ) -> bool {
+    pause_within(stop, pause(attempt), STOP_GRACE, stopping).await
+}
+
+/// [`pause_to_retry`] with its pause and grace given.
+async fn pause_within(
+    stop: &CancellationToken,
+    pause: Duration,
+    grace: Duration,
+    stopping: &mut Option<Instant>,
+) -> bool {
     if !stop.is_cancelled() {
         tokio::select! {
             biased;
-            _ = stop.cancelled() => {}
-            _ = tokio::time::sleep(pause(attempt)) => return true,
+            // The pause ends at the stop: try again now, the grace counted from here.
+            _ = stop.cancelled() => {
+                stopping.get_or_insert_with(Instant::now);
+                return true;
+            }
+            _ = tokio::time::sleep(pause) => return true,
         }
     }
     let since = *stopping.get_or_insert_with(Instant::now);
-    let left = STOP_GRACE.saturating_sub(since.elapsed());
+    let left = grace.saturating_sub(since.elapsed());
     if left.is_zero() {
         return false;
     }
-    tokio::time::sleep(pause(attempt).min(left)).await;
+    tokio::time::sleep(pause.min(left)).await;
     true
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[tokio::test]
+    async fn a_stop_cuts_the_pause_short_then_leaves_a_grace_to_try_again() {
+        let stop = CancellationToken::new();
+        let mut stopping = None;
+        // Not stopping: the whole pause, then try again.
+        assert!(
+            pause_within(
+                &stop,
+                Duration::from_millis(20),
+                Duration::from_secs(1),
+                &mut stopping
+            )
+            .await
+        );
+        assert!(stopping.is_none());
+        // A stop during a long pause ends it at once; the grace starts then.
+        let later = stop.clone();
+        tokio::spawn(async move {
+            tokio::time::sleep(Duration::from_millis(50)).await;
+            later.cancel();
+        });
+        let started = Instant::now();
+        let grace = Duration::from_millis(300);
+        assert!(pause_within(&stop, Duration::from_secs(30), grace, &mut stopping).await);
+        assert!(
+            started.elapsed() < Duration::from_secs(10),
+            "{:?}",
+            started.elapsed()
+        );
+        assert!(stopping.is_some());
+        // Stopping: tried again within the grace, never after it.
+        let mut tries = 1;
+        while pause_within(&stop, Duration::from_millis(50), grace, &mut stopping).await {
+            tries += 1;
+            assert!(tries < 1_000, "the grace never ended");
+        }
+        assert!(tries >= 2, "{tries}");
+        let since = stopping.map(|at| at.elapsed()).unwrap_or_default();
+        assert!(since >= grace, "{since:?}");
+    }
 
     #[test]
     fn pauses_double_up_to_a_bound_of_about_two_minutes_in_all() {
