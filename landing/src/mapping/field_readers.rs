@@ -10,8 +10,6 @@
 
 use std::sync::OnceLock;
 
-use super::plan::TablePlan;
-
 /// The readers of each top-level key a plan reads.
 #[derive(Debug, Clone, Default)]
 pub(crate) struct FieldReaders {
@@ -24,9 +22,9 @@ pub(crate) struct FieldReaders {
 #[derive(Debug, Clone)]
 pub(crate) struct KeyReaders {
     key: String,
-    /// Indexes into [`TablePlan::columns`].
+    /// Indexes into the plan's columns.
     pub(crate) columns: Vec<usize>,
-    /// Indexes into [`TablePlan::children`].
+    /// Indexes into the plan's child tables.
     pub(crate) children: Vec<usize>,
 }
 
@@ -40,8 +38,12 @@ enum Learned {
 }
 
 impl FieldReaders {
-    /// The readers of every top-level key `plan` reads.
-    pub(crate) fn of(plan: &TablePlan) -> Self {
+    /// The readers of every top-level key read by `columns` and `children` (each the
+    /// top-level key it reads, if any, in plan order).
+    pub(crate) fn of<'k>(
+        columns: impl IntoIterator<Item = Option<&'k str>>,
+        children: impl IntoIterator<Item = Option<&'k str>>,
+    ) -> Self {
         let mut keys: Vec<KeyReaders> = Vec::new();
         let mut entry = |key: &str| match keys.iter().position(|k| k.key == key) {
             Some(at) => at,
@@ -54,18 +56,16 @@ impl FieldReaders {
                 keys.len() - 1
             }
         };
-        let mut columns = Vec::new();
-        for (i, column) in plan.columns.iter().enumerate() {
-            if let Some(key) = column.source.top_key() {
-                columns.push((entry(key), i));
-            }
-        }
-        let mut children = Vec::new();
-        for (i, child) in plan.children.iter().enumerate() {
-            if let Some(key) = child.path.first() {
-                children.push((entry(key), i));
-            }
-        }
+        let columns: Vec<(usize, usize)> = columns
+            .into_iter()
+            .enumerate()
+            .filter_map(|(i, key)| Some((entry(key?), i)))
+            .collect();
+        let children: Vec<(usize, usize)> = children
+            .into_iter()
+            .enumerate()
+            .filter_map(|(i, key)| Some((entry(key?), i)))
+            .collect();
         for (at, i) in columns {
             keys[at].columns.push(i);
         }
@@ -111,7 +111,7 @@ impl FieldReaders {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::mapping::MappingFile;
+    use crate::mapping::{MappingFile, TablePlan};
 
     fn plan() -> TablePlan {
         let file: MappingFile = toml::from_str(
@@ -130,6 +130,15 @@ mod tests {
         file.plan("users")
     }
 
+    fn of(plan: &TablePlan) -> FieldReaders {
+        FieldReaders::of(
+            plan.columns.iter().map(|c| c.source.top_key()),
+            plan.children
+                .iter()
+                .map(|c| c.path.first().map(String::as_str)),
+        )
+    }
+
     fn readers_of(
         readers: &FieldReaders,
         key: &str,
@@ -143,7 +152,7 @@ mod tests {
     #[test]
     fn each_key_has_its_columns_in_plan_order_and_its_child_tables() {
         let plan = plan();
-        let readers = FieldReaders::of(&plan);
+        let readers = of(&plan);
         let column = |name: &str| plan.columns.iter().position(|c| c.name == name);
         let (city, address) = (
             column("city").expect("city"),
@@ -164,7 +173,7 @@ mod tests {
     #[test]
     fn a_learned_order_is_a_guess_checked_against_the_key() {
         let plan = plan();
-        let readers = FieldReaders::of(&plan);
+        let readers = of(&plan);
         assert!(readers.learning());
         readers.learn(["_id", "nickname", "age", "address"]);
         assert!(!readers.learning());

@@ -266,7 +266,14 @@ impl TablePlan {
 
     /// Which columns and child tables read each top-level field.
     pub(super) fn field_readers(&self) -> &FieldReaders {
-        self.field_readers.get_or_init(|| FieldReaders::of(self))
+        self.field_readers.get_or_init(|| {
+            FieldReaders::of(
+                self.columns.iter().map(|c| c.source.top_key()),
+                self.children
+                    .iter()
+                    .map(|c| c.path.first().map(String::as_str)),
+            )
+        })
     }
 
     /// The plan with the columns added for new fields (see [`crate::added_columns`]) after its
