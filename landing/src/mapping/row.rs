@@ -22,6 +22,10 @@ pub struct Row {
     pub children: Vec<Vec<Vec<Cell>>>,
 }
 
+/// Columns whose top-level values [`TablePlan::row`] holds on the stack; a wider table
+/// allocates them.
+const TOP_ON_STACK: usize = 32;
+
 impl TablePlan {
     /// The rows for a document as it came off the wire, which may not be BSON at all.
     pub fn row_from_bytes(&self, bytes: &[u8]) -> Result<Row, RowError> {
@@ -35,7 +39,16 @@ impl TablePlan {
     /// read it; looking each column's field up from the start of the document instead
     /// parsed every element once per column and was the consumer's largest cost.
     pub fn row(&self, doc: &RawDocument) -> Result<Row, RowError> {
-        let mut top: Vec<Option<RawBsonRef<'_>>> = vec![None; self.columns.len()];
+        // Each column's top-level value, on the stack for the usual table.
+        let mut on_stack: [Option<RawBsonRef<'_>>; TOP_ON_STACK] = [None; TOP_ON_STACK];
+        let mut on_heap: Vec<Option<RawBsonRef<'_>>> = Vec::new();
+        let top: &mut [Option<RawBsonRef<'_>>] = match on_stack.get_mut(..self.columns.len()) {
+            Some(top) => top,
+            None => {
+                on_heap.resize(self.columns.len(), None);
+                &mut on_heap
+            }
+        };
         let mut child_top: Vec<Option<RawBsonRef<'_>>> = vec![None; self.children.len()];
         let mut extra = self.read.as_ref().map(|_| JsonObject::default());
         // Cells of added columns, made while reading: a value that does not fit its
@@ -89,7 +102,7 @@ impl TablePlan {
         let mut missing = Vec::new();
         // The document as computed columns read it, made by the first of them.
         let mut cel_doc = None;
-        for (column, value) in self.columns.iter().zip(top) {
+        for (column, value) in self.columns.iter().zip(top.iter().copied()) {
             let cell = match &column.source {
                 Source::Field(path) | Source::Reference(path, _) => {
                     let field = || path.join(".");

@@ -237,6 +237,32 @@ fn fields_in_another_order_than_the_first_documents_map_alike() {
 }
 
 #[test]
+fn a_table_wider_than_the_stack_holds_maps_alike() {
+    // More columns than `row` keeps on the stack: the values are held on the heap.
+    let columns: Vec<String> = (0..40)
+        .map(|i| format!("  {{ path = \"f{i}\", type = \"int4\" }},"))
+        .collect();
+    let plan = plan_of(&format!(
+        "[collections.c]\ncolumns = [\n  {{ path = \"_id\", type = \"int4\" }},\n{}\n]",
+        columns.join("\n")
+    ));
+    let mut doc = rawdoc! { "_id": 1 };
+    for i in (0..40).rev() {
+        doc.append(bson::cstr!("x"), 0); // a field no column reads
+        let key = format!("f{i}");
+        doc.append(
+            <&bson::raw::CStr>::try_from(key.as_str()).expect("a key"),
+            i * 10,
+        );
+    }
+    let row = plan.row(&doc).expect("maps");
+    assert_eq!(row.cells[0], Cell::Int4(1));
+    for i in 0..40 {
+        assert_eq!(row.cells[1 + i], Cell::Int4(i as i32 * 10), "f{i}");
+    }
+}
+
+#[test]
 fn bad_mappings_say_what_to_change() {
     let check = |text: &str| {
         toml::from_str::<MappingFile>(text)
