@@ -111,24 +111,8 @@ impl FieldReaders {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::mapping::{MappingFile, TablePlan};
-
-    fn plan() -> TablePlan {
-        let file: MappingFile = toml::from_str(
-            r#"
-            [collections.users]
-            columns = [
-              { name = "id", path = "_id", type = "text" },
-              { name = "city", path = "address.city", type = "text" },
-              { name = "address", path = "address", type = "jsonb" },
-              { name = "age", path = "age", type = "int4" },
-            ]
-            children = [ { path = "tags", type = "text" } ]
-            "#,
-        )
-        .expect("a mapping");
-        file.plan("users")
-    }
+    use crate::mapping::tests::nested_plan as plan;
+    use crate::mapping::TablePlan;
 
     fn of(plan: &TablePlan) -> FieldReaders {
         FieldReaders::of(

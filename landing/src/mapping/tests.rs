@@ -198,9 +198,10 @@ fn arrays_land_in_child_tables_with_their_positions() {
     assert_eq!(err.found, "string");
 }
 
-#[test]
-fn fields_in_another_order_than_the_first_documents_map_alike() {
-    let plan = plan_of(
+/// Columns reading one field whole and inside (`address`), a plain one and a child
+/// table: for the tests of how a document's fields find their readers.
+pub(super) fn nested_plan() -> TablePlan {
+    plan_of(
         r#"
         [collections.c]
         columns = [
@@ -211,7 +212,12 @@ fn fields_in_another_order_than_the_first_documents_map_alike() {
         ]
         children = [ { path = "tags", type = "text" } ]
         "#,
-    );
+    )
+}
+
+#[test]
+fn fields_in_another_order_than_the_first_documents_map_alike() {
+    let plan = nested_plan();
     let first = plan
         .row(&rawdoc! { "_id": 1_i64, "age": 30, "address": { "city": "Porto" }, "tags": ["a"] })
         .expect("maps");
