@@ -3,6 +3,7 @@
 //! # Layout
 //! - [`batch`]: the msgpack envelope of one page of documents, its deterministic id,
 //!   and splitting pages into batches that fit a NATS message.
+//! - [`compression`]: LZ4 for a batch's trip through NATS.
 //! - [`blob`]: the object store of large documents, written and read by both sides.
 //! - [`naming`]: stream, subject, consumer, bucket and table names, all in one place.
 //! - [`run_state`]: the run manifest and producer checkpoints kept in the KV bucket.
@@ -21,6 +22,7 @@ pub mod blob;
 pub mod broker;
 pub mod certificate;
 pub mod cli;
+pub mod compression;
 pub mod config;
 pub mod crash;
 pub mod exposition;

@@ -15,6 +15,7 @@ use std::borrow::Cow;
 
 use common::batch::{Doc, Envelope};
 use common::broker::Broker;
+use common::compression;
 use common::naming::WITHHELD_ALL;
 use common::naming::{bookkeeping_table, RunName, DEAD_LETTERS_TABLE};
 use landing::mapping::MappingFile;
@@ -48,7 +49,10 @@ pub(crate) async fn record(
 ) -> Result<(), DeadLetterError> {
     let info = message.info().map_err(DeadLetterError::Metadata)?;
     let (stream, stream_seq) = (info.stream.to_string(), info.stream_sequence as i64);
-    let envelope = Envelope::decode(&message.payload).ok();
+    let plain = compression::unpack(&message.payload).ok();
+    let envelope = plain
+        .as_deref()
+        .and_then(|plain| Envelope::decode(plain).ok());
     let (payload, withheld) = kept(mapping, envelope.as_ref(), &message.payload);
     // Text columns cannot hold a NUL byte: a hostile envelope's names are kept with it
     // shown as `\0` (the payload keeps the exact bytes).

@@ -17,6 +17,7 @@ use async_nats::jetstream::consumer::PullConsumer;
 use async_nats::jetstream::{AckKind, Message};
 use common::batch::{Doc, Envelope};
 use common::blob;
+use common::compression;
 use futures::StreamExt;
 use landing::changes::ChangeDoc;
 use landing::landing::{land, land_changes, Claim, Landed};
@@ -180,8 +181,12 @@ impl Writer {
     }
 
     async fn process(&mut self, message: &Message, delivered: i64) -> Outcome {
-        let decoded = tracing::info_span!("decode").in_scope(|| Envelope::decode(&message.payload));
-        let envelope = match decoded {
+        let decode = tracing::info_span!("decode");
+        let plain = match decode.in_scope(|| compression::unpack(&message.payload)) {
+            Ok(plain) => plain,
+            Err(err) => return Outcome::Poison(err.to_string()),
+        };
+        let envelope = match decode.in_scope(|| Envelope::decode(&plain)) {
             Ok(envelope) => envelope,
             Err(err) => return Outcome::Poison(err.to_string()),
         };

@@ -18,6 +18,7 @@
 use async_nats::HeaderMap;
 use common::batch::{ChangeOp, Doc, Envelope};
 use common::broker::Broker;
+use common::compression;
 use common::naming::{bookkeeping_table, DEAD_LETTERS_TABLE, WITHHELD_ALL};
 use landing::ledger;
 use landing::pg::{self, Doing, PgError};
@@ -148,10 +149,12 @@ pub async fn requeue(config: &RequeueConfig) -> Result<Requeued, OperatorError> 
 /// A withheld batch with its documents read again from MongoDB; those gone since
 /// leave it (and their change, for a batch of the change stream).
 async fn reread(database: &source::Source, payload: &[u8]) -> Result<Vec<u8>, OperatorError> {
-    let envelope = Envelope::decode(payload).map_err(|e| OperatorError::Unreadable {
+    let unreadable = |detail: String| OperatorError::Unreadable {
         what: "a withheld dead letter".to_string(),
-        detail: e.to_string(),
-    })?;
+        detail,
+    };
+    let plain = compression::unpack(payload).map_err(|e| unreadable(e.to_string()))?;
+    let envelope = Envelope::decode(&plain).map_err(|e| unreadable(e.to_string()))?;
     let documents = database.collection::<bson::RawDocumentBuf>(&envelope.collection);
     let mut fresh = envelope.clone();
     fresh.docs.clear();

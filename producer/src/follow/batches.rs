@@ -12,6 +12,7 @@ use bytes::Bytes;
 use common::batch::{BatchBuilder, BatchLimits, Change, ChangeOp, Doc, Envelope, Version};
 use common::blob;
 use common::broker::Broker;
+use common::compression;
 use common::run_state::{ClusterTime, StreamCheckpoint};
 use futures::TryStreamExt;
 use source::Source;
@@ -397,7 +398,10 @@ impl<'a> ChangeBatches<'a> {
                 .await?;
             let seq = checkpoint.batches;
             let envelope = Envelope::changes(run, &collection, seq, docs, changes);
-            let payload = Bytes::from(envelope.encode());
+            let payload = Bytes::from(compression::pack(
+                envelope.encode(),
+                self.config.compression,
+            ));
             // Each change batch is the root of its trace, continued by its consumer.
             let span = tracing::info_span!(
                 parent: None,

@@ -8,6 +8,7 @@ use bson::{Bson, RawDocument};
 use common::batch::{BatchBuilder, BatchLimits, Doc, Envelope};
 use common::blob;
 use common::broker::Broker;
+use common::compression::{self, Compression};
 use common::run_state::Checkpoint;
 
 use crate::error::ProducerError;
@@ -20,6 +21,8 @@ pub(super) struct Batches<'a> {
     name: &'a str,
     run: &'a str,
     limits: BatchLimits,
+    /// How each batch is packed for NATS.
+    compression: Compression,
     builder: BatchBuilder,
     pub(super) publisher: Publisher,
     pub(super) progress: Checkpoint,
@@ -48,7 +51,7 @@ impl<'a> Batches<'a> {
     pub(super) fn new(
         broker: &'a Broker,
         (run, name): (&'a str, &'a str),
-        limits: BatchLimits,
+        (limits, compression): (BatchLimits, Compression),
         publisher: Publisher,
         progress: Checkpoint,
         metrics: &'a crate::metrics::Metrics,
@@ -58,6 +61,7 @@ impl<'a> Batches<'a> {
             name,
             run,
             limits,
+            compression,
             builder: BatchBuilder::new(limits),
             publisher,
             progress,
@@ -162,10 +166,12 @@ impl<'a> Batches<'a> {
         }
         let seq = self.progress.batches;
         let envelope = Envelope::new(self.run, self.name, seq, docs);
-        let payload = envelope.encode();
+        let plain = envelope.encode();
+        // The checkpoint counts the documents' bytes, the metric what NATS carried.
+        self.progress.bytes += plain.len() as u64;
+        let payload = compression::pack(plain, self.compression);
         self.progress.batches += 1;
         self.progress.documents += count;
-        self.progress.bytes += payload.len() as u64;
         self.metrics
             .published(self.name, count, payload.len() as u64);
         self.progress.last_id = self

@@ -276,7 +276,14 @@ pub(crate) async fn read_part(
         complete: false,
         ..checkpoint
     };
-    let mut batches = Batches::new(broker, (run, name), limits, publisher, progress, metrics);
+    let mut batches = Batches::new(
+        broker,
+        (run, name),
+        (limits, config.compression),
+        publisher,
+        progress,
+        metrics,
+    );
     batches.progress_bar = progress_bar;
     let mut read_failures = 0;
     let started = Instant::now();

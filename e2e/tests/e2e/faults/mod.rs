@@ -302,7 +302,23 @@ async fn garbage_and_unknown_versions_are_dead_lettered_and_the_run_completes() 
     let subject = format!("{}.batch.r.users", env.stream);
     let mut future = common::batch::Envelope::new("r", "users", 0, vec![]);
     future.version = 99;
-    for payload in [b"\x00\xffnot msgpack at all".to_vec(), future.encode()] {
+    // A packed batch cut short: its LZ4 block ends before its header's length.
+    let docs = (0..100)
+        .map(|i| {
+            let doc = bson::rawdoc! { "_id": i, "name": "a name that repeats" };
+            common::batch::Doc::Inline(doc.into_bytes().into())
+        })
+        .collect();
+    let whole = common::compression::pack(
+        common::batch::Envelope::new("r", "users", 1, docs).encode(),
+        common::compression::Compression::Lz4,
+    );
+    let cut = whole[..whole.len() - 10].to_vec();
+    for payload in [
+        b"\x00\xffnot msgpack at all".to_vec(),
+        future.encode(),
+        cut.clone(),
+    ] {
         js.publish(subject.clone(), payload.into())
             .await
             .expect("publish")
@@ -327,7 +343,13 @@ async fn garbage_and_unknown_versions_are_dead_lettered_and_the_run_completes() 
         .await
         .expect("dead letters");
     let reasons: Vec<String> = rows.iter().map(|r| r.get(0)).collect();
-    assert_eq!(reasons.len(), 2, "{reasons:?}");
+    assert_eq!(reasons.len(), 3, "{reasons:?}");
+    assert!(
+        reasons
+            .iter()
+            .any(|r| r.contains("a compressed batch that does not decompress")),
+        "{reasons:?}"
+    );
     assert!(
         reasons.iter().any(|r| r.contains("not a batch envelope")),
         "{reasons:?}"
@@ -341,6 +363,10 @@ async fn garbage_and_unknown_versions_are_dead_lettered_and_the_run_completes() 
             .any(|r| r.get::<_, Vec<u8>>(1) == future.encode()),
         "payload kept byte for byte"
     );
+    assert!(
+        rows.iter().any(|r| r.get::<_, Vec<u8>>(1) == cut),
+        "a packed payload kept as it came"
+    );
     let dlq = js
         .get_stream(format!("{}_DLQ", env.stream))
         .await
@@ -350,7 +376,7 @@ async fn garbage_and_unknown_versions_are_dead_lettered_and_the_run_completes() 
         .expect("info")
         .state
         .messages;
-    assert_eq!(dlq, 2);
+    assert_eq!(dlq, 3);
 }
 
 #[tokio::test(flavor = "multi_thread")]

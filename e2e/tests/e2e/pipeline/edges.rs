@@ -260,3 +260,82 @@ async fn a_collection_named_with_a_comma_can_be_chosen() {
         .await
         .expect("the collection with a comma");
 }
+
+/// Batches travel through NATS packed with LZ4 (`--compression`, on by default), and a
+/// consumer reads plain batches as well, as producers before the packed format wrote
+/// them: a producer can be upgraded after its consumers.
+#[tokio::test(flavor = "multi_thread")]
+async fn batches_travel_packed_and_plain_batches_still_land() {
+    let env = TestEnv::new("packed").await.expect("env");
+    let source: Vec<Document> = (0..3_000)
+        .map(|i: i32| {
+            let city = ["Montréal", "Lisboa", "Ōsaka"][i.unsigned_abs() as usize % 3];
+            doc! {
+                "_id": i,
+                "username": format!("user{i:07}"),
+                "city": city,
+                "score": f64::from(i) / 7.0,
+            }
+        })
+        .collect();
+    env.db()
+        .collection::<Document>("users")
+        .insert_many(&source)
+        .await
+        .expect("insert");
+    assert_success(
+        &env.producer(
+            "r",
+            &["run", "--batch-size", "1000", "--compression", "none"],
+        )
+        .await
+        .expect("run"),
+        "producer --compression none",
+    );
+    // Published again, cut otherwise (so that the stream does not drop the batches as
+    // duplicates of the first publication's), packed this time.
+    assert_success(
+        &env.producer("r", &["run", "--batch-size", "750", "--restart"])
+            .await
+            .expect("run again"),
+        "producer --restart",
+    );
+
+    // The stream as it stands, before any consumer takes from it.
+    let js = async_nats::jetstream::new(async_nats::connect(&env.nats_url).await.expect("nats"));
+    let stream = js.get_stream(&env.stream).await.expect("stream");
+    let mut publications: [Vec<Document>; 2] = Default::default();
+    let (mut packed_bytes, mut plain_bytes) = (0, 0);
+    for seq in 1..=7 {
+        let message = stream.get_raw_message(seq).await.expect("message");
+        let packed = message.payload.first() == Some(&common::compression::MARK);
+        assert_eq!(packed, seq > 3, "message {seq}: packed {packed}");
+        let plain = common::compression::unpack(&message.payload).expect("unpacks");
+        if packed {
+            packed_bytes += message.payload.len();
+            plain_bytes += plain.len();
+        }
+        let envelope = common::batch::Envelope::decode(&plain).expect("an envelope");
+        for doc in &envelope.docs {
+            let common::batch::Doc::Inline(bytes) = doc else {
+                panic!("a small document in the object store");
+            };
+            let doc = bson::RawDocument::from_bytes(bytes).expect("bson");
+            publications[usize::from(packed)].push(doc.try_into().expect("document"));
+        }
+    }
+    for (i, published) in publications.iter().enumerate() {
+        assert_eq!(published, &source, "publication {i}: the documents as read");
+    }
+    assert!(
+        packed_bytes * 2 < plain_bytes,
+        "packed {packed_bytes} bytes for {plain_bytes}"
+    );
+
+    env.run_consumers("r", 2, &[], CONSUMERS_LIMIT)
+        .await
+        .expect("consumers");
+    e2e::compare::assert_exact_copy(&env, "users")
+        .await
+        .expect("each document once, as in MongoDB");
+}

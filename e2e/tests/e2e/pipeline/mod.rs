@@ -635,8 +635,8 @@ async fn a_batch_refused_on_every_delivery_is_dead_lettered_and_the_run_goes_on(
     assert_eq!(dead.get::<_, i64>(1), 2);
     assert_eq!(dead.get::<_, String>(2), "events");
     let envelope_bytes: Vec<u8> = dead.get(3);
-    let envelope =
-        common::batch::Envelope::decode(&envelope_bytes).expect("the batch is kept whole");
+    let plain = common::compression::unpack(&envelope_bytes).expect("the batch is kept whole");
+    let envelope = common::batch::Envelope::decode(&plain).expect("the batch is kept whole");
     assert_eq!(envelope.docs.len(), 10);
 
     // status: incomplete, with the dead batch shown.
