@@ -3,6 +3,7 @@
 //! checkpoint it moves the part to once acknowledged.
 
 use std::borrow::Cow;
+use std::collections::HashMap;
 
 use bson::{Bson, RawDocument};
 use common::batch::{BatchBuilder, BatchLimits, Doc, Envelope};
@@ -28,9 +29,9 @@ pub(super) struct Batches<'a> {
     pub(super) progress: Checkpoint,
     /// `_id` of the last document published: where the checkpoint stands.
     last_published: Option<Bson>,
-    /// `_id` of the last document sent through the object store, the only one whose
-    /// `_id` the batch does not hold.
-    last_blob_id: Option<Bson>,
+    /// `_id`s of the batch's documents sent through the object store, by object name:
+    /// the only ones whose `_id` the batch does not hold.
+    blob_ids: HashMap<String, Bson>,
     /// The trace of the batch being filled, and its `page` child (reading from MongoDB).
     batch_span: Option<(tracing::Span, tracing::Span)>,
     pub(super) progress_bar: Option<indicatif::ProgressBar>,
@@ -66,7 +67,7 @@ impl<'a> Batches<'a> {
             publisher,
             progress,
             last_published: None,
-            last_blob_id: None,
+            blob_ids: HashMap::new(),
             batch_span: None,
             progress_bar: None,
             metrics,
@@ -79,7 +80,9 @@ impl<'a> Batches<'a> {
             Doc::Inline(Cow::Owned(bytes.to_vec()))
         } else {
             let blob = self.store_blob(bytes.to_vec()).await?;
-            self.last_blob_id = id_of(document);
+            if let (Doc::Blob { name, .. }, Some(id)) = (&blob, id_of(document)) {
+                self.blob_ids.insert(name.clone(), id);
+            }
             blob
         };
         if self.builder.would_overflow(&doc) {
@@ -99,7 +102,7 @@ impl<'a> Batches<'a> {
     fn last_id(&self, docs: &[Doc<'_>]) -> Option<Bson> {
         match docs.last()? {
             Doc::Inline(bytes) => id_of(RawDocument::from_bytes(bytes).ok()?),
-            Doc::Blob { .. } => self.last_blob_id.clone(),
+            Doc::Blob { name, .. } => self.blob_ids.get(name).cloned(),
         }
     }
 
@@ -153,23 +156,65 @@ impl<'a> Batches<'a> {
         self.publish(Vec::new()).await
     }
 
+    /// Publishes `docs` as one batch, or, when packed it would still not fit a message
+    /// (a batch stretched by how much the last one shrank, of documents that shrink
+    /// less), as two halves, each cut again until it fits; one document always fits.
     async fn publish(&mut self, docs: Vec<Doc<'static>>) -> Result<(), ProducerError> {
+        // What is left to publish, the next batch on top.
+        let mut left = vec![docs];
+        while let Some(docs) = left.pop() {
+            let envelope = Envelope::new(self.run, self.name, self.progress.batches, docs);
+            let plain = envelope.encode();
+            let plain_len = plain.len();
+            let payload = compression::pack(plain, self.compression);
+            if payload.len() > self.limits.max_doc_bytes && envelope.docs.len() > 1 {
+                let mut first = envelope.docs;
+                let second = first.split_off(first.len() / 2);
+                tracing::debug!(
+                    collection = self.name,
+                    documents = first.len() + second.len(),
+                    packed = payload.len(),
+                    "a packed batch over max_payload is cut in two"
+                );
+                left.push(second);
+                left.push(first);
+                continue;
+            }
+            if self.compression != Compression::None {
+                // The next batch aims at four fifths of a message once packed.
+                self.builder
+                    .stretch(0.8 * plain_len as f64 / payload.len() as f64);
+            }
+            self.send(envelope, plain_len, payload).await?;
+        }
+        Ok(())
+    }
+
+    /// Sends one batch whose envelope was `plain_len` bytes, packed as `payload`.
+    async fn send(
+        &mut self,
+        envelope: Envelope<'_>,
+        plain_len: usize,
+        payload: Vec<u8>,
+    ) -> Result<(), ProducerError> {
         let (batch_span, page_span) = self
             .batch_span
             .take()
             .unwrap_or_else(|| self.start_batch_span());
-        page_span.record("documents", docs.len());
+        page_span.record("documents", envelope.docs.len());
         drop(page_span);
-        let count = docs.len() as u64;
-        if let Some(id) = self.last_id(&docs) {
+        let count = envelope.docs.len() as u64;
+        if let Some(id) = self.last_id(&envelope.docs) {
             self.last_published = Some(id);
         }
-        let seq = self.progress.batches;
-        let envelope = Envelope::new(self.run, self.name, seq, docs);
-        let plain = envelope.encode();
+        for doc in &envelope.docs {
+            if let Doc::Blob { name, .. } = doc {
+                self.blob_ids.remove(name);
+            }
+        }
+        let seq = envelope.seq;
         // The checkpoint counts the documents' bytes, the metric what NATS carried.
-        self.progress.bytes += plain.len() as u64;
-        let payload = compression::pack(plain, self.compression);
+        self.progress.bytes += plain_len as u64;
         self.progress.batches += 1;
         self.progress.documents += count;
         self.metrics

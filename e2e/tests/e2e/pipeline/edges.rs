@@ -339,3 +339,83 @@ async fn batches_travel_packed_and_plain_batches_still_land() {
         .await
         .expect("each document once, as in MongoDB");
 }
+
+/// Documents that shrink when packed travel more to a message (a batch may hold up to
+/// twice what one message holds, by how much the last batch shrank), and a packed batch
+/// that does not fit after all (its documents stopped shrinking) is cut until each
+/// part fits: every message within `max_payload`, every document published once.
+#[tokio::test(flavor = "multi_thread")]
+async fn packed_batches_stretch_and_are_cut_when_their_documents_stop_shrinking() {
+    let env = TestEnv::new("stretch").await.expect("env");
+    let max_payload = async_nats::connect(&env.nats_url)
+        .await
+        .expect("nats")
+        .server_info()
+        .max_payload;
+    // 600 bytes each: 5,000 that repeat, then 3,000 of bytes LZ4 cannot shrink.
+    let source: Vec<Document> = (0..8_000)
+        .map(|i: i32| {
+            if i < 5_000 {
+                doc! { "_id": i, "text": format!("{}{i}", "a".repeat(600)) }
+            } else {
+                let noise: Vec<u8> = (0..600).map(|_| rand::random::<u8>()).collect();
+                doc! { "_id": i, "noise": bson::Binary { subtype: bson::spec::BinarySubtype::Generic, bytes: noise } }
+            }
+        })
+        .collect();
+    env.db()
+        .collection::<Document>("blobs")
+        .insert_many(&source)
+        .await
+        .expect("insert");
+    let produced = env
+        .command("producer", "r")
+        .args(["run", "--batch-size", "5000"])
+        .env("RUST_LOG", "warn,producer::part::batches=debug")
+        .output()
+        .await
+        .expect("producer");
+    assert_success(&produced, "producer");
+    let log = String::from_utf8_lossy(&produced.stderr);
+    assert!(
+        log.contains("a packed batch over max_payload is cut in two"),
+        "{log}"
+    );
+
+    let js = async_nats::jetstream::new(async_nats::connect(&env.nats_url).await.expect("nats"));
+    let mut stream = js.get_stream(&env.stream).await.expect("stream");
+    let messages = stream.info().await.expect("info").state.messages;
+    let (mut published, mut stretched) = (Vec::new(), 0);
+    for seq in 1..=messages {
+        let message = stream.get_raw_message(seq).await.expect("message");
+        assert!(
+            message.payload.len() <= max_payload,
+            "message {seq}: {} bytes",
+            message.payload.len()
+        );
+        let plain = common::compression::unpack(&message.payload).expect("unpacks");
+        if plain.len() > max_payload {
+            stretched += 1;
+        }
+        let envelope = common::batch::Envelope::decode(&plain).expect("an envelope");
+        for doc in &envelope.docs {
+            let common::batch::Doc::Inline(bytes) = doc else {
+                panic!("a small document in the object store");
+            };
+            let doc = bson::RawDocument::from_bytes(bytes).expect("bson");
+            published.push(Document::try_from(doc).expect("document"));
+        }
+    }
+    assert!(
+        stretched >= 1,
+        "no batch held more than a message's worth of documents"
+    );
+    assert_eq!(published, source, "each document once, in _id order");
+
+    env.run_consumers("r", 2, &[], CONSUMERS_LIMIT)
+        .await
+        .expect("consumers");
+    e2e::compare::assert_exact_copy(&env, "blobs")
+        .await
+        .expect("an exact copy");
+}
