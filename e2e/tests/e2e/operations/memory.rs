@@ -2,7 +2,8 @@
 //! landing 1,000,000 documents stays within 20% of its peak for 300,000.
 //!
 //! What bounds it: each writer holds at most `--prefetch` batches ahead of the one it
-//! writes, and a batch is at most the server's max_payload. The measure is the peak of
+//! writes, and a batch is one message (its documents at most twice the server's
+//! max_payload, packed). The measure is the peak of
 //! the process's RSS sampled from /proc while it runs, not a timing.
 //!
 //! Why 300,000 and not fewer: a consumer's resident set climbs for its first seconds
