@@ -18,11 +18,10 @@ use std::borrow::Cow;
 /// How the producer packs batches for NATS (`--compression`).
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, clap::ValueEnum)]
 pub enum Compression {
-    /// LZ4: a third to a half of the bytes for about a tenth of the pipeline's CPU
-    /// per byte.
+    /// LZ4: a batch of typed users to about 40% of its bytes, flat users to a quarter.
     #[default]
     Lz4,
-    /// Plain msgpack, as consumers before this format read.
+    /// Plain msgpack, which consumers of every version read.
     None,
 }
 

@@ -93,7 +93,7 @@ pub struct RunConfig {
     pub batch_size: NonZeroUsize,
 
     /// How batches travel through NATS: `lz4` packs each one (a typed user's batch
-    /// to about 40% of its bytes), which spares nats-server most of its CPU and disk
+    /// to about 40% of its bytes), which spares nats-server much of its CPU and disk
     /// for a little of the producer's; `none` sends plain msgpack, for consumers older
     /// than the packed format.
     #[arg(long, env = "COMPRESSION", value_enum, default_value = "lz4")]
