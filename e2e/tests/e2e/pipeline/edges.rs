@@ -261,6 +261,24 @@ async fn a_collection_named_with_a_comma_can_be_chosen() {
         .expect("the collection with a comma");
 }
 
+/// A batch message's unpacked envelope length and its documents (all inline).
+fn unpacked(payload: &[u8]) -> (usize, Vec<Document>) {
+    let plain = common::compression::unpack(payload).expect("unpacks");
+    let envelope = common::batch::Envelope::decode(&plain).expect("an envelope");
+    let documents = envelope
+        .docs
+        .iter()
+        .map(|doc| {
+            let common::batch::Doc::Inline(bytes) = doc else {
+                panic!("a small document in the object store");
+            };
+            let doc = bson::RawDocument::from_bytes(bytes).expect("bson");
+            Document::try_from(doc).expect("document")
+        })
+        .collect();
+    (plain.len(), documents)
+}
+
 /// Batches travel through NATS packed with LZ4 (`--compression`, on by default), and a
 /// consumer reads plain batches as well, as producers before the packed format wrote
 /// them: a producer can be upgraded after its consumers.
@@ -310,19 +328,12 @@ async fn batches_travel_packed_and_plain_batches_still_land() {
         let message = stream.get_raw_message(seq).await.expect("message");
         let packed = message.payload.first() == Some(&common::compression::MARK);
         assert_eq!(packed, seq > 3, "message {seq}: packed {packed}");
-        let plain = common::compression::unpack(&message.payload).expect("unpacks");
+        let (plain_len, documents) = unpacked(&message.payload);
         if packed {
             packed_bytes += message.payload.len();
-            plain_bytes += plain.len();
+            plain_bytes += plain_len;
         }
-        let envelope = common::batch::Envelope::decode(&plain).expect("an envelope");
-        for doc in &envelope.docs {
-            let common::batch::Doc::Inline(bytes) = doc else {
-                panic!("a small document in the object store");
-            };
-            let doc = bson::RawDocument::from_bytes(bytes).expect("bson");
-            publications[usize::from(packed)].push(doc.try_into().expect("document"));
-        }
+        publications[usize::from(packed)].extend(documents);
     }
     for (i, published) in publications.iter().enumerate() {
         assert_eq!(published, &source, "publication {i}: the documents as read");
@@ -393,18 +404,11 @@ async fn packed_batches_stretch_and_are_cut_when_their_documents_stop_shrinking(
             "message {seq}: {} bytes",
             message.payload.len()
         );
-        let plain = common::compression::unpack(&message.payload).expect("unpacks");
-        if plain.len() > max_payload {
+        let (plain_len, documents) = unpacked(&message.payload);
+        if plain_len > max_payload {
             stretched += 1;
         }
-        let envelope = common::batch::Envelope::decode(&plain).expect("an envelope");
-        for doc in &envelope.docs {
-            let common::batch::Doc::Inline(bytes) = doc else {
-                panic!("a small document in the object store");
-            };
-            let doc = bson::RawDocument::from_bytes(bytes).expect("bson");
-            published.push(Document::try_from(doc).expect("document"));
-        }
+        published.extend(documents);
     }
     assert!(
         stretched >= 1,
