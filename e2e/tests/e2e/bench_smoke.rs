@@ -69,6 +69,8 @@ async fn the_benchmark_runs_and_reports_every_figure() {
             "10000",
             "--consumers",
             "2",
+            "--rounds",
+            "2",
             "--trace",
             "--baseline",
             "--out",
@@ -79,7 +81,8 @@ async fn the_benchmark_runs_and_reports_every_figure() {
     assert!(
         stdout.contains("machine: ")
             && stdout.contains("ratio")
-            && stdout.contains("mongo2pg status on the 10000-document users run"),
+            && stdout.contains("mongo2pg status on the 10000-document users run")
+            && stdout.contains("aim: flat end to end >= 1.0x psql \\copy (10000 documents, median of 2 round(s): "),
         "{stdout}"
     );
 
@@ -88,8 +91,31 @@ async fn the_benchmark_runs_and_reports_every_figure() {
     let _ = std::fs::remove_file(&out);
     assert!(results["machine"]["cores"].as_u64().is_some_and(|n| n > 0));
     let runs = results["runs"].as_array().expect("runs");
-    let shapes: Vec<&str> = runs.iter().filter_map(|r| r["shape"].as_str()).collect();
-    assert_eq!(shapes, ["users", "flat"]);
+    let shapes: Vec<(&str, u64)> = runs
+        .iter()
+        .filter_map(|r| Some((r["shape"].as_str()?, r["round"].as_u64()?)))
+        .collect();
+    assert_eq!(
+        shapes,
+        [("users", 1), ("flat", 1), ("users", 2), ("flat", 2)],
+        "the shapes alternate, round by round"
+    );
+    // Each shape's verdict is its median round's ratio, from both rounds' ratios.
+    let medians = results["medians"].as_array().expect("medians");
+    assert_eq!(medians.len(), 2, "{medians:?}");
+    for m in medians {
+        let ratios: Vec<f64> = runs
+            .iter()
+            .filter(|r| r["shape"] == m["shape"])
+            .filter_map(|r| r["ratio_to_psql_copy"].as_f64())
+            .collect();
+        assert_eq!(m["ratios"], serde_json::json!(ratios), "{m}");
+        let median = m["ratio_to_psql_copy"].as_f64().expect("median");
+        assert!(
+            (median - (ratios[0] + ratios[1]) / 2.0).abs() < 0.002,
+            "the median of two rounds is their mean: {m}"
+        );
+    }
     for r in runs {
         assert_eq!(r["documents"], 10000);
         for key in [
@@ -246,6 +272,8 @@ async fn the_readers_benchmark_runs_and_reports_every_figure() {
             "5000",
             "--readers-list",
             "1,2",
+            "--rounds",
+            "2",
             "--max-read-rate",
             "10000",
         ])
@@ -271,7 +299,7 @@ async fn the_readers_benchmark_runs_and_reports_every_figure() {
         stdout.contains("single-cursor scan")
             && stdout.contains("one pass, no ranges: ")
             && stdout.contains("ranges, --readers 2: ")
-            && stdout.contains("aim: one range reader >= 0.9x the scan: ")
+            && stdout.contains("aim: one range reader >= 0.9x the scan (median of 2 round(s): ")
             && stdout.contains("--readers 2 --max-read-rate 10000: read at ")
             && stdout.contains("x the limit (aim: within 5%: "),
         "{stdout}"
@@ -281,17 +309,28 @@ async fn the_readers_benchmark_runs_and_reports_every_figure() {
     let _ = std::fs::remove_file(&out);
     let size = &results["sizes"][0];
     assert_eq!(size["documents"], 5000);
-    assert!(
-        size["scan"]["docs_per_s"].as_f64().is_some_and(|v| v > 0.0),
-        "{size}"
-    );
-    let runs = size["runs"].as_array().expect("runs");
-    assert_eq!(runs.len(), 2);
-    for r in runs {
-        for key in ["docs_per_s", "producer_cpu_s", "producer_peak_rss_mib"] {
-            assert!(r[key].as_f64().is_some_and(|v| v > 0.0), "{key} in {r}");
+    let rounds = size["rounds"].as_array().expect("rounds");
+    assert_eq!(rounds.len(), 2, "{size}");
+    let mut ratios = Vec::new();
+    for measured in rounds {
+        assert!(
+            measured["scan"]["docs_per_s"].as_f64().is_some_and(|v| v > 0.0),
+            "{measured}"
+        );
+        let runs = measured["runs"].as_array().expect("runs");
+        assert_eq!(runs.len(), 2);
+        for r in runs {
+            for key in ["docs_per_s", "producer_cpu_s", "producer_peak_rss_mib"] {
+                assert!(r[key].as_f64().is_some_and(|v| v > 0.0), "{key} in {r}");
+            }
         }
+        ratios.push(measured["one_reader_ratio"].as_f64().expect("ratio"));
     }
+    let median = size["one_reader_ratio"].as_f64().expect("median");
+    assert!(
+        (median - (ratios[0] + ratios[1]) / 2.0).abs() < 0.002,
+        "the verdict is the median of the rounds: {size}"
+    );
 }
 
 /// Typed child tables against a jsonb child (`scripts/bench.sh --relational`) at a small
