@@ -168,6 +168,8 @@ async fn the_live_benchmark_runs_and_reports_every_figure() {
             "2000",
             "--changes",
             "5000",
+            "--rounds",
+            "2",
             "--consumers",
             "2",
             "--rate",
@@ -184,7 +186,10 @@ async fn the_live_benchmark_runs_and_reports_every_figure() {
     )
     .await;
     assert!(
-        stdout.contains("changes/s") && stdout.contains("lag at "),
+        stdout.contains("changes/s")
+            && stdout.contains("lag at ")
+            && stdout.contains("round 2: written by MongoDB clients")
+            && stdout.contains("aim: changes at >= 0.25x psql \\copy's rows/s (median of 2 round(s): "),
         "{stdout}"
     );
     // The charts are drawn from the processes' /metrics, scraped each second: every
@@ -241,6 +246,19 @@ async fn the_live_benchmark_runs_and_reports_every_figure() {
             "{key} in {results}"
         );
     }
+    // Each round against its own \copy of as many rows as changes (5,000 from a table of
+    // 2,000: the script dies when \copy wrote another count); the verdict is their median.
+    let rounds = results["rounds"].as_array().expect("rounds");
+    assert_eq!(rounds.len(), 2, "{results}");
+    let ratios: Vec<f64> = rounds
+        .iter()
+        .map(|r| r["ratio_to_psql_copy"].as_f64().expect("ratio"))
+        .collect();
+    let median = results["ratio_to_psql_copy"].as_f64().expect("median");
+    assert!(
+        (median - (ratios[0] + ratios[1]) / 2.0).abs() < 0.002,
+        "the verdict is the median of the rounds: {results}"
+    );
     // The soak samples every process's memory: the producer and both consumers.
     let rss = &results["soak"]["rss"];
     for process in ["producer", "consumer-1", "consumer-2"] {
