@@ -82,7 +82,9 @@ async fn the_benchmark_runs_and_reports_every_figure() {
         stdout.contains("machine: ")
             && stdout.contains("ratio")
             && stdout.contains("mongo2pg status on the 10000-document users run")
-            && stdout.contains("aim: flat end to end >= 1.0x psql \\copy (10000 documents, median of 2 round(s): "),
+            && stdout.contains(
+                "aim: flat end to end >= 1.0x psql \\copy (10000 documents, median of 2 round(s): "
+            ),
         "{stdout}"
     );
 
@@ -189,7 +191,8 @@ async fn the_live_benchmark_runs_and_reports_every_figure() {
         stdout.contains("changes/s")
             && stdout.contains("lag at ")
             && stdout.contains("round 2: written by MongoDB clients")
-            && stdout.contains("aim: changes at >= 0.25x psql \\copy's rows/s (median of 2 round(s): "),
+            && stdout
+                .contains("aim: changes at >= 0.25x psql \\copy's rows/s (median of 2 round(s): "),
         "{stdout}"
     );
     // The charts are drawn from the processes' /metrics, scraped each second: every
@@ -332,7 +335,9 @@ async fn the_readers_benchmark_runs_and_reports_every_figure() {
     let mut ratios = Vec::new();
     for measured in rounds {
         assert!(
-            measured["scan"]["docs_per_s"].as_f64().is_some_and(|v| v > 0.0),
+            measured["scan"]["docs_per_s"]
+                .as_f64()
+                .is_some_and(|v| v > 0.0),
             "{measured}"
         );
         let runs = measured["runs"].as_array().expect("runs");
