@@ -127,30 +127,28 @@ def bench_free_port():
 
 
 def copy_seconds(db_url, table, rows):
-    """psql \\copy of `rows` rows like the table's into a fresh copy of it. A run makes
-    more changes than the table has rows (200,000 updates of 100,000 documents): the
-    table's rows are written again with their key suffixed (`<key>~1`, `<key>~2`, …)
-    until the file holds `rows`, so `\\copy` writes as many rows as the changes, each
-    as wide as the table's."""
+    """psql \\copy of `rows` rows like the table's into a fresh copy of it, in key order
+    (the order a COPY goes fastest in). A run makes more changes than the table has rows
+    (200,000 updates of 100,000 documents): the table's rows are written again with
+    their key prefixed (`~000001.<key>`, `~000002.<key>`, …, each pass after the one before in
+    key order) until the file holds `rows`, so `\\copy` writes as many rows as the
+    changes, each as wide as the table's."""
     path = tempfile.NamedTemporaryFile(suffix=".copy", delete=False).name
+    position, key, key_type = bench.primary_key(db_url, table)
     try:
-        psql(db_url, f"\\copy (SELECT * FROM \"{table}\" LIMIT {rows}) TO '{path}'")
+        psql(db_url, f"\\copy (SELECT * FROM \"{table}\" ORDER BY \"{key}\" LIMIT {rows}) TO '{path}'")
         with open(path) as f:
             lines = f.read().splitlines()
         if not lines:
             die(f"{table} is empty: nothing to \\copy")
         if len(lines) < rows:
-            key = psql(db_url, "SELECT a.attnum - 1, format_type(a.atttypid, a.atttypmod) FROM pg_index i "
-                               "JOIN pg_attribute a ON a.attrelid = i.indrelid AND a.attnum = i.indkey[0] "
-                               f"WHERE i.indrelid = '\"{table}\"'::regclass AND i.indisprimary")
-            position, key_type = key.split("|")
             if key_type != "text":
-                die(f"{table}'s key is {key_type}: only a text key can be suffixed to make more rows")
-            position = int(position)
+                die(f"{table}'s key is {key_type}: only a text key can be prefixed to make more rows")
             more = []
             for n in range(len(lines), rows):
                 fields = lines[n % len(lines)].split("\t")
-                fields[position] += f"~{n // len(lines)}"
+                # '~' sorts after the digits and letters of the keys written before.
+                fields[position] = f"~{n // len(lines):06d}.{fields[position]}"
                 more.append("\t".join(fields))
             with open(path, "a") as f:
                 f.write("\n".join(more) + "\n")
