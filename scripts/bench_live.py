@@ -119,6 +119,10 @@ class Fleet:
         return int(match.group(1)) if match else 0
 
 
+# Seconds of steady writes before the first cutover of the lag measurement is timed.
+LAG_WARMUP_SECONDS = 2
+
+
 def bench_free_port():
     import socket
     with socket.socket() as s:
@@ -299,6 +303,9 @@ def main():
     args = parser.parse_args()
     if args.rounds < 1:
         die("--rounds must be at least 1")
+    if args.seconds < LAG_WARMUP_SECONDS + 1:
+        die(f"--seconds must be at least {LAG_WARMUP_SECONDS + 1}: the lag is measured after "
+            f"{LAG_WARMUP_SECONDS} s of writes, so a shorter run would give no cutover to measure")
 
     env = dict(os.environ)
     admin_url = env.get("DATABASE_URL", "postgres://postgres@127.0.0.1:5432/postgres")
@@ -345,7 +352,7 @@ def main():
     thread = threading.Thread(target=steady_writer, args=(users, ids, args.rate, stop, written))
     started = time.monotonic()
     thread.start()
-    time.sleep(2)  # past the start
+    time.sleep(LAG_WARMUP_SECONDS)  # past the start
     lags = []
     commands = []
     while time.monotonic() - started < args.seconds:
