@@ -79,6 +79,17 @@ def primary_key(url, table):
     return int(position), name, key_type
 
 
+def landed_at(url, run):
+    """When `run` had landed, as epoch seconds: its last batch committed, or a primary
+    key built after the load (`KEY_AFTER_LOAD=true`) when that came later: the table is
+    not done until it has its key, which `\\copy`'s table has all along."""
+    built = "NULL::timestamptz"
+    if psql(url, "SELECT to_regclass('_migrate_keys') IS NOT NULL") == "t":
+        built = f"(SELECT max(built_at) FROM _migrate_keys WHERE run = '{run}')"
+    return float(psql(url, "SELECT extract(epoch FROM greatest("
+                           f"(SELECT max(committed_at) FROM _migrate_ledger WHERE run = '{run}'), {built}))"))
+
+
 def with_database(url, name):
     return re.sub(r"/[^/?]*(\?|$)", f"/{name}\\1", url, count=1) if "://" in url else url
 
@@ -244,8 +255,7 @@ def migrate_mapped(args, env, collection, mapping_text, label, extra_env=None):
     producer.wait()
     consumed = [c.wait() for c in consumers]
     os.unlink(mapping.name)
-    last = float(psql(env["DATABASE_URL"], f"SELECT extract(epoch FROM max(committed_at)) FROM _migrate_ledger "
-                                           f"WHERE run = '{run}'"))
+    last = landed_at(env["DATABASE_URL"], run)
     return run, round(last - start, 3), max(c["peak_rss_mib"] for c in consumed)
 
 
@@ -254,7 +264,7 @@ def run_shape(shape, args, env, bin_dir, extra_env=None):
     db_url = env["DATABASE_URL"]
     seed(args, env, collection, shape, args.docs)
     psql(db_url, f'DROP TABLE IF EXISTS "{collection}", "{collection}_copy", _migrate_ledger, '
-                 "_migrate_rejects, _migrate_dead_letters")
+                 "_migrate_rejects, _migrate_dead_letters, _migrate_keys")
 
     mapping = tempfile.NamedTemporaryFile("w", suffix=".toml", delete=False)
     columns = ",\n".join(f'  {{ name = "{n}", path = "{p}", type = "{t}" }}' for n, p, t in MAPPINGS[shape])
@@ -275,8 +285,7 @@ def run_shape(shape, args, env, bin_dir, extra_env=None):
     mapping_us = mapping_alone(bin_dir, env, collection, mapping.name, args.docs)
     os.unlink(mapping.name)
 
-    last_commit = float(psql(db_url, f"SELECT extract(epoch FROM max(committed_at)) FROM _migrate_ledger WHERE run = '{run}'"))
-    seconds = last_commit - start
+    seconds = landed_at(db_url, run) - start
     rows = int(psql(db_url, f'SELECT count(*) FROM "{collection}"'))
     if rows != args.docs:
         die(f"{rows} rows landed for {args.docs} documents")

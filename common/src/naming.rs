@@ -26,6 +26,10 @@ pub const WITHHELD_ALL: &str = "*";
 pub const VERSIONS_TABLE: &str = "_migrate_versions";
 /// The registry of columns added for fields that appeared after the mapping was written.
 pub const ADDED_COLUMNS_TABLE: &str = "_migrate_added_columns";
+/// One row per target table whose primary key is built after the load (`consumer run
+/// --key-after-load`): pending until the run's snapshot has landed, then built, with the
+/// documents found landed twice.
+pub const KEYS_TABLE: &str = "_migrate_keys";
 /// One row per index and foreign key `mongo2pg finish` handled for a run, with its
 /// state: what `status` shows of the phase after the load.
 pub const FINISH_TABLE: &str = "_migrate_finish";

@@ -54,6 +54,14 @@ pub struct ConsumerConfig {
     #[arg(long = "mapping", env = "MAPPING_FILE")]
     pub mapping: Option<PathBuf>,
 
+    /// Create new target tables without their primary key and build it, sorted, once
+    /// the run's snapshot has landed (before any change lands): faster COPY and a
+    /// tighter key. A document published twice meanwhile (a --restart with another
+    /// --batch-size) lands twice until then, and is kept once when the key is built.
+    /// Tables with child tables, and tables that exist, keep their key throughout.
+    #[arg(long, env = "KEY_AFTER_LOAD")]
+    pub key_after_load: bool,
+
     /// Exit 0 once every batch the producer recorded for the run is committed or
     /// dead-lettered (waits for the producer to finish, across its restarts).
     #[arg(long, env = "EXIT_WHEN_DONE")]

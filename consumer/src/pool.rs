@@ -103,8 +103,16 @@ pub async fn run(
     }
     let mut client = pg::connect(&config.postgres.database_url).await?;
     schema::ensure_bookkeeping(&mut client).await?;
+    if config.key_after_load {
+        schema::ensure_keys_table(&mut client).await?;
+    }
     for collection in mapping.collections.keys() {
-        schema::ensure_table(&mut client, &mapping.plan(collection)).await?;
+        let load = schema::KeyAfterLoad {
+            run: run.as_str(),
+            collection,
+        };
+        let key_after_load = config.key_after_load.then_some(&load);
+        schema::ensure_table(&mut client, &mapping.plan(collection), key_after_load).await?;
     }
     same_mapping(
         patiently("recording the run's mapping", || async {
@@ -135,6 +143,7 @@ pub async fn run(
         batch_timeout: config.batch_timeout,
         max_deliver: config.max_deliver.get(),
         prefetch: config.prefetch.get(),
+        key_after_load: config.key_after_load,
     });
     let stop = shutdown.child_token();
     let mut tasks = JoinSet::new();
@@ -150,7 +159,7 @@ pub async fn run(
     if let Some(listener) = metrics_listener {
         tasks.spawn(metrics::serve(listener, shared.clone(), stop.clone()));
     }
-    tasks.spawn(follow_changes(
+    tasks.spawn(after_snapshot(
         state.clone(),
         consumer.clone(),
         shared.clone(),
@@ -325,12 +334,13 @@ async fn report_throughput(shared: Arc<Shared>, consumer: PullConsumer, stop: Ca
 /// How often a consumer of a followed run checks whether the snapshot has landed.
 const SNAPSHOT_CHECK_EVERY: Duration = Duration::from_secs(1);
 
-/// Once the snapshot of a followed run has landed, binds the run's change consumer and
-/// runs as many change writers as snapshot writers, until `stop`. Changes wait for
-/// the snapshot so that no snapshot row lands after a change to its document (see
-/// `landing::changes`); they wait in the stream meanwhile. Returns at once for a run
-/// that does not follow.
-async fn follow_changes(
+/// What happens once the run's snapshot has landed, until `stop`: the primary keys
+/// waiting for it are built (`--key-after-load`, see `landing::keys`); then, for a
+/// followed run, the run's change consumer is bound and as many change writers run as
+/// snapshot writers. Changes wait for the snapshot so that no snapshot row lands after
+/// a change to its document (see `landing::changes`), and for the keys, which their
+/// arbitration needs; they wait in the stream meanwhile.
+async fn after_snapshot(
     state: RunState,
     snapshot: PullConsumer,
     shared: Arc<Shared>,
@@ -338,25 +348,54 @@ async fn follow_changes(
     writers: usize,
     stop: CancellationToken,
 ) {
+    let run = shared.run.as_str();
     let mut client: Option<tokio_postgres::Client> = None;
     loop {
-        match state.manifest().await {
-            Ok(Some(manifest)) if manifest.complete && !manifest.follow => return,
-            Ok(Some(manifest)) if manifest.follow => {
-                if client
+        // One look at the run; a server that stopped answering must not hold up a stop.
+        let look = async {
+            let Ok(Some(manifest)) = state.manifest().await else {
+                return Next::Wait;
+            };
+            // Without --key-after-load, a run that does not follow has nothing to do
+            // after its snapshot here: consumers with it build the keys (and
+            // `mongo2pg finish` any still waiting).
+            if manifest.complete && !manifest.follow && !shared.key_after_load {
+                return Next::Return;
+            }
+            if (manifest.follow || manifest.complete)
+                && client
                     .as_ref()
                     .is_none_or(tokio_postgres::Client::is_closed)
-                {
-                    client = pg::connect(&shared.database_url).await.ok();
-                }
-                if let Some(pg) = &client {
-                    let checked = done::check(&state, &snapshot, pg, shared.run.as_str()).await;
-                    if matches!(checked, Ok(Progress::Following)) {
-                        break;
-                    }
-                }
+            {
+                client = pg::connect(&shared.database_url).await.ok();
             }
-            _ => {}
+            let Some(pg) = client.as_mut() else {
+                return Next::Wait;
+            };
+            if manifest.follow {
+                let checked = done::check(&state, &snapshot, pg, run).await;
+                if matches!(checked, Ok(Progress::Following)) && build_keys(pg, run).await {
+                    return Next::Follow;
+                }
+            } else if manifest.complete
+                && keys_pending(pg, run).await
+                && matches!(
+                    done::check(&state, &snapshot, pg, run).await,
+                    Ok(Progress::Done)
+                )
+            {
+                build_keys(pg, run).await;
+            }
+            Next::Wait
+        };
+        let next = tokio::select! {
+            _ = stop.cancelled() => return,
+            next = look => next,
+        };
+        match next {
+            Next::Follow => break,
+            Next::Return => return,
+            Next::Wait => {}
         }
         tokio::select! {
             _ = stop.cancelled() => return,
@@ -386,12 +425,52 @@ async fn follow_changes(
     tracing::info!(run = %shared.run, writers, "the snapshot has landed; applying the change stream");
     let mut tasks = JoinSet::new();
     for id in 0..writers {
-        let writer = Writer::new(writers + id, shared.clone());
+        let writer = Writer::for_changes(writers + id, shared.clone());
         tasks.spawn(writer.run(consumer.clone(), stop.clone()));
     }
     while let Some(joined) = tasks.join_next().await {
         if joined.is_err() {
             stop.cancel();
+        }
+    }
+}
+
+/// What [`after_snapshot`] does after one look at the run.
+enum Next {
+    /// Look again after a while.
+    Wait,
+    /// The snapshot has landed and the keys are built: apply the changes.
+    Follow,
+    /// Nothing to do after this run's snapshot.
+    Return,
+}
+
+/// Whether any primary key of `run`'s tables waits for its snapshot (false when that
+/// cannot be read: the next tick reads again).
+async fn keys_pending(client: &tokio_postgres::Client, run: &str) -> bool {
+    landing::keys::of_run(client, run)
+        .await
+        .is_ok_and(|keys| keys.iter().any(|key| !key.built))
+}
+
+/// Builds the primary keys of `run`'s tables that wait for its snapshot; true once none
+/// is left waiting. A failure is logged and tried again at the next tick.
+async fn build_keys(client: &mut tokio_postgres::Client, run: &str) -> bool {
+    match landing::keys::build_pending(client, run).await {
+        Ok(built) => {
+            for key in built {
+                tracing::info!(table = %key.table, seconds = key.seconds.unwrap_or_default(),
+                    duplicates = key.duplicates, "built the primary key after the load");
+                if key.duplicates > 0 {
+                    tracing::warn!(table = %key.table, documents = key.duplicates,
+                        "documents published twice had landed twice before the key was built; each is kept once (counted as already landed)");
+                }
+            }
+            true
+        }
+        Err(err) => {
+            tracing::warn!(error = %err, "cannot build the primary keys yet; will retry");
+            false
         }
     }
 }
@@ -427,6 +506,23 @@ async fn watch_done(
         };
         match checked {
             Ok(Progress::Done) => {
+                // Done means the keys waiting for the snapshot are built too.
+                let build = async {
+                    match client.as_mut() {
+                        Some(pg) => build_keys(pg, run.as_str()).await,
+                        None => false,
+                    }
+                };
+                let built = tokio::select! {
+                    _ = stop.cancelled() => return,
+                    built = build => built,
+                };
+                if !built {
+                    tokio::select! {
+                        _ = stop.cancelled() => return,
+                        _ = tokio::time::sleep(DONE_CHECK_EVERY) => continue,
+                    }
+                }
                 tracing::info!(run = %run,
                     "every batch of the run is accounted for; stopping (once `mongo2pg status --run {run}` says complete, `mongo2pg cleanup --run {run}` removes the run from NATS)");
                 stop.cancel();

@@ -21,4 +21,7 @@ pub(crate) struct Shared {
     pub batch_timeout: Duration,
     pub max_deliver: usize,
     pub prefetch: usize,
+    /// New tables get their primary key once the snapshot has landed
+    /// (`--key-after-load`).
+    pub key_after_load: bool,
 }

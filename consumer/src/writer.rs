@@ -50,12 +50,27 @@ pub(crate) struct Writer {
 }
 
 impl Writer {
+    /// A writer of snapshot batches: a table it creates waits for its primary key with
+    /// `--key-after-load`.
     pub(crate) fn new(id: usize, shared: Arc<Shared>) -> Self {
+        let plans = Plans::new(shared.key_after_load);
         Writer {
             id,
             shared,
             client: None,
-            plans: Plans::default(),
+            plans,
+        }
+    }
+
+    /// A writer of change batches: they land once the snapshot's keys are built, so a
+    /// table it creates (a collection that appeared while followed) gets its key at
+    /// once; nothing would build it later.
+    pub(crate) fn for_changes(id: usize, shared: Arc<Shared>) -> Self {
+        Writer {
+            id,
+            shared,
+            client: None,
+            plans: Plans::new(false),
         }
     }
 

@@ -23,6 +23,7 @@
 //! - [`tls`]: libpq's `sslmode`, `sslrootcert`, `sslcert`, `sslkey`, with rustls.
 //! - [`schema`]: the bookkeeping tables and the target tables.
 //! - [`table_check`]: a table that exists already, checked against the plan.
+//! - [`keys`]: primary keys built once the snapshot has landed (`--key-after-load`).
 //! - [`added_columns`]: columns added for new fields while several writers run.
 //! - [`plans`]: the plans a connection lands with, kept current with added columns.
 //! - [`copy`]: binary COPY of rows, with refused rows isolated.
@@ -53,6 +54,7 @@ mod delete;
 pub mod extjson;
 pub mod finish_state;
 pub mod identifier;
+pub mod keys;
 pub mod landing;
 pub mod ledger;
 pub mod mapped;

@@ -22,9 +22,19 @@ use crate::schema;
 #[derive(Debug, Default)]
 pub struct Plans {
     ready: HashMap<String, TablePlan>,
+    key_after_load: bool,
 }
 
 impl Plans {
+    /// Plans whose new tables get their primary key after the load (`consumer run
+    /// --key-after-load`, see [`crate::keys`]) when `key_after_load`.
+    pub fn new(key_after_load: bool) -> Self {
+        Plans {
+            ready: HashMap::new(),
+            key_after_load,
+        }
+    }
+
     /// The plan to land `docs` of `collection` with: its tables exist, and every new
     /// field in `docs` has its column when the mapping asks for columns.
     pub async fn for_documents<'a>(
@@ -54,7 +64,8 @@ impl Plans {
                         run: run.to_string(),
                     });
                 }
-                schema::ensure_table(client, &plan).await?;
+                let load = schema::KeyAfterLoad { run, collection };
+                schema::ensure_table(client, &plan, self.key_after_load.then_some(&load)).await?;
                 plan
             }
         };

@@ -5,8 +5,8 @@
 //! EXISTS` and one of them fail on a duplicate catalog entry.
 
 use common::naming::{
-    bookkeeping_schema, bookkeeping_table, DEAD_LETTERS_TABLE, FINISH_TABLE, LEDGER_TABLE,
-    REJECTS_TABLE, VERSIONS_TABLE,
+    bookkeeping_schema, bookkeeping_table, DEAD_LETTERS_TABLE, FINISH_TABLE, KEYS_TABLE,
+    LEDGER_TABLE, REJECTS_TABLE, VERSIONS_TABLE,
 };
 use tokio_postgres::{Client, Transaction};
 
@@ -121,13 +121,60 @@ pub async fn ensure_bookkeeping(client: &mut Client) -> Result<(), PgError> {
     locked(client, "creating the bookkeeping tables", &ddl).await
 }
 
+/// Creates the registry of primary keys built after the load when absent: only a run
+/// with `--key-after-load` has one ([`crate::keys`]).
+pub async fn ensure_keys_table(client: &mut Client) -> Result<(), PgError> {
+    let ddl = format!(
+        "CREATE TABLE IF NOT EXISTS {} (
+            target_table text PRIMARY KEY,
+            key_column text NOT NULL,
+            run text NOT NULL,
+            collection text NOT NULL,
+            state text NOT NULL DEFAULT 'pending',
+            duplicates bigint NOT NULL DEFAULT 0,
+            seconds float8,
+            built_at timestamptz
+        )",
+        bookkeeping_table(KEYS_TABLE)
+    );
+    locked(
+        client,
+        "creating the registry of keys built after the load",
+        &ddl,
+    )
+    .await
+}
+
 /// Creates a plan's target table (and child tables, and their schema) when absent.
 /// A table that exists already (created by hand, or by an earlier mapping) gets the
 /// plan's columns it lacks, `_extra` among them, so that no field is dropped for want
 /// of a column; then the tables are checked against the plan ([`table_check`]).
-pub async fn ensure_table(client: &mut Client, plan: &TablePlan) -> Result<(), TableError> {
+///
+/// With `key_after_load` (a run's consumers with `--key-after-load`), a table created
+/// here for a plan without child tables gets no primary key yet: it is registered as
+/// pending in the keys table, in the same transaction, and built once the run's
+/// snapshot has landed ([`crate::keys`]).
+pub async fn ensure_table(
+    client: &mut Client,
+    plan: &TablePlan,
+    key_after_load: Option<&KeyAfterLoad<'_>>,
+) -> Result<(), TableError> {
     let doing = format!("creating table {}", plan.table);
-    let mut ddl = create_table_sql(plan);
+    let deferred = match key_after_load {
+        Some(load)
+            if crate::keys::can_wait(plan)
+                && !table_exists(client, &plan.table, &doing).await? =>
+        {
+            Some(load)
+        }
+        _ => None,
+    };
+    let mut ddl = if deferred.is_some() {
+        create_table_sql_without_key(plan)
+    } else {
+        create_table_sql(plan)
+    };
+
     for (table, columns) in tables(plan) {
         let (schema, name) = split_table(table);
         let existing: Vec<String> = client
@@ -153,8 +200,34 @@ pub async fn ensure_table(client: &mut Client, plan: &TablePlan) -> Result<(), T
             ));
         }
     }
-    locked(client, &doing, &ddl).await?;
+    let tx = client.transaction().await.doing(&doing)?;
+    lock(&tx).await?;
+    tx.batch_execute(&ddl).await.doing(&doing)?;
+    if let (Some(load), Some(pk)) = (deferred, plan.primary_key) {
+        crate::keys::register(&tx, &plan.table, &plan.columns[pk].name, load)
+            .await
+            .doing(&doing)?;
+    }
+    tx.commit().await.doing(&doing)?;
     table_check::check(client, plan).await
+}
+
+/// Who asks for a table's primary key after the load: the run and the collection it
+/// is registered under.
+#[derive(Debug, Clone, Copy)]
+pub struct KeyAfterLoad<'a> {
+    /// The run.
+    pub run: &'a str,
+    /// The collection the table lands.
+    pub collection: &'a str,
+}
+
+async fn table_exists(client: &Client, table: &str, doing: &str) -> Result<bool, PgError> {
+    client
+        .query_one("SELECT to_regclass($1) IS NOT NULL", &[&quote_table(table)])
+        .await
+        .and_then(|row| row.try_get(0))
+        .doing(doing)
 }
 
 /// Each table of a plan (its own, then its child tables) with its columns' names and
@@ -183,6 +256,16 @@ pub fn tables(plan: &TablePlan) -> Vec<(&str, Vec<(String, ColumnType)>)> {
 /// The `CREATE SCHEMA` and `CREATE TABLE IF NOT EXISTS` statements of a plan's table
 /// and child tables.
 pub fn create_table_sql(plan: &TablePlan) -> String {
+    create_sql(plan, true)
+}
+
+/// [`create_table_sql`] with the table's own primary key left out (the key column is
+/// still `NOT NULL`): for a key built after the load.
+fn create_table_sql_without_key(plan: &TablePlan) -> String {
+    create_sql(plan, false)
+}
+
+fn create_sql(plan: &TablePlan, with_key: bool) -> String {
     let mut ddl = String::new();
     let mut schemas: Vec<&str> = std::iter::once(plan.table.as_str())
         .chain(plan.children.iter().map(|c| c.table.as_str()))
@@ -199,7 +282,11 @@ pub fn create_table_sql(plan: &TablePlan) -> String {
         .map(|c| format!("{} {}{}", quote(&c.name), c.ty.sql(), not_null(c.required)))
         .collect();
     if let Some(pk) = plan.primary_key {
-        columns.push(format!("PRIMARY KEY ({})", quote(&plan.columns[pk].name)));
+        if with_key {
+            columns.push(format!("PRIMARY KEY ({})", quote(&plan.columns[pk].name)));
+        } else if !plan.columns[pk].required {
+            columns[pk].push_str(" NOT NULL");
+        }
     }
     ddl.push_str(&format!(
         "CREATE TABLE IF NOT EXISTS {} (\n  {}\n);\n",

@@ -202,6 +202,22 @@ pub async fn finish_with(
     }
     let mut client = pg::connect(url).await?;
     landing::schema::ensure_bookkeeping(&mut client).await?;
+    // Indexes and foreign keys want the primary keys: one still waiting for the
+    // consumers (`--key-after-load`) is built now. Early is never wrong: a batch landing
+    // after it meets the key as any batch does.
+    for key in landing::keys::build_pending(&mut client, run).await? {
+        let _ = writeln!(
+            out.text,
+            "key    {}: primary key built after the load in {:.1} s{}",
+            key.table,
+            key.seconds.unwrap_or_default(),
+            if key.duplicates > 0 {
+                format!(" ({} documents published twice, kept once)", key.duplicates)
+            } else {
+                String::new()
+            }
+        );
+    }
     without_missing_extensions(&client, &mut translated).await?;
     for t in &translated {
         let (item, state, detail) = match &t.index {

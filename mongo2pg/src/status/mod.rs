@@ -45,6 +45,9 @@ pub struct CollectionStatus {
     pub already: u64,
     /// For a collection read in `_id` ranges (`--readers`): where its ranges stand.
     pub ranges: Option<RangeStatus>,
+    /// The table whose primary key waits for the snapshot to land
+    /// (`consumer run --key-after-load`): the run is not complete until it is built.
+    pub key_pending: Option<String>,
 }
 
 /// The ranges of a collection read in `_id` ranges.
@@ -161,6 +164,7 @@ impl RunStatus {
             if !c.published_complete
                 || landed + c.already < c.published
                 || c.dead_letter_batches > 0
+                || c.key_pending.is_some()
             {
                 verdict = Verdict::Incomplete;
             }
@@ -196,6 +200,7 @@ impl RunStatus {
             !c.published_complete
                 || c.committed + c.rejected + c.already < c.published
                 || c.dead_letter_batches > 0
+                || c.key_pending.is_some()
         });
         let pending = self
             .pending
@@ -315,6 +320,14 @@ impl std::fmt::Display for RunStatus {
                 "MongoDB's metadata count, an estimate; --exact counts the documents (a scan)"
             }
         )?;
+        for c in self.collections.values() {
+            if let Some(table) = &c.key_pending {
+                writeln!(
+                    f,
+                    "primary key of {table}: built once the snapshot has landed (--key-after-load); not yet"
+                )?;
+            }
+        }
         let already: u64 = self.collections.values().map(|c| c.already).sum();
         if already > 0 {
             writeln!(
@@ -380,6 +393,30 @@ mod tests {
     }
 
     #[test]
+    fn a_key_waiting_for_the_load_leaves_the_run_incomplete() {
+        let landed = CollectionStatus {
+            source: 10,
+            published: 10,
+            published_complete: true,
+            committed: 10,
+            ..Default::default()
+        };
+        assert_eq!(
+            run(landed.clone(), true, Some((0, 0))).verdict(),
+            Verdict::Complete
+        );
+        let waiting = CollectionStatus {
+            key_pending: Some("users".into()),
+            ..landed
+        };
+        let status = run(waiting, true, Some((0, 0)));
+        assert_eq!(status.verdict(), Verdict::Incomplete);
+        assert!(status
+            .to_string()
+            .contains("primary key of users: built once the snapshot has landed"));
+    }
+
+    #[test]
     fn verdicts() {
         let done = CollectionStatus {
             source: 10,
@@ -390,6 +427,7 @@ mod tests {
             dead_letter_batches: 0,
             already: 0,
             ranges: None,
+            key_pending: None,
         };
         assert_eq!(
             run(done.clone(), true, Some((0, 0))).verdict(),

@@ -139,6 +139,20 @@ pub async fn read(servers: &Servers, config: &StatusConfig) -> Result<RunStatus,
             }
             status.waiting_rejects = not_landed(pg, run.as_str()).await?.0;
             status.finish = finish::read(pg, run.as_str()).await?;
+            // A key built after the load found the documents that had landed twice
+            // (published again in other batches) and kept each once.
+            for key in landing::keys::of_run(pg, run.as_str()).await? {
+                if manifest.dropped.contains_key(&key.collection) {
+                    continue;
+                }
+                let entry = status.collections.entry(key.collection).or_default();
+                if key.built {
+                    entry.committed = entry.committed.saturating_sub(key.duplicates);
+                    entry.already += key.duplicates;
+                } else {
+                    entry.key_pending = Some(key.table);
+                }
+            }
             let dead = pg
                 .query(
                     &format!(

@@ -303,7 +303,7 @@ enum Kill {
 }
 
 async fn live_migration(test: &str, seeded: u64, kill: Kill) -> Result<()> {
-    live_migration_with(test, seeded, kill, PRODUCER_ARGS).await
+    live_migration_with(test, seeded, kill, PRODUCER_ARGS, CONSUMER_ARGS).await
 }
 
 async fn live_migration_with(
@@ -311,6 +311,7 @@ async fn live_migration_with(
     seeded: u64,
     kill: Kill,
     producer_args: &[&str],
+    consumer_args: &[&str],
 ) -> Result<()> {
     let env = TestEnv::new(test).await?;
     seed(&env, seeded).await?;
@@ -340,7 +341,7 @@ async fn live_migration_with(
         consumers.push(Proc::spawn(
             &env,
             &format!("consumer{i}"),
-            CONSUMER_ARGS,
+            consumer_args,
             crash,
         )?);
     }
@@ -363,7 +364,7 @@ async fn live_migration_with(
             )
             .await?;
             consumers[1].kill().await;
-            consumers[1] = Proc::spawn(&env, "consumer1-again", CONSUMER_ARGS, None)?;
+            consumers[1] = Proc::spawn(&env, "consumer1-again", consumer_args, None)?;
             wait_for(
                 || async { changes_landed().await > 5 },
                 "change batches to land",
@@ -378,7 +379,7 @@ async fn live_migration_with(
         }
         Kill::Consumer(_) => {
             consumers[0].crashed(LIMIT).await?;
-            consumers[0] = Proc::spawn(&env, "consumer0-again", CONSUMER_ARGS, None)?;
+            consumers[0] = Proc::spawn(&env, "consumer0-again", consumer_args, None)?;
         }
     }
     wait_for(
@@ -422,6 +423,27 @@ async fn live_migration_with(
         );
     }
     ensure!(ops.load(Ordering::Relaxed) > 500, "the writer barely wrote");
+    let keyed: bool = pg
+        .query_one(
+            "SELECT EXISTS (SELECT 1 FROM pg_index WHERE indrelid = to_regclass($1) AND indisprimary)",
+            &[&COLLECTION],
+        )
+        .await?
+        .get(0);
+    ensure!(keyed, "{COLLECTION} has no primary key at cutover");
+    if consumer_args.contains(&"--key-after-load") {
+        let state: String = pg
+            .query_one(
+                "SELECT state FROM _migrate_keys WHERE target_table = $1",
+                &[&COLLECTION],
+            )
+            .await?
+            .get(0);
+        ensure!(
+            state == "built",
+            "{COLLECTION}'s key after the load: {state}"
+        );
+    }
 
     // Where the run stands: streaming, caught up, the oplog's headroom known.
     let (code, status) = env.mongo2pg_report(RUN, &["status"]).await?;
@@ -567,7 +589,31 @@ async fn live_migration_survives_a_consumer_and_the_producer_killed() -> Result<
 async fn live_migration_with_the_snapshot_read_in_ranges() -> Result<()> {
     let mut args = PRODUCER_ARGS.to_vec();
     args.extend(["--readers", "2"]);
-    live_migration_with("live_ranges", 20_000, Kill::FromOutside, &args).await
+    live_migration_with(
+        "live_ranges",
+        20_000,
+        Kill::FromOutside,
+        &args,
+        CONSUMER_ARGS,
+    )
+    .await
+}
+
+/// The table created without its primary key (`--key-after-load`): the key is built
+/// once the snapshot has landed, before the first change lands, a consumer killed
+/// mid-snapshot and the producer once changes flow as above.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn live_migration_with_the_key_built_after_the_load() -> Result<()> {
+    let mut args = CONSUMER_ARGS.to_vec();
+    args.push("--key-after-load");
+    live_migration_with(
+        "live_key_after",
+        20_000,
+        Kill::FromOutside,
+        PRODUCER_ARGS,
+        &args,
+    )
+    .await
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]

@@ -652,4 +652,5 @@ async fn a_batch_refused_on_every_delivery_is_dead_lettered_and_the_run_goes_on(
 }
 
 mod edges;
+mod key_after_load;
 mod selection;
