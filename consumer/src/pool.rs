@@ -107,7 +107,7 @@ pub async fn run(
         schema::ensure_keys_table(&mut client).await?;
     }
     for collection in mapping.collections.keys() {
-        let load = schema::KeyAfterLoad {
+        let load = landing::keys::KeyAfterLoad {
             run: run.as_str(),
             collection,
         };

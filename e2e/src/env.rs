@@ -4,7 +4,7 @@ use std::path::PathBuf;
 use std::process::{Output, Stdio};
 use std::time::Duration;
 
-use anyhow::{bail, Context, Result};
+use anyhow::{bail, ensure, Context, Result};
 use rand::Rng;
 use tokio::process::{Child, Command};
 
@@ -217,6 +217,29 @@ impl TestEnv {
             String::from_utf8_lossy(&output.stderr)
         );
         Ok((output.status.code(), text))
+    }
+
+    /// Asserts that `mongo2pg status` calls the run complete and says `status_says`,
+    /// and that `mongo2pg verify` (with `verify_args`) finds the target equal to the
+    /// source.
+    pub async fn assert_complete_and_verified(
+        &self,
+        run: &str,
+        status_says: &str,
+        verify_args: &[&str],
+    ) -> Result<()> {
+        let (code, text) = self.mongo2pg_report(run, &["status"]).await?;
+        ensure!(code == Some(0), "status exit {code:?}: {text}");
+        ensure!(
+            text.contains(status_says),
+            "status lacks {status_says:?}: {text}"
+        );
+        let args: Vec<&str> = std::iter::once("verify")
+            .chain(verify_args.iter().copied())
+            .collect();
+        let (code, text) = self.mongo2pg_report(run, &args).await?;
+        ensure!(code == Some(0), "verify exit {code:?}: {text}");
+        Ok(())
     }
 
     /// Starts `consumer run --exit-when-done` with fast redelivery for tests.

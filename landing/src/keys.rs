@@ -11,7 +11,8 @@
 //! differ and the ledger lets both land). So:
 //! 1. a table the consumers create for a plan without child tables is created without
 //!    its primary key and registered here as pending ([`register`], in the same
-//!    transaction); a table that exists, or one with child tables, keeps its key;
+//!    transaction); a table that exists keeps its key, and one with child tables, or
+//!    one a change batch creates (nothing would build its key later), gets it at once;
 //! 2. once the run's snapshot has landed (every batch committed or dead-lettered), a
 //!    consumer builds it ([`build_pending`]): under the registry row's lock, `ALTER
 //!    TABLE … ADD PRIMARY KEY`; if PostgreSQL finds a key twice, the copies but the
@@ -28,7 +29,16 @@ use tokio_postgres::{Client, Transaction};
 use crate::identifier::{quote, quote_table};
 use crate::mapping::TablePlan;
 use crate::pg::{Doing, PgError};
-use crate::schema::KeyAfterLoad;
+
+/// Who asks for a table's primary key after the load: the run and the collection it
+/// is registered under.
+#[derive(Debug, Clone, Copy)]
+pub struct KeyAfterLoad<'a> {
+    /// The run.
+    pub run: &'a str,
+    /// The collection the table lands.
+    pub collection: &'a str,
+}
 
 /// Whether a plan's table may wait for its key: it has one (from `_id`), and no child
 /// tables, whose rows could not be told apart between two copies of a document.

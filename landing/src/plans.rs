@@ -64,7 +64,7 @@ impl Plans {
                         run: run.to_string(),
                     });
                 }
-                let load = schema::KeyAfterLoad { run, collection };
+                let load = crate::keys::KeyAfterLoad { run, collection };
                 schema::ensure_table(client, &plan, self.key_after_load.then_some(&load)).await?;
                 plan
             }

@@ -12,6 +12,7 @@ use tokio_postgres::{Client, Transaction};
 
 use crate::column_type::ColumnType;
 use crate::identifier::{quote, quote_table, split_table};
+use crate::keys::KeyAfterLoad;
 use crate::mapping::TablePlan;
 use crate::pg::{Doing, PgError};
 use crate::table_check::{self, TableError};
@@ -210,16 +211,6 @@ pub async fn ensure_table(
     }
     tx.commit().await.doing(&doing)?;
     table_check::check(client, plan).await
-}
-
-/// Who asks for a table's primary key after the load: the run and the collection it
-/// is registered under.
-#[derive(Debug, Clone, Copy)]
-pub struct KeyAfterLoad<'a> {
-    /// The run.
-    pub run: &'a str,
-    /// The collection the table lands.
-    pub collection: &'a str,
 }
 
 async fn table_exists(client: &Client, table: &str, doing: &str) -> Result<bool, PgError> {
