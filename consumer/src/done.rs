@@ -12,12 +12,20 @@
 //! while this publication's batches were still in the stream.
 
 use std::collections::HashMap;
+use std::time::Duration;
 
 use async_nats::jetstream::consumer::PullConsumer;
+use common::naming::RunName;
 use common::naming::{bookkeeping_table, DEAD_LETTERS_TABLE, LEDGER_TABLE};
 use common::run_state::{RunManifest, RunState, StateError};
-use landing::pg::{Doing, PgError};
+use landing::pg::{self, Doing, PgError};
 use tokio_postgres::Client;
+use tokio_util::sync::CancellationToken;
+
+use crate::keys::build_keys;
+
+/// How often `--exit-when-done` checks whether the run is complete.
+const DONE_CHECK_EVERY: Duration = Duration::from_millis(500);
 
 /// Why the done check could not tell this time; the watcher tries again.
 #[derive(Debug, thiserror::Error)]
@@ -114,6 +122,86 @@ pub(crate) async fn check(
     } else {
         Progress::Landing
     })
+}
+
+/// With `--exit-when-done`: checks where the run stands every [`DONE_CHECK_EVERY`],
+/// says when that changes, and once the run is done and its keys waiting for the load
+/// are built, cancels `stop`.
+pub(crate) async fn watch_done(
+    state: RunState,
+    stream: PullConsumer,
+    client: tokio_postgres::Client,
+    database_url: String,
+    run: RunName,
+    stop: CancellationToken,
+) {
+    let mut client = Some(client);
+    let mut last = None;
+    loop {
+        if client
+            .as_ref()
+            .is_none_or(tokio_postgres::Client::is_closed)
+        {
+            // PostgreSQL restarted: the old connection is gone for good.
+            client = pg::connect(&database_url).await.ok();
+        }
+        let check = async {
+            match &client {
+                Some(client) => check(&state, &stream, client, run.as_str()).await,
+                None => Err(DoneError::NoConnection),
+            }
+        };
+        // A check waiting on a server that stopped answering must not hold up a stop.
+        let checked = tokio::select! {
+            _ = stop.cancelled() => return,
+            checked = check => checked,
+        };
+        match checked {
+            Ok(Progress::Done) => {
+                // Done means the keys waiting for the snapshot are built too.
+                let build = async {
+                    match client.as_mut() {
+                        Some(pg) => build_keys(pg, run.as_str()).await,
+                        None => false,
+                    }
+                };
+                let built = tokio::select! {
+                    _ = stop.cancelled() => return,
+                    built = build => built,
+                };
+                if !built {
+                    tokio::select! {
+                        _ = stop.cancelled() => return,
+                        _ = tokio::time::sleep(DONE_CHECK_EVERY) => continue,
+                    }
+                }
+                tracing::info!(run = %run,
+                    "every batch of the run is accounted for; stopping (once `mongo2pg status --run {run}` says complete, `mongo2pg cleanup --run {run}` removes the run from NATS)");
+                stop.cancel();
+                return;
+            }
+            Ok(progress) if last != Some(progress) => {
+                last = Some(progress);
+                match progress {
+                    Progress::NoProducer => tracing::warn!(run = %run,
+                        "no producer has announced this run yet; waiting for one (start `producer run --run {run}` with the same NATS stream)"),
+                    Progress::Publishing => tracing::info!(run = %run,
+                        "the producer is publishing the run; waiting for it to finish"),
+                    Progress::Following => tracing::info!(run = %run,
+                        "the run follows the change stream: its snapshot has landed, and this consumer applies changes until stopped"),
+                    Progress::Landing | Progress::Done => {}
+                }
+            }
+            Ok(_) => {}
+            Err(err) => {
+                tracing::debug!(error = %err, "cannot check whether the run is done yet; will retry")
+            }
+        }
+        tokio::select! {
+            _ = stop.cancelled() => return,
+            _ = tokio::time::sleep(DONE_CHECK_EVERY) => {}
+        }
+    }
 }
 
 #[cfg(test)]

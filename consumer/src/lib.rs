@@ -11,7 +11,8 @@
 //! - [`writer`]: one writer: pull, decode, map, land, acknowledge.
 //! - [`outcome`]: what became of a message and the acknowledgement it gets.
 //! - [`dead_letter`]: keeping messages that can never land.
-//! - [`done`]: knowing when a run is finished.
+//! - [`done`]: knowing when a run is finished, and stopping then (`--exit-when-done`).
+//! - `keys`: building the primary keys that wait for the snapshot (`--key-after-load`).
 //! - [`stats`]: counters for logs, reports and metrics.
 //! - [`metrics`]: the Prometheus `/metrics` endpoint.
 //! - [`error`]: what stops a consumer.
@@ -27,6 +28,7 @@ pub mod pool;
 
 mod dead_letter;
 mod done;
+mod keys;
 mod metrics;
 mod outcome;
 mod shared;

@@ -2,9 +2,10 @@
 //! throughput, and stops them on a signal or once the run is done.
 //!
 //! Tasks and their owners: `run` owns every task it spawns through one `JoinSet` and a
-//! child of the shutdown token; the writers, the throughput log, the metrics endpoint
-//! and the done watcher all
-//! stop when that token is cancelled, and `run` returns only after all of them ended.
+//! child of the shutdown token; the writers, the throughput log, the metrics endpoint,
+//! the task that acts once the snapshot has landed (keys, then changes) and the done
+//! watcher (`done::watch_done`) all stop when that token is cancelled, and `run`
+//! returns only after all of them ended.
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -23,6 +24,7 @@ use tokio_util::sync::CancellationToken;
 use crate::config::ConsumerConfig;
 use crate::done::Progress;
 use crate::error::ConsumerError;
+use crate::keys::{build_keys, keys_pending};
 use crate::shared::Shared;
 use crate::stats::{Stats, Totals};
 use crate::writer::Writer;
@@ -30,8 +32,6 @@ use crate::{done, metrics};
 
 /// How often the throughput line is logged.
 const REPORT_EVERY: Duration = Duration::from_secs(5);
-/// How often `--exit-when-done` checks whether the run is complete.
-const DONE_CHECK_EVERY: Duration = Duration::from_millis(500);
 /// Batches delivered and not yet acknowledged across all processes of a run: enough to
 /// keep every writer of many processes busy, small enough to bound redelivery storms.
 const MAX_ACK_PENDING: i64 = 1024;
@@ -168,7 +168,7 @@ pub async fn run(
         stop.clone(),
     ));
     if config.exit_when_done {
-        tasks.spawn(watch_done(
+        tasks.spawn(done::watch_done(
             state,
             consumer.clone(),
             client,
@@ -443,111 +443,4 @@ enum Next {
     Follow,
     /// Nothing to do after this run's snapshot.
     Return,
-}
-
-/// Whether any primary key of `run`'s tables waits for its snapshot (false when that
-/// cannot be read: the next tick reads again).
-async fn keys_pending(client: &tokio_postgres::Client, run: &str) -> bool {
-    landing::keys::of_run(client, run)
-        .await
-        .is_ok_and(|keys| keys.iter().any(|key| !key.built))
-}
-
-/// Builds the primary keys of `run`'s tables that wait for its snapshot; true once none
-/// is left waiting. A failure is logged and tried again at the next tick.
-async fn build_keys(client: &mut tokio_postgres::Client, run: &str) -> bool {
-    match landing::keys::build_pending(client, run).await {
-        Ok(built) => {
-            for key in built {
-                tracing::info!(table = %key.table, seconds = key.seconds.unwrap_or_default(),
-                    duplicates = key.duplicates, "built the primary key after the load");
-                if key.duplicates > 0 {
-                    tracing::warn!(table = %key.table, documents = key.duplicates,
-                        "documents published twice had landed twice before the key was built; each is kept once (counted as already landed)");
-                }
-            }
-            true
-        }
-        Err(err) => {
-            tracing::warn!(error = %err, "cannot build the primary keys yet; will retry");
-            false
-        }
-    }
-}
-
-async fn watch_done(
-    state: RunState,
-    stream: PullConsumer,
-    client: tokio_postgres::Client,
-    database_url: String,
-    run: RunName,
-    stop: CancellationToken,
-) {
-    let mut client = Some(client);
-    let mut last = None;
-    loop {
-        if client
-            .as_ref()
-            .is_none_or(tokio_postgres::Client::is_closed)
-        {
-            // PostgreSQL restarted: the old connection is gone for good.
-            client = pg::connect(&database_url).await.ok();
-        }
-        let check = async {
-            match &client {
-                Some(client) => done::check(&state, &stream, client, run.as_str()).await,
-                None => Err(done::DoneError::NoConnection),
-            }
-        };
-        // A check waiting on a server that stopped answering must not hold up a stop.
-        let checked = tokio::select! {
-            _ = stop.cancelled() => return,
-            checked = check => checked,
-        };
-        match checked {
-            Ok(Progress::Done) => {
-                // Done means the keys waiting for the snapshot are built too.
-                let build = async {
-                    match client.as_mut() {
-                        Some(pg) => build_keys(pg, run.as_str()).await,
-                        None => false,
-                    }
-                };
-                let built = tokio::select! {
-                    _ = stop.cancelled() => return,
-                    built = build => built,
-                };
-                if !built {
-                    tokio::select! {
-                        _ = stop.cancelled() => return,
-                        _ = tokio::time::sleep(DONE_CHECK_EVERY) => continue,
-                    }
-                }
-                tracing::info!(run = %run,
-                    "every batch of the run is accounted for; stopping (once `mongo2pg status --run {run}` says complete, `mongo2pg cleanup --run {run}` removes the run from NATS)");
-                stop.cancel();
-                return;
-            }
-            Ok(progress) if last != Some(progress) => {
-                last = Some(progress);
-                match progress {
-                    Progress::NoProducer => tracing::warn!(run = %run,
-                        "no producer has announced this run yet; waiting for one (start `producer run --run {run}` with the same NATS stream)"),
-                    Progress::Publishing => tracing::info!(run = %run,
-                        "the producer is publishing the run; waiting for it to finish"),
-                    Progress::Following => tracing::info!(run = %run,
-                        "the run follows the change stream: its snapshot has landed, and this consumer applies changes until stopped"),
-                    Progress::Landing | Progress::Done => {}
-                }
-            }
-            Ok(_) => {}
-            Err(err) => {
-                tracing::debug!(error = %err, "cannot check whether the run is done yet; will retry")
-            }
-        }
-        tokio::select! {
-            _ = stop.cancelled() => return,
-            _ = tokio::time::sleep(DONE_CHECK_EVERY) => {}
-        }
-    }
 }
