@@ -2,14 +2,6 @@
 //! see `landing::keys`), as the consumer's watchers build them: once the snapshot has
 //! landed, before a followed run's changes and before `--exit-when-done` exits.
 
-/// Whether any primary key of `run`'s tables waits for its snapshot (false when that
-/// cannot be read: the next tick reads again).
-pub(crate) async fn keys_pending(client: &tokio_postgres::Client, run: &str) -> bool {
-    landing::keys::of_run(client, run)
-        .await
-        .is_ok_and(|keys| keys.iter().any(|key| !key.built))
-}
-
 /// Builds the primary keys of `run`'s tables that wait for its snapshot; true once none
 /// is left waiting. A failure is logged and tried again at the next tick.
 pub(crate) async fn build_keys(client: &mut tokio_postgres::Client, run: &str) -> bool {

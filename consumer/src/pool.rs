@@ -24,7 +24,7 @@ use tokio_util::sync::CancellationToken;
 use crate::config::ConsumerConfig;
 use crate::done::Progress;
 use crate::error::ConsumerError;
-use crate::keys::{build_keys, keys_pending};
+use crate::keys::build_keys;
 use crate::shared::Shared;
 use crate::stats::{Stats, Totals};
 use crate::writer::Writer;
@@ -358,7 +358,7 @@ async fn after_snapshot(
             };
             // Without --key-after-load, a run that does not follow has nothing to do
             // after its snapshot here: consumers with it build the keys (and
-            // `mongo2pg finish` any still waiting).
+            // `mongo2pg finish` any still waiting), then stop looking.
             if manifest.complete && !manifest.follow && !shared.key_after_load {
                 return Next::Return;
             }
@@ -378,13 +378,15 @@ async fn after_snapshot(
                     return Next::Follow;
                 }
             } else if manifest.complete
-                && keys_pending(pg, run).await
                 && matches!(
                     done::check(&state, &snapshot, pg, run).await,
                     Ok(Progress::Done)
                 )
+                && build_keys(pg, run).await
             {
-                build_keys(pg, run).await;
+                // Every batch has landed and no key waits: nothing is left to do here
+                // (an idle daemon does not ask PostgreSQL every second ever after).
+                return Next::Return;
             }
             Next::Wait
         };

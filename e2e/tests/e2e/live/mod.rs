@@ -431,7 +431,7 @@ async fn live_migration_with(
         .await?
         .get(0);
     ensure!(keyed, "{COLLECTION} has no primary key at cutover");
-    if consumer_args.contains(&"--key-after-load") {
+    if !consumer_args.contains(&"--key-after-load=false") {
         let state: String = pg
             .query_one(
                 "SELECT state FROM _migrate_keys WHERE target_table = $1",
@@ -599,15 +599,16 @@ async fn live_migration_with_the_snapshot_read_in_ranges() -> Result<()> {
     .await
 }
 
-/// The table created without its primary key (`--key-after-load`): the key is built
-/// once the snapshot has landed, before the first change lands, a consumer killed
-/// mid-snapshot and the producer once changes flow as above.
+/// The table created with its primary key (`--key-after-load=false`; by default the
+/// key is built once the snapshot has landed, before the first change lands, as every
+/// other live migration here checks), a consumer killed mid-snapshot and the producer
+/// once changes flow as above.
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-async fn live_migration_with_the_key_built_after_the_load() -> Result<()> {
+async fn live_migration_with_the_key_made_with_the_table() -> Result<()> {
     let mut args = CONSUMER_ARGS.to_vec();
-    args.push("--key-after-load");
+    args.push("--key-after-load=false");
     live_migration_with(
-        "live_key_after",
+        "live_key_during",
         20_000,
         Kill::FromOutside,
         PRODUCER_ARGS,

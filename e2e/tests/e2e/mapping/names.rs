@@ -122,6 +122,7 @@ async fn bookkeeping_tables_live_in_a_schema_of_their_own() {
             "app.things",
             "migrate._migrate_dead_letters",
             "migrate._migrate_finish",
+            "migrate._migrate_keys",
             "migrate._migrate_ledger",
             "migrate._migrate_rejects",
             "migrate._migrate_versions",

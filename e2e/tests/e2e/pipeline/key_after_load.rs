@@ -1,6 +1,7 @@
-//! `consumer run --key-after-load`: new tables land without their primary key, which
-//! is built once the run's snapshot has landed; a document published twice meanwhile
-//! lands twice and is kept once.
+//! `consumer run --key-after-load` (the default): new tables land without their primary
+//! key, which is built once the run's snapshot has landed; a document published twice
+//! meanwhile lands twice and is kept once. With `--key-after-load=false` every table
+//! is made with its key and a document published twice is skipped as it lands.
 
 use std::time::Duration;
 
@@ -23,13 +24,11 @@ async fn primary_key(pg: &tokio_postgres::Client, table: &str) -> Option<String>
 }
 
 /// Two publications of one run cut into other batches (a document inserted before the
-/// others in between, another `--batch-size`) both land before the key is built: every
-/// document lands twice, and the build keeps each once, with its content; `status`
-/// counts the second copies as already landed, and `verify` finds the target equal to
-/// the source.
-#[tokio::test(flavor = "multi_thread")]
-async fn the_key_is_built_after_the_load_and_documents_published_twice_are_kept_once() {
-    let env = TestEnv::new("key_after_load").await.expect("env");
+/// others in between, another `--batch-size`), then two consumers with `consumer_args`
+/// land both. Checks every table's content (each document once), the key, `status`
+/// (the second copies counted as already landed) and `verify`; returns the consumers'
+/// logs and the mapping's path.
+async fn published_twice(env: &TestEnv, consumer_args: &[&str]) -> String {
     for name in ["plain", "typed"] {
         env.db()
             .collection::<Document>(name)
@@ -63,13 +62,10 @@ async fn the_key_is_built_after_the_load_and_documents_published_twice_are_kept_
             .expect("run again"),
         "producer --restart --batch-size 700",
     );
+    let mut args = vec!["--mapping", &mapping];
+    args.extend_from_slice(consumer_args);
     let outputs = env
-        .run_consumers(
-            "r",
-            2,
-            &["--mapping", &mapping, "--key-after-load"],
-            CONSUMERS_LIMIT,
-        )
+        .run_consumers("r", 2, &args, CONSUMERS_LIMIT)
         .await
         .expect("consumers");
     let logs: String = outputs
@@ -100,6 +96,24 @@ async fn the_key_is_built_after_the_load_and_documents_published_twice_are_kept_
                 .collect();
         assert_eq!(rows, expected, "{table}: every document once");
     }
+    // Status counts the second copies as already landed.
+    env.assert_complete_and_verified(
+        "r",
+        "skipped as already landed: 4000 documents",
+        &["--mapping", &mapping],
+    )
+    .await
+    .expect("complete and verified");
+    logs
+}
+
+/// By default the key is built after the load: every document published twice lands
+/// twice, and the build keeps each once, with its content, and records how many.
+#[tokio::test(flavor = "multi_thread")]
+async fn the_key_is_built_after_the_load_and_documents_published_twice_are_kept_once() {
+    let env = TestEnv::new("key_after_load").await.expect("env");
+    let logs = published_twice(&env, &[]).await;
+    let pg = env.pg().await.expect("pg");
     let keys: Vec<(String, String, i64)> = pg
         .query(
             "SELECT target_table, state, duplicates FROM _migrate_keys ORDER BY target_table",
@@ -122,15 +136,25 @@ async fn the_key_is_built_after_the_load_and_documents_published_twice_are_kept_
             && logs.contains("documents=2000"),
         "the consumers say what the build found: {logs}"
     );
+}
 
-    // Status counts the second copies as already landed.
-    env.assert_complete_and_verified(
-        "r",
-        "skipped as already landed: 4000 documents",
-        &["--mapping", &mapping],
-    )
-    .await
-    .expect("complete and verified");
+/// `--key-after-load=false`: every table is made with its key, nothing is registered,
+/// and a document published twice is skipped as its second copy lands.
+#[tokio::test(flavor = "multi_thread")]
+async fn with_the_key_during_the_load_documents_published_twice_are_skipped() {
+    let env = TestEnv::new("key_during_load").await.expect("env");
+    let logs = published_twice(&env, &["--key-after-load=false"]).await;
+    let pg = env.pg().await.expect("pg");
+    let registry: Option<String> = pg
+        .query_one("SELECT to_regclass('_migrate_keys')::text", &[])
+        .await
+        .expect("registry")
+        .get(0);
+    assert_eq!(registry, None, "no key waited for the load");
+    assert!(
+        !logs.contains("before the key was built"),
+        "no key was built after the load: {logs}"
+    );
 }
 
 /// A table that exists keeps its key, and a table with child tables (whose rows two
@@ -162,14 +186,9 @@ async fn existing_tables_and_tables_with_children_keep_their_keys() {
          columns = [ { name = \"sku\", path = \"sku\", type = \"text\" }, { name = \"qty\", path = \"qty\", type = \"int4\" } ]\n",
     );
     assert_success(&env.producer("r", &["run"]).await.expect("run"), "producer");
-    env.run_consumers(
-        "r",
-        1,
-        &["--mapping", &mapping, "--key-after-load"],
-        CONSUMERS_LIMIT,
-    )
-    .await
-    .expect("consumers");
+    env.run_consumers("r", 1, &["--mapping", &mapping], CONSUMERS_LIMIT)
+        .await
+        .expect("consumers");
     for table in ["users", "orders", "order_lines"] {
         assert!(
             primary_key(&pg, table).await.is_some(),
@@ -188,4 +207,69 @@ async fn existing_tables_and_tables_with_children_keep_their_keys() {
         .expect("lines")
         .get(0);
     assert_eq!(lines, 50);
+}
+
+/// A consumer running as a daemon (no `--exit-when-done`) on a run that does not
+/// follow builds the key once every batch has landed, as `--exit-when-done` does
+/// before it exits: the table never stays without its key because nobody exits.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_daemon_builds_the_key_once_the_snapshot_has_landed() {
+    let env = TestEnv::new("key_after_load_daemon").await.expect("env");
+    env.db()
+        .collection::<Document>("users")
+        .insert_many((0..3000).map(|i| doc! { "_id": i, "name": format!("n{i}") }))
+        .await
+        .expect("insert");
+    let mut daemon = env
+        .command("consumer", "r")
+        .args(["run", "--writers", "2"])
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .expect("consumer");
+    assert_success(
+        &env.producer("r", &["run", "--batch-size", "500"])
+            .await
+            .expect("run"),
+        "producer",
+    );
+    let pg = env.pg().await.expect("pg");
+    let deadline = tokio::time::Instant::now() + CONSUMERS_LIMIT;
+    let state = loop {
+        let state: Option<String> = pg
+            .query_opt(
+                "SELECT state FROM _migrate_keys WHERE target_table = 'users'",
+                &[],
+            )
+            .await
+            .ok()
+            .flatten()
+            .map(|row| row.get(0));
+        if state.as_deref() == Some("built") || tokio::time::Instant::now() > deadline {
+            break state;
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    };
+    daemon.start_kill().expect("kill");
+    daemon.wait().await.expect("wait");
+    assert_eq!(state.as_deref(), Some("built"), "the daemon built the key");
+    assert_eq!(primary_key(&pg, "users").await.as_deref(), Some("_id"));
+    let names: Vec<String> = pg
+        .query(
+            "SELECT doc->>'name' FROM users ORDER BY substr(doc->>'name', 2)::int",
+            &[],
+        )
+        .await
+        .expect("rows")
+        .iter()
+        .map(|row| row.get(0))
+        .collect();
+    assert_eq!(
+        names,
+        (0..3000).map(|i| format!("n{i}")).collect::<Vec<_>>(),
+        "every document once"
+    );
+    env.assert_complete_and_verified("r", "users", &[])
+        .await
+        .expect("complete and verified");
 }
