@@ -112,7 +112,13 @@ pub async fn run(
             collection,
         };
         let key_after_load = config.key_after_load.then_some(&load);
-        schema::ensure_table(&mut client, &mapping.plan(collection), key_after_load).await?;
+        schema::ensure_table(
+            &mut client,
+            &mapping.plan(collection),
+            Some(run.as_str()),
+            key_after_load,
+        )
+        .await?;
     }
     same_mapping(
         patiently("recording the run's mapping", || async {

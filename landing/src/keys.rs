@@ -71,20 +71,20 @@ pub(crate) async fn register(
     .map(|_| ())
 }
 
-/// Whether `table`'s key is registered as pending: the table may lack its unique key
-/// until the run's snapshot has landed.
-pub async fn is_pending(client: &Client, table: &str) -> Result<bool, PgError> {
+/// The run whose snapshot `table`'s key waits for, if it is registered as pending: the
+/// table may lack its unique key until that run's snapshot has landed.
+pub async fn pending_for(client: &Client, table: &str) -> Result<Option<String>, PgError> {
     let found = client
-        .query_one(
+        .query_opt(
             &format!(
-                "SELECT EXISTS (SELECT 1 FROM {} WHERE target_table = $1 AND state = 'pending')",
+                "SELECT run FROM {} WHERE target_table = $1 AND state = 'pending'",
                 bookkeeping_table(KEYS_TABLE)
             ),
             &[&table],
         )
         .await;
-    missing_table_is(found.and_then(|row| row.try_get(0)), false)
-        .doing("reading the keys built after the load")
+    let found = found.and_then(|row| row.map(|row| row.try_get(0)).transpose());
+    missing_table_is(found, None).doing("reading the keys built after the load")
 }
 
 /// A key waiting for its run's snapshot, or built.

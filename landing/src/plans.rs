@@ -65,7 +65,13 @@ impl Plans {
                     });
                 }
                 let load = crate::keys::KeyAfterLoad { run, collection };
-                schema::ensure_table(client, &plan, self.key_after_load.then_some(&load)).await?;
+                schema::ensure_table(
+                    client,
+                    &plan,
+                    Some(run),
+                    self.key_after_load.then_some(&load),
+                )
+                .await?;
                 plan
             }
         };

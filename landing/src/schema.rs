@@ -154,10 +154,13 @@ pub async fn ensure_keys_table(client: &mut Client) -> Result<(), PgError> {
 /// With `key_after_load` (a run's consumers with `--key-after-load`), a table created
 /// here for a plan without child tables gets no primary key yet: it is registered as
 /// pending in the keys table, in the same transaction, and built once the run's
-/// snapshot has landed ([`crate::keys`]).
+/// snapshot has landed ([`crate::keys`]). `run` is the run landing here: a table whose
+/// key waits for another run's snapshot is refused (`None`, a repair after the load,
+/// takes any).
 pub async fn ensure_table(
     client: &mut Client,
     plan: &TablePlan,
+    run: Option<&str>,
     key_after_load: Option<&KeyAfterLoad<'_>>,
 ) -> Result<(), TableError> {
     let doing = format!("creating table {}", plan.table);
@@ -210,7 +213,7 @@ pub async fn ensure_table(
             .doing(&doing)?;
     }
     tx.commit().await.doing(&doing)?;
-    table_check::check(client, plan).await
+    table_check::check(client, plan, run).await
 }
 
 async fn table_exists(client: &Client, table: &str, doing: &str) -> Result<bool, PgError> {

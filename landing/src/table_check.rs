@@ -43,6 +43,15 @@ pub enum TableMismatch {
         /// The column, quoted for SQL.
         column_sql: String,
     },
+    /// The key waits for another run's snapshot: this run's documents would land
+    /// beside that run's, and no build of this run would ever dedupe them.
+    #[error("table {table:?} has no primary key yet: it is built once run {run:?}'s snapshot has landed (mongo2pg finish --run {run} builds it now); another run cannot land in it meanwhile")]
+    KeyWaitsForAnotherRun {
+        /// The table.
+        table: String,
+        /// The run whose snapshot the key waits for.
+        run: String,
+    },
 }
 
 /// Why a target table could not be made ready.
@@ -69,8 +78,9 @@ impl TableError {
 
 /// Checks the plan's table and child tables, which exist: every column the plan
 /// writes has the plan's type (or one that reads the same bytes), and the key has a
-/// unique index of its own, or is to be built after the load ([`crate::keys`]).
-pub async fn check(client: &Client, plan: &TablePlan) -> Result<(), TableError> {
+/// unique index of its own, or is to be built after the load ([`crate::keys`]) of
+/// `run` (of any run when `None`: a repair after the load).
+pub async fn check(client: &Client, plan: &TablePlan, run: Option<&str>) -> Result<(), TableError> {
     let doing = format!("reading the columns of {}", plan.table);
     let columns: Vec<(&str, ColumnType)> = plan
         .columns
@@ -83,15 +93,26 @@ pub async fn check(client: &Client, plan: &TablePlan) -> Result<(), TableError> 
         if !has_unique_index(client, &plan.table, column)
             .await
             .doing(&doing)?
-            && !crate::keys::is_pending(client, &plan.table).await?
         {
-            return Err(TableMismatch::NoUniqueKey {
-                table: plan.table.clone(),
-                column: column.clone(),
-                table_sql: quote_table(&plan.table),
-                column_sql: quote(column),
+            match crate::keys::pending_for(client, &plan.table).await? {
+                Some(waits_for) if run.is_none_or(|run| run == waits_for) => {}
+                Some(waits_for) => {
+                    return Err(TableMismatch::KeyWaitsForAnotherRun {
+                        table: plan.table.clone(),
+                        run: waits_for,
+                    }
+                    .into())
+                }
+                None => {
+                    return Err(TableMismatch::NoUniqueKey {
+                        table: plan.table.clone(),
+                        column: column.clone(),
+                        table_sql: quote_table(&plan.table),
+                        column_sql: quote(column),
+                    }
+                    .into())
+                }
             }
-            .into());
         }
     }
     for child in &plan.children {

@@ -29,7 +29,7 @@ impl Check<'_> {
     /// Lands the given documents again; returns how many became rows.
     pub(super) async fn repair(&mut self, differing: &[&Seen]) -> Result<u64, VerifyError> {
         let plan = self.plan;
-        landing::schema::ensure_table(self.client, plan, None)
+        landing::schema::ensure_table(self.client, plan, None, None)
             .await
             .map_err(|e| self.failed("creating the table", e))?;
         let followed = landing::versions::changes_landed(self.client, plan)

@@ -58,7 +58,7 @@ async fn things(env: &TestEnv) -> Result<(Session, TablePlan)> {
     let mut client = Session::new(env.pg().await?);
     let plan = MappingFile::default().plan("things");
     landing::schema::ensure_bookkeeping(&mut client).await?;
-    landing::schema::ensure_table(&mut client, &plan, None).await?;
+    landing::schema::ensure_table(&mut client, &plan, None, None).await?;
     Ok((client, plan))
 }
 
@@ -200,7 +200,7 @@ async fn racing_writers_keep_the_newest_version() -> Result<()> {
     let mut setup = env.pg().await?;
     let plan = MappingFile::default().plan("things");
     landing::schema::ensure_bookkeeping(&mut setup).await?;
-    landing::schema::ensure_table(&mut setup, &plan, None).await?;
+    landing::schema::ensure_table(&mut setup, &plan, None, None).await?;
     let mut a = Session::new(env.pg().await?);
     let mut b = Session::new(env.pg().await?);
     use ChangeOp::*;
@@ -510,7 +510,7 @@ async fn change_batches_reuse_the_statements_prepared_on_their_connection() -> R
 
     // The table dropped and created again: the same statements write the new one.
     client.batch_execute("DROP TABLE things").await?;
-    landing::schema::ensure_table(&mut client, &plan, None).await?;
+    landing::schema::ensure_table(&mut client, &plan, None, None).await?;
     land(&mut client, &plan, "p12", &[update_of("x", 22, 12)]).await?;
     ensure!(held(&client).await? == Some(12));
     ensure!(prepared(&client).await? == after_careful);

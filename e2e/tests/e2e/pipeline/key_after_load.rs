@@ -273,3 +273,130 @@ async fn a_daemon_builds_the_key_once_the_snapshot_has_landed() {
         .await
         .expect("complete and verified");
 }
+
+/// A run whose consumers were all stopped mid-load leaves its table without its key,
+/// waiting for that run's snapshot. Another run landing in the table would put its
+/// documents beside the first run's, and none of its own builds would ever dedupe
+/// them: its batches are refused with the reason (here dead-lettered at the first
+/// delivery), and its status does not say complete. Once the first run's key is built
+/// (`mongo2pg finish --run a`, as the reason says), the batches requeued land.
+#[tokio::test(flavor = "multi_thread")]
+async fn another_run_does_not_land_in_a_table_whose_key_waits_for_a_run() {
+    let env = TestEnv::new("key_after_load_other_run").await.expect("env");
+    env.db()
+        .collection::<Document>("users")
+        .insert_many((0..4000).map(|i| doc! { "_id": i, "name": format!("n{i}") }))
+        .await
+        .expect("insert");
+    // Run a, stopped mid-load: its producer reads slowly and is killed, so its
+    // snapshot never completes and its key is never built.
+    let mut producer = env
+        .command("producer", "a")
+        .args(["run", "--batch-size", "100", "--max-read-rate", "500"])
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .expect("producer a");
+    let mut consumer = env
+        .command("consumer", "a")
+        .args(["run", "--writers", "1"])
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .expect("consumer a");
+    let pg = env.pg().await.expect("pg");
+    let deadline = tokio::time::Instant::now() + CONSUMERS_LIMIT;
+    loop {
+        let rows: i64 = match pg.query_one("SELECT count(*) FROM users", &[]).await {
+            Ok(row) => row.get(0),
+            Err(_) => 0,
+        };
+        if rows >= 200 || tokio::time::Instant::now() > deadline {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    for child in [&mut producer, &mut consumer] {
+        child.start_kill().expect("kill");
+        child.wait().await.expect("wait");
+    }
+    let landed_by_a: i64 = pg
+        .query_one("SELECT count(*) FROM users", &[])
+        .await
+        .expect("count")
+        .get(0);
+    assert!(
+        (200..4000).contains(&landed_by_a),
+        "run a landed part of the collection: {landed_by_a}"
+    );
+    assert_eq!(primary_key(&pg, "users").await, None, "run a's key waits");
+
+    // Run b, published whole, is refused.
+    assert_success(
+        &env.producer("b", &["run"]).await.expect("run b"),
+        "producer b",
+    );
+    env.run_consumers("b", 1, &["--max-deliver", "1"], CONSUMERS_LIMIT)
+        .await
+        .expect("consumers b");
+    let reasons: Vec<String> = pg
+        .query(
+            "SELECT reason FROM _migrate_dead_letters WHERE run = 'b'",
+            &[],
+        )
+        .await
+        .expect("dead letters")
+        .iter()
+        .map(|row| row.get(0))
+        .collect();
+    assert!(
+        !reasons.is_empty()
+            && reasons.iter().all(|r| r.contains(
+                "it is built once run \"a\"'s snapshot has landed (mongo2pg finish --run a builds it now)"
+            )),
+        "{reasons:?}"
+    );
+    let rows: i64 = pg
+        .query_one("SELECT count(*) FROM users", &[])
+        .await
+        .expect("count")
+        .get(0);
+    assert_eq!(
+        rows, landed_by_a,
+        "nothing of run b landed beside run a's rows"
+    );
+    let (code, text) = env.mongo2pg_report("b", &["status"]).await.expect("status");
+    assert_ne!(code, Some(0), "status of run b: {text}");
+
+    // The way out the reason gives.
+    assert_success(
+        &env.mongo2pg("a", &["finish"]).await.expect("finish a"),
+        "finish --run a",
+    );
+    assert_eq!(primary_key(&pg, "users").await.as_deref(), Some("_id"));
+    assert_success(
+        &env.mongo2pg("b", &["requeue"]).await.expect("requeue"),
+        "requeue",
+    );
+    env.run_consumers("b", 1, &[], CONSUMERS_LIMIT)
+        .await
+        .expect("consumers b again");
+    let names: Vec<String> = pg
+        .query(
+            "SELECT doc->>'name' FROM users ORDER BY substr(doc->>'name', 2)::int",
+            &[],
+        )
+        .await
+        .expect("rows")
+        .iter()
+        .map(|row| row.get(0))
+        .collect();
+    assert_eq!(
+        names,
+        (0..4000).map(|i| format!("n{i}")).collect::<Vec<_>>(),
+        "every document once"
+    );
+    env.assert_complete_and_verified("b", "users", &[])
+        .await
+        .expect("complete and verified");
+}
