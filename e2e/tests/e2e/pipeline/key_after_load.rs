@@ -288,11 +288,12 @@ async fn another_run_does_not_land_in_a_table_whose_key_waits_for_a_run() {
         .insert_many((0..4000).map(|i| doc! { "_id": i, "name": format!("n{i}") }))
         .await
         .expect("insert");
-    // Run a, stopped mid-load: its producer reads slowly and is killed, so its
-    // snapshot never completes and its key is never built.
+    // Run a, stopped mid-load: its producer reads slowly (20 s for the collection)
+    // and is killed once a few batches landed, so its snapshot never completes and
+    // its key is never built.
     let mut producer = env
         .command("producer", "a")
-        .args(["run", "--batch-size", "100", "--max-read-rate", "500"])
+        .args(["run", "--batch-size", "100", "--max-read-rate", "200"])
         .stdout(std::process::Stdio::null())
         .stderr(std::process::Stdio::null())
         .spawn()
