@@ -23,6 +23,38 @@ async fn primary_key(pg: &tokio_postgres::Client, table: &str) -> Option<String>
     .and_then(|row| row.get(0))
 }
 
+/// Asserts that the unmapped `users` table holds each of the `count` seeded documents
+/// (`{_id: i, name: "n<i>"}`) once.
+async fn assert_every_user_once(pg: &tokio_postgres::Client, count: i32) {
+    let names: Vec<String> = pg
+        .query(
+            "SELECT doc->>'name' FROM users ORDER BY substr(doc->>'name', 2)::int",
+            &[],
+        )
+        .await
+        .expect("rows")
+        .iter()
+        .map(|row| row.get(0))
+        .collect();
+    assert_eq!(
+        names,
+        (0..count).map(|i| format!("n{i}")).collect::<Vec<_>>(),
+        "every document once"
+    );
+}
+
+/// Starts `binary run <args>` of `run` as a daemon (no `--exit-when-done`), its output
+/// discarded; the test kills it.
+fn spawn_daemon(env: &TestEnv, binary: &str, run: &str, args: &[&str]) -> tokio::process::Child {
+    env.command(binary, run)
+        .arg("run")
+        .args(args)
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .expect(binary)
+}
+
 /// Two publications of one run cut into other batches (a document inserted before the
 /// others in between, another `--batch-size`), then two consumers with `consumer_args`
 /// land both. Checks every table's content (each document once), the key, `status`
@@ -220,13 +252,7 @@ async fn a_daemon_builds_the_key_once_the_snapshot_has_landed() {
         .insert_many((0..3000).map(|i| doc! { "_id": i, "name": format!("n{i}") }))
         .await
         .expect("insert");
-    let mut daemon = env
-        .command("consumer", "r")
-        .args(["run", "--writers", "2"])
-        .stdout(std::process::Stdio::null())
-        .stderr(std::process::Stdio::null())
-        .spawn()
-        .expect("consumer");
+    let mut daemon = spawn_daemon(&env, "consumer", "r", &["--writers", "2"]);
     assert_success(
         &env.producer("r", &["run", "--batch-size", "500"])
             .await
@@ -254,21 +280,7 @@ async fn a_daemon_builds_the_key_once_the_snapshot_has_landed() {
     daemon.wait().await.expect("wait");
     assert_eq!(state.as_deref(), Some("built"), "the daemon built the key");
     assert_eq!(primary_key(&pg, "users").await.as_deref(), Some("_id"));
-    let names: Vec<String> = pg
-        .query(
-            "SELECT doc->>'name' FROM users ORDER BY substr(doc->>'name', 2)::int",
-            &[],
-        )
-        .await
-        .expect("rows")
-        .iter()
-        .map(|row| row.get(0))
-        .collect();
-    assert_eq!(
-        names,
-        (0..3000).map(|i| format!("n{i}")).collect::<Vec<_>>(),
-        "every document once"
-    );
+    assert_every_user_once(&pg, 3000).await;
     env.assert_complete_and_verified("r", "users", &[])
         .await
         .expect("complete and verified");
@@ -291,20 +303,13 @@ async fn another_run_does_not_land_in_a_table_whose_key_waits_for_a_run() {
     // Run a, stopped mid-load: its producer reads slowly (20 s for the collection)
     // and is killed once a few batches landed, so its snapshot never completes and
     // its key is never built.
-    let mut producer = env
-        .command("producer", "a")
-        .args(["run", "--batch-size", "100", "--max-read-rate", "200"])
-        .stdout(std::process::Stdio::null())
-        .stderr(std::process::Stdio::null())
-        .spawn()
-        .expect("producer a");
-    let mut consumer = env
-        .command("consumer", "a")
-        .args(["run", "--writers", "1"])
-        .stdout(std::process::Stdio::null())
-        .stderr(std::process::Stdio::null())
-        .spawn()
-        .expect("consumer a");
+    let mut producer = spawn_daemon(
+        &env,
+        "producer",
+        "a",
+        &["--batch-size", "100", "--max-read-rate", "200"],
+    );
+    let mut consumer = spawn_daemon(&env, "consumer", "a", &["--writers", "1"]);
     let pg = env.pg().await.expect("pg");
     let deadline = tokio::time::Instant::now() + CONSUMERS_LIMIT;
     loop {
@@ -382,21 +387,7 @@ async fn another_run_does_not_land_in_a_table_whose_key_waits_for_a_run() {
     env.run_consumers("b", 1, &[], CONSUMERS_LIMIT)
         .await
         .expect("consumers b again");
-    let names: Vec<String> = pg
-        .query(
-            "SELECT doc->>'name' FROM users ORDER BY substr(doc->>'name', 2)::int",
-            &[],
-        )
-        .await
-        .expect("rows")
-        .iter()
-        .map(|row| row.get(0))
-        .collect();
-    assert_eq!(
-        names,
-        (0..4000).map(|i| format!("n{i}")).collect::<Vec<_>>(),
-        "every document once"
-    );
+    assert_every_user_once(&pg, 4000).await;
     env.assert_complete_and_verified("b", "users", &[])
         .await
         .expect("complete and verified");
