@@ -215,9 +215,11 @@ async fn build(client: &mut Client, table: &str) -> Result<Option<Key>, PgError>
         }
     }
     let seconds = started.elapsed().as_secs_f64();
+    // `clock_timestamp()`, not `now()`: `now()` is when the transaction began, before
+    // the build, and would date a key built over minutes by its start.
     tx.execute(
         &format!(
-            "UPDATE {keys} SET state = 'built', duplicates = $2, seconds = $3, built_at = now()
+            "UPDATE {keys} SET state = 'built', duplicates = $2, seconds = $3, built_at = clock_timestamp()
              WHERE target_table = $1"
         ),
         &[
