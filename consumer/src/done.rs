@@ -19,6 +19,7 @@ use common::naming::RunName;
 use common::naming::{bookkeeping_table, DEAD_LETTERS_TABLE, LEDGER_TABLE};
 use common::run_state::{RunManifest, RunState, StateError};
 use landing::pg::{self, Doing, PgError};
+use tokio::sync::watch;
 use tokio_postgres::Client;
 use tokio_util::sync::CancellationToken;
 
@@ -26,6 +27,9 @@ use crate::keys::build_keys;
 
 /// How often `--exit-when-done` checks whether the run is complete.
 const DONE_CHECK_EVERY: Duration = Duration::from_millis(500);
+/// After a writer settles a batch, how long to wait for others before looking: a burst
+/// of batches settling makes one look, and a loading process looks at most this often.
+const SETTLE_PAUSE: Duration = Duration::from_millis(50);
 
 /// Why the done check could not tell this time; the watcher tries again.
 #[derive(Debug, thiserror::Error)]
@@ -124,12 +128,61 @@ pub(crate) async fn check(
     })
 }
 
-/// With `--exit-when-done`: checks where the run stands every [`DONE_CHECK_EVERY`],
-/// says when that changes, and once the run is done and its keys waiting for the load
-/// are built, cancels `stop`.
+/// Waits until the next look at the run: `every` at the latest, sooner once a writer of
+/// this process has settled a batch (`settled` moved) and the run's durable consumer then
+/// holds nothing undelivered or unacknowledged, which is how the run's last batch shows.
+/// Returns at once when `stop` is cancelled.
+pub(crate) async fn until_next_look(
+    every: Duration,
+    mut settled: Option<&mut watch::Receiver<u64>>,
+    stream: &PullConsumer,
+    stop: &CancellationToken,
+) {
+    let tick = tokio::time::sleep(every);
+    tokio::pin!(tick);
+    loop {
+        let moved = async {
+            match settled.as_deref_mut() {
+                Some(settled) => settled.changed().await.is_ok(),
+                None => std::future::pending().await,
+            }
+        };
+        tokio::select! {
+            _ = stop.cancelled() => return,
+            () = &mut tick => return,
+            moved = moved => {
+                if !moved {
+                    // No writer will say so any more: the tick alone.
+                    settled = None;
+                    continue;
+                }
+            }
+        }
+        let drained = async {
+            tokio::time::sleep(SETTLE_PAUSE).await;
+            stream
+                .get_info()
+                .await
+                .is_ok_and(|info| info.num_pending == 0 && info.num_ack_pending == 0)
+        };
+        tokio::select! {
+            _ = stop.cancelled() => return,
+            () = &mut tick => return,
+            drained = drained => if drained {
+                return;
+            },
+        }
+    }
+}
+
+/// With `--exit-when-done`: checks where the run stands every [`DONE_CHECK_EVERY`], and
+/// as soon as the run's durable consumer is drained after one of this process's writers
+/// settled a batch ([`until_next_look`]); says when that changes, and once the run is
+/// done and its keys waiting for the load are built, cancels `stop`.
 pub(crate) async fn watch_done(
     state: RunState,
     stream: PullConsumer,
+    mut settled: watch::Receiver<u64>,
     client: tokio_postgres::Client,
     database_url: String,
     run: RunName,
@@ -197,9 +250,12 @@ pub(crate) async fn watch_done(
                 tracing::debug!(error = %err, "cannot check whether the run is done yet; will retry")
             }
         }
-        tokio::select! {
-            _ = stop.cancelled() => return,
-            _ = tokio::time::sleep(DONE_CHECK_EVERY) => {}
+        // A followed run's snapshot has landed for good: its change batches settling
+        // tell nothing here, and would make a look at the ledger out of each.
+        let nudged = (last != Some(Progress::Following)).then_some(&mut settled);
+        until_next_look(DONE_CHECK_EVERY, nudged, &stream, &stop).await;
+        if stop.is_cancelled() {
+            return;
         }
     }
 }

@@ -150,6 +150,7 @@ pub async fn run(
         max_deliver: config.max_deliver.get(),
         prefetch: config.prefetch.get(),
         key_after_load: config.key_after_load,
+        settled: tokio::sync::watch::Sender::new(0),
     });
     let stop = shutdown.child_token();
     let mut tasks = JoinSet::new();
@@ -177,6 +178,7 @@ pub async fn run(
         tasks.spawn(done::watch_done(
             state,
             consumer.clone(),
+            shared.settled.subscribe(),
             client,
             config.postgres.database_url.clone(),
             run,
@@ -356,6 +358,7 @@ async fn after_snapshot(
 ) {
     let run = shared.run.as_str();
     let mut client: Option<tokio_postgres::Client> = None;
+    let mut settled = shared.settled.subscribe();
     loop {
         // One look at the run; a server that stopped answering must not hold up a stop.
         let look = async {
@@ -405,9 +408,9 @@ async fn after_snapshot(
             Next::Return => return,
             Next::Wait => {}
         }
-        tokio::select! {
-            _ = stop.cancelled() => return,
-            _ = tokio::time::sleep(SNAPSHOT_CHECK_EVERY) => {}
+        done::until_next_look(SNAPSHOT_CHECK_EVERY, Some(&mut settled), &snapshot, &stop).await;
+        if stop.is_cancelled() {
+            return;
         }
     }
     drop(client);

@@ -24,4 +24,17 @@ pub(crate) struct Shared {
     /// New tables get their primary key once the snapshot has landed
     /// (`--key-after-load`).
     pub key_after_load: bool,
+    /// How many batches this process's writers have settled (committed, skipped as
+    /// already landed, or dead-lettered) and had acknowledged. The tasks that wait for
+    /// the snapshot's end look again when it moves rather than only on their tick: a
+    /// run's last batch is followed by its keys' build and the process's exit at once,
+    /// not up to a tick later.
+    pub settled: tokio::sync::watch::Sender<u64>,
+}
+
+impl Shared {
+    /// A writer settled a batch and its acknowledgement was confirmed.
+    pub(crate) fn batch_settled(&self) {
+        self.settled.send_modify(|n| *n = n.wrapping_add(1));
+    }
 }

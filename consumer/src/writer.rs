@@ -388,11 +388,13 @@ impl Writer {
             Outcome::Committed { rows, rejects } => {
                 stats.committed(rows, rejects);
                 ack(message, AckKind::Ack).await;
+                shared.batch_settled();
             }
             Outcome::Duplicate => {
                 stats.duplicate();
                 tracing::debug!(writer = self.id, "batch already in the ledger; skipped");
                 ack(message, AckKind::Ack).await;
+                shared.batch_settled();
             }
             Outcome::Abandoned => {
                 tracing::warn!(
@@ -437,6 +439,7 @@ impl Writer {
                     Ok(()) => {
                         stats.dead_letter();
                         ack(message, AckKind::Term).await;
+                        shared.batch_settled();
                     }
                     Err(detail) => {
                         tracing::warn!(writer = self.id, %detail, "cannot record the dead letter yet; will retry");
