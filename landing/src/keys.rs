@@ -14,8 +14,9 @@
 //!    transaction); a table that exists keeps its key, and one with child tables, or
 //!    one a change batch creates (nothing would build its key later), gets it at once;
 //! 2. once the run's snapshot has landed (every batch committed or dead-lettered), a
-//!    consumer builds it ([`build_pending`]): under the registry row's lock, `ALTER
-//!    TABLE … ADD PRIMARY KEY`; if PostgreSQL finds a key twice, the copies but the
+//!    consumer builds it ([`build_pending`]): under the registry row's lock and one of
+//!    [`BUILDS_AT_ONCE`] advisory-lock slots (the consumers build different tables'
+//!    keys at once, a bounded number), `ALTER TABLE … ADD PRIMARY KEY`; if PostgreSQL finds a key twice, the copies but the
 //!    one landed last are deleted first and counted, so `status` counts each such
 //!    document once, as already landed. Changes land only after that: the
 //!    arbitration and the upsert need the key;
@@ -134,36 +135,95 @@ pub async fn of_run(client: &Client, run: &str) -> Result<Vec<Key>, PgError> {
 }
 
 /// Builds every pending key of `run`'s tables; returns those this call built. Safe to
-/// call from every consumer at once: each key is built under its registry row's lock,
-/// and a consumer that waited on it finds it built.
+/// call from every consumer at once: each key is built under its registry row's lock.
+/// A first pass skips the keys another consumer is building, so the consumers of a run
+/// of several tables build different keys at once rather than queueing for the same
+/// one; a second waits for those, so that on return none is left pending (a consumer
+/// that waited finds the key built, or builds it if its builder failed).
 ///
 /// # Errors
 /// [`PgError`] when a build fails; nothing of that build is kept, and the next call
 /// tries again.
 pub async fn build_pending(client: &mut Client, run: &str) -> Result<Vec<Key>, PgError> {
     let mut built = Vec::new();
-    for key in of_run(client, run).await? {
-        if key.built {
-            continue;
-        }
-        if let Some(key) = build(client, &key.table).await? {
-            built.push(key);
+    for lock in [Lock::SkipTaken, Lock::Wait] {
+        for key in of_run(client, run).await? {
+            if key.built {
+                continue;
+            }
+            if let Some(key) = build(client, &key.table, lock).await? {
+                built.push(key);
+            }
         }
     }
     Ok(built)
 }
 
-/// Builds one table's key in one transaction; `None` when another consumer built it.
-async fn build(client: &mut Client, table: &str) -> Result<Option<Key>, PgError> {
+/// Keys built at once on one database, whatever the number of consumers: each build
+/// sorts its table in `maintenance_work_mem` (with its parallel workers), and the
+/// consumers of a run of many tables would otherwise each build one.
+const BUILDS_AT_ONCE: i32 = 4;
+/// The first key of the advisory locks that count the builds under way ("m2pk").
+const BUILD_SLOTS: i32 = 0x6d32_706b;
+
+/// How [`build`] takes a key's registry row.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Lock {
+    /// Leave a key another consumer is building to it.
+    SkipTaken,
+    /// Wait for the row.
+    Wait,
+}
+
+/// Takes one of the [`BUILDS_AT_ONCE`] slots for the transaction: any free one, or
+/// false, with [`Lock::SkipTaken`]; the table's own, waiting for it, with [`Lock::Wait`].
+async fn build_slot(
+    tx: &Transaction<'_>,
+    table: &str,
+    lock: Lock,
+) -> Result<bool, tokio_postgres::Error> {
+    match lock {
+        // Rows are filtered one at a time and LIMIT stops at the first: one lock taken.
+        Lock::SkipTaken => Ok(tx
+            .query_opt(
+                "SELECT s FROM generate_series(0, $2 - 1) AS s
+                 WHERE pg_try_advisory_xact_lock($1, s) LIMIT 1",
+                &[&BUILD_SLOTS, &BUILDS_AT_ONCE],
+            )
+            .await?
+            .is_some()),
+        Lock::Wait => {
+            let slot = table
+                .bytes()
+                .fold(0u32, |h, b| h.wrapping_mul(31).wrapping_add(u32::from(b)))
+                % BUILDS_AT_ONCE.unsigned_abs();
+            let slot = i32::try_from(slot).unwrap_or(0);
+            tx.execute(
+                "SELECT pg_advisory_xact_lock($1, $2)",
+                &[&BUILD_SLOTS, &slot],
+            )
+            .await?;
+            Ok(true)
+        }
+    }
+}
+
+/// Builds one table's key in one transaction; `None` when another consumer built it
+/// (or, with [`Lock::SkipTaken`], is building it).
+async fn build(client: &mut Client, table: &str, lock: Lock) -> Result<Option<Key>, PgError> {
     let doing = format!("building the primary key of {table}");
     let keys = bookkeeping_table(KEYS_TABLE);
-    let started = Instant::now();
     let tx = client.transaction().await.doing(&doing)?;
     let Some(row) = tx
         .query_opt(
             &format!(
                 "SELECT key_column, collection FROM {keys}
-                 WHERE target_table = $1 AND state = 'pending' FOR UPDATE"
+                 WHERE target_table = $1 AND state = 'pending' FOR UPDATE{skip}",
+                skip = if lock == Lock::SkipTaken {
+                    " SKIP LOCKED"
+                } else {
+                    ""
+                }
             ),
             &[&table],
         )
@@ -172,6 +232,10 @@ async fn build(client: &mut Client, table: &str) -> Result<Option<Key>, PgError>
     else {
         return Ok(None);
     };
+    if !build_slot(&tx, table, lock).await.doing(&doing)? {
+        return Ok(None);
+    }
+    let started = Instant::now();
     let column: String = row.try_get(0).doing(&doing)?;
     let collection: String = row.try_get(1).doing(&doing)?;
     let (table_sql, column_sql) = (quote_table(table), quote(&column));

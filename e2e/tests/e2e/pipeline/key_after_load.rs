@@ -392,3 +392,180 @@ async fn another_run_does_not_land_in_a_table_whose_key_waits_for_a_run() {
         .await
         .expect("complete and verified");
 }
+
+/// The keys built at once on a database are bounded by four advisory-lock slots
+/// (`landing::keys`), however many consumers and tables a run has: while another
+/// session holds every slot, the run lands and its key waits, the consumer with it;
+/// once they are free the key is built and the consumer exits.
+#[tokio::test]
+async fn a_key_waits_for_a_free_build_slot() {
+    let env = TestEnv::new("key_after_load_slots").await.expect("env");
+    env.db()
+        .collection::<Document>("users")
+        .insert_many((0..3000).map(|i| doc! { "_id": i, "name": format!("n{i}") }))
+        .await
+        .expect("insert");
+    let holder = env.pg().await.expect("pg");
+    // The slots' first key is "m2pk" (0x6d32706b).
+    holder
+        .batch_execute("SELECT pg_advisory_lock(1832022123, s) FROM generate_series(0, 3) AS s")
+        .await
+        .expect("hold every slot");
+    assert_success(
+        &env.producer("r", &["run", "--batch-size", "500"])
+            .await
+            .expect("run"),
+        "producer",
+    );
+    let mut consumer = spawn_daemon(&env, "consumer", "r", &["--exit-when-done"]);
+    let pg = env.pg().await.expect("pg");
+    let deadline = tokio::time::Instant::now() + CONSUMERS_LIMIT;
+    loop {
+        let landed: Option<i64> = pg
+            .query_opt("SELECT count(*) FROM users", &[])
+            .await
+            .ok()
+            .flatten()
+            .map(|row| row.get(0));
+        if landed == Some(3000) {
+            break;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "the run did not land"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    // Landed: the consumer now looks for a slot, and none is free.
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let state: String = pg
+        .query_one(
+            "SELECT state FROM _migrate_keys WHERE target_table = 'users'",
+            &[],
+        )
+        .await
+        .expect("key state")
+        .get(0);
+    assert_eq!(state, "pending", "no key is built without a slot");
+    assert!(
+        consumer.try_wait().expect("consumer").is_none(),
+        "the consumer waits for its key"
+    );
+    holder
+        .batch_execute("SELECT pg_advisory_unlock_all()")
+        .await
+        .expect("unlock");
+    let status = tokio::time::timeout(CONSUMERS_LIMIT, consumer.wait())
+        .await
+        .expect("the consumer exits once a slot is free")
+        .expect("consumer");
+    assert!(status.success(), "consumer: {status}");
+    assert_eq!(primary_key(&pg, "users").await.as_deref(), Some("_id"));
+    assert_every_user_once(&pg, 3000).await;
+    env.assert_complete_and_verified("r", "users", &[])
+        .await
+        .expect("complete and verified");
+}
+
+/// The state of `table`'s key in `_migrate_keys`, if registered.
+async fn key_state(pg: &tokio_postgres::Client, table: &str) -> Option<String> {
+    pg.query_opt(
+        "SELECT state FROM _migrate_keys WHERE target_table = $1",
+        &[&table],
+    )
+    .await
+    .ok()
+    .flatten()
+    .map(|row| row.get(0))
+}
+
+/// The consumers of a run of several tables build different keys at once: while one
+/// consumer's build of `alpha` is held up (another session holds a lock on the table),
+/// the other builds `beta` instead of queueing for `alpha`'s; once the lock is gone
+/// `alpha`'s key is built too and both consumers exit.
+#[tokio::test]
+async fn consumers_build_different_keys_at_once() {
+    let env = TestEnv::new("key_after_load_parallel").await.expect("env");
+    for name in ["alpha", "beta"] {
+        env.db()
+            .collection::<Document>(name)
+            .insert_many(
+                (0..2000).map(|i| doc! { "_id": format!("d{i:05}"), "name": format!("n{i}") }),
+            )
+            .await
+            .expect("insert");
+    }
+    // Mapped, so that the consumers create both tables as they start.
+    let mapping = env.write_file(
+        "m.toml",
+        &["alpha", "beta"]
+            .map(|name| {
+                format!("[collections.{name}]\ncolumns = [\n  {{ name = \"_id\", path = \"_id\", type = \"text\" }},\n  {{ name = \"name\", path = \"name\", type = \"text\" }},\n]\n")
+            })
+            .concat(),
+    );
+    let args = ["--exit-when-done", "--mapping", mapping.as_str()];
+    let mut consumers = [
+        spawn_daemon(&env, "consumer", "r", &args),
+        spawn_daemon(&env, "consumer", "r", &args),
+    ];
+    let pg = env.pg().await.expect("pg");
+    let deadline = tokio::time::Instant::now() + CONSUMERS_LIMIT;
+    // The consumers register the tables' keys as they create them.
+    while key_state(&pg, "alpha").await.is_none() || key_state(&pg, "beta").await.is_none() {
+        assert!(tokio::time::Instant::now() < deadline, "no tables");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let mut holder = env.pg().await.expect("pg");
+    let hold = holder.transaction().await.expect("begin");
+    // Rows may land (COPY's lock does not conflict with it); the key's build may not.
+    hold.batch_execute("LOCK TABLE alpha IN ACCESS SHARE MODE")
+        .await
+        .expect("lock alpha");
+    assert_success(
+        &env.producer("r", &["run", "--batch-size", "500"])
+            .await
+            .expect("run"),
+        "producer",
+    );
+    while key_state(&pg, "beta").await.as_deref() != Some("built") {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "beta's key was not built while alpha's build waited"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert_eq!(key_state(&pg, "alpha").await.as_deref(), Some("pending"));
+    hold.rollback().await.expect("release alpha");
+    for consumer in &mut consumers {
+        let status = tokio::time::timeout(CONSUMERS_LIMIT, consumer.wait())
+            .await
+            .expect("the consumers exit once alpha's key is built")
+            .expect("consumer");
+        assert!(status.success(), "consumer: {status}");
+    }
+    for table in ["alpha", "beta"] {
+        assert_eq!(key_state(&pg, table).await.as_deref(), Some("built"));
+        assert_eq!(primary_key(&pg, table).await.as_deref(), Some("_id"));
+        let names: Vec<String> = pg
+            .query(
+                &format!("SELECT name FROM {table} ORDER BY _id COLLATE \"C\""),
+                &[],
+            )
+            .await
+            .expect("rows")
+            .iter()
+            .map(|row| row.get(0))
+            .collect();
+        assert_eq!(
+            names,
+            (0..2000).map(|i| format!("n{i}")).collect::<Vec<_>>(),
+            "{table}: every document once"
+        );
+    }
+    for table in ["alpha", "beta"] {
+        env.assert_complete_and_verified("r", table, &[])
+            .await
+            .expect("complete and verified");
+    }
+}
