@@ -280,6 +280,12 @@ def run_shape(shape, args, env, bin_dir, extra_env=None):
     mapping_us = mapping_alone(bin_dir, env, collection, mapping.name, args.docs)
     os.unlink(mapping.name)
 
+    # Of those seconds, the primary key's build after the load (none with the key during
+    # the load, `KEY_AFTER_LOAD=false`).
+    key_seconds = 0.0
+    if psql(db_url, "SELECT to_regclass('_migrate_keys') IS NOT NULL") == "t":
+        key_seconds = float(psql(db_url, "SELECT coalesce(sum(seconds), 0) FROM _migrate_keys "
+                                         f"WHERE run = '{run}' AND state = 'built'"))
     rows = int(psql(db_url, f'SELECT count(*) FROM "{collection}"'))
     if rows != args.docs:
         die(f"{rows} rows landed for {args.docs} documents")
@@ -319,6 +325,7 @@ def run_shape(shape, args, env, bin_dir, extra_env=None):
         "documents": args.docs,
         "consumers": args.consumers,
         "seconds": round(seconds, 3),
+        "key_build_seconds": round(key_seconds, 3),
         "docs_per_s": round(args.docs / seconds),
         "mb_per_s": round(megabytes / seconds, 1),
         "psql_copy_seconds": round(copy_seconds, 3),
@@ -457,11 +464,12 @@ def main():
 
     m = results["machine"]
     print(f"machine: {m['cores']} cores, {m['memory_gib']} GiB, {m['cpu']}, Linux {m['kernel']}")
-    print(f"{'round':>5} {'shape':<6} {'docs':>9} {'cons':>4} {'seconds':>8} {'docs/s':>8} {'MB/s':>6} "
+    print(f"{'round':>5} {'shape':<6} {'docs':>9} {'cons':>4} {'seconds':>8} {'key s':>6} {'docs/s':>8} {'MB/s':>6} "
           f"{'psql s':>7} {'ratio':>6} {'us/doc':>7} {'map us':>6} {'prod MiB':>8} {'cons MiB':>8}  infra CPU s")
     for r in results["runs"]:
         infra = " ".join(f"{k}={v}" for k, v in r["infra_cpu_s"].items())
-        print(f"{r['round']:>5} {r['shape']:<6} {r['documents']:>9} {r['consumers']:>4} {r['seconds']:>8.2f} {r['docs_per_s']:>8} "
+        print(f"{r['round']:>5} {r['shape']:<6} {r['documents']:>9} {r['consumers']:>4} {r['seconds']:>8.2f} "
+              f"{r['key_build_seconds']:>6.2f} {r['docs_per_s']:>8} "
               f"{r['mb_per_s']:>6} {r['psql_copy_seconds']:>7.2f} {r['ratio_to_psql_copy']:>6.3f} "
               f"{r['our_cpu_us_per_doc']:>7.1f} {r['mapping_us_per_doc']:>6.2f} {r['producer']['peak_rss_mib']:>8} "
               f"{max(c['peak_rss_mib'] for c in r['consumers_detail']):>8}  {infra}")

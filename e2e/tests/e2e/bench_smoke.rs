@@ -130,9 +130,15 @@ async fn the_benchmark_runs_and_reports_every_figure() {
             "mapping_us_per_doc",
             "status_seconds",
             "status_exact_seconds",
+            // The key is built after the load by default, inside the run's time.
+            "key_build_seconds",
         ] {
             assert!(r[key].as_f64().is_some_and(|v| v > 0.0), "{key} in {r}");
         }
+        assert!(
+            r["key_build_seconds"].as_f64() < r["seconds"].as_f64(),
+            "the key's build is part of the run's seconds: {r}"
+        );
         assert!(r["producer"]["peak_rss_mib"]
             .as_f64()
             .is_some_and(|v| v > 0.0));
