@@ -23,6 +23,39 @@ async fn primary_key(pg: &tokio_postgres::Client, table: &str) -> Option<String>
     .and_then(|row| row.get(0))
 }
 
+/// The state of `table`'s key in `_migrate_keys`, if registered.
+async fn key_state(pg: &tokio_postgres::Client, table: &str) -> Option<String> {
+    pg.query_opt(
+        "SELECT state FROM _migrate_keys WHERE target_table = $1",
+        &[&table],
+    )
+    .await
+    .ok()
+    .flatten()
+    .map(|row| row.get(0))
+}
+
+/// Inserts `count` documents `{_id: "d<i:05>", name: "n<i>"}` into `collection`.
+async fn insert_named(env: &TestEnv, collection: &str, count: i32) {
+    env.db()
+        .collection::<Document>(collection)
+        .insert_many(
+            (0..count).map(|i| doc! { "_id": format!("d{i:05}"), "name": format!("n{i}") }),
+        )
+        .await
+        .expect("insert");
+}
+
+/// A mapping of each of `collections` to its table of `_id` and `name`, as text.
+fn named_mapping(collections: &[&str]) -> String {
+    collections
+        .iter()
+        .map(|name| {
+            format!("[collections.{name}]\ncolumns = [\n  {{ name = \"_id\", path = \"_id\", type = \"text\" }},\n  {{ name = \"name\", path = \"name\", type = \"text\" }},\n]\n")
+        })
+        .collect()
+}
+
 /// Asserts that the unmapped `users` table holds each of the `count` seeded documents
 /// (`{_id: i, name: "n<i>"}`) once.
 async fn assert_every_user_once(pg: &tokio_postgres::Client, count: i32) {
@@ -62,18 +95,9 @@ fn spawn_daemon(env: &TestEnv, binary: &str, run: &str, args: &[&str]) -> tokio:
 /// logs and the mapping's path.
 async fn published_twice(env: &TestEnv, consumer_args: &[&str]) -> String {
     for name in ["plain", "typed"] {
-        env.db()
-            .collection::<Document>(name)
-            .insert_many(
-                (0..2000).map(|i| doc! { "_id": format!("d{i:05}"), "name": format!("n{i}") }),
-            )
-            .await
-            .expect("insert");
+        insert_named(env, name, 2000).await;
     }
-    let mapping = env.write_file(
-        "m.toml",
-        "[collections.typed]\ncolumns = [\n  { name = \"_id\", path = \"_id\", type = \"text\" },\n  { name = \"name\", path = \"name\", type = \"text\" },\n]\n",
-    );
+    let mapping = env.write_file("m.toml", &named_mapping(&["typed"]));
     assert_success(
         &env.producer("r", &["run", "--batch-size", "500"])
             .await
@@ -262,15 +286,7 @@ async fn a_daemon_builds_the_key_once_the_snapshot_has_landed() {
     let pg = env.pg().await.expect("pg");
     let deadline = tokio::time::Instant::now() + CONSUMERS_LIMIT;
     let state = loop {
-        let state: Option<String> = pg
-            .query_opt(
-                "SELECT state FROM _migrate_keys WHERE target_table = 'users'",
-                &[],
-            )
-            .await
-            .ok()
-            .flatten()
-            .map(|row| row.get(0));
+        let state = key_state(&pg, "users").await;
         if state.as_deref() == Some("built") || tokio::time::Instant::now() > deadline {
             break state;
         }
@@ -438,15 +454,11 @@ async fn a_key_waits_for_a_free_build_slot() {
     }
     // Landed: the consumer now looks for a slot, and none is free.
     tokio::time::sleep(Duration::from_secs(2)).await;
-    let state: String = pg
-        .query_one(
-            "SELECT state FROM _migrate_keys WHERE target_table = 'users'",
-            &[],
-        )
-        .await
-        .expect("key state")
-        .get(0);
-    assert_eq!(state, "pending", "no key is built without a slot");
+    assert_eq!(
+        key_state(&pg, "users").await.as_deref(),
+        Some("pending"),
+        "no key is built without a slot"
+    );
     assert!(
         consumer.try_wait().expect("consumer").is_none(),
         "the consumer waits for its key"
@@ -467,18 +479,6 @@ async fn a_key_waits_for_a_free_build_slot() {
         .expect("complete and verified");
 }
 
-/// The state of `table`'s key in `_migrate_keys`, if registered.
-async fn key_state(pg: &tokio_postgres::Client, table: &str) -> Option<String> {
-    pg.query_opt(
-        "SELECT state FROM _migrate_keys WHERE target_table = $1",
-        &[&table],
-    )
-    .await
-    .ok()
-    .flatten()
-    .map(|row| row.get(0))
-}
-
 /// The consumers of a run of several tables build different keys at once: while one
 /// consumer's build of `alpha` is held up (another session holds a lock on the table),
 /// the other builds `beta` instead of queueing for `alpha`'s; once the lock is gone
@@ -487,23 +487,10 @@ async fn key_state(pg: &tokio_postgres::Client, table: &str) -> Option<String> {
 async fn consumers_build_different_keys_at_once() {
     let env = TestEnv::new("key_after_load_parallel").await.expect("env");
     for name in ["alpha", "beta"] {
-        env.db()
-            .collection::<Document>(name)
-            .insert_many(
-                (0..2000).map(|i| doc! { "_id": format!("d{i:05}"), "name": format!("n{i}") }),
-            )
-            .await
-            .expect("insert");
+        insert_named(&env, name, 2000).await;
     }
     // Mapped, so that the consumers create both tables as they start.
-    let mapping = env.write_file(
-        "m.toml",
-        &["alpha", "beta"]
-            .map(|name| {
-                format!("[collections.{name}]\ncolumns = [\n  {{ name = \"_id\", path = \"_id\", type = \"text\" }},\n  {{ name = \"name\", path = \"name\", type = \"text\" }},\n]\n")
-            })
-            .concat(),
-    );
+    let mapping = env.write_file("m.toml", &named_mapping(&["alpha", "beta"]));
     let args = ["--exit-when-done", "--mapping", mapping.as_str()];
     let mut consumers = [
         spawn_daemon(&env, "consumer", "r", &args),
