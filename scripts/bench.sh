@@ -14,6 +14,9 @@
 # or, with --transforms first, hash and encrypt on three columns against the same run
 # untransformed, scripts/bench_transforms.py:
 #   scripts/bench.sh --transforms --docs 1000000 --consumers 4 --rounds 3
+# or, with --tables first, a run of several collections against psql \copy of each,
+# scripts/bench_tables.py:
+#   scripts/bench.sh --tables --docs 2000000 --collections 8 --consumers 4 --rounds 3
 set -euo pipefail
 cd "$(dirname "$0")/.."
 scripts/services.sh up
@@ -37,6 +40,10 @@ fi
 if [ "${1:-}" = "--transforms" ]; then
   shift
   exec python3 scripts/bench_transforms.py "$@"
+fi
+if [ "${1:-}" = "--tables" ]; then
+  shift
+  exec python3 scripts/bench_tables.py "$@"
 fi
 if [ "${1:-}" = "--live" ]; then
   shift

@@ -55,7 +55,7 @@ pub struct ConsumerConfig {
     pub mapping: Option<PathBuf>,
 
     /// Create new target tables without their primary key and build it, sorted, once
-    /// the run's snapshot has landed (before any change lands): faster COPY and a
+    /// its collection's snapshot has landed (before any change lands): faster COPY and a
     /// tighter key (a fifth to a quarter less time for narrow rows). A document
     /// published twice meanwhile (a --restart with another --batch-size) lands twice
     /// until then, and is kept once when the key is built. Tables with child tables,

@@ -16,9 +16,9 @@ use std::time::Duration;
 
 use async_nats::jetstream::consumer::PullConsumer;
 use common::naming::RunName;
-use common::naming::{bookkeeping_table, DEAD_LETTERS_TABLE, LEDGER_TABLE};
 use common::run_state::{RunManifest, RunState, StateError};
-use landing::pg::{self, Doing, PgError};
+use landing::ledger::accounted_batches;
+use landing::pg::{self, PgError};
 use tokio::sync::watch;
 use tokio_postgres::Client;
 use tokio_util::sync::CancellationToken;
@@ -42,34 +42,6 @@ pub(crate) enum DoneError {
     Postgres(#[from] PgError),
     #[error("no PostgreSQL connection")]
     NoConnection,
-}
-
-/// Batches landed or dead-lettered per collection of a run.
-pub(crate) async fn accounted_batches(
-    client: &Client,
-    run: &str,
-) -> Result<HashMap<String, u64>, tokio_postgres::Error> {
-    let rows = client
-        .query(
-            &format!(
-                "SELECT collection, count(*) FROM {} WHERE run = $1 GROUP BY collection
-                 UNION ALL
-                 SELECT collection, count(DISTINCT batch_id) FROM {} WHERE run = $1 AND batch_id IS NOT NULL
-                   AND batch_id NOT IN (SELECT batch_id FROM {} WHERE run = $1) GROUP BY collection",
-                bookkeeping_table(LEDGER_TABLE),
-                bookkeeping_table(DEAD_LETTERS_TABLE),
-                bookkeeping_table(LEDGER_TABLE)
-            ),
-            &[&run],
-        )
-        .await?;
-    let mut counts = HashMap::new();
-    for row in rows {
-        let collection: String = row.try_get(0)?;
-        let count: i64 = row.try_get(1)?;
-        *counts.entry(collection).or_insert(0) += count as u64;
-    }
-    Ok(counts)
 }
 
 /// Whether every batch of a complete manifest is accounted for.
@@ -114,9 +86,7 @@ pub(crate) async fn check(
     if info.num_pending > 0 || info.num_ack_pending > 0 {
         return Ok(Progress::Landing);
     }
-    let accounted = accounted_batches(client, run)
-        .await
-        .doing("counting the run's landed batches")?;
+    let accounted = accounted_batches(client, run).await?;
     Ok(if is_done(&manifest, &accounted) {
         if manifest.follow {
             Progress::Following

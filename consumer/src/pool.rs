@@ -24,7 +24,7 @@ use tokio_util::sync::CancellationToken;
 use crate::config::ConsumerConfig;
 use crate::done::Progress;
 use crate::error::ConsumerError;
-use crate::keys::build_keys;
+use crate::keys::{build_keys, LandedCollections};
 use crate::shared::Shared;
 use crate::stats::{Stats, Totals};
 use crate::writer::Writer;
@@ -359,12 +359,25 @@ async fn after_snapshot(
     let run = shared.run.as_str();
     let mut client: Option<tokio_postgres::Client> = None;
     let mut settled = shared.settled.subscribe();
+    let mut landed = LandedCollections::default();
     loop {
         // One look at the run; a server that stopped answering must not hold up a stop.
         let look = async {
             let Ok(Some(manifest)) = state.manifest().await else {
                 return Next::Wait;
             };
+            // Each collection's key as soon as its own snapshot has landed.
+            if shared.key_after_load && landed.published_untaken(&manifest) {
+                if client
+                    .as_ref()
+                    .is_none_or(tokio_postgres::Client::is_closed)
+                {
+                    client = pg::connect(&shared.database_url).await.ok();
+                }
+                if let Some(pg) = client.as_mut() {
+                    landed.build(pg, run, &manifest).await;
+                }
+            }
             // Without --key-after-load, a run that does not follow has nothing to do
             // after its snapshot here: consumers with it build the keys (and
             // `mongo2pg finish` any still waiting), then stop looking.

@@ -13,12 +13,14 @@
 //!    its primary key and registered here as pending ([`register`], in the same
 //!    transaction); a table that exists keeps its key, and one with child tables, or
 //!    one a change batch creates (nothing would build its key later), gets it at once;
-//! 2. once the run's snapshot has landed (every batch committed or dead-lettered), a
-//!    consumer builds it ([`build_pending`]): under the registry row's lock and one of
-//!    [`BUILDS_AT_ONCE`] advisory-lock slots (the consumers build different tables'
-//!    keys at once, a bounded number), `ALTER TABLE … ADD PRIMARY KEY`; if PostgreSQL finds a key twice, the copies but the
-//!    one landed last are deleted first and counted, so `status` counts each such
-//!    document once, as already landed. Changes land only after that: the
+//! 2. once its collection's snapshot has landed (published, and every batch committed
+//!    or dead-lettered), a consumer builds it ([`build_landed`]; [`build_pending`]
+//!    builds any left once the run's whole snapshot has): under the registry row's
+//!    lock and one of [`BUILDS_AT_ONCE`] advisory-lock slots (the consumers build
+//!    different tables' keys at once, a bounded number), `ALTER TABLE … ADD PRIMARY
+//!    KEY`; if PostgreSQL finds a key twice, the copies but the one landed last are
+//!    deleted first and counted, so `status` counts each such document once, as
+//!    already landed. Changes land only after that: the
 //!    arbitration and the upsert need the key;
 //! 3. `status` calls the run incomplete while a key is pending.
 
@@ -145,10 +147,36 @@ pub async fn of_run(client: &Client, run: &str) -> Result<Vec<Key>, PgError> {
 /// [`PgError`] when a build fails; nothing of that build is kept, and the next call
 /// tries again.
 pub async fn build_pending(client: &mut Client, run: &str) -> Result<Vec<Key>, PgError> {
+    build_where(client, run, |_| true, &[Lock::SkipTaken, Lock::Wait]).await
+}
+
+/// Builds the pending keys of `run`'s tables that land one of `collections`, whose
+/// snapshot has landed while the run's other collections still load; returns those
+/// this call built. A key another consumer is building is left to it, and one that
+/// fails is left for [`build_pending`] at the run's end.
+///
+/// # Errors
+/// [`PgError`] when a build fails; nothing of that build is kept.
+pub async fn build_landed(
+    client: &mut Client,
+    run: &str,
+    collections: &[&str],
+) -> Result<Vec<Key>, PgError> {
+    let landed = |key: &Key| collections.contains(&key.collection.as_str());
+    build_where(client, run, landed, &[Lock::SkipTaken]).await
+}
+
+/// Builds the pending keys of `run` that `wanted` selects, in one pass per lock mode.
+async fn build_where(
+    client: &mut Client,
+    run: &str,
+    wanted: impl Fn(&Key) -> bool,
+    passes: &[Lock],
+) -> Result<Vec<Key>, PgError> {
     let mut built = Vec::new();
-    for lock in [Lock::SkipTaken, Lock::Wait] {
+    for &lock in passes {
         for key in of_run(client, run).await? {
-            if key.built {
+            if key.built || !wanted(&key) {
                 continue;
             }
             if let Some(key) = build(client, &key.table, lock).await? {

@@ -1,6 +1,8 @@
 //! Questions about the ledger, the table with one row per landed batch (made in
 //! [`crate::schema`], written by [`crate::landing`]).
 
+use std::collections::HashMap;
+
 use common::naming::{
     bookkeeping_table, DEAD_LETTERS_TABLE, LEDGER_TABLE, REJECTS_TABLE, VERSIONS_TABLE,
 };
@@ -8,6 +10,38 @@ use tokio_postgres::Client;
 
 use crate::identifier::quote_table;
 use crate::pg::{Doing, PgError};
+
+/// Batches of `run` landed or dead-lettered, per collection: what a consumer compares
+/// with what the producer published to know a collection, or the run, has landed.
+///
+/// # Errors
+/// [`PgError`] when PostgreSQL cannot be read.
+pub async fn accounted_batches(
+    client: &Client,
+    run: &str,
+) -> Result<HashMap<String, u64>, PgError> {
+    let rows = client
+        .query(
+            &format!(
+                "SELECT collection, count(*) FROM {ledger} WHERE run = $1 GROUP BY collection
+                 UNION ALL
+                 SELECT collection, count(DISTINCT batch_id) FROM {dead} WHERE run = $1 AND batch_id IS NOT NULL
+                   AND batch_id NOT IN (SELECT batch_id FROM {ledger} WHERE run = $1) GROUP BY collection",
+                ledger = bookkeeping_table(LEDGER_TABLE),
+                dead = bookkeeping_table(DEAD_LETTERS_TABLE),
+            ),
+            &[&run],
+        )
+        .await
+        .doing("counting the run's landed batches")?;
+    let mut counts = HashMap::new();
+    for row in rows {
+        let collection: String = row.try_get(0).doing("reading the landed batches")?;
+        let count: i64 = row.try_get(1).doing("reading the landed batches")?;
+        *counts.entry(collection).or_insert(0) += u64::try_from(count).unwrap_or(0);
+    }
+    Ok(counts)
+}
 
 /// Whether anything of `run` (of `collection`, when given) reached this database: a
 /// landed batch, a reject or a dead letter. No means a mistyped run or collection

@@ -423,3 +423,25 @@ async fn the_finish_benchmark_runs_and_reports_its_ratio() {
         assert!(stdout.contains(figure), "{figure:?} not in {stdout}");
     }
 }
+
+/// A run of several collections against `psql \copy` of each (`scripts/bench.sh
+/// --tables`) at a small size, so that it keeps working: every row landed and every key
+/// built (the script checks both), the ratio, the tail and the keys built early reported.
+#[tokio::test(flavor = "multi_thread")]
+async fn the_tables_benchmark_runs_and_reports_its_ratio() {
+    let env = TestEnv::new("bench_tables").await.expect("env");
+    let stdout = run_script(
+        &env,
+        "bench_tables.py",
+        &["--docs", "3000", "--collections", "3", "--consumers", "2"],
+    )
+    .await;
+    for figure in [
+        "3000 flat users in 3 collections, 2 consumers",
+        "keys built before the last batch",
+        " of 3\n",
+        "median: ratio ",
+    ] {
+        assert!(stdout.contains(figure), "{figure:?} not in {stdout}");
+    }
+}

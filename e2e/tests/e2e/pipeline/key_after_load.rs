@@ -556,3 +556,83 @@ async fn consumers_build_different_keys_at_once() {
             .expect("complete and verified");
     }
 }
+
+/// A collection's key is built as soon as its own snapshot has landed, while the run's
+/// other collections still load: the producer publishes `small` and `large` at once,
+/// held to 500 documents a second, so `large` takes eight seconds to read; `small`'s key
+/// is built meanwhile, not at the run's end. Then `large`'s, and both tables hold every
+/// document once.
+#[tokio::test]
+async fn a_collection_s_key_is_built_as_soon_as_it_lands() {
+    let env = TestEnv::new("key_after_load_landed").await.expect("env");
+    insert_named(&env, "small", 200).await;
+    insert_named(&env, "large", 4000).await;
+    let mapping = env.write_file("m.toml", &named_mapping(&["small", "large"]));
+    let mut consumer = spawn_daemon(
+        &env,
+        "consumer",
+        "r",
+        &["--exit-when-done", "--mapping", mapping.as_str()],
+    );
+    let mut producer = spawn_daemon(
+        &env,
+        "producer",
+        "r",
+        &[
+            "--concurrency",
+            "2",
+            "--batch-size",
+            "100",
+            "--max-read-rate",
+            "500",
+        ],
+    );
+    let pg = env.pg().await.expect("pg");
+    let deadline = tokio::time::Instant::now() + CONSUMERS_LIMIT;
+    while key_state(&pg, "small").await.as_deref() != Some("built") {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "small's key was not built"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let large_landed: i64 = pg
+        .query_one("SELECT count(*) FROM large", &[])
+        .await
+        .expect("count")
+        .get(0);
+    assert!(
+        large_landed < 4000,
+        "small's key waited for large to land ({large_landed} rows)"
+    );
+    assert_eq!(key_state(&pg, "large").await.as_deref(), Some("pending"));
+    for (name, child) in [("producer", &mut producer), ("consumer", &mut consumer)] {
+        let status = tokio::time::timeout(CONSUMERS_LIMIT, child.wait())
+            .await
+            .unwrap_or_else(|_| panic!("the {name} exits"))
+            .expect(name);
+        assert!(status.success(), "{name}: {status}");
+    }
+    for (table, count) in [("small", 200), ("large", 4000)] {
+        assert_eq!(key_state(&pg, table).await.as_deref(), Some("built"));
+        assert_eq!(primary_key(&pg, table).await.as_deref(), Some("_id"));
+        let names: Vec<String> = pg
+            .query(
+                &format!("SELECT name FROM {table} ORDER BY _id COLLATE \"C\""),
+                &[],
+            )
+            .await
+            .expect("rows")
+            .iter()
+            .map(|row| row.get(0))
+            .collect();
+        assert_eq!(
+            names,
+            (0..count).map(|i| format!("n{i}")).collect::<Vec<_>>(),
+            "{table}: every document once"
+        );
+        env.assert_complete_and_verified("r", table, &[])
+            .await
+            .expect("complete and verified");
+    }
+}
