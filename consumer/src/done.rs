@@ -220,9 +220,12 @@ pub(crate) async fn watch_done(
                 tracing::debug!(error = %err, "cannot check whether the run is done yet; will retry")
             }
         }
-        // A followed run's snapshot has landed for good: its change batches settling
-        // tell nothing here, and would make a look at the ledger out of each.
-        let nudged = (last != Some(Progress::Following)).then_some(&mut settled);
+        // Settled batches tell of the run's end only once everything is published and
+        // the rest is landing: not while the producer publishes (each would cost NATS a
+        // request for the consumer's info, from every consumer), and not once a
+        // followed run's snapshot has landed for good (its change batches would make a
+        // look at the ledger out of each).
+        let nudged = (last == Some(Progress::Landing)).then_some(&mut settled);
         until_next_look(DONE_CHECK_EVERY, nudged, &stream, &stop).await;
         if stop.is_cancelled() {
             return;

@@ -364,7 +364,10 @@ async fn after_snapshot(
         // One look at the run; a server that stopped answering must not hold up a stop.
         let look = async {
             let Ok(Some(manifest)) = state.manifest().await else {
-                return Next::Wait;
+                return Next::Wait { published: false };
+            };
+            let wait = Next::Wait {
+                published: manifest.complete,
             };
             // Each collection's key as soon as its own snapshot has landed.
             if shared.key_after_load && landed.published_untaken(&manifest) {
@@ -392,7 +395,7 @@ async fn after_snapshot(
                 client = pg::connect(&shared.database_url).await.ok();
             }
             let Some(pg) = client.as_mut() else {
-                return Next::Wait;
+                return wait;
             };
             if manifest.follow {
                 let checked = done::check(&state, &snapshot, pg, run).await;
@@ -410,18 +413,21 @@ async fn after_snapshot(
                 // (an idle daemon does not ask PostgreSQL every second ever after).
                 return Next::Return;
             }
-            Next::Wait
+            wait
         };
         let next = tokio::select! {
             _ = stop.cancelled() => return,
             next = look => next,
         };
-        match next {
+        let published = match next {
             Next::Follow => break,
             Next::Return => return,
-            Next::Wait => {}
-        }
-        done::until_next_look(SNAPSHOT_CHECK_EVERY, Some(&mut settled), &snapshot, &stop).await;
+            Next::Wait { published } => published,
+        };
+        // While the producer publishes, a settled batch cannot be the run's last: the
+        // tick alone, and no request to NATS per settled batch.
+        let nudged = published.then_some(&mut settled);
+        done::until_next_look(SNAPSHOT_CHECK_EVERY, nudged, &snapshot, &stop).await;
         if stop.is_cancelled() {
             return;
         }
@@ -461,8 +467,9 @@ async fn after_snapshot(
 
 /// What [`after_snapshot`] does after one look at the run.
 enum Next {
-    /// Look again after a while.
-    Wait,
+    /// Look again after a while; `published` once the producer has published the
+    /// whole snapshot, the only time the run's last batch can settle.
+    Wait { published: bool },
     /// The snapshot has landed and the keys are built: apply the changes.
     Follow,
     /// Nothing to do after this run's snapshot.

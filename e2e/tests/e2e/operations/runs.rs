@@ -350,3 +350,94 @@ async fn the_read_rate_limit_holds_the_snapshot_back() {
         "{text}"
     );
 }
+
+/// While the producer publishes, a consumer's watchers (the run's end, the keys after
+/// the load) ask NATS nothing per settled batch: the run's last batch cannot have
+/// settled yet, and with many consumers each settled batch cost NATS a request from
+/// every one. Counted on the JetStream API subject of the stream's consumer info from
+/// the first landed batch to the producer's exit (30 batches over six seconds), where
+/// the throughput report alone asks every five seconds; then the run ends as before.
+#[tokio::test(flavor = "multi_thread")]
+async fn consumers_ask_nats_nothing_per_batch_while_the_producer_publishes() {
+    let env = TestEnv::new("watch_quiet").await.expect("env");
+    env.db()
+        .collection::<Document>("users")
+        .insert_many((0..3000).map(|i| doc! { "_id": i, "name": format!("n{i}") }))
+        .await
+        .expect("insert");
+    let nats = async_nats::connect(&env.nats_url).await.expect("nats");
+    let mut infos = nats
+        .subscribe(format!("$JS.API.CONSUMER.INFO.{}.>", env.stream))
+        .await
+        .expect("subscribe");
+    nats.flush().await.expect("flush");
+    let quiet = std::process::Stdio::null;
+    let mut consumer = env
+        .command("consumer", "r")
+        .args(["run", "--exit-when-done"])
+        .stdout(quiet())
+        .stderr(quiet())
+        .spawn()
+        .expect("consumer");
+    let mut producer = env
+        .command("producer", "r")
+        .args(["run", "--batch-size", "100", "--max-read-rate", "500"])
+        .stdout(quiet())
+        .stderr(quiet())
+        .spawn()
+        .expect("producer");
+    let pg = env.pg().await.expect("pg");
+    let deadline = tokio::time::Instant::now() + CONSUMERS_LIMIT;
+    loop {
+        let landed = pg
+            .query_one("SELECT count(*) FROM _migrate_ledger", &[])
+            .await
+            .map_or(0, |row| row.get::<_, i64>(0));
+        if landed > 0 {
+            break;
+        }
+        assert!(tokio::time::Instant::now() < deadline, "nothing landed");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    // What the consumer asked while binding and starting up is not counted.
+    let count_received = |infos: &mut async_nats::Subscriber| {
+        let mut received = 0;
+        while let Some(Some(_)) = futures::FutureExt::now_or_never(futures::StreamExt::next(infos))
+        {
+            received += 1;
+        }
+        received
+    };
+    count_received(&mut infos);
+    let published = tokio::time::timeout(CONSUMERS_LIMIT, producer.wait())
+        .await
+        .expect("the producer exits")
+        .expect("producer");
+    assert!(published.success(), "producer: {published}");
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    let asked = count_received(&mut infos);
+    assert!(
+        asked <= 3,
+        "the consumer asked NATS for its consumer's info {asked} times while the producer published"
+    );
+    let consumed = tokio::time::timeout(CONSUMERS_LIMIT, consumer.wait())
+        .await
+        .expect("the consumer exits")
+        .expect("consumer");
+    assert!(consumed.success(), "consumer: {consumed}");
+    let names: Vec<String> = pg
+        .query(
+            "SELECT doc->>'name' FROM users ORDER BY substr(doc->>'name', 2)::int",
+            &[],
+        )
+        .await
+        .expect("rows")
+        .iter()
+        .map(|row| row.get(0))
+        .collect();
+    assert_eq!(
+        names,
+        (0..3000).map(|i| format!("n{i}")).collect::<Vec<_>>(),
+        "every document once"
+    );
+}
