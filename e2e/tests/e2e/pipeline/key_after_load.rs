@@ -56,6 +56,28 @@ fn named_mapping(collections: &[&str]) -> String {
         .collect()
 }
 
+/// Asserts that `table`'s key is built and is its primary key, and that the table holds
+/// each of the `count` documents of [`insert_named`] once.
+async fn assert_keyed_and_named_once(pg: &tokio_postgres::Client, table: &str, count: i32) {
+    assert_eq!(key_state(pg, table).await.as_deref(), Some("built"));
+    assert_eq!(primary_key(pg, table).await.as_deref(), Some("_id"));
+    let names: Vec<String> = pg
+        .query(
+            &format!("SELECT name FROM {table} ORDER BY _id COLLATE \"C\""),
+            &[],
+        )
+        .await
+        .expect("rows")
+        .iter()
+        .map(|row| row.get(0))
+        .collect();
+    assert_eq!(
+        names,
+        (0..count).map(|i| format!("n{i}")).collect::<Vec<_>>(),
+        "{table}: every document once"
+    );
+}
+
 /// Asserts that the unmapped `users` table holds each of the `count` seeded documents
 /// (`{_id: i, name: "n<i>"}`) once.
 async fn assert_every_user_once(pg: &tokio_postgres::Client, count: i32) {
@@ -532,23 +554,7 @@ async fn consumers_build_different_keys_at_once() {
         assert!(status.success(), "consumer: {status}");
     }
     for table in ["alpha", "beta"] {
-        assert_eq!(key_state(&pg, table).await.as_deref(), Some("built"));
-        assert_eq!(primary_key(&pg, table).await.as_deref(), Some("_id"));
-        let names: Vec<String> = pg
-            .query(
-                &format!("SELECT name FROM {table} ORDER BY _id COLLATE \"C\""),
-                &[],
-            )
-            .await
-            .expect("rows")
-            .iter()
-            .map(|row| row.get(0))
-            .collect();
-        assert_eq!(
-            names,
-            (0..2000).map(|i| format!("n{i}")).collect::<Vec<_>>(),
-            "{table}: every document once"
-        );
+        assert_keyed_and_named_once(&pg, table, 2000).await;
     }
     for table in ["alpha", "beta"] {
         env.assert_complete_and_verified("r", table, &[])
@@ -614,23 +620,7 @@ async fn a_collection_s_key_is_built_as_soon_as_it_lands() {
         assert!(status.success(), "{name}: {status}");
     }
     for (table, count) in [("small", 200), ("large", 4000)] {
-        assert_eq!(key_state(&pg, table).await.as_deref(), Some("built"));
-        assert_eq!(primary_key(&pg, table).await.as_deref(), Some("_id"));
-        let names: Vec<String> = pg
-            .query(
-                &format!("SELECT name FROM {table} ORDER BY _id COLLATE \"C\""),
-                &[],
-            )
-            .await
-            .expect("rows")
-            .iter()
-            .map(|row| row.get(0))
-            .collect();
-        assert_eq!(
-            names,
-            (0..count).map(|i| format!("n{i}")).collect::<Vec<_>>(),
-            "{table}: every document once"
-        );
+        assert_keyed_and_named_once(&pg, table, count).await;
         env.assert_complete_and_verified("r", table, &[])
             .await
             .expect("complete and verified");
